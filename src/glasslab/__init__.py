@@ -1,0 +1,39 @@
+"""glasslab: open a language model, look inside it and change it.
+
+>>> import glasslab as gl
+>>> model = gl.load()                      # the offline default, Gemma 3 270M
+>>> run = model.run("The cat sat on the", cache=["blocks.*.resid_post"])
+>>> with model.intervene(gl.Ablate("blocks.5.attn.head_out", head=1)):
+...     model.generate("I think that")
+"""
+
+from .errors import GlasslabError, HookNameError, InputError, ModelLoadError, UnsupportedModelError
+from .interventions import Ablate, Add, Clamp, Intervention, Patch, Replace
+from .methods.info import ModelInfo, info
+from .methods.predict import Prediction, predict
+from .model import ActivationCache, Generation, Model, Run, load
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Ablate",
+    "ActivationCache",
+    "Add",
+    "Clamp",
+    "Generation",
+    "GlasslabError",
+    "HookNameError",
+    "InputError",
+    "Intervention",
+    "Model",
+    "ModelInfo",
+    "ModelLoadError",
+    "Patch",
+    "Prediction",
+    "Replace",
+    "Run",
+    "UnsupportedModelError",
+    "info",
+    "load",
+    "predict",
+]

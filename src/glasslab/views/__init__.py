@@ -1,0 +1,1 @@
+"""Renderers: result -> HTML, shared by notebooks, the app and reports."""
