@@ -7,9 +7,9 @@ that is renamed into place only when complete.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import logging
 import os
 import sys
 import time
@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 import transformers
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers.utils import logging as hf_logging
 
 from ..errors import ModelLoadError
 from ..store import atomic_directory, store_path
@@ -120,9 +121,11 @@ def _convert_gguf(gguf: Path, out: Path, provenance: dict) -> None:
     started = time.time()
     try:
         _say("glasslab: reading the tokenizer")
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        with _quiet_transformers(progress=False):
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         _say("glasslab: dequantizing the weights")
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        with _quiet_transformers(progress=True):
+            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     except Exception as exc:  # gguf/transformers raise many types for a bad file
         raise ModelLoadError(
             f"could not read GGUF file '{gguf}' ({_first_line(exc)}); the file may be truncated or of an "
@@ -133,8 +136,9 @@ def _convert_gguf(gguf: Path, out: Path, provenance: dict) -> None:
     model.hf_quantizer = None
     model.is_quantized = False
     _say("glasslab: writing safetensors")
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    with _quiet_transformers(progress=False):
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
     manifest = {
         **provenance,
         "converted_with": f"transformers {transformers.__version__}",
@@ -159,13 +163,14 @@ def _load_folder(folder: Path, name: str, dtype, device, device_map, trust_remot
     arch = architecture_for(config.model_type)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code, local_files_only=True)
-        hf_model = AutoModelForCausalLM.from_pretrained(
-            folder,
-            dtype=dtype,
-            device_map=device_map,
-            trust_remote_code=trust_remote_code,
-            local_files_only=True,
-        )
+        with _quiet_transformers(progress=False):
+            hf_model = AutoModelForCausalLM.from_pretrained(
+                folder,
+                dtype=dtype,
+                device_map=device_map,
+                trust_remote_code=trust_remote_code,
+                local_files_only=True,
+            )
     except Exception as exc:
         raise ModelLoadError(
             f"could not load the model in {folder} ({_first_line(exc)}); it may be corrupt or truncated: {remedy}"
@@ -232,4 +237,21 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-logging.getLogger("transformers.modeling_utils").setLevel(logging.ERROR)
+@contextlib.contextmanager
+def _quiet_transformers(progress: bool):
+    """Silence transformers' warnings (and its progress bars unless ``progress``) for one load."""
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    if progress:
+        hf_logging.enable_progress_bar()
+    else:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+        else:
+            hf_logging.disable_progress_bar()
