@@ -297,9 +297,7 @@ def test_predict_bad_k_or_target(llama, k, target):
     one_line(info.value, kind=gl.InputError)
 
 
-@pytest.mark.parametrize(
-    "options", [dict(max_new_tokens=0), dict(temperature=-1.0), dict(top_p=0.0), dict(top_p=1.5)]
-)
+@pytest.mark.parametrize("options", [dict(max_new_tokens=0), dict(temperature=-1.0), dict(top_p=0.0), dict(top_p=1.5)])
 def test_bad_generation_options(llama, options):
     with pytest.raises(gl.InputError) as info:
         llama.generate("the cat", **options)

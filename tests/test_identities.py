@@ -86,9 +86,7 @@ def test_cached_run_matches_eager_hf(full_run):
     model, run = full_run
     hf, mask = model.hf, run.attention_mask
     with eager_attention(hf), torch.no_grad():
-        out = hf(
-            input_ids=run.tokens, attention_mask=mask, output_hidden_states=True, output_attentions=True
-        )
+        out = hf(input_ids=run.tokens, attention_mask=mask, output_hidden_states=True, output_attentions=True)
     assert hf.config._attn_implementation in ("sdpa", "eager")
     close(real(run.logits, mask), real(out.logits, mask))
     # HF's hidden_states[L] is the input of block L; the last one is the final norm's output.

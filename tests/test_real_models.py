@@ -125,11 +125,8 @@ def test_smollm_logits_equal_hf(smol):
 
 
 def test_smollm_identities(smol):
-    run = smol.run(
-        "The quick brown fox jumps over the lazy dog",
-        cache=["blocks.*.resid_pre", "blocks.*.resid_mid", "blocks.*.resid_post", "blocks.*.attn_out"]
-        + ["blocks.*.mlp_out", "blocks.*.attn.head_out"],
-    )
+    sites = ["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "attn.head_out"]
+    run = smol.run("The quick brown fox jumps over the lazy dog", cache=[f"blocks.*.{site}" for site in sites])
     cache = run.cache
     for layer in range(smol.n_layers):
         b = f"blocks.{layer}."

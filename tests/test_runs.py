@@ -14,10 +14,19 @@ from .tiny import tiny_model
 PROMPTS = ["the cat sat on the mat and the dog ran to the park", "mary gave john a drink", "one two three"]
 
 
-def assert_no_hooks(model: gl.Model) -> None:
+def hook_snapshot(model: gl.Model) -> dict[str, tuple[int, ...]]:
+    """The forward hooks and pre-hooks on every module (Hugging Face installs some of its own for good
+    when asked for output_hidden_states / output_attentions, so runs are compared with a snapshot)."""
+    return {name: (*module._forward_hooks, *module._forward_pre_hooks) for name, module in model.hf.named_modules()}
+
+
+def assert_no_hooks(model: gl.Model, before: dict[str, tuple[int, ...]] | None = None) -> None:
     for name, module in model.hf.named_modules():
-        assert not module._forward_hooks, f"forward hook left on {name or 'the model'}"
-        assert not module._forward_pre_hooks, f"forward pre-hook left on {name or 'the model'}"
+        where = name or "the model"
+        if before is not None:
+            assert (*module._forward_hooks, *module._forward_pre_hooks) == before[name], f"hook left on {where}"
+        for fn in (*module._forward_hooks.values(), *module._forward_pre_hooks.values()):
+            assert not getattr(fn, "__module__", "").startswith("glasslab"), f"glasslab hook left on {where}: {fn}"
     assert not any(id(module) in attention.HANDLERS for module in model.hf.modules())
 
 
@@ -56,10 +65,9 @@ def test_resid_only_run_keeps_hf_attention(family_model, monkeypatch):
         return original(impl)
 
     monkeypatch.setattr(hf, "set_attn_implementation", record)
+    assert before == ("eager" if family_model.name == "tiny-gemma2" else "sdpa")  # Gemma 2 cannot run SDPA
     seen = []
-    handle = family_model.blocks[1].register_forward_pre_hook(
-        lambda *_: seen.append(hf.config._attn_implementation)
-    )
+    handle = family_model.blocks[1].register_forward_pre_hook(lambda *_: seen.append(hf.config._attn_implementation))
     try:
         family_model.run("the cat sat", cache=["blocks.*.resid_post"])
     finally:
@@ -67,7 +75,7 @@ def test_resid_only_run_keeps_hf_attention(family_model, monkeypatch):
     assert calls == [] and seen == [before]
     assert hf.config._attn_implementation == before
     # attention internals do switch (to glasslab's implementation), and switch back
-    family_model.run("the cat sat", cache=["blocks.0.attn.pattern"])
+    family_model.run("the cat sat", cache=["blocks.*.attn.pattern"])
     assert calls == ["glasslab", before]
     assert hf.config._attn_implementation == before
     monkeypatch.undo()
@@ -75,31 +83,43 @@ def test_resid_only_run_keeps_hf_attention(family_model, monkeypatch):
 
 
 def test_no_hooks_remain_after_any_run(family_model):
-    assert_no_hooks(family_model)
+    before = hook_snapshot(family_model)
+    assert_no_hooks(family_model, before)
     family_model.run("the cat sat", cache=["*"])
-    assert_no_hooks(family_model)
+    assert_no_hooks(family_model, before)
     family_model.run("the cat sat", cache=["*"], stop_at_layer=1)
-    assert_no_hooks(family_model)
+    assert_no_hooks(family_model, before)
     family_model.run("the cat sat", cache=["*"], logits=False)
-    assert_no_hooks(family_model)
+    assert_no_hooks(family_model, before)
     family_model.run(["the cat sat", "a dog"], cache=["*"], grad=True)
-    assert_no_hooks(family_model)
+    assert_no_hooks(family_model, before)
     with pytest.raises(gl.HookNameError):
         family_model.run("the cat", cache=["blocks.0.nope"])
-    assert_no_hooks(family_model)
+    assert_no_hooks(family_model, before)
 
 
 def test_failing_run_cleans_up():
     model = tiny_model("llama")
-    before = model.hf.config._attn_implementation
+    before, hooks = model.hf.config._attn_implementation, hook_snapshot(model)
     with pytest.raises(RuntimeError, match="boom"):
         model.run("the cat sat", cache=["blocks.0.resid_post"], interventions=[_Boom()])
-    assert_no_hooks(model)
+    assert_no_hooks(model, hooks)
     assert model.hf.config._attn_implementation == before
     # the model is the plain HF model again
     run = model.run("the cat sat")
     with torch.no_grad():
         assert torch.equal(run.logits, model.hf(run.tokens).logits)
+
+
+@pytest.mark.parametrize("site", ["attn.z", "attn.pattern", "attn.q", "attn.head_out"])
+def test_attention_internals_of_one_layer(family_model, site):
+    """Caching one layer's attention internals must leave the other layers' attention as the model's own."""
+    run = family_model.run(PROMPTS[:2], cache=[f"blocks.1.{site}"])
+    assert list(run.cache) == [f"blocks.1.{site}"]
+    with torch.no_grad():
+        expected = family_model.hf(input_ids=run.tokens, attention_mask=run.attention_mask).logits
+    mask = run.attention_mask.bool()
+    assert_close(run.logits[mask], expected[mask], rtol=0, atol=1e-5)
 
 
 # -- stopping early ----------------------------------------------------------------------------------
@@ -109,7 +129,7 @@ def test_stop_at_layer(family_model):
     for stop in range(family_model.n_layers + 1):
         calls = []
         handles = [
-            block.register_forward_pre_hook(lambda _m, _a, i=i: calls.append(i))
+            block.register_forward_hook(lambda _m, _a, _o, i=i, calls=calls: calls.append(i))
             for i, block in enumerate(family_model.blocks)
         ]
         try:
@@ -118,7 +138,7 @@ def test_stop_at_layer(family_model):
             for handle in handles:
                 handle.remove()
         assert run.logits is None
-        assert calls == list(range(stop))  # later blocks never ran
+        assert calls == list(range(stop))  # blocks from `stop` on never ran
         for layer in range(stop):
             for site in ("resid_pre", "resid_post"):
                 name = f"blocks.{layer}.{site}"
@@ -209,6 +229,7 @@ def hf_gradient(model: gl.Model, tokens: torch.Tensor, layer: int) -> torch.Tens
 
 
 def test_grad_run(family_model):
+    hooks = hook_snapshot(family_model)
     run = family_model.run("the cat sat on the mat", cache=["blocks.1.resid_post", "embed"], grad=True)
     resid = run.cache["blocks.1.resid_post"]
     assert resid.requires_grad and run.logits.requires_grad
@@ -222,11 +243,11 @@ def test_grad_run(family_model):
     for name, param in family_model.hf.named_parameters():
         assert param.grad is None, name
         assert not param.requires_grad, name
-    assert_no_hooks(family_model)
+    assert_no_hooks(family_model, hooks)
 
 
 def test_no_grad_run_caches_plain_tensors(family_model):
-    run = family_model.run("the cat sat", cache=["blocks.1.resid_post", "blocks.0.attn.z"])
+    run = family_model.run("the cat sat", cache=["blocks.1.resid_post", "blocks.*.attn.z"])
     for tensor in (*run.cache.values(), run.logits):
         assert not tensor.requires_grad
     with pytest.raises(RuntimeError):

@@ -10,6 +10,7 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..errors import GlasslabError
@@ -43,7 +44,7 @@ def friendly_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except GlasslabError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err.print("interrupted")
@@ -73,9 +74,9 @@ def info(
     result = model_info(_load(model, dtype, device))
     if as_json:
         return _emit_json(result)
-    table = Table(title=result.name, show_header=False)
+    table = Table(title=escape(result.name), show_header=False)
     for key, value in result.rows():
-        table.add_row(key, value)
+        table.add_row(escape(key), escape(value))
     out.print(table)
 
 
@@ -98,18 +99,20 @@ def predict(
     if as_json:
         return _emit_json(result)
     table = Table(
-        title=f"next token after {result.context_token!r} (position {result.position})",
+        title=escape(f"next token after {result.context_token!r} (position {result.position})"),
         caption=f"entropy {result.entropy_nats:.3f} nats",
     )
     for column in ("rank", "token", "probability", "logit"):
         table.add_column(column, justify="left" if column == "token" else "right")
     for s in result.top:
-        table.add_row(str(s.rank), repr(s.token), f"{s.probability:.4f}", f"{s.logit:.3f}")
+        table.add_row(str(s.rank), escape(repr(s.token)), f"{s.probability:.4f}", f"{s.logit:.3f}")
     out.print(table)
     if result.target:
         t = result.target
         out.print(
-            f"target {t.token!r}: rank {t.rank}, probability {t.probability:.4g}, logit {t.logit:.3f}", highlight=False
+            f"target {t.token!r}: rank {t.rank}, probability {t.probability:.4g}, logit {t.logit:.3f}",
+            highlight=False,
+            markup=False,
         )
 
 
@@ -136,7 +139,7 @@ def generate(
     )
     if as_json:
         return _emit_json(result)
-    out.print(f"[bold]{result.prompt}[/]{result.completion}", highlight=False, markup=True)
+    out.print(f"[bold]{escape(result.prompt)}[/]{escape(result.completion)}", highlight=False, markup=True)
 
 
 @app.command()
@@ -155,17 +158,17 @@ def hooks(
     if as_json:
         sys.stdout.write(json.dumps({"kind": "hooks", "model": loaded.name, "hooks": names}, indent=2) + "\n")
         return
-    table = Table(title=f"{loaded.name}: {len(names)} hooks ({{L}} = 0..{loaded.n_layers - 1})")
+    table = Table(title=escape(f"{loaded.name}: {len(names)} hooks ({{L}} = 0..{loaded.n_layers - 1})"))
     table.add_column("name")
     table.add_column("shape and meaning")
     for name, (_, doc) in GLOBAL_SITES.items():
         if name != "ln_final" and name != "logits":
-            table.add_row(name, doc)
+            table.add_row(name, escape(doc))
     for site, (_, doc) in BLOCK_SITES.items():
         if f"blocks.0.{site}" in names:
-            table.add_row(f"blocks.{{L}}.{site}", doc)
+            table.add_row(f"blocks.{{L}}.{site}", escape(doc))
     for name in ("ln_final", "logits"):
-        table.add_row(name, GLOBAL_SITES[name][1])
+        table.add_row(name, escape(GLOBAL_SITES[name][1]))
     out.print(table)
 
 
