@@ -54,11 +54,14 @@ def with_block_output_hook(model: gl.Model, layer: int, fn, prompt) -> torch.Ten
 
 
 def hooks_left(model: gl.Model) -> list[str]:
+    """glasslab's hooks still attached (Hugging Face keeps output-capturing hooks of its own for good once
+    output_hidden_states / output_attentions has been used on a shared tiny model: those are not ours)."""
     left = []
     for name, module in model.hf.named_modules():
-        for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_forward_hooks_with_kwargs"):
-            if getattr(module, attr, None):
-                left.append(f"{name or '<root>'}.{attr}")
+        for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks"):
+            for fn in getattr(module, attr, {}).values():
+                if getattr(fn, "__module__", "").startswith("glasslab"):
+                    left.append(f"{name or '<root>'}.{attr}")
     left += [f"attention handler {key}" for key in attention.HANDLERS if key in {id(m) for m in model.hf.modules()}]
     return left
 

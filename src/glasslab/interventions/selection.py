@@ -59,14 +59,14 @@ def element_mask(
         if pos is not None:
             mask = mask & pos.view(shape[0], shape[1], *([1] * (len(shape) - 2)))
     elif layout == "kv_heads":
-        pos = position_mask(position, shape[1], 0, ctx.prompt_lengths)
+        pos = position_mask(position, shape[1], ctx.key_offset, ctx.prompt_lengths)
         if pos is not None:
             mask = mask & pos.view(shape[0], shape[1], 1, 1)
     elif layout == "pattern":
         query = position_mask(position, shape[2], ctx.offset, ctx.prompt_lengths)
         if query is not None:
             mask = mask & query.view(shape[0], 1, shape[2], 1)
-        keys = position_mask(key_position, shape[3], 0, ctx.prompt_lengths)
+        keys = position_mask(key_position, shape[3], ctx.key_offset, ctx.prompt_lengths)
         if keys is not None:
             mask = mask & keys.view(shape[0], 1, 1, shape[3])
     if head is not None:
@@ -99,7 +99,7 @@ def aligned_source(
     feature_dims = slice(1, 2) if layout == "pattern" else slice(2, None)
     if source.shape[feature_dims] != act.shape[feature_dims]:
         raise InputError(f"{what} has shape {tuple(source.shape)}, which does not fit activations {tuple(act.shape)}")
-    start = 0 if layout == "kv_heads" else ctx.offset
+    start = ctx.key_offset if layout == "kv_heads" else ctx.offset
     length = act.shape[pos_dim]
     available = max(0, min(length, source.shape[pos_dim] - start))
     if available < length and mask is not None:
@@ -116,9 +116,9 @@ def aligned_source(
         )
     piece = source.narrow(pos_dim, start, available)
     if layout == "pattern":
-        if piece.shape[3] < act.shape[3]:
+        if piece.shape[3] < ctx.key_offset + act.shape[3]:
             raise InputError(f"{what} has fewer key positions than this run")
-        piece = piece[..., : act.shape[3]]
+        piece = piece[..., ctx.key_offset : ctx.key_offset + act.shape[3]]
     piece = piece.expand(act.shape[0], *piece.shape[1:])
     if available == length:
         return piece

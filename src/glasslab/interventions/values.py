@@ -121,14 +121,14 @@ class Ablate(Intervention):
     def replacement(self, act, layout, ctx, mask):
         if self.how == "zero":
             return torch.zeros((), dtype=act.dtype)
-        values, padding = reference_activation(self.reference, self.hook)
+        values, padding = reference_activation(self.reference, ctx.hook)
         if self.how == "mean":
             if layout == "pattern":
                 raise InputError("mean ablation of an attention pattern is not defined; use zero or Patch")
             return masked_mean(values, padding).to(act.device)
         generator = torch.Generator().manual_seed(self.seed)
         rows = torch.randint(values.shape[0], (act.shape[0],), generator=generator)
-        return aligned_source(values[rows], act, layout, ctx, mask, f"resample reference for '{self.hook}'")
+        return aligned_source(values[rows], act, layout, ctx, mask, f"resample reference for '{ctx.hook}'")
 
 
 @dataclass(frozen=True, eq=False)
@@ -146,8 +146,8 @@ class Patch(Intervention):
             raise InputError(f"Patch needs source=<a Run that cached '{self.hook}'>")
 
     def replacement(self, act, layout, ctx, mask):
-        values, _ = reference_activation(self.source, self.hook)
-        return aligned_source(values, act, layout, ctx, mask, f"patch source for '{self.hook}'")
+        values, _ = reference_activation(self.source, ctx.hook)
+        return aligned_source(values, act, layout, ctx, mask, f"patch source for '{ctx.hook}'")
 
 
 @dataclass(frozen=True, eq=False)

@@ -53,8 +53,8 @@ def _repeat_kv(states: torch.Tensor, n_rep: int) -> torch.Tensor:
 def glasslab_attention(module, query, key, value, attention_mask, **kwargs):
     """Attention with hook points; query/key/value are [batch, heads, pos, d_head] as HF passes them."""
     handler = HANDLERS.get(id(module))
-    if handler is None:
-        return ALL_ATTENTION_FUNCTIONS["sdpa"](module, query, key, value, attention_mask, **kwargs)
+    if handler is None:  # a module no run is looking into: the family's own eager attention is right for all
+        return family_eager_attention(module)(module, query, key, value, attention_mask, **kwargs)
     query, key, value = handler.on_qkv(query, key, value)
     if handler.needs_pattern or handler.base_implementation == "eager":
         base = family_eager_attention(module)

@@ -88,7 +88,9 @@ def generate(
         options.update(temperature=temperature, top_p=top_p, top_k=0)
     else:
         options.update(temperature=None, top_p=None, top_k=None)
-    rng = torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext()
+    # Seeding must not disturb the caller's random state (CPU, and the model's GPU if any).
+    gpus = [model.device.index or 0] if model.device.type == "cuda" else []
+    rng = torch.random.fork_rng(devices=gpus) if seed is not None else contextlib.nullcontext()
     with torch.inference_mode(), session, rng:
         if seed is not None:
             torch.manual_seed(seed)

@@ -114,7 +114,9 @@ def _unknown_message(name: str, valid: list[str], wildcard: bool = False) -> str
 class ApplyContext:
     """What an intervention needs to know about the forward pass it is acting in."""
 
+    hook: str  # the concrete hook name (an intervention's own may be a wildcard)
     offset: int  # absolute position of the first query token in this forward pass
+    key_offset: int  # absolute position of the first key (non-zero with a sliding-window cache)
     prompt_lengths: torch.Tensor  # [batch] real (unpadded) prompt lengths
 
 

@@ -82,8 +82,14 @@ class HookSession:
     # -- the one place where cached values and interventions meet --------------------------------
     def process(self, name: str, value: torch.Tensor, layout: str) -> torch.Tensor:
         """Apply this hook's interventions in order, cache the result, and return it."""
-        for intervention in self.bound.get(name, ()):
-            value = intervention.apply(value, layout, ApplyContext(self.offset, self.prompt_lengths))
+        interventions = self.bound.get(name, ())
+        if interventions:
+            # Keys cover the positions seen so far, or only the last window of a sliding-window cache.
+            n_keys = value.shape[3] if layout == "pattern" else value.shape[1]
+            key_offset = self._seen - n_keys if layout in ("kv_heads", "pattern") else 0
+            ctx = ApplyContext(name, self.offset, key_offset, self.prompt_lengths)
+        for intervention in interventions:
+            value = intervention.apply(value, layout, ctx)
         if name in self.cache_names:
             self.cache[name] = value if self.keep_graph else value.detach()
         return value
@@ -113,6 +119,11 @@ class HookSession:
         self._hook(m.hf, "post", self._on_model_end)
         if self.wants("embed") or self.keep_graph:
             self._hook(m.module(m.arch.embed), "post", self._on_embed)
+        # Once the model switches to glasslab's attention, every layer needs a handler (a pass-through
+        # where nothing is asked), so each keeps the model's own implementation (e.g. Gemma 2's eager).
+        self._any_attention = any(
+            self.wants(f"blocks.{layer}.{site}") for layer in range(m.n_layers) for site in ATTENTION_INTERNALS
+        )
         for layer in range(m.n_layers):
             if self.stop_at_layer is not None and layer >= self.stop_at_layer:
                 break
@@ -128,10 +139,9 @@ class HookSession:
         m, arch = self.model, self.model.arch
         block = m.blocks[layer]
         n = f"blocks.{layer}."
-        attn_internals = [n + site for site in ATTENTION_INTERNALS]
         if self.wants(n + "resid_pre", n + "resid_mid"):
             self._hook(block, "pre", self._resid_pre_hook(layer), with_kwargs=True)
-        if self.wants(*attn_internals):
+        if self._any_attention:
             attn_module = m.block_module(layer, arch.attn)
             handler = _LayerAttention(self, layer, m.hf.config._attn_implementation)
             attention.HANDLERS[id(attn_module)] = handler
