@@ -2,8 +2,9 @@
 
 Positions are absolute token positions in the sequence; a negative position counts back from the end
 of each prompt (``-1`` is every prompt's last real token, whatever its padding). During generation a
-forward pass sees only the new positions (``offset`` onwards) for query-indexed hooks, and every
-position so far for keys and values.
+forward pass sees only the new positions (``offset`` onwards) for query-indexed hooks, and the keys
+and values of every position so far (or of the window a sliding-window cache keeps, ``key_offset``
+onwards).
 """
 
 from __future__ import annotations

@@ -78,6 +78,7 @@ class HookSession:
         self._resid_pre: dict[int, torch.Tensor] = {}
         self._z: dict[int, torch.Tensor] = {}
         self._previous_attention: str | None = None
+        self._any_attention = False
 
     # -- the one place where cached values and interventions meet --------------------------------
     def process(self, name: str, value: torch.Tensor, layout: str) -> torch.Tensor:
@@ -132,7 +133,7 @@ class HookSession:
             self._install_stop()
         elif self.wants("ln_final") or not self.need_logits:
             self._hook(m.module(m.arch.final_norm), "post", self._on_final_norm)
-        if any(self._handlers):
+        if self._handlers:
             self._switch_attention(attention.IMPLEMENTATION)
 
     def _install_layer(self, layer: int) -> None:
