@@ -8,7 +8,8 @@ import torch
 
 from ..errors import InputError
 from ..model.model import Model
-from ..views.html import html_table
+from ..views.figures import Bars, Figure
+from ..views.html import figure_html
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,13 @@ class TokenScore:
 
 
 @dataclass(frozen=True)
+class TokenLoss:
+    position: int
+    token: str
+    loss: float  # -log p(token | the tokens before it), in nats
+
+
+@dataclass(frozen=True)
 class Prediction:
     model: str
     prompt: str
@@ -29,6 +37,8 @@ class Prediction:
     top: list[TokenScore]
     entropy_nats: float
     target: TokenScore | None
+    token_losses: list[TokenLoss]  # every token after the first
+    mean_loss: float
 
     def to_dict(self) -> dict:
         def score(s: TokenScore) -> dict:
@@ -49,18 +59,49 @@ class Prediction:
             "entropy_nats": self.entropy_nats,
             "top": [score(s) for s in self.top],
             "target": score(self.target) if self.target else None,
+            "token_losses": [{"position": t.position, "token": t.token, "loss": t.loss} for t in self.token_losses],
+            "mean_loss": self.mean_loss,
         }
 
-    def _repr_html_(self) -> str:
-        rows = [[s.rank, repr(s.token), s.probability, s.logit] for s in self.top]
-        caption = (
-            f"next token after {self.context_token!r} (position {self.position}); entropy {self.entropy_nats:.3f} nats"
+    def figure(self) -> Figure:
+        panels = [
+            Bars(
+                "next-token probabilities",
+                [repr(s.token) for s in self.top],
+                [s.probability for s in self.top],
+                "probability",
+                hover=[f"{s.token!r}: p={s.probability:.4f}, logit={s.logit:.3f}, rank {s.rank}" for s in self.top],
+            ),
+        ]
+        if self.token_losses:
+            panels.append(
+                Bars(
+                    "loss of each token given the ones before it",
+                    [f"{t.position} {t.token!r}" for t in self.token_losses],
+                    [t.loss for t in self.token_losses],
+                    "nats (higher = more surprising)",
+                )
+            )
+        return Figure(
+            f"{self.model}: what comes after {self.context_token!r}",
+            panels,
+            what_you_see="The tokens the model rates most likely to come next, and how surprised it was by each "
+            "token of your text.",
+            how_to_read="Probabilities come from the softmax of the logits at the chosen position; they sum to 1 "
+            "over the whole vocabulary, so the bars show only the top few. A token's loss is -log of the "
+            "probability the model gave it before seeing it; 0 means it was certain.",
+            caveat="A high probability says what the model expects, not that the continuation is true; "
+            "probabilities of single tokens ignore words that span several tokens.",
+            extra={"entropy": f"{self.entropy_nats:.3f} nats", "mean loss": f"{self.mean_loss:.3f} nats"},
         )
-        return html_table(["rank", "token", "probability", "logit"], rows, caption=caption)
+
+    def _repr_html_(self) -> str:
+        return figure_html(self.figure())
 
 
 def predict(model: Model, prompt: str, *, k: int = 10, position: int = -1, target: str | None = None) -> Prediction:
-    """Top-``k`` next tokens at ``position`` (default: after the last token), and ``target``'s standing.
+    """Top-``k`` next tokens at ``position`` (default: after the last token), ``target``'s standing, and
+    the loss of every token of the prompt given the tokens before it.
 
     ``target`` is text; its first token is scored (include the leading space, e.g. ``" Paris"``).
     """
@@ -92,6 +133,13 @@ def predict(model: Model, prompt: str, *, k: int = 10, position: int = -1, targe
         if not ids:
             raise InputError("the target is empty; give the text of the token to score, e.g. ' Paris'")
         target_score = score(ids[0])
+    all_log_probs = torch.log_softmax(run.logits[0, :-1].float(), dim=-1)
+    next_ids = run.tokens[0, 1:]
+    losses = (-all_log_probs.gather(1, next_ids[:, None].to(all_log_probs.device))[:, 0]).tolist()
+    token_losses = [
+        TokenLoss(i + 1, model.tokenizer.decode([int(t)]), loss)
+        for i, (t, loss) in enumerate(zip(next_ids.tolist(), losses, strict=True))
+    ]
     return Prediction(
         model=model.name,
         prompt=prompt,
@@ -100,4 +148,6 @@ def predict(model: Model, prompt: str, *, k: int = 10, position: int = -1, targe
         top=[score(int(i), r + 1) for r, i in enumerate(top.indices)],
         entropy_nats=entropy,
         target=target_score,
+        token_losses=token_losses,
+        mean_loss=sum(losses) / len(losses) if losses else 0.0,
     )

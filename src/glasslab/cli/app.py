@@ -1,0 +1,76 @@
+"""The Typer app and what every command shares: model options, one-line errors, ``--json`` and ``--out``."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from ..errors import GlasslabError
+
+app = typer.Typer(
+    name="glasslab",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Open a language model, look inside it and change it.",
+)
+out = Console()
+err = Console(stderr=True)
+
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="Hub id, local folder or .gguf file (default: the offline Gemma 3 270M)."),
+]
+DtypeOpt = Annotated[str, typer.Option(help="float32, bfloat16, float16 or auto.")]
+DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda, mps or auto.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of a table.")]
+
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def friendly_errors(command: F) -> F:
+    """Turn glasslab's errors into one line on stderr and exit status 2 (no traceback)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except GlasslabError as exc:
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+OutOpt = Annotated[
+    str | None, typer.Option("--out", "-o", help="Also write the result: .html (interactive), .png, .svg or .json.")
+]
+
+
+def load_model(model: str | None, dtype: str, device: str):
+    from ..model.loading import load
+
+    return load(model, dtype=dtype, device=device)
+
+
+def emit(result, as_json: bool, out_file: str | None, show: Callable[[], None]) -> None:
+    """Write ``--out`` if asked, then print JSON (``--json``) or the readable view (``show``)."""
+    if out_file:
+        from ..views.export import write_result
+
+        written = write_result(result, out_file)
+        err.print(f"wrote {escape(str(written))}", highlight=False)
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n")
+    else:
+        show()

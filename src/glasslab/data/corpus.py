@@ -1,0 +1,136 @@
+"""Where text comes from: a stream of documents, never all of it in memory.
+
+Sources:
+- ``"builtin"``: text every Python installation ships, so corpus methods work offline: the reference
+  manual's topics (``pydoc_data.topics``) and the standard library's docstrings (read with ``ast``,
+  without importing any module). About 2 MB of English technical prose.
+- a ``.txt`` or ``.jsonl`` file, or a folder of them (``.jsonl`` lines carry a ``text`` field).
+- ``"hf:NAME[:CONFIG]"``: a Hugging Face dataset, streamed (needs the ``datasets`` extra and a
+  reachable hub or a local dataset cache).
+
+Every source can be split by a stable hash of each document's id into ``"train"`` (90%) and
+``"test"`` (10%), so held-out evaluation never sees training text.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import sysconfig
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from ..errors import InputError
+
+Split = Literal["train", "test"] | None
+_TEST_FRACTION = 0.1
+_MIN_CHARS = 80  # shorter docstrings carry little text
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A named, re-iterable stream of documents."""
+
+    source: str
+    split: Split = None
+    text_field: str = "text"
+
+    def __iter__(self) -> Iterator[str]:
+        for doc_id, text in self._documents():
+            if self.split is None or _split_of(doc_id) == self.split:
+                yield text
+
+    def _documents(self) -> Iterator[tuple[str, str]]:
+        if self.source == "builtin":
+            yield from _builtin_documents()
+        elif self.source.startswith("hf:"):
+            yield from _hf_documents(self.source[3:], self.text_field)
+        else:
+            yield from _file_documents(Path(self.source).expanduser(), self.text_field)
+
+    def describe(self) -> str:
+        return self.source + (f" ({self.split} split)" if self.split else "")
+
+
+def load_corpus(source: str = "builtin", *, split: Split = None, text_field: str = "text") -> Corpus:
+    """A corpus from ``"builtin"``, a file or folder, or ``"hf:NAME[:CONFIG]"``; checked before streaming."""
+    if split not in (None, "train", "test"):
+        raise InputError(f"split must be 'train', 'test' or None, got {split!r}")
+    if source != "builtin" and not source.startswith("hf:"):
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise InputError(f"corpus '{source}' is not 'builtin', 'hf:NAME' or an existing file or folder")
+        if path.is_file() and path.suffix not in (".txt", ".jsonl"):
+            raise InputError(f"corpus file '{source}' must end in .txt or .jsonl")
+    return Corpus(source, split, text_field)
+
+
+def _split_of(doc_id: str) -> str:
+    digest = hashlib.sha256(doc_id.encode()).digest()
+    return "test" if digest[0] < 256 * _TEST_FRACTION else "train"
+
+
+def _builtin_documents() -> Iterator[tuple[str, str]]:
+    from pydoc_data.topics import topics
+
+    for name in sorted(topics):
+        yield f"topic:{name}", topics[name]
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    for path in sorted(stdlib.rglob("*.py")):
+        relative = path.relative_to(stdlib)
+        if relative.parts[0] in ("test", "idlelib", "lib2to3", "site-packages", "tkinter") or "tests" in relative.parts:
+            continue
+        yield from _docstrings(path, str(relative))
+
+
+def _docstrings(path: Path, label: str) -> Iterator[tuple[str, str]]:
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (SyntaxError, UnicodeDecodeError, OSError):
+        return
+    nodes = [tree, *(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef | ast.AsyncFunctionDef))]
+    for node in nodes:
+        text = ast.get_docstring(node)
+        if text and len(text) >= _MIN_CHARS:
+            yield f"doc:{label}:{getattr(node, 'name', '')}:{getattr(node, 'lineno', 0)}", text
+
+
+def _file_documents(path: Path, text_field: str) -> Iterator[tuple[str, str]]:
+    files = sorted(p for p in path.rglob("*") if p.suffix in (".txt", ".jsonl")) if path.is_dir() else [path]
+    for file in files:
+        if file.suffix == ".txt":
+            yield str(file), file.read_text(encoding="utf-8", errors="replace")
+            continue
+        with file.open(encoding="utf-8") as lines:
+            for number, line in enumerate(lines, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    raise InputError(f"{file}:{number} is not valid JSON; each line must be one JSON object") from None
+                if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
+                    raise InputError(f"{file}:{number} has no string field '{text_field}'; pass text_field=...")
+                yield f"{file}:{number}", record[text_field]
+
+
+def _hf_documents(spec: str, text_field: str) -> Iterator[tuple[str, str]]:
+    try:
+        import datasets
+    except ImportError:
+        raise InputError("Hugging Face datasets need the extra: pip install 'glasslab[datasets]'") from None
+    name, _, config = spec.partition(":")
+    try:
+        stream = datasets.load_dataset(name, config or None, split="train", streaming=True)
+    except Exception as exc:  # offline, unknown name, gated...
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise InputError(
+            f"could not open dataset '{name}' ({first}); offline, use corpus 'builtin' or a local .txt/.jsonl"
+        ) from None
+    for index, record in enumerate(stream):
+        text = record.get(text_field)
+        if isinstance(text, str) and text.strip():
+            yield f"{spec}:{index}", text

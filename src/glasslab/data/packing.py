@@ -1,0 +1,55 @@
+"""Documents -> fixed-length token sequences, the shape corpus methods train and scan on."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+import torch
+
+from ..errors import InputError
+
+if TYPE_CHECKING:
+    from ..model.model import Model
+
+
+def packed_sequences(
+    model: Model, documents: Iterable[str], seq_len: int, limit: int | None = None
+) -> Iterator[torch.Tensor]:
+    """Token sequences of exactly ``seq_len``: BOS, then documents' tokens back to back (EOS between).
+
+    Each sequence starts with BOS (when the tokenizer has one) like every prompt glasslab runs, so
+    position 0 behaves as it does in ``model.run``. Stops after ``limit`` sequences if given.
+    """
+    if seq_len < 2:
+        raise InputError(f"seq_len must be at least 2, got {seq_len}")
+    if model.context_length and seq_len > model.context_length:
+        raise InputError(f"seq_len {seq_len} exceeds the model's context window of {model.context_length}")
+    bos, eos = model.tokenizer.bos_token_id, model.tokenizer.eos_token_id
+    body = seq_len - (1 if bos is not None else 0)
+    buffer: list[int] = []
+    made = 0
+    for text in documents:
+        buffer.extend(model.tokenizer(text, add_special_tokens=False)["input_ids"])
+        if eos is not None:
+            buffer.append(eos)
+        while len(buffer) >= body:
+            chunk, buffer = buffer[:body], buffer[body:]
+            yield torch.tensor(([bos] if bos is not None else []) + chunk, dtype=torch.long)
+            made += 1
+            if limit is not None and made >= limit:
+                return
+
+
+def batches(sequences: Iterable[torch.Tensor], batch_size: int) -> Iterator[torch.Tensor]:
+    """Stack sequences into [batch, seq_len] tensors (the last batch may be smaller)."""
+    if batch_size < 1:
+        raise InputError(f"batch_size must be at least 1, got {batch_size}")
+    group: list[torch.Tensor] = []
+    for sequence in sequences:
+        group.append(sequence)
+        if len(group) == batch_size:
+            yield torch.stack(group)
+            group = []
+    if group:
+        yield torch.stack(group)
