@@ -203,17 +203,17 @@ class Model:
         )
         output_logits = None
         grad_mode = contextlib.nullcontext() if grad else torch.inference_mode()
+        # Without padding, no mask: the call is then exactly the plain Hugging Face forward.
+        padded = not bool(tokens.attention_mask.all())
+        mask = tokens.attention_mask.to(self.device) if padded else None
         with grad_mode, session:
             try:
-                output = self.hf(
-                    input_ids=tokens.input_ids.to(self.device),
-                    attention_mask=tokens.attention_mask.to(self.device),
-                    use_cache=False,
-                )
+                output = self.hf(input_ids=tokens.input_ids.to(self.device), attention_mask=mask, use_cache=False)
                 output_logits = output.logits if need_logits else None
             except StopForward:
                 pass
-        _check_finite(output_logits)
+        if output_logits is not None:
+            _check_finite(output_logits, tokens.attention_mask.sum(1))
         return Run(tokens.input_ids, tokens.attention_mask, output_logits, ActivationCache(session.cache))
 
     def generate(
@@ -289,8 +289,10 @@ class Model:
         )
 
 
-def _check_finite(logits: torch.Tensor | None) -> None:
-    if logits is not None and not torch.isfinite(logits).all():
+def _check_finite(logits: torch.Tensor, prompt_lengths: torch.Tensor) -> None:
+    """NaN/inf anywhere reaches every later position through attention, so the last ones suffice."""
+    rows = torch.arange(logits.shape[0], device=logits.device)
+    if not torch.isfinite(logits[rows, prompt_lengths.to(logits.device) - 1]).all():
         raise InputError(
             "the model produced NaN or infinite logits; check the interventions' values, or load in float32"
         )
