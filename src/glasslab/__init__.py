@@ -9,6 +9,8 @@
 
 from .errors import GlasslabError, HookNameError, InputError, ModelLoadError, UnsupportedModelError
 from .interventions import Ablate, Add, Clamp, Intervention, Patch, Replace
+from .methods.attention import Attention, attention
+from .methods.head_roles import HeadRoles, head_roles
 from .methods.info import ModelInfo, info
 from .methods.predict import Prediction, predict
 from .model import ActivationCache, Generation, Model, Run, load
@@ -19,9 +21,11 @@ __all__ = [
     "Ablate",
     "ActivationCache",
     "Add",
+    "Attention",
     "Clamp",
     "Generation",
     "GlasslabError",
+    "HeadRoles",
     "HookNameError",
     "InputError",
     "Intervention",
@@ -33,6 +37,8 @@ __all__ = [
     "Replace",
     "Run",
     "UnsupportedModelError",
+    "attention",
+    "head_roles",
     "info",
     "load",
     "predict",

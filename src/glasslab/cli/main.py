@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import foundation  # noqa: F401  (registers its commands)
+from . import attention, foundation  # noqa: F401  (each module registers its commands)
 from .app import app
 
 
