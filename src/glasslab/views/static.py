@@ -25,6 +25,7 @@ def save_static(figure: Figure, path: Path) -> None:
         figsize=(_width(figure), sum(heights) + 0.8),
         squeeze=False,
         gridspec_kw={"height_ratios": heights},
+        layout="constrained",
     )
     fig.suptitle(figure.title, fontsize=11)
     for ax, panel in zip(axes[:, 0], figure.panels, strict=False):
@@ -32,7 +33,6 @@ def save_static(figure: Figure, path: Path) -> None:
             _draw_heatmap(fig, ax, panel)
         else:
             _draw_bars(ax, panel)
-    fig.tight_layout()
     fig.savefig(path, format=path.suffix[1:], dpi=130)
     plt.close(fig)
 
