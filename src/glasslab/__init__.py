@@ -10,9 +10,12 @@
 from .errors import GlasslabError, HookNameError, InputError, ModelLoadError, UnsupportedModelError
 from .interventions import Ablate, Add, Clamp, Intervention, Patch, Replace
 from .methods.attention import Attention, attention
+from .methods.dla import LogitAttribution, logit_attribution
 from .methods.head_roles import HeadRoles, head_roles
 from .methods.info import ModelInfo, info
+from .methods.neurons import NeuronProfile, NeuronsAtPosition, neuron_profile, top_neurons
 from .methods.predict import Prediction, predict
+from .methods.resid_stats import ResidNorms, resid_norms
 from .model import ActivationCache, Generation, Model, Run, load
 
 __version__ = "0.1.0"
@@ -29,17 +32,25 @@ __all__ = [
     "HookNameError",
     "InputError",
     "Intervention",
+    "LogitAttribution",
     "Model",
     "ModelInfo",
     "ModelLoadError",
+    "NeuronProfile",
+    "NeuronsAtPosition",
     "Patch",
     "Prediction",
     "Replace",
+    "ResidNorms",
     "Run",
     "UnsupportedModelError",
     "attention",
     "head_roles",
     "info",
     "load",
+    "logit_attribution",
+    "neuron_profile",
     "predict",
+    "resid_norms",
+    "top_neurons",
 ]

@@ -277,7 +277,8 @@ class Model:
         if pre_norm_sum is None:
             return out
         norm = self.block_module(layer, self.arch.post_attn_norm)
-        eps = getattr(norm, "eps", None) or getattr(norm, "variance_epsilon", 1e-6)
+        eps = getattr(norm, "eps", None)
+        eps = getattr(norm, "variance_epsilon", 1e-6) if eps is None else eps
         scale = torch.rsqrt(pre_norm_sum.float().pow(2).mean(-1, keepdim=True) + eps)
         weight = norm.weight.float() + (1.0 if self.arch.post_norm_kind == "rms_plus_one" else 0.0)
         return (out.float() * scale[:, :, None] * weight).to(z.dtype)

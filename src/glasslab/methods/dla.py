@@ -1,0 +1,447 @@
+"""Direct logit attribution (Elhage et al. 2021): how much each component writes toward a token's logit.
+
+The final residual stream at a position is a sum of writes: the embedding (``blocks.0.resid_pre``,
+token plus position embeddings), each layer's ``attn_out`` (the heads' ``head_out`` plus any output
+bias) and each ``mlp_out`` (each neuron's ``mlp.post[n] * W_out[n]`` plus any bias). The logit is
+``final_norm(x) @ W_U[:, t]``. The final norm is not linear, but it is once its scale is frozen at
+the value it takes on the full final residual ``x``:
+
+- RMSNorm: ``s = rsqrt(mean(x²) + eps)``, ``norm(x) = x * s * w`` (Gemma's ``w`` is ``1 + weight``).
+- LayerNorm: ``s = rsqrt(var(x) + eps)``, ``norm(x) = (x - mean(x)) * s * w + b``; centring is linear,
+  so each component is centred too, and ``b @ W_U[:, t]`` is a constant term of its own.
+
+So ``logit = sum_c c · u + constants`` with ``u = s * w * W_U[:, t]`` (centred for LayerNorm): each
+component's share is one dot product and the shares add up to the logit exactly, up to float
+rounding. The decomposed quantity (the "normalised logit") is the logit *before* any final
+soft-capping (Gemma 2's ``final_logit_softcapping``; ``tanh`` is not linear), including any
+unembedding bias as a constant term. With ``versus``, ``W_U[:, t] - W_U[:, v]`` replaces
+``W_U[:, t]`` and the logit difference is decomposed.
+
+Post-norm families (Gemma 2/3) normalise each sublayer's output before adding it; ``head_out`` is
+already linearised with the post-attention norm's frozen scale (docs/hooks.md), and neurons are
+linearised the same way with the post-MLP norm's scale computed on the whole MLP output.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import GlasslabError, InputError
+from ..model.model import Model
+from ..views.figures import Bars, Figure, Heatmap
+from ..views.html import figure_html
+
+# ---------------------------------------------------------------------------------------------------
+# Norm linearisation and unembedding directions (candidates for the model layer)
+
+
+@dataclass(frozen=True)
+class NormParams:
+    """A norm as ``(x - centre?) * rsqrt(stat(x) + eps) * weight + bias``."""
+
+    centre: bool  # LayerNorm subtracts the mean; RMSNorm does not
+    weight: torch.Tensor  # [d_model] float32, the effective weight (Gemma: 1 + weight)
+    bias: torch.Tensor | None
+    eps: float
+
+    def scale(self, x: torch.Tensor) -> torch.Tensor:
+        """[...]: the norm's scale on ``x`` [..., d_model], the factor frozen by the linearisation."""
+        x = x.float()
+        if self.centre:
+            return torch.rsqrt(x.var(-1, unbiased=False) + self.eps)
+        return torch.rsqrt(x.pow(2).mean(-1) + self.eps)
+
+    def linear(self, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """The norm's linear part with the scale frozen: ``(x - mean?) * scale * weight`` (no bias)."""
+        x = x.float()
+        if self.centre:
+            x = x - x.mean(-1, keepdim=True)
+        return x * scale[..., None] * self.weight
+
+
+def norm_params(module: torch.nn.Module) -> NormParams:
+    """Read a LayerNorm or an RMSNorm of any family.
+
+    An RMSNorm's effective weight is read by running the module on a vector of ones (mean square 1),
+    so variants such as Gemma's ``(1 + weight)`` need no special case; ``check_norm`` then confirms
+    the reading against the module on real activations.
+    """
+    if isinstance(module, torch.nn.LayerNorm):
+        d = module.normalized_shape[-1]
+        weight = module.weight.float() if module.weight is not None else torch.ones(d)
+        bias = module.bias.float() if module.bias is not None else None
+        return NormParams(True, weight.detach(), None if bias is None else bias.detach(), float(module.eps))
+    eps = getattr(module, "eps", None)
+    if eps is None:
+        eps = getattr(module, "variance_epsilon", None)
+    weight_param = getattr(module, "weight", None)
+    if eps is None or weight_param is None:
+        raise GlasslabError(f"cannot linearise norm {type(module).__name__}: expected a LayerNorm or an RMSNorm")
+    ones = torch.ones(weight_param.shape[-1], dtype=weight_param.dtype, device=weight_param.device)
+    with torch.inference_mode():
+        weight = module(ones).float() * math.sqrt(1.0 + float(eps))
+    return NormParams(False, weight.clone(), None, float(eps))
+
+
+def check_norm(params: NormParams, module: torch.nn.Module, x: torch.Tensor, what: str) -> None:
+    """Raise if ``params`` do not reproduce ``module`` on ``x`` (an unknown norm variant)."""
+    with torch.inference_mode():
+        expected = module(x).float()
+    mine = params.linear(x, params.scale(x)) + (params.bias if params.bias is not None else 0.0)
+    tolerance = 1e-3 * float(expected.abs().max()) + 1e-5
+    if float((mine - expected).abs().max()) > tolerance:
+        raise GlasslabError(f"the {what} ({type(module).__name__}) is not a LayerNorm/RMSNorm glasslab can linearise")
+
+
+def neuron_out_weights(model: Model, layer: int) -> torch.Tensor:
+    """[d_mlp, d_model]: row ``n`` is what neuron ``n`` writes per unit of activation (before any post-norm)."""
+    weight = model.block_module(layer, model.arch.mlp_out_proj).weight
+    return weight if model.arch.out_proj_layout == "conv1d" else weight.T
+
+
+def _bias(module: torch.nn.Module) -> torch.Tensor | None:
+    bias = getattr(module, "bias", None)
+    return bias.detach().float() if isinstance(bias, torch.Tensor) else None
+
+
+def token_id(model: Model, text: str, what: str) -> int:
+    """The first token of ``text`` (include the leading space, e.g. ``" Paris"``)."""
+    ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise InputError(f"the {what} is empty; give the text of a token, e.g. ' Paris'")
+    return int(ids[0])
+
+
+def unembed_direction(model: Model, target: int, versus: int | None) -> tuple[torch.Tensor, float]:
+    """``W_U[:, t] (- W_U[:, v])`` as [d_model] float32, and the unembedding bias's share of the logit."""
+    unembed = model.module(model.arch.unembed)
+    weight = unembed.weight.detach()
+    direction = weight[target].float() - (weight[versus].float() if versus is not None else 0.0)
+    bias = _bias(unembed)
+    constant = 0.0 if bias is None else float(bias[target] - (bias[versus] if versus is not None else 0.0))
+    return direction, constant
+
+
+def effective_direction(params: NormParams, scale: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+    """``u`` with ``component · u`` = the component's share of the logit, final norm scale frozen."""
+    u = scale * params.weight * direction
+    return u - u.mean() if params.centre else u
+
+
+def check_position(position: int, n_tokens: int) -> int:
+    if not -n_tokens <= position < n_tokens:
+        raise InputError(
+            f"position {position} is out of range for a prompt of {n_tokens} tokens "
+            f"(valid: 0..{n_tokens - 1} or -{n_tokens}..-1)"
+        )
+    return position % n_tokens
+
+
+def neuron_effects(model: Model, layer: int, post: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per neuron at one position: (direct effect per unit of activation [d_mlp], contribution [d_mlp]).
+
+    ``post`` is the layer's ``mlp.post`` at that position [d_mlp]. In post-norm families the MLP's
+    post-norm is linearised with its scale frozen at its value on the whole MLP output.
+    """
+    w_out = neuron_out_weights(model, layer).detach().float().to(u.device)
+    post = post.float().to(u.device)
+    write = u
+    if model.arch.post_mlp_norm:
+        norm = model.block_module(layer, model.arch.post_mlp_norm)
+        params = norm_params(norm)
+        pre = post @ w_out
+        bias = _bias(model.block_module(layer, model.arch.mlp_out_proj))
+        if bias is not None:
+            pre = pre + bias
+        write = params.scale(pre) * params.weight * u
+    per_unit = w_out @ write
+    return per_unit, post * per_unit
+
+
+# ---------------------------------------------------------------------------------------------------
+# Result
+
+
+@dataclass(frozen=True)
+class NeuronContribution:
+    layer: int
+    neuron: int
+    activation: float
+    per_unit: float  # direct effect of one unit of activation
+    contribution: float  # activation * per_unit
+
+
+@dataclass(frozen=True)
+class LogitAttribution:
+    model: str
+    prompt: str
+    position: int
+    context_token: str
+    target: str
+    target_id: int
+    versus: str | None
+    versus_id: int | None
+    logit: float  # the model's output (logit or logit difference), after any final soft-cap
+    normalised_logit: float  # the decomposed quantity: before soft-capping, unembedding bias included
+    softcapped: bool
+    final_scale: float
+    embed: float
+    attn: list[float]  # per layer (heads + output bias)
+    mlp: list[float]  # per layer
+    heads: list[list[float]]  # [layer][head]
+    attn_bias: list[float] | None  # per layer, families whose attention output projection has a bias
+    constants: dict[str, float]  # final-norm bias, unembedding bias (zero-free)
+    cumulative: list[float]  # frozen-scale logit of resid_post after each layer (prefix sums)
+    lens: list[float]  # the same residuals decoded with their own final-norm scale (logit lens), pre-cap
+    top_neurons: list[NeuronContribution]
+
+    @property
+    def total(self) -> float:
+        """Sum of every component's share: equals ``normalised_logit`` up to float rounding."""
+        return self.embed + sum(self.attn) + sum(self.mlp) + sum(self.constants.values())
+
+    @property
+    def error(self) -> float:
+        return self.total - self.normalised_logit
+
+    @property
+    def metric(self) -> str:
+        return f"logit({self.target!r})" + (f" - logit({self.versus!r})" if self.versus is not None else "")
+
+    def components(self) -> list[tuple[str, float]]:
+        """(label, share) in forward order: embedding, then each layer's attention and MLP, then constants."""
+        rows = [("embed", self.embed)]
+        for layer, (a, m) in enumerate(zip(self.attn, self.mlp, strict=True)):
+            rows += [(f"L{layer} attn", a), (f"L{layer} mlp", m)]
+        return rows + list(self.constants.items())
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": "logit_attribution",
+            "model": self.model,
+            "prompt": self.prompt,
+            "position": self.position,
+            "context_token": self.context_token,
+            "target": {"token": self.target, "token_id": self.target_id},
+            "versus": None if self.versus is None else {"token": self.versus, "token_id": self.versus_id},
+            "metric": self.metric,
+            "logit": self.logit,
+            "normalised_logit": self.normalised_logit,
+            "softcapped": self.softcapped,
+            "sum_of_contributions": self.total,
+            "error": self.error,
+            "final_norm_scale": self.final_scale,
+            "embed": self.embed,
+            "attn": self.attn,
+            "mlp": self.mlp,
+            "heads": self.heads,
+            "attn_bias": self.attn_bias,
+            "constants": self.constants,
+            "cumulative": self.cumulative,
+            "logit_lens": self.lens,
+            "top_neurons": [
+                {
+                    "layer": n.layer,
+                    "neuron": n.neuron,
+                    "activation": n.activation,
+                    "per_unit": n.per_unit,
+                    "contribution": n.contribution,
+                }
+                for n in self.top_neurons
+            ],
+        }
+
+    def figure(self) -> Figure:
+        running, hover = 0.0, []
+        rows = self.components()
+        for label, value in rows:
+            running += value
+            hover.append(f"{label}: {value:+.4f} (running total {running:.4f})")
+        n_heads = len(self.heads[0]) if self.heads else 0
+        panels: list[Bars | Heatmap] = [
+            Bars(
+                f"direct share of {self.metric}, in forward order",
+                [label for label, _ in rows],
+                [value for _, value in rows],
+                "logit units",
+                hover=hover,
+            ),
+            Heatmap(
+                "each head's direct share",
+                self.heads,
+                [f"L{layer}" for layer in range(len(self.heads))],
+                [f"H{h}" for h in range(n_heads)],
+                row_title="layer",
+                col_title="head",
+                value_label="logit units",
+                cell_text=[[f"{v:.2f}" for v in row] for row in self.heads],
+                diverging=True,
+            ),
+            Bars(
+                "cumulative: the frozen-scale logit after each layer",
+                [f"after L{layer}" for layer in range(len(self.cumulative))],
+                self.cumulative,
+                "logit units",
+                hover=[
+                    f"after L{layer}: frozen scale {c:.4f}, logit lens {lens:.4f}"
+                    for layer, (c, lens) in enumerate(zip(self.cumulative, self.lens, strict=True))
+                ],
+            ),
+        ]
+        if self.top_neurons:
+            panels.append(
+                Bars(
+                    "neurons with the largest direct shares",
+                    [f"L{n.layer} N{n.neuron}" for n in self.top_neurons],
+                    [n.contribution for n in self.top_neurons],
+                    "logit units",
+                    hover=[
+                        f"L{n.layer} N{n.neuron}: activation {n.activation:.4f} x {n.per_unit:.4f} per unit"
+                        for n in self.top_neurons
+                    ],
+                )
+            )
+        cap = " (before the final soft-cap)" if self.softcapped else ""
+        return Figure(
+            f"{self.model}: what writes {self.metric} after {self.context_token!r}",
+            panels,
+            what_you_see="How much each part of the model pushes the chosen logit up (positive) or down (negative) "
+            "directly, through the residual stream to the output, at the chosen position.",
+            how_to_read="The final norm's scale is frozen at its value on the whole residual stream, which makes "
+            "the logit a sum of one share per component: the embedding, each layer's attention (split into heads "
+            "in the grid) and MLP (split into neurons), plus constant bias terms. The shares add up to the logit"
+            f"{cap}. The cumulative bars add the layers one by one.",
+            caveat="Direct shares ignore indirect effects: a head that changes what later layers do gets no credit "
+            "for it here, and the frozen scale means a component's share is not what removing it would change. "
+            "Large shares can cancel each other; use ablation or patching to test a causal role.",
+            extra={
+                "model's value": f"{self.logit:.4f}",
+                "decomposed" + cap: f"{self.normalised_logit:.4f}",
+                "sum of shares": f"{self.total:.4f}",
+                "final norm scale": f"{self.final_scale:.4g}",
+            },
+        )
+
+    def _repr_html_(self) -> str:
+        return figure_html(self.figure())
+
+
+# ---------------------------------------------------------------------------------------------------
+# Method
+
+
+def logit_attribution(
+    model: Model,
+    prompt: str,
+    *,
+    target: str,
+    versus: str | None = None,
+    position: int = -1,
+    top_neurons: int = 10,
+) -> LogitAttribution:
+    """Decompose the logit of ``target`` (minus ``versus``'s) at ``position`` into direct shares.
+
+    ``target``/``versus`` are text; their first token is used (include the leading space). The shares
+    (embedding, each layer's attention and MLP, each head, top neurons) add up to the logit before any
+    final soft-cap; see the module docstring for the frozen-scale linearisation of the final norm.
+    """
+    if not 0 <= top_neurons <= 1000:
+        raise InputError(f"top_neurons must be in 0..1000, got {top_neurons}")
+    target_id = token_id(model, target, "target")
+    versus_id = None if versus is None else token_id(model, versus, "versus token")
+    tokens = model.to_tokens(prompt)
+    p = check_position(position, tokens.shape[1])
+    last = model.n_layers - 1
+    sites = ["blocks.0.resid_pre", "blocks.*.attn_out", "blocks.*.mlp_out", "blocks.*.resid_post"]
+    sites += ["blocks.*.attn.head_out", "ln_final"]
+    if top_neurons:
+        sites.append("blocks.*.mlp.post")
+    run = model.run(tokens, cache=sites)
+    cache = run.cache
+
+    final_norm = model.module(model.arch.final_norm)
+    params = norm_params(final_norm)
+    x = cache[f"blocks.{last}.resid_post"][0, p].float()
+    check_norm(params, final_norm, cache[f"blocks.{last}.resid_post"][0, p : p + 1], "final norm")
+    scale = params.scale(x)
+    direction, unembed_bias = unembed_direction(model, target_id, versus_id)
+    u = effective_direction(params, scale, direction)
+
+    def share(name: str) -> torch.Tensor:
+        return cache[name][0, p].float() @ u
+
+    constants: dict[str, float] = {}
+    if params.bias is not None:
+        constants["final norm bias"] = float(params.bias @ direction)
+    if unembed_bias:
+        constants["unembedding bias"] = unembed_bias
+
+    embed = float(share("blocks.0.resid_pre"))
+    attn = [float(share(f"blocks.{layer}.attn_out")) for layer in range(model.n_layers)]
+    mlp = [float(share(f"blocks.{layer}.mlp_out")) for layer in range(model.n_layers)]
+    heads = [(cache[f"blocks.{layer}.attn.head_out"][0, p].float() @ u).tolist() for layer in range(model.n_layers)]
+    has_bias = _bias(model.block_module(0, model.arch.attn_out_proj)) is not None
+    attn_bias = [a - sum(h) for a, h in zip(attn, heads, strict=True)] if has_bias else None
+
+    const = sum(constants.values())
+    cumulative = [embed + const]
+    for a, m in zip(attn, mlp, strict=True):
+        cumulative.append(cumulative[-1] + a + m)
+    cumulative = cumulative[1:]
+    resid = torch.stack([cache[f"blocks.{layer}.resid_post"][0, p] for layer in range(model.n_layers)])
+    with torch.inference_mode():
+        lens = (final_norm(resid).float() @ direction + unembed_bias).tolist()
+        normalised = float(cache["ln_final"][0, p].float() @ direction) + unembed_bias
+
+    logits = run.logits[0, p].float()
+    logit = float(logits[target_id] - (logits[versus_id] if versus_id is not None else 0.0))
+
+    neurons: list[NeuronContribution] = []
+    if top_neurons:
+        per_unit, contribution, activation = [], [], []
+        for layer in range(model.n_layers):
+            post = cache[f"blocks.{layer}.mlp.post"][0, p]
+            unit, contrib = neuron_effects(model, layer, post, u)
+            per_unit.append(unit)
+            contribution.append(contrib)
+            activation.append(post.float().to(u.device))
+        flat = torch.stack(contribution).flatten()
+        best = torch.topk(flat.abs(), min(top_neurons, flat.numel())).indices.tolist()
+        d_mlp = model.d_mlp
+        neurons = [
+            NeuronContribution(
+                i // d_mlp,
+                i % d_mlp,
+                float(activation[i // d_mlp][i % d_mlp]),
+                float(per_unit[i // d_mlp][i % d_mlp]),
+                float(flat[i]),
+            )
+            for i in best
+        ]
+
+    return LogitAttribution(
+        model=model.name,
+        prompt=prompt,
+        position=p,
+        context_token=model.tokenizer.decode([int(tokens[0, p])]),
+        target=model.tokenizer.decode([target_id]),
+        target_id=target_id,
+        versus=None if versus_id is None else model.tokenizer.decode([versus_id]),
+        versus_id=versus_id,
+        logit=logit,
+        normalised_logit=normalised,
+        softcapped=bool(getattr(model.config, "final_logit_softcapping", None)),
+        final_scale=float(scale),
+        embed=embed,
+        attn=attn,
+        mlp=mlp,
+        heads=heads,
+        attn_bias=attn_bias,
+        constants=constants,
+        cumulative=cumulative,
+        lens=lens,
+        top_neurons=neurons,
+    )

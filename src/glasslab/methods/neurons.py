@@ -1,0 +1,426 @@
+"""MLP neurons: the most active and most logit-relevant at a position, and one neuron's profile.
+
+A neuron is one coordinate of ``blocks.{L}.mlp.post`` (the input of the MLP's output projection);
+it writes ``activation * W_out[n]`` into the residual stream. Its direct effect on a logit is that
+write through the final norm with its scale frozen (see ``dla.py``); in post-norm families (Gemma
+2/3) the MLP's post-norm is linearised the same way.
+
+``neuron_profile`` scans a corpus for the contexts where one neuron fires most: sequences stream in
+batches through blocks ``0..L`` only (``stop_at_layer=L+1``), and only the best ``k`` contexts are
+kept (a bounded heap), so memory does not grow with the corpus.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..data import batches, load_corpus, packed_sequences
+from ..errors import InputError
+from ..model.model import Model
+from ..progress import progress
+from ..views.figures import Bars, Figure, Heatmap
+from ..views.html import figure_html
+from .dla import (
+    check_position,
+    effective_direction,
+    neuron_effects,
+    neuron_out_weights,
+    norm_params,
+    token_id,
+    unembed_direction,
+)
+
+# ---------------------------------------------------------------------------------------------------
+# Neurons at one position
+
+
+@dataclass(frozen=True)
+class NeuronScore:
+    layer: int
+    neuron: int
+    activation: float
+    contribution: float | None  # direct share of the target logit (difference); None without a target
+
+
+@dataclass(frozen=True)
+class NeuronsAtPosition:
+    model: str
+    prompt: str
+    position: int
+    context_token: str
+    layer: int | None  # None: ranked over every layer
+    metric: str | None  # e.g. "logit(' Paris') - logit(' London')"
+    most_active: list[NeuronScore]  # by |activation|
+    most_relevant: list[NeuronScore]  # by |contribution|; empty without a target
+
+    def to_dict(self) -> dict:
+        def score(s: NeuronScore) -> dict:
+            return {"layer": s.layer, "neuron": s.neuron, "activation": s.activation, "contribution": s.contribution}
+
+        return {
+            "kind": "neurons",
+            "model": self.model,
+            "prompt": self.prompt,
+            "position": self.position,
+            "context_token": self.context_token,
+            "layer": self.layer,
+            "metric": self.metric,
+            "most_active": [score(s) for s in self.most_active],
+            "most_relevant": [score(s) for s in self.most_relevant],
+        }
+
+    def figure(self) -> Figure:
+        panels = [
+            Bars(
+                "most active neurons (largest |activation|)",
+                [f"L{s.layer} N{s.neuron}" for s in self.most_active],
+                [s.activation for s in self.most_active],
+                "activation",
+            )
+        ]
+        if self.most_relevant:
+            panels.append(
+                Bars(
+                    f"largest direct shares of {self.metric}",
+                    [f"L{s.layer} N{s.neuron}" for s in self.most_relevant],
+                    [s.contribution or 0.0 for s in self.most_relevant],
+                    "logit units",
+                    hover=[
+                        f"L{s.layer} N{s.neuron}: activation {s.activation:.4f}, share {s.contribution:.4f}"
+                        for s in self.most_relevant
+                    ],
+                )
+            )
+        where = f"layer {self.layer}" if self.layer is not None else "all layers"
+        return Figure(
+            f"{self.model}: MLP neurons after {self.context_token!r} (position {self.position}, {where})",
+            panels,
+            what_you_see="The MLP neurons that fire hardest at this position"
+            + (", and those that push the chosen logit hardest directly." if self.most_relevant else "."),
+            how_to_read="A neuron's activation is its value at the input of the MLP's output projection; negative "
+            "values matter too in gated MLPs, so neurons are ranked by size. A neuron's direct share is its "
+            "activation times the logit change one unit of it writes straight to the output, with the final "
+            "norm's scale frozen (as in direct logit attribution).",
+            caveat="A large activation says nothing about meaning by itself, and direct shares ignore what the "
+            "neuron does through later layers; many neurons respond to several unrelated things.",
+        )
+
+    def _repr_html_(self) -> str:
+        return figure_html(self.figure())
+
+
+def top_neurons(
+    model: Model,
+    prompt: str,
+    *,
+    position: int = -1,
+    layer: int | None = None,
+    top: int = 10,
+    target: str | None = None,
+    versus: str | None = None,
+) -> NeuronsAtPosition:
+    """The ``top`` most active neurons at ``position`` (in ``layer``, or over all layers), and, given a
+    ``target`` token (optionally ``versus`` another), those with the largest direct share of its logit."""
+    if not 1 <= top <= 1000:
+        raise InputError(f"top must be in 1..1000, got {top}")
+    if layer is not None and not 0 <= layer < model.n_layers:
+        raise InputError(f"layer {layer} is out of range (valid: 0..{model.n_layers - 1})")
+    if versus is not None and target is None:
+        raise InputError("--versus needs --target: the share is of logit(target) - logit(versus)")
+    tokens = model.to_tokens(prompt)
+    p = check_position(position, tokens.shape[1])
+    layers = [layer] if layer is not None else list(range(model.n_layers))
+    sites = [f"blocks.{layer_}.mlp.post" for layer_ in layers]
+    last = model.n_layers - 1
+    if target is None:
+        run = model.run(tokens, cache=sites, stop_at_layer=max(layers) + 1)
+    else:
+        run = model.run(tokens, cache=[*sites, f"blocks.{last}.resid_post"], logits=False)
+    activations = torch.stack([run.cache[name][0, p].float() for name in sites])  # [layers, d_mlp]
+
+    contributions = None
+    metric = None
+    if target is not None:
+        target_id = token_id(model, target, "target")
+        versus_id = None if versus is None else token_id(model, versus, "versus token")
+        metric = f"logit({model.tokenizer.decode([target_id])!r})"
+        if versus_id is not None:
+            metric += f" - logit({model.tokenizer.decode([versus_id])!r})"
+        params = norm_params(model.module(model.arch.final_norm))
+        x = run.cache[f"blocks.{last}.resid_post"][0, p].float()
+        direction, _ = unembed_direction(model, target_id, versus_id)
+        u = effective_direction(params, params.scale(x), direction)
+        contributions = torch.stack(
+            [neuron_effects(model, layer_, run.cache[f"blocks.{layer_}.mlp.post"][0, p], u)[1] for layer_ in layers]
+        )
+
+    def scores(order: torch.Tensor) -> list[NeuronScore]:
+        k = min(top, order.numel())
+        out = []
+        for i in torch.topk(order.flatten(), k).indices.tolist():
+            row, n = divmod(i, model.d_mlp)
+            share = None if contributions is None else float(contributions[row, n])
+            out.append(NeuronScore(layers[row], n, float(activations[row, n]), share))
+        return out
+
+    return NeuronsAtPosition(
+        model=model.name,
+        prompt=prompt,
+        position=p,
+        context_token=model.tokenizer.decode([int(tokens[0, p])]),
+        layer=layer,
+        metric=metric,
+        most_active=scores(activations.abs()),
+        most_relevant=[] if contributions is None else scores(contributions.abs()),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# One neuron over a corpus
+
+
+@dataclass(frozen=True)
+class Context:
+    activation: float  # the neuron's largest activation in this sequence
+    sequence: int  # index of the sequence in the scan
+    position: int  # where in the sequence
+    tokens: list[str]  # a window around that position
+    activations: list[float]  # the neuron's activation at each token of the window
+    centre: int  # index of the max token inside the window
+
+
+@dataclass(frozen=True)
+class TokenEffect:
+    token: str
+    token_id: int
+    value: float
+
+
+@dataclass(frozen=True)
+class NeuronProfile:
+    model: str
+    layer: int
+    neuron: int
+    corpus: str
+    sequences: int  # scanned
+    positions: int  # activations scanned
+    mean_activation: float
+    max_activation: float
+    contexts: list[Context]  # best first
+    promotes: list[TokenEffect]  # largest direct logit effect per unit of activation
+    suppresses: list[TokenEffect]  # most negative
+    post_norm: bool  # the MLP output passes a post-norm: promotes/suppresses are a direction only
+
+    def to_dict(self) -> dict:
+        def effect(t: TokenEffect) -> dict:
+            return {"token": t.token, "token_id": t.token_id, "value": t.value}
+
+        return {
+            "kind": "neuron_profile",
+            "model": self.model,
+            "layer": self.layer,
+            "neuron": self.neuron,
+            "corpus": self.corpus,
+            "sequences": self.sequences,
+            "positions": self.positions,
+            "mean_activation": self.mean_activation,
+            "max_activation": self.max_activation,
+            "contexts": [
+                {
+                    "activation": c.activation,
+                    "sequence": c.sequence,
+                    "position": c.position,
+                    "tokens": c.tokens,
+                    "activations": c.activations,
+                    "centre": c.centre,
+                }
+                for c in self.contexts
+            ],
+            "promotes": [effect(t) for t in self.promotes],
+            "suppresses": [effect(t) for t in self.suppresses],
+            "post_norm": self.post_norm,
+        }
+
+    def figure(self) -> Figure:
+        # Align every window on its max token; cells outside a sequence take the lowest value, no text.
+        before = max((c.centre for c in self.contexts), default=0)
+        after = max((len(c.tokens) - c.centre for c in self.contexts), default=0)
+        floor = min((min(c.activations) for c in self.contexts), default=0.0)
+        values, text, hover = [], [], []
+        for c in self.contexts:
+            left, right = before - c.centre, after - (len(c.tokens) - c.centre)
+            values.append([floor] * left + c.activations + [floor] * right)
+            text.append([""] * left + [repr(t)[1:-1] for t in c.tokens] + [""] * right)
+            tips = [f"{t!r}: {a:.4f}" for t, a in zip(c.tokens, c.activations, strict=True)]
+            hover.append([""] * left + tips + [""] * right)
+        panels: list[Bars | Heatmap] = []
+        if self.contexts:
+            panels.append(
+                Heatmap(
+                    "top-activating contexts (the max token is in the middle)",
+                    values,
+                    [f"{c.activation:.3f}" for c in self.contexts],
+                    [str(i - before) for i in range(before + after)],
+                    row_title="max activation",
+                    col_title="offset from the max token",
+                    value_label="activation",
+                    cell_text=text,
+                    hover=hover,
+                )
+            )
+        panels += [
+            Bars(
+                "tokens its output promotes", [repr(t.token) for t in self.promotes], [t.value for t in self.promotes]
+            ),
+            Bars(
+                "tokens its output suppresses",
+                [repr(t.token) for t in self.suppresses],
+                [t.value for t in self.suppresses],
+            ),
+        ]
+        note = (
+            " This model normalises the MLP's output before adding it, so these are a direction: the size "
+            "depends on the other neurons too."
+            if self.post_norm
+            else ""
+        )
+        return Figure(
+            f"{self.model}: neuron L{self.layer} N{self.neuron}",
+            panels,
+            what_you_see="The stretches of text where this neuron fires most, and which next tokens its output "
+            "pushes up or down directly.",
+            how_to_read="Each row is one sequence of the corpus, centred on the token where the neuron's activation "
+            "peaks; colours show the activation at every token. The token lists project the neuron's output weights "
+            "through the final norm's weights and the unembedding (per unit of activation, final norm scale left "
+            "out: a positive factor that does not change the order)." + note,
+            caveat="Top examples show when a neuron fires most, not everything it does: weaker activations can "
+            "matter as much, a neuron can respond to several unrelated things, and the token lists ignore what "
+            "later layers do with its output.",
+            extra={
+                "corpus": self.corpus,
+                "sequences": str(self.sequences),
+                "mean activation": f"{self.mean_activation:.4f}",
+                "max": f"{self.max_activation:.4f}",
+            },
+        )
+
+    def _repr_html_(self) -> str:
+        return figure_html(self.figure())
+
+
+def neuron_profile(
+    model: Model,
+    layer: int,
+    neuron: int,
+    *,
+    corpus: str = "builtin",
+    sequences: int = 64,
+    seq_len: int = 64,
+    batch_size: int = 16,
+    k: int = 10,
+    window: int = 8,
+    top_tokens: int = 10,
+    include_bos: bool = False,
+) -> NeuronProfile:
+    """Where neuron ``neuron`` of ``layer`` fires most in ``corpus``, and the tokens it promotes/suppresses.
+
+    Scans ``sequences`` packed sequences of ``seq_len`` tokens; each sequence contributes its
+    maximum, and the ``k`` largest are kept with a window of ``window`` tokens either side. The BOS
+    position is skipped unless ``include_bos`` (many neurons take extreme values there).
+    """
+    if not 0 <= layer < model.n_layers:
+        raise InputError(f"layer {layer} is out of range (valid: 0..{model.n_layers - 1})")
+    if not 0 <= neuron < model.d_mlp:
+        raise InputError(f"neuron {neuron} is out of range (valid: 0..{model.d_mlp - 1})")
+    for name, value, low in (
+        ("sequences", sequences, 1),
+        ("k", k, 1),
+        ("window", window, 0),
+        ("top_tokens", top_tokens, 1),
+    ):
+        if value < low:
+            raise InputError(f"{name} must be at least {low}, got {value}")
+    source = load_corpus(corpus)
+    hook = f"blocks.{layer}.mlp.post"
+    skip = 0 if include_bos or model.tokenizer.bos_token_id is None else 1
+    if seq_len <= skip:
+        raise InputError(f"seq_len must be at least {skip + 1}")
+
+    # min-heap of the best k contexts: (value, -sequence, position, window start, window ids, window activations)
+    heap: list[tuple[float, int, int, int, list[int], list[float]]] = []
+    total, count, best, scanned = 0.0, 0, -math.inf, 0
+    stream = batches(packed_sequences(model, source, seq_len, limit=sequences), batch_size)
+    for batch in progress(stream, total=math.ceil(sequences / batch_size), description=f"L{layer} N{neuron}"):
+        acts = model.run(batch, cache=[hook], stop_at_layer=layer + 1).cache[hook][..., neuron].float().cpu()
+        scored = acts[:, skip:]
+        total += float(scored.sum())
+        count += scored.numel()
+        values, where = scored.max(dim=1)
+        for row in range(batch.shape[0]):
+            value, pos = float(values[row]), int(where[row]) + skip
+            best = max(best, value)
+            if len(heap) == k and value <= heap[0][0]:
+                continue  # earlier sequences win ties
+            lo, hi = max(0, pos - window), min(batch.shape[1], pos + window + 1)
+            item = (value, -(scanned + row), pos, lo, batch[row, lo:hi].tolist(), acts[row, lo:hi].tolist())
+            if len(heap) < k:
+                heapq.heappush(heap, item)
+            else:
+                heapq.heapreplace(heap, item)
+        scanned += batch.shape[0]
+    if scanned == 0:
+        raise InputError(f"corpus '{source.describe()}' has too little text for one sequence of {seq_len} tokens")
+
+    contexts = [
+        Context(value, -neg_sequence, pos, [model.tokenizer.decode([t]) for t in ids], window_acts, pos - lo)
+        for value, neg_sequence, pos, lo, ids, window_acts in sorted(heap, reverse=True)
+    ]
+    promotes, suppresses, post_norm = _output_tokens(model, layer, neuron, top_tokens)
+    return NeuronProfile(
+        model=model.name,
+        layer=layer,
+        neuron=neuron,
+        corpus=source.describe(),
+        sequences=scanned,
+        positions=count,
+        mean_activation=total / max(count, 1),
+        max_activation=best,
+        contexts=contexts,
+        promotes=promotes,
+        suppresses=suppresses,
+        post_norm=post_norm,
+    )
+
+
+def _output_tokens(model: Model, layer: int, neuron: int, k: int) -> tuple[list[TokenEffect], list[TokenEffect], bool]:
+    """Tokens whose logits one unit of the neuron raises / lowers most along its direct path.
+
+    The write ``W_out[n]`` goes through the post-MLP norm's weight (post-norm families), then the final
+    norm's weight (centred for LayerNorm), then the unembedding. Both norms' scales are positive factors
+    set by the whole residual stream, left out: the ranking does not depend on them.
+    """
+    write = neuron_out_weights(model, layer)[neuron].detach().float()
+    post_norm = model.arch.post_mlp_norm is not None
+    if post_norm:
+        write = write * norm_params(model.block_module(layer, model.arch.post_mlp_norm)).weight.to(write.device)
+    final = norm_params(model.module(model.arch.final_norm))
+    if final.centre:  # LayerNorm centres its input: centre the write, then weight it
+        write = write - write.mean()
+    direction = write * final.weight.to(write.device)
+    with torch.inference_mode():
+        effect = model.module(model.arch.unembed).weight.detach().float() @ direction
+    k = min(k, effect.numel())
+
+    def tokens(values: torch.Tensor, ids: torch.Tensor) -> list[TokenEffect]:
+        return [
+            TokenEffect(model.tokenizer.decode([i]), i, float(v))
+            for v, i in zip(values.tolist(), ids.tolist(), strict=True)
+        ]
+
+    up = torch.topk(effect, k)
+    down = torch.topk(-effect, k)
+    return tokens(up.values, up.indices), tokens(-down.values, down.indices), post_norm
