@@ -13,9 +13,11 @@ from .methods.attention import Attention, attention
 from .methods.dla import LogitAttribution, logit_attribution
 from .methods.head_roles import HeadRoles, head_roles
 from .methods.info import ModelInfo, info
+from .methods.logit_lens import LogitLens, logit_lens
 from .methods.neurons import NeuronProfile, NeuronsAtPosition, neuron_profile, top_neurons
 from .methods.predict import Prediction, predict
 from .methods.resid_stats import ResidNorms, resid_norms
+from .methods.tuned_lens import LensKL, TunedLens, lens_kl, load_tuned_lens, train_tuned_lens
 from .model import ActivationCache, Generation, Model, Run, load
 
 __version__ = "0.1.0"
@@ -32,7 +34,9 @@ __all__ = [
     "HookNameError",
     "InputError",
     "Intervention",
+    "LensKL",
     "LogitAttribution",
+    "LogitLens",
     "Model",
     "ModelInfo",
     "ModelLoadError",
@@ -43,14 +47,19 @@ __all__ = [
     "Replace",
     "ResidNorms",
     "Run",
+    "TunedLens",
     "UnsupportedModelError",
     "attention",
     "head_roles",
     "info",
+    "lens_kl",
     "load",
+    "load_tuned_lens",
     "logit_attribution",
+    "logit_lens",
     "neuron_profile",
     "predict",
     "resid_norms",
     "top_neurons",
+    "train_tuned_lens",
 ]

@@ -1,0 +1,326 @@
+"""Logit lens (nostalgebraist 2020): read each layer's residual stream as if it were the last.
+
+Every layer's residual stream (``blocks.{L}.resid_post``) goes through the model's own final norm,
+unembedding and any final soft-capping (``model.unembed``), giving a next-token distribution per layer
+and position. The first row, layer ``-1``, decodes ``blocks.0.resid_pre``: the embeddings (plus GPT-2's
+position embeddings), i.e. what the model knows before any block has run. The last layer's row is the
+model's own output exactly.
+
+With ``lens=`` a tuned lens (``methods.tuned_lens``), each residual is first passed through that layer's
+learned affine translator; everything else is the same.
+
+Memory: only top-k, target and candidate statistics are kept; the [positions, vocab] logits of one layer
+exist at a time, in chunks of positions, so 262144-token vocabularies are fine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from ..errors import InputError
+from ..model.model import Model
+from ..views.figures import Figure, Heatmap
+from ..views.html import figure_html
+
+if TYPE_CHECKING:
+    from .tuned_lens import TunedLens
+
+EMBED_LAYER = -1  # the row that decodes blocks.0.resid_pre
+CHUNK = 256  # positions unembedded at once: bounds memory at [chunk, vocab]
+
+
+def lens_hook(layer: int) -> str:
+    """The residual-stream hook a lens row decodes: ``blocks.0.resid_pre`` for -1, else ``resid_post``."""
+    return "blocks.0.resid_pre" if layer == EMBED_LAYER else f"blocks.{layer}.resid_post"
+
+
+def layer_label(layer: int) -> str:
+    return "embed" if layer == EMBED_LAYER else f"layer {layer}"
+
+
+@dataclass(frozen=True)
+class LensToken:
+    token: str
+    token_id: int
+    probability: float
+
+
+@dataclass(frozen=True)
+class LogitLens:
+    model: str
+    prompt: str
+    lens: str  # "logit lens" or "tuned lens"
+    lens_note: str  # how the lens was made (the tuned lens's objective), "" for the logit lens
+    tokens: list[str]  # every token of the prompt
+    positions: list[int]  # the absolute positions decoded
+    layers: list[int]  # -1 = embeddings (blocks.0.resid_pre), then 0..n_layers-1 (resid_post)
+    top: list[list[list[LensToken]]]  # [layer][position][k]
+    kl_to_output: list[list[float]]  # [layer][position]: KL(model output || lens), nats
+    target: LensToken | None  # the target token (its probability here is the model's output)
+    target_probability: list[list[float]] | None  # [layer][position]
+    target_rank: list[list[int]] | None  # [layer][position], 1 = top
+    candidate_position: int
+    candidates: list[LensToken]  # probability = the model's output at candidate_position
+    candidate_probability: list[list[float]]  # [layer][candidate] at candidate_position
+
+    def to_dict(self) -> dict:
+        def tok(t: LensToken) -> dict:
+            return {"token": t.token, "token_id": t.token_id, "probability": t.probability}
+
+        rows = []
+        for i, layer in enumerate(self.layers):
+            cells = []
+            for j, position in enumerate(self.positions):
+                cell = {
+                    "position": position,
+                    "top": [tok(t) for t in self.top[i][j]],
+                    "kl_to_output": self.kl_to_output[i][j],
+                }
+                if self.target_probability is not None and self.target_rank is not None:
+                    cell["target_probability"] = self.target_probability[i][j]
+                    cell["target_rank"] = self.target_rank[i][j]
+                cells.append(cell)
+            rows.append(
+                {
+                    "layer": layer,
+                    "hook": lens_hook(layer),
+                    "positions": cells,
+                    "candidate_probability": self.candidate_probability[i],
+                }
+            )
+        return {
+            "kind": "logit_lens",
+            "model": self.model,
+            "prompt": self.prompt,
+            "lens": self.lens,
+            "lens_note": self.lens_note,
+            "tokens": self.tokens,
+            "positions": self.positions,
+            "target": tok(self.target) if self.target else None,
+            "candidate_position": self.candidate_position,
+            "candidates": [tok(t) for t in self.candidates],
+            "layers": rows,
+        }
+
+    def figure(self) -> Figure:
+        order = list(reversed(range(len(self.layers))))  # the output on top, the embeddings at the bottom
+        row_labels = [layer_label(self.layers[i]) for i in order]
+        col_labels = [f"{p} {self.tokens[p]!r}" for p in self.positions]
+        colour = self.target_probability if self.target_probability is not None else None
+        values = [
+            [colour[i][j] if colour is not None else self.top[i][j][0].probability for j in range(len(self.positions))]
+            for i in order
+        ]
+        hover = []
+        for i in order:
+            hover_row = []
+            for j, position in enumerate(self.positions):
+                tops = ", ".join(f"{t.token!r} {t.probability:.3f}" for t in self.top[i][j])
+                text = f"{layer_label(self.layers[i])}, after {self.tokens[position]!r}: {tops}"
+                text += f"; KL to output {self.kl_to_output[i][j]:.3f} nats"
+                if self.target is not None and self.target_probability is not None and self.target_rank is not None:
+                    text += (
+                        f"; target {self.target.token!r} p={self.target_probability[i][j]:.4f} "
+                        f"rank {self.target_rank[i][j]}"
+                    )
+                hover_row.append(text)
+            hover.append(hover_row)
+        value_label = f"p({self.target.token!r})" if self.target else "top-1 probability"
+        grid = Heatmap(
+            f"{self.lens}: top token at each layer and position",
+            values,
+            row_labels,
+            col_labels,
+            row_title="layer",
+            col_title="position (the token the prediction comes after)",
+            value_label=value_label,
+            cell_text=[[_short(self.top[i][j][0].token) for j in range(len(self.positions))] for i in order],
+            hover=hover,
+        )
+        candidates = Heatmap(
+            f"probability of candidate tokens after {self.tokens[self.candidate_position]!r} "
+            f"(position {self.candidate_position})",
+            [[self.candidate_probability[i][c] for c in range(len(self.candidates))] for i in order],
+            row_labels,
+            [repr(t.token) for t in self.candidates],
+            row_title="layer",
+            col_title="candidate",
+            value_label="probability",
+            cell_text=[[f"{self.candidate_probability[i][c]:.2f}" for c in range(len(self.candidates))] for i in order],
+        )
+        tuned = self.lens == "tuned lens"
+        return Figure(
+            f"{self.model}: {self.lens}",
+            [grid, candidates],
+            what_you_see="What the model would predict next if it stopped after each layer: every layer's "
+            "residual stream is decoded with the model's own final norm and unembedding"
+            + (" after a learned per-layer translator (the tuned lens)." if tuned else " (the logit lens)."),
+            how_to_read="Rows are layers, the model's output on top and the embeddings at the bottom; columns are "
+            "positions, each predicting the token after it. A cell shows the top token, its colour the "
+            + (f"probability of {self.target.token!r}." if self.target else "top token's probability.")
+            + " The second panel follows a few candidate tokens through the layers at one position. "
+            "The top row equals the model's real output.",
+            caveat="An early layer that already 'shows' the answer only means the answer is linearly readable "
+            "there in the output's basis; it does not prove the model has decided, nor that later layers do "
+            "nothing. "
+            + (
+                "The tuned lens's translators are fitted to the model's output, so they can read more than the "
+                "layer itself uses."
+                if tuned
+                else "Early layers often use a different basis, so the plain logit lens can look like noise "
+                "there even when the information is present (see the tuned lens)."
+            ),
+            extra={"lens": self.lens + (f" ({self.lens_note})" if self.lens_note else "")},
+        )
+
+    def _repr_html_(self) -> str:
+        return figure_html(self.figure())
+
+
+def logit_lens(
+    model: Model,
+    prompt: str,
+    *,
+    k: int = 5,
+    target: str | None = None,
+    positions: Sequence[int] | None = None,
+    candidates: Sequence[str] | None = None,
+    candidate_position: int = -1,
+    lens: TunedLens | None = None,
+) -> LogitLens:
+    """Decode every layer's residual stream at ``positions`` (default: all) into top-``k`` tokens.
+
+    ``target`` (text, its first token is used, e.g. ``" Paris"``) gets its probability and rank at every
+    layer and position. ``candidates`` (texts, first token each) are followed through the layers at
+    ``candidate_position``; by default they are the model's top ``k`` there, plus the target.
+    ``lens`` (a ``TunedLens``) turns the logit lens into the tuned lens.
+    """
+    if not 1 <= k <= 100:
+        raise InputError(f"k must be in 1..100, got {k}")
+    if lens is not None:
+        lens.check_fits(model)
+    run = model.run(prompt, cache=[lens_hook(EMBED_LAYER), "blocks.*.resid_post"])
+    n = run.tokens.shape[1]
+    chosen = [_absolute(p, n) for p in (positions if positions is not None else range(n))]
+    if not chosen:
+        raise InputError("no positions chosen; pass at least one position, e.g. -1 for the last token")
+    chosen = sorted(set(chosen))
+    focus = _absolute(candidate_position, n)
+    decode_at = sorted({*chosen, focus})
+    rows = torch.tensor(decode_at)
+    output_log_probs = torch.log_softmax(run.logits[0, rows].float(), dim=-1)
+
+    target_token = _first_token(model, target, "target") if target is not None else None
+    focus_row = decode_at.index(focus)
+    if candidates is not None:
+        candidate_ids = [_first_token(model, c, "candidate") for c in candidates]
+        if not candidate_ids:
+            raise InputError("candidates is empty; give at least one token text, or leave it out")
+    else:
+        candidate_ids = torch.topk(output_log_probs[focus_row], k).indices.tolist()
+        if target_token is not None and target_token not in candidate_ids:
+            candidate_ids.append(target_token)
+    candidate_ids = list(dict.fromkeys(candidate_ids))
+    keep = [decode_at.index(p) for p in chosen]
+
+    layers = [EMBED_LAYER, *range(model.n_layers)]
+    top, kl, target_p, target_r, cand_p = [], [], [], [], []
+    with torch.inference_mode():
+        for layer in layers:
+            resid = run.cache[lens_hook(layer)][0, rows]
+            if lens is not None:
+                resid = lens.translate(layer, resid)
+            stats = _decode(model, resid, output_log_probs, k, target_token, candidate_ids)
+            top.append([[_token(model, t, p) for t, p in stats.top[j]] for j in keep])
+            kl.append([stats.kl[j] for j in keep])
+            if target_token is not None:
+                target_p.append([stats.target_p[j] for j in keep])
+                target_r.append([stats.target_rank[j] for j in keep])
+            cand_p.append(stats.candidate_p[focus_row])
+    output_p = output_log_probs.exp()
+    return LogitLens(
+        model=model.name,
+        prompt=prompt,
+        lens="tuned lens" if lens is not None else "logit lens",
+        lens_note=lens.objective if lens is not None else "",
+        tokens=model.to_str_tokens(run.tokens[0]),
+        positions=chosen,
+        layers=layers,
+        top=top,
+        kl_to_output=kl,
+        target=_token(model, target_token, float(output_p[focus_row, target_token]))
+        if target_token is not None
+        else None,
+        target_probability=target_p if target_token is not None else None,
+        target_rank=target_r if target_token is not None else None,
+        candidate_position=focus,
+        candidates=[_token(model, c, float(output_p[focus_row, c])) for c in candidate_ids],
+        candidate_probability=cand_p,
+    )
+
+
+@dataclass(frozen=True)
+class _Stats:
+    top: list[list[tuple[int, float]]]  # [row][k] (token id, probability)
+    kl: list[float]
+    target_p: list[float]
+    target_rank: list[int]
+    candidate_p: list[list[float]]
+
+
+def _decode(
+    model: Model,
+    resid: torch.Tensor,
+    output_log_probs: torch.Tensor,
+    k: int,
+    target: int | None,
+    candidates: list[int],
+) -> _Stats:
+    """Top-k, KL to the output, target and candidate statistics of decoded residuals, chunk by chunk."""
+    stats = _Stats([], [], [], [], [])
+    for start in range(0, resid.shape[0], CHUNK):
+        log_probs = torch.log_softmax(model.unembed(resid[start : start + CHUNK]).float(), dim=-1)
+        reference = output_log_probs[start : start + CHUNK]
+        stats.kl.extend(kl_divergence(reference, log_probs).tolist())
+        best = torch.topk(log_probs, k)
+        for values, ids in zip(best.values.exp().tolist(), best.indices.tolist(), strict=True):
+            stats.top.append(list(zip(ids, values, strict=True)))
+        if target is not None:
+            target_lp = log_probs[:, target]
+            stats.target_p.extend(target_lp.exp().tolist())
+            stats.target_rank.extend(((log_probs > target_lp[:, None]).sum(-1) + 1).tolist())
+        stats.candidate_p.extend(log_probs[:, candidates].exp().tolist())
+    return stats
+
+
+def kl_divergence(reference_log_probs: torch.Tensor, log_probs: torch.Tensor) -> torch.Tensor:
+    """KL(reference || lens) per row, in nats (clamped at 0 against float rounding)."""
+    return (reference_log_probs.exp() * (reference_log_probs - log_probs)).sum(-1).clamp_min(0.0)
+
+
+def _absolute(position: int, n: int) -> int:
+    if not -n <= position < n:
+        raise InputError(
+            f"position {position} is out of range for a prompt of {n} tokens (valid: 0..{n - 1} or -{n}..-1)"
+        )
+    return position % n
+
+
+def _first_token(model: Model, text: str, what: str) -> int:
+    ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise InputError(f"the {what} is empty; give the text of a token, e.g. ' Paris'")
+    return int(ids[0])
+
+
+def _token(model: Model, token_id: int, probability: float) -> LensToken:
+    return LensToken(model.tokenizer.decode([token_id]), int(token_id), float(probability))
+
+
+def _short(token: str, width: int = 8) -> str:
+    text = token.replace("\n", "\\n")
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -1,0 +1,520 @@
+"""Tuned lens (Belrose et al. 2023, arXiv:2303.08112): a learned affine translator per layer, then the logit lens.
+
+The paper trains each translator ``A_l h + b_l`` by SGD on KL(model output || lens). On a CPU that objective
+is slow (one unembedding of a 262144-token vocabulary per token per layer), so glasslab fits the translators
+in closed form first:
+
+    T_l(h) = W_l n(h) + b_l,   n(h) = h / rms(h)
+
+by ridge regression from layer l's RMS-normalised residual stream to the last layer's RMS-normalised residual
+(the final norm's input up to its scale, which the final norm ignores). The regression's sufficient statistics
+(X^T X, X^T Y) are summed over streamed corpus batches, which is what makes training resumable: the running
+sums and the number of sequences seen are the checkpoint. Optionally (``kl_steps > 0``) the fitted translators
+are then refined with Adam on the paper's KL objective. A lens records which objective produced it.
+
+Rows: the lens has a translator for the embeddings (``blocks.0.resid_pre``, layer -1) and for layers
+0..n_layers-2; the last layer's translator is the identity, so there both lenses equal the model's output.
+Position 0 (BOS) is left out of fitting and of KL evaluation: its residual is an outlier attention sink.
+
+Store layout (``store_path("tuned-lens", key)``, key = model name + layer count + a hash of the config):
+``lens/`` (``lens.safetensors`` + ``lens.json``) and ``checkpoint/`` (running sums), each written atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..data import batches, load_corpus, packed_sequences
+from ..errors import InputError
+from ..model.model import Model
+from ..progress import progress
+from ..store import atomic_directory, store_path
+from ..views.figures import Figure, Heatmap
+from ..views.html import figure_html
+from .logit_lens import CHUNK, EMBED_LAYER, kl_divergence, layer_label, lens_hook
+
+FORMAT = 1
+_EPS = 1e-6  # inside rms(h), as in the models' RMSNorms
+_WEIGHTS, _META = "lens.safetensors", "lens.json"
+_SUMS, _STATE = "sums.safetensors", "state.json"
+_KL_WEIGHTS, _KL_STATE = "kl.safetensors", "kl.json"
+
+
+def lens_key(model: Model) -> str:
+    """Store key: the model's name, its layer count and a hash of its config (weights of another shape never load)."""
+    config = {k: v for k, v in model.config.to_dict().items() if not k.startswith("_")}
+    for transient in ("transformers_version", "dtype", "torch_dtype", "name_or_path", "architectures"):
+        config.pop(transient, None)
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", model.name).strip("-") or "model"
+    return f"{name}-L{model.n_layers}-{digest}"
+
+
+def lens_folder(model: Model) -> Path:
+    """The store folder of ``model``'s tuned lens (its ``lens/`` and ``checkpoint/``)."""
+    return store_path("tuned-lens", lens_key(model))
+
+
+def _normalise(h: torch.Tensor) -> torch.Tensor:
+    return h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + _EPS)
+
+
+@dataclass(frozen=True, eq=False)
+class TunedLens:
+    """Per-layer translators: ``weight[i]``, ``bias[i]`` serve layer ``i - 1`` (row 0 = embeddings, last = identity)."""
+
+    model: str
+    key: str
+    weight: torch.Tensor = field(repr=False)  # [n_layers + 1, d_model, d_model], float32, applied as n(h) @ weight
+    bias: torch.Tensor = field(repr=False)  # [n_layers + 1, d_model]
+    tokens: int  # positions the least-squares fit saw
+    corpus: str
+    seq_len: int
+    ridge: float
+    kl_steps: int
+    path: Path | None = None
+
+    @property
+    def n_layers(self) -> int:
+        return self.weight.shape[0] - 1
+
+    @property
+    def objective(self) -> str:
+        """Plain English: what produced these translators."""
+        fit = f"least squares on {self.tokens:,} tokens of {self.corpus} (ridge {self.ridge:g})"
+        if self.kl_steps:
+            return f"{fit}, then {self.kl_steps} Adam steps on KL(output || lens), the paper's objective"
+        return f"{fit}; not refined on the paper's KL objective"
+
+    def check_fits(self, model: Model) -> None:
+        if self.key != lens_key(model) or self.weight.shape[1:] != (model.d_model, model.d_model):
+            raise InputError(
+                f"this tuned lens was trained for {self.key}, not {lens_key(model)}; train one for this model "
+                "with: glasslab tuned-lens train"
+            )
+
+    def translate(self, layer: int, resid: torch.Tensor) -> torch.Tensor:
+        """Layer ``layer``'s residual (-1 = embeddings) mapped into the last layer's basis; identity at the last."""
+        if layer == self.n_layers - 1:
+            return resid
+        index = layer + 1
+        weight, bias = self.weight[index].to(resid.device), self.bias[index].to(resid.device)
+        return (_normalise(resid.float()) @ weight + bias).to(resid.dtype)
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": "tuned_lens",
+            "format": FORMAT,
+            "model": self.model,
+            "key": self.key,
+            "n_layers": self.n_layers,
+            "d_model": self.weight.shape[1],
+            "tokens": self.tokens,
+            "corpus": self.corpus,
+            "seq_len": self.seq_len,
+            "ridge": self.ridge,
+            "kl_steps": self.kl_steps,
+            "objective": self.objective,
+            "translator": "W n(h) + b with n(h) = h / rms(h); identity at the last layer",
+            "path": str(self.path) if self.path else None,
+        }
+
+    def save(self, folder: Path) -> Path:
+        """Write ``lens.safetensors`` + ``lens.json`` into ``folder`` atomically; returns ``folder``."""
+        with atomic_directory(folder) as tmp:
+            save_file({"weight": self.weight.contiguous(), "bias": self.bias.contiguous()}, str(tmp / _WEIGHTS))
+            meta = {k: v for k, v in self.to_dict().items() if k != "path"}
+            (tmp / _META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        return folder
+
+
+def load_tuned_lens(model: Model, path: str | Path | None = None) -> TunedLens:
+    """The tuned lens stored for ``model`` (or the one at ``path``), checked against the model."""
+    folder = Path(path).expanduser() if path is not None else lens_folder(model) / "lens"
+    if not (folder / _META).exists() or not (folder / _WEIGHTS).exists():
+        raise InputError(f"no tuned lens for {model.name} at {folder}; train one with: glasslab tuned-lens train")
+    try:
+        meta = json.loads((folder / _META).read_text(encoding="utf-8"))
+        tensors = load_file(str(folder / _WEIGHTS))
+        weight, bias = tensors["weight"].float(), tensors["bias"].float()
+        lens = TunedLens(
+            model=meta["model"],
+            key=meta["key"],
+            weight=weight,
+            bias=bias,
+            tokens=int(meta["tokens"]),
+            corpus=str(meta["corpus"]),
+            seq_len=int(meta["seq_len"]),
+            ridge=float(meta["ridge"]),
+            kl_steps=int(meta["kl_steps"]),
+            path=folder,
+        )
+        if meta.get("format") != FORMAT or weight.dim() != 3 or bias.shape != weight.shape[:2]:
+            raise ValueError("unexpected format or shapes")
+        if not (torch.isfinite(weight).all() and torch.isfinite(bias).all()):
+            raise ValueError("non-finite weights")
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as exc:
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise InputError(
+            f"the tuned lens at {folder} is unreadable ({reason}); delete it and train again with: "
+            "glasslab tuned-lens train"
+        ) from None
+    if lens.n_layers != model.n_layers:
+        raise InputError(
+            f"the tuned lens at {folder} is for {lens.n_layers} layers, {model.name} has "
+            f"{model.n_layers}; train one for this model with: glasslab tuned-lens train"
+        )
+    lens.check_fits(model)
+    return lens
+
+
+def _hooks(model: Model) -> list[str]:
+    return [lens_hook(layer) for layer in range(EMBED_LAYER, model.n_layers)]
+
+
+def _features(run, name: str) -> torch.Tensor:
+    """[tokens, d_model + 1]: the normalised residual at positions 1.. with a constant 1 for the bias, float64."""
+    h = run.cache[name][:, 1:].reshape(-1, run.cache[name].shape[-1]).double()
+    return torch.cat([_normalise(h), torch.ones(h.shape[0], 1, dtype=h.dtype, device=h.device)], dim=1)
+
+
+def train_tuned_lens(
+    model: Model,
+    corpus: str = "builtin",
+    *,
+    tokens: int = 200_000,
+    seq_len: int = 128,
+    batch_size: int = 8,
+    ridge: float = 1e-3,
+    kl_steps: int = 0,
+    kl_lr: float = 1e-3,
+    resume: bool = True,
+    checkpoint_every: int = 10,
+    folder: str | Path | None = None,
+) -> TunedLens:
+    """Fit a tuned lens on ``tokens`` tokens of ``corpus``'s train split and save it to the store.
+
+    Least squares in closed form (resumable: the running sums are checkpointed every ``checkpoint_every``
+    batches, and a re-run, or one asking for more ``tokens``, continues from them; ``resume=False`` starts
+    over). ``ridge`` is relative to the features' mean square, so it is unit-free. ``kl_steps > 0`` then
+    refines by Adam on KL(output || lens), the paper's objective: each step unembeds every layer of a
+    batch, minutes per step on a CPU, seconds on a GPU. Returns the saved lens.
+    """
+    for name, value, low in (
+        ("tokens", tokens, 1),
+        ("seq_len", seq_len, 2),
+        ("batch_size", batch_size, 1),
+        ("checkpoint_every", checkpoint_every, 1),
+    ):
+        if value < low:
+            raise InputError(f"{name} must be at least {low}, got {value}")
+    if kl_steps < 0 or ridge < 0 or kl_lr <= 0:
+        raise InputError("kl_steps and ridge must be >= 0 and kl_lr > 0")
+    source = load_corpus(corpus, split="train")
+    root = Path(folder).expanduser() if folder is not None else lens_folder(model)
+    n_sequences = math.ceil(tokens / (seq_len - 1))
+    fingerprint = {"key": lens_key(model), "corpus": source.describe(), "seq_len": seq_len, "format": FORMAT}
+
+    gram, cross, done, seen = _load_sums(model, root / "checkpoint", fingerprint) if resume else (None, None, 0, 0)
+    if done > n_sequences:
+        raise InputError(
+            f"the checkpoint in {root} already holds {seen:,} tokens, more than the {tokens:,} asked; ask for at "
+            "least that many, or start over (--fresh / resume=False)"
+        )
+    n, d = model.n_layers, model.d_model
+    if gram is None:
+        gram = torch.zeros(n, d + 1, d + 1, dtype=torch.float64)
+        cross = torch.zeros(n, d + 1, d, dtype=torch.float64)
+    hooks = _hooks(model)
+    sequences = itertools.islice(packed_sequences(model, source, seq_len, n_sequences), done, None)
+    remaining = math.ceil((n_sequences - done) / batch_size)
+    since_save = 0
+    for batch in progress(
+        batches(sequences, batch_size), total=remaining, description="tuned lens: least squares", unit="batch"
+    ):
+        run = model.run(batch, cache=hooks, logits=False)
+        target = _features(run, hooks[-1])[:, :d].cpu()
+        for i, name in enumerate(hooks[:-1]):
+            x = _features(run, name).cpu()
+            gram[i] += x.T @ x
+            cross[i] += x.T @ target
+        done += batch.shape[0]
+        seen += batch.shape[0] * (seq_len - 1)
+        since_save += 1
+        if since_save == checkpoint_every:
+            _save_sums(root / "checkpoint", fingerprint, gram, cross, done, seen)
+            since_save = 0
+    if seen == 0:
+        raise InputError(f"corpus {source.describe()} gave no sequence of {seq_len} tokens; use a larger corpus")
+    if since_save:
+        _save_sums(root / "checkpoint", fingerprint, gram, cross, done, seen)
+
+    weight, bias = _solve(gram, cross, ridge)
+    lens = TunedLens(model.name, lens_key(model), weight, bias, seen, source.describe(), seq_len, ridge, 0)
+    if kl_steps:
+        weight, bias = _refine(
+            model, lens, source, seq_len, batch_size, kl_steps, kl_lr, root / "kl-checkpoint", resume
+        )
+        lens = TunedLens(model.name, lens.key, weight, bias, seen, lens.corpus, seq_len, ridge, kl_steps)
+    saved = lens.save(root / "lens")
+    return dataclasses.replace(lens, path=saved)
+
+
+def _solve(gram: torch.Tensor, cross: torch.Tensor, ridge: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ridge solution per layer; the bias column is not penalised. Returns float32 weight and bias."""
+    d = cross.shape[-1]
+    weights, biases = [], []
+    for g, c in zip(gram, cross, strict=True):
+        penalty = torch.zeros_like(g)
+        penalty[:d, :d] = torch.eye(d, dtype=g.dtype) * ridge * float(torch.diagonal(g)[:d].mean())
+        solution = torch.linalg.solve(g + penalty, c)
+        weights.append(solution[:d])
+        biases.append(solution[d])
+    weight = torch.cat([torch.stack(weights), torch.eye(d, dtype=torch.float64)[None]])
+    bias = torch.cat([torch.stack(biases), torch.zeros(1, d, dtype=torch.float64)])
+    return weight.float(), bias.float()  # the last row (identity) is never applied; it keeps rows = layers
+
+
+def _save_sums(folder: Path, fingerprint: dict, gram, cross, done: int, seen: int) -> None:
+    with atomic_directory(folder) as tmp:
+        save_file({"gram": gram.contiguous(), "cross": cross.contiguous()}, str(tmp / _SUMS))
+        state = {**fingerprint, "sequences": done, "tokens": seen}
+        (tmp / _STATE).write_text(json.dumps(state, indent=2), encoding="utf-8")
+
+
+def _load_sums(model: Model, folder: Path, fingerprint: dict):
+    """The checkpoint's sums if it exists and was made by the same model, corpus and sequence length."""
+    if not (folder / _STATE).exists():
+        return None, None, 0, 0
+    try:
+        state = json.loads((folder / _STATE).read_text(encoding="utf-8"))
+        tensors = load_file(str(folder / _SUMS))
+        gram, cross = tensors["gram"], tensors["cross"]
+        shape_ok = gram.shape == (model.n_layers, model.d_model + 1, model.d_model + 1)
+    except (OSError, ValueError, KeyError, SafetensorError):
+        raise InputError(
+            f"the tuned-lens checkpoint in {folder} is unreadable; delete it, or start over (--fresh / resume=False)"
+        ) from None
+    if not shape_ok or any(state.get(k) != v for k, v in fingerprint.items()):
+        raise InputError(
+            f"the tuned-lens checkpoint in {folder} was made with other settings ({state.get('corpus')}, seq_len "
+            f"{state.get('seq_len')}); use those, or start over (--fresh / resume=False)"
+        )
+    return gram, cross, int(state["sequences"]), int(state["tokens"])
+
+
+def _refine(
+    model: Model,
+    lens: TunedLens,
+    source,
+    seq_len: int,
+    batch_size: int,
+    steps: int,
+    lr: float,
+    folder: Path,
+    resume: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Adam on mean KL(output || lens) over the non-final layers, one corpus batch per step, checkpointed each step.
+
+    The checkpoint (translators, Adam moments, steps done) belongs to the least-squares lens it started from;
+    a re-run with the same settings continues it.
+    """
+    n, d = model.n_layers, model.d_model
+    start = {
+        "key": lens.key,
+        "tokens": lens.tokens,
+        "ridge": lens.ridge,
+        "seq_len": seq_len,
+        "lr": lr,
+        "batch_size": batch_size,
+        "corpus": lens.corpus,
+    }
+    param = torch.nn.Parameter(torch.cat([lens.weight[:n], lens.bias[:n, None]], dim=1).clone())
+    optimizer = torch.optim.Adam([param], lr=lr)
+    done = 0
+    if resume and (folder / _KL_STATE).exists():
+        try:
+            state = json.loads((folder / _KL_STATE).read_text(encoding="utf-8"))
+            saved = load_file(str(folder / _KL_WEIGHTS))
+        except (OSError, ValueError, SafetensorError):
+            raise InputError(
+                f"the KL-refinement checkpoint in {folder} is unreadable; delete it, or start over (--fresh)"
+            ) from None
+        if {k: state.get(k) for k in start} == start and state.get("steps", 0) <= steps:
+            with torch.no_grad():
+                param.copy_(saved["param"])
+            optimizer.state[param] = {
+                "step": torch.tensor(float(state["steps"])),
+                "exp_avg": saved["exp_avg"],
+                "exp_avg_sq": saved["exp_avg_sq"],
+            }
+            done = int(state["steps"])
+    hooks = _hooks(model)
+    stream = batches(packed_sequences(model, source, seq_len), batch_size)
+    for batch in progress(
+        itertools.islice(stream, done, steps), total=steps - done, description="tuned lens: KL refinement", unit="step"
+    ):
+        run = model.run(batch, cache=hooks, logits=False)
+        final = run.cache[hooks[-1]][:, 1:].reshape(-1, d)
+        count = final.shape[0]
+        optimizer.zero_grad()
+        for start_row in range(0, count, CHUNK):
+            rows = slice(start_row, start_row + CHUNK)
+            with torch.no_grad():
+                reference = torch.log_softmax(model.unembed(final[rows]).float(), dim=-1)
+            for i, name in enumerate(hooks[:-1]):
+                h = _normalise(run.cache[name][:, 1:].reshape(-1, d)[rows].float().clone())
+                translated = h @ param[i, :d] + param[i, d]
+                log_probs = torch.log_softmax(model.unembed(translated.to(model.dtype)).float(), dim=-1)
+                (kl_divergence(reference, log_probs).sum() / count).backward()
+        optimizer.step()
+        done += 1
+        moments = optimizer.state[param]
+        with atomic_directory(folder) as tmp:
+            save_file(
+                {
+                    "param": param.detach().contiguous(),
+                    "exp_avg": moments["exp_avg"].contiguous(),
+                    "exp_avg_sq": moments["exp_avg_sq"].contiguous(),
+                },
+                str(tmp / _KL_WEIGHTS),
+            )
+            (tmp / _KL_STATE).write_text(json.dumps({**start, "steps": done}), encoding="utf-8")
+    if done < steps:
+        raise InputError(f"the corpus ran out after {done} KL steps; ask for fewer --kl-steps")
+    refined = param.detach()
+    weight = torch.cat([refined[:, :d], torch.eye(d)[None]])
+    bias = torch.cat([refined[:, d], torch.zeros(1, d)])
+    return weight, bias
+
+
+@dataclass(frozen=True)
+class LensKL:
+    """Per-layer KL(model output || lens), in nats, averaged over held-out tokens, for both lenses."""
+
+    model: str
+    corpus: str
+    tokens: int
+    layers: list[int]  # -1 = embeddings
+    logit_lens: list[float]
+    tuned_lens: list[float] | None  # None when no tuned lens was given
+    tuned_note: str
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": "lens_kl",
+            "model": self.model,
+            "corpus": self.corpus,
+            "tokens": self.tokens,
+            "unit": "nats, KL(model output || lens), mean over tokens",
+            "tuned_lens_objective": self.tuned_note or None,
+            "layers": [
+                {
+                    "layer": layer,
+                    "hook": lens_hook(layer),
+                    "logit_lens_kl": self.logit_lens[i],
+                    "tuned_lens_kl": self.tuned_lens[i] if self.tuned_lens is not None else None,
+                }
+                for i, layer in enumerate(self.layers)
+            ],
+        }
+
+    def figure(self) -> Figure:
+        rows = [self.logit_lens] + ([self.tuned_lens] if self.tuned_lens is not None else [])
+        labels = ["logit lens"] + (["tuned lens"] if self.tuned_lens is not None else [])
+        return Figure(
+            f"{self.model}: how far each layer's lens is from the output",
+            [
+                Heatmap(
+                    "KL(output || lens) per layer, nats",
+                    rows,
+                    labels,
+                    [layer_label(layer) for layer in self.layers],
+                    row_title="lens",
+                    col_title="layer",
+                    value_label="nats",
+                    cell_text=[[f"{v:.2f}" for v in row] for row in rows],
+                )
+            ],
+            what_you_see=f"For every layer, how different the lens's next-token distribution is from the model's "
+            f"real output, averaged over {self.tokens:,} held-out tokens of {self.corpus}.",
+            how_to_read="0 means the layer, read through the lens, already predicts exactly what the model will "
+            "output; larger numbers mean more disagreement. The last layer is 0 for both lenses by construction. "
+            "A lower tuned-lens row means its translators read the layers better than the raw unembedding.",
+            caveat="A small KL says the output is linearly recoverable from the layer, not that the model uses it "
+            "that way; the tuned lens is fitted to the output, so it may read what the layer does not yet use."
+            + (f" Tuned lens: {self.tuned_note}." if self.tuned_note else ""),
+        )
+
+    def _repr_html_(self) -> str:
+        return figure_html(self.figure())
+
+
+def lens_kl(
+    model: Model,
+    corpus: str = "builtin",
+    *,
+    split: str | None = "test",
+    tokens: int = 4096,
+    seq_len: int = 128,
+    batch_size: int = 4,
+    lens: TunedLens | None = None,
+) -> LensKL:
+    """Mean KL(output || lens) per layer on about ``tokens`` tokens of ``corpus`` (default: the held-out split).
+
+    Positions 0 (BOS) are left out. The last layer is computed for the logit lens (it checks that the lens
+    reproduces the output: ~0); the tuned lens is the identity there, so it gets the same value.
+    """
+    if tokens < 1 or seq_len < 2 or batch_size < 1:
+        raise InputError("tokens, batch_size must be at least 1 and seq_len at least 2")
+    if lens is not None:
+        lens.check_fits(model)
+    source = load_corpus(corpus, split=split)
+    hooks = _hooks(model)
+    n_sequences = math.ceil(tokens / (seq_len - 1))
+    logit_sum = torch.zeros(len(hooks), dtype=torch.float64)
+    tuned_sum = torch.zeros(len(hooks), dtype=torch.float64)
+    count = 0
+    layers = list(range(EMBED_LAYER, model.n_layers))
+    for batch in progress(
+        batches(packed_sequences(model, source, seq_len, n_sequences), batch_size),
+        total=math.ceil(n_sequences / batch_size),
+        description="lens KL",
+        unit="batch",
+    ):
+        run = model.run(batch, cache=hooks, logits=False)
+        with torch.inference_mode():
+            flat = {name: run.cache[name][:, 1:].reshape(-1, model.d_model) for name in hooks}
+            for start in range(0, flat[hooks[0]].shape[0], CHUNK):
+                rows = slice(start, start + CHUNK)
+                reference = torch.log_softmax(model.unembed(flat[hooks[-1]][rows]).float(), dim=-1)
+                for i, layer in enumerate(layers):
+                    resid = flat[hooks[i]][rows]
+                    logit_sum[i] += _kl_sum(model, reference, resid)
+                    if lens is not None and layer != model.n_layers - 1:
+                        tuned_sum[i] += _kl_sum(model, reference, lens.translate(layer, resid))
+                count += flat[hooks[0]][rows].shape[0]
+    if count == 0:
+        raise InputError(f"corpus {source.describe()} gave no sequence of {seq_len} tokens; use a larger corpus")
+    logit = (logit_sum / count).tolist()
+    tuned = None
+    if lens is not None:
+        tuned = (tuned_sum / count).tolist()
+        tuned[-1] = logit[-1]  # identity translator at the last layer
+    return LensKL(model.name, source.describe(), count, layers, logit, tuned, lens.objective if lens else "")
+
+
+def _kl_sum(model: Model, reference: torch.Tensor, resid: torch.Tensor) -> float:
+    log_probs = torch.log_softmax(model.unembed(resid).float(), dim=-1)
+    return float(kl_divergence(reference, log_probs).sum())
