@@ -15,6 +15,7 @@ from .methods.head_roles import HeadRoles, head_roles
 from .methods.info import ModelInfo, info
 from .methods.logit_lens import LogitLens, logit_lens
 from .methods.neurons import NeuronProfile, NeuronsAtPosition, neuron_profile, top_neurons
+from .methods.overview import Overview, overview
 from .methods.predict import Prediction, predict
 from .methods.resid_stats import ResidNorms, resid_norms
 from .methods.tuned_lens import LensKL, TunedLens, lens_kl, load_tuned_lens, train_tuned_lens
@@ -42,6 +43,7 @@ __all__ = [
     "ModelLoadError",
     "NeuronProfile",
     "NeuronsAtPosition",
+    "Overview",
     "Patch",
     "Prediction",
     "Replace",
@@ -58,6 +60,7 @@ __all__ = [
     "logit_attribution",
     "logit_lens",
     "neuron_profile",
+    "overview",
     "predict",
     "resid_norms",
     "top_neurons",

@@ -14,6 +14,7 @@ import torch
 
 from ..errors import InputError
 from ..model.model import Model
+from ..model.run import Run
 from ..views.figures import Figure, Heatmap
 from ..views.html import figure_html
 
@@ -217,9 +218,9 @@ def sliding_windows(model: Model) -> list[int | None]:
     return [int(window) if kind == "sliding_attention" else None for kind in types]
 
 
-def all_patterns(model: Model, prompt: str | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def all_patterns(model: Model, prompt: str | torch.Tensor, run: Run | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids [pos] and every head's pattern [layer, head, query, key] (float32, CPU) on one prompt."""
-    run = model.run(prompt, cache=["blocks.*.attn.pattern"], logits=False)
+    run = run if run is not None else model.run(prompt, cache=["blocks.*.attn.pattern"], logits=False)
     if run.tokens.shape[0] != 1:
         raise InputError("attention takes one prompt at a time")
     patterns = torch.stack([run.cache[f"blocks.{layer}.attn.pattern"][0] for layer in range(model.n_layers)])
@@ -257,6 +258,7 @@ def attention(
     head: int | None = None,
     query_position: int = -1,
     top_k: int = 5,
+    run: Run | None = None,
 ) -> Attention:
     """Every head's attention pattern on ``prompt``, summaries per head, and the ``top_k`` keys each head
     reads at ``query_position`` (default: the last token).
@@ -264,6 +266,7 @@ def attention(
     ``layer``/``head`` select the head whose full pattern the figure and JSON show; left out, the most
     focused head that is not mainly an attention sink is chosen (highest mean row max among heads whose
     mean first-token weight is below 0.5). Give both or only ``layer`` (then its most focused head).
+    ``run``: a run of ``prompt`` that cached ``blocks.*.attn.pattern``, to reuse.
     """
     if not 1 <= top_k <= 100:
         raise InputError(f"top_k must be in 1..100, got {top_k}")
@@ -273,7 +276,7 @@ def attention(
         raise InputError(f"head must be in 0..{model.n_heads - 1}, got {head}")
     if head is not None and layer is None:
         raise InputError("a head needs its layer; pass --layer too")
-    ids, patterns = all_patterns(model, prompt)
+    ids, patterns = all_patterns(model, prompt, run)
     n = ids.shape[0]
     if n < 2:
         raise InputError("the prompt has one token; attention summaries need at least two, so add some text")

@@ -31,6 +31,7 @@ import torch
 
 from ..errors import GlasslabError, InputError
 from ..model.model import Model
+from ..model.run import Run
 from ..views.figures import Bars, Figure, Heatmap
 from ..views.html import figure_html
 
@@ -107,8 +108,12 @@ def _bias(module: torch.nn.Module) -> torch.Tensor | None:
     return bias.detach().float() if isinstance(bias, torch.Tensor) else None
 
 
-def token_id(model: Model, text: str, what: str) -> int:
-    """The first token of ``text`` (include the leading space, e.g. ``" Paris"``)."""
+def token_id(model: Model, text: str | int, what: str) -> int:
+    """The first token of ``text`` (include the leading space, e.g. ``" Paris"``), or a token id as is."""
+    if isinstance(text, int):
+        if not 0 <= text < model.vocab_size:
+            raise InputError(f"the {what} id {text} is outside the vocabulary (0..{model.vocab_size - 1})")
+        return text
     ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
     if not ids:
         raise InputError(f"the {what} is empty; give the text of a token, e.g. ' Paris'")
@@ -333,33 +338,39 @@ class LogitAttribution:
 # Method
 
 
+def attribution_hooks(neurons: bool) -> list[str]:
+    """The hooks ``logit_attribution`` reads (``mlp.post`` only for the top neurons)."""
+    hooks = ["blocks.0.resid_pre", "blocks.*.attn_out", "blocks.*.mlp_out", "blocks.*.resid_post"]
+    hooks += ["blocks.*.attn.head_out", "ln_final"]
+    return [*hooks, "blocks.*.mlp.post"] if neurons else hooks
+
+
 def logit_attribution(
     model: Model,
     prompt: str,
     *,
-    target: str,
-    versus: str | None = None,
+    target: str | int,
+    versus: str | int | None = None,
     position: int = -1,
     top_neurons: int = 10,
+    run: Run | None = None,
 ) -> LogitAttribution:
     """Decompose the logit of ``target`` (minus ``versus``'s) at ``position`` into direct shares.
 
-    ``target``/``versus`` are text; their first token is used (include the leading space). The shares
+    ``target``/``versus`` are text (their first token is used; include the leading space) or token ids. The shares
     (embedding, each layer's attention and MLP, each head, top neurons) add up to the logit before any
     final soft-cap; see the module docstring for the frozen-scale linearisation of the final norm.
+    ``run``: a run of ``prompt`` that cached the hooks listed in ``attribution_hooks``, to reuse.
     """
     if not 0 <= top_neurons <= 1000:
         raise InputError(f"top_neurons must be in 0..1000, got {top_neurons}")
     target_id = token_id(model, target, "target")
     versus_id = None if versus is None else token_id(model, versus, "versus token")
-    tokens = model.to_tokens(prompt)
+    if run is None:
+        run = model.run(prompt, cache=attribution_hooks(bool(top_neurons)))
+    tokens = run.tokens
     p = check_position(position, tokens.shape[1])
     last = model.n_layers - 1
-    sites = ["blocks.0.resid_pre", "blocks.*.attn_out", "blocks.*.mlp_out", "blocks.*.resid_post"]
-    sites += ["blocks.*.attn.head_out", "ln_final"]
-    if top_neurons:
-        sites.append("blocks.*.mlp.post")
-    run = model.run(tokens, cache=sites)
     cache = run.cache
 
     final_norm = model.module(model.arch.final_norm)
@@ -396,7 +407,7 @@ def logit_attribution(
         lens = (final_norm(resid).float() @ direction + unembed_bias).tolist()
         normalised = float(cache["ln_final"][0, p].float() @ direction) + unembed_bias
 
-    logits = run.logits[0, p].float()
+    logits = model.logits_at(run, [p])[0].float()
     logit = float(logits[target_id] - (logits[versus_id] if versus_id is not None else 0.0))
 
     neurons: list[NeuronContribution] = []

@@ -23,6 +23,7 @@ import torch
 
 from ..errors import InputError
 from ..model.model import Model
+from ..model.run import Run
 from ..views.figures import Figure, Heatmap
 from ..views.html import figure_html
 
@@ -191,19 +192,22 @@ def logit_lens(
     candidates: Sequence[str] | None = None,
     candidate_position: int = -1,
     lens: TunedLens | None = None,
+    run: Run | None = None,
 ) -> LogitLens:
     """Decode every layer's residual stream at ``positions`` (default: all) into top-``k`` tokens.
 
     ``target`` (text, its first token is used, e.g. ``" Paris"``) gets its probability and rank at every
     layer and position. ``candidates`` (texts, first token each) are followed through the layers at
     ``candidate_position``; by default they are the model's top ``k`` there, plus the target.
-    ``lens`` (a ``TunedLens``) turns the logit lens into the tuned lens.
+    ``lens`` (a ``TunedLens``) turns the logit lens into the tuned lens. ``run``: a run of ``prompt`` that
+    cached ``blocks.0.resid_pre`` and ``blocks.*.resid_post`` (and logits or ``ln_final``), to reuse.
     """
     if not 1 <= k <= 100:
         raise InputError(f"k must be in 1..100, got {k}")
     if lens is not None:
         lens.check_fits(model)
-    run = model.run(prompt, cache=[lens_hook(EMBED_LAYER), "blocks.*.resid_post"])
+    if run is None:
+        run = model.run(prompt, cache=[lens_hook(EMBED_LAYER), "blocks.*.resid_post"])
     n = run.tokens.shape[1]
     chosen = [_absolute(p, n) for p in (positions if positions is not None else range(n))]
     if not chosen:
@@ -212,7 +216,7 @@ def logit_lens(
     focus = _absolute(candidate_position, n)
     decode_at = sorted({*chosen, focus})
     rows = torch.tensor(decode_at)
-    output_log_probs = torch.log_softmax(run.logits[0, rows].float(), dim=-1)
+    output_log_probs = torch.log_softmax(model.logits_at(run, decode_at).float(), dim=-1)
 
     target_token = _first_token(model, target, "target") if target is not None else None
     focus_row = decode_at.index(focus)

@@ -8,6 +8,7 @@ import torch
 
 from ..errors import InputError
 from ..model.model import Model
+from ..model.run import Run
 from ..views.figures import Bars, Figure
 from ..views.html import figure_html
 
@@ -37,8 +38,8 @@ class Prediction:
     top: list[TokenScore]
     entropy_nats: float
     target: TokenScore | None
-    token_losses: list[TokenLoss]  # every token after the first
-    mean_loss: float
+    token_losses: list[TokenLoss]  # every token after the first (empty when the logits were not computed)
+    mean_loss: float | None
 
     def to_dict(self) -> dict:
         def score(s: TokenScore) -> dict:
@@ -92,29 +93,34 @@ class Prediction:
             "probability the model gave it before seeing it; 0 means it was certain.",
             caveat="A high probability says what the model expects, not that the continuation is true; "
             "probabilities of single tokens ignore words that span several tokens.",
-            extra={"entropy": f"{self.entropy_nats:.3f} nats", "mean loss": f"{self.mean_loss:.3f} nats"},
+            extra={"entropy": f"{self.entropy_nats:.3f} nats"}
+            | ({"mean loss": f"{self.mean_loss:.3f} nats"} if self.mean_loss is not None else {}),
         )
 
     def _repr_html_(self) -> str:
         return figure_html(self.figure())
 
 
-def predict(model: Model, prompt: str, *, k: int = 10, position: int = -1, target: str | None = None) -> Prediction:
+def predict(
+    model: Model, prompt: str, *, k: int = 10, position: int = -1, target: str | None = None, run: Run | None = None
+) -> Prediction:
     """Top-``k`` next tokens at ``position`` (default: after the last token), ``target``'s standing, and
     the loss of every token of the prompt given the tokens before it.
 
     ``target`` is text; its first token is scored (include the leading space, e.g. ``" Paris"``).
+    ``run``: a run of ``prompt`` to reuse (one that skipped the logits but cached ``ln_final`` is
+    decoded at ``position`` only, and then has no per-token losses).
     """
     if not 1 <= k <= 1000:
         raise InputError(f"k must be in 1..1000, got {k}")
-    run = model.run(prompt)
+    run = run if run is not None else model.run(prompt)
     n = run.tokens.shape[1]
     if not -n <= position < n:
         raise InputError(
             f"position {position} is out of range for a prompt of {n} tokens (valid: 0..{n - 1} or -{n}..-1)"
         )
     absolute = position % n
-    logits = run.logits[0, absolute].float()
+    logits = model.logits_at(run, [absolute])[0].float()
     log_probs = torch.log_softmax(logits, dim=-1)
     probs = log_probs.exp()
     entropy = float(-(probs * log_probs).sum())
@@ -133,12 +139,14 @@ def predict(model: Model, prompt: str, *, k: int = 10, position: int = -1, targe
         if not ids:
             raise InputError("the target is empty; give the text of the token to score, e.g. ' Paris'")
         target_score = score(ids[0])
-    all_log_probs = torch.log_softmax(run.logits[0, :-1].float(), dim=-1)
+    losses: list[float] = []
     next_ids = run.tokens[0, 1:]
-    losses = (-all_log_probs.gather(1, next_ids[:, None].to(all_log_probs.device))[:, 0]).tolist()
+    if run.logits is not None:
+        all_log_probs = torch.log_softmax(run.logits[0, :-1].float(), dim=-1)
+        losses = (-all_log_probs.gather(1, next_ids[:, None].to(all_log_probs.device))[:, 0]).tolist()
     token_losses = [
         TokenLoss(i + 1, model.tokenizer.decode([int(t)]), loss)
-        for i, (t, loss) in enumerate(zip(next_ids.tolist(), losses, strict=True))
+        for i, (t, loss) in enumerate(zip(next_ids.tolist(), losses, strict=False))
     ]
     return Prediction(
         model=model.name,
@@ -149,5 +157,5 @@ def predict(model: Model, prompt: str, *, k: int = 10, position: int = -1, targe
         entropy_nats=entropy,
         target=target_score,
         token_losses=token_losses,
-        mean_loss=sum(losses) / len(losses) if losses else 0.0,
+        mean_loss=sum(losses) / len(losses) if losses else None,
     )

@@ -1,0 +1,68 @@
+"""The first screen of an analysis from one forward pass: predictions, every attention pattern, the
+logit lens over all layers and per-head direct logit attribution for the top prediction.
+
+One run caches what all four need and skips the full unembedding; the predictions and the lens then
+decode only the chosen position. That keeps the whole screen under two plain forward passes even for
+a 262k-token vocabulary (see benchmarks/bench_observe.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..model.model import Model
+from ..views.figures import Figure
+from ..views.html import figure_html
+from .attention import Attention, attention
+from .dla import LogitAttribution, attribution_hooks, logit_attribution
+from .logit_lens import LogitLens, logit_lens
+from .predict import Prediction, predict
+
+OVERVIEW_HOOKS = sorted({*attribution_hooks(neurons=False), "blocks.*.attn.pattern"})
+
+
+@dataclass(frozen=True)
+class Overview:
+    prediction: Prediction
+    attention: Attention
+    logit_lens: LogitLens
+    attribution: LogitAttribution
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": "overview",
+            "model": self.prediction.model,
+            "prediction": self.prediction.to_dict(),
+            "attention": self.attention.to_dict(),
+            "logit_lens": self.logit_lens.to_dict(),
+            "attribution": self.attribution.to_dict(),
+        }
+
+    def figure(self) -> Figure:
+        parts = [self.prediction.figure(), self.logit_lens.figure(), self.attribution.figure(), self.attention.figure()]
+        return Figure(
+            f"{self.prediction.model}: overview of {self.prediction.prompt!r}",
+            [panel for part in parts for panel in part.panels],
+            what_you_see="What the model predicts next, what each layer would predict at that position, which "
+            "layers and heads pushed toward the top prediction, and where every attention head looks.",
+            how_to_read="Each panel is the matching single view (glasslab predict, logit-lens, dla, attention) "
+            "computed from one shared forward pass; their notes explain them in detail.",
+            caveat="Every panel describes this one prompt; none of them, alone, shows that a component is "
+            "necessary for the behaviour: that takes an intervention (ablation or patching).",
+        )
+
+    def _repr_html_(self) -> str:
+        return figure_html(self.figure())
+
+
+def overview(model: Model, prompt: str, *, k: int = 10, position: int = -1) -> Overview:
+    """Everything the first screen shows, for ``prompt`` at ``position`` (default: the last token)."""
+    run = model.run(prompt, cache=OVERVIEW_HOOKS, logits=False)
+    prediction = predict(model, prompt, k=k, position=position, run=run)
+    top = prediction.top[0].token_id
+    return Overview(
+        prediction=prediction,
+        attention=attention(model, prompt, query_position=position, run=run),
+        logit_lens=logit_lens(model, prompt, k=min(k, 5), positions=[position], candidate_position=position, run=run),
+        attribution=logit_attribution(model, prompt, target=top, position=position, top_neurons=0, run=run),
+    )

@@ -1,0 +1,70 @@
+"""The one-pass overview must equal the four views computed separately, each with its own full run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import glasslab as gl
+from glasslab.cli.app import app
+from glasslab.methods.overview import overview
+
+from .tiny import tiny_model
+
+PROMPT = "when mary and john went to the store john gave a drink to"
+
+
+def assert_same_overview(model: gl.Model, prompt: str, position: int) -> None:
+    result = overview(model, prompt, k=5, position=position)
+    prediction = gl.predict(model, prompt, k=5, position=position)
+    assert [s.token_id for s in result.prediction.top] == [s.token_id for s in prediction.top]
+    torch.testing.assert_close(
+        torch.tensor([s.logit for s in result.prediction.top]), torch.tensor([s.logit for s in prediction.top])
+    )
+    assert result.prediction.entropy_nats == pytest.approx(prediction.entropy_nats, rel=1e-5)
+
+    assert torch.equal(result.attention.patterns, gl.attention(model, prompt, query_position=position).patterns)
+
+    lens = gl.logit_lens(model, prompt, k=5, positions=[position], candidate_position=position)
+    ours, theirs = result.logit_lens.to_dict(), lens.to_dict()
+    for mine, reference in zip(ours["layers"], theirs["layers"], strict=True):
+        a, b = mine["positions"][0], reference["positions"][0]
+        assert [t["token_id"] for t in a["top"]] == [t["token_id"] for t in b["top"]]
+        assert a["kl_to_output"] == pytest.approx(b["kl_to_output"], rel=1e-5, abs=1e-5)
+
+    attribution = gl.logit_attribution(
+        model, prompt, target=prediction.top[0].token_id, position=position, top_neurons=0
+    )
+    torch.testing.assert_close(torch.tensor(result.attribution.heads), torch.tensor(attribution.heads))
+    assert result.attribution.logit == pytest.approx(attribution.logit, abs=1e-4)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama", "gemma3"])
+def test_overview_equals_the_separate_views(family):
+    assert_same_overview(tiny_model(family), PROMPT, position=-1)
+    assert_same_overview(tiny_model(family), PROMPT, position=4)
+
+
+def test_overview_renders_and_serialises(tmp_path):
+    result = overview(tiny_model("gpt2"), PROMPT)
+    assert json.loads(json.dumps(result.to_dict()))["kind"] == "overview"
+    assert "What it does not prove" in result._repr_html_()
+
+
+@pytest.mark.slow
+def test_overview_on_the_default_model(default_model):
+    assert_same_overview(default_model, "When Mary and John went to the store, John gave a drink to", position=-1)
+
+
+@pytest.mark.slow
+def test_overview_command(default_model, tmp_path):
+    import glasslab.cli.main  # noqa: F401  (registers every command, as the console script does)
+
+    page = tmp_path / "overview.html"
+    result = CliRunner().invoke(app, ["overview", "The capital of France is", "-k", "5", "--out", str(page)])
+    assert result.exit_code == 0, result.output
+    assert "attention share" in result.stdout
+    assert "What you see" in page.read_text()
