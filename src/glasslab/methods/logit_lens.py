@@ -232,19 +232,24 @@ def logit_lens(
     keep = [decode_at.index(p) for p in chosen]
 
     layers = [EMBED_LAYER, *range(model.n_layers)]
-    top, kl, target_p, target_r, cand_p = [], [], [], [], []
     with torch.inference_mode():
+        resids = []
         for layer in layers:
             resid = run.cache[lens_hook(layer)][0, rows]
-            if lens is not None:
-                resid = lens.translate(layer, resid)
-            stats = _decode(model, resid, output_log_probs, k, target_token, candidate_ids)
-            top.append([[_token(model, t, p) for t, p in stats.top[j]] for j in keep])
-            kl.append([stats.kl[j] for j in keep])
-            if target_token is not None:
-                target_p.append([stats.target_p[j] for j in keep])
-                target_r.append([stats.target_rank[j] for j in keep])
-            cand_p.append(stats.candidate_p[focus_row])
+            resids.append(lens.translate(layer, resid) if lens is not None else resid)
+        # Every layer in one stream of unembedding chunks: the unembedding matrix (671 MB for Gemma 3)
+        # is then read once per chunk instead of once per layer.
+        reference_rows = torch.arange(len(decode_at)).repeat(len(layers))
+        stats = _decode(model, torch.cat(resids), output_log_probs, reference_rows, k, target_token, candidate_ids)
+    top, kl, target_p, target_r, cand_p = [], [], [], [], []
+    for index in range(len(layers)):
+        offset = index * len(decode_at)
+        top.append([[_token(model, t, p) for t, p in stats.top[offset + j]] for j in keep])
+        kl.append([stats.kl[offset + j] for j in keep])
+        if target_token is not None:
+            target_p.append([stats.target_p[offset + j] for j in keep])
+            target_r.append([stats.target_rank[offset + j] for j in keep])
+        cand_p.append(stats.candidate_p[offset + focus_row])
     output_p = output_log_probs.exp()
     return LogitLens(
         model=model.name,
@@ -280,15 +285,19 @@ def _decode(
     model: Model,
     resid: torch.Tensor,
     output_log_probs: torch.Tensor,
+    reference_rows: torch.Tensor,
     k: int,
     target: int | None,
     candidates: list[int],
 ) -> _Stats:
-    """Top-k, KL to the output, target and candidate statistics of decoded residuals, chunk by chunk."""
+    """Top-k, KL to the output, target and candidate statistics of decoded residuals, chunk by chunk.
+
+    Row ``i`` of ``resid`` is compared with ``output_log_probs[reference_rows[i]]``.
+    """
     stats = _Stats([], [], [], [], [])
     for start in range(0, resid.shape[0], CHUNK):
         log_probs = torch.log_softmax(model.unembed(resid[start : start + CHUNK]).float(), dim=-1)
-        reference = output_log_probs[start : start + CHUNK]
+        reference = output_log_probs[reference_rows[start : start + CHUNK]]
         stats.kl.extend(kl_divergence(reference, log_probs).tolist())
         best = torch.topk(log_probs, k)
         for values, ids in zip(best.values.exp().tolist(), best.indices.tolist(), strict=True):

@@ -267,17 +267,21 @@ class Model:
     def logits_at(self, run: Run, positions: Sequence[int], row: int = 0) -> torch.Tensor:
         """[len(positions), vocab] logits of prompt ``row``: the run's own, or, if the run skipped the
         unembedding (``logits=False``), the unembedding of its cached ``ln_final`` at those positions only
-        (equal within float rounding, and far cheaper for a large vocabulary)."""
-        index = torch.tensor(list(positions), dtype=torch.long)
+        (equal within float rounding, far cheaper for a large vocabulary, and decoded once per run)."""
+        positions = list(positions)
         if run.logits is not None:
-            return run.logits[row, index.to(run.logits.device)]
+            return run.logits[row, torch.tensor(positions, dtype=torch.long, device=run.logits.device)]
         if "ln_final" not in run.cache:
             raise InputError("this run has neither logits nor a cached ln_final; run with logits=True")
-        normed = run.cache["ln_final"][row, index.to(run.cache["ln_final"].device)]
-        with torch.inference_mode():
-            logits = self.module(self.arch.unembed)(normed)
-        cap = getattr(self.config, "final_logit_softcapping", None)
-        return torch.tanh(logits / cap) * cap if cap else logits
+        missing = sorted({p for p in positions if (row, p) not in run.decoded})
+        if missing:
+            normed = run.cache["ln_final"][row, missing]
+            with torch.inference_mode():
+                logits = self.module(self.arch.unembed)(normed)
+                cap = getattr(self.config, "final_logit_softcapping", None)
+                logits = torch.tanh(logits / cap) * cap if cap else logits
+            run.decoded.update({(row, p): logits[i] for i, p in enumerate(missing)})
+        return torch.stack([run.decoded[(row, p)] for p in positions])
 
     def output_weights(self, layer: int) -> torch.Tensor:
         """[head, d_head, d_model]: each head's slice of the attention output projection."""

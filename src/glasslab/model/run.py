@@ -49,6 +49,8 @@ class Run:
     attention_mask: torch.Tensor  # [batch, pos], 1 for real tokens
     logits: torch.Tensor | None  # [batch, pos, vocab]
     cache: ActivationCache = field(repr=False)
+    # Logit rows decoded from ln_final by Model.logits_at, by (row, position): each is decoded once.
+    decoded: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def prompt_lengths(self) -> torch.Tensor:
