@@ -9,15 +9,18 @@
 
 from .errors import GlasslabError, HookNameError, InputError, ModelLoadError, UnsupportedModelError
 from .interventions import Ablate, Add, Clamp, Intervention, Patch, Replace
+from .methods.ablation import Ablation, AblationSweep, MeanActivations, ablate, ablation_sweep, mean_activations
 from .methods.attention import Attention, attention
 from .methods.dla import LogitAttribution, logit_attribution
 from .methods.head_roles import HeadRoles, head_roles
 from .methods.info import ModelInfo, info
 from .methods.logit_lens import LogitLens, logit_lens
+from .methods.neuron_clamp import NeuronClamp, clamp_neurons
 from .methods.neurons import NeuronProfile, NeuronsAtPosition, neuron_profile, top_neurons
 from .methods.overview import Overview, overview
 from .methods.predict import Prediction, predict
 from .methods.resid_stats import ResidNorms, resid_norms
+from .methods.steering import Steering, SteeringVector, load_steering_vector, make_steering_vector, steer
 from .methods.tuned_lens import LensKL, TunedLens, lens_kl, load_tuned_lens, train_tuned_lens
 from .model import ActivationCache, Generation, Model, Run, load
 
@@ -25,6 +28,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Ablate",
+    "Ablation",
+    "AblationSweep",
     "ActivationCache",
     "Add",
     "Attention",
@@ -38,9 +43,11 @@ __all__ = [
     "LensKL",
     "LogitAttribution",
     "LogitLens",
+    "MeanActivations",
     "Model",
     "ModelInfo",
     "ModelLoadError",
+    "NeuronClamp",
     "NeuronProfile",
     "NeuronsAtPosition",
     "Overview",
@@ -49,20 +56,29 @@ __all__ = [
     "Replace",
     "ResidNorms",
     "Run",
+    "Steering",
+    "SteeringVector",
     "TunedLens",
     "UnsupportedModelError",
+    "ablate",
+    "ablation_sweep",
     "attention",
+    "clamp_neurons",
     "head_roles",
     "info",
     "lens_kl",
     "load",
+    "load_steering_vector",
     "load_tuned_lens",
     "logit_attribution",
     "logit_lens",
+    "make_steering_vector",
+    "mean_activations",
     "neuron_profile",
     "overview",
     "predict",
     "resid_norms",
+    "steer",
     "top_neurons",
     "train_tuned_lens",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import attention, components, foundation, lens, overview  # noqa: F401  (each module registers its commands)
+from . import ablation, attention, components, foundation, lens, overview, steering  # noqa: F401  (each module registers its commands)
 from .app import app
 
 

@@ -23,11 +23,9 @@ Store layout (``store_path("tuned-lens", key)``, key = model name + layer count 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,19 +49,9 @@ _SUMS, _STATE = "sums.safetensors", "state.json"
 _KL_WEIGHTS, _KL_STATE = "kl.safetensors", "kl.json"
 
 
-def lens_key(model: Model) -> str:
-    """Store key: the model's name, its layer count and a hash of its config (weights of another shape never load)."""
-    config = {k: v for k, v in model.config.to_dict().items() if not k.startswith("_")}
-    for transient in ("transformers_version", "dtype", "torch_dtype", "name_or_path", "architectures"):
-        config.pop(transient, None)
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", model.name).strip("-") or "model"
-    return f"{name}-L{model.n_layers}-{digest}"
-
-
 def lens_folder(model: Model) -> Path:
     """The store folder of ``model``'s tuned lens (its ``lens/`` and ``checkpoint/``)."""
-    return store_path("tuned-lens", lens_key(model))
+    return store_path("tuned-lens", model.key)
 
 
 def _normalise(h: torch.Tensor) -> torch.Tensor:
@@ -98,9 +86,9 @@ class TunedLens:
         return f"{fit}; not refined on the paper's KL objective"
 
     def check_fits(self, model: Model) -> None:
-        if self.key != lens_key(model) or self.weight.shape[1:] != (model.d_model, model.d_model):
+        if self.key != model.key or self.weight.shape[1:] != (model.d_model, model.d_model):
             raise InputError(
-                f"this tuned lens was trained for {self.key}, not {lens_key(model)}; train one for this model "
+                f"this tuned lens was trained for {self.key}, not {model.key}; train one for this model "
                 "with: glasslab tuned-lens train"
             )
 
@@ -224,7 +212,7 @@ def train_tuned_lens(
     source = load_corpus(corpus, split="train")
     root = Path(folder).expanduser() if folder is not None else lens_folder(model)
     n_sequences = math.ceil(tokens / (seq_len - 1))
-    fingerprint = {"key": lens_key(model), "corpus": source.describe(), "seq_len": seq_len, "format": FORMAT}
+    fingerprint = {"key": model.key, "corpus": source.describe(), "seq_len": seq_len, "format": FORMAT}
 
     gram, cross, done, seen = _load_sums(model, root / "checkpoint", fingerprint) if resume else (None, None, 0, 0)
     if done > n_sequences:
@@ -261,7 +249,7 @@ def train_tuned_lens(
         _save_sums(root / "checkpoint", fingerprint, gram, cross, done, seen)
 
     weight, bias = _solve(gram, cross, ridge)
-    lens = TunedLens(model.name, lens_key(model), weight, bias, seen, source.describe(), seq_len, ridge, 0)
+    lens = TunedLens(model.name, model.key, weight, bias, seen, source.describe(), seq_len, ridge, 0)
     if kl_steps:
         weight, bias = _refine(
             model, lens, source, seq_len, batch_size, kl_steps, kl_lr, root / "kl-checkpoint", resume

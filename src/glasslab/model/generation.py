@@ -33,6 +33,7 @@ class Generation:
     completion: str
     prompt_tokens: int
     new_tokens: list[str]
+    new_token_ids: list[int]
     temperature: float
     seed: int | None
     interventions: int
@@ -45,6 +46,7 @@ class Generation:
             "completion": self.completion,
             "prompt_tokens": self.prompt_tokens,
             "new_tokens": self.new_tokens,
+            "new_token_ids": self.new_token_ids,
             "temperature": self.temperature,
             "seed": self.seed,
             "interventions": self.interventions,
@@ -106,6 +108,7 @@ def generate(
         completion=model.tokenizer.decode(new_ids, skip_special_tokens=True),
         prompt_tokens=tokens.input_ids.shape[1],
         new_tokens=[model.tokenizer.decode([i]) for i in new_ids],
+        new_token_ids=new_ids,
         temperature=temperature,
         seed=seed,
         interventions=len(session.bound),

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +97,17 @@ class Model:
         if spec.layout == "neurons":
             return {"neuron": self.d_mlp}
         return {}
+
+    @property
+    def key(self) -> str:
+        """Store key for artifacts made for this model (lenses, vectors): its name, layer count and a hash
+        of its config, so an artifact of another model or shape is never picked up."""
+        config = {k: v for k, v in self.config.to_dict().items() if not k.startswith("_")}
+        for transient in ("transformers_version", "dtype", "torch_dtype", "name_or_path", "architectures"):
+            config.pop(transient, None)
+        digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        name = re.sub(r"[^A-Za-z0-9._-]+", "-", self.name).strip("-") or "model"
+        return f"{name}-L{self.n_layers}-{digest}"
 
     @property
     def device(self) -> torch.device:
