@@ -108,18 +108,6 @@ def _bias(module: torch.nn.Module) -> torch.Tensor | None:
     return bias.detach().float() if isinstance(bias, torch.Tensor) else None
 
 
-def token_id(model: Model, text: str | int, what: str) -> int:
-    """The first token of ``text`` (include the leading space, e.g. ``" Paris"``), or a token id as is."""
-    if isinstance(text, int):
-        if not 0 <= text < model.vocab_size:
-            raise InputError(f"the {what} id {text} is outside the vocabulary (0..{model.vocab_size - 1})")
-        return text
-    ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
-    if not ids:
-        raise InputError(f"the {what} is empty; give the text of a token, e.g. ' Paris'")
-    return int(ids[0])
-
-
 def unembed_direction(model: Model, target: int, versus: int | None) -> tuple[torch.Tensor, float]:
     """``W_U[:, t] (- W_U[:, v])`` as [d_model] float32, and the unembedding bias's share of the logit."""
     unembed = model.module(model.arch.unembed)
@@ -364,8 +352,8 @@ def logit_attribution(
     """
     if not 0 <= top_neurons <= 1000:
         raise InputError(f"top_neurons must be in 0..1000, got {top_neurons}")
-    target_id = token_id(model, target, "target")
-    versus_id = None if versus is None else token_id(model, versus, "versus token")
+    target_id = model.token_id(target, "target")
+    versus_id = None if versus is None else model.token_id(versus, "versus token")
     if run is None:
         run = model.run(prompt, cache=attribution_hooks(bool(top_neurons)))
     tokens = run.tokens

@@ -218,10 +218,10 @@ def logit_lens(
     rows = torch.tensor(decode_at)
     output_log_probs = torch.log_softmax(model.logits_at(run, decode_at).float(), dim=-1)
 
-    target_token = _first_token(model, target, "target") if target is not None else None
+    target_token = model.token_id(target, "target") if target is not None else None
     focus_row = decode_at.index(focus)
     if candidates is not None:
-        candidate_ids = [_first_token(model, c, "candidate") for c in candidates]
+        candidate_ids = [model.token_id(c, "candidate") for c in candidates]
         if not candidate_ids:
             raise InputError("candidates is empty; give at least one token text, or leave it out")
     else:
@@ -321,13 +321,6 @@ def _absolute(position: int, n: int) -> int:
             f"position {position} is out of range for a prompt of {n} tokens (valid: 0..{n - 1} or -{n}..-1)"
         )
     return position % n
-
-
-def _first_token(model: Model, text: str, what: str) -> int:
-    ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
-    if not ids:
-        raise InputError(f"the {what} is empty; give the text of a token, e.g. ' Paris'")
-    return int(ids[0])
 
 
 def _token(model: Model, token_id: int, probability: float) -> LensToken:

@@ -90,8 +90,8 @@ def make_metric(
     """Build a metric from user input; token texts use their first token (include the leading space)."""
     if kind not in KINDS:
         raise InputError(f"unknown metric '{kind}'; choose one of {', '.join(KINDS)}")
-    target_id = None if target is None else _token_id(model, target, "target")
-    versus_id = None if versus is None else _token_id(model, versus, "versus token")
+    target_id = None if target is None else model.token_id(target, "target")
+    versus_id = None if versus is None else model.token_id(versus, "versus token")
     if kind in ("logit", "logit_diff", "prob") and target_id is None:
         raise InputError(f"the {kind} metric needs a target token, e.g. target=' Paris'")
     if kind == "logit_diff" and versus_id is None:
@@ -109,17 +109,6 @@ def normalised(value: torch.Tensor | float, clean: float, corrupted: float) -> t
             "choose prompts (or a metric) that differ"
         )
     return (value - corrupted) / (clean - corrupted)
-
-
-def _token_id(model: Model, text: str | int, what: str) -> int:
-    if isinstance(text, int):
-        if not 0 <= text < model.vocab_size:
-            raise InputError(f"the {what} id {text} is outside the vocabulary (0..{model.vocab_size - 1})")
-        return text
-    ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
-    if not ids:
-        raise InputError(f"the {what} is empty; give the text of a token, e.g. ' Paris'")
-    return int(ids[0])
 
 
 def _positions(run: Run, position: int) -> torch.Tensor:

@@ -30,7 +30,6 @@ from .dla import (
     neuron_effects,
     neuron_out_weights,
     norm_params,
-    token_id,
     unembed_direction,
 )
 
@@ -145,8 +144,8 @@ def top_neurons(
     contributions = None
     metric = None
     if target is not None:
-        target_id = token_id(model, target, "target")
-        versus_id = None if versus is None else token_id(model, versus, "versus token")
+        target_id = model.token_id(target, "target")
+        versus_id = None if versus is None else model.token_id(versus, "versus token")
         metric = f"logit({model.tokenizer.decode([target_id])!r})"
         if versus_id is not None:
             metric += f" - logit({model.tokenizer.decode([versus_id])!r})"

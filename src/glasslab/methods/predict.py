@@ -135,10 +135,7 @@ def predict(
 
     target_score = None
     if target is not None:
-        ids = model.tokenizer(target, add_special_tokens=False)["input_ids"]
-        if not ids:
-            raise InputError("the target is empty; give the text of the token to score, e.g. ' Paris'")
-        target_score = score(ids[0])
+        target_score = score(model.token_id(target, "target"))
     losses: list[float] = []
     next_ids = run.tokens[0, 1:]
     if run.logits is not None:

@@ -411,13 +411,6 @@ class Steering:
         return figure_html(self.figure())
 
 
-def _token_id(model: Model, text: str) -> int:
-    ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
-    if not ids:
-        raise InputError("a contrast token is empty; give its text with any leading space, e.g. ' love'")
-    return int(ids[0])
-
-
 def steer(
     model: Model,
     prompt: str,
@@ -523,7 +516,7 @@ def _contrast_logprobs(
         ids, cache=["ln_final"], logits=False, interventions=[Replace(vector.hook, fn=add_per_row, position=positions)]
     )
     last = ids.shape[1] - 1
-    pos_id, neg_id = _token_id(model, positive), _token_id(model, negative)
+    pos_id, neg_id = model.token_id(positive, "positive token"), model.token_id(negative, "negative token")
     out = []
     for row in range(len(scales)):
         log_probs = torch.log_softmax(model.logits_at(run, [last], row=row)[0].float(), dim=-1)

@@ -154,6 +154,18 @@ class Model:
             ids = torch.as_tensor(text).reshape(-1).tolist()
         return [self.tokenizer.decode([i]) for i in ids]
 
+    def token_id(self, text: str | int, what: str = "token") -> int:
+        """The first token of ``text`` (include any leading space, e.g. ``" Paris"``), or a token id as is;
+        ``what`` names the argument in the error message."""
+        if isinstance(text, int):
+            if not 0 <= text < self.vocab_size:
+                raise InputError(f"the {what} id {text} is outside the vocabulary (0..{self.vocab_size - 1})")
+            return text
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise InputError(f"the {what} is empty; give the text of a token, e.g. ' Paris'")
+        return int(ids[0])
+
     @property
     def pad_token_id(self) -> int:
         for candidate in (self.tokenizer.pad_token_id, self.tokenizer.eos_token_id, 0):
