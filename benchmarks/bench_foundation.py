@@ -19,14 +19,13 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 
 import torch
+from timing import interleaved_medians
 
 import glasslab as gl
 
@@ -100,16 +99,7 @@ def main() -> None:
     else:
         print("transformer-lens not installed: (d) skipped (pip install -e '.[peers]')")
 
-    for fn in contenders.values():  # warm-up
-        fn()
-    samples: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(args.repeats):
-        for name, fn in contenders.items():
-            start = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - start)
-
-    medians = {name: statistics.median(values) for name, values in samples.items()}
+    medians = interleaved_medians(contenders, args.repeats)
     print(f"\nGemma 3 270M, float32, {N_TOKENS} tokens, {torch.get_num_threads()} threads, median of {args.repeats}")
     for name, seconds in medians.items():
         print(f"  {name:40s} {seconds * 1000:8.1f} ms")

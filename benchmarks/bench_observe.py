@@ -13,11 +13,10 @@ after a warm-up, interleaved so machine noise hits every contender alike.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
+from timing import interleaved_medians
 
 import glasslab as gl
 
@@ -46,15 +45,7 @@ def main() -> None:
         "    logit lens, all positions": lambda: gl.logit_lens(model, prompt),
         "    dla": lambda: gl.logit_attribution(model, prompt, target=top),
     }
-    for fn in contenders.values():
-        fn()
-    samples: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(args.repeats):
-        for name, fn in contenders.items():
-            start = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - start)
-    medians = {name: statistics.median(values) for name, values in samples.items()}
+    medians = interleaved_medians(contenders, args.repeats)
     threads = torch.get_num_threads()
     print(f"Gemma 3 270M, float32, {tokens.shape[1]} tokens, {threads} threads, median of {args.repeats}")
     for name, seconds in medians.items():
