@@ -11,6 +11,8 @@ from .errors import GlasslabError, HookNameError, InputError, ModelLoadError, Un
 from .interventions import Ablate, Add, Clamp, Intervention, Patch, Replace
 from .methods.ablation import Ablation, AblationSweep, MeanActivations, ablate, ablation_sweep, mean_activations
 from .methods.attention import Attention, attention
+from .methods.attribution_patching import AttributionPatching, attribution_patching
+from .methods.circuit import Circuit, build_circuit, circuit
 from .methods.dla import LogitAttribution, logit_attribution
 from .methods.head_roles import HeadRoles, head_roles
 from .methods.info import ModelInfo, info
@@ -18,6 +20,8 @@ from .methods.logit_lens import LogitLens, logit_lens
 from .methods.neuron_clamp import NeuronClamp, clamp_neurons
 from .methods.neurons import NeuronProfile, NeuronsAtPosition, neuron_profile, top_neurons
 from .methods.overview import Overview, overview
+from .methods.patching import ActivationPatching, activation_patching
+from .methods.path_patching import PathPatching, path_patching
 from .methods.predict import Prediction, predict
 from .methods.resid_stats import ResidNorms, resid_norms
 from .methods.steering import Steering, SteeringVector, load_steering_vector, make_steering_vector, steer
@@ -31,8 +35,11 @@ __all__ = [
     "Ablation",
     "AblationSweep",
     "ActivationCache",
+    "ActivationPatching",
     "Add",
     "Attention",
+    "AttributionPatching",
+    "Circuit",
     "Clamp",
     "Generation",
     "GlasslabError",
@@ -52,6 +59,7 @@ __all__ = [
     "NeuronsAtPosition",
     "Overview",
     "Patch",
+    "PathPatching",
     "Prediction",
     "Replace",
     "ResidNorms",
@@ -62,7 +70,11 @@ __all__ = [
     "UnsupportedModelError",
     "ablate",
     "ablation_sweep",
+    "activation_patching",
     "attention",
+    "attribution_patching",
+    "build_circuit",
+    "circuit",
     "clamp_neurons",
     "head_roles",
     "info",
@@ -76,6 +88,7 @@ __all__ = [
     "mean_activations",
     "neuron_profile",
     "overview",
+    "path_patching",
     "predict",
     "resid_norms",
     "steer",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from . import ablation, attention, components, foundation, lens, overview, steering  # noqa: F401  (each module registers its commands)
+# Each command module registers its commands on the app when imported.
+from . import ablation, attention, circuit, components, foundation, lens, overview, patching, steering  # noqa: F401
 from .app import app
 
 

@@ -141,11 +141,10 @@ def _selected_logits(model: Model, run: Run, positions: torch.Tensor, ids: list[
     if logits is not None:
         return logits[:, ids].float()
     unembed = model.module(model.arch.unembed)
-    with torch.inference_mode():
-        values = normed @ unembed.weight[ids].T
-        if getattr(unembed, "bias", None) is not None:
-            values = values + unembed.bias[ids]
-        return _softcap(model, values).float()
+    values = normed @ unembed.weight[ids].T  # differentiable when the run kept its graph (grad=True)
+    if getattr(unembed, "bias", None) is not None:
+        values = values + unembed.bias[ids]
+    return _softcap(model, values).float()
 
 
 def _full_logits(model: Model, run: Run, positions: torch.Tensor) -> torch.Tensor:
@@ -154,8 +153,7 @@ def _full_logits(model: Model, run: Run, positions: torch.Tensor) -> torch.Tenso
     if logits is not None:
         return logits
     unembed = model.module(model.arch.unembed)
-    with torch.inference_mode():
-        return torch.cat([_softcap(model, unembed(normed[i : i + _CHUNK])) for i in range(0, normed.shape[0], _CHUNK)])
+    return torch.cat([_softcap(model, unembed(normed[i : i + _CHUNK])) for i in range(0, normed.shape[0], _CHUNK)])
 
 
 def _span_loss(model: Model, run: Run, span: tuple[int, int] | None) -> torch.Tensor:
@@ -171,8 +169,7 @@ def _span_loss(model: Model, run: Run, span: tuple[int, int] | None) -> torch.Te
             logits = run.logits[row, predicting]
         else:
             normed = run.cache["ln_final"][row, predicting.to(run.cache["ln_final"].device)]
-            with torch.inference_mode():
-                logits = _softcap(model, model.module(model.arch.unembed)(normed))
+            logits = _softcap(model, model.module(model.arch.unembed)(normed))
         targets = run.tokens[row, start:stop].to(logits.device)
         losses.append(torch.nn.functional.cross_entropy(logits.float(), targets))
     return torch.stack(losses)
