@@ -8,18 +8,24 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..errors import InputError
-from .app import DeviceOpt, DtypeOpt, JsonOpt, ModelOpt, OutOpt, app, emit, friendly_errors, load_model, out
+from .app import (
+    DeviceOpt,
+    DtypeOpt,
+    JsonOpt,
+    MetricOpt,
+    MetricPositionOpt,
+    ModelOpt,
+    OutOpt,
+    TargetOpt,
+    VersusOpt,
+    app,
+    emit,
+    friendly_errors,
+    load_model,
+    out,
+    parse_layer_index,
+)
 
-TargetOpt = Annotated[
-    str | None, typer.Option(help="The token the metric reads (e.g. ' Mary'); loss and kl need none.")
-]
-VersusOpt = Annotated[str | None, typer.Option(help="Measure logit(target) - logit(versus) (e.g. ' John').")]
-MetricOpt = Annotated[
-    str | None,
-    typer.Option(help="logit, logit_diff, prob, loss or kl (default: logit_diff with --versus, else logit)."),
-]
-PositionOpt = Annotated[int, typer.Option(help="Position whose prediction the metric reads (-1: the last).")]
 AblatePositionOpt = Annotated[
     list[int] | None, typer.Option("--ablate-position", help="Ablate only at this token position (repeatable).")
 ]
@@ -35,17 +41,6 @@ SeedOpt = Annotated[int, typer.Option(help="Seed for resample ablation's draws."
 SamplesOpt = Annotated[int, typer.Option(help="Resample draws to average over.")]
 
 
-def _pairs(values: list[str] | None, what: str) -> list[tuple[int, int]]:
-    """'9.1' -> (9, 1), with a one-line error for anything else."""
-    pairs = []
-    for text in values or []:
-        layer, dot, index = text.partition(".")
-        if not (dot and layer.isdigit() and index.isdigit()):
-            raise InputError(f"--{what} takes LAYER.INDEX, e.g. 9.1; got '{text}'")
-        pairs.append((int(layer), int(index)))
-    return pairs
-
-
 @app.command("ablate")
 @friendly_errors
 def ablate(
@@ -53,7 +48,7 @@ def ablate(
     target: TargetOpt = None,
     versus: VersusOpt = None,
     metric: MetricOpt = None,
-    position: PositionOpt = -1,
+    position: MetricPositionOpt = -1,
     head: Annotated[list[str] | None, typer.Option("--head", help="A head as LAYER.HEAD (repeatable).")] = None,
     layer_attn: Annotated[
         list[int] | None, typer.Option("--layer-attn", help="A layer's whole attention block (repeatable).")
@@ -84,10 +79,10 @@ def ablate(
         versus=versus,
         metric=metric,
         position=position,
-        heads=_pairs(head, "head"),
+        heads=[parse_layer_index(t, "head") for t in head or []],
         attn_layers=layer_attn or (),
         mlp_layers=layer_mlp or (),
-        neurons=_pairs(neuron, "neuron"),
+        neurons=[parse_layer_index(t, "neuron") for t in neuron or []],
         ablate_positions=ablate_position,
         how=how,
         reference=reference,
@@ -117,7 +112,7 @@ def ablate_sweep(
     target: TargetOpt = None,
     versus: VersusOpt = None,
     metric: MetricOpt = None,
-    position: PositionOpt = -1,
+    position: MetricPositionOpt = -1,
     over: Annotated[str, typer.Option(help="heads (every head) or layers (every attention and MLP block).")] = "heads",
     ablate_position: AblatePositionOpt = None,
     how: HowOpt = "zero",
@@ -201,7 +196,7 @@ def clamp_neurons(
     result = run_clamp(
         load_model(model, dtype, device),
         prompt,
-        _pairs(neuron, "neuron"),
+        [parse_layer_index(t, "neuron") for t in neuron or []],
         value=value,
         scale=scale,
         zero=zero,

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ..errors import GlasslabError
+from ..errors import GlasslabError, InputError
 
 app = typer.Typer(
     name="glasslab",
@@ -55,6 +55,26 @@ def friendly_errors(command: F) -> F:
 OutOpt = Annotated[
     str | None, typer.Option("--out", "-o", help="Also write the result: .html (interactive), .png, .svg or .json.")
 ]
+
+
+# Options of the causal commands (ablate, patch, path-patch, circuit): what the effect is measured by.
+TargetOpt = Annotated[
+    str | None, typer.Option(help="The token the metric reads (e.g. ' Mary'); loss and kl need none.")
+]
+VersusOpt = Annotated[str | None, typer.Option(help="Measure logit(target) - logit(versus) (e.g. ' John').")]
+MetricOpt = Annotated[
+    str | None,
+    typer.Option(help="logit, logit_diff, prob, loss or kl (default: logit_diff with --versus, else logit)."),
+]
+MetricPositionOpt = Annotated[int, typer.Option(help="Position whose prediction the metric reads (-1: the last).")]
+
+
+def parse_layer_index(text: str, flag: str, unit: str = "INDEX") -> tuple[int, int]:
+    """'9.1' -> (9, 1) for --head/--neuron/--senders values, with a one-line error naming the flag."""
+    layer, dot, index = text.strip().partition(".")
+    if not (dot and layer.isdigit() and index.isdigit()):
+        raise InputError(f"--{flag} takes LAYER.{unit}, e.g. 9.1; got '{text}'")
+    return int(layer), int(index)
 
 
 def load_model(model: str | None, dtype: str, device: str):

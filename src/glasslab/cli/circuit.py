@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 import typer
@@ -10,24 +9,32 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import InputError
-from .app import DeviceOpt, DtypeOpt, JsonOpt, ModelOpt, OutOpt, app, emit, friendly_errors, load_model, out
+from .app import (
+    DeviceOpt,
+    DtypeOpt,
+    JsonOpt,
+    MetricOpt,
+    MetricPositionOpt,
+    ModelOpt,
+    OutOpt,
+    TargetOpt,
+    VersusOpt,
+    app,
+    emit,
+    friendly_errors,
+    load_model,
+    out,
+    parse_layer_index,
+)
 
 CleanArg = Annotated[str, typer.Argument(help="The clean prompt.")]
 CorruptedArg = Annotated[str, typer.Argument(help="The corrupted prompt (same number of tokens).")]
-TargetOpt = Annotated[str | None, typer.Option(help="The token the metric scores (e.g. ' Mary').")]
-VersusOpt = Annotated[str | None, typer.Option(help="The token it is compared with (e.g. ' John').")]
-MetricOpt = Annotated[str, typer.Option(help="logit_diff, logit, prob, loss or kl.")]
-PositionOpt = Annotated[int, typer.Option(help="Token position the metric reads (-1: the last).")]
-_HEAD = re.compile(r"^(\d+)\.(\d+)$")
 
 
 def _heads(text: str) -> list[tuple[int, int]]:
     heads = []
     for part in filter(None, (p.strip() for p in text.split(","))):
-        match = _HEAD.match(part)
-        if not match:
-            raise InputError(f"sender '{part}' is not understood; write LAYER.HEAD, e.g. 9.1")
-        heads.append((int(match.group(1)), int(match.group(2))))
+        heads.append(parse_layer_index(part, "senders", "HEAD"))
     if not heads:
         raise InputError("--senders is empty; write heads as LAYER.HEAD, e.g. 9.1,10.0")
     return heads
@@ -46,7 +53,7 @@ def path_patch(
     receivers: Annotated[str, typer.Option(help="logits, or head inputs LAYER.HEAD.q|k|v,...")] = "logits",
     together: Annotated[bool, typer.Option(help="Patch all senders together (one row) instead of each alone.")] = False,
     metric: MetricOpt = "logit_diff",
-    position: PositionOpt = -1,
+    position: MetricPositionOpt = -1,
     denoising: Annotated[
         bool, typer.Option(help="Run the corrupted prompt and take senders from the clean one.")
     ] = False,
@@ -103,7 +110,7 @@ def circuit_command(
     threshold: Annotated[float | None, typer.Option(help="Keep only components moving at least this share.")] = None,
     head_edges: Annotated[bool, typer.Option(help="Also measure paths between kept heads (q, k, v).")] = False,
     metric: MetricOpt = "logit_diff",
-    position: PositionOpt = -1,
+    position: MetricPositionOpt = -1,
     model: ModelOpt = None,
     dtype: DtypeOpt = "float32",
     device: DeviceOpt = "cpu",

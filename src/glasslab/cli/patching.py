@@ -9,7 +9,20 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import InputError
-from .app import DeviceOpt, DtypeOpt, JsonOpt, ModelOpt, OutOpt, app, emit, friendly_errors, load_model, out
+from .app import (
+    DeviceOpt,
+    DtypeOpt,
+    JsonOpt,
+    MetricOpt,
+    ModelOpt,
+    OutOpt,
+    VersusOpt,
+    app,
+    emit,
+    friendly_errors,
+    load_model,
+    out,
+)
 
 
 def _position(text: str | None) -> int | str | None:
@@ -27,10 +40,8 @@ def patch(
     clean: Annotated[str, typer.Argument(help="The prompt where the model does the task.")],
     corrupted: Annotated[str, typer.Argument(help="The same prompt with one detail changed.")],
     target: Annotated[str, typer.Option(help="The clean answer token (e.g. ' Mary').")],
-    versus: Annotated[str | None, typer.Option(help="The corrupted answer token (e.g. ' John').")] = None,
-    metric: Annotated[
-        str | None, typer.Option(help="logit_diff (default with --versus), logit, prob, loss or kl.")
-    ] = None,
+    versus: VersusOpt = None,
+    metric: MetricOpt = None,
     site: Annotated[
         str,
         typer.Option(

@@ -267,8 +267,7 @@ def _prepare(
         raise InputError("resample ablation draws from reference prompts; a corpus or means is for how='mean'")
     tokens = model.to_tokens(prompt)
     n_pos = tokens.shape[1]
-    kind = metric or ("logit_diff" if versus is not None else "logit")
-    chosen_metric = make_metric(model, kind, target=target, versus=versus, position=position)
+    chosen_metric = make_metric(model, metric, target=target, versus=versus, position=position)
     clean_run = model.run(tokens, cache=["ln_final"], logits=False)
     if chosen_metric.kind == "kl":
         chosen_metric = chosen_metric.with_reference(model, clean_run)

@@ -25,7 +25,7 @@ from ..model.model import Model
 from ..views.figures import Figure
 from ..views.html import figure_html
 from .metrics import Metric
-from .patching import ActivationPatching, Align, PatchTable, PositionChoice, Prompt, activation_patching, prepare_sweep
+from .patching import ActivationPatching, Align, PatchTable, PositionChoice, Prompt, prepare_sweep, run_sweep
 
 
 @dataclass(frozen=True)
@@ -114,22 +114,10 @@ def attribution_patching(
     estimate = torch.tensor(effects, dtype=torch.float64) + sweep.base_value
     raw, norm = sweep.table(estimate)
     real, correlation = None, None
-    if compare:
-        real = activation_patching(
-            model,
-            clean,
-            corrupted,
-            target=target,
-            versus=versus,
-            metric=metric,
-            site=site,
-            position=position,
-            layers=layers,
-            noising=noising,
-            align=align,
-            batch_size=batch_size,
-        )
-        correlation = pearson(estimate, torch.tensor(real.raw, dtype=torch.float64).reshape(-1))
+    if compare:  # the real sweep on the same prepared runs: no second clean/corrupted pass
+        values, passes = run_sweep(sweep, batch_size)
+        real = ActivationPatching(**sweep.result_fields(*sweep.table(values), passes))
+        correlation = pearson(estimate, values.to(torch.float64))
     # Passes: the clean and corrupted forwards, then one forward and one backward of the patched run.
     return AttributionPatching(**sweep.result_fields(raw, norm, 3), real=real, correlation=correlation)
 

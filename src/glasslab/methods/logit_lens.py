@@ -26,6 +26,7 @@ from ..model.model import Model
 from ..model.run import Run
 from ..views.figures import Figure, Heatmap
 from ..views.html import figure_html
+from .metrics import kl_divergence
 
 if TYPE_CHECKING:
     from .tuned_lens import TunedLens
@@ -308,11 +309,6 @@ def _decode(
             stats.target_rank.extend(((log_probs > target_lp[:, None]).sum(-1) + 1).tolist())
         stats.candidate_p.extend(log_probs[:, candidates].exp().tolist())
     return stats
-
-
-def kl_divergence(reference_log_probs: torch.Tensor, log_probs: torch.Tensor) -> torch.Tensor:
-    """KL(reference || lens) per row, in nats (clamped at 0 against float rounding)."""
-    return (reference_log_probs.exp() * (reference_log_probs - log_probs)).sum(-1).clamp_min(0.0)
 
 
 def _absolute(position: int, n: int) -> int:

@@ -73,21 +73,24 @@ class Metric:
             if self.reference is None:
                 raise InputError("the kl metric needs the clean run: use metric.with_reference(model, clean_run)")
             log_probs = torch.log_softmax(_full_logits(model, run, _positions(run, self.position)).float(), dim=-1)
-            reference = self.reference.to(log_probs.device)
-            return (reference.exp() * (reference - log_probs)).sum(-1).clamp_min(0.0).cpu()
+            return kl_divergence(self.reference.to(log_probs.device), log_probs).cpu()
         return _span_loss(model, run, self.span).cpu()
 
 
 def make_metric(
     model: Model,
-    kind: str,
+    kind: str | None,
     *,
     target: str | int | None = None,
     versus: str | int | None = None,
     position: int = -1,
     span: tuple[int, int] | None = None,
 ) -> Metric:
-    """Build a metric from user input; token texts use their first token (include the leading space)."""
+    """Build a metric from user input; token texts use their first token (include the leading space).
+
+    ``kind=None`` picks ``logit_diff`` when ``versus`` is given, else ``logit``.
+    """
+    kind = kind or ("logit_diff" if versus is not None else "logit")
     if kind not in KINDS:
         raise InputError(f"unknown metric '{kind}'; choose one of {', '.join(KINDS)}")
     target_id = None if target is None else model.token_id(target, "target")
@@ -99,6 +102,11 @@ def make_metric(
     if span is not None and not (1 <= span[0] < span[1]):
         raise InputError(f"span must be (start, end) with 1 <= start < end, got {span}")
     return Metric(kind, target_id, versus_id, position, span)  # type: ignore[arg-type]
+
+
+def kl_divergence(reference_log_probs: torch.Tensor, log_probs: torch.Tensor) -> torch.Tensor:
+    """KL(reference || other) per row, in nats (clamped at 0 against float rounding)."""
+    return (reference_log_probs.exp() * (reference_log_probs - log_probs)).sum(-1).clamp_min(0.0)
 
 
 def normalised(value: torch.Tensor | float, clean: float, corrupted: float) -> torch.Tensor | float:

@@ -470,10 +470,10 @@ def _tokens(model: Model, prompt: Prompt, what: str) -> torch.Tensor:
 def _metric(model: Model, metric: str | Metric | None, target, versus) -> Metric:
     if isinstance(metric, Metric):
         return metric
-    kind = metric or ("logit_diff" if versus is not None else "logit")
-    if kind in ("logit", "logit_diff", "prob") and target is None:
+    if (metric or "logit") in ("logit", "logit_diff", "prob") and target is None:
+        kind = metric or "logit"
         raise InputError(f"patching with the {kind} metric needs target=<the clean answer>, e.g. target=' Mary'")
-    return make_metric(model, kind, target=target, versus=versus)
+    return make_metric(model, metric, target=target, versus=versus)
 
 
 def _absolute(position: int, n: int, valid: torch.Tensor) -> int:

@@ -40,7 +40,8 @@ from ..progress import progress
 from ..store import atomic_directory, store_path
 from ..views.figures import Figure, Heatmap
 from ..views.html import figure_html
-from .logit_lens import CHUNK, EMBED_LAYER, kl_divergence, layer_label, lens_hook
+from .logit_lens import CHUNK, EMBED_LAYER, layer_label, lens_hook
+from .metrics import kl_divergence
 
 FORMAT = 1
 _EPS = 1e-6  # inside rms(h), as in the models' RMSNorms
