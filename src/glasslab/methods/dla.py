@@ -24,77 +24,19 @@ linearised the same way with the post-MLP norm's scale computed on the whole MLP
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
-from ..errors import GlasslabError, InputError
+from ..errors import InputError
 from ..model.model import Model
+from ..model.norms import NormParams, check_norm, norm_params
 from ..model.run import Run
 from ..views.figures import Bars, Figure, Heatmap
 from ..views.html import figure_html
 
 # ---------------------------------------------------------------------------------------------------
-# Norm linearisation and unembedding directions (candidates for the model layer)
-
-
-@dataclass(frozen=True)
-class NormParams:
-    """A norm as ``(x - centre?) * rsqrt(stat(x) + eps) * weight + bias``."""
-
-    centre: bool  # LayerNorm subtracts the mean; RMSNorm does not
-    weight: torch.Tensor  # [d_model] float32, the effective weight (Gemma: 1 + weight)
-    bias: torch.Tensor | None
-    eps: float
-
-    def scale(self, x: torch.Tensor) -> torch.Tensor:
-        """[...]: the norm's scale on ``x`` [..., d_model], the factor frozen by the linearisation."""
-        x = x.float()
-        if self.centre:
-            return torch.rsqrt(x.var(-1, unbiased=False) + self.eps)
-        return torch.rsqrt(x.pow(2).mean(-1) + self.eps)
-
-    def linear(self, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        """The norm's linear part with the scale frozen: ``(x - mean?) * scale * weight`` (no bias)."""
-        x = x.float()
-        if self.centre:
-            x = x - x.mean(-1, keepdim=True)
-        return x * scale[..., None] * self.weight
-
-
-def norm_params(module: torch.nn.Module) -> NormParams:
-    """Read a LayerNorm or an RMSNorm of any family.
-
-    An RMSNorm's effective weight is read by running the module on a vector of ones (mean square 1),
-    so variants such as Gemma's ``(1 + weight)`` need no special case; ``check_norm`` then confirms
-    the reading against the module on real activations.
-    """
-    if isinstance(module, torch.nn.LayerNorm):
-        d = module.normalized_shape[-1]
-        weight = module.weight.float() if module.weight is not None else torch.ones(d)
-        bias = module.bias.float() if module.bias is not None else None
-        return NormParams(True, weight.detach(), None if bias is None else bias.detach(), float(module.eps))
-    eps = getattr(module, "eps", None)
-    if eps is None:
-        eps = getattr(module, "variance_epsilon", None)
-    weight_param = getattr(module, "weight", None)
-    if eps is None or weight_param is None:
-        raise GlasslabError(f"cannot linearise norm {type(module).__name__}: expected a LayerNorm or an RMSNorm")
-    ones = torch.ones(weight_param.shape[-1], dtype=weight_param.dtype, device=weight_param.device)
-    with torch.inference_mode():
-        weight = module(ones).float() * math.sqrt(1.0 + float(eps))
-    return NormParams(False, weight.clone(), None, float(eps))
-
-
-def check_norm(params: NormParams, module: torch.nn.Module, x: torch.Tensor, what: str) -> None:
-    """Raise if ``params`` do not reproduce ``module`` on ``x`` (an unknown norm variant)."""
-    with torch.inference_mode():
-        expected = module(x).float()
-    mine = params.linear(x, params.scale(x)) + (params.bias if params.bias is not None else 0.0)
-    tolerance = 1e-3 * float(expected.abs().max()) + 1e-5
-    if float((mine - expected).abs().max()) > tolerance:
-        raise GlasslabError(f"the {what} ({type(module).__name__}) is not a LayerNorm/RMSNorm glasslab can linearise")
+# Unembedding directions and neuron weights
 
 
 def neuron_out_weights(model: Model, layer: int) -> torch.Tensor:

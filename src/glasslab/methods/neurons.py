@@ -21,6 +21,7 @@ import torch
 from ..data import batches, load_corpus, packed_sequences
 from ..errors import InputError
 from ..model.model import Model
+from ..model.norms import norm_params
 from ..progress import progress
 from ..views.figures import Bars, Figure, Heatmap
 from ..views.html import figure_html
@@ -29,7 +30,6 @@ from .dla import (
     effective_direction,
     neuron_effects,
     neuron_out_weights,
-    norm_params,
     unembed_direction,
 )
 

@@ -14,8 +14,6 @@ from typing import Literal
 
 from ..errors import UnsupportedModelError
 
-NormKind = Literal["rms", "rms_plus_one"]
-
 
 @dataclass(frozen=True)
 class Architecture:
@@ -34,7 +32,6 @@ class Architecture:
     # Post-norm families (Gemma 2/3) normalise each sublayer's output before adding it to the residual.
     post_attn_norm: str | None = None
     post_mlp_norm: str | None = None
-    post_norm_kind: NormKind | None = None
     # Parallel residual (GPT-NeoX/Pythia, GPT-J): attention and MLP both read resid_pre, so there is no
     # resid_mid. ``parallel_residual_attr`` names the config flag, ``parallel_residual`` is the fixed answer.
     parallel_residual: bool = False
@@ -61,7 +58,6 @@ _GEMMA_POST_NORM = dict(
     _LLAMA_LIKE,
     post_attn_norm="post_attention_layernorm",
     post_mlp_norm="post_feedforward_layernorm",
-    post_norm_kind="rms_plus_one",
 )
 
 ARCHITECTURES: dict[str, Architecture] = {

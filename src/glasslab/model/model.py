@@ -17,6 +17,7 @@ from ..errors import InputError
 from .architectures import Architecture
 from .generation import Generation, generate
 from .hooks import HookName, InterventionLike, all_hook_names, expand_hook_names, parse_hook_name
+from .norms import norm_params
 from .run import ActivationCache, Run
 from .session import HookSession, StopForward
 
@@ -321,12 +322,9 @@ class Model:
         out = torch.einsum("bshd,hdm->bshm", z, self.output_weights(layer).to(z.dtype))
         if pre_norm_sum is None:
             return out
-        norm = self.block_module(layer, self.arch.post_attn_norm)
-        eps = getattr(norm, "eps", None)
-        eps = getattr(norm, "variance_epsilon", 1e-6) if eps is None else eps
-        scale = torch.rsqrt(pre_norm_sum.float().pow(2).mean(-1, keepdim=True) + eps)
-        weight = norm.weight.float() + (1.0 if self.arch.post_norm_kind == "rms_plus_one" else 0.0)
-        return (out.float() * scale[:, :, None] * weight).to(z.dtype)
+        params = norm_params(self.block_module(layer, self.arch.post_attn_norm))
+        scale = params.scale(pre_norm_sum)  # frozen on the full sum, so the shares add up to attn_out
+        return params.linear(out, scale[:, :, None]).to(z.dtype)
 
     def __repr__(self) -> str:
         return (
