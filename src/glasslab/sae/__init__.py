@@ -1,0 +1,19 @@
+"""Sparse autoencoders: read and write them in SAELens's layout, check they fit a model, encode."""
+
+from .config import ARCHITECTURES, SAEConfig
+from .files import load_sae_folder, save_sae
+from .fit import check_fits, hook_width
+from .hook_names import from_transformer_lens, to_transformer_lens
+from .sae import SAE
+
+__all__ = [
+    "ARCHITECTURES",
+    "SAE",
+    "SAEConfig",
+    "check_fits",
+    "from_transformer_lens",
+    "hook_width",
+    "load_sae_folder",
+    "save_sae",
+    "to_transformer_lens",
+]

@@ -1,0 +1,112 @@
+"""SAEs on disk in SAELens's layout: a folder with ``cfg.json`` and ``sae_weights.safetensors``.
+
+Reading validates every tensor's name, shape and finiteness before the SAE is used, so a truncated or
+mismatched file fails with one line instead of a shape error deep inside a forward pass. Writing goes
+through a temporary folder renamed into place, so an interrupted save never leaves a half-written SAE.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..errors import InputError
+from ..store import atomic_directory
+from .config import SAEConfig
+from .sae import SAE
+
+CONFIG_FILE = "cfg.json"
+WEIGHTS_FILE = "sae_weights.safetensors"
+SPARSITY_FILE = "sparsity.safetensors"  # optional: log10 feature density, as SAELens writes it
+
+
+def read_config(folder: Path) -> SAEConfig:
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        raise InputError(f"no {CONFIG_FILE} in '{folder}': an SAE folder holds {CONFIG_FILE} and {WEIGHTS_FILE}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"'{path}' is not valid JSON ({exc.__class__.__name__}); the SAE folder is damaged") from None
+    if not isinstance(data, dict):
+        raise InputError(f"'{path}' must hold a JSON object")
+    return SAEConfig.from_json(data)
+
+
+def load_sae_folder(
+    folder: str | os.PathLike, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
+) -> SAE:
+    """Read and validate an SAE folder (SAELens layout)."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise InputError(f"SAE folder '{folder}' does not exist")
+    cfg = read_config(folder)
+    weights_path = folder / WEIGHTS_FILE
+    if not weights_path.is_file():
+        raise InputError(f"no {WEIGHTS_FILE} in '{folder}'")
+    try:
+        tensors = load_file(weights_path)
+    except (SafetensorError, OSError) as exc:
+        raise InputError(f"'{weights_path}' is not a readable safetensors file ({exc}); download it again") from None
+    sae = SAE(cfg, dtype=dtype, device=device)
+    if cfg.architecture == "batchtopk" and "threshold" in tensors:
+        sae.register_parameter(
+            "threshold", torch.nn.Parameter(torch.zeros(cfg.d_sae, dtype=dtype), requires_grad=False)
+        )
+    _check_tensors(tensors, sae, weights_path)
+    with torch.no_grad():
+        for name, param in sae.named_parameters():
+            param.copy_(tensors[name].to(dtype))
+    sae.to(device)
+    return sae
+
+
+def _check_tensors(tensors: dict[str, torch.Tensor], sae: SAE, path: Path) -> None:
+    expected = sae.parameter_shapes()
+    missing = [name for name in expected if name not in tensors]
+    if missing:
+        raise InputError(
+            f"'{path}' lacks {', '.join(missing)} needed by a {sae.cfg.architecture} SAE; "
+            "the file and cfg.json do not match"
+        )
+    for name, shape in expected.items():
+        got = tuple(tensors[name].shape)
+        if got != shape:
+            raise InputError(
+                f"'{path}': {name} has shape {list(got)} but cfg.json (d_in={sae.d_in}, d_sae={sae.d_sae}) "
+                f"needs {list(shape)}"
+            )
+        if not torch.isfinite(tensors[name].float()).all():
+            raise InputError(f"'{path}': {name} contains NaN or infinite values; the SAE is damaged")
+
+
+def save_sae(
+    sae: SAE,
+    folder: str | os.PathLike,
+    *,
+    dtype: torch.dtype | None = None,
+    extra_files: dict[str, bytes] | None = None,
+    sparsity: torch.Tensor | None = None,
+) -> Path:
+    """Write ``sae`` to ``folder`` atomically (replacing what was there); ``extra_files`` (name -> bytes),
+    such as training metrics or labels, are written beside it in the same atomic step."""
+    final = Path(folder).expanduser()
+    dtype = dtype or next(sae.parameters()).dtype
+    cfg = sae.cfg.to_json()
+    cfg["dtype"] = str(dtype).removeprefix("torch.")
+    with atomic_directory(final) as tmp:
+        tensors = {name: param.detach().to("cpu", dtype).contiguous() for name, param in sae.named_parameters()}
+        save_file(tensors, tmp / WEIGHTS_FILE)
+        (tmp / CONFIG_FILE).write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+        if sparsity is not None:
+            save_file({"sparsity": sparsity.detach().float().cpu().contiguous()}, tmp / SPARSITY_FILE)
+        for name, content in (extra_files or {}).items():
+            if Path(name).name != name:
+                raise InputError(f"extra SAE file name '{name}' must be a plain file name")
+            (tmp / name).write_bytes(content)
+    return final
