@@ -1,0 +1,195 @@
+"""Observation operations: tokens, overview, predictions, attention, head roles, logit lens, DLA, neurons,
+generation.
+
+The first screen's forward pass (every hook the overview reads) is kept per prompt, so selecting another
+token, head or panel of the same prompt decodes from it instead of running the model again.
+"""
+
+from __future__ import annotations
+
+from ..errors import InputError
+from ..methods.attention import attention
+from ..methods.dla import attribution_hooks, logit_attribution
+from ..methods.head_roles import head_roles
+from ..methods.logit_lens import logit_lens
+from ..methods.neurons import top_neurons
+from ..methods.overview import OVERVIEW_HOOKS, Overview
+from ..methods.predict import predict
+from ..model.run import Run
+from .ops import Ctx, Operation
+from .schemas import (
+    AttentionBody,
+    DlaBody,
+    GenerateBody,
+    HeadRolesBody,
+    LogitLensBody,
+    NeuronsBody,
+    OverviewBody,
+    PredictBody,
+    TokensBody,
+)
+
+SHARED_HOOKS = sorted({*OVERVIEW_HOOKS, *attribution_hooks(neurons=True)})
+
+
+def shared_run(ctx: Ctx, prompt: str) -> Run:
+    """One forward pass of ``prompt`` caching what the overview, attention and DLA panels read (no logits:
+    rows are decoded from ``ln_final`` on demand and memoised on the run)."""
+    ctx.prompt(prompt)
+    return ctx.state.cached_run(("shared", prompt), lambda: ctx.model.run(prompt, cache=SHARED_HOOKS, logits=False))
+
+
+def tokens(ctx: Ctx, body: TokensBody) -> dict:
+    n = ctx.prompt(body.prompt)
+    ids = ctx.model.tokenize(body.prompt).input_ids[0, :n].tolist()
+    return {
+        "kind": "tokens",
+        "model": ctx.model.name,
+        "prompt": body.prompt,
+        "n_tokens": n,
+        "tokens": [{"position": i, "token": ctx.model.tokenizer.decode([t]), "token_id": t} for i, t in enumerate(ids)],
+    }
+
+
+def overview(ctx: Ctx, body: OverviewBody) -> dict:
+    run = shared_run(ctx, body.prompt)
+    model, prompt, position = ctx.model, body.prompt, body.position
+    prediction = predict(model, prompt, k=body.k, position=position, run=run)
+    return Overview(
+        prediction=prediction,
+        attention=attention(model, prompt, query_position=position, run=run),
+        logit_lens=logit_lens(model, prompt, k=min(body.k, 5), positions=[position], candidate_position=position, run=run),
+        attribution=logit_attribution(
+            model, prompt, target=prediction.top[0].token_id, position=position, top_neurons=0, run=run
+        ),
+    ).to_dict()
+
+
+def predict_op(ctx: Ctx, body: PredictBody) -> dict:
+    ctx.prompt(body.prompt)
+    # Its own run with logits: the per-token losses need every position's distribution.
+    run = ctx.state.cached_run(("logits", body.prompt), lambda: ctx.model.run(body.prompt))
+    return predict(ctx.model, body.prompt, k=body.k, position=body.position, target=body.target, run=run).to_dict()
+
+
+def attention_op(ctx: Ctx, body: AttentionBody) -> dict:
+    ctx.layer(body.layer)
+    ctx.head(body.head)
+    run = shared_run(ctx, body.prompt)
+    return attention(
+        ctx.model,
+        body.prompt,
+        layer=body.layer,
+        head=body.head,
+        query_position=body.query_position,
+        top_k=body.top_k,
+        run=run,
+    ).to_dict()
+
+
+def head_roles_op(ctx: Ctx, body: HeadRolesBody) -> dict:
+    if body.prompt is not None:
+        ctx.prompt(body.prompt)
+    return head_roles(
+        ctx.model, body.prompt, seq_len=body.seq_len, n_seqs=body.n_seqs, seed=body.seed, batch_size=body.batch_size
+    ).to_dict()
+
+
+def logit_lens_op(ctx: Ctx, body: LogitLensBody) -> dict:
+    n = ctx.prompt(body.prompt)
+    positions = body.positions if body.positions is not None else list(range(n))
+    if len(positions) > ctx.limits.max_lens_positions:
+        raise InputError(
+            f"positions: the logit lens decodes every layer at each position; ask for at most "
+            f"{ctx.limits.max_lens_positions} positions per call (this prompt has {n} tokens)"
+        )
+    run = shared_run(ctx, body.prompt)
+    return logit_lens(
+        ctx.model,
+        body.prompt,
+        k=body.k,
+        target=body.target,
+        positions=positions,
+        candidates=body.candidates,
+        candidate_position=body.candidate_position,
+        run=run,
+    ).to_dict()
+
+
+def dla_op(ctx: Ctx, body: DlaBody) -> dict:
+    run = shared_run(ctx, body.prompt)
+    target = body.target
+    if target is None:
+        target = predict(ctx.model, body.prompt, k=1, position=body.position, run=run).top[0].token_id
+    return logit_attribution(
+        ctx.model,
+        body.prompt,
+        target=target,
+        versus=body.versus,
+        position=body.position,
+        top_neurons=body.top_neurons,
+        run=run,
+    ).to_dict()
+
+
+def neurons_op(ctx: Ctx, body: NeuronsBody) -> dict:
+    ctx.prompt(body.prompt)
+    ctx.layer(body.layer)
+    return top_neurons(
+        ctx.model,
+        body.prompt,
+        position=body.position,
+        layer=body.layer,
+        top=body.top,
+        target=body.target,
+        versus=body.versus,
+    ).to_dict()
+
+
+def generate_op(ctx: Ctx, body: GenerateBody) -> dict:
+    ctx.prompt(body.prompt)
+    return ctx.model.generate(
+        body.prompt, max_new_tokens=body.max_new_tokens, temperature=body.temperature, top_p=body.top_p, seed=body.seed
+    ).to_dict()
+
+
+def _seeded(body: GenerateBody) -> bool:
+    return body.temperature == 0.0 or body.seed is not None
+
+
+OPERATIONS = [
+    Operation("tokens", TokensBody, tokens, "The prompt's tokens (BOS first) with their ids.", "analysis"),
+    Operation(
+        "overview",
+        OverviewBody,
+        overview,
+        "The first screen from one forward pass: predictions, attention, logit lens, per-head DLA.",
+        "analysis",
+    ),
+    Operation("predict", PredictBody, predict_op, "Top next tokens, entropy, a target's rank, per-token loss.", "analysis"),
+    Operation(
+        "attention", AttentionBody, attention_op, "Every head's summaries and one head's full pattern.", "analysis"
+    ),
+    Operation(
+        "head-roles",
+        HeadRolesBody,
+        head_roles_op,
+        "Previous-token, induction, duplicate and sink scores of every head.",
+        "analysis",
+        long=True,
+    ),
+    Operation(
+        "logit-lens", LogitLensBody, logit_lens_op, "Layers x positions and layers x candidate tokens.", "analysis"
+    ),
+    Operation("dla", DlaBody, dla_op, "Direct logit attribution by layer, by head and by neuron.", "analysis"),
+    Operation("neurons", NeuronsBody, neurons_op, "The most active / most attributing neurons at a position.", "analysis"),
+    Operation(
+        "generate",
+        GenerateBody,
+        generate_op,
+        "Continue the prompt (greedy, or sampled with a seed).",
+        "analysis",
+        long=True,
+        deterministic=_seeded,
+    ),
+]

@@ -1,0 +1,257 @@
+"""Intervention operations: ablation, activation patching, the circuit graph, steering vectors and steering.
+
+Every intervention a method applies is scoped to its call (``with model.intervene``), and the model lock
+is held for the whole request, so no other request ever runs with it. Steering vectors are saved and read
+by name only, inside the store (``store/steering/<model key>/<name>``): a client never names a path.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+from fastapi import APIRouter, HTTPException, Path, Request
+
+from ..errors import InputError
+from ..methods.ablation import ablate, ablation_sweep
+from ..methods.circuit import circuit
+from ..methods.patching import activation_patching
+from ..methods.predict import predict
+from ..methods.steering import load_steering_vector, make_steering_vector, steer
+from ..store import store_path
+from .ops import Ctx, Operation, services
+from .schemas import (
+    AblateBody,
+    AblationSweepBody,
+    CircuitBody,
+    MakeVectorBody,
+    PatchBody,
+    SteerBody,
+)
+
+VECTOR_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+router = APIRouter(prefix="/api", tags=["interventions"])
+
+
+def top_token(ctx: Ctx, prompt: str, position: int) -> int:
+    """The model's top prediction at ``position``: the default target of the causal methods."""
+    run = ctx.model.run(prompt, cache=["ln_final"], logits=False)
+    return predict(ctx.model, prompt, k=1, position=position, run=run).top[0].token_id
+
+
+def targets(ctx: Ctx, body, clean: str, corrupted: str | None = None, position: int = -1) -> tuple:
+    """(target, versus): as given, else the clean prompt's top prediction (and, for a logit difference, the
+    corrupted prompt's top prediction when it differs), so a first click works without typing tokens."""
+    target, versus = body.target, body.versus
+    if target is None and body.metric not in ("loss", "kl"):
+        target = top_token(ctx, clean, position)
+    if versus is None and body.metric == "logit_diff" and corrupted is not None:
+        versus = top_token(ctx, corrupted, position)
+        if versus == ctx.model.token_id(target, "target"):
+            raise InputError(
+                "versus: the corrupted prompt also predicts the target; give versus (e.g. target ' Mary', versus ' John')"
+            )
+    return target, versus
+
+
+def ablate_op(ctx: Ctx, body: AblateBody) -> dict:
+    ctx.prompt(body.prompt)
+    for i, text in enumerate(body.reference or []):
+        ctx.prompt(text, f"reference[{i}]")
+    for layer in [*body.attn_layers, *body.mlp_layers]:
+        ctx.layer(layer, "attn_layers/mlp_layers")
+    target, versus = targets(ctx, body, body.prompt, position=body.position)
+    return ablate(
+        ctx.model,
+        body.prompt,
+        target=target,
+        versus=versus,
+        metric=body.metric,
+        position=body.position,
+        heads=ctx.heads(body.heads),
+        attn_layers=body.attn_layers,
+        mlp_layers=body.mlp_layers,
+        neurons=ctx.neurons(body.neurons),
+        ablate_positions=body.ablate_positions,
+        how=body.how,
+        reference=body.reference,
+        seed=body.seed,
+        samples=body.samples,
+    ).to_dict()
+
+
+def ablation_sweep_op(ctx: Ctx, body: AblationSweepBody) -> dict:
+    ctx.prompt(body.prompt)
+    for i, text in enumerate(body.reference or []):
+        ctx.prompt(text, f"reference[{i}]")
+    target, versus = targets(ctx, body, body.prompt, position=body.position)
+    return ablation_sweep(
+        ctx.model,
+        body.prompt,
+        target=target,
+        versus=versus,
+        metric=body.metric,
+        position=body.position,
+        over=body.over,
+        ablate_positions=body.ablate_positions,
+        how=body.how,
+        reference=body.reference,
+        seed=body.seed,
+        batch_size=body.batch_size,
+    ).to_dict()
+
+
+def patch_op(ctx: Ctx, body: PatchBody) -> dict:
+    ctx.prompt(body.clean, "clean")
+    ctx.prompt(body.corrupted, "corrupted")
+    for layer in body.layers or []:
+        ctx.layer(layer, "layers")
+    target, versus = targets(ctx, body, body.clean, body.corrupted)
+    return activation_patching(
+        ctx.model,
+        body.clean,
+        body.corrupted,
+        target=target,
+        versus=versus,
+        metric=body.metric,
+        site=body.site,
+        position=body.position,
+        layers=body.layers,
+        noising=body.noising,
+        align=body.align,
+        batch_size=body.batch_size,
+    ).to_dict()
+
+
+def circuit_op(ctx: Ctx, body: CircuitBody) -> dict:
+    ctx.prompt(body.clean, "clean")
+    ctx.prompt(body.corrupted, "corrupted")
+    target, versus = targets(ctx, body, body.clean, body.corrupted, body.position)
+    return circuit(
+        ctx.model,
+        body.clean,
+        body.corrupted,
+        target=target,
+        versus=versus,
+        metric=body.metric,
+        position=body.position,
+        top=body.top,
+        threshold=body.threshold,
+        head_edges=body.head_edges,
+        batch_size=body.batch_size,
+    ).to_dict()
+
+
+def _check_pairs(ctx: Ctx, pairs) -> list[tuple[str, str]]:
+    for i, (positive, negative) in enumerate(pairs):
+        ctx.prompt(positive, f"pairs[{i}] positive")
+        ctx.prompt(negative, f"pairs[{i}] negative")
+    return [tuple(p) for p in pairs]
+
+
+def make_vector_op(ctx: Ctx, body: MakeVectorBody) -> dict:
+    ctx.layer(body.layer)
+    vector = make_steering_vector(
+        ctx.model, _check_pairs(ctx, body.pairs), layer=body.layer, method=body.method, position=body.position
+    )
+    if body.name is not None:
+        vector = vector.save(body.name)
+    return _public(vector.to_dict())
+
+
+def steer_op(ctx: Ctx, body: SteerBody) -> dict:
+    ctx.prompt(body.prompt)
+    if (body.vector is None) == (body.pairs is None):
+        raise InputError("give either vector (a saved vector's name) or pairs with a layer, not both")
+    if body.vector is not None:
+        vector = load_steering_vector(ctx.model, body.vector)
+    else:
+        if body.layer is None:
+            raise InputError("layer: say at which layer to make the vector from the pairs")
+        ctx.layer(body.layer)
+        vector = make_steering_vector(ctx.model, _check_pairs(ctx, body.pairs), layer=body.layer, method=body.method)
+    return steer(
+        ctx.model,
+        body.prompt,
+        vector,
+        scales=body.scales,
+        max_new_tokens=body.max_new_tokens,
+        positions=body.positions,
+        positive_token=body.positive_token,
+        negative_token=body.negative_token,
+        temperature=body.temperature,
+        seed=body.seed,
+    ).to_dict()
+
+
+def _public(vector: dict) -> dict:
+    """A vector's dict without its folder on disk (clients name vectors, never paths)."""
+    return {k: v for k, v in vector.items() if k != "path"}
+
+
+OPERATIONS = [
+    Operation("ablate", AblateBody, ablate_op, "Ablate heads, layers or neurons together: the metric's change.", "interventions"),
+    Operation(
+        "ablation-sweep",
+        AblationSweepBody,
+        ablation_sweep_op,
+        "Ablate every head (or layer) alone: layer x head table.",
+        "interventions",
+        long=True,
+    ),
+    Operation(
+        "patch",
+        PatchBody,
+        patch_op,
+        "Activation patching clean vs corrupted: layer x position or layer x head.",
+        "interventions",
+        long=True,
+    ),
+    Operation("circuit", CircuitBody, circuit_op, "The circuit graph: strongest heads and MLPs, paths to the logits.", "interventions", long=True),
+    Operation(
+        "steering-vector",
+        MakeVectorBody,
+        make_vector_op,
+        "Make a steering vector from (positive, negative) pairs; saved in the store when named.",
+        "steering",
+        deterministic=lambda body: body.name is None,
+    ),
+    Operation(
+        "steer",
+        SteerBody,
+        steer_op,
+        "Baseline vs steered continuations, one per scale (a sweep when several scales are given).",
+        "steering",
+        long=True,
+        deterministic=lambda body: body.temperature == 0.0 or body.seed is not None,
+    ),
+]
+
+
+def _vector_folder(request: Request):
+    return store_path("steering", services(request).state.model.key)
+
+
+@router.get("/steering/vectors", tags=["steering"], summary="Saved steering vectors of the loaded model.")
+def list_vectors(request: Request) -> dict:
+    svc = services(request)
+    folder = _vector_folder(request)
+    vectors = []
+    if folder.is_dir():
+        with svc.state.use("listing steering vectors") as model:
+            for entry in sorted(folder.iterdir()):
+                if entry.is_dir() and not entry.name.startswith("."):
+                    try:
+                        vectors.append(_public(load_steering_vector(model, entry.name).to_dict()))
+                    except InputError:
+                        continue  # unreadable or another model's: not offered
+    return {"kind": "steering_vectors", "model": svc.state.model.name, "vectors": vectors}
+
+
+@router.delete("/steering/vectors/{name}", tags=["steering"], summary="Delete a saved steering vector.")
+def delete_vector(request: Request, name: str = Path(pattern=VECTOR_NAME))  -> dict:
+    folder = _vector_folder(request) / name
+    if not folder.is_dir():
+        raise HTTPException(404, f"no saved steering vector '{name}' for this model")
+    shutil.rmtree(folder)
+    return {"kind": "deleted", "name": name}
+

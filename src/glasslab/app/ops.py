@@ -1,0 +1,136 @@
+"""Operations: each API method once, callable as a plain request (``POST /api/<name>``) or as a job.
+
+An operation takes the validated body and the model (held under the model lock) and returns its
+result's ``to_dict()``. ``execute`` adds what every operation shares: the result cache, the lock, the
+cancel hooks for jobs, the prompt-length check in tokens and JSON-safe floats.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi import Request
+
+from ..errors import InputError
+from ..model.model import Model
+from .jobs import Job, JobManager
+from .schemas import MAX_PROMPT_TOKENS, Body
+from .state import ModelState, cancellable
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Limits that depend on the model or the machine (fixed ones live in schemas.py)."""
+
+    max_prompt_tokens: int = MAX_PROMPT_TOKENS
+    max_lens_positions: int = 64  # logit-lens positions per call: each decodes the full vocabulary per layer
+
+
+@dataclass
+class Services:
+    """Everything a route needs, kept on ``app.state.glasslab``."""
+
+    state: ModelState
+    jobs: JobManager
+    limits: Limits
+    model_roots: list[Path]  # local folders a client may load models from (resolved)
+    experiments: object  # experiments.ExperimentStore (typed loosely to keep imports one-way)
+    cache_results: bool = True
+    extras: dict = field(default_factory=dict)
+
+
+def services(request: Request) -> Services:
+    return request.app.state.glasslab
+
+
+@dataclass
+class Ctx:
+    state: ModelState
+    model: Model
+    limits: Limits
+    job: Job | None = None
+
+    def prompt(self, text: str, what: str = "prompt") -> int:
+        """The prompt's length in tokens (BOS included), refusing one over the server's limit."""
+        n = int(self.model.tokenize(text).attention_mask.sum())
+        if n > self.limits.max_prompt_tokens:
+            raise InputError(
+                f"{what} is {n} tokens; this server accepts at most {self.limits.max_prompt_tokens}: shorten it"
+            )
+        return n
+
+    def layer(self, value: int | None, what: str = "layer") -> int | None:
+        if value is not None and not 0 <= value < self.model.n_layers:
+            raise InputError(f"{what} must be in 0..{self.model.n_layers - 1} for {self.model.name}, got {value}")
+        return value
+
+    def head(self, value: int | None, what: str = "head") -> int | None:
+        if value is not None and not 0 <= value < self.model.n_heads:
+            raise InputError(f"{what} must be in 0..{self.model.n_heads - 1} for {self.model.name}, got {value}")
+        return value
+
+    def heads(self, pairs: Sequence[tuple[int, int]], what: str = "heads") -> list[tuple[int, int]]:
+        for layer, head in pairs:
+            self.layer(layer, f"{what}: layer")
+            self.head(head, f"{what}: head")
+        return [tuple(p) for p in pairs]
+
+    def neurons(self, pairs: Sequence[tuple[int, int]], what: str = "neurons") -> list[tuple[int, int]]:
+        for layer, neuron in pairs:
+            self.layer(layer, f"{what}: layer")
+            if not 0 <= neuron < self.model.d_mlp:
+                raise InputError(f"{what}: neuron must be in 0..{self.model.d_mlp - 1}, got {neuron}")
+        return [tuple(p) for p in pairs]
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str  # URL segment (/api/<name>) and job kind
+    schema: type[Body]
+    run: Callable[[Ctx, Body], dict]
+    summary: str
+    tag: str
+    long: bool = False  # may take many seconds: the front-end should run it as a job
+    deterministic: Callable[[Body], bool] = lambda body: True  # False: never served from the cache
+
+
+def execute(services: Services, op: Operation, body: Body, job: Job | None = None) -> dict:
+    """Run ``op`` on the current model, serialised with every other piece of model work."""
+    state = services.state
+    key = (op.name, body.model_dump_json())
+    use_cache = services.cache_results and op.deterministic(body)
+    if use_cache and (hit := state.result(key)) is not None:
+        return hit
+    cancel = job.cancel if job is not None else threading.Event()
+
+    def tick() -> None:
+        if job is not None:
+            job.done += 1
+
+    with state.use(op.name, cancel=cancel if job is not None else None) as model:
+        if job is not None:
+            job.report(stage="running")
+        ctx = Ctx(state, model, services.limits, job)
+        with cancellable(model, cancel, tick if job is not None else None):
+            result = finite(op.run(ctx, body))
+    if use_cache:
+        state.keep_result(key, result)
+    return result
+
+
+def finite(value):
+    """The JSON value with NaN and infinities as null (JSON has no such numbers; browsers reject them)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    if value is None or isinstance(value, str | int | bool):
+        return value
+    return json.loads(json.dumps(value, default=str))

@@ -1,0 +1,137 @@
+"""Web security for a server that runs on someone's own machine.
+
+- Host: a page on another site can make a browser send requests to 127.0.0.1 by pointing its own domain at
+  that address (DNS rebinding); such requests carry the attacker's name in ``Host``, so only loopback
+  names (and the address the server was told to bind) are accepted.
+- Origin / Sec-Fetch-Site: a page on another site can post to localhost without DNS tricks (a cross-site
+  form or fetch); browsers mark those with an ``Origin`` that is not ours, so they are refused.
+- Token: off loopback anyone on the network could reach the server, so a non-loopback ``--host`` needs a
+  token on every request (header, cookie, or ``?token=`` once, which sets the cookie).
+- Body size: bodies over the limit are refused before they are parsed.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import secrets
+from collections.abc import Iterable
+from http.cookies import SimpleCookie
+from urllib.parse import parse_qs, urlsplit
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+COOKIE = "glasslab_token"
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost",):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def _host_name(value: str) -> str:
+    """'127.0.0.1:8000' -> '127.0.0.1'; '[::1]:8000' -> '::1'."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1 : value.find("]")] if "]" in value else value
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+class Guard:
+    """ASGI middleware applying the checks above to every HTTP request."""
+
+    def __init__(self, app, *, hosts: Iterable[str] = (), token: str | None = None, max_body: int = 16 * 1024 * 1024):
+        self.app = app
+        self.hosts = {h.lower().strip("[]") for h in (*LOOPBACK_NAMES, *hosts)}
+        self.token = token
+        self.max_body = max_body
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        host = headers.get("host", "")
+        if _host_name(host) not in self.hosts:
+            return await _refuse(send, 403, f"refused: Host '{host}' is not this server's own (DNS rebinding guard)")
+        origin = headers.get("origin")
+        if origin is not None and urlsplit(origin).netloc.lower() != host.lower():
+            return await _refuse(send, 403, f"refused: requests from '{origin}' are not allowed (cross-site request)")
+        if headers.get("sec-fetch-site") == "cross-site":
+            return await _refuse(send, 403, "refused: cross-site request")
+        set_cookie = False
+        if self.token is not None:
+            given, from_query = self._given_token(scope, headers)
+            if given is None or not hmac.compare_digest(given.encode(), self.token.encode()):
+                return await _refuse(send, 401, "this server needs its access token (printed by glasslab serve)")
+            set_cookie = from_query
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+            return await _refuse(send, 413, f"the request body is over the server's limit of {self.max_body} bytes")
+        receive = self._bounded(receive)
+        if set_cookie:
+            send = self._with_cookie(send)
+        try:
+            await self.app(scope, receive, send)
+        except BodyTooLarge:
+            await _refuse(send, 413, f"the request body is over the server's limit of {self.max_body} bytes")
+
+    def _given_token(self, scope, headers: dict) -> tuple[str | None, bool]:
+        auth = headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            return auth[7:].strip(), False
+        if "x-glasslab-token" in headers:
+            return headers["x-glasslab-token"], False
+        cookie = SimpleCookie(headers.get("cookie", ""))
+        if COOKIE in cookie:
+            return cookie[COOKIE].value, False
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        if "token" in query:
+            return query["token"][0], True
+        return None, False
+
+    def _bounded(self, receive):
+        seen = 0
+
+        async def wrapped():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_body:
+                raise BodyTooLarge
+            return message
+
+        return wrapped
+
+    def _with_cookie(self, send):
+        cookie = f"{COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict".encode("latin-1")
+
+        async def wrapped(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", cookie)]}
+            await send(message)
+
+        return wrapped
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def _refuse(send, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

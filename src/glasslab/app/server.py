@@ -1,0 +1,119 @@
+"""The workbench's FastAPI app: the JSON API under /api, the front-end at / and /static.
+
+``create_app`` takes an already-loaded Model (tests hand it a tiny one; ``glasslab serve`` loads the
+model first, showing progress, then starts the app), so building the app never touches the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from ..errors import GlasslabError
+from ..model.model import Model
+from . import analysis, interventions
+from .experiments import ExperimentStore
+from .experiments import router as experiments_router
+from .jobs import JobManager, TooManyJobs
+from .models import router as models_router
+from .ops import Limits, Services
+from .routes import describe, operation_router
+from .security import Guard
+from .state import Busy, Cancelled, ModelState
+
+STATIC = Path(__file__).parent / "static"
+OPERATIONS = [*analysis.OPERATIONS, *interventions.OPERATIONS]
+NOT_BUILT = """<!doctype html><html lang="en"><meta charset="utf-8"><title>glasslab</title>
+<body style="font-family: sans-serif; max-width: 40em; margin: 3em auto">
+<h1>glasslab is running, but its front-end is not built</h1>
+<p>The page <code>src/glasslab/app/static/index.html</code> is missing from this installation.
+The JSON API works: see <a href="/api/openapi.json">/api/openapi.json</a>.</p></body></html>"""
+
+
+def create_app(
+    model: Model,
+    *,
+    source: str = "default",
+    token: str | None = None,
+    hosts: Sequence[str] = (),
+    model_roots: Sequence[str | Path] = (),
+    limits: Limits | None = None,
+    experiments_db: str | Path | None = None,
+    cache_results: bool = True,
+    wait_s: float = 60.0,
+    static_dir: Path = STATIC,
+) -> FastAPI:
+    """The app serving ``model``.
+
+    ``token``: required on every request when given (needed when binding off loopback). ``hosts``: extra
+    Host names accepted besides loopback (the bound address). ``model_roots``: local folders clients may
+    load models from. ``experiments_db``: the SQLite file (default: ``experiments.sqlite`` in the store).
+    ``cache_results=False`` recomputes every request (tests of isolation). ``wait_s``: how long a request
+    waits for a busy model before a 503.
+    """
+    app = FastAPI(
+        title="glasslab",
+        summary="Look inside a language model and change it: the workbench's JSON API.",
+        version="1",
+        openapi_url="/api/openapi.json",
+        docs_url=None,  # the Swagger page loads its scripts from a CDN; the spec alone stays offline
+        redoc_url=None,
+    )
+    app.state.glasslab = Services(
+        state=ModelState(model, source, wait_s=wait_s),
+        jobs=JobManager(),
+        limits=limits or Limits(),
+        model_roots=[Path(r).expanduser().resolve() for r in model_roots],
+        experiments=ExperimentStore(experiments_db),
+        cache_results=cache_results,
+    )
+    app.include_router(models_router)
+    app.include_router(operation_router(OPERATIONS))
+    app.include_router(interventions.router)
+    app.include_router(experiments_router)
+    _errors(app)
+    _front_end(app, static_dir)
+    app.add_middleware(Guard, hosts=hosts, token=token)
+    return app
+
+
+def _errors(app: FastAPI) -> None:
+    def error(status: int, message: str, **extra) -> JSONResponse:
+        return JSONResponse({"error": message, **extra}, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError):
+        errors = exc.errors()
+        safe = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type")} for e in errors]
+        return error(422, describe(errors), details=safe)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException):
+        return error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(GlasslabError)
+    async def glasslab_error(_request: Request, exc: GlasslabError):
+        if isinstance(exc, Busy):
+            return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": "2"})
+        if isinstance(exc, TooManyJobs):
+            return error(429, str(exc))
+        if isinstance(exc, Cancelled):
+            return error(409, str(exc))
+        return error(400, str(exc))
+
+
+def _front_end(app: FastAPI, static_dir: Path) -> None:
+    @app.get("/", include_in_schema=False)
+    def index():
+        page = static_dir / "index.html"
+        if not page.is_file():
+            return HTMLResponse(NOT_BUILT, status_code=200)
+        return FileResponse(page, headers={"Cache-Control": "no-store"})
+
+    if static_dir.is_dir():
+        app.mount("/static", StaticFiles(directory=static_dir), name="static")
