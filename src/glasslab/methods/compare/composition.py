@@ -1,0 +1,415 @@
+"""Head composition (Elhage et al. 2021): how strongly an earlier head's output feeds a later head's
+queries (Q), keys (K) or values (V), read from the weights alone.
+
+Row-vector convention (``x @ W``). Head ``h`` reads the residual ``x`` with ``W_Q, W_K, W_V``
+[d_model, d_head] and writes ``z @ W_O`` [d_head, d_model]; ``W_OV = W_V W_O`` and ``W_QK = W_Q W_K^T``
+are [d_model, d_model]. For a writer head ``A`` in layer ``l`` and a reader head ``B`` in a later layer:
+
+- Q-composition: ``||W_OV^A W_QK^B||_F / (||W_OV^A||_F ||W_QK^B||_F)`` (A's output in B's queries),
+- K-composition: the same with ``W_QK^B`` transposed (A's output in B's keys),
+- V-composition: the same with ``W_OV^B`` (A's output in B's values).
+
+Scores lie in [0, 1]; the numerator is computed exactly as ``<(W_OV^A)^T W_OV^A, M M^T>`` with the Gram
+matrices built from the low-rank factors, so no [d_model, d_model] product per pair is formed.
+
+Grouped-query attention: query head ``h`` uses key/value head ``h // (n_heads / n_kv_heads)``; its
+``W_K``/``W_V`` are that shared head's.
+
+What is folded in, and what is not:
+
+- the reader's input norm weight (LayerNorm/RMSNorm, Gemma's ``1 + w``) is folded into its ``W_Q``,
+  ``W_K``, ``W_V``: ``diag(w) W``; a LayerNorm's mean subtraction is folded too, ``P diag(w) W`` with
+  ``P = I - 11^T/d``. LayerNorm families also centre every writer's output (``W_O P``), since every
+  reader (and the unembedding) removes the mean anyway; this is TransformerLens's ``fold_ln`` plus
+  ``center_writing_weights``.
+- post-norm families (Gemma 2/3): the post-attention norm's weight is folded into the writer's
+  ``W_O``; per-head query/key norms (Gemma 3, Qwen 3) fold their weights into ``W_Q``/``W_K``.
+- every norm's scale ``rsqrt(mean(x^2) + eps)`` is a positive number per token, and the scores are
+  invariant to scaling either matrix, so leaving it out is exact. Gemma's query pre-attention scalar
+  is also a number and drops out.
+- not represented: biases (affine terms, not part of the bilinear maps), rotary position embeddings
+  (``W_QK`` is the content-only form at relative distance 0; with rotary the real map depends on
+  the distance between query and key), attention logit soft-capping (Gemma 2), and the MLPs in between
+  (composition scores are direct paths only).
+
+Baseline: the same scores for Gaussian random matrices of the same shapes (``n_random`` draws per
+mode). Trained heads whose scores stand several baseline standard deviations above the mean are
+composing more than chance; low-rank, anisotropic trained weights push all scores up somewhat, so
+compare pairs with each other as well as with the baseline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ...errors import GlasslabError, InputError
+from ...model.model import Model
+from ...model.norms import norm_params
+from ...views.figures import Bars, Figure, Heatmap
+from ...views.html import figure_html
+from .result import finite
+
+MODES: tuple[str, ...] = ("q", "k", "v")
+MODE_NAMES = {"q": "Q-composition", "k": "K-composition", "v": "V-composition"}
+_INPUT_NORM = {"gpt2": "ln_1"}  # everything else: "input_layernorm"
+_MEMORY_LIMIT = 4 * 2**30  # bytes of float64 writer Gram matrices held at once
+
+
+@dataclass(frozen=True)
+class HeadWeights:
+    """One layer's attention weights per head, row-vector convention, float64.
+
+    q: [head, d_model, d_head]; k, v: [kv_head, d_model, d_head]; o: [head, d_head, d_model].
+    Biases (None when absent) are [head or kv_head, d_head]; unfolded weights only.
+    """
+
+    q: torch.Tensor
+    k: torch.Tensor
+    v: torch.Tensor
+    o: torch.Tensor
+    q_bias: torch.Tensor | None = None
+    k_bias: torch.Tensor | None = None
+    v_bias: torch.Tensor | None = None
+
+
+def input_norm(model: Model, layer: int) -> torch.nn.Module:
+    """The norm a layer's attention reads the residual stream through."""
+    return model.block_module(layer, _INPUT_NORM.get(model.config.model_type, "input_layernorm"))
+
+
+def head_weights(model: Model, layer: int, *, fold: bool = False) -> HeadWeights:
+    """Per-head ``W_Q, W_K, W_V, W_O`` of ``layer``; ``fold=True`` folds the norms as the module doc says."""
+    if not 0 <= layer < model.n_layers:
+        raise InputError(f"layer {layer} is out of range (valid: 0..{model.n_layers - 1})")
+    H, KV, dh, d = model.n_heads, model.n_kv_heads, model.d_head, model.d_model
+    attn = model.block_module(layer, model.arch.attn)
+    kind = model.config.model_type
+
+    def per_head(weight: torch.Tensor, n: int) -> torch.Tensor:  # Linear [n*dh, d] -> [n, d, dh]
+        return weight.detach().double().reshape(n, dh, d).transpose(1, 2)
+
+    def bias_of(module: torch.nn.Module, n: int) -> torch.Tensor | None:
+        bias = getattr(module, "bias", None)
+        return None if bias is None else bias.detach().double().reshape(n, dh)
+
+    if kind == "gpt2":
+        weight = attn.c_attn.weight.detach().double()  # Conv1D [d, 3d]: x @ W
+        q, k, v = (weight[:, i * d : (i + 1) * d].reshape(d, H, dh).permute(1, 0, 2) for i in range(3))
+        bias = attn.c_attn.bias.detach().double()
+        q_b, k_b, v_b = (bias[i * d : (i + 1) * d].reshape(H, dh) for i in range(3))
+    elif kind == "gpt_neox":
+        weight = attn.query_key_value.weight.detach().double().reshape(H, 3, dh, d)  # rows: head-major q|k|v
+        q, k, v = (weight[:, i].transpose(1, 2) for i in range(3))
+        bias = attn.query_key_value.bias
+        q_b = k_b = v_b = None
+        if bias is not None:
+            q_b, k_b, v_b = (bias.detach().double().reshape(H, 3, dh)[:, i] for i in range(3))
+    elif hasattr(attn, "q_proj"):
+        q, k, v = per_head(attn.q_proj.weight, H), per_head(attn.k_proj.weight, KV), per_head(attn.v_proj.weight, KV)
+        q_b, k_b, v_b = bias_of(attn.q_proj, H), bias_of(attn.k_proj, KV), bias_of(attn.v_proj, KV)
+    else:
+        raise GlasslabError(f"composition scores do not know where {kind} keeps its attention weights")
+    o = model.output_weights(layer).detach().double()
+    if not fold:
+        return HeadWeights(q, k, v, o, q_b, k_b, v_b)
+
+    params = norm_params(input_norm(model, layer))
+    reader = torch.diag(params.weight.double())
+    if params.centre:
+        reader = _centring(d) @ reader
+    q, k, v = reader @ q, reader @ k, reader @ v
+    for name, tensor in (("q_norm", "q"), ("k_norm", "k")):
+        norm = getattr(attn, name, None)
+        if norm is not None:
+            scale = norm_params(norm).weight.double()
+            if tensor == "q":
+                q = q * scale
+            else:
+                k = k * scale
+    if model.arch.post_attn_norm:
+        o = o * norm_params(model.block_module(layer, model.arch.post_attn_norm)).weight.double()
+    if params.centre:
+        o = o @ _centring(d)
+    return HeadWeights(q, k, v, o)
+
+
+def _centring(d: int) -> torch.Tensor:
+    return torch.eye(d, dtype=torch.float64) - 1.0 / d
+
+
+@dataclass(frozen=True)
+class _Grams:
+    """Per head, flattened Gram matrices and their traces (squared Frobenius norms)."""
+
+    writer: torch.Tensor  # [heads, d*d]: W_OV^T W_OV
+    writer_norm2: torch.Tensor  # [heads]
+    reader: dict[str, torch.Tensor]  # mode -> [heads, d*d]: M M^T for M = W_QK, W_QK^T, W_OV
+    reader_norm2: dict[str, torch.Tensor]
+
+
+def _grams(w: HeadWeights, group: int) -> _Grams:
+    kv = torch.arange(w.q.shape[0]) // group
+    q, k, v, o = w.q, w.k[kv], w.v[kv], w.o  # per query head
+    gv = v.transpose(1, 2) @ v  # [h, dh, dh] = V^T V
+    writer = o.transpose(1, 2) @ gv @ o  # O^T V^T V O
+    gk = k.transpose(1, 2) @ k
+    gq = q.transpose(1, 2) @ q
+    go = o @ o.transpose(1, 2)
+    reader = {
+        "q": q @ gk @ q.transpose(1, 2),  # W_QK W_QK^T = Q K^T K Q^T
+        "k": k @ gq @ k.transpose(1, 2),  # W_QK^T W_QK = K Q^T Q K^T
+        "v": v @ go @ v.transpose(1, 2),  # W_OV W_OV^T = V O O^T V^T
+    }
+    return _Grams(
+        writer.flatten(1),
+        writer.diagonal(dim1=1, dim2=2).sum(-1),
+        {mode: m.flatten(1) for mode, m in reader.items()},
+        {mode: m.diagonal(dim1=1, dim2=2).sum(-1) for mode, m in reader.items()},
+    )
+
+
+def _scores_from_grams(writer: _Grams, reader: _Grams, mode: str) -> torch.Tensor:
+    """[writer heads, reader heads] composition scores of one mode."""
+    numerator2 = (writer.writer @ reader.reader[mode].T).clamp_min(0.0)
+    denominator = torch.outer(writer.writer_norm2, reader.reader_norm2[mode]).sqrt()
+    return numerator2.sqrt() / denominator.clamp_min(1e-300)
+
+
+def composition_score(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``||A B||_F / (||A||_F ||B||_F)`` for explicit matrices (the direct formula)."""
+    return torch.linalg.matrix_norm(a @ b) / (torch.linalg.matrix_norm(a) * torch.linalg.matrix_norm(b))
+
+
+def random_baseline(d_model: int, d_head: int, n: int, seed: int) -> dict[str, tuple[float, float, float]]:
+    """Per mode (mean, std, max) of the scores of Gaussian random weights with these shapes."""
+    if n < 2:
+        raise InputError(f"n_random must be at least 2, got {n}")
+    generator = torch.Generator().manual_seed(seed)
+
+    def draw() -> HeadWeights:
+        def g(*shape: int) -> torch.Tensor:
+            return torch.randn(*shape, generator=generator, dtype=torch.float64)
+
+        return HeadWeights(g(2, d_model, d_head), g(2, d_model, d_head), g(2, d_model, d_head), g(2, d_head, d_model))
+
+    out = {}
+    for mode in MODES:
+        values = []
+        for _ in range(n):
+            grams = _grams(draw(), 1)  # head 0 writes, head 1 reads: independent draws
+            values.append(float(_scores_from_grams(grams, grams, mode)[0, 1]))
+        t = torch.tensor(values)
+        out[mode] = (float(t.mean()), float(t.std()), float(t.max()))
+    return out
+
+
+@dataclass(frozen=True)
+class CompositionPair:
+    mode: str
+    writer: tuple[int, int]  # (layer, head)
+    reader: tuple[int, int]
+    score: float
+    z: float  # (score - baseline mean) / baseline std
+    writer_roles: list[str] = field(default_factory=list)
+    reader_roles: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        (wl, wh), (rl, rh) = self.writer, self.reader
+        return f"L{wl}H{wh} -> L{rl}H{rh}"
+
+    def to_dict(self) -> dict:
+        return {
+            "mode": self.mode,
+            "writer": {"layer": self.writer[0], "head": self.writer[1], "roles": self.writer_roles},
+            "reader": {"layer": self.reader[0], "head": self.reader[1], "roles": self.reader_roles},
+            "score": self.score,
+            "z": self.z,
+        }
+
+
+@dataclass(frozen=True)
+class Composition:
+    """Composition scores ``scores[mode][wl, wh, rl, rh]`` (NaN unless ``wl < rl``) with a random baseline."""
+
+    model: str
+    n_layers: int
+    n_heads: int
+    scores: dict[str, torch.Tensor]  # mode -> [layer, head, layer, head], float64
+    baseline: dict[str, tuple[float, float, float]]  # mode -> (mean, std, max) over random draws
+    n_random: int
+    top: dict[str, list[CompositionPair]]  # mode -> strongest pairs, best first
+    roles: dict[tuple[int, int], list[str]] = field(default_factory=dict)  # head -> its roles, if given
+    role_pairs: list[CompositionPair] = field(default_factory=list)  # previous-token -> induction, K-comp
+
+    def score(self, mode: str, writer: tuple[int, int], reader: tuple[int, int]) -> float:
+        return float(self.scores[mode][writer[0], writer[1], reader[0], reader[1]])
+
+    def to_dict(self) -> dict:
+        def grid(mode: str) -> list[list[float | None]]:
+            flat = self.scores[mode].reshape(self.n_layers * self.n_heads, -1)
+            return [[finite(v) for v in row] for row in flat.tolist()]
+
+        return {
+            "kind": "composition",
+            "model": self.model,
+            "n_layers": self.n_layers,
+            "n_heads": self.n_heads,
+            "heads": [f"L{lay}H{h}" for lay in range(self.n_layers) for h in range(self.n_heads)],
+            "scores": {mode: grid(mode) for mode in MODES},
+            "baseline": {
+                mode: {"mean": m, "std": s, "max": x, "draws": self.n_random}
+                for mode, (m, s, x) in self.baseline.items()
+            },
+            "top": {mode: [p.to_dict() for p in pairs] for mode, pairs in self.top.items()},
+            "roles": {f"L{lay}H{h}": r for (lay, h), r in self.roles.items()},
+            "previous_token_to_induction": [p.to_dict() for p in self.role_pairs],
+        }
+
+    def figure(self) -> Figure:
+        labels = [f"L{lay}H{h}" for lay in range(self.n_layers) for h in range(self.n_heads)]
+        writers = labels[: (self.n_layers - 1) * self.n_heads]
+        readers = labels[self.n_heads :]
+        panels: list[Heatmap | Bars] = []
+        for mode in MODES:
+            flat = self.scores[mode].reshape(len(labels), len(labels))
+            block = flat[: len(writers), self.n_heads :]
+            panels.append(
+                Heatmap(
+                    f"{MODE_NAMES[mode]}: earlier head (row) into later head (column)",
+                    [[v if v == v else 0.0 for v in row] for row in block.tolist()],
+                    writers,
+                    readers,
+                    "writer head",
+                    "reader head",
+                    f"score (random baseline {self.baseline[mode][0]:.3f} ± {self.baseline[mode][1]:.3f})",
+                )
+            )
+            pairs = self.top[mode]
+            panels.append(
+                Bars(
+                    f"strongest {MODE_NAMES[mode]} pairs",
+                    [p.label for p in pairs],
+                    [p.score for p in pairs],
+                    "score",
+                    hover=[
+                        f"{p.label}: {p.score:.4f} ({p.z:.1f} baseline std above chance)"
+                        + (f"; writer {', '.join(p.writer_roles)}" if p.writer_roles else "")
+                        + (f"; reader {', '.join(p.reader_roles)}" if p.reader_roles else "")
+                        for p in pairs
+                    ],
+                )
+            )
+        extra = {
+            f"{mode} baseline": f"mean {m:.4f}, std {s:.4f}, max {x:.4f} over {self.n_random} random draws"
+            for mode, (m, s, x) in self.baseline.items()
+        }
+        if self.role_pairs:
+            best = self.role_pairs[0]
+            extra["previous-token -> induction (K)"] = f"{best.label}: {best.score:.4f}"
+        return Figure(
+            f"{self.model}: how heads compose",
+            panels,
+            what_you_see="For every pair of heads in different layers, how much of what the earlier head writes "
+            "lands in the later head's queries (Q), keys (K) or values (V), read from the weights alone.",
+            how_to_read="A score is the size of the product of the two heads' matrices relative to the sizes of "
+            "each (0 = orthogonal, 1 = perfectly aligned). Compare it with the random baseline: induction heads "
+            "typically show K-composition with a previous-token head well above it.",
+            caveat="Weights only: a high score is a possible path, not one the model uses on your text; rotary "
+            "position embeddings, biases and MLPs are left out. Test a path with path patching.",
+            extra=extra,
+        )
+
+    def _repr_html_(self) -> str:
+        return figure_html(self.figure())
+
+
+def head_composition(
+    model: Model,
+    *,
+    top: int = 10,
+    n_random: int = 32,
+    seed: int = 0,
+    roles=None,
+    role_threshold: float = 0.3,
+) -> Composition:
+    """Q-, K- and V-composition scores between every pair of heads in different layers (module doc).
+
+    ``roles``: a ``HeadRoles`` result (``methods.head_roles``); heads scoring at least
+    ``role_threshold`` in a role are labelled with it, and the K-composition pairs from previous-token
+    heads into induction heads are listed.
+    """
+    if not 1 <= top <= 1000:
+        raise InputError(f"top must be in 1..1000, got {top}")
+    if model.n_layers < 2:
+        raise InputError("composition needs at least two layers")
+    L, H, d = model.n_layers, model.n_heads, model.d_model
+    if L * H * d * d * 8 > _MEMORY_LIMIT:
+        raise InputError(f"{model.name} is too large for exact composition scores here (d_model {d}, {L * H} heads)")
+    group = H // model.n_kv_heads
+    grams = [_grams(head_weights(model, layer, fold=True), group) for layer in range(L)]
+    scores = {mode: torch.full((L, H, L, H), float("nan"), dtype=torch.float64) for mode in MODES}
+    for reader_layer in range(1, L):
+        earlier = _Grams(
+            torch.cat([g.writer for g in grams[:reader_layer]]),
+            torch.cat([g.writer_norm2 for g in grams[:reader_layer]]),
+            {},
+            {},
+        )
+        for mode in MODES:
+            values = _scores_from_grams(earlier, grams[reader_layer], mode)  # [reader_layer * H, H]
+            scores[mode][:reader_layer, :, reader_layer, :] = values.reshape(reader_layer, H, H)
+    baseline = random_baseline(d, model.d_head, n_random, seed)
+    head_roles = _roles(roles, role_threshold, L, H)
+
+    def pair(mode: str, index: int) -> CompositionPair:
+        wl, wh, rl, rh = (int(i) for i in torch.unravel_index(torch.tensor(index), (L, H, L, H)))
+        value = float(scores[mode][wl, wh, rl, rh])
+        mean, std, _ = baseline[mode]
+        return CompositionPair(
+            mode,
+            (wl, wh),
+            (rl, rh),
+            value,
+            (value - mean) / max(std, 1e-12),
+            head_roles.get((wl, wh), []),
+            head_roles.get((rl, rh), []),
+        )
+
+    best = {}
+    for mode in MODES:
+        flat = torch.nan_to_num(scores[mode].flatten(), nan=-1.0)
+        best[mode] = [pair(mode, int(i)) for i in flat.topk(min(top, int((flat >= 0).sum()))).indices]
+    role_pairs = []
+    if head_roles:
+        prev = [h for h, r in head_roles.items() if "previous_token" in r]
+        induction = [h for h, r in head_roles.items() if "induction" in r]
+        candidates = [(w, r) for w in prev for r in induction if w[0] < r[0]]
+        role_pairs = sorted(
+            (
+                pair("k", int(torch.tensor([w[0], w[1], r[0], r[1]]) @ torch.tensor([H * L * H, L * H, H, 1])))
+                for w, r in candidates
+            ),
+            key=lambda p: -p.score,
+        )
+    return Composition(model.name, L, H, scores, baseline, n_random, best, head_roles, role_pairs)
+
+
+def _roles(roles, threshold: float, n_layers: int, n_heads: int) -> dict[tuple[int, int], list[str]]:
+    if roles is None:
+        return {}
+    table = getattr(roles, "scores", None)
+    if not isinstance(table, dict):
+        raise InputError("roles= must be a HeadRoles result (glasslab.head_roles)")
+    out: dict[tuple[int, int], list[str]] = {}
+    for role in ("previous_token", "induction", "duplicate_token"):
+        values = table.get(role)
+        if values is None:
+            continue
+        if tuple(values.shape) != (n_layers, n_heads):
+            raise InputError("the head roles are of another model (their shape differs); compute them on this one")
+        for layer, head in (values >= threshold).nonzero().tolist():
+            out.setdefault((layer, head), []).append(role)
+    return out

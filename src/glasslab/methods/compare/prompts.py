@@ -1,0 +1,467 @@
+"""Two prompts, one model: run an observation method on both and show where they differ.
+
+Methods and what is compared (``b - a`` unless a distance is stated):
+
+- ``predict``: KL(A || B) between the next-token distributions at every aligned position pair, and at
+  the compared positions the probability of every token in either side's top ``k``.
+- ``attention``: per head, the total-variation distance between the two attention rows of each
+  aligned query pair (keys mapped through the alignment; weight on keys without a partner counts in
+  full), averaged over aligned queries after the first; plus the change of each head summary
+  (row max, entropy, distance, first-token weight) from ``methods.attention``.
+- ``logit_lens``: per layer (embeddings first) and aligned position, KL(A || B) between the two logit
+  lens distributions; with ``target``, the change of its lens probability.
+- ``dla``: direct logit attribution of ``target`` (minus ``versus``) at the compared positions: the
+  change of each layer's attention and MLP share and of each head's share.
+- ``neurons``: every MLP neuron's activation at the compared positions; per layer the size of the
+  change ``||B - A||``, and the neurons that changed most.
+- ``sae``: every feature of an SAE (``sae=...``) at the compared positions: the features whose
+  activation changed most, and per position pair the number of features active on either side.
+
+Compared positions: ``position`` counts from each prompt's own end when negative (``-1``: each
+prompt's last token, where the next-token prediction is read), and is a position of prompt A mapped to
+its partner in B through the alignment when non-negative (an error if it has none).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ...errors import InputError
+from ...model.model import Model
+from ...views.figures import Figure
+from ...views.html import figure_html
+from ..attention import all_patterns, summarise
+from ..dla import logit_attribution
+from ..logit_lens import CHUNK, EMBED_LAYER, layer_label, lens_hook
+from ..metrics import kl_divergence
+from ..predict import predict
+from .alignment import Alignment, align
+from .result import Change, Grid, changes_bars, top_changes
+
+METHODS: tuple[str, ...] = ("predict", "attention", "logit_lens", "dla", "neurons", "sae")
+
+
+@dataclass(frozen=True)
+class PromptComparison:
+    """One method run on two prompts, as grids of differences and a ranked list of the largest changes."""
+
+    model: str
+    method: str
+    prompt_a: str
+    prompt_b: str
+    alignment: Alignment
+    positions: tuple[int, int] | None  # the compared positions (A, B) for single-position methods
+    grids: list[Grid]
+    changes: list[Change]  # largest first
+    facts: dict[str, str] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)  # JSON of each side's own result, where there is one
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": "compare_prompts",
+            "model": self.model,
+            "method": self.method,
+            "prompt_a": self.prompt_a,
+            "prompt_b": self.prompt_b,
+            "alignment": self.alignment.to_dict(),
+            "positions": list(self.positions) if self.positions else None,
+            "grids": [g.to_dict() for g in self.grids],
+            "changes": [c.to_dict() for c in self.changes],
+            "facts": self.facts,
+            "details": self.details,
+        }
+
+    def figure(self) -> Figure:
+        panels = [g.heatmap() for g in self.grids]
+        if self.changes:
+            panels.append(changes_bars("largest changes from A to B", self.changes, "B - A (or distance)"))
+        extra = {"A": self.prompt_a, "B": self.prompt_b, "alignment": self.alignment.rule} | self.facts
+        if self.positions:
+            a, b = self.positions
+            extra["compared"] = f"A {a} {self.alignment.tokens_a[a]!r} with B {b} {self.alignment.tokens_b[b]!r}"
+        return Figure(
+            f"{self.model}: {self.method} on two prompts",
+            panels,
+            what_you_see=f"The same {self.method} view of two prompts, shown as differences: where (which layer, "
+            "head, position or feature) prompt B differs from prompt A, and the largest single changes.",
+            how_to_read="Signed grids show B minus A (red: larger in B, blue: larger in A); unsigned grids show a "
+            "distance between the sides (0 = identical). Positions of prompts of different lengths are paired by "
+            f"the '{self.alignment.rule}' alignment; columns name both tokens where they differ.",
+            caveat="A difference says that something changed, not that it caused the change in the output; "
+            "patch or ablate the component to test that. Unpaired positions are not compared.",
+            extra=extra,
+        )
+
+    def _repr_html_(self) -> str:
+        return figure_html(self.figure())
+
+
+def compare_prompts(
+    model: Model,
+    prompt_a: str,
+    prompt_b: str,
+    *,
+    method: str = "predict",
+    align_rule: str = "auto",
+    position: int = -1,
+    target: str | int | None = None,
+    versus: str | int | None = None,
+    k: int = 10,
+    sae: Any = None,
+) -> PromptComparison:
+    """Run ``method`` on both prompts and return their differences (see the module doc).
+
+    ``align_rule``: how positions pair up when the prompts differ (``alignment.py``). ``target`` (and
+    ``versus``) are needed by ``dla`` and optional for ``predict``/``logit_lens``; ``k`` bounds the
+    ranked changes (and the top tokens of ``predict``); ``sae`` is the SAE for ``method="sae"``.
+    """
+    if method not in METHODS:
+        raise InputError(f"unknown method '{method}'; choose one of {', '.join(METHODS)}")
+    if not 1 <= k <= 1000:
+        raise InputError(f"k must be in 1..1000, got {k}")
+    alignment = align(model, prompt_a, prompt_b, align_rule)
+    if not alignment.pairs:
+        raise InputError(f"the '{alignment.rule}' alignment pairs no position of the prompts; try 'right' or 'left'")
+    positions = _compared_positions(alignment, position)
+    base = dict(model=model.name, method=method, prompt_a=prompt_a, prompt_b=prompt_b, alignment=alignment)
+    if method == "predict":
+        fields = _predict(model, prompt_a, prompt_b, alignment, positions, target, k)
+    elif method == "attention":
+        fields = _attention(model, prompt_a, prompt_b, alignment, k)
+        positions = None
+    elif method == "logit_lens":
+        fields = _logit_lens(model, prompt_a, prompt_b, alignment, target, k)
+        positions = None
+    elif method == "dla":
+        fields = _dla(model, prompt_a, prompt_b, positions, target, versus, k)
+    elif method == "neurons":
+        fields = _neurons(model, prompt_a, prompt_b, positions, k)
+    else:
+        fields = _sae_features(model, prompt_a, prompt_b, alignment, positions, sae, k)
+    return PromptComparison(**base, positions=positions, **fields)
+
+
+def _compared_positions(alignment: Alignment, position: int) -> tuple[int, int]:
+    n_a, n_b = len(alignment.tokens_a), len(alignment.tokens_b)
+    if position < 0:
+        if position < -min(n_a, n_b):
+            raise InputError(f"position {position} is out of range for prompts of {n_a} and {n_b} tokens")
+        return n_a + position, n_b + position
+    if position >= n_a:
+        raise InputError(f"position {position} is out of range for prompt A ({n_a} tokens)")
+    partner = alignment.partner_of_a(position)
+    if partner is None:
+        raise InputError(
+            f"position {position} of prompt A has no partner in B under the '{alignment.rule}' alignment; "
+            "pick another position or alignment"
+        )
+    return position, partner
+
+
+def _pair_labels(alignment: Alignment) -> list[str]:
+    return [alignment.label(p) for p in alignment.pairs]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Methods
+
+
+def _predict(model, prompt_a, prompt_b, alignment, positions, target, k) -> dict:
+    run_a, run_b = model.run(prompt_a), model.run(prompt_b)
+    ia = torch.tensor([i for i, _ in alignment.pairs])
+    jb = torch.tensor([j for _, j in alignment.pairs])
+    log_a = torch.log_softmax(run_a.logits[0, ia].float(), dim=-1)
+    log_b = torch.log_softmax(run_b.logits[0, jb].float(), dim=-1)
+    kl = kl_divergence(log_a, log_b).tolist()
+    pa, pb = positions
+    pred_a = predict(model, prompt_a, k=k, position=pa, target=target, run=run_a)
+    pred_b = predict(model, prompt_b, k=k, position=pb, target=target, run=run_b)
+    last_a = torch.log_softmax(run_a.logits[0, pa].float(), dim=-1)
+    last_b = torch.log_softmax(run_b.logits[0, pb].float(), dim=-1)
+    probs_a, probs_b = last_a.exp(), last_b.exp()
+    ids = list(dict.fromkeys([s.token_id for s in pred_a.top] + [s.token_id for s in pred_b.top]))
+    if pred_a.target is not None:
+        ids.append(pred_a.target.token_id)
+    changes = [
+        Change(repr(model.tokenizer.decode([t])), float(probs_a[t]), float(probs_b[t]), float(probs_b[t] - probs_a[t]))
+        for t in dict.fromkeys(ids)
+    ]
+    at_compared = float(kl_divergence(last_a[None], last_b[None])[0])
+    grid = Grid(
+        "KL(A || B) of the next-token distributions at each aligned position",
+        ["next-token KL"],
+        _pair_labels(alignment),
+        [kl],
+        row_title="",
+        col_title="aligned position",
+        value_label="nats",
+    )
+    facts = {
+        "KL at the compared positions": f"{at_compared:.4f} nats",
+        "top token": f"A {pred_a.top[0].token!r} -> B {pred_b.top[0].token!r}",
+    }
+    if pred_a.target is not None:
+        facts["target probability"] = f"A {pred_a.target.probability:.4f} -> B {pred_b.target.probability:.4f}"
+    return {
+        "grids": [grid],
+        "changes": top_changes(changes, k),
+        "facts": facts,
+        "details": {"a": pred_a.to_dict(), "b": pred_b.to_dict(), "kl_at_positions": at_compared},
+    }
+
+
+def attention_distance(patterns_a: torch.Tensor, patterns_b: torch.Tensor, alignment: Alignment) -> torch.Tensor:
+    """[layer, head]: mean over aligned query pairs (not both at position 0) of the total-variation
+    distance between the rows, keys mapped through the alignment (unpaired keys' weight counts in full)."""
+    pairs = alignment.pairs
+    ia = torch.tensor([i for i, _ in pairs])
+    jb = torch.tensor([j for _, j in pairs])
+    queries = [(i, j) for i, j in pairs if i > 0 or j > 0]
+    if not queries:
+        raise InputError("the prompts have a single aligned position; attention needs at least two")
+    qa = torch.tensor([i for i, _ in queries])
+    qb = torch.tensor([j for _, j in queries])
+    rows_a = patterns_a[:, :, qa][..., ia]  # [layer, head, query, paired key]
+    rows_b = patterns_b[:, :, qb][..., jb]
+    paired = (rows_a - rows_b).abs().sum(-1)
+    unpaired = (1 - rows_a.sum(-1)).clamp_min(0) + (1 - rows_b.sum(-1)).clamp_min(0)
+    return (0.5 * (paired + unpaired)).mean(-1)
+
+
+def _attention(model, prompt_a, prompt_b, alignment, k) -> dict:
+    _, pat_a = all_patterns(model, prompt_a)
+    _, pat_b = all_patterns(model, prompt_b)
+    distance = attention_distance(pat_a, pat_b, alignment)
+    rows = [f"L{layer}" for layer in range(model.n_layers)]
+    cols = [f"H{h}" for h in range(model.n_heads)]
+    grids = [
+        Grid(
+            "how differently each head attends (total-variation distance, 0 = same, 1 = disjoint)",
+            rows,
+            cols,
+            distance.tolist(),
+            row_title="layer",
+            col_title="head",
+            value_label="mean TV distance",
+        )
+    ]
+    sa, sb = summarise(pat_a), summarise(pat_b)
+    for name, title in (
+        ("row_max", "change of focus (mean row max)"),
+        ("first_token", "change of the weight on the first token"),
+        ("distance", "change of the mean distance looked back (tokens)"),
+        ("entropy", "change of the attention entropy (nats)"),
+    ):
+        grids.append(
+            Grid(
+                title,
+                rows,
+                cols,
+                (sb[name] - sa[name]).tolist(),
+                sa[name].tolist(),
+                sb[name].tolist(),
+                "layer",
+                "head",
+                "B - A",
+            )
+        )
+    changes = [
+        Change(f"L{layer}H{h}", None, None, float(distance[layer, h]))
+        for layer in range(model.n_layers)
+        for h in range(model.n_heads)
+    ]
+    return {"grids": grids, "changes": top_changes(changes, k), "facts": {}, "details": {}}
+
+
+def _logit_lens(model, prompt_a, prompt_b, alignment, target, k) -> dict:
+    hooks = [lens_hook(EMBED_LAYER), "blocks.*.resid_post"]
+    run_a = model.run(prompt_a, cache=hooks, logits=False)
+    run_b = model.run(prompt_b, cache=hooks, logits=False)
+    target_id = None if target is None else model.token_id(target, "target")
+    ia = [i for i, _ in alignment.pairs]
+    jb = [j for _, j in alignment.pairs]
+    layers = [EMBED_LAYER, *range(model.n_layers)]
+    resid_a = torch.cat([run_a.cache[lens_hook(layer)][0, ia] for layer in layers])
+    resid_b = torch.cat([run_b.cache[lens_hook(layer)][0, jb] for layer in layers])
+    kl, top_a, top_b, prob_a, prob_b = [], [], [], [], []
+    with torch.inference_mode():
+        for start in range(0, resid_a.shape[0], CHUNK):
+            log_a = torch.log_softmax(model.unembed(resid_a[start : start + CHUNK]).float(), dim=-1)
+            log_b = torch.log_softmax(model.unembed(resid_b[start : start + CHUNK]).float(), dim=-1)
+            kl += kl_divergence(log_a, log_b).tolist()
+            top_a += log_a.argmax(-1).tolist()
+            top_b += log_b.argmax(-1).tolist()
+            if target_id is not None:
+                prob_a += log_a[:, target_id].exp().tolist()
+                prob_b += log_b[:, target_id].exp().tolist()
+    n = len(ia)
+
+    def grid_of(values: list) -> list[list]:
+        return [values[r * n : (r + 1) * n] for r in range(len(layers))]
+
+    rows, cols = [layer_label(layer) for layer in layers], _pair_labels(alignment)
+    grids = [
+        Grid(
+            "KL(A || B) of the logit-lens distributions",
+            rows,
+            cols,
+            grid_of(kl),
+            None,
+            None,
+            "layer",
+            "aligned position",
+            "nats",
+        )
+    ]
+    decode = model.tokenizer.decode
+    if target_id is not None:
+        diff = [b - a for a, b in zip(prob_a, prob_b, strict=True)]
+        grids.append(
+            Grid(
+                f"change of the lens probability of {decode([target_id])!r}",
+                rows,
+                cols,
+                grid_of(diff),
+                grid_of(prob_a),
+                grid_of(prob_b),
+                "layer",
+                "aligned position",
+                "B - A",
+            )
+        )
+        cells = [(r, c, prob_a[r * n + c], prob_b[r * n + c]) for r in range(len(layers)) for c in range(n)]
+        changes = [Change(f"{rows[r]} @ {cols[c]}", a, b, b - a) for r, c, a, b in cells]
+    else:
+        changes = [
+            Change(
+                f"{rows[r]} @ {cols[c]}: {decode([top_a[r * n + c]])!r} -> {decode([top_b[r * n + c]])!r}",
+                None,
+                None,
+                kl[r * n + c],
+            )
+            for r in range(len(layers))
+            for c in range(n)
+        ]
+    differing = sum(1 for a, b in zip(top_a, top_b, strict=True) if a != b)
+    facts = {"cells whose top token differs": f"{differing} of {len(top_a)}"}
+    details = {
+        "top_a": [[decode([t]) for t in row] for row in grid_of(top_a)],
+        "top_b": [[decode([t]) for t in row] for row in grid_of(top_b)],
+    }
+    return {"grids": grids, "changes": top_changes(changes, k), "facts": facts, "details": details}
+
+
+def _dla(model, prompt_a, prompt_b, positions, target, versus, k) -> dict:
+    if target is None:
+        raise InputError("the dla comparison needs a target token, e.g. target=' Paris'")
+    pa, pb = positions
+    dla_a = logit_attribution(model, prompt_a, target=target, versus=versus, position=pa, top_neurons=0)
+    dla_b = logit_attribution(model, prompt_b, target=target, versus=versus, position=pb, top_neurons=0)
+    rows = [f"L{layer}" for layer in range(model.n_layers)]
+    blocks_a = [[a, m] for a, m in zip(dla_a.attn, dla_a.mlp, strict=True)]
+    blocks_b = [[a, m] for a, m in zip(dla_b.attn, dla_b.mlp, strict=True)]
+    grids = [
+        Grid(
+            f"change of each block's direct share of {dla_a.metric}",
+            rows,
+            ["attn", "mlp"],
+            _minus(blocks_b, blocks_a),
+            blocks_a,
+            blocks_b,
+            "layer",
+            "block",
+            "logit units, B - A",
+        ),
+        Grid(
+            f"change of each head's direct share of {dla_a.metric}",
+            rows,
+            [f"H{h}" for h in range(model.n_heads)],
+            _minus(dla_b.heads, dla_a.heads),
+            dla_a.heads,
+            dla_b.heads,
+            "layer",
+            "head",
+            "logit units, B - A",
+        ),
+    ]
+    changes = [Change("embed", dla_a.embed, dla_b.embed, dla_b.embed - dla_a.embed)]
+    for layer in range(model.n_layers):
+        for name, a, b in (("attn", dla_a.attn, dla_b.attn), ("mlp", dla_a.mlp, dla_b.mlp)):
+            changes.append(Change(f"L{layer} {name}", a[layer], b[layer], b[layer] - a[layer]))
+        for h in range(model.n_heads):
+            a, b = dla_a.heads[layer][h], dla_b.heads[layer][h]
+            changes.append(Change(f"L{layer}H{h}", a, b, b - a))
+    facts = {dla_a.metric: f"A {dla_a.logit:.4f} -> B {dla_b.logit:.4f}"}
+    return {
+        "grids": grids,
+        "changes": top_changes(changes, k),
+        "facts": facts,
+        "details": {"a": dla_a.to_dict(), "b": dla_b.to_dict()},
+    }
+
+
+def _neurons(model, prompt_a, prompt_b, positions, k) -> dict:
+    pa, pb = positions
+    run_a = model.run(prompt_a, cache="blocks.*.mlp.post", logits=False)
+    run_b = model.run(prompt_b, cache="blocks.*.mlp.post", logits=False)
+    act_a = torch.stack([run_a.cache[f"blocks.{lay}.mlp.post"][0, pa].float() for lay in range(model.n_layers)])
+    act_b = torch.stack([run_b.cache[f"blocks.{lay}.mlp.post"][0, pb].float() for lay in range(model.n_layers)])
+    diff = act_b - act_a
+    rows = [f"L{layer}" for layer in range(model.n_layers)]
+    grid = Grid(
+        "size of the change of each layer's neuron activations, ||B - A||",
+        rows,
+        ["all neurons"],
+        [[float(v)] for v in diff.norm(dim=-1)],
+        None,
+        None,
+        "layer",
+        "",
+        "L2 norm",
+    )
+    best = diff.abs().flatten().topk(min(k, diff.numel())).indices.tolist()
+    changes = []
+    for index in best:
+        layer, n = divmod(index, model.d_mlp)
+        changes.append(Change(f"L{layer} N{n}", float(act_a[layer, n]), float(act_b[layer, n]), float(diff[layer, n])))
+    return {"grids": [grid], "changes": changes, "facts": {}, "details": {}}
+
+
+def _sae_features(model, prompt_a, prompt_b, alignment, positions, sae, k) -> dict:
+    if sae is None:
+        raise InputError("the sae comparison needs an SAE: pass sae=<a loaded glasslab SAE>")
+    hook = getattr(sae, "hook", None)
+    if not isinstance(hook, str):
+        raise InputError("sae= must be a glasslab SAE (with a hook name and encode())")
+    run_a = model.run(prompt_a, cache=[hook], logits=False)
+    run_b = model.run(prompt_b, cache=[hook], logits=False)
+    with torch.inference_mode():
+        feats_a = sae.encode(run_a.cache[hook][0]).float()  # [pos, features]
+        feats_b = sae.encode(run_b.cache[hook][0]).float()
+    pa, pb = positions
+    diff = feats_b[pb] - feats_a[pa]
+    best = diff.abs().topk(min(k, diff.numel())).indices.tolist()
+    changes = [Change(f"feature {f}", float(feats_a[pa, f]), float(feats_b[pb, f]), float(diff[f])) for f in best]
+    ia = [i for i, _ in alignment.pairs]
+    jb = [j for _, j in alignment.pairs]
+    active_a = (feats_a[ia] > 0).sum(-1).float()
+    active_b = (feats_b[jb] > 0).sum(-1).float()
+    grid = Grid(
+        f"active features at {hook} per aligned position",
+        ["active features"],
+        _pair_labels(alignment),
+        [(active_b - active_a).tolist()],
+        [active_a.tolist()],
+        [active_b.tolist()],
+        "",
+        "aligned position",
+        "count, B - A",
+    )
+    return {"grids": [grid], "changes": changes, "facts": {"SAE hook": hook}, "details": {}}
+
+
+def _minus(b: list[list[float]], a: list[list[float]]) -> list[list[float]]:
+    return [[y - x for x, y in zip(ra, rb, strict=True)] for ra, rb in zip(a, b, strict=True)]
