@@ -58,7 +58,9 @@ def overview(ctx: Ctx, body: OverviewBody) -> dict:
     return Overview(
         prediction=prediction,
         attention=attention(model, prompt, query_position=position, run=run),
-        logit_lens=logit_lens(model, prompt, k=min(body.k, 5), positions=[position], candidate_position=position, run=run),
+        logit_lens=logit_lens(
+            model, prompt, k=min(body.k, 5), positions=[position], candidate_position=position, run=run
+        ),
         attribution=logit_attribution(
             model, prompt, target=prediction.top[0].token_id, position=position, top_neurons=0, run=run
         ),
@@ -166,7 +168,9 @@ OPERATIONS = [
         "The first screen from one forward pass: predictions, attention, logit lens, per-head DLA.",
         "analysis",
     ),
-    Operation("predict", PredictBody, predict_op, "Top next tokens, entropy, a target's rank, per-token loss.", "analysis"),
+    Operation(
+        "predict", PredictBody, predict_op, "Top next tokens, entropy, a target's rank, per-token loss.", "analysis"
+    ),
     Operation(
         "attention", AttentionBody, attention_op, "Every head's summaries and one head's full pattern.", "analysis"
     ),
@@ -182,7 +186,9 @@ OPERATIONS = [
         "logit-lens", LogitLensBody, logit_lens_op, "Layers x positions and layers x candidate tokens.", "analysis"
     ),
     Operation("dla", DlaBody, dla_op, "Direct logit attribution by layer, by head and by neuron.", "analysis"),
-    Operation("neurons", NeuronsBody, neurons_op, "The most active / most attributing neurons at a position.", "analysis"),
+    Operation(
+        "neurons", NeuronsBody, neurons_op, "The most active / most attributing neurons at a position.", "analysis"
+    ),
     Operation(
         "generate",
         GenerateBody,

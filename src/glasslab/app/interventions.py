@@ -48,7 +48,7 @@ def targets(ctx: Ctx, body, clean: str, corrupted: str | None = None, position: 
         versus = top_token(ctx, corrupted, position)
         if versus == ctx.model.token_id(target, "target"):
             raise InputError(
-                "versus: the corrupted prompt also predicts the target; give versus (e.g. target ' Mary', versus ' John')"
+                "versus: the corrupted prompt also predicts the target; give versus (e.g. ' John' against ' Mary')"
             )
     return target, versus
 
@@ -189,7 +189,13 @@ def _public(vector: dict) -> dict:
 
 
 OPERATIONS = [
-    Operation("ablate", AblateBody, ablate_op, "Ablate heads, layers or neurons together: the metric's change.", "interventions"),
+    Operation(
+        "ablate",
+        AblateBody,
+        ablate_op,
+        "Ablate heads, layers or neurons together: the metric's change.",
+        "interventions",
+    ),
     Operation(
         "ablation-sweep",
         AblationSweepBody,
@@ -206,7 +212,14 @@ OPERATIONS = [
         "interventions",
         long=True,
     ),
-    Operation("circuit", CircuitBody, circuit_op, "The circuit graph: strongest heads and MLPs, paths to the logits.", "interventions", long=True),
+    Operation(
+        "circuit",
+        CircuitBody,
+        circuit_op,
+        "The circuit graph: strongest heads and MLPs, paths to the logits.",
+        "interventions",
+        long=True,
+    ),
     Operation(
         "steering-vector",
         MakeVectorBody,
@@ -248,10 +261,9 @@ def list_vectors(request: Request) -> dict:
 
 
 @router.delete("/steering/vectors/{name}", tags=["steering"], summary="Delete a saved steering vector.")
-def delete_vector(request: Request, name: str = Path(pattern=VECTOR_NAME))  -> dict:
+def delete_vector(request: Request, name: str = Path(pattern=VECTOR_NAME)) -> dict:
     folder = _vector_folder(request) / name
     if not folder.is_dir():
         raise HTTPException(404, f"no saved steering vector '{name}' for this model")
     shutil.rmtree(folder)
     return {"kind": "deleted", "name": name}
-

@@ -38,7 +38,9 @@ class Loaded:
 class ModelState:
     """The current model, its lock, and small caches of the last forward passes and results."""
 
-    def __init__(self, model: Model, source: str, *, wait_s: float = 60.0, cached_runs: int = 2, cached_results: int = 64):
+    def __init__(
+        self, model: Model, source: str, *, wait_s: float = 60.0, cached_runs: int = 2, cached_results: int = 64
+    ):
         self.lock = threading.Lock()
         self.wait_s = wait_s
         self.loaded = Loaded(model, source, 0)
