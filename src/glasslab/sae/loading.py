@@ -123,7 +123,7 @@ RELEASES: dict[str, Release] = {
             "gpt2-small",
             "saelens",
             r"blocks\.(?P<layer>\d|1[01])\.(?P<hook>hook_resid_pre|hook_resid_post)",
-            tuple(f"blocks.{layer}.hook_resid_pre" for layer in range(12)) + ("blocks.11.hook_resid_post",),
+            (*(f"blocks.{layer}.hook_resid_pre" for layer in range(12)), "blocks.11.hook_resid_post"),
             neuronpedia="gpt2-small/{layer}-res-jb",
         ),
         Release(
