@@ -186,7 +186,12 @@ def _predict(model, prompt_a, prompt_b, alignment, positions, target, k) -> dict
     if pred_a.target is not None:
         ids.append(pred_a.target.token_id)
     changes = [
-        Change(repr(model.tokenizer.decode([t])), float(probs_a[t]), float(probs_b[t]), float(probs_b[t] - probs_a[t]))
+        Change(
+            f"{model.tokenizer.decode([t])!r} #{t}",
+            float(probs_a[t]),
+            float(probs_b[t]),
+            float(probs_b[t]) - float(probs_a[t]),
+        )
         for t in dict.fromkeys(ids)
     ]
     at_compared = float(kl_divergence(last_a[None], last_b[None])[0])
