@@ -1,0 +1,294 @@
+"""``glasslab compare ...``: two prompts, two models, side effects of an intervention, head composition."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ..errors import InputError
+from .app import (
+    DeviceOpt,
+    DtypeOpt,
+    JsonOpt,
+    MetricOpt,
+    ModelOpt,
+    OutOpt,
+    TargetOpt,
+    VersusOpt,
+    app,
+    emit,
+    friendly_errors,
+    load_model,
+    out,
+    parse_layer_index,
+)
+
+compare_app = typer.Typer(
+    no_args_is_help=True, help="Compare two prompts, two models, a model with and without an intervention, heads."
+)
+app.add_typer(compare_app, name="compare")
+
+TopOpt = Annotated[int, typer.Option(help="How many of the largest changes to list.")]
+
+
+def _changes_table(title: str, changes, caption: str = "") -> Table:
+    table = Table(title=escape(title), caption=escape(caption) if caption else None)
+    for column in ("what", "A", "B", "B - A / distance"):
+        table.add_column(column, justify="left" if column == "what" else "right")
+    for c in changes:
+        cells = ["-" if v is None else f"{v:.4g}" for v in (c.a, c.b)]
+        table.add_row(escape(c.label), *cells, f"{c.diff:+.4g}")
+    return table
+
+
+@compare_app.command("prompts")
+@friendly_errors
+def prompts(
+    prompt_a: Annotated[str, typer.Argument(help="Prompt A.")],
+    prompt_b: Annotated[str, typer.Argument(help="Prompt B, compared with A.")],
+    method: Annotated[str, typer.Option(help="predict, attention, logit_lens, dla or neurons.")] = "predict",
+    align: Annotated[
+        str, typer.Option(help="auto, position, right, left, prefix_suffix or lcs (see docs/compare.md).")
+    ] = "auto",
+    position: Annotated[
+        int, typer.Option(help="Compared position: negative counts from each prompt's end; else A's, mapped to B.")
+    ] = -1,
+    target: TargetOpt = None,
+    versus: VersusOpt = None,
+    top: TopOpt = 10,
+    model: ModelOpt = None,
+    dtype: DtypeOpt = "float32",
+    device: DeviceOpt = "cpu",
+    as_json: JsonOpt = False,
+    out_file: OutOpt = None,
+) -> None:
+    """Run one observation method on two prompts and show where they differ."""
+    from ..methods.compare.prompts import compare_prompts
+
+    result = compare_prompts(
+        load_model(model, dtype, device),
+        prompt_a,
+        prompt_b,
+        method=method,
+        align_rule=align,
+        position=position,
+        target=target,
+        versus=versus,
+        k=top,
+    )
+
+    def show() -> None:
+        facts = " · ".join(f"{k}: {v}" for k, v in result.facts.items())
+        caption = f"alignment {result.alignment.rule}, {len(result.alignment.pairs)} position pairs" + (
+            f" · {facts}" if facts else ""
+        )
+        out.print(_changes_table(f"{result.method}: largest changes from A to B", result.changes, caption))
+
+    emit(result, as_json, out_file, show)
+
+
+@compare_app.command("models")
+@friendly_errors
+def models(
+    model_a: Annotated[str, typer.Argument(help="Model A: hub id, folder or .gguf ('default' for the offline one).")],
+    model_b: Annotated[str, typer.Argument(help="Model B, compared with A.")],
+    corpus: Annotated[str | None, typer.Option(help="builtin, a .txt/.jsonl file or folder, or hf:NAME.")] = None,
+    prompt: Annotated[
+        list[str] | None, typer.Option("--prompt", "-p", help="Compare on these prompts instead (repeatable).")
+    ] = None,
+    sequences: Annotated[int, typer.Option(help="Corpus sequences to compare on.")] = 16,
+    seq_len: Annotated[int, typer.Option(help="Tokens per corpus sequence.")] = 64,
+    batch_size: Annotated[int, typer.Option(help="Sequences per forward pass.")] = 4,
+    top: TopOpt = 10,
+    text: Annotated[
+        bool, typer.Option(help="Only put the continuations side by side (for models with different tokenizers).")
+    ] = False,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate per prompt with --text.")] = 20,
+    dtype: DtypeOpt = "float32",
+    device: DeviceOpt = "cpu",
+    as_json: JsonOpt = False,
+    out_file: OutOpt = None,
+) -> None:
+    """Compare two models: CKA per layer, output KL and loss, changed heads, prompts and positions."""
+    from ..methods.compare.models import compare_generations, compare_models
+
+    a = load_model(None if model_a == "default" else model_a, dtype, device)
+    b = load_model(None if model_b == "default" else model_b, dtype, device)
+    if text:
+        if not prompt:
+            raise InputError("--text compares continuations of prompts; give at least one --prompt")
+        generations = compare_generations(a, b, prompt, max_new_tokens=max_new_tokens)
+
+        def show_text() -> None:
+            table = Table(title=escape(f"{generations.model_a} vs {generations.model_b}"))
+            for column in ("prompt", "A", "B"):
+                table.add_column(column)
+            for p, x, y in zip(generations.prompts, generations.texts_a, generations.texts_b, strict=True):
+                table.add_row(escape(repr(p)), escape(repr(x)), escape(repr(y)))
+            out.print(table)
+
+        emit(generations, as_json, out_file, show_text)
+        return
+    result = compare_models(
+        a, b, corpus=corpus, prompts=prompt, sequences=sequences, seq_len=seq_len, batch_size=batch_size, top=top
+    )
+
+    def show() -> None:
+        table = Table(
+            title=escape(f"{result.model_a} vs {result.model_b} on {result.source}"),
+            caption=escape(
+                f"loss A {result.loss_a:.4f}, B {result.loss_b:.4f} nats/token · KL(A || B) {result.kl:.4f} nats"
+            ),
+        )
+        table.add_column("layers (A / B)")
+        table.add_column("linear CKA", justify="right")
+        for (la, lb), value in zip(result.layers, result.cka, strict=True):
+            table.add_row(f"{la} / {lb}", f"{value:.4f}")
+        out.print(table)
+        if result.top_heads:
+            out.print(_changes_table("heads whose attention changed most (TV distance)", result.top_heads))
+        sequences_table = Table(title="sequences whose predictions changed most")
+        for column in ("KL", "loss A", "loss B", "text"):
+            sequences_table.add_column(column, justify="left" if column == "text" else "right")
+        for s in result.top_sequences:
+            sequences_table.add_row(f"{s.kl:.4f}", f"{s.loss_a:.3f}", f"{s.loss_b:.3f}", escape(repr(s.text)))
+        out.print(sequences_table)
+
+    emit(result, as_json, out_file, show)
+
+
+@compare_app.command("side-effects")
+@friendly_errors
+def side_effects_command(
+    prompt: Annotated[str | None, typer.Argument(help="The target prompt the intervention is meant to change.")] = None,
+    target: TargetOpt = None,
+    versus: VersusOpt = None,
+    metric: MetricOpt = None,
+    ablate_head: Annotated[
+        list[str] | None, typer.Option(help="Zero-ablate head LAYER.HEAD (repeatable), e.g. 5.1.")
+    ] = None,
+    ablate_neuron: Annotated[
+        list[str] | None, typer.Option(help="Zero-ablate neuron LAYER.NEURON (repeatable).")
+    ] = None,
+    steer: Annotated[str | None, typer.Option(help="Add a saved steering vector (name or folder).")] = None,
+    scale: Annotated[float, typer.Option(help="Steering scale for --steer.")] = 4.0,
+    corpus: Annotated[str, typer.Option(help="Reference text: builtin, a .txt/.jsonl file or folder, or none.")] = (
+        "builtin"
+    ),
+    sequences: Annotated[int, typer.Option(help="Reference sequences.")] = 8,
+    seq_len: Annotated[int, typer.Option(help="Tokens per reference sequence.")] = 64,
+    neutral: Annotated[
+        list[str] | None, typer.Option(help="Neutral prompts (repeatable; default: a built-in handful).")
+    ] = None,
+    model: ModelOpt = None,
+    dtype: DtypeOpt = "float32",
+    device: DeviceOpt = "cpu",
+    as_json: JsonOpt = False,
+    out_file: OutOpt = None,
+) -> None:
+    """Did an intervention do its job without breaking anything else? Targeted effect, reference loss, KL."""
+    from ..interventions import Ablate, Add
+    from ..methods.compare.side_effects import NEUTRAL_PROMPTS, side_effects
+    from ..methods.steering import load_steering_vector
+
+    loaded = load_model(model, dtype, device)
+    interventions = []
+    for text in ablate_head or []:
+        layer, head = parse_layer_index(text, "ablate-head", "HEAD")
+        interventions.append(Ablate(f"blocks.{layer}.attn.z", head=head))
+    for text in ablate_neuron or []:
+        layer, neuron = parse_layer_index(text, "ablate-neuron", "NEURON")
+        interventions.append(Ablate(f"blocks.{layer}.mlp.post", neuron=neuron))
+    if steer:
+        vector = load_steering_vector(loaded, steer)
+        interventions.append(Add(vector.hook, vector=vector.vector, scale=scale))
+    if not interventions:
+        raise InputError("nothing to apply; give --ablate-head, --ablate-neuron or --steer")
+    result = side_effects(
+        loaded,
+        interventions,
+        prompt=prompt,
+        target=target,
+        versus=versus,
+        metric=metric,
+        corpus=None if corpus == "none" else corpus,
+        sequences=sequences,
+        seq_len=seq_len,
+        neutral=neutral or NEUTRAL_PROMPTS,
+    )
+
+    def show() -> None:
+        table = Table(title=escape(f"side effects of {'; '.join(result.intervention)}"))
+        for column in ("measure", "before", "after", "change"):
+            table.add_column(column, justify="left" if column == "measure" else "right")
+        if result.target:
+            t = result.target
+            table.add_row(
+                escape(f"{t.metric} on {t.prompt!r}"), f"{t.before:.4f}", f"{t.after:.4f}", f"{t.change:+.4f}"
+            )
+        if result.corpus:
+            c = result.corpus
+            table.add_row(
+                escape(f"loss on {c.source}"),
+                f"{c.loss_before:.4f}",
+                f"{c.loss_after:.4f}",
+                f"{c.loss_after - c.loss_before:+.4f}",
+            )
+            table.add_row("KL(before || after), mean / max", "", "", f"{c.kl_mean:.4f} / {c.kl_max:.4f}")
+        for n in result.neutral:
+            table.add_row(
+                escape(f"{n.prompt!r}: next token, KL"),
+                escape(repr(n.top_before)),
+                escape(repr(n.top_after)),
+                f"{n.kl_last:.4f}",
+            )
+        out.print(table)
+
+    emit(result, as_json, out_file, show)
+
+
+@compare_app.command("composition")
+@friendly_errors
+def composition(
+    top: TopOpt = 10,
+    n_random: Annotated[int, typer.Option(help="Random weight draws for the baseline.")] = 32,
+    roles: Annotated[
+        bool, typer.Option(help="Also find previous-token and induction heads and label the pairs with them.")
+    ] = False,
+    role_threshold: Annotated[float, typer.Option(help="Role score from which a head is labelled.")] = 0.3,
+    seed: Annotated[int, typer.Option(help="Seed of the random baseline and the role sequences.")] = 0,
+    model: ModelOpt = None,
+    dtype: DtypeOpt = "float32",
+    device: DeviceOpt = "cpu",
+    as_json: JsonOpt = False,
+    out_file: OutOpt = None,
+) -> None:
+    """Q-, K- and V-composition scores between heads (Elhage et al. 2021), with a random baseline."""
+    from ..methods.compare.composition import MODE_NAMES, head_composition
+    from ..methods.head_roles import head_roles
+
+    loaded = load_model(model, dtype, device)
+    found = head_roles(loaded, seed=seed) if roles else None
+    result = head_composition(loaded, top=top, n_random=n_random, seed=seed, roles=found, role_threshold=role_threshold)
+
+    def show() -> None:
+        for mode, pairs in result.top.items():
+            mean, std, _ = result.baseline[mode]
+            table = Table(
+                title=escape(f"{MODE_NAMES[mode]}: strongest pairs"),
+                caption=f"random baseline {mean:.4f} ± {std:.4f}",
+            )
+            for column in ("writer -> reader", "score", "z", "roles"):
+                table.add_column(column, justify="right" if column in ("score", "z") else "left")
+            for p in pairs:
+                labels = f"{'/'.join(p.writer_roles) or '-'} -> {'/'.join(p.reader_roles) or '-'}"
+                table.add_row(p.label, f"{p.score:.4f}", f"{p.z:.1f}", escape(labels))
+            out.print(table)
+        if result.role_pairs:
+            best = result.role_pairs[0]
+            out.print(f"strongest previous-token -> induction K-composition: {best.label} ({best.score:.4f})")
+
+    emit(result, as_json, out_file, show)
