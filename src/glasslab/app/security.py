@@ -75,13 +75,13 @@ class Guard:
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
             return await _refuse(send, 413, f"the request body is over the server's limit of {self.max_body} bytes")
-        receive = self._bounded(receive)
+        if length is None and "transfer-encoding" in headers:
+            receive = await self._buffered(receive)
+            if receive is None:
+                return await _refuse(send, 413, f"the request body is over the server's limit of {self.max_body} bytes")
         if set_cookie:
             send = self._with_cookie(send)
-        try:
-            await self.app(scope, receive, send)
-        except BodyTooLarge:
-            await _refuse(send, 413, f"the request body is over the server's limit of {self.max_body} bytes")
+        await self.app(scope, receive, send)
 
     def _given_token(self, scope, headers: dict) -> tuple[str | None, bool]:
         auth = headers.get("authorization", "")
@@ -97,18 +97,25 @@ class Guard:
             return query["token"][0], True
         return None, False
 
-    def _bounded(self, receive):
-        seen = 0
-
-        async def wrapped():
-            nonlocal seen
+    async def _buffered(self, receive):
+        """A body sent without Content-Length, read up to the limit: a replaying ``receive``, or None if too big."""
+        chunks, size = [], 0
+        while True:
             message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_body:
-                raise BodyTooLarge
-            return message
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_body:
+                return None
+            if not message.get("more_body", False):
+                break
+        replay = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
 
-        return wrapped
+        async def replaying():
+            return replay.pop() if replay else await receive()
+
+        return replaying
 
     def _with_cookie(self, send):
         cookie = f"{COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict".encode("latin-1")
@@ -119,10 +126,6 @@ class Guard:
             await send(message)
 
         return wrapped
-
-
-class BodyTooLarge(Exception):
-    pass
 
 
 async def _refuse(send, status: int, message: str) -> None:
