@@ -1,0 +1,89 @@
+// Small DOM helpers shared by every module: element building, escaping, a shared tooltip, downloads.
+
+/** h('div#id.cls', {attrs}, ...children): a tiny element builder (strings become text nodes, never HTML). */
+export function h(tag, attrs = {}, ...children) {
+  const [head, ...classes] = tag.split('.');
+  const [name, id] = head.split('#');
+  const el = document.createElement(name || 'div');
+  if (id) el.id = id;
+  if (classes.length) el.className = classes.join(' ');
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
+    else if (k === 'text') el.textContent = v;
+    else if (k === 'dataset') Object.assign(el.dataset, v);
+    else el.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+export function esc(s) {
+  return String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
+}
+
+/** How a token looks on screen: spaces and newlines made visible. */
+export function showToken(t) {
+  return String(t).replace(/ /g, '\u00a0').replace(/\n/g, '\u21b5').replace(/\t/g, '\u21e5') || '\u2205';
+}
+
+export function fmt(x, digits = 3) {
+  if (x === null || x === undefined) return '\u2013';
+  if (!Number.isFinite(x)) return String(x);
+  const a = Math.abs(x);
+  if (a !== 0 && (a < 1e-3 || a >= 1e5)) return x.toExponential(2);
+  return x.toFixed(a >= 100 ? 1 : digits);
+}
+
+export function pct(p) {
+  return `${(100 * p).toFixed(p < 0.001 ? 3 : 1)}%`;
+}
+
+let tip;
+/** One floating tooltip for charts (native title attributes cover the controls). */
+export function showTip(text, x, y) {
+  if (!tip) {
+    tip = h('div.tip', { role: 'status', 'aria-live': 'polite' });
+    document.body.append(tip);
+  }
+  tip.textContent = text;
+  tip.hidden = false;
+  const w = tip.offsetWidth;
+  tip.style.left = `${Math.min(x + 14, window.innerWidth - w - 8)}px`;
+  tip.style.top = `${y + 16}px`;
+}
+
+export function hideTip() {
+  if (tip) tip.hidden = true;
+}
+
+export function download(name, content, type) {
+  const blob = content instanceof Blob ? content : new Blob([content], { type });
+  const url = URL.createObjectURL(blob);
+  const a = h('a', { href: url, download: name });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
+export function slug(s) {
+  return String(s).toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 60) || 'chart';
+}
+
+/** Yield to the browser so long work never blocks input for more than a frame. */
+export function nextFrame() {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+/** A number in a heatmap cell: two decimals, tiny values as 0.00, large ones rounded. */
+export function short(x) {
+  if (x === null || x === undefined || !Number.isFinite(x)) return '';
+  const a = Math.abs(x);
+  if (a >= 1000) return x.toExponential(0);
+  if (a >= 100) return x.toFixed(0);
+  return (a < 0.005 ? 0 : x).toFixed(2);
+}

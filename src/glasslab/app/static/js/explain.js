@@ -1,0 +1,205 @@
+// Every text the workbench shows to explain itself, in one place: per panel a one-line "what you see",
+// a longer "how to read it" and a "what it does not prove" caveat, written for someone new to the field;
+// the guided tutorial's steps; and the tooltips of controls that are not obvious.
+
+export const PANELS = {
+  predictions: {
+    title: 'Predictions',
+    see: 'The tokens the model finds most likely to come right after the selected token, with their probabilities.',
+    read: 'A language model reads your text one token (a word or a piece of a word) at a time and, at every '
+      + 'position, gives each of its vocabulary tokens a score (a logit). The softmax of these scores gives '
+      + 'probabilities that add up to 1 over the whole vocabulary, so the bars only show the top few. Click a '
+      + 'token in the strip above to see what the model expected after it. Entropy measures how spread out the '
+      + 'guess is: 0 nats means certain, larger means unsure.',
+    caveat: 'A high probability says what the model expects, not that it is true. Words split into several tokens '
+      + 'are scored one piece at a time, so a single bar can understate a whole word.',
+  },
+  attention: {
+    title: 'Attention',
+    see: 'Where each attention head looks: a grid of every head, one head\'s full pattern, and what the selected token reads.',
+    read: 'Each layer has several attention heads. At every position a head splits one unit of attention over '
+      + 'that token and the tokens before it, and copies information from where it looks. The grid colours each '
+      + 'head (rows: layers, columns: heads) by a summary of its pattern: "max" = how focused it is (mean of each '
+      + 'row\'s largest weight, 1 = always one token), "mean" = how far back it looks on average (in tokens), '
+      + '"entropy" = how spread out it is (0 = one token). Click a head to see its full pattern: rows are the '
+      + 'reading tokens, columns the tokens read. Hover a token in the strip to colour the strip by what that '
+      + 'token reads in the chosen head.',
+    caveat: 'Attention shows where a head reads from, not what it does with what it reads or whether the prediction '
+      + 'depends on it: a head can look hard at a token and copy almost nothing. Ablate or patch the head to test '
+      + 'its effect. Many heads park their attention on the first token when they have nothing to do.',
+  },
+  roles: {
+    title: 'Head roles',
+    see: 'How strongly every head behaves like four well-known kinds of head: previous-token, duplicate-token, induction and attention-sink.',
+    read: 'Each cell is a head\'s average attention on the place its role predicts, from 0 to 1. A previous-token '
+      + 'head looks one token back. A duplicate-token head looks at an earlier copy of the current token. An '
+      + 'induction head, having seen "A B ... A", looks at the "B" that followed the earlier "A", which helps the '
+      + 'model continue repeated text. A sink head parks on the first token. Scores come from sequences of '
+      + 'random tokens repeated twice, where each role has a clear target.',
+    caveat: 'A high score says where the head looks on these test sequences, not that the model relies on it for '
+      + 'your prompt; heads can do several things at once. Ablate a head to test a role.',
+  },
+  lens: {
+    title: 'Logit lens',
+    see: 'What the model would predict if it stopped after each layer, at every position.',
+    read: 'Inside the model each position carries a vector (the residual stream) that every layer adds to. The '
+      + 'logit lens decodes that vector after each layer with the model\'s own final step, as if the rest of the '
+      + 'model were skipped. Rows are layers (the output on top, the embeddings at the bottom), columns are '
+      + 'positions; each cell names the top token and its colour shows its probability. The second chart follows '
+      + 'a few candidate tokens through the layers at the selected position.',
+    caveat: 'An early layer that already "shows" the answer means it can be read out there, not that the model has '
+      + 'decided or that later layers do nothing. Early layers often decode to nonsense because they do not yet use '
+      + 'the output\'s coordinates.',
+  },
+  dla: {
+    title: 'Direct logit attribution',
+    see: 'How much each layer and each head pushes the score of the predicted token up or down, directly.',
+    read: 'The score (logit) of a token is the final residual vector multiplied by that token\'s output direction. '
+      + 'Because the residual vector is a sum of what every layer wrote, the score splits into one share per '
+      + 'component: the embedding, each layer\'s attention (and each head inside it) and each MLP. The waterfall '
+      + 'adds the shares layer by layer and ends at the model\'s real logit; orange pushes the token up, blue '
+      + 'down. The head grid shows each head\'s share. The final normalisation is frozen at its value on this '
+      + 'prompt so that the shares add up exactly.',
+    caveat: 'Only direct effects are counted: a head that changes what later layers do gets no credit here, and a '
+      + 'component\'s share is not what removing it would change. Large shares can cancel each other out.',
+  },
+  neurons: {
+    title: 'Neurons',
+    see: 'The MLP neurons that fire hardest at the selected token, and those that push the predicted token hardest.',
+    read: 'Each layer\'s MLP has thousands of neurons. A neuron\'s activation is its value at this position; in gated '
+      + 'MLPs negative values matter too, so neurons are ranked by size. A neuron\'s direct share is its activation '
+      + 'times how much one unit of it raises the token\'s logit (final normalisation frozen, as in direct logit '
+      + 'attribution). Names read L{layer}.N{neuron}.',
+    caveat: 'A large activation says nothing about meaning by itself, and most neurons respond to several unrelated '
+      + 'things. Direct shares ignore what the neuron does through later layers.',
+  },
+  sae: {
+    title: 'SAE features',
+    see: 'The sparse-autoencoder features active at the selected token, with their strongest examples.',
+    read: 'A sparse autoencoder (SAE) rewrites one layer\'s activation as a sum of a few "features" chosen from a '
+      + 'large dictionary learned on lots of text; each feature tends to stand for something more specific than a '
+      + 'single neuron. The bars show the most active features at the selected token. A feature\'s dashboard shows '
+      + 'the tokens its output promotes and, where available, a link to its public page on Neuronpedia.',
+    caveat: 'Features are an approximation: the SAE does not reconstruct the activation exactly (the error is part of '
+      + 'the model too), and a feature\'s label is someone\'s reading of its examples, not a guarantee of what it '
+      + 'means everywhere.',
+  },
+  steering: {
+    title: 'Steering',
+    see: 'The model\'s continuation without steering and with a direction added inside it, side by side, for several strengths.',
+    read: 'A steering vector is a direction in one layer\'s residual stream, built here from pairs of contrasting '
+      + 'prompts (positive minus negative activations). Adding it times a strength (scale) while the model '
+      + 'writes nudges the text toward the positive side; a negative scale nudges it the other way. The table '
+      + 'shows every strength at once; "projection" measures how far the finished text itself sits along the '
+      + 'direction.',
+    caveat: 'A changed text is not proof that the model "means" the concept now: large strengths push the model '
+      + 'off its usual range and can produce repetition or gibberish that still scores high. Read the texts. The '
+      + 'direction can also carry wording or length differences of your pairs.',
+  },
+  ablation: {
+    title: 'Ablation',
+    see: 'What happens to the prediction when you switch off heads: click heads in the grid, then run.',
+    read: 'Ablating a head sets its output to zero (or to its average, "mean") in the same forward pass, and the '
+      + 'panel compares the metric (by default the logit of the token the model predicted) with and without it. '
+      + 'The sweep ablates every head alone and colours the grid by the change: blue cells lower the metric (the '
+      + 'prediction needs them), orange cells raise it.',
+    caveat: 'Ablation shows that a component is needed on this prompt, not what it computes. Other components can '
+      + 'make up for it, so a small change does not prove a head is unused; zeroing can also break the model in '
+      + 'ways unrelated to the task.',
+  },
+  patching: {
+    title: 'Activation patching',
+    see: 'Which layers, positions and heads carry the difference between a clean and a corrupted prompt.',
+    read: 'Run two prompts that differ in one detail (e.g. "Eiffel Tower" vs "Colosseum"). Then re-run the '
+      + 'corrupted prompt many times, each time copying one activation from the clean run, and score how much of '
+      + 'the clean answer comes back: 0 = the corrupted score, 1 = the clean score. A bright cell at a layer and '
+      + 'position means that activation alone carries the information that tells the two prompts apart.',
+    caveat: 'Patching holds for these two prompts and this metric only; a different corruption can tell a different '
+      + 'story. It does not say how the activation is used, and redundant components can each look unimportant.',
+  },
+  circuit: {
+    title: 'Circuit graph',
+    see: 'The heads and MLPs whose patching moves the metric most, and the measured paths between them.',
+    read: 'Each box is a component (L3.H1 is head 1 of layer 3; L5.MLP is the MLP of layer 5), placed from left '
+      + '(early layers) to right (the output). Its colour is the share of the clean-versus-corrupted difference that '
+      + 'patching it alone moves. Solid lines are paths measured by path patching, thicker for larger effects; '
+      + 'dashed lines are possible by layer order but not measured.',
+    caveat: 'This is a pruned summary of one prompt pair and one metric: components below the cut-off may matter '
+      + 'together, effects need not add up, and a dashed line is not evidence of a connection.',
+  },
+};
+
+export const CONTROLS = {
+  prompt: 'Type any text; the model reads it and every panel explains what happens inside. Ctrl+Enter analyses.',
+  analyse: 'Run the model once on the prompt; every panel then reads from this one analysis (Ctrl+Enter)',
+  tokens: 'Your prompt split into tokens. Click a token (or use the arrow keys) to choose the position every panel looks at.',
+  model: 'A Hugging Face hub id (e.g. gpt2, needs the model in your local cache), a folder with a model, or a .gguf file',
+  loadModel: 'Load this model in place of the current one (the server keeps running)',
+  scale: 'Colour scale for heatmaps: viridis and cividis are both readable with colour-blindness',
+  report: 'Download one HTML file with every panel of the current analysis and its explanation; it opens offline',
+  save: 'Save the prompt, model, settings, interventions and results under a name on the server',
+  open: 'Reopen an experiment you saved before',
+  tutorial: 'A guided tour through two example prompts; you can leave it and resume where you stopped',
+  agg: 'How to sum up each head\'s pattern in one number: max (focus), mean (distance back), entropy (spread)',
+  how: 'zero: set the output to 0; mean: set it to its average on other text',
+  corrupted: 'The same prompt with one detail changed; patching finds where the model tells the two apart',
+  target: 'The token whose score is measured (leave empty: the model\'s top prediction)',
+  versus: 'Optional second token: the metric becomes target logit minus this logit',
+  site: 'Which activation is copied: the residual stream per layer and position, or each head\'s output',
+  pairs: 'One pair per line: positive text | negative text. The vector points from negative to positive.',
+  scales: 'Strengths to compare, separated by commas; 0 is the unsteered baseline',
+  layer: 'The layer whose residual stream receives the steering vector',
+};
+
+// Guided tutorial: two demo prompts, each walked through a few panels. Each step names the panel it opens.
+export const TUTORIAL = [
+  {
+    demo: 'next', prompt: 'Alice and Bob went to the park. Alice and Bob went to the', panel: 'predictions', select: -1,
+    title: 'Demo 1: what comes next',
+    text: 'This prompt repeats a phrase. Models are very good at continuing repeats: after "Alice and Bob went to the" '
+      + 'a second time, they expect "park". Look at the top prediction and its probability.',
+  },
+  {
+    demo: 'next', panel: 'attention', select: -1,
+    title: 'Who looks back?',
+    text: 'The selected token is the last "the". In the grid, some heads are very focused. Click a head whose pattern '
+      + 'shows a diagonal stripe shifted back: it reads the token right after the earlier copy of the current '
+      + 'token. That is an induction head.',
+  },
+  {
+    demo: 'next', panel: 'roles', select: -1,
+    title: 'Induction heads, measured',
+    text: 'Head roles scores every head on repeated random tokens. The heads high in the "induction" column are '
+      + 'the ones that help continue repeats. Note one or two of them.',
+  },
+  {
+    demo: 'next', panel: 'ablation', select: -1,
+    title: 'Do we need them?',
+    text: 'Click an induction head in the grid to mark it, then press "Ablate selected heads". If the logit of the '
+      + 'predicted token drops, the model used that head here. Try "Sweep every head" to see all heads at once.',
+  },
+  {
+    demo: 'place', prompt: 'The Eiffel Tower is in the city of', panel: 'predictions', select: -1,
+    title: 'Demo 2: what the model associates with a place',
+    text: 'Now a fact: the model should say "Paris". Facts like this are stored in the weights, not in the prompt.',
+  },
+  {
+    demo: 'place', panel: 'lens', select: -1,
+    title: 'When does "Paris" appear?',
+    text: 'The logit lens decodes every layer. Find the layer where "Paris" first becomes the top guess at the last '
+      + 'position: before it, the model has not yet brought the fact forward.',
+  },
+  {
+    demo: 'place', panel: 'dla', select: -1,
+    title: 'Which parts push toward "Paris"?',
+    text: 'The waterfall adds up each layer\'s direct push on the "Paris" logit. Long orange bars are the layers '
+      + 'that write "Paris" into the output most directly.',
+  },
+  {
+    demo: 'place', panel: 'patching', select: -1,
+    title: 'Where is the place stored?',
+    text: 'Patching compares "Eiffel Tower" with "Colosseum" (the corrupted prompt is filled in). Run it: bright cells '
+      + 'on the "Tower" tokens in early-to-middle layers, then on the last token in later layers, show where the '
+      + 'information travels.',
+  },
+];

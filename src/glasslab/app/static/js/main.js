@@ -1,0 +1,210 @@
+// The workbench: wires the prompt, token strip, tabs, model switcher, exports, experiments and tutorial to
+// the state, and re-renders only the visible panel from cached results when a selection changes.
+
+import { call, forget, job, request } from './api.js';
+import { h } from './dom.js';
+import { CONTROLS, PANELS as TEXTS } from './explain.js';
+import { Q } from './data.js';
+import { PANEL_ORDER, PANELS } from './panels/index.js';
+import { onDataArrived } from './panels/common.js';
+import { learnPatterns } from './panels/attention.js';
+import { sae } from './panels/sae.js';
+import { prefetch, stopPrefetch } from './prefetch.js';
+import { saveSettings, settings } from './settings.js';
+import { state, subscribe, update } from './store.js';
+import { drawStrip, mountStrip } from './tokens.js';
+import { downloadReport } from './report.js';
+import { openExperiments } from './experiments.js';
+import { initTutorial, resumeTutorial, startTutorial } from './tutorial.js';
+
+const $ = (id) => document.getElementById(id);
+export const timings = { lastRenderMs: 0, analyses: [] }; // read by the benchmark
+
+function message(text) {
+  const el = $('message');
+  el.textContent = text || '';
+  el.hidden = !text;
+}
+
+function buildTabs() {
+  const tabs = $('tabs');
+  for (const [id] of PANEL_ORDER) {
+    const b = h('button', {
+      type: 'button', role: 'tab', id: `tab-${id}`, 'aria-controls': 'panel', dataset: { panel: id },
+      title: TEXTS[id].see,
+    }, TEXTS[id].title);
+    b.addEventListener('click', () => update({ panel: id }));
+    tabs.append(b);
+  }
+  tabs.addEventListener('keydown', (ev) => {
+    if (ev.key !== 'ArrowRight' && ev.key !== 'ArrowLeft') return;
+    const ids = PANEL_ORDER.map(([id]) => id);
+    const i = ids.indexOf(state.panel) + (ev.key === 'ArrowRight' ? 1 : -1);
+    const next = ids[(i + ids.length) % ids.length];
+    update({ panel: next });
+    $(`tab-${next}`).focus();
+  });
+}
+
+/** Draw the visible panel from what is cached (synchronous; panels fetch what they miss themselves). */
+export function renderPanel() {
+  const t0 = performance.now();
+  for (const b of $('tabs').children) {
+    const on = b.dataset.panel === state.panel;
+    b.setAttribute('aria-selected', String(on));
+    b.tabIndex = on ? 0 : -1;
+  }
+  const root = $('panel');
+  root.setAttribute('aria-labelledby', `tab-${state.panel}`);
+  root.dataset.panel = state.panel;
+  if (!state.tokens.length) {
+    root.replaceChildren(h('p.muted', {}, 'Type a prompt and press Analyse (or Ctrl+Enter). Every panel then explains one view of what happens inside the model.'));
+  } else {
+    try {
+      PANELS[state.panel].render(root);
+    } catch (err) {
+      root.append(h('p.error', { role: 'alert' }, `This panel failed to draw: ${err.message}`));
+      console.error(err);
+    }
+  }
+  timings.lastRenderMs = performance.now() - t0;
+  root.dataset.renderMs = timings.lastRenderMs.toFixed(1);
+}
+
+export async function analyse(prompt) {
+  prompt = prompt.trim() ? prompt : '';
+  if (!prompt) {
+    message('Type a prompt first.');
+    return;
+  }
+  message('');
+  stopPrefetch();
+  const t0 = performance.now();
+  $('analyse').disabled = true;
+  document.body.dataset.analysis = 'running';
+  try {
+    const ov = await call(...Q.overview(prompt));
+    learnPatterns(ov.attention);
+    const tokens = ov.attention.tokens.map((token, position) => ({ position, token, token_id: '' }));
+    update({ prompt, tokens, position: tokens.length - 1, layer: null, head: null, ablate: [], hover: null });
+    drawStrip();
+    timings.analyses.push(performance.now() - t0);
+    document.body.dataset.analysis = 'done';
+    prefetch();
+  } catch (err) {
+    message(err.message);
+    document.body.dataset.analysis = 'failed';
+  } finally {
+    $('analyse').disabled = false;
+  }
+}
+
+async function loadModelInfo() {
+  const m = await request('GET', '/api/model');
+  update({ model: m });
+  $('model-name').textContent = m.name;
+  $('model-name').title = `${m.name}: ${m.n_layers} layers, ${m.n_heads} heads per layer, d_model ${m.d_model}, vocabulary ${m.vocab_size}; loaded from ${m.source}`;
+  try {
+    const spec = await request('GET', '/api/openapi.json');
+    const paths = Object.keys(spec.paths || {});
+    sae.available = paths.includes('/api/sae-features');
+  } catch {
+    sae.available = false;
+  }
+}
+
+async function switchModel(source) {
+  const status = $('model-status');
+  const bar = $('model-progress');
+  bar.hidden = false;
+  $('model-load').disabled = true;
+  try {
+    const first = await request('POST', '/api/model/load', { source });
+    let j = first;
+    while (j.status === 'queued' || j.status === 'running') {
+      status.textContent = j.stage || j.status;
+      if (j.total) { bar.max = j.total; bar.value = j.done; } else bar.removeAttribute('value');
+      await new Promise((r) => setTimeout(r, 400));
+      j = await request('GET', `/api/jobs/${first.id}`);
+    }
+    if (j.status !== 'done') throw new Error(j.error || `loading was ${j.status}`);
+    status.textContent = `loaded in ${j.result?.load_s ?? '?'} s`;
+    forget();
+    await loadModelInfo();
+    if (state.prompt) await analyse(state.prompt);
+  } catch (err) {
+    status.textContent = '';
+    message(`Could not load "${source}": ${err.message}`);
+  } finally {
+    bar.hidden = true;
+    $('model-load').disabled = false;
+  }
+}
+
+function wire() {
+  const prompt = $('prompt');
+  prompt.title = CONTROLS.prompt;
+  $('analyse').title = CONTROLS.analyse;
+  $('model-source').title = CONTROLS.model;
+  $('model-load').title = CONTROLS.loadModel;
+  $('scale').title = CONTROLS.scale;
+  $('report-btn').title = CONTROLS.report;
+  $('save-btn').title = CONTROLS.save;
+  $('open-btn').title = CONTROLS.open;
+  $('tutorial-btn').title = CONTROLS.tutorial;
+  $('analyse').addEventListener('click', () => analyse(prompt.value));
+  prompt.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Enter' && (ev.ctrlKey || ev.metaKey)) {
+      ev.preventDefault();
+      analyse(prompt.value);
+    }
+  });
+  for (const b of document.querySelectorAll('button.demo')) {
+    b.title = 'Use this example prompt';
+    b.addEventListener('click', () => {
+      prompt.value = b.dataset.prompt;
+      analyse(prompt.value);
+    });
+  }
+  $('model-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const source = $('model-source').value.trim();
+    if (!source) message('Type a hub id (e.g. gpt2), a model folder or a .gguf file to load.');
+    else switchModel(source);
+  });
+  $('scale').value = settings.sequential;
+  $('scale').addEventListener('change', () => {
+    saveSettings({ sequential: $('scale').value });
+    renderPanel();
+  });
+  $('report-btn').addEventListener('click', () => downloadReport().catch((err) => message(err.message)));
+  $('save-btn').addEventListener('click', () => openExperiments(true));
+  $('open-btn').addEventListener('click', () => openExperiments(false));
+  $('tutorial-btn').addEventListener('click', () => startTutorial());
+  initTutorial(analyse);
+  mountStrip($('tokens'));
+  onDataArrived(renderPanel);
+  subscribe((changed) => {
+    if (changed.includes('position')) drawStrip();
+    if (changed.some((k) => ['panel', 'position', 'layer', 'head', 'agg', 'ablate', 'prompt', 'tokens'].includes(k))) renderPanel();
+  });
+}
+
+async function main() {
+  buildTabs();
+  wire();
+  renderPanel();
+  try {
+    await loadModelInfo();
+  } catch (err) {
+    message(err.message);
+    $('model-name').textContent = 'not connected';
+  }
+  document.body.dataset.ready = 'true';
+  resumeTutorial();
+}
+
+main();
+
+// For the browser tests and the benchmark: the app's state, timings and an analyse() entry point.
+window.glasslab = { state, timings, analyse, job };

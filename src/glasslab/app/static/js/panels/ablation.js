@@ -1,0 +1,99 @@
+// Ablation: mark heads in the grid, knock them out together and compare the metric; or sweep every head.
+
+import { fmt, h, pct, showToken, short } from '../dom.js';
+import { cached, call, job } from '../api.js';
+import { chart } from '../chart.js';
+import { CONTROLS } from '../explain.js';
+import { Q, get, prediction } from '../data.js';
+import { position, setting, setSetting, state, update } from '../store.js';
+import { action, button, field, frame, progressText } from './common.js';
+
+export function ablateBody() {
+  return { prompt: state.prompt, heads: state.ablate.map((k) => k.split('.').map(Number)), position: position(), how: setting('ablation', 'how', 'zero') };
+}
+
+function sweepBody() {
+  return { prompt: state.prompt, position: position(), how: setting('ablation', 'how', 'zero') };
+}
+
+function toggle(layer, head) {
+  const key = `${layer}.${head}`;
+  const next = state.ablate.includes(key) ? state.ablate.filter((k) => k !== key) : [...state.ablate, key];
+  update({ ablate: next, layer, head });
+}
+
+export function render(root) {
+  const el = frame(root, 'ablation');
+  const ov = get(Q.overview());
+  const nL = state.model?.n_layers ?? ov?.attention.n_layers ?? 0;
+  const nH = state.model?.n_heads ?? ov?.attention.n_heads ?? 0;
+  const p = position();
+  const how = h('select', { id: 'ablate-how' }, ...['zero', 'mean'].map((v) => h('option', { value: v, selected: v === setting('ablation', 'how', 'zero') }, v)));
+  how.addEventListener('change', () => setSetting('ablation', 'how', how.value));
+  const out = h('div.results');
+  const pred = prediction(p);
+  el.append(h('div.controls.no-report', {},
+    field('Ablation', how, CONTROLS.how),
+    action('Ablate selected heads', 'Run the model with the marked heads switched off and compare the metric', async () => {
+      if (!state.ablate.length) throw new Error('Mark at least one head in the grid first (click a cell).');
+      await call('ablate', ablateBody());
+    }, out),
+    action('Sweep every head', 'Ablate each head alone (one batched run) and colour the grid by the change', async (say) => {
+      await job('ablation-sweep', sweepBody(), (j) => say(`Sweeping every head: ${progressText(j)}`));
+    }, out),
+    button('Clear marks', 'Unmark every head', () => update({ ablate: [] }), 'small')));
+  el.append(h('p.muted', {}, `Metric: the logit of the top prediction after position ${p}`,
+    pred ? [' (', h('code', {}, showToken(pred.top[0].token)), ` at ${pct(pred.top[0].probability)})`] : '', '. Marked heads: ',
+    h('strong#ablate-marked', {}, state.ablate.length ? state.ablate.map((k) => `L${k.replace('.', 'H')}`).join(', ') : 'none')));
+  const sweep = cached('ablation-sweep', sweepBody());
+  const marked = new Set(state.ablate);
+  if (nL && nH) {
+    const values = sweep ? sweep.effect : Array.from({ length: nL }, (_, l) => Array.from({ length: nH }, (_, hh) => (marked.has(`${l}.${hh}`) ? 1 : 0)));
+    chart(el, {
+      kind: 'heatmap',
+      title: sweep ? 'Change of the metric when each head alone is ablated (x = marked)' : 'Heads (click to mark for ablation; marked = bright)',
+      rows: Array.from({ length: nL }, (_, l) => `L${l}`),
+      cols: Array.from({ length: nH }, (_, j) => `H${j}`),
+      values,
+      diverging: Boolean(sweep),
+      lo: sweep ? undefined : 0,
+      hi: sweep ? undefined : 1,
+      text: (i, j) => `${marked.has(`${i}.${j}`) ? '\u00d7 ' : ''}${sweep ? short(sweep.effect[i][j]) : ''}`,
+      hover: (i, j) => `L${i}H${j}${marked.has(`${i}.${j}`) ? ' (marked)' : ''}${sweep ? `: ablating it alone changes the metric by ${fmt(sweep.effect[i][j], 4)}` : ''}. Click to ${marked.has(`${i}.${j}`) ? 'unmark' : 'mark'}.`,
+      rowTitle: 'layer',
+      colTitle: 'head',
+      valueLabel: sweep ? 'metric change (ablated - clean)' : 'marked',
+      cellW: Math.max(34, Math.min(52, Math.floor(320 / nH))),
+      cellH: 18,
+      onClick: (i, j) => toggle(i, j),
+      tooltip: 'Click heads (or arrow keys + Enter) to mark or unmark them for ablation',
+    }, { json: sweep || { marked: state.ablate } });
+  }
+  el.append(out);
+  const result = state.ablate.length ? cached('ablate', ablateBody()) : null;
+  if (result) {
+    out.append(h('p.facts.ablation-result', {}, `${result.metric}: clean ${fmt(result.clean)} \u2192 ablated ${fmt(result.ablated)} `,
+      h('strong', {}, `(${result.difference >= 0 ? '+' : ''}${fmt(result.difference)})`), ` with ${result.components.join(', ')} ${result.how}-ablated.`));
+    chart(out, {
+      kind: 'bars',
+      title: 'Metric with and without the marked heads',
+      labels: ['clean', `ablated (${result.components.length} heads)`],
+      values: [result.clean, result.ablated],
+      valueLabel: result.metric,
+    }, { json: result });
+    if (result.predictions) predictionsTable(out, result.predictions);
+  }
+  if (sweep) {
+    out.append(h('p.muted', {}, `Sweep: ${sweep.forward_passes} batched forward passes; strongest: ${sweep.ranked.slice(0, 5).map((r) => `${r.component} ${fmt(r.effect, 2)}`).join(', ')}.`));
+  }
+}
+
+/** Top predictions clean vs ablated, when the server sends them. */
+function predictionsTable(out, preds) {
+  const rows = Math.max(preds.clean?.length ?? 0, preds.ablated?.length ?? 0);
+  out.append(h('table.compare', {}, h('caption', {}, 'Top predictions, clean vs ablated'),
+    h('thead', {}, h('tr', {}, h('th', {}, '#'), h('th', {}, 'clean'), h('th', {}, 'ablated'))),
+    h('tbody', {}, ...Array.from({ length: rows }, (_, i) => h('tr', {}, h('td', {}, String(i + 1)),
+      h('td', {}, preds.clean[i] ? `${showToken(preds.clean[i].token)} ${pct(preds.clean[i].probability)}` : ''),
+      h('td', {}, preds.ablated[i] ? `${showToken(preds.ablated[i].token)} ${pct(preds.ablated[i].probability)}` : ''))))));
+}

@@ -1,0 +1,32 @@
+"""How the page formats numbers (dom.js fmt and pct), so tests can look for the API's values on screen."""
+
+from __future__ import annotations
+
+import math
+
+
+def fmt(x: float | None, digits: int = 3) -> str:
+    if x is None:
+        return "\u2013"
+    a = abs(x)
+    if a != 0 and (a < 1e-3 or a >= 1e5):
+        mantissa, exponent = f"{x:.2e}".split("e")
+        return f"{mantissa}e{int(exponent):+d}"
+    return f"{_js_fixed(x, 1 if a >= 100 else digits)}"
+
+
+def pct(p: float) -> str:
+    return f"{_js_fixed(100 * p, 3 if p < 0.001 else 1)}%"
+
+
+def _js_fixed(x: float, digits: int) -> str:
+    # Number.prototype.toFixed rounds the exact binary value half away from zero, like Python's decimal
+    # formatting of the same double except on exact ties; the values compared here are never exact ties.
+    if math.isnan(x):
+        return "NaN"
+    return f"{x:.{digits}f}"
+
+
+def show_token(token: str) -> str:
+    """dom.js showToken: spaces as no-break spaces, newlines and tabs as arrows, empty as the empty-set sign."""
+    return token.replace(" ", "\u00a0").replace("\n", "\u21b5").replace("\t", "\u21e5") or "\u2205"
