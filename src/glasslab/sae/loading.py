@@ -42,6 +42,7 @@ from ..store import store_path
 from .config import SAEConfig
 from .files import CONFIG_FILE, WEIGHTS_FILE, _check_tensors, load_sae_folder, read_config
 from .fit import check_fits
+from .labels_file import LABELS_FILE, FeatureLabel, read_labels
 from .sae import SAE
 
 SHIPPED_ROOT = Path(__file__).parent / "shipped"
@@ -67,6 +68,26 @@ def origin_of(sae: SAE) -> SAEOrigin:
 def _with_origin(sae: SAE, origin: SAEOrigin) -> SAE:
     sae.origin = origin
     return sae
+
+
+def labels_folder(sae: SAE) -> Path | None:
+    """Where this SAE's ``labels.json`` lives: beside the SAE when it has one there, else (hub SAEs with a
+    Neuronpedia page) a folder in the store where fetched labels are cached."""
+    folder = origin_of(sae).folder
+    if folder is not None and (folder / LABELS_FILE).is_file():
+        return folder
+    if sae.cfg.neuronpedia_id:
+        return store_path("sae-labels", re.sub(r"[^A-Za-z0-9._-]+", "--", sae.cfg.neuronpedia_id))
+    return folder
+
+
+def labels_of(sae: SAE) -> dict[int, FeatureLabel]:
+    """The SAE's feature labels (read once, then kept on the SAE); empty when it has none."""
+    cached = getattr(sae, "labels_cache", None)
+    if cached is None:
+        cached = read_labels(labels_folder(sae), sae.d_sae)
+        sae.labels_cache = cached
+    return cached
 
 
 # -- the registry of well-known releases (data) ---------------------------------------------------------
@@ -484,12 +505,10 @@ class KnownSAE:
 def available_saes(model: Model) -> list[KnownSAE]:
     """SAEs known for ``model``: shipped with glasslab, trained into the store, and well-known hub releases
     for its name (on disk or not). Nothing is downloaded."""
-    from .labels_file import LABELS_FILE
-
     found: list[KnownSAE] = []
     for folder, cfg in _shipped():
         if _fits_quietly(cfg, model):
-            found.append(_known(f"default:{folder.name}", "shipped", cfg, folder, LABELS_FILE))
+            found.append(_known(f"default:{folder.name}", "shipped", cfg, folder))
     store = store_path("saes", model.key)
     if store.is_dir():
         for folder in sorted(store.iterdir()):
@@ -499,7 +518,7 @@ def available_saes(model: Model) -> list[KnownSAE]:
                 except GlasslabError:
                     continue
                 if _fits_quietly(cfg, model):
-                    found.append(_known(f"store:{folder.name}", "store", cfg, folder, LABELS_FILE))
+                    found.append(_known(f"store:{folder.name}", "store", cfg, folder))
     for release in RELEASES.values():
         if not same_model(release.model, model.name):
             continue
@@ -523,9 +542,9 @@ def available_saes(model: Model) -> list[KnownSAE]:
     return found
 
 
-def _known(name: str, source: str, cfg: SAEConfig, folder: Path, labels_file: str) -> KnownSAE:
+def _known(name: str, source: str, cfg: SAEConfig, folder: Path) -> KnownSAE:
     return KnownSAE(
-        name, source, cfg.hook, cfg.d_sae, cfg.architecture, True, cfg.neuronpedia_id, (folder / labels_file).is_file()
+        name, source, cfg.hook, cfg.d_sae, cfg.architecture, True, cfg.neuronpedia_id, (folder / LABELS_FILE).is_file()
     )
 
 

@@ -1,0 +1,263 @@
+"""Which SAE features fire on a prompt, and how one feature fires along a text.
+
+Both run the model up to the SAE's layer only (``stop_at_layer``), read the SAE's hook and encode it.
+``sae_features`` also reports, per token, how much of the activation the SAE misses: the
+reconstruction error ``x - decode(encode(x))`` (its norm, its norm relative to ``x``, and the cosine
+between ``x`` and the reconstruction). That error is what a splice keeps (``splice.SAESplice``), so
+editing features never silently adds the SAE's own error to the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import InputError
+from ..model.model import Model
+from ..model.run import Run
+from ..views.figures import Bars, Figure, Heatmap
+from ..views.html import figure_html
+from .labels_file import FeatureLabel
+from .loading import labels_of, origin_of
+from .sae import SAE
+
+MAX_ROWS = 30  # features drawn in the prompt heatmap
+
+
+@dataclass(frozen=True)
+class FeatureScore:
+    feature: int
+    activation: float
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class TokenFeatures:
+    """One token: its strongest features, how many fire (L0), and the SAE's reconstruction error there."""
+
+    position: int
+    token: str
+    top: list[FeatureScore]
+    l0: int
+    error_norm: float  # |x - reconstruction|
+    relative_error: float  # |x - reconstruction| / |x|
+    cosine: float  # cosine(x, reconstruction)
+
+
+@dataclass(frozen=True)
+class FeatureActivations:
+    model: str
+    sae: str
+    hook: str
+    prompt: str
+    tokens: list[TokenFeatures]
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": "sae_features",
+            "model": self.model,
+            "sae": self.sae,
+            "hook": self.hook,
+            "prompt": self.prompt,
+            "tokens": [
+                {
+                    "position": t.position,
+                    "token": t.token,
+                    "l0": t.l0,
+                    "error_norm": t.error_norm,
+                    "relative_error": t.relative_error,
+                    "cosine": t.cosine,
+                    "top": [{"feature": s.feature, "activation": s.activation, "label": s.label} for s in t.top],
+                }
+                for t in self.tokens
+            ],
+        }
+
+    def features_shown(self) -> list[int]:
+        """The features in the heatmap: every token's top ones, strongest first, at most ``MAX_ROWS``."""
+        best: dict[int, float] = {}
+        for token in self.tokens:
+            for score in token.top:
+                best[score.feature] = max(best.get(score.feature, 0.0), score.activation)
+        return sorted(best, key=lambda f: -best[f])[:MAX_ROWS]
+
+    def figure(self) -> Figure:
+        shown = self.features_shown()
+        labels = {s.feature: s.label for t in self.tokens for s in t.top}
+        values = [[next((s.activation for s in t.top if s.feature == f), 0.0) for t in self.tokens] for f in shown]
+        columns = [f"{t.position} {t.token!r}" for t in self.tokens]
+        panels: list[Heatmap | Bars] = []
+        if shown:
+            panels.append(
+                Heatmap(
+                    "strongest features at each token",
+                    values,
+                    [f"F{f}" + (f" {labels[f]}" if labels.get(f) else "") for f in shown],
+                    columns,
+                    row_title="feature",
+                    col_title="token",
+                    value_label="activation (0: not among that token's top features)",
+                    cell_text=[[f"{v:.1f}" if v else "" for v in row] for row in values],
+                )
+            )
+        panels.append(
+            Bars(
+                "reconstruction error per token (|error| / |activation|)",
+                columns,
+                [t.relative_error for t in self.tokens],
+                "relative error",
+                hover=[
+                    f"{t.token!r}: L0 {t.l0}, |error| {t.error_norm:.3g}, cosine {t.cosine:.3f}" for t in self.tokens
+                ],
+            )
+        )
+        return Figure(
+            f"{self.model}: SAE features at {self.hook} for {self.prompt!r}",
+            panels,
+            what_you_see="For every token, the SAE features that fire most on the activation at this hook, and how "
+            "much of the activation the SAE fails to reconstruct.",
+            how_to_read="Each row is one feature (its label, if the SAE has a labels file); a cell is the feature's "
+            "activation at that token, blank where it is not among the token's strongest. The bars show the part "
+            "of the activation the SAE misses: 0 is a perfect reconstruction, 1 means it explains nothing.",
+            caveat="A feature's label summarises where it fires most on some corpus; on your text it may fire for "
+            "another reason. Features explain only the reconstructed part: a large error means much of what the "
+            "model computes here is not described by any feature.",
+            extra={"sae": self.sae, "tokens": str(len(self.tokens))},
+        )
+
+    def _repr_html_(self) -> str:
+        return figure_html(self.figure())
+
+
+@dataclass(frozen=True)
+class FeatureTrace:
+    """One feature's activation on every token of a text."""
+
+    model: str
+    sae: str
+    hook: str
+    feature: int
+    label: str | None
+    text: str
+    tokens: list[str]
+    activations: list[float]
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": "sae_feature_trace",
+            "model": self.model,
+            "sae": self.sae,
+            "hook": self.hook,
+            "feature": self.feature,
+            "label": self.label,
+            "text": self.text,
+            "tokens": self.tokens,
+            "activations": self.activations,
+            "max_activation": max(self.activations),
+            "fires_on": sum(a > 0 for a in self.activations),
+        }
+
+    def figure(self) -> Figure:
+        name = f"feature {self.feature}" + (f" ({self.label})" if self.label else "")
+        return Figure(
+            f"{self.model}: {name} at {self.hook}",
+            [
+                Heatmap(
+                    "activation at each token",
+                    [self.activations],
+                    [f"F{self.feature}"],
+                    [f"{i} {t!r}" for i, t in enumerate(self.tokens)],
+                    col_title="token",
+                    value_label="activation",
+                    cell_text=[[repr(t)[1:-1] for t in self.tokens]],
+                    hover=[[f"{t!r}: {a:.4f}" for t, a in zip(self.tokens, self.activations, strict=True)]],
+                )
+            ],
+            what_you_see=f"How strongly {name} fires on each token of your text.",
+            how_to_read="Darker cells are larger activations; most features are exactly 0 on most tokens.",
+            caveat="One text shows where the feature fires here, not what it means: compare with its dashboard "
+            "(top contexts over a corpus) before trusting a label.",
+            extra={"sae": self.sae, "max": f"{max(self.activations):.4f}"},
+        )
+
+    def _repr_html_(self) -> str:
+        return figure_html(self.figure())
+
+
+def hook_activations(model: Model, sae: SAE, prompt: str | torch.Tensor, run: Run | None = None) -> torch.Tensor:
+    """[batch, pos, d_in]: the SAE's input on ``prompt``, from ``run`` if it cached the hook, else from a
+    forward pass stopped right after the SAE's layer."""
+    if run is not None and sae.hook in run.cache:
+        act = run.cache[sae.hook]
+    else:
+        act = model.run(prompt, cache=[sae.hook], **stop_after(model, sae.hook)).cache[sae.hook]
+    return sae.read(act).to(sae.W_enc.device)
+
+
+def stop_after(model: Model, hook: str) -> dict:
+    """``model.run`` options computing ``hook`` and nothing after it."""
+    layer = model.hook_spec(hook).layer
+    if layer is not None:
+        return {"stop_at_layer": layer + 1}
+    return {"stop_at_layer": 0} if hook == "embed" else {"logits": False}
+
+
+def sae_features(model: Model, sae: SAE, prompt: str, *, top: int = 5, run: Run | None = None) -> FeatureActivations:
+    """The ``top`` strongest features at every token of ``prompt``, with the reconstruction error there."""
+    if not 1 <= top <= 100:
+        raise InputError(f"top must be in 1..100, got {top}")
+    labels = labels_of(sae)
+    with torch.inference_mode():
+        x = hook_activations(model, sae, prompt, run)[0].float()
+        features = sae.encode(x)
+        error = x - sae.decode(features, like=x)
+        reconstruction = x - error
+    values, indices = torch.topk(features, min(top, sae.d_sae), dim=-1)
+    tokens = model.to_str_tokens(prompt)
+    rows = []
+    for p, token in enumerate(tokens):
+        top_scores = [
+            FeatureScore(int(i), float(v), _label(labels.get(int(i))))
+            for v, i in zip(values[p].tolist(), indices[p].tolist(), strict=True)
+            if v > 0
+        ]
+        norm = float(x[p].norm())
+        rows.append(
+            TokenFeatures(
+                position=p,
+                token=token,
+                top=top_scores,
+                l0=int((features[p] > 0).sum()),
+                error_norm=float(error[p].norm()),
+                relative_error=float(error[p].norm()) / max(norm, 1e-12),
+                cosine=float(torch.nn.functional.cosine_similarity(x[p], reconstruction[p], dim=0)),
+            )
+        )
+    return FeatureActivations(model.name, origin_of(sae).source, sae.hook, prompt, rows)
+
+
+def feature_activations(model: Model, sae: SAE, feature: int, text: str, *, run: Run | None = None) -> FeatureTrace:
+    """Feature ``feature``'s activation on every token of ``text``."""
+    check_feature(sae, feature)
+    with torch.inference_mode():
+        values = sae.encode(hook_activations(model, sae, text, run)[0].float())[:, feature]
+    return FeatureTrace(
+        model=model.name,
+        sae=origin_of(sae).source,
+        hook=sae.hook,
+        feature=feature,
+        label=_label(labels_of(sae).get(feature)),
+        text=text,
+        tokens=model.to_str_tokens(text),
+        activations=values.tolist(),
+    )
+
+
+def check_feature(sae: SAE, feature: int) -> None:
+    if not 0 <= feature < sae.d_sae:
+        raise InputError(f"feature {feature} is out of range for this SAE (valid: 0..{sae.d_sae - 1})")
+
+
+def _label(entry: FeatureLabel | None) -> str | None:
+    return None if entry is None else entry.label
