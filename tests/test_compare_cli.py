@@ -128,3 +128,48 @@ def test_cli_errors_are_one_line(cli, folders):
     ):
         result = cli(*args, "--model", folders / "gemma3")
         assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.output
+
+
+def test_compare_features_with_saved_saes(cli, folders, tmp_path):
+    from glasslab.sae import save_sae
+
+    from .test_compare_features import random_sae
+
+    save_sae(random_sae("blocks.0.resid_post", 0), tmp_path / "up")
+    save_sae(random_sae("blocks.2.resid_post", 1), tmp_path / "down")
+    result = cli(
+        "compare",
+        "features",
+        A,
+        "--upstream",
+        tmp_path / "up",
+        "--downstream",
+        tmp_path / "down",
+        "--max-edges",
+        "4",
+        "--verify",
+        "2",
+        "--json",
+        "--model",
+        folders / "gemma3",
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["kind"] == "feature_influence" and len(data["edges"]) == 4
+    assert [e["patched"] is not None for e in data["edges"]] == [True, True, False, False]
+    swapped = cli(
+        "compare",
+        "features",
+        A,
+        "--upstream",
+        tmp_path / "down",
+        "--downstream",
+        tmp_path / "up",
+        "--model",
+        folders / "gemma3",
+    )
+    assert swapped.exit_code == 2 and "does not come before" in swapped.stderr
+    sae_diff = cli(
+        "compare", "prompts", A, B, "--method", "sae", "--sae", tmp_path / "up", "--json", "--model", folders / "gemma3"
+    )
+    assert sae_diff.exit_code == 0, sae_diff.output

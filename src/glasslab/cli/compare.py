@@ -32,6 +32,15 @@ compare_app = typer.Typer(
 app.add_typer(compare_app, name="compare")
 
 TopOpt = Annotated[int, typer.Option(help="How many of the largest changes to list.")]
+SAEOpt = Annotated[
+    str | None, typer.Option(help="An SAE: a folder, default:HOOK, store:NAME or RELEASE/ID (see glasslab sae).")
+]
+
+
+def _load_sae(source: str, model):
+    from ..sae.loading import load_sae
+
+    return load_sae(source, model)
 
 
 def _changes_table(title: str, changes, caption: str = "") -> Table:
@@ -49,7 +58,9 @@ def _changes_table(title: str, changes, caption: str = "") -> Table:
 def prompts(
     prompt_a: Annotated[str, typer.Argument(help="Prompt A.")],
     prompt_b: Annotated[str, typer.Argument(help="Prompt B, compared with A.")],
-    method: Annotated[str, typer.Option(help="predict, attention, logit_lens, dla or neurons.")] = "predict",
+    method: Annotated[
+        str, typer.Option(help="predict, attention, logit_lens, dla, neurons or sae (with --sae).")
+    ] = "predict",
     align: Annotated[
         str, typer.Option(help="auto, position, right, left, prefix_suffix or lcs (see docs/compare.md).")
     ] = "auto",
@@ -59,6 +70,7 @@ def prompts(
     target: TargetOpt = None,
     versus: VersusOpt = None,
     top: TopOpt = 10,
+    sae: SAEOpt = None,
     model: ModelOpt = None,
     dtype: DtypeOpt = "float32",
     device: DeviceOpt = "cpu",
@@ -68,8 +80,9 @@ def prompts(
     """Run one observation method on two prompts and show where they differ."""
     from ..methods.compare.prompts import compare_prompts
 
+    loaded = load_model(model, dtype, device)
     result = compare_prompts(
-        load_model(model, dtype, device),
+        loaded,
         prompt_a,
         prompt_b,
         method=method,
@@ -78,6 +91,7 @@ def prompts(
         target=target,
         versus=versus,
         k=top,
+        sae=_load_sae(sae, loaded) if sae else None,
     )
 
     def show() -> None:
@@ -290,5 +304,56 @@ def composition(
         if result.role_pairs:
             best = result.role_pairs[0]
             out.print(f"strongest previous-token -> induction K-composition: {best.label} ({best.score:.4f})")
+
+    emit(result, as_json, out_file, show)
+
+
+@compare_app.command("features")
+@friendly_errors
+def features(
+    prompt: Annotated[str, typer.Argument(help="The text to trace features on.")],
+    upstream: Annotated[str, typer.Option(help="The upstream SAE (earlier hook): folder, default:HOOK, ...")],
+    downstream: Annotated[str, typer.Option(help="The downstream SAE (later hook).")],
+    position: Annotated[int, typer.Option(help="Position of the downstream features (-1: the last token).")] = -1,
+    feature: Annotated[
+        list[int] | None, typer.Option("--feature", "-f", help="Downstream features to explain (repeatable).")
+    ] = None,
+    downstream_top: Annotated[int, typer.Option(help="Without --feature: the most active ones, how many.")] = 5,
+    max_edges: Annotated[int, typer.Option(help="Edges kept in the graph (the strongest).")] = 20,
+    verify: Annotated[int, typer.Option(help="Check this many strongest edges by zeroing the source feature.")] = 3,
+    model: ModelOpt = None,
+    dtype: DtypeOpt = "float32",
+    device: DeviceOpt = "cpu",
+    as_json: JsonOpt = False,
+    out_file: OutOpt = None,
+) -> None:
+    """Which upstream SAE features drive which downstream ones on a prompt (gradient x activation)."""
+    from ..methods.compare.feature_influence import feature_influence
+
+    loaded = load_model(model, dtype, device)
+    result = feature_influence(
+        loaded,
+        prompt,
+        _load_sae(upstream, loaded),
+        _load_sae(downstream, loaded),
+        position=position,
+        features=feature or None,
+        downstream_top=downstream_top,
+        max_edges=max_edges,
+        verify=verify,
+    )
+
+    def show() -> None:
+        table = Table(
+            title=escape(f"{result.upstream_hook} -> {result.downstream_hook} at {result.tokens[result.position]!r}"),
+            caption="estimate: gradient x activation; patched: the real drop when the source feature is zeroed",
+        )
+        for column in ("source", "target", "estimate", "patched", "mostly from"):
+            table.add_column(column, justify="right")
+        for e in result.edges:
+            patched = "-" if e.patched is None else f"{e.patched:.4g}"
+            where = escape(f"{e.top_position} {result.tokens[e.top_position]!r}")
+            table.add_row(str(e.source), str(e.target), f"{e.weight:.4g}", patched, where)
+        out.print(table)
 
     emit(result, as_json, out_file, show)

@@ -2,6 +2,7 @@
 
 from .alignment import Alignment, align
 from .composition import Composition, head_composition
+from .feature_influence import FeatureInfluence, feature_influence
 from .models import GenerationComparison, ModelComparison, compare_generations, compare_models
 from .prompts import PromptComparison, compare_prompts
 from .side_effects import SideEffects, side_effects
@@ -9,6 +10,7 @@ from .side_effects import SideEffects, side_effects
 __all__ = [
     "Alignment",
     "Composition",
+    "FeatureInfluence",
     "GenerationComparison",
     "ModelComparison",
     "PromptComparison",
@@ -17,6 +19,7 @@ __all__ = [
     "compare_generations",
     "compare_models",
     "compare_prompts",
+    "feature_influence",
     "head_composition",
     "side_effects",
 ]

@@ -438,14 +438,19 @@ def _neurons(model, prompt_a, prompt_b, positions, k) -> dict:
 def _sae_features(model, prompt_a, prompt_b, alignment, positions, sae, k) -> dict:
     if sae is None:
         raise InputError("the sae comparison needs an SAE: pass sae=<a loaded glasslab SAE>")
-    hook = getattr(sae, "hook", None)
-    if not isinstance(hook, str):
-        raise InputError("sae= must be a glasslab SAE (with a hook name and encode())")
-    run_a = model.run(prompt_a, cache=[hook], logits=False)
-    run_b = model.run(prompt_b, cache=[hook], logits=False)
+    if not hasattr(sae, "encode") or not isinstance(getattr(sae, "hook", None), str):
+        raise InputError("sae= must be a glasslab SAE (glasslab.sae.SAE)")
+    from ...sae.fit import check_fits
+
+    check_fits(sae, model)
+    hook = sae.hook
+    stop = model.hook_spec(hook).layer
+    stop = None if stop is None else stop + 1
+    run_a = model.run(prompt_a, cache=[hook], logits=False, stop_at_layer=stop)
+    run_b = model.run(prompt_b, cache=[hook], logits=False, stop_at_layer=stop)
     with torch.inference_mode():
-        feats_a = sae.encode(run_a.cache[hook][0]).float()  # [pos, features]
-        feats_b = sae.encode(run_b.cache[hook][0]).float()
+        feats_a = sae.encode(sae.read(run_a.cache[hook]))[0].float()  # [pos, features]
+        feats_b = sae.encode(sae.read(run_b.cache[hook]))[0].float()
     pa, pb = positions
     diff = feats_b[pb] - feats_a[pa]
     best = diff.abs().topk(min(k, diff.numel())).indices.tolist()
@@ -454,18 +459,34 @@ def _sae_features(model, prompt_a, prompt_b, alignment, positions, sae, k) -> di
     jb = [j for _, j in alignment.pairs]
     active_a = (feats_a[ia] > 0).sum(-1).float()
     active_b = (feats_b[jb] > 0).sum(-1).float()
-    grid = Grid(
-        f"active features at {hook} per aligned position",
-        ["active features"],
-        _pair_labels(alignment),
-        [(active_b - active_a).tolist()],
-        [active_a.tolist()],
-        [active_b.tolist()],
-        "",
-        "aligned position",
-        "count, B - A",
-    )
-    return {"grids": [grid], "changes": changes, "facts": {"SAE hook": hook}, "details": {}}
+    overlap = ((feats_a[ia] > 0) & (feats_b[jb] > 0)).sum(-1).float()
+    union = ((feats_a[ia] > 0) | (feats_b[jb] > 0)).sum(-1).float().clamp_min(1)
+    cols = _pair_labels(alignment)
+    grids = [
+        Grid(
+            f"active features at {hook} per aligned position",
+            ["active features"],
+            cols,
+            [(active_b - active_a).tolist()],
+            [active_a.tolist()],
+            [active_b.tolist()],
+            "",
+            "aligned position",
+            "count, B - A",
+        ),
+        Grid(
+            "share of the active features the two sides do not share (1 - Jaccard)",
+            ["1 - Jaccard"],
+            cols,
+            [(1 - overlap / union).tolist()],
+            None,
+            None,
+            "",
+            "aligned position",
+            "0 = same features",
+        ),
+    ]
+    return {"grids": grids, "changes": changes, "facts": {"SAE hook": hook}, "details": {}}
 
 
 def _minus(b: list[list[float]], a: list[list[float]]) -> list[list[float]]:
