@@ -590,3 +590,43 @@ def _cached(release: Release, sae_id: str) -> bool:
 
     name = WEIGHTS_FILE if release.layout == "saelens" else release.params_file
     return isinstance(try_to_load_from_cache(release.repo, f"{release.folder(sae_id)}/{name}"), str)
+
+
+@dataclass(frozen=True)
+class SAECatalog:
+    """``available_saes`` as a result (for ``glasslab sae list`` and the app)."""
+
+    model: str
+    saes: list[KnownSAE]
+
+    def to_dict(self) -> dict:
+        return {"kind": "sae_list", "model": self.model, "saes": [sae.to_dict() for sae in self.saes]}
+
+    def figure(self):
+        from ..views.figures import Bars, Figure
+
+        return Figure(
+            f"{self.model}: SAEs known for this model",
+            [
+                Bars(
+                    "features per SAE",
+                    [sae.name for sae in self.saes],
+                    [float(sae.d_sae or 0) for sae in self.saes],
+                    "features (0: known once downloaded)",
+                    hover=[
+                        f"{sae.name}: {sae.source}, {sae.hook}, {'on disk' if sae.on_disk else 'download needed'}"
+                        for sae in self.saes
+                    ],
+                )
+            ],
+            what_you_see="The SAEs glasslab can load for this model: shipped with glasslab, trained by you into the "
+            "store, and published ones on the Hugging Face hub.",
+            how_to_read="Pass a name to load_sae(name, model) or to --sae. Hub SAEs need a download unless they are "
+            "already in the Hugging Face cache.",
+            caveat="Only SAEs glasslab knows of are listed; any SAELens-layout folder or hub repo loads too.",
+        )
+
+    def _repr_html_(self) -> str:
+        from ..views.html import figure_html
+
+        return figure_html(self.figure())

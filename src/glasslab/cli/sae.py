@@ -1,0 +1,292 @@
+"""``glasslab sae``: list SAEs, the features on a prompt, one feature's dashboard, clamp features.
+
+The ``sae`` sub-app lives here; ``sae train`` and ``sae eval`` (cli/sae_training.py) add to it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ..errors import InputError
+from .app import DeviceOpt, DtypeOpt, JsonOpt, ModelOpt, OutOpt, app, emit, friendly_errors, load_model, out
+
+sae_app = typer.Typer(
+    no_args_is_help=True,
+    help="Sparse autoencoders: list them, see features on a prompt, feature dashboards, clamp features, train.",
+)
+app.add_typer(sae_app, name="sae")
+
+SaeOpt = Annotated[
+    str,
+    typer.Option(
+        "--sae",
+        "-s",
+        help="A folder, default:HOOK (shipped), store:NAME, RELEASE/ID or OWNER/REPO (glasslab sae list).",
+    ),
+]
+AnyModelOpt = Annotated[
+    bool, typer.Option("--any-model", help="Use the SAE even though it names another model (same shape required).")
+]
+CorpusOpt = Annotated[str, typer.Option(help="builtin (offline text), a .txt/.jsonl file or folder, or hf:NAME.")]
+
+
+def _load(sae: str, model: str | None, dtype: str, device: str, any_model: bool):
+    from ..sae.loading import load_sae
+
+    loaded = load_model(model, dtype, device)
+    return loaded, load_sae(sae, loaded, allow_other_model=any_model)
+
+
+@sae_app.command("list")
+@friendly_errors
+def sae_list(
+    model: ModelOpt = None,
+    dtype: DtypeOpt = "float32",
+    device: DeviceOpt = "cpu",
+    as_json: JsonOpt = False,
+    out_file: OutOpt = None,
+) -> None:
+    """SAEs known for the model: shipped with glasslab, trained into the store, published on the hub."""
+    from ..sae.loading import SAECatalog, available_saes
+
+    loaded = load_model(model, dtype, device)
+    result = SAECatalog(loaded.name, available_saes(loaded))
+
+    def show() -> None:
+        if not result.saes:
+            out.print(
+                f"no SAE known for {escape(loaded.name)}; train one: glasslab sae train --hook blocks.L.resid_post",
+                highlight=False,
+            )
+            return
+        table = Table(title=escape(f"SAEs for {loaded.name}"), caption="pass a name to --sae")
+        for column in ("name", "source", "hook", "features", "on disk", "labels"):
+            table.add_column(column, justify="right" if column == "features" else "left")
+        for sae in result.saes:
+            table.add_row(
+                escape(sae.name),
+                sae.source,
+                escape(sae.hook),
+                "?" if sae.d_sae is None else str(sae.d_sae),
+                "yes" if sae.on_disk else "download",
+                "yes" if sae.labels else "",
+            )
+        out.print(table)
+
+    emit(result, as_json, out_file, show)
+
+
+@sae_app.command("features")
+@friendly_errors
+def sae_features_command(
+    prompt: Annotated[str, typer.Argument(help="The text to encode.")],
+    sae: SaeOpt,
+    top: Annotated[int, typer.Option(help="Features shown per token.")] = 5,
+    any_model: AnyModelOpt = False,
+    model: ModelOpt = None,
+    dtype: DtypeOpt = "float32",
+    device: DeviceOpt = "cpu",
+    as_json: JsonOpt = False,
+    out_file: OutOpt = None,
+) -> None:
+    """The strongest SAE features at every token of a prompt, and what the SAE misses there."""
+    from ..sae.encode import sae_features
+
+    loaded, chosen = _load(sae, model, dtype, device, any_model)
+    result = sae_features(loaded, chosen, prompt, top=top)
+
+    def show() -> None:
+        table = Table(
+            title=escape(f"{result.sae} at {result.hook}"),
+            caption="error: |activation - reconstruction| / |activation| (what the SAE misses)",
+        )
+        for column in ("pos", "token", "top features (activation)", "L0", "error"):
+            table.add_column(column, justify="right" if column in ("pos", "L0", "error") else "left")
+        for token in result.tokens:
+            features = ", ".join(
+                f"{s.feature}" + (f" {s.label!r}" if s.label else "") + f" {s.activation:.2f}" for s in token.top
+            )
+            table.add_row(
+                str(token.position),
+                escape(repr(token.token)),
+                escape(features),
+                str(token.l0),
+                f"{token.relative_error:.3f}",
+            )
+        out.print(table)
+
+    emit(result, as_json, out_file, show)
+
+
+@sae_app.command("feature")
+@friendly_errors
+def sae_feature_command(
+    feature: Annotated[int, typer.Argument(help="The feature's index.")],
+    sae: SaeOpt,
+    text: Annotated[
+        str | None, typer.Option(help="Instead of a dashboard: the feature's activation on every token of TEXT.")
+    ] = None,
+    corpus: CorpusOpt = "builtin",
+    sequences: Annotated[int, typer.Option(help="Sequences of the corpus to scan.")] = 64,
+    seq_len: Annotated[int, typer.Option(help="Tokens per sequence.")] = 64,
+    k: Annotated[int, typer.Option(help="Top-activating contexts to keep.")] = 10,
+    window: Annotated[int, typer.Option(help="Tokens shown either side of each context's peak.")] = 8,
+    fetch_label: Annotated[
+        bool, typer.Option("--fetch-label", help="Ask Neuronpedia for a label if none is cached (skipped offline).")
+    ] = False,
+    any_model: AnyModelOpt = False,
+    model: ModelOpt = None,
+    dtype: DtypeOpt = "float32",
+    device: DeviceOpt = "cpu",
+    as_json: JsonOpt = False,
+    out_file: OutOpt = None,
+) -> None:
+    """A feature's dashboard: top contexts over a corpus, histogram, density, promoted/suppressed tokens."""
+    loaded, chosen = _load(sae, model, dtype, device, any_model)
+    if text is not None:
+        from ..sae.encode import feature_activations
+
+        trace = feature_activations(loaded, chosen, feature, text)
+
+        def show_trace() -> None:
+            table = Table(title=escape(f"feature {feature}" + (f" ({trace.label})" if trace.label else "")))
+            table.add_column("pos", justify="right")
+            table.add_column("token")
+            table.add_column("activation", justify="right")
+            for i, (token, value) in enumerate(zip(trace.tokens, trace.activations, strict=True)):
+                table.add_row(str(i), escape(repr(token)), f"{value:.3f}" if value else "")
+            out.print(table)
+
+        emit(trace, as_json, out_file, show_trace)
+        return
+
+    from ..sae.dashboard import feature_dashboard
+
+    result = feature_dashboard(
+        loaded,
+        chosen,
+        feature,
+        corpus=corpus,
+        sequences=sequences,
+        seq_len=seq_len,
+        k=k,
+        window=window,
+        fetch_label=fetch_label,
+    )
+
+    def show() -> None:
+        title = f"feature {feature} of {result.sae} at {result.hook}"
+        if result.label is not None:
+            title += f": {result.label.label} ({result.label.source})"
+        out.print(escape(title), highlight=False)
+        out.print(
+            f"fires on {result.density:.4%} of {result.tokens} tokens of {escape(result.corpus)}; "
+            f"max {result.max_activation:.4g}",
+            highlight=False,
+        )
+        if result.neuronpedia:
+            out.print(f"Neuronpedia: {result.neuronpedia}", highlight=False)
+        if not result.contexts:
+            out.print("it never fired on the scanned text; scan more (--sequences) or another --corpus")
+        table = Table(title="top-activating contexts ([bold]peak token[/] in bold)")
+        table.add_column("max", justify="right")
+        table.add_column("context")
+        for context in result.contexts:
+            pieces = [escape(t) for t in context.tokens]
+            pieces[context.centre] = f"[bold reverse]{pieces[context.centre]}[/]"
+            table.add_row(f"{context.activation:.3f}", "".join(pieces).replace("\n", "\\n"))
+        if result.contexts:
+            out.print(table)
+        for name, effects in (("promotes", result.promotes), ("suppresses", result.suppresses)):
+            if effects:
+                out.print(f"{name}: " + ", ".join(escape(repr(t.token)) for t in effects), highlight=False)
+        if result.direction_note:
+            out.print(escape(result.direction_note), highlight=False)
+
+    emit(result, as_json, out_file, show)
+
+
+@sae_app.command("clamp")
+@friendly_errors
+def sae_clamp_command(
+    prompt: Annotated[str, typer.Argument(help="The text to continue.")],
+    sae: SaeOpt,
+    feature: Annotated[list[int], typer.Option("--feature", "-f", help="A feature to clamp (repeatable).")],
+    value: Annotated[float | None, typer.Option(help="Set the features to this value.")] = None,
+    scale: Annotated[float | None, typer.Option(help="Multiply the features by this factor.")] = None,
+    zero: Annotated[bool, typer.Option("--zero", help="Set the features to 0.")] = False,
+    sweep: Annotated[
+        str | None, typer.Option(help="Comma-separated values (or factors with --sweep-scale), e.g. 0,5,10,20.")
+    ] = None,
+    sweep_scale: Annotated[bool, typer.Option("--sweep-scale", help="The sweep's numbers are factors.")] = False,
+    position: Annotated[
+        list[int] | None,
+        typer.Option("--position", "-p", help="Clamp only at these positions (repeatable; -1: the prompt's last)."),
+    ] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="How many tokens to generate.")] = 20,
+    temperature: Annotated[float, typer.Option(help="0 for greedy decoding; higher samples (same seed).")] = 0.0,
+    seed: Annotated[int | None, typer.Option(help="Random seed for sampling.")] = None,
+    any_model: AnyModelOpt = False,
+    model: ModelOpt = None,
+    dtype: DtypeOpt = "float32",
+    device: DeviceOpt = "cpu",
+    as_json: JsonOpt = False,
+    out_file: OutOpt = None,
+) -> None:
+    """Continue a prompt with and without SAE features clamped (or at several clamp values with --sweep)."""
+    from ..sae.clamp import clamp_features, clamp_sweep
+
+    options = dict(positions=position or None, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+    if sweep is not None:
+        if value is not None or scale is not None or zero:
+            raise InputError("--sweep replaces --value/--scale/--zero; give only the sweep's numbers")
+        try:
+            amounts = [float(s) for s in sweep.split(",") if s.strip()]
+        except ValueError:
+            raise InputError(f"--sweep must be comma-separated numbers like 0,5,10; got '{sweep}'") from None
+        loaded, chosen = _load(sae, model, dtype, device, any_model)
+        mode = "scale" if sweep_scale else "value"
+        result = clamp_sweep(loaded, chosen, prompt, feature, amounts, mode=mode, **options)
+
+        def show_sweep() -> None:
+            table = Table(
+                title=escape(f"{prompt!r}: features {', '.join(map(str, result.features))} at {result.hook}"),
+                caption=escape(f"baseline: {result.baseline!r}"),
+            )
+            for column in ("clamp", f"p({result.baseline_top!r})", "KL", "next", "continuation"):
+                table.add_column(escape(column), justify="right" if column in ("KL",) else "left")
+            table.add_row("baseline", f"{result.baseline_top_prob:.3f}", "0", "", escape(result.baseline))
+            for row in result.rows:
+                table.add_row(
+                    f"{'x' if mode == 'scale' else '='}{row.amount:g}",
+                    f"{row.baseline_top_prob:.3f}",
+                    f"{row.kl:.3f}",
+                    escape(repr(row.next_top)),
+                    escape(row.completion.replace("\n", "\\n")),
+                )
+            out.print(table)
+
+        emit(result, as_json, out_file, show_sweep)
+        return
+
+    if sum((value is not None, scale is not None, zero)) != 1:
+        raise InputError("choose exactly one of --value, --scale, --zero (or --sweep)")
+    loaded, chosen = _load(sae, model, dtype, device, any_model)
+    clamp = clamp_features(loaded, chosen, prompt, feature, value=value, scale=scale, zero=zero, **options)
+
+    def show() -> None:
+        table = Table(title=escape(f"{clamp.describe()} at {clamp.hook}"))
+        table.add_column("")
+        table.add_column("next token")
+        table.add_column("continuation")
+        nt = clamp.next_token
+        table.add_row("baseline", escape(repr(nt.baseline_top)), escape(clamp.baseline.replace("\n", "\\n")))
+        table.add_row("clamped", escape(repr(nt.clamped_top)), escape(clamp.clamped.replace("\n", "\\n")))
+        out.print(table)
+        out.print(f"next-token KL(baseline || clamped): {nt.kl:.4f} nats", highlight=False)
+
+    emit(clamp, as_json, out_file, show)
