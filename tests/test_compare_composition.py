@@ -9,6 +9,7 @@ import torch
 from glasslab.errors import InputError
 from glasslab.methods.compare.composition import (
     composition_score,
+    factored_score,
     head_composition,
     head_weights,
     input_norm,
@@ -92,6 +93,20 @@ def test_scores_equal_the_direct_formula_on_explicit_products(family):
     # only earlier -> later layers are defined
     assert torch.isnan(result.scores["k"][1, 0, 1, 0]) and torch.isnan(result.scores["k"][2, 0, 0, 0])
     assert all(0.0 <= p.score <= 1.0 for pairs in result.top.values() for p in pairs)
+    for mode, pairs in result.top.items():
+        assert [p.rank for p in pairs[:3]] == [1, 2, 3]
+        assert pairs[0].robust_z >= pairs[-1].robust_z and result.spread[mode][2] == 3 * model.n_heads**2
+
+
+def test_factored_score_equals_the_explicit_products():
+    g = torch.Generator().manual_seed(5)
+    v1, o1, q2, k2, v2 = (
+        torch.randn(*shape, generator=g, dtype=torch.float64) for shape in ((12, 3), (3, 12), (12, 3), (12, 3), (12, 3))
+    )
+    o2 = torch.randn(3, 12, generator=g, dtype=torch.float64)
+    a = v1 @ o1
+    for left, right, b in ((q2, k2, q2 @ k2.T), (k2, q2, k2 @ q2.T), (v2, o2.T, v2 @ o2)):
+        assert float(factored_score(v1, o1, left, right)) == pytest.approx(float(composition_score(a, b)), rel=1e-10)
 
 
 def test_random_baseline_is_seeded_and_matches_the_direct_formula():

@@ -291,15 +291,17 @@ def composition(
     def show() -> None:
         for mode, pairs in result.top.items():
             mean, std, _ = result.baseline[mode]
+            median, mad, n = result.spread[mode]
             table = Table(
                 title=escape(f"{MODE_NAMES[mode]}: strongest pairs"),
-                caption=f"random baseline {mean:.4f} ± {std:.4f}",
+                caption=f"random weights {mean:.4f} ± {std:.4f} · this model's {n} pairs: median {median:.4f}, "
+                f"MAD {mad:.4f}",
             )
-            for column in ("writer -> reader", "score", "z", "roles"):
-                table.add_column(column, justify="right" if column in ("score", "z") else "left")
+            for column in ("writer -> reader", "score", "robust z", "z vs random", "roles"):
+                table.add_column(column, justify="left" if column in ("writer -> reader", "roles") else "right")
             for p in pairs:
                 labels = f"{'/'.join(p.writer_roles) or '-'} -> {'/'.join(p.reader_roles) or '-'}"
-                table.add_row(p.label, f"{p.score:.4f}", f"{p.z:.1f}", escape(labels))
+                table.add_row(p.label, f"{p.score:.4f}", f"{p.robust_z:.1f}", f"{p.z:.1f}", escape(labels))
             out.print(table)
         if result.role_pairs:
             best = result.role_pairs[0]

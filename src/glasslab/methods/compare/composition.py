@@ -32,10 +32,11 @@ What is folded in, and what is not:
   the distance between query and key), attention logit soft-capping (Gemma 2), and the MLPs in between
   (composition scores are direct paths only).
 
-Baseline: the same scores for Gaussian random matrices of the same shapes (``n_random`` draws per
-mode). Trained heads whose scores stand several baseline standard deviations above the mean are
-composing more than chance; low-rank, anisotropic trained weights push all scores up somewhat, so
-compare pairs with each other as well as with the baseline.
+Baselines: the same scores for Gaussian random matrices of the same shapes (``n_random`` draws per mode,
+computed in the head dimension by ``factored_score``), and the model's own distribution: each pair's
+rank among all pairs of the mode and its robust z, ``(score - median) / (1.4826 MAD)``. Trained weights
+are far from isotropic, so their scores can sit systematically above or below the Gaussian ones (in Gemma 3
+270M most pairs score below them); a pair that matters stands out from the model's own pairs.
 """
 
 from __future__ import annotations
@@ -139,47 +140,46 @@ def _centring(d: int) -> torch.Tensor:
     return torch.eye(d, dtype=torch.float64) - 1.0 / d
 
 
-@dataclass(frozen=True)
-class _Grams:
-    """Per head, flattened Gram matrices and their traces (squared Frobenius norms)."""
-
-    writer: torch.Tensor  # [heads, d*d]: W_OV^T W_OV
-    writer_norm2: torch.Tensor  # [heads]
-    reader: dict[str, torch.Tensor]  # mode -> [heads, d*d]: M M^T for M = W_QK, W_QK^T, W_OV
-    reader_norm2: dict[str, torch.Tensor]
-
-
-def _grams(w: HeadWeights, group: int) -> _Grams:
+def _per_query_head(w: HeadWeights, group: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q, k, v, o indexed by query head (key/value heads repeated over their group)."""
     kv = torch.arange(w.q.shape[0]) // group
-    q, k, v, o = w.q, w.k[kv], w.v[kv], w.o  # per query head
-    gv = v.transpose(1, 2) @ v  # [h, dh, dh] = V^T V
-    writer = o.transpose(1, 2) @ gv @ o  # O^T V^T V O
-    gk = k.transpose(1, 2) @ k
-    gq = q.transpose(1, 2) @ q
-    go = o @ o.transpose(1, 2)
-    reader = {
-        "q": q @ gk @ q.transpose(1, 2),  # W_QK W_QK^T = Q K^T K Q^T
-        "k": k @ gq @ k.transpose(1, 2),  # W_QK^T W_QK = K Q^T Q K^T
-        "v": v @ go @ v.transpose(1, 2),  # W_OV W_OV^T = V O O^T V^T
-    }
-    return _Grams(
-        writer.flatten(1),
-        writer.diagonal(dim1=1, dim2=2).sum(-1),
-        {mode: m.flatten(1) for mode, m in reader.items()},
-        {mode: m.diagonal(dim1=1, dim2=2).sum(-1) for mode, m in reader.items()},
-    )
+    return w.q, w.k[kv], w.v[kv], w.o
 
 
-def _scores_from_grams(writer: _Grams, reader: _Grams, mode: str) -> torch.Tensor:
-    """[writer heads, reader heads] composition scores of one mode."""
-    numerator2 = (writer.writer @ reader.reader[mode].T).clamp_min(0.0)
-    denominator = torch.outer(writer.writer_norm2, reader.reader_norm2[mode]).sqrt()
-    return numerator2.sqrt() / denominator.clamp_min(1e-300)
+def _writer_grams(w: HeadWeights, group: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """([heads, d*d] flattened ``W_OV^T W_OV``, [heads] its trace = ``||W_OV||_F^2``)."""
+    _, _, v, o = _per_query_head(w, group)
+    gram = o.transpose(1, 2) @ (v.transpose(1, 2) @ v) @ o  # O^T V^T V O
+    return gram.flatten(1), gram.diagonal(dim1=1, dim2=2).sum(-1)
 
 
-def composition_score(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``||A B||_F / (||A||_F ||B||_F)`` for explicit matrices (the direct formula)."""
-    return torch.linalg.matrix_norm(a @ b) / (torch.linalg.matrix_norm(a) * torch.linalg.matrix_norm(b))
+def _reader_grams(w: HeadWeights, group: int, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """([heads, d*d] flattened ``M M^T``, [heads] its trace) for M = W_QK (q), W_QK^T (k) or W_OV (v)."""
+    q, k, v, o = _per_query_head(w, group)
+    if mode == "q":
+        gram = q @ (k.transpose(1, 2) @ k) @ q.transpose(1, 2)  # Q K^T K Q^T
+    elif mode == "k":
+        gram = k @ (q.transpose(1, 2) @ q) @ k.transpose(1, 2)  # K Q^T Q K^T
+    else:
+        gram = v @ (o @ o.transpose(1, 2)) @ v.transpose(1, 2)  # V O O^T V^T
+    return gram.flatten(1), gram.diagonal(dim1=1, dim2=2).sum(-1)
+
+
+def _scores(writer: tuple[torch.Tensor, torch.Tensor], reader: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """[writer heads, reader heads]: ``sqrt(<A^T A, M M^T>) / (||A|| ||M||)`` from the Gram matrices."""
+    numerator2 = (writer[0] @ reader[0].T).clamp_min(0.0)
+    return numerator2.sqrt() / torch.outer(writer[1], reader[1]).sqrt().clamp_min(1e-300)
+
+
+def factored_score(v1: torch.Tensor, o1: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """The score of ``A = v1 o1`` and ``B = left right^T`` in the head dimension only (no d_model x d_model
+    matrix): ``||A B||^2 = tr(M^T G_v M G_right)`` with ``M = o1 left``; used for the random baseline."""
+    m = o1 @ left
+    g_v, g_right = v1.T @ v1, right.T @ right
+    numerator2 = (m * (g_v @ m @ g_right)).sum()
+    a2 = (g_v * (o1 @ o1.T)).sum()
+    b2 = ((left.T @ left) * g_right).sum()
+    return numerator2.clamp_min(0.0).sqrt() / (a2 * b2).sqrt()
 
 
 def random_baseline(d_model: int, d_head: int, n: int, seed: int) -> dict[str, tuple[float, float, float]]:
@@ -188,21 +188,25 @@ def random_baseline(d_model: int, d_head: int, n: int, seed: int) -> dict[str, t
         raise InputError(f"n_random must be at least 2, got {n}")
     generator = torch.Generator().manual_seed(seed)
 
-    def draw() -> HeadWeights:
-        def g(*shape: int) -> torch.Tensor:
-            return torch.randn(*shape, generator=generator, dtype=torch.float64)
-
-        return HeadWeights(g(2, d_model, d_head), g(2, d_model, d_head), g(2, d_model, d_head), g(2, d_head, d_model))
+    def g(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=generator, dtype=torch.float64)
 
     out = {}
     for mode in MODES:
         values = []
         for _ in range(n):
-            grams = _grams(draw(), 1)  # head 0 writes, head 1 reads: independent draws
-            values.append(float(_scores_from_grams(grams, grams, mode)[0, 1]))
+            v1, o1 = g(d_model, d_head), g(d_head, d_model)
+            q2, k2, v2, o2 = g(d_model, d_head), g(d_model, d_head), g(d_model, d_head), g(d_head, d_model)
+            left, right = {"q": (q2, k2), "k": (k2, q2), "v": (v2, o2.T)}[mode]
+            values.append(float(factored_score(v1, o1, left, right)))
         t = torch.tensor(values)
         out[mode] = (float(t.mean()), float(t.std()), float(t.max()))
     return out
+
+
+def composition_score(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``||A B||_F / (||A||_F ||B||_F)`` for explicit matrices (the direct formula)."""
+    return torch.linalg.matrix_norm(a @ b) / (torch.linalg.matrix_norm(a) * torch.linalg.matrix_norm(b))
 
 
 @dataclass(frozen=True)
@@ -211,7 +215,9 @@ class CompositionPair:
     writer: tuple[int, int]  # (layer, head)
     reader: tuple[int, int]
     score: float
-    z: float  # (score - baseline mean) / baseline std
+    z: float  # (score - random baseline mean) / random baseline std
+    rank: int  # 1 = the strongest of all pairs of this model in this mode
+    robust_z: float  # (score - median over this model's pairs) / (1.4826 * their median absolute deviation)
     writer_roles: list[str] = field(default_factory=list)
     reader_roles: list[str] = field(default_factory=list)
 
@@ -227,6 +233,8 @@ class CompositionPair:
             "reader": {"layer": self.reader[0], "head": self.reader[1], "roles": self.reader_roles},
             "score": self.score,
             "z": self.z,
+            "rank": self.rank,
+            "robust_z": self.robust_z,
         }
 
 
@@ -240,6 +248,7 @@ class Composition:
     scores: dict[str, torch.Tensor]  # mode -> [layer, head, layer, head], float64
     baseline: dict[str, tuple[float, float, float]]  # mode -> (mean, std, max) over random draws
     n_random: int
+    spread: dict[str, tuple[float, float, int]]  # mode -> (median, median absolute deviation, pairs) of this model
     top: dict[str, list[CompositionPair]]  # mode -> strongest pairs, best first
     roles: dict[tuple[int, int], list[str]] = field(default_factory=dict)  # head -> its roles, if given
     role_pairs: list[CompositionPair] = field(default_factory=list)  # previous-token -> induction, K-comp
@@ -263,6 +272,7 @@ class Composition:
                 mode: {"mean": m, "std": s, "max": x, "draws": self.n_random}
                 for mode, (m, s, x) in self.baseline.items()
             },
+            "spread": {mode: {"median": m, "mad": d, "pairs": n} for mode, (m, d, n) in self.spread.items()},
             "top": {mode: [p.to_dict() for p in pairs] for mode, pairs in self.top.items()},
             "roles": {f"L{lay}H{h}": r for (lay, h), r in self.roles.items()},
             "previous_token_to_induction": [p.to_dict() for p in self.role_pairs],
@@ -295,7 +305,8 @@ class Composition:
                     [p.score for p in pairs],
                     "score",
                     hover=[
-                        f"{p.label}: {p.score:.4f} ({p.z:.1f} baseline std above chance)"
+                        f"{p.label}: {p.score:.4f}, rank {p.rank} of {self.spread[mode][2]} pairs, robust z "
+                        f"{p.robust_z:.1f} within the model, {p.z:.1f} std from random weights"
                         + (f"; writer {', '.join(p.writer_roles)}" if p.writer_roles else "")
                         + (f"; reader {', '.join(p.reader_roles)}" if p.reader_roles else "")
                         for p in pairs
@@ -303,9 +314,11 @@ class Composition:
                 )
             )
         extra = {
-            f"{mode} baseline": f"mean {m:.4f}, std {s:.4f}, max {x:.4f} over {self.n_random} random draws"
+            f"{mode} random baseline": f"mean {m:.4f}, std {s:.4f}, max {x:.4f} over {self.n_random} draws"
             for mode, (m, s, x) in self.baseline.items()
         }
+        for mode, (median, mad, n) in self.spread.items():
+            extra[f"{mode} in this model"] = f"median {median:.4f}, MAD {mad:.4f} over {n} pairs"
         if self.role_pairs:
             best = self.role_pairs[0]
             extra["previous-token -> induction (K)"] = f"{best.label}: {best.score:.4f}"
@@ -315,8 +328,9 @@ class Composition:
             what_you_see="For every pair of heads in different layers, how much of what the earlier head writes "
             "lands in the later head's queries (Q), keys (K) or values (V), read from the weights alone.",
             how_to_read="A score is the size of the product of the two heads' matrices relative to the sizes of "
-            "each (0 = orthogonal, 1 = perfectly aligned). Compare it with the random baseline: induction heads "
-            "typically show K-composition with a previous-token head well above it.",
+            "each (0 = orthogonal, 1 = perfectly aligned). Two yardsticks: random matrices of the same shapes, and "
+            "the model's own pairs (rank, and robust z = distance from their median in units of their spread). "
+            "Induction heads typically show K-composition with a previous-token head that stands out on both.",
             caveat="Weights only: a high score is a possible path, not one the model uses on your text; rotary "
             "position embeddings, biases and MLPs are left out. Test a path with path patching.",
             extra=extra,
@@ -349,31 +363,37 @@ def head_composition(
     if L * H * d * d * 8 > _MEMORY_LIMIT:
         raise InputError(f"{model.name} is too large for exact composition scores here (d_model {d}, {L * H} heads)")
     group = H // model.n_kv_heads
-    grams = [_grams(head_weights(model, layer, fold=True), group) for layer in range(L)]
+    weights = [head_weights(model, layer, fold=True) for layer in range(L)]
+    writer_grams = [_writer_grams(w, group) for w in weights]
+    writers = (torch.cat([g for g, _ in writer_grams]), torch.cat([n for _, n in writer_grams]))
+    del writer_grams
     scores = {mode: torch.full((L, H, L, H), float("nan"), dtype=torch.float64) for mode in MODES}
     for reader_layer in range(1, L):
-        earlier = _Grams(
-            torch.cat([g.writer for g in grams[:reader_layer]]),
-            torch.cat([g.writer_norm2 for g in grams[:reader_layer]]),
-            {},
-            {},
-        )
+        earlier = (writers[0][: reader_layer * H], writers[1][: reader_layer * H])
         for mode in MODES:
-            values = _scores_from_grams(earlier, grams[reader_layer], mode)  # [reader_layer * H, H]
+            values = _scores(earlier, _reader_grams(weights[reader_layer], group, mode))  # [reader_layer * H, H]
             scores[mode][:reader_layer, :, reader_layer, :] = values.reshape(reader_layer, H, H)
     baseline = random_baseline(d, model.d_head, n_random, seed)
     head_roles = _roles(roles, role_threshold, L, H)
+    defined = {mode: scores[mode][~torch.isnan(scores[mode])] for mode in MODES}
+    spread = {}
+    for mode, values in defined.items():
+        median = float(values.median())
+        spread[mode] = (median, float((values - median).abs().median()), int(values.numel()))
 
     def pair(mode: str, index: int) -> CompositionPair:
         wl, wh, rl, rh = (int(i) for i in torch.unravel_index(torch.tensor(index), (L, H, L, H)))
         value = float(scores[mode][wl, wh, rl, rh])
         mean, std, _ = baseline[mode]
+        median, mad, _ = spread[mode]
         return CompositionPair(
             mode,
             (wl, wh),
             (rl, rh),
             value,
             (value - mean) / max(std, 1e-12),
+            int((defined[mode] > value).sum()) + 1,
+            (value - median) / max(1.4826 * mad, 1e-12),
             head_roles.get((wl, wh), []),
             head_roles.get((rl, rh), []),
         )
@@ -394,7 +414,7 @@ def head_composition(
             ),
             key=lambda p: -p.score,
         )
-    return Composition(model.name, L, H, scores, baseline, n_random, best, head_roles, role_pairs)
+    return Composition(model.name, L, H, scores, baseline, n_random, spread, best, head_roles, role_pairs)
 
 
 def _roles(roles, threshold: float, n_layers: int, n_heads: int) -> dict[tuple[int, int], list[str]]:
