@@ -65,7 +65,8 @@ def sae_list(
             return
         table = Table(title=escape(f"SAEs for {loaded.name}"), caption="pass a name to --sae")
         for column in ("name", "source", "hook", "features", "on disk", "labels"):
-            table.add_column(column, justify="right" if column == "features" else "left")
+            # Names are to be copied: fold long ones over lines, never cut them.
+            table.add_column(column, justify="right" if column == "features" else "left", overflow="fold")
         for sae in result.saes:
             table.add_row(
                 escape(sae.name),
