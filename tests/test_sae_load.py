@@ -114,6 +114,10 @@ def test_gpt2_small_res_jb_by_release_and_id(hub):
     sae = load_sae("gpt2-small-res-jb/blocks.8.hook_resid_pre")
     assert (sae.hook, sae.cfg.neuronpedia_id) == ("blocks.8.resid_pre", "gpt2-small/8-res-jb")
     assert load_sae("gpt2-small-res-jb", sae_id="blocks.8.hook_resid_pre").origin.release == "gpt2-small-res-jb"
+    with pytest.raises(
+        InputError, match=re.escape("name one SAE of gpt2-small-res-jb, e.g. gpt2-small-res-jb/blocks.0")
+    ):
+        load_sae("gpt2-small-res-jb")
     with pytest.raises(InputError, match="not an SAE id of gpt2-small-res-jb"):
         load_sae("gpt2-small-res-jb/blocks.12.hook_resid_pre")
     with pytest.raises(InputError, match="not in the local Hugging Face cache"):

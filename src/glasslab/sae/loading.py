@@ -372,7 +372,10 @@ def load_release(release: str, sae_id: str, *, dtype=torch.float32, device="cpu"
     entry = RELEASES.get(release)
     if entry is None:
         raise InputError(f"release '{release}' is unknown; glasslab knows {', '.join(RELEASES)}")
-    match = entry.match(sae_id) if sae_id else None
+    if not sae_id:
+        example = entry.listed[0] if entry.listed else "ID"
+        raise InputError(f"name one SAE of {release}, e.g. {release}/{example} (glasslab sae list shows more)")
+    match = entry.match(sae_id)
     if match is None:
         examples = ", ".join(entry.listed[:3]) or entry.ids
         raise InputError(f"'{sae_id}' is not an SAE id of {release} (e.g. {examples})")
