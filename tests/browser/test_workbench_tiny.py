@@ -5,13 +5,26 @@ shows with what the API answers for the same question."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from .shown import fmt, pct, show_token
 
 PROMPT = "the cat sat on the mat"
-PANELS = ["predictions", "attention", "roles", "lens", "dla", "neurons", "sae", "steering", "ablation", "patching", "circuit"]
+PANELS = [
+    "predictions",
+    "attention",
+    "roles",
+    "lens",
+    "dla",
+    "neurons",
+    "sae",
+    "steering",
+    "ablation",
+    "patching",
+    "circuit",
+]
 
 
 @pytest.fixture
@@ -124,7 +137,17 @@ def test_ablation_patching_steering_circuit(page, tiny_server):
     page.page.fill("#patching-versus", " park")
     page.page.click("text=Patch layers \u00d7 positions")
     page.page.wait_for_selector("#panel .patch-facts", timeout=60_000)
-    api = tiny_server.post("patch", {"clean": PROMPT, "corrupted": corrupted, "target": " mat", "versus": " park", "site": "resid_pre"})
+    api = tiny_server.post(
+        "patch",
+        {
+            "clean": PROMPT,
+            "corrupted": corrupted,
+            "metric": "logit_diff",
+            "target": " mat",
+            "versus": " park",
+            "site": "resid_pre",
+        },
+    )
     facts = page.page.inner_text("#panel .patch-facts")
     assert f"clean {fmt(api['clean_value'])}, corrupted {fmt(api['corrupted_value'])}" in facts
     page.page.click("text=Patch layers \u00d7 heads")
@@ -148,7 +171,13 @@ def test_ablation_patching_steering_circuit(page, tiny_server):
     page.page.wait_for_selector("#panel table.steer-table", timeout=60_000)
     api = tiny_server.post(
         "steer",
-        {"prompt": PROMPT, "pairs": [["the cat", "the dog"], ["the mat", "the park"]], "layer": 1, "scales": [-4, 4], "max_new_tokens": 4},
+        {
+            "prompt": PROMPT,
+            "pairs": [["the cat", "the dog"], ["the mat", "the park"]],
+            "layer": 1,
+            "scales": [-4, 4],
+            "max_new_tokens": 4,
+        },
     )
     rows = page.page.locator("#panel table.steer-table tbody tr").all_inner_texts()
     assert len(rows) == 3 and rows[0].startswith("baseline")
@@ -163,22 +192,29 @@ def test_report_export_and_chart_downloads(page, tiny_server):
     page.open_panel("dla")
     with page.page.expect_download() as info:
         page.page.click("#panel figure.chart >> nth=0 >> text=SVG")
-    svg = open(info.value.path(), encoding="utf-8").read()
+    svg = Path(info.value.path()).read_text(encoding="utf-8")
     assert svg.startswith("<svg") and "Running sum" in svg
     with page.page.expect_download() as info:
         page.page.click("#panel figure.chart >> nth=0 >> text=PNG")
-    assert open(info.value.path(), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert Path(info.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with page.page.expect_download() as info:
         page.page.click("#panel figure.chart >> nth=0 >> text=JSON")
-    data = json.load(open(info.value.path(), encoding="utf-8"))
+    data = json.loads(Path(info.value.path()).read_text(encoding="utf-8"))
     api = tiny_server.post("overview", {"prompt": PROMPT, "k": 10, "position": -1})["attribution"]
     assert data["heads"] == api["heads"] and data["kind"] == "logit_attribution"
 
     with page.page.expect_download(timeout=120_000) as info:
         page.page.click("#report-btn")
-    html = open(info.value.path(), encoding="utf-8").read()
+    html = Path(info.value.path()).read_text(encoding="utf-8")
     assert info.value.suggested_filename.endswith(".html")
-    for title in ["Predictions", "Attention", "Logit lens", "Direct logit attribution", "Neurons", "Activation patching"]:
+    for title in [
+        "Predictions",
+        "Attention",
+        "Logit lens",
+        "Direct logit attribution",
+        "Neurons",
+        "Activation patching",
+    ]:
         assert f">{title}</h2>" in html
     assert html.count("What it does not prove.") == len(PANELS)
     assert html.count("<svg") >= 5 and "<style>" in html
@@ -239,7 +275,17 @@ def test_every_control_has_a_tooltip(page):
         page.open_panel(panel)
         missing = page.page.evaluate(
             """() => [...document.querySelectorAll('button, select, input, textarea, canvas')]
-                 .filter((el) => el.offsetParent !== null && !el.title && !el.closest('label[title]') && !el.getAttribute('aria-label'))
+                 .filter((el) => el.offsetParent !== null && !el.title && !el.closest('label[title]'))
+                 .filter((el) => !el.getAttribute('aria-label'))
                  .map((el) => el.id || el.textContent.trim() || el.tagName)"""
         )
         assert missing == [], (panel, missing)
+
+
+def test_model_switcher_reports_a_failed_load(page):
+    page.page.fill("#model-source", "no-such-org/no-such-model")
+    page.page.click("#model-load")
+    page.wait_text("#message", "Could not load", timeout=60_000)
+    assert "not in the local Hugging Face cache" in page.page.inner_text("#message")
+    assert page.page.inner_text("#model-name") == "tiny-llama"  # the loaded model keeps answering
+    assert page.page.is_hidden("#model-progress")

@@ -151,7 +151,7 @@ export function drawHeatmap(el, spec) {
     ctx.strokeRect(L.labelW + y[0] * L.cellW + 1, L.top + x[0] * L.cellH + 1, y[1] * L.cellW - 2, x[1] * L.cellH - 2);
   };
   if (sel && (sel.row !== undefined || sel.col !== undefined)) mark(sel.row, sel.col, '#e0115f', 2);
-  const base = ctx.getImageData(0, 0, canvas.width, canvas.height);
+  let base = null; // the drawing without a keyboard focus mark, captured on the first key press
   let focus = null;
   const cellAt = (ev) => {
     const r = canvas.getBoundingClientRect();
@@ -179,6 +179,7 @@ export function drawHeatmap(el, spec) {
       ev.preventDefault();
       focus = focus || [sel?.row ?? 0, sel?.col ?? 0];
       focus = [Math.max(0, Math.min(nRows - 1, focus[0] + moves[ev.key][0])), Math.max(0, Math.min(nCols - 1, focus[1] + moves[ev.key][1]))];
+      base = base || ctx.getImageData(0, 0, canvas.width, canvas.height);
       ctx.putImageData(base, 0, 0);
       ctx.save();
       ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
@@ -197,11 +198,22 @@ export function drawHeatmap(el, spec) {
   return canvas;
 }
 
+const clipped = new Map(); // "width|text" -> shown text: measuring text is the slow part of drawing labels
+
 function clip(ctx, text, width) {
-  if (ctx.measureText(text).width <= width) return text;
-  let t = text;
-  while (t.length > 1 && ctx.measureText(`${t}\u2026`).width > width) t = t.slice(0, -1);
-  return `${t}\u2026`;
+  const key = `${Math.round(width)}|${text}`;
+  let out = clipped.get(key);
+  if (out === undefined) {
+    out = text;
+    if (ctx.measureText(text).width > width) {
+      let t = text;
+      while (t.length > 1 && ctx.measureText(`${t}\u2026`).width > width) t = t.slice(0, -1);
+      out = `${t}\u2026`;
+    }
+    if (clipped.size > 20000) clipped.clear();
+    clipped.set(key, out);
+  }
+  return out;
 }
 
 function legend(spec, scale) {

@@ -14,7 +14,9 @@ export const DEMO_CORRUPTIONS = {
 
 /** The clean/corrupted pair and metric tokens shared by patching and the circuit graph. */
 export function pairBody() {
-  const body = { clean: state.prompt, corrupted: setting('patching', 'corrupted', DEMO_CORRUPTIONS[state.prompt] ?? '') };
+  // A logit difference: the clean answer's logit minus the corrupted answer's (each prompt's top prediction
+  // unless target/versus are typed), so 1 = behaves like the clean prompt and 0 = like the corrupted one.
+  const body = { clean: state.prompt, corrupted: setting('patching', 'corrupted', DEMO_CORRUPTIONS[state.prompt] ?? ''), metric: 'logit_diff' };
   const target = setting('patching', 'target', '');
   const versus = setting('patching', 'versus', '');
   if (target) body.target = target;

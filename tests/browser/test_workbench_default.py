@@ -1,0 +1,95 @@
+"""The workbench in Chromium on the default model (Gemma 3 270M): one walk through the place demo, checking
+the values on screen against the API, with a screenshot of every panel kept in test-artifacts/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .shown import fmt, pct
+
+pytestmark = pytest.mark.slow
+
+EIFFEL = "The Eiffel Tower is in the city of"
+COLOSSEUM = "The Colosseum is in the city of"
+
+
+def test_eiffel_tower_walkthrough(open_page, default_server):
+    page = open_page(default_server)
+    page.analyse(EIFFEL)
+    api = default_server.post("overview", {"prompt": EIFFEL, "k": 10, "position": -1})
+    top = api["prediction"]["top"][0]
+    assert top["token"] == " Paris"
+    facts = page.page.inner_text("#panel .facts")
+    assert "Paris" in page.page.inner_text("#panel .top-guess") and pct(top["probability"]) in facts
+    page.shot("predictions")
+
+    text = page.open_panel("attention")
+    assert f"Selected head: L{api['attention']['layer']}H{api['attention']['head']}" in text
+    page.page.wait_for_selector("#panel table.reads")
+    page.shot("attention")
+
+    page.open_panel("dla")
+    d = api["attribution"]
+    page.wait_text("#panel .facts", "model's logit")
+    facts = page.page.inner_text("#panel .facts")
+    assert (
+        f"model's logit {fmt(d['logit'])}" in facts and f"sum of the shares {fmt(d['sum_of_contributions'])}" in facts
+    )
+    page.shot("dla")
+
+    page.open_panel("neurons")
+    page.page.wait_for_selector("#panel svg", timeout=60_000)
+    n = len(api["attention"]["tokens"])
+    neurons = default_server.post("neurons", {"prompt": EIFFEL, "position": n - 1, "top": 10, "target": " Paris"})
+    first = neurons["most_active"][0]
+    assert f"L{first['layer']}.N{first['neuron']}" in page.page.text_content("#panel svg")
+    page.shot("neurons")
+
+    page.open_panel("lens")
+    page.page.wait_for_selector("#panel canvas.heatmap")
+    page.page.wait_for_function("!document.querySelector('#panel .lens-note')", timeout=120_000)
+    page.shot("lens")
+
+    page.open_panel("ablation")
+    page.click_cell("#panel canvas.heatmap", 5, 1)
+    page.page.click("text=Ablate selected heads")
+    page.page.wait_for_selector("#panel .ablation-result", timeout=60_000)
+    ablation = default_server.post("ablate", {"prompt": EIFFEL, "heads": [[5, 1]], "position": n - 1, "how": "zero"})
+    assert f"clean {fmt(ablation['clean'])} \u2192 ablated {fmt(ablation['ablated'])}" in page.page.inner_text(
+        "#panel .ablation-result"
+    )
+    page.shot("ablation")
+
+    page.open_panel("patching")
+    assert page.page.input_value("#patching-corrupted") == COLOSSEUM  # the demo's corruption is filled in
+    page.page.click("text=Patch layers \u00d7 positions")
+    page.page.wait_for_selector("#panel .patch-facts", timeout=120_000)
+    patch = default_server.post(
+        "patch", {"clean": EIFFEL, "corrupted": COLOSSEUM, "metric": "logit_diff", "site": "resid_pre"}
+    )
+    assert "Paris" in patch["metric"] and "Rome" in patch["metric"]
+    facts = page.page.inner_text("#panel .patch-facts")
+    assert f"clean {fmt(patch['clean_value'])}, corrupted {fmt(patch['corrupted_value'])}" in facts
+    page.shot("patching")
+
+    page.open_panel("steering")
+    page.page.fill("#steer-layer", "6")
+    page.page.fill("#steer-scales", "-8, 8")
+    page.page.fill("#steer-tokens", "6")
+    page.page.click("#panel button:has-text('Steer')")
+    page.page.wait_for_selector("#panel table.steer-table", timeout=120_000)
+    rows = page.page.locator("#panel table.steer-table tbody tr").all_inner_texts()
+    assert [r.split("\t")[0] for r in rows] == ["baseline (no steering)", "scale -8", "scale 8"]
+    page.shot("steering")
+
+    page.open_panel("sae")
+    assert "No SAE available for this model yet" in page.page.inner_text("#panel")
+
+    with page.page.expect_download(timeout=120_000) as info:
+        page.page.click("#report-btn")
+    html = Path(info.value.path()).read_text(encoding="utf-8")
+    assert "Paris" in html and ">Activation patching</h2>" in html and "<script" not in html
+    assert not page.errors, page.errors
+    assert not page.outside, page.outside
