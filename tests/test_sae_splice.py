@@ -139,3 +139,12 @@ def test_bad_edits_fail_with_one_line():
     other.cfg.hook = "blocks.1.resid_post"  # a width that does not fit gpt2's residual stream
     with pytest.raises(InputError, match="another model"):
         model.run(PROMPT, interventions=[SAESplice(other, [FeatureEdit(1)])])
+
+
+def test_splice_in_a_with_block_is_scoped():
+    model = tiny_model("gpt2")
+    sae = random_sae(model)
+    clean = model.run(PROMPT).logits
+    with model.intervene(SAESplice(sae, [FeatureEdit(1, "value", 9.0)])):
+        inside = model.run(PROMPT).logits
+    assert not torch.equal(inside, clean) and torch.equal(model.run(PROMPT).logits, clean)
