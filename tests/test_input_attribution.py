@@ -97,6 +97,7 @@ def test_quadrature_rules():
     for rule in ("gauss_legendre", "riemann_middle", "riemann_trapezoid"):
         points, weights = quadrature(rule, 7)
         assert float(weights.sum()) == pytest.approx(1.0) and 0 <= float(points.min()) <= float(points.max()) <= 1
+        assert points.dtype == weights.dtype == torch.float64
     points, weights = quadrature("gauss_legendre", 5)
     assert float((weights * points**9).sum()) == pytest.approx(1 / 10, abs=1e-12)  # exact to degree 2n - 1
     points, weights = quadrature("riemann_trapezoid", 3)

@@ -52,7 +52,9 @@ def quadrature(rule: str, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
         nodes, weights = np.polynomial.legendre.leggauss(steps)
         return torch.tensor((nodes + 1) / 2), torch.tensor(weights / 2)
     if rule == "riemann_middle":
-        return (torch.arange(steps, dtype=torch.float64) + 0.5) / steps, torch.full((steps,), 1 / steps)
+        return (torch.arange(steps, dtype=torch.float64) + 0.5) / steps, torch.full(
+            (steps,), 1 / steps, dtype=torch.float64
+        )
     weights = torch.full((steps,), 1 / (steps - 1), dtype=torch.float64)
     weights[[0, -1]] /= 2
     return torch.linspace(0, 1, steps, dtype=torch.float64), weights
