@@ -53,8 +53,8 @@ def create_app(
     ``token``: required on every request when given (needed when binding off loopback). ``hosts``: extra
     Host names accepted besides loopback (the bound address). ``model_roots``: local folders clients may
     load models from. ``experiments_db``: the SQLite file (default: ``experiments.sqlite`` in the store).
-    ``cache_results=False`` recomputes every request (tests of isolation). ``wait_s``: how long a request
-    waits for a busy model before a 503.
+    ``cache_results=False`` recomputes every request, forward pass included (tests of isolation).
+    ``wait_s``: how long a request waits for a busy model before a 503.
     """
     app = FastAPI(
         title="glasslab",
@@ -65,7 +65,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.glasslab = Services(
-        state=ModelState(model, source, wait_s=wait_s),
+        state=ModelState(model, source, wait_s=wait_s, cached_runs=2 if cache_results else 0),
         jobs=JobManager(),
         limits=limits or Limits(),
         model_roots=[Path(r).expanduser().resolve() for r in model_roots],
