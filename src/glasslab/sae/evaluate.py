@@ -181,12 +181,15 @@ def evaluate_sae(
     corpus: str = "builtin",
     tokens: int = 16384,
     loss_tokens: int = 2048,
-    seq_len: int = 128,
+    seq_len: int | None = None,
     batch_size: int = 8,
     documents: Iterable[str] | None = None,
 ) -> SAEEvaluation:
-    """Evaluate ``sae`` on ``tokens`` held-out tokens (activation metrics) and ``loss_tokens`` (losses)."""
+    """Evaluate ``sae`` on ``tokens`` held-out tokens (activation metrics) and ``loss_tokens`` (losses),
+    in sequences of ``seq_len`` (default: the SAE's training context, else 128, at most the model's)."""
     check_fits(sae, model)
+    if seq_len is None:
+        seq_len = min(sae.cfg.context_size or 128, model.context_length or 128)
     if tokens < 1 or loss_tokens < 0:
         raise InputError(f"evaluate on at least one token (got tokens={tokens}, loss_tokens={loss_tokens})")
     docs = documents if documents is not None else load_corpus(corpus, split="test")
