@@ -4,15 +4,21 @@ from .config import ARCHITECTURES, SAEConfig
 from .files import load_sae_folder, save_sae
 from .fit import check_fits, hook_width
 from .hook_names import from_transformer_lens, to_transformer_lens
+from .loading import available_saes, load_sae
 from .sae import SAE
+from .splice import FeatureEdit, SAESplice
 
 __all__ = [
     "ARCHITECTURES",
     "SAE",
+    "FeatureEdit",
     "SAEConfig",
+    "SAESplice",
+    "available_saes",
     "check_fits",
     "from_transformer_lens",
     "hook_width",
+    "load_sae",
     "load_sae_folder",
     "save_sae",
     "to_transformer_lens",

@@ -58,7 +58,7 @@ def load_sae_folder(
         sae.register_parameter(
             "threshold", torch.nn.Parameter(torch.zeros(cfg.d_sae, dtype=dtype), requires_grad=False)
         )
-    _check_tensors(tensors, sae, weights_path)
+    check_tensors(tensors, sae, weights_path)
     with torch.no_grad():
         for name, param in sae.named_parameters():
             param.copy_(tensors[name].to(dtype))
@@ -66,7 +66,7 @@ def load_sae_folder(
     return sae
 
 
-def _check_tensors(tensors: dict[str, torch.Tensor], sae: SAE, path: Path) -> None:
+def check_tensors(tensors: dict[str, torch.Tensor], sae: SAE, path: Path) -> None:
     expected = sae.parameter_shapes()
     missing = [name for name in expected if name not in tensors]
     if missing:

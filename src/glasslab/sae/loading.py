@@ -40,7 +40,7 @@ from ..errors import GlasslabError, InputError
 from ..model.model import Model
 from ..store import store_path
 from .config import SAEConfig
-from .files import CONFIG_FILE, WEIGHTS_FILE, _check_tensors, load_sae_folder, read_config
+from .files import CONFIG_FILE, WEIGHTS_FILE, check_tensors, load_sae_folder, read_config
 from .fit import check_fits
 from .labels_file import LABELS_FILE, FeatureLabel, read_labels
 from .sae import SAE
@@ -421,7 +421,7 @@ def from_gemma_scope(
     d_in, d_sae = renamed["W_enc"].shape
     cfg = SAEConfig("jumprelu", int(d_in), int(d_sae), hook, model_name=model_name, apply_b_dec_to_input=False)
     sae = SAE(cfg, dtype=dtype)
-    _check_tensors(renamed, sae, path)
+    check_tensors(renamed, sae, path)
     with torch.no_grad():
         for name, param in sae.named_parameters():
             param.copy_(renamed[name].to(dtype))
@@ -471,7 +471,7 @@ def from_sae_lens(obj: Any, *, hook: str | None = None, dtype: torch.dtype = tor
         sae.register_parameter(
             "threshold", torch.nn.Parameter(torch.zeros(cfg.d_sae, dtype=dtype), requires_grad=False)
         )
-    _check_tensors(state, sae, Path(f"<sae_lens {type(obj).__name__}>"))
+    check_tensors(state, sae, Path(f"<sae_lens {type(obj).__name__}>"))
     with torch.no_grad():
         for name, param in sae.named_parameters():
             param.copy_(state[name].to(dtype))

@@ -46,6 +46,9 @@ class SAE(nn.Module):
         for name, size in shape.items():
             self.register_parameter(name, nn.Parameter(torch.zeros(size, dtype=dtype, device=device)))
         self.requires_grad_(False)
+        # Set by glasslab.sae.loading: where the SAE came from (for labels and links) and its labels, read once.
+        self.origin: object | None = None
+        self.labels_cache: dict | None = None
 
     @staticmethod
     def extra_parameter_names(cfg: SAEConfig) -> tuple[str, ...]:
