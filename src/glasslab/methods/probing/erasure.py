@@ -23,6 +23,7 @@ import torch
 
 from ...errors import InputError
 from ...interventions import Intervention
+from ...interventions.selection import as_list
 from ...model.hooks import ApplyContext, Layout
 from ...model.model import Model
 from ..metrics import make_metric
@@ -135,7 +136,7 @@ def _downstream_hooks(model: Model, hook: str) -> list[str]:
     """Residual stream after each later block (and after the hook's own block, if the hook precedes it)."""
     spec = model.hook_spec(hook)
     if spec.layer is None:
-        return []
+        return [f"blocks.{layer}.resid_post" for layer in range(model.n_layers)] if hook == "embed" else []
     first = spec.layer + 1 if spec.site == "resid_post" else spec.layer
     return [f"blocks.{layer}.resid_post" for layer in range(first, model.n_layers)]
 
@@ -210,7 +211,7 @@ def erase(
         cross_covariance_after=float(np.linalg.norm(cross_covariance(erased, labels))),
         mean_squared_edit=float(((erased - x) ** 2).sum(1).mean()),
         mean_squared_norm=float(((x - x.mean(0)) ** 2).sum(1).mean()),
-        positions="all" if position is None else str(position),
+        positions="all" if position is None else ", ".join(str(p) for p in as_list(position) or ()),
         downstream=scores,
         neutral_texts=len(texts),
         loss_before=_neutral_loss(model, texts, None) if texts else None,

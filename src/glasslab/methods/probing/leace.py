@@ -20,6 +20,8 @@ import numpy as np
 
 from ...errors import InputError
 
+_NOISE = 1e-10
+
 
 @dataclass(frozen=True, eq=False)
 class Leace:
@@ -78,7 +80,9 @@ def fit_leace(x: np.ndarray, labels: np.ndarray) -> Leace:
     whiten = (basis / root) @ basis.T  # Σ^{+1/2}
     unwhiten = (basis * root) @ basis.T  # Σ^{1/2}
     left, singular, _ = np.linalg.svd(whiten @ cross, full_matrices=False)
-    rank = int((singular > singular.max(initial=0.0) * max(cross.shape) * np.finfo(np.float64).eps).sum())
+    # Whitened cross-covariances are correlations times the labels' spread (at most 1/2), so an absolute
+    # threshold separates real structure from rounding.
+    rank = int((singular > _NOISE).sum())
     if rank == 0:
         raise InputError("the classes have identical mean activations; there is nothing linear to erase")
     u = left[:, :rank]

@@ -79,16 +79,15 @@ def cross_validate(
     stratified on) gets the constant prediction a probe would learn there.
     """
     scores = []
-    for train, test in folds:
-        seen = np.unique(labels[train])
-        if len(seen) < 2:
-            scores.append(float((labels[test] == seen[0]).mean()))
-            continue
-        probe = make_probe(kind, strength)
-        with warnings.catch_warnings(), threadpool_limits(1, user_api="blas"):
-            warnings.simplefilter("ignore", ConvergenceWarning)  # separable data: the optimum is at infinity
-            probe.fit(x[train], labels[train])
-        scores.append(float((probe.predict(x[test]) == labels[test]).mean()))
+    with warnings.catch_warnings(), threadpool_limits(1, user_api="blas"):
+        warnings.simplefilter("ignore", ConvergenceWarning)  # separable data: the optimum is at infinity
+        for train, test in folds:
+            seen = np.unique(labels[train])
+            if len(seen) < 2:
+                scores.append(float((labels[test] == seen[0]).mean()))
+                continue
+            probe = make_probe(kind, strength).fit(x[train], labels[train])
+            scores.append(float((probe.predict(x[test]) == labels[test]).mean()))
     return np.array(scores)
 
 
