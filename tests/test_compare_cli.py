@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-import glasslab.cli.compare  # noqa: F401  (registers the compare commands)
+import glasslab.cli.main  # noqa: F401  (registers every command)
 from glasslab.cli.app import app
 from glasslab.methods.compare.prompts import compare_prompts
 
