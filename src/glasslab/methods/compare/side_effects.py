@@ -213,11 +213,18 @@ def _as_scope(model: Model, intervention: InterventionInput) -> tuple[Scope, lis
             pass
         return (lambda: model.intervene(*items)), [_describe(i) for i in items] or ["nothing"], False
     if callable(intervention):
-        name = getattr(intervention, "__name__", None) or type(intervention).__name__
-        return intervention, [f"weight edit {name}"], True
+        return intervention, [f"weight edit {_callable_name(intervention)}"], True
     raise InputError(
         "the intervention must be a list of Ablate/Add/Clamp/... values or a callable returning a context manager"
     )
+
+
+def _callable_name(fn: Any) -> str:
+    """A readable name for an edit factory: a function, a bound method (``Edit.applied``) or a partial."""
+    fn = getattr(fn, "func", fn)  # functools.partial
+    owner = getattr(fn, "__self__", None)
+    name = getattr(fn, "__name__", None) or type(fn).__name__
+    return f"{type(owner).__name__}.{name}" if owner is not None else name
 
 
 def _fingerprint(model: Model) -> torch.Tensor:
