@@ -3,8 +3,8 @@
 Measures, with the real server (uvicorn in a thread) and Debian's Chromium driven by Playwright:
 
 1. time to the first full analysis of a 12-token prompt: from the Analyse click to the first panel drawn,
-   for fresh prompts (nothing cached), beside the server's own time for the same request made directly,
-   so the browser's share (request, JSON parsing, drawing) is the difference of two numbers from one run;
+   for fresh prompts (nothing cached), split into waiting for the one `overview` request and drawing after
+   it arrived, beside the server's own time for other fresh prompts of the same length asked directly;
 2. re-render time when switching panels, tokens and heads (target < 100 ms), and the API requests made
    meanwhile (target: none, once the background prefetch is done);
 3. a 512-token prompt: the longest main-thread task and the total blocking time (sum of each long task's
@@ -143,12 +143,13 @@ def main() -> None:
             page.wait_for_selector("body[data-ready=true]")
 
             # 1. First full analysis, interleaved with the server's own time on other fresh prompts.
-            browser_s, server_s = [], []
+            browser_s, request_s, server_s = [], [], []
             for i in range(args.repeats):
                 page.fill("#prompt", prompts[2 * i])
                 page.click("#analyse")
                 page.wait_for_function(f"window.glasslab.timings.analyses.length === {i + 1}", timeout=120_000)
                 browser_s.append(page.evaluate("window.glasslab.timings.analyses.at(-1)") / 1000)
+                request_s.append(page.evaluate("window.glasslab.timings.requests.at(-1)") / 1000)
                 page.wait_for_selector("body[data-prefetch=done]", timeout=300_000)
                 start = time.perf_counter()
                 http.post(
@@ -183,6 +184,7 @@ def main() -> None:
                 )
                 switches["head"].append(t)
             switch_requests = requests[before:]
+            prefetch_s = page.evaluate("window.glasslab.prefetchTimes")
 
             # 3. A 512-token prompt: main-thread blocking while it is analysed and browsed.
             text = long_prompt(model)
@@ -207,6 +209,7 @@ def main() -> None:
     def med(xs):
         return statistics.median(xs) if xs else float("nan")
 
+    drawing = [b - r for b, r in zip(browser_s, request_s, strict=True)]
     load = os.getloadavg()
     print(f"machine load average (1/5/15 min): {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}")
     print(f"model: {model.name}, {args.repeats} fresh 12-token prompts")
@@ -214,8 +217,10 @@ def main() -> None:
         f"first full analysis in the browser (click -> panel drawn): median {med(browser_s):.3f} s "
         f"(min {min(browser_s):.3f}, max {max(browser_s):.3f})"
     )
-    print(f"  the same request to the server alone:                   median {med(server_s):.3f} s")
-    print(f"  browser's share (request + JSON + drawing):            median {med(browser_s) - med(server_s):+.3f} s")
+    print(f"  of which waiting for the overview request:             median {med(request_s):.3f} s")
+    print(f"  drawing in the browser after the answer:               median {med(drawing) * 1000:.1f} ms")
+    print(f"  the same request for other fresh prompts, server alone: median {med(server_s):.3f} s")
+    print(f"background prefetch after each analysis (every head, every position): median {med(prefetch_s):.2f} s")
     for kind, xs in switches.items():
         wall = [x[0] for x in xs]
         render = [x[1] for x in xs]

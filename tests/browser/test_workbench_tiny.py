@@ -289,3 +289,15 @@ def test_model_switcher_reports_a_failed_load(page):
     assert "not in the local Hugging Face cache" in page.page.inner_text("#message")
     assert page.page.inner_text("#model-name") == "tiny-llama"  # the loaded model keeps answering
     assert page.page.is_hidden("#model-progress")
+
+
+def test_bad_prompts_get_a_one_line_message(page):
+    page.page.fill("#prompt", "   ")
+    page.page.click("#analyse")
+    page.wait_text("#message", "Type a prompt first")
+    page.page.fill("#prompt", "the cat " * 600)  # over the server's 4000 characters
+    page.page.click("#analyse")
+    page.page.wait_for_selector("body[data-analysis=failed]")
+    message = page.page.inner_text("#message")
+    assert "prompt" in message and "\n" not in message.strip()
+    page.errors.clear()  # the browser logs the refused request itself; the page showed it as a message

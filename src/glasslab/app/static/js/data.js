@@ -13,7 +13,7 @@ export const Q = {
   // One position per call: its column of the layers x positions map and its candidates (decoding the whole
   // vocabulary at every layer is the costly part, so columns are fetched one by one, nearest first).
   lensAt: (p) => ['logit-lens', { prompt: state.prompt, k: 5, positions: [p], candidate_position: p }],
-  dla: (p) => ['dla', { prompt: state.prompt, position: p, top_neurons: 10 }],
+  dla: (p) => ['dla', { prompt: state.prompt, position: p, top_neurons: 0 }], // neurons have their own panel
   neurons: (p, target) => ['neurons', { prompt: state.prompt, position: p, top: 10, target }],
 };
 

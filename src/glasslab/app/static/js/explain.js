@@ -154,49 +154,49 @@ export const CONTROLS = {
 // Guided tutorial: two demo prompts, each walked through a few panels. Each step names the panel it opens.
 export const TUTORIAL = [
   {
-    demo: 'next', prompt: 'Alice and Bob went to the park. Alice and Bob went to the', panel: 'predictions', select: -1,
+    demo: 'next', prompt: 'Alice and Bob went to the park. Alice and Bob went to the', panel: 'predictions',
     title: 'Demo 1: what comes next',
     text: 'This prompt repeats a phrase. Models are very good at continuing repeats: after "Alice and Bob went to the" '
       + 'a second time, they expect "park". Look at the top prediction and its probability.',
   },
   {
-    demo: 'next', panel: 'attention', select: -1,
+    demo: 'next', panel: 'attention',
     title: 'Who looks back?',
     text: 'The selected token is the last "the". In the grid, some heads are very focused. Click a head whose pattern '
       + 'shows a diagonal stripe shifted back: it reads the token right after the earlier copy of the current '
       + 'token. That is an induction head.',
   },
   {
-    demo: 'next', panel: 'roles', select: -1,
+    demo: 'next', panel: 'roles',
     title: 'Induction heads, measured',
     text: 'Head roles scores every head on repeated random tokens. The heads high in the "induction" column are '
       + 'the ones that help continue repeats. Note one or two of them.',
   },
   {
-    demo: 'next', panel: 'ablation', select: -1,
+    demo: 'next', panel: 'ablation',
     title: 'Do we need them?',
     text: 'Click an induction head in the grid to mark it, then press "Ablate selected heads". If the logit of the '
       + 'predicted token drops, the model used that head here. Try "Sweep every head" to see all heads at once.',
   },
   {
-    demo: 'place', prompt: 'The Eiffel Tower is in the city of', panel: 'predictions', select: -1,
+    demo: 'place', prompt: 'The Eiffel Tower is in the city of', panel: 'predictions',
     title: 'Demo 2: what the model associates with a place',
     text: 'Now a fact: the model should say "Paris". Facts like this are stored in the weights, not in the prompt.',
   },
   {
-    demo: 'place', panel: 'lens', select: -1,
+    demo: 'place', panel: 'lens',
     title: 'When does "Paris" appear?',
     text: 'The logit lens decodes every layer. Find the layer where "Paris" first becomes the top guess at the last '
       + 'position: before it, the model has not yet brought the fact forward.',
   },
   {
-    demo: 'place', panel: 'dla', select: -1,
+    demo: 'place', panel: 'dla',
     title: 'Which parts push toward "Paris"?',
     text: 'The waterfall adds up each layer\'s direct push on the "Paris" logit. Long orange bars are the layers '
       + 'that write "Paris" into the output most directly.',
   },
   {
-    demo: 'place', panel: 'patching', select: -1,
+    demo: 'place', panel: 'patching',
     title: 'Where is the place stored?',
     text: 'Patching compares "Eiffel Tower" with "Colosseum" (the corrupted prompt is filled in). Run it: bright cells '
       + 'on the "Tower" tokens in early-to-middle layers, then on the last token in later layers, show where the '

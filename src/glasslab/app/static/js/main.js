@@ -9,7 +9,7 @@ import { PANEL_ORDER, PANELS } from './panels/index.js';
 import { onDataArrived } from './panels/common.js';
 import { learnPatterns } from './panels/attention.js';
 import { sae } from './panels/sae.js';
-import { prefetch, stopPrefetch } from './prefetch.js';
+import { prefetch, prefetchTimes, stopPrefetch } from './prefetch.js';
 import { saveSettings, settings } from './settings.js';
 import { state, subscribe, update } from './store.js';
 import { drawStrip, mountStrip } from './tokens.js';
@@ -18,7 +18,7 @@ import { openExperiments } from './experiments.js';
 import { initTutorial, resumeTutorial, startTutorial } from './tutorial.js';
 
 const $ = (id) => document.getElementById(id);
-export const timings = { lastRenderMs: 0, analyses: [] }; // read by the benchmark
+export const timings = { lastRenderMs: 0, analyses: [], requests: [] }; // read by the benchmark
 
 function message(text) {
   const el = $('message');
@@ -84,6 +84,7 @@ export async function analyse(prompt) {
   document.body.dataset.analysis = 'running';
   try {
     const ov = await call(...Q.overview(prompt));
+    timings.requests.push(performance.now() - t0);
     learnPatterns(ov.attention);
     const tokens = ov.attention.tokens.map((token, position) => ({ position, token, token_id: '' }));
     update({ prompt, tokens, position: tokens.length - 1, layer: null, head: null, ablate: [], hover: null });
@@ -207,4 +208,4 @@ async function main() {
 main();
 
 // For the browser tests and the benchmark: the app's state, timings and an analyse() entry point.
-window.glasslab = { state, timings, analyse, job };
+window.glasslab = { state, timings, prefetchTimes, analyse, job };

@@ -7,6 +7,8 @@ import { Q, fetchQ, get, lensWindow } from './data.js';
 import { learnPatterns, patternOf } from './panels/attention.js';
 import { state } from './store.js';
 
+export const prefetchTimes = []; // seconds per finished prefetch (the benchmark reports them)
+
 const PREFETCH_MAX_TOKENS = 64; // longer prompts fetch per token on demand instead
 let generation = 0;
 
@@ -16,6 +18,7 @@ export function stopPrefetch() {
 
 export async function prefetch() {
   const mine = ++generation;
+  const t0 = performance.now();
   const prompt = state.prompt;
   const n = state.tokens.length;
   document.body.dataset.prefetch = 'running';
@@ -43,5 +46,8 @@ export async function prefetch() {
       // prefetching is best effort: the panel asks again (and shows the error) when it is opened
     }
   }
-  if (mine === generation) document.body.dataset.prefetch = 'done';
+  if (mine === generation) {
+    prefetchTimes.push((performance.now() - t0) / 1000);
+    document.body.dataset.prefetch = 'done';
+  }
 }

@@ -55,7 +55,7 @@ export function drawStrip() {
   if (first > 0) items.push(h('button.more', { type: 'button', dataset: { jump: Math.max(0, first - 1) }, title: 'Show earlier tokens' }, `\u2190 ${first} earlier`));
   for (let i = first; i < last; i++) {
     const t = state.tokens[i];
-    items.push(h('span.tok', { role: 'option', dataset: { pos: i }, title: `position ${i}, token id ${t.token_id}` }, showToken(t.token)));
+    items.push(h('span.tok', { role: 'option', 'aria-selected': 'false', dataset: { pos: i }, title: `position ${i}: click to look at this token` }, showToken(t.token)));
   }
   if (last < n) items.push(h('button.more', { type: 'button', dataset: { jump: last }, title: 'Show later tokens' }, `${n - last} later \u2192`));
   strip.replaceChildren(...items);
@@ -65,12 +65,17 @@ export function drawStrip() {
 }
 
 function select(p) {
-  strip.querySelector('.tok.selected')?.classList.remove('selected');
+  const old = strip.querySelector('.tok.selected');
+  if (old) {
+    old.classList.remove('selected');
+    old.setAttribute('aria-selected', 'false');
+  }
   const el = strip.querySelector(`[data-pos="${p}"]`);
   if (el) {
     el.classList.add('selected');
     el.setAttribute('aria-selected', 'true');
-    strip.setAttribute('aria-activedescendant', '');
+    el.id = el.id || `tok-${p}`;
+    strip.setAttribute('aria-activedescendant', el.id);
     el.scrollIntoView?.({ block: 'nearest', inline: 'nearest' });
   }
 }

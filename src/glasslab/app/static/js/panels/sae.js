@@ -1,5 +1,6 @@
-// SAE features per token. The server offers SAE endpoints only for models with a sparse autoencoder;
-// until then the panel says so plainly instead of showing an empty chart.
+// SAE features per token. The server offers SAE endpoints only once an SAE is available to it; until then
+// the panel says so plainly instead of showing an empty chart. The answer is glasslab.sae's `sae_features`
+// result for the whole prompt, so selecting another token needs no request.
 
 import { fmt, h, showToken } from '../dom.js';
 import { call, cached } from '../api.js';
@@ -7,10 +8,10 @@ import { chart } from '../chart.js';
 import { position, state } from '../store.js';
 import { frame, need } from './common.js';
 
-export const sae = { available: false, reason: 'no SAE available for this model yet' };
+export const sae = { available: false };
 
-function body(p) {
-  return { prompt: state.prompt, position: p, top: 10 };
+function body() {
+  return { prompt: state.prompt };
 }
 
 export function render(root) {
@@ -22,16 +23,23 @@ export function render(root) {
     return;
   }
   const p = position();
-  const d = need(el, `the SAE features at position ${p}`, () => cached('sae-features', body(p)), () => call('sae-features', body(p)));
+  const d = need(el, 'the SAE features of the prompt', () => cached('sae-features', body()), () => call('sae-features', body()));
   if (!d) return;
-  const feats = d.features || [];
+  const tok = (d.tokens || []).find((t) => t.position === p);
+  if (!tok) {
+    el.append(h('p.muted', {}, `The SAE at ${d.hook} reports nothing at position ${p} (it may skip the BOS token).`));
+    return;
+  }
+  el.append(h('p.facts', {}, `SAE ${d.sae} at ${d.hook}: ${tok.l0} features fire at position ${p} `, h('code', {}, showToken(tok.token)),
+    `; it misses ${fmt(100 * tok.relative_error, 1)}% of the activation (cosine ${fmt(tok.cosine)}).`));
   chart(el, {
     kind: 'bars',
-    title: `Most active features at position ${p} (${showToken(state.tokens[p]?.token ?? '')})`,
-    labels: feats.map((f) => `#${f.feature}${f.label ? ` ${f.label}` : ''}`),
-    values: feats.map((f) => f.activation),
+    title: `Most active features at position ${p}`,
+    labels: tok.top.map((f) => `F${f.feature}${f.label ? ` ${f.label}` : ''}`),
+    values: tok.top.map((f) => f.activation),
     valueLabel: 'feature activation',
   }, { json: d });
-  el.append(h('ul.features', {}, ...feats.map((f) => h('li', {}, `#${f.feature}: ${fmt(f.activation)} `,
-    f.neuronpedia ? h('a', { href: f.neuronpedia, target: '_blank', rel: 'noopener noreferrer', title: 'Open this feature on Neuronpedia (a public website; needs internet)' }, 'Neuronpedia') : null))));
+  const links = d.neuronpedia ? h('ul.features', {}, ...tok.top.map((f) => h('li', {}, `F${f.feature}: `,
+    h('a', { href: d.neuronpedia.replace('{feature}', f.feature), target: '_blank', rel: 'noopener noreferrer', title: 'Open this feature on Neuronpedia (a public website; needs internet)' }, 'Neuronpedia')))) : null;
+  if (links) el.append(links);
 }
