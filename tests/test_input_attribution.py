@@ -345,3 +345,16 @@ def test_bad_input_is_one_line_and_leaves_the_model_alone(kwargs, match):
     assert "\n" not in str(info.value)
     assert torch.is_grad_enabled() and model.hf.config._attn_implementation != "glasslab"
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.hf.modules())
+
+
+@pytest.mark.slow
+def test_comparison_on_the_default_model(default_model):
+    result = compare_attributions(default_model, "The capital of France is", "shap,occlusion,rollout", target=" Paris")
+    shap = result["shap"].attribution
+    assert shap.details["estimator"] == "exact"  # 5 tokens: all 32 coalitions
+    prep = prepare(default_model, "The capital of France is", target=" Paris")
+    full, base = hf_value(prep, torch.cat([prep.inputs, prep.reference])).tolist()
+    assert sum(shap.scores) == pytest.approx(full - base, rel=1e-4)
+    assert result["shap"].faithfulness.score > result.random.score
+    tokens = shap.attributed_tokens
+    assert shap.scores[tokens.index(" France")] > shap.scores[tokens.index("The")]  # the country matters for Paris

@@ -42,7 +42,8 @@ def check_against_captum(prep, steps: int, rules: tuple[str, ...] = tuple(RULES)
         assert relative_gap(ours, theirs) < 1e-3
         assert relative_gap(ours[positions].sum(-1), theirs[positions].sum(-1)) < 1e-3  # the per-token scores
     ours = gradient_x_input_embedding(prep)[positions]
-    theirs = captum_attr.InputXGradient(forward).attribute(prep.inputs.clone())[0, positions].double()
+    inputs = prep.inputs.clone().requires_grad_(True)
+    theirs = captum_attr.InputXGradient(forward).attribute(inputs)[0, positions].detach().double()
     assert relative_gap(ours, theirs) < 1e-3
     assert relative_gap(ours.sum(-1), theirs.sum(-1)) < 1e-3
 

@@ -37,7 +37,7 @@ def attribute_command(
         bool, typer.Option(help="Rank the methods by faithfulness (deletion/insertion); implied by several methods.")
     ] = False,
     baseline: Annotated[str, typer.Option(help="A removed token becomes: pad, eos, zero, mean or token:TEXT.")] = "pad",
-    steps: Annotated[int, typer.Option(help="Integrated gradients: points on the path.")] = 32,
+    steps: Annotated[int, typer.Option(help="Integrated gradients: points on the path.")] = 64,
     rule: Annotated[
         str, typer.Option(help="Integrated gradients: gauss_legendre, riemann_middle or riemann_trapezoid.")
     ] = "gauss_legendre",

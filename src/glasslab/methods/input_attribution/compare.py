@@ -159,7 +159,7 @@ def compare_attributions(
     versus: str | int | None = None,
     kind: str | None = None,
     baseline: str = "pad",
-    steps: int = 32,
+    steps: int = 64,
     rule: str = "gauss_legendre",
     budget: int = 128,
     seed: int = 0,

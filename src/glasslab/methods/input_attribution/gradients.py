@@ -60,7 +60,7 @@ def quadrature(rule: str, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.linspace(0, 1, steps, dtype=torch.float64), weights
 
 
-def integrated_gradients_embedding(prep: Prepared, steps: int = 32, rule: str = "gauss_legendre") -> torch.Tensor:
+def integrated_gradients_embedding(prep: Prepared, steps: int = 64, rule: str = "gauss_legendre") -> torch.Tensor:
     """[n, d] integrated gradients per embedding coordinate, from ``prep.reference`` to ``prep.inputs``."""
     alphas, weights = quadrature(rule, steps)
     delta = prep.inputs[0] - prep.reference[0]
@@ -70,7 +70,7 @@ def integrated_gradients_embedding(prep: Prepared, steps: int = 32, rule: str = 
     return delta.double() * mean_grad
 
 
-def integrated_gradients(prep: Prepared, steps: int = 32, rule: str = "gauss_legendre") -> MethodOutput:
+def integrated_gradients(prep: Prepared, steps: int = 64, rule: str = "gauss_legendre") -> MethodOutput:
     scores = integrated_gradients_embedding(prep, steps, rule)[prep.positions].sum(-1)
     error = abs(float(scores.sum()) - (prep.full_value - prep.reference_value))
     return MethodOutput(scores, evaluations=steps, completeness_error=error, details={"steps": steps, "rule": rule})

@@ -23,7 +23,7 @@ from .shap import shapley_values
 class Options:
     """Method settings; each method reads the ones it uses."""
 
-    steps: int = 32  # integrated gradients: quadrature points on the path
+    steps: int = 64  # integrated gradients: quadrature points on the path
     rule: str = "gauss_legendre"  # integrated gradients: quadrature rule
     budget: int = 128  # SHAP: model evaluations
     seed: int = 0  # SHAP: order sampling
@@ -172,7 +172,7 @@ def attribute(
     versus: str | int | None = None,
     kind: str | None = None,
     baseline: str = "pad",
-    steps: int = 32,
+    steps: int = 64,
     rule: str = "gauss_legendre",
     budget: int = 128,
     seed: int = 0,
