@@ -18,6 +18,7 @@ from .tiny import save_tiny, tiny_model
 
 PROMPT = "when mary and john went to the store john gave a drink to"
 CLEAN, CORRUPTED = "the cat sat on the mat", "the dog ran to the park"
+SERVER_EXTRAS = {"predictions", "patterns"}  # what the server adds for the panels (tested on their own)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,9 @@ def c(model, store):
 def same(api: dict, result) -> None:
     """The API's JSON equals the method's to_dict() (after the JSON round-trip the server does), floats within
     1e-5: the server decodes shared runs from ``ln_final`` where the method alone ran the full unembedding."""
-    assert api == approx_tree(json.loads(json.dumps(finite(result.to_dict()))))
+    expected = json.loads(json.dumps(finite(result.to_dict())))
+    extras = {k for k in SERVER_EXTRAS if k in api and k not in expected}
+    assert {k: v for k, v in api.items() if k not in extras} == approx_tree(expected)
 
 
 def post(c, path: str, **body) -> dict:
@@ -270,3 +273,30 @@ def test_model_switcher(model, tmp_path):
 
 def test_non_finite_numbers_become_null():
     assert finite({"a": [1.0, float("nan"), float("inf")], "b": (2, "x")}) == {"a": [1.0, None, None], "b": [2, "x"]}
+
+
+def test_attention_all_patterns(c, model, monkeypatch):
+    got = post(c, "attention", prompt=PROMPT, all_patterns=True)
+    reference = gl.attention(model, PROMPT)
+    assert len(got["patterns"]) == model.n_layers * model.n_heads
+    for entry in got["patterns"]:
+        assert entry["pattern"] == approx_tree(reference.pattern(entry["layer"], entry["head"]).tolist())
+    monkeypatch.setattr("glasslab.app.analysis.MAX_ALL_PATTERNS", 8)  # the tiny model reads only 64 tokens
+    refused = c.post("/api/attention", json={"prompt": PROMPT, "all_patterns": True})
+    assert refused.status_code == 400 and "all_patterns: the prompt is 14 tokens" in refused.json()["error"]
+
+
+def test_ablation_predictions_agree_with_the_metric(c, model):
+    """The predictions under the ablation come from public interventions; the metric from ablate()'s own
+    batched path: the target's probability must match between the two."""
+    body = {"prompt": PROMPT, "heads": [[0, 1], [2, 3]], "mlp_layers": [1], "metric": "prob", "predictions_k": 96}
+    got = post(c, "ablate", **body)
+    target = got["metric"]
+    assert "prob" in target
+    clean = {t["token_id"]: t["probability"] for t in got["predictions"]["clean"]}
+    ablated = {t["token_id"]: t["probability"] for t in got["predictions"]["ablated"]}
+    top = gl.predict(model, PROMPT, k=1).top[0].token_id
+    assert clean[top] == pytest.approx(got["clean"], rel=1e-5)
+    assert ablated[top] == pytest.approx(got["ablated"], rel=1e-5)
+    assert got["ablated"] != pytest.approx(got["clean"])
+    assert "predictions" not in post(c, "ablate", prompt=PROMPT, heads=[[0, 1]], how="resample", reference=[CLEAN])

@@ -18,6 +18,7 @@ from ..methods.predict import predict
 from ..model.run import Run
 from .ops import Ctx, Operation
 from .schemas import (
+    MAX_ALL_PATTERNS,
     AttentionBody,
     DlaBody,
     GenerateBody,
@@ -77,8 +78,14 @@ def predict_op(ctx: Ctx, body: PredictBody) -> dict:
 def attention_op(ctx: Ctx, body: AttentionBody) -> dict:
     ctx.layer(body.layer)
     ctx.head(body.head)
+    n = ctx.prompt(body.prompt)
+    if body.all_patterns and n > MAX_ALL_PATTERNS:
+        raise InputError(
+            f"all_patterns: the prompt is {n} tokens; every head's pattern is sent only up to {MAX_ALL_PATTERNS} "
+            "tokens (ask for one head with layer and head)"
+        )
     run = shared_run(ctx, body.prompt)
-    return attention(
+    result = attention(
         ctx.model,
         body.prompt,
         layer=body.layer,
@@ -86,7 +93,15 @@ def attention_op(ctx: Ctx, body: AttentionBody) -> dict:
         query_position=body.query_position,
         top_k=body.top_k,
         run=run,
-    ).to_dict()
+    )
+    out = result.to_dict()
+    if body.all_patterns:
+        out["patterns"] = [
+            {"layer": layer, "head": head, "pattern": result.pattern(layer, head).tolist()}
+            for layer in range(ctx.model.n_layers)
+            for head in range(ctx.model.n_heads)
+        ]
+    return out
 
 
 def head_roles_op(ctx: Ctx, body: HeadRolesBody) -> dict:

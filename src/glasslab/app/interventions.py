@@ -12,6 +12,7 @@ import shutil
 from fastapi import APIRouter, HTTPException, Path, Request
 
 from ..errors import InputError
+from ..interventions import Ablate
 from ..methods.ablation import ablate, ablation_sweep
 from ..methods.circuit import circuit
 from ..methods.patching import activation_patching
@@ -53,6 +54,21 @@ def targets(ctx: Ctx, body, clean: str, corrupted: str | None = None, position: 
     return target, versus
 
 
+def zero_ablations(body: AblateBody) -> list[Ablate]:
+    """The same zero ablation as ``ablate`` (heads at ``attn.z``, layers at ``attn_out``/``mlp_out``, neurons at
+    ``mlp.post``), as public interventions, to read the predictions under it."""
+    positions = body.ablate_positions if body.ablate_positions is not None else [None]
+    out = [Ablate(f"blocks.{layer}.attn.z", head=head, position=p) for layer, head in body.heads for p in positions]
+    out += [Ablate(f"blocks.{layer}.attn_out", position=p) for layer in body.attn_layers for p in positions]
+    out += [Ablate(f"blocks.{layer}.mlp_out", position=p) for layer in body.mlp_layers for p in positions]
+    out += [Ablate(f"blocks.{layer}.mlp.post", neuron=n, position=p) for layer, n in body.neurons for p in positions]
+    return out
+
+
+def top_tokens(prediction) -> list[dict]:
+    return [{"token": s.token, "token_id": s.token_id, "probability": s.probability} for s in prediction.top]
+
+
 def ablate_op(ctx: Ctx, body: AblateBody) -> dict:
     ctx.prompt(body.prompt)
     for i, text in enumerate(body.reference or []):
@@ -60,7 +76,7 @@ def ablate_op(ctx: Ctx, body: AblateBody) -> dict:
     for layer in [*body.attn_layers, *body.mlp_layers]:
         ctx.layer(layer, "attn_layers/mlp_layers")
     target, versus = targets(ctx, body, body.prompt, position=body.position)
-    return ablate(
+    result = ablate(
         ctx.model,
         body.prompt,
         target=target,
@@ -77,6 +93,13 @@ def ablate_op(ctx: Ctx, body: AblateBody) -> dict:
         seed=body.seed,
         samples=body.samples,
     ).to_dict()
+    if body.how == "zero":  # the prediction change, for the panel (mean/resample: the metric only)
+        k = body.predictions_k
+        clean = predict(ctx.model, body.prompt, k=k, position=body.position)
+        with ctx.model.intervene(*zero_ablations(body)):
+            ablated = predict(ctx.model, body.prompt, k=k, position=body.position)
+        result["predictions"] = {"clean": top_tokens(clean), "ablated": top_tokens(ablated)}
+    return result
 
 
 def ablation_sweep_op(ctx: Ctx, body: AblationSweepBody) -> dict:

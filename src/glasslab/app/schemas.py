@@ -23,6 +23,7 @@ MAX_REFERENCE = 32
 MAX_BATCH = 256
 MAX_SEEDS = 2**31 - 1
 MAX_NAME = 200
+MAX_ALL_PATTERNS = 64
 MAX_EXPERIMENT_BYTES = 16 * 1024 * 1024
 
 Prompt = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PROMPT_CHARS)]
@@ -65,6 +66,7 @@ class AttentionBody(PromptBody):
     head: Index | None = None
     query_position: Position = -1
     top_k: int = Field(5, ge=1, le=MAX_K)
+    all_patterns: bool = False  # also every head's full pattern (prompts up to MAX_ALL_PATTERNS tokens)
 
 
 class HeadRolesBody(Body):
@@ -123,6 +125,7 @@ class AblateBody(MetricFields):
     reference: list[Prompt] | None = Field(None, min_length=1, max_length=MAX_REFERENCE)
     seed: Seed = 0
     samples: int = Field(1, ge=1, le=16)
+    predictions_k: int = Field(5, ge=1, le=MAX_K)  # top tokens with and without the (zero) ablation
 
 
 class AblationSweepBody(MetricFields):
