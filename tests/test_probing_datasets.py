@@ -152,3 +152,10 @@ def test_dataset_checks_its_own_shape():
             (ProbeExample("a", "x"), ProbeExample("b", "x"), ProbeExample("c", "y"), ProbeExample("d", "y")),
             positive="z",
         )
+
+
+def test_city_labels_are_not_given_away_by_the_country_alone():
+    data = load_probe_dataset("city")
+    by_country = Counter((e.text.rstrip(".").rsplit(" in ", 1)[1], e.label) for e in data.examples)
+    assert len(set(by_country.values())) == 1  # every country: as many true as false statements
+    assert all(e.text.startswith(e.group) or f" {e.group} " in e.text for e in data.examples)

@@ -233,12 +233,13 @@ def _number() -> ProbeDataset:
 
 
 def _city() -> ProbeDataset:
-    rng = random.Random(_SEED)
+    """Each country is named in 12 true and 12 false statements (its i-th city is paired with the country i + 1
+    places on), so neither the city nor the country alone gives the label away."""
     countries = sorted(_CITIES)
     examples = []
-    for country in countries:
-        for city in _CITIES[country]:
-            wrong = rng.choice([c for c in countries if c != country])
+    for c, country in enumerate(countries):
+        for i, city in enumerate(_CITIES[country]):
+            wrong = countries[(c + 1 + i) % len(countries)]
             for template in _CITY_TEMPLATES:
                 for label, named in (("true", country), ("false", wrong)):
                     examples.append(
