@@ -79,10 +79,11 @@ def start_server(model, db: Path):
     server = uvicorn.Server(
         uvicorn.Config(create_app(model, experiments_db=db), host="127.0.0.1", port=port, log_level="warning")
     )
-    threading.Thread(target=server.run, daemon=True).start()
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
     while not server.started:
         time.sleep(0.05)
-    return server, f"http://127.0.0.1:{port}"
+    return server, thread, f"http://127.0.0.1:{port}"
 
 
 def twelve_token_prompts(http: httpx.Client, count: int) -> list[str]:
@@ -129,7 +130,7 @@ def main() -> None:
 
     model = gl.load()
     with tempfile.TemporaryDirectory() as tmp:
-        server, url = start_server(model, Path(tmp) / "experiments.sqlite")
+        server, thread, url = start_server(model, Path(tmp) / "experiments.sqlite")
         http = httpx.Client(base_url=url, timeout=300)
         prompts = twelve_token_prompts(http, 2 * args.repeats + 1)
         http.post("/api/overview", json={"prompt": prompts.pop(), "k": 10, "position": -1})  # warm-up
@@ -205,6 +206,7 @@ def main() -> None:
             lag = page.evaluate("window.__lag")
             browser.close()
         server.should_exit = True
+        thread.join(timeout=30)
 
     def med(xs):
         return statistics.median(xs) if xs else float("nan")

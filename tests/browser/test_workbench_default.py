@@ -56,10 +56,10 @@ def test_eiffel_tower_walkthrough(open_page, default_server):
     page.click_cell("#panel canvas.heatmap", 5, 1)
     page.page.click("text=Ablate selected heads")
     page.page.wait_for_selector("#panel .ablation-result", timeout=60_000)
-    ablation = default_server.post("ablate", {"prompt": EIFFEL, "heads": [[5, 1]], "position": n - 1, "how": "zero"})
-    assert f"clean {fmt(ablation['clean'])} \u2192 ablated {fmt(ablation['ablated'])}" in page.page.inner_text(
-        "#panel .ablation-result"
-    )
+    body = {"prompt": EIFFEL, "heads": [[5, 1]], "position": n - 1, "how": "zero", "metric": "prob"}
+    ablation = default_server.post("ablate", body)
+    shown = page.page.inner_text("#panel .ablation-result")
+    assert "Paris" in shown and f"clean {pct(ablation['clean'])} \u2192 ablated {pct(ablation['ablated'])}" in shown
     page.shot("ablation")
 
     page.open_panel("patching")

@@ -123,9 +123,17 @@ def test_ablation_patching_steering_circuit(page, tiny_server):
     page.wait_text("#ablate-marked", "L2H3")
     page.page.click("text=Ablate selected heads")
     page.page.wait_for_selector("#panel .ablation-result")
-    api = tiny_server.post("ablate", {"prompt": PROMPT, "heads": [[0, 1], [2, 3]], "position": n - 1, "how": "zero"})
+    body = {"prompt": PROMPT, "heads": [[0, 1], [2, 3]], "position": n - 1, "how": "zero", "metric": "prob"}
+    api = tiny_server.post("ablate", body)
     result = page.page.inner_text("#panel .ablation-result")
-    assert f"clean {fmt(api['clean'])} \u2192 ablated {fmt(api['ablated'])}" in result
+    assert f"clean {pct(api['clean'])} \u2192 ablated {pct(api['ablated'])}" in result
+    page.page.select_option("#ablate-metric", "logit")
+    page.page.click("text=Ablate selected heads")
+    page.wait_text("#panel .ablation-result", "logit")
+    api = tiny_server.post("ablate", {**body, "metric": "logit"})
+    assert f"clean {fmt(api['clean'])} \u2192 ablated {fmt(api['ablated'])}" in page.page.inner_text(
+        "#panel .ablation-result"
+    )
     page.page.click("text=Sweep every head")
     page.wait_text("#panel figcaption", "Change of the metric when each head alone is ablated")
     page.shot("ablation")

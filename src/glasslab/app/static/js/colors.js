@@ -28,8 +28,6 @@ const TABLES = Object.fromEntries(Object.entries(ANCHORS).map(([name, hexes]) =>
   return [name, table];
 }));
 
-export const SCALES = Object.keys(ANCHORS);
-
 /** Index 0..255 of a value on a scale: sequential maps [lo, hi]; diverging maps [-bound, bound] with 0 mid. */
 export function scaleIndex(value, lo, hi, diverging) {
   if (!Number.isFinite(value)) return -1;

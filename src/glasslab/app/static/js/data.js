@@ -69,7 +69,3 @@ export function dlaAt(p = position()) {
 export function fetchDla(p = position()) {
   return isLast(p) ? fetchQ(Q.overview()) : fetchQ(Q.dla(p));
 }
-
-export function topToken(p = position()) {
-  return prediction(p)?.top?.[0]?.token ?? null;
-}

@@ -74,11 +74,6 @@ export function slug(s) {
   return String(s).toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 60) || 'chart';
 }
 
-/** Yield to the browser so long work never blocks input for more than a frame. */
-export function nextFrame() {
-  return new Promise((resolve) => setTimeout(resolve, 0));
-}
-
 /** A number in a heatmap cell: two decimals, tiny values as 0.00, large ones rounded. */
 export function short(x) {
   if (x === null || x === undefined || !Number.isFinite(x)) return '';

@@ -8,12 +8,23 @@ import { Q, get, prediction } from '../data.js';
 import { position, setting, setSetting, state, update } from '../store.js';
 import { action, button, field, frame, progressText } from './common.js';
 
+// The metric: the probability of the token the model predicts at the selected position (how a newcomer reads
+// "the prediction changed"), or its logit.
+const metric = () => setting('ablation', 'metric', 'prob');
+
 export function ablateBody() {
-  return { prompt: state.prompt, heads: state.ablate.map((k) => k.split('.').map(Number)), position: position(), how: setting('ablation', 'how', 'zero') };
+  return {
+    prompt: state.prompt, heads: state.ablate.map((k) => k.split('.').map(Number)), position: position(),
+    how: setting('ablation', 'how', 'zero'), metric: metric(),
+  };
 }
 
 function sweepBody() {
-  return { prompt: state.prompt, position: position(), how: setting('ablation', 'how', 'zero') };
+  return { prompt: state.prompt, position: position(), how: setting('ablation', 'how', 'zero'), metric: metric() };
+}
+
+function value(result, x) {
+  return result.metric_kind === 'prob' ? pct(x) : fmt(x);
 }
 
 function toggle(layer, head) {
@@ -30,10 +41,13 @@ export function render(root) {
   const p = position();
   const how = h('select', { id: 'ablate-how' }, ...['zero', 'mean'].map((v) => h('option', { value: v, selected: v === setting('ablation', 'how', 'zero') }, v)));
   how.addEventListener('change', () => setSetting('ablation', 'how', how.value));
+  const measure = h('select', { id: 'ablate-metric' }, ...[['prob', 'probability'], ['logit', 'logit']].map(([v, t]) => h('option', { value: v, selected: v === metric() }, t)));
+  measure.addEventListener('change', () => { setSetting('ablation', 'metric', measure.value); update({ ablate: [...state.ablate] }); });
   const out = h('div.results');
   const pred = prediction(p);
   el.append(h('div.controls.no-report', {},
     field('Ablation', how, CONTROLS.how),
+    field('Measure', measure, 'What to compare: the probability of the predicted token, or its logit (the score before the softmax)'),
     action('Ablate selected heads', 'Run the model with the marked heads switched off and compare the metric', async () => {
       if (!state.ablate.length) throw new Error('Mark at least one head in the grid first (click a cell).');
       await call('ablate', ablateBody());
@@ -42,7 +56,7 @@ export function render(root) {
       await job('ablation-sweep', sweepBody(), (j) => say(`Sweeping every head: ${progressText(j)}`));
     }, out),
     button('Clear marks', 'Unmark every head', () => update({ ablate: [] }), 'small')));
-  el.append(h('p.muted', {}, `Metric: the logit of the top prediction after position ${p}`,
+  el.append(h('p.muted', {}, `Metric: the ${metric() === 'prob' ? 'probability' : 'logit'} of the top prediction after position ${p}`,
     pred ? [' (', h('code', {}, showToken(pred.top[0].token)), ` at ${pct(pred.top[0].probability)})`] : '', '. Marked heads: ',
     h('strong#ablate-marked', {}, state.ablate.length ? state.ablate.map((k) => `L${k.replace('.', 'H')}`).join(', ') : 'none')));
   const sweep = cached('ablation-sweep', sweepBody());
@@ -72,13 +86,14 @@ export function render(root) {
   el.append(out);
   const result = state.ablate.length ? cached('ablate', ablateBody()) : null;
   if (result) {
-    out.append(h('p.facts.ablation-result', {}, `${result.metric}: clean ${fmt(result.clean)} \u2192 ablated ${fmt(result.ablated)} `,
-      h('strong', {}, `(${result.difference >= 0 ? '+' : ''}${fmt(result.difference)})`), ` with ${result.components.join(', ')} ${result.how}-ablated.`));
+    out.append(h('p.facts.ablation-result', {}, `${result.metric}: clean ${value(result, result.clean)} \u2192 ablated ${value(result, result.ablated)} `,
+      h('strong', {}, `(${result.difference >= 0 ? '+' : ''}${value(result, result.difference)})`), ` with ${result.components.join(', ')} ${result.how}-ablated.`));
     chart(out, {
       kind: 'bars',
       title: 'Metric with and without the marked heads',
       labels: ['clean', `ablated (${result.components.length} heads)`],
       values: [result.clean, result.ablated],
+      format: (x) => value(result, x),
       valueLabel: result.metric,
     }, { json: result });
     if (result.predictions) predictionsTable(out, result.predictions);
