@@ -223,3 +223,31 @@ class ExperimentBody(Body):
 
 class RenameBody(Body):
     name: Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME, strip_whitespace=True)]
+
+
+SaeName = Annotated[str, StringConstraints(min_length=1, max_length=300)]
+
+
+class SaeFeaturesBody(PromptBody):
+    sae: SaeName | None = None  # a name from GET /api/saes; default the first on disk
+    top: int = Field(5, ge=1, le=MAX_K)
+
+
+class FeatureDashboardBody(Body):
+    sae: SaeName | None = None
+    feature: Index
+    sequences: int = Field(64, ge=1, le=512)  # built-in corpus sequences scanned
+    seq_len: int = Field(64, ge=8, le=256)
+    k: int = Field(10, ge=1, le=50)
+
+
+class FeatureClampBody(PromptBody):
+    sae: SaeName | None = None
+    features: list[Index] = Field(min_length=1, max_length=64)
+    mode: Literal["value", "scale", "zero"] = "value"
+    amount: float | None = Field(None, ge=-1e4, le=1e4)  # the value or scale (not for zero)
+    amounts: list[Annotated[float, Field(ge=-1e4, le=1e4)]] | None = Field(None, min_length=1, max_length=MAX_SCALES)
+    positions: list[Position] | None = Field(None, max_length=MAX_LIST)
+    max_new_tokens: int = Field(20, ge=1, le=MAX_NEW_TOKENS)
+    temperature: float = Field(0.0, ge=0.0, le=5.0)
+    seed: Seed | None = None

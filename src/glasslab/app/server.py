@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 
 from ..errors import GlasslabError
 from ..model.model import Model
-from . import analysis, interventions
+from . import analysis, interventions, saes
 from .experiments import ExperimentStore
 from .experiments import router as experiments_router
 from .jobs import JobManager, TooManyJobs
@@ -27,7 +27,7 @@ from .security import Guard
 from .state import Busy, Cancelled, ModelState
 
 STATIC = Path(__file__).parent / "static"
-OPERATIONS = [*analysis.OPERATIONS, *interventions.OPERATIONS]
+OPERATIONS = [*analysis.OPERATIONS, *interventions.OPERATIONS, *saes.OPERATIONS]
 NOT_BUILT = """<!doctype html><html lang="en"><meta charset="utf-8"><title>glasslab</title>
 <body style="font-family: sans-serif; max-width: 40em; margin: 3em auto">
 <h1>glasslab is running, but its front-end is not built</h1>
@@ -75,6 +75,7 @@ def create_app(
     app.include_router(models_router)
     app.include_router(operation_router(OPERATIONS))
     app.include_router(interventions.router)
+    app.include_router(saes.router)
     app.include_router(experiments_router)
     _errors(app)
     _front_end(app, static_dir)

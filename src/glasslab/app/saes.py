@@ -1,0 +1,111 @@
+"""Sparse-autoencoder operations: the SAEs available for the loaded model, features per token, a feature's
+dashboard, and feature clamps (baseline vs clamped, or a sweep of amounts).
+
+A client names an SAE only by a name from ``GET /api/saes`` (shipped, in the store, or a known hub
+release); never by a path. Loaded SAEs are kept per model (a switch drops them).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from fastapi import APIRouter, Request
+
+from ..errors import InputError
+from ..sae import SAE, available_saes, load_sae
+from ..sae.clamp import clamp_features, clamp_sweep
+from ..sae.dashboard import NEURONPEDIA, feature_dashboard
+from ..sae.encode import sae_features
+from .ops import Ctx, Operation, services
+from .schemas import FeatureClampBody, FeatureDashboardBody, SaeFeaturesBody
+
+router = APIRouter(prefix="/api", tags=["sae"])
+_loaded: dict[tuple[str, str], SAE] = {}  # (model key, SAE name) -> SAE
+_loaded_lock = threading.Lock()
+
+
+def _sae(ctx: Ctx, name: str | None) -> tuple[SAE, str]:
+    """The named SAE (default: the first available on disk), checked to be one offered for this model."""
+    known = available_saes(ctx.model)
+    if name is None:
+        on_disk = [k for k in known if k.on_disk]
+        if not on_disk:
+            raise InputError(
+                f"no SAE is available for {ctx.model.name} on this machine; train one (glasslab sae train)"
+            )
+        name = on_disk[0].name
+    elif name not in {k.name for k in known}:
+        raise InputError(f"sae: '{name}' is not one of the SAEs for {ctx.model.name} (GET /api/saes lists them)")
+    key = (ctx.model.key, name)
+    with _loaded_lock:
+        if key not in _loaded:
+            if len(_loaded) >= 8:
+                _loaded.pop(next(iter(_loaded)))
+            _loaded[key] = load_sae(name, ctx.model)
+        return _loaded[key], name
+
+
+def _neuronpedia(sae: SAE) -> str | None:
+    np_id = sae.cfg.neuronpedia_id
+    return f"{NEURONPEDIA}/{np_id}/{{feature}}" if np_id else None
+
+
+def features_op(ctx: Ctx, body: SaeFeaturesBody) -> dict:
+    ctx.prompt(body.prompt)
+    sae, name = _sae(ctx, body.sae)
+    result = sae_features(ctx.model, sae, body.prompt, top=body.top).to_dict()
+    return {**result, "sae_name": name, "neuronpedia": _neuronpedia(sae)}
+
+
+def dashboard_op(ctx: Ctx, body: FeatureDashboardBody) -> dict:
+    sae, name = _sae(ctx, body.sae)
+    result = feature_dashboard(
+        ctx.model, sae, body.feature, sequences=body.sequences, seq_len=body.seq_len, k=body.k
+    ).to_dict()
+    return {**result, "sae_name": name}
+
+
+def clamp_op(ctx: Ctx, body: FeatureClampBody) -> dict:
+    ctx.prompt(body.prompt)
+    sae, name = _sae(ctx, body.sae)
+    options = dict(
+        positions=body.positions, max_new_tokens=body.max_new_tokens, temperature=body.temperature, seed=body.seed
+    )
+    if body.amounts is not None:
+        if body.mode == "zero":
+            raise InputError("amounts: a sweep sets (mode 'value') or scales (mode 'scale') the features")
+        result = clamp_sweep(ctx.model, sae, body.prompt, body.features, body.amounts, mode=body.mode, **options)
+    else:
+        amount = {"value": {"value": body.amount}, "scale": {"scale": body.amount}, "zero": {"zero": True}}[body.mode]
+        if body.mode != "zero" and body.amount is None:
+            raise InputError(f"amount: say what to {'set' if body.mode == 'value' else 'scale'} the features to")
+        result = clamp_features(ctx.model, sae, body.prompt, body.features, **amount, **options)
+    return {**result.to_dict(), "sae_name": name}
+
+
+OPERATIONS = [
+    Operation("sae-features", SaeFeaturesBody, features_op, "The strongest SAE features at every token.", "sae"),
+    Operation(
+        "sae-dashboard",
+        FeatureDashboardBody,
+        dashboard_op,
+        "A feature's dashboard: top contexts over the built-in corpus, histogram, promoted tokens.",
+        "sae",
+        long=True,
+    ),
+    Operation(
+        "sae-clamp",
+        FeatureClampBody,
+        clamp_op,
+        "Baseline vs features clamped (set, scaled or zeroed), or a sweep over amounts.",
+        "sae",
+        long=True,
+        deterministic=lambda body: body.temperature == 0.0 or body.seed is not None,
+    ),
+]
+
+
+@router.get("/saes", summary="SAEs for the loaded model (shipped, in the store, known hub releases).")
+def list_saes(request: Request) -> dict:
+    model = services(request).state.model
+    return {"kind": "saes", "model": model.name, "saes": [k.to_dict() for k in available_saes(model)]}
