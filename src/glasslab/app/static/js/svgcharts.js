@@ -2,7 +2,7 @@
 // Each function returns a standalone SVG string: the app inserts it, exports and reports reuse it as is.
 
 import { esc, fmt } from './dom.js';
-import { colour } from './colors.js';
+import { inkOn, rgbAt, scaleIndex } from './colors.js';
 
 const ORANGE = '#dd6d14'; // positive (blue-orange diverging scale)
 const BLUE = '#2f6aa9'; // negative
@@ -83,11 +83,11 @@ export function graphSVG(spec) {
   const tallest = Math.max(1, ...columns.map((c) => c.length));
   const colW = 110;
   const rowH = 46;
-  const width = Math.max(360, 40 + depths.length * colW);
-  const height = 60 + tallest * rowH;
+  const width = Math.max(560, 40 + depths.length * colW);
+  const height = 76 + tallest * rowH;
   const pos = new Map();
   columns.forEach((col, ci) => col.forEach((nd, ri) => {
-    pos.set(nd.id, [30 + ci * colW + 40, 40 + (ri + 0.5) * ((height - 60) / col.length)]);
+    pos.set(nd.id, [30 + ci * colW + 40, 40 + (ri + 0.5) * ((height - 76) / col.length)]);
   }));
   const maxEdge = Math.max(1e-9, ...spec.edges.map((e) => Math.abs(e.value ?? 0)));
   const maxNode = Math.max(1e-9, ...spec.nodes.map((nd) => Math.abs(nd.value ?? 0)));
@@ -102,11 +102,12 @@ export function graphSVG(spec) {
   });
   const nodes = spec.nodes.map((nd) => {
     const [x, y] = pos.get(nd.id);
-    const fill = nd.value === null || nd.value === undefined ? '#eee' : colour('blueorange', nd.value, -maxNode, maxNode, true);
+    const rgb = nd.value === null || nd.value === undefined ? [238, 238, 238] : rgbAt('blueorange', scaleIndex(nd.value, -maxNode, maxNode, true));
     return `<g class="node" data-id="${esc(nd.id)}"><title>${esc(nd.hover || nd.label)}</title>`
-      + `<rect x="${x - 34}" y="${y - 14}" width="68" height="28" rx="6" fill="${fill}" stroke="#333"/>`
-      + `<text x="${x}" y="${y + 4}" text-anchor="middle">${esc(nd.label)}</text></g>`;
+      + `<rect x="${x - 34}" y="${y - 14}" width="68" height="28" rx="6" fill="rgb(${rgb.join(',')})" stroke="#333"/>`
+      + `<text x="${x}" y="${y + 4}" text-anchor="middle" fill="${inkOn(rgb)}">${esc(nd.label)}</text></g>`;
   });
-  const key = `<text x="4" y="${height - 8}" fill="#555">solid: measured path (width = effect) \u00b7 dashed: possible by layer order, not measured \u00b7 box colour: effect of patching the node</text>`;
+  const key = `<text x="4" y="${height - 22}" fill="#555">solid: measured path (width = size of its effect; orange positive, blue negative)</text>`
+    + `<text x="4" y="${height - 8}" fill="#555">dashed: possible by layer order, not measured \u00b7 box colour: effect of patching the component alone</text>`;
   return frame(width, height, spec.title, edges.join('') + nodes.join('') + key);
 }

@@ -74,11 +74,12 @@ export function render(root) {
     h('thead', {}, h('tr', {}, h('th', {}, 'strength'), h('th', {}, 'continuation'), h('th', {}, 'projection'))),
     h('tbody', {}, ...rows.map((r) => h('tr', { class: r.scale === null || r.scale === undefined ? 'baseline' : '' },
       h('th', {}, r.label), h('td.text', {}, h('span.prompt-echo', {}, d.prompt), r.completion), h('td', {}, fmt(r.projection)))))));
+  const measured = rows.filter((r) => Number.isFinite(r.projection)); // no projection without new tokens
   chart(out, {
     kind: 'bars',
     title: 'How far each continuation sits along the vector (projection)',
-    labels: rows.map((r) => r.label),
-    values: rows.map((r) => r.projection ?? 0),
+    labels: measured.map((r) => r.label),
+    values: measured.map((r) => r.projection),
     valueLabel: d.projection_measure || 'projection',
   }, { json: d });
 }
