@@ -1,0 +1,198 @@
+"""Second-moment statistics of MLP keys, ``C = E[k k^T]``: what ROME and MEMIT protect while editing.
+
+A key ``k`` is the input of a layer's MLP output projection (the ``blocks.L.mlp.post`` hook, one vector per
+token). ROME and MEMIT change the projection so that new keys map to new values while keys the model
+meets in ordinary text (whose spread ``C`` measures) change as little as possible.
+
+``C`` is estimated over a corpus from ``glasslab.data`` (streamed, packed into BOS-led sequences), BOS
+positions left out: an edit key is never a BOS, and BOS activations are outliers in many models. Several
+layers are measured in one pass. Each layer's result is cached in the store under
+``editing/<model key>/key-stats/<corpus, split, tokens, sequence length>/layer-<L>`` as
+``moment.safetensors`` (float64 ``C``) and ``stats.json``, written atomically, so a later edit reuses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ...data import batches, load_corpus, packed_sequences
+from ...data.corpus import Split
+from ...errors import InputError
+from ...model.model import Model
+from ...progress import progress
+from ...store import atomic_directory, store_path
+
+FORMAT = 1
+_MOMENT, _META = "moment.safetensors", "stats.json"
+
+
+@dataclass(frozen=True, eq=False)
+class KeyStats:
+    """``C = E[k k^T]`` of one layer's MLP keys over ``tokens`` corpus tokens (float64 ``[d_mlp, d_mlp]``)."""
+
+    model: str
+    key: str
+    layer: int
+    corpus: str
+    split: str | None
+    tokens: int
+    seq_len: int
+    moment: torch.Tensor
+    seconds: float  # time spent measuring (0 when read from the cache)
+    from_cache: bool
+    path: Path | None
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": "key_statistics",
+            "model": self.model,
+            "key": self.key,
+            "layer": self.layer,
+            "hook": f"blocks.{self.layer}.mlp.post",
+            "corpus": self.corpus,
+            "split": self.split,
+            "tokens": self.tokens,
+            "seq_len": self.seq_len,
+            "d_mlp": int(self.moment.shape[0]),
+            "trace": float(self.moment.trace()),
+            "seconds": self.seconds,
+            "from_cache": self.from_cache,
+            "path": str(self.path) if self.path else None,
+        }
+
+
+def stats_folder(model: Model, layer: int, corpus: str, split: Split, tokens: int, seq_len: int) -> Path:
+    """Where a layer's statistics live in the store (the corpus is named by a slug and a hash of its source)."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(corpus).name if corpus != "builtin" else corpus).strip("-")[:40]
+    digest = hashlib.sha256(corpus.encode()).hexdigest()[:8]
+    sample = f"{slug or 'corpus'}-{digest}-{split or 'all'}-{tokens}tok-{seq_len}"
+    return store_path("editing", model.key, "key-stats", sample, f"layer-{layer}")
+
+
+def key_statistics(
+    model: Model,
+    layers: int | Sequence[int],
+    *,
+    corpus: str = "builtin",
+    split: Split = "train",
+    tokens: int = 50_000,
+    seq_len: int = 128,
+    batch_size: int = 8,
+    cache: bool = True,
+) -> dict[int, KeyStats]:
+    """``C`` for each layer, from the store when cached, else measured in one streamed pass and stored.
+
+    ``tokens``: how many corpus tokens (BOS excluded) to average over; ``seq_len`` tokens per sequence.
+    ``cache=False`` measures afresh and stores nothing.
+    """
+    layer_list = sorted({int(layer) for layer in ([layers] if isinstance(layers, int) else layers)})
+    if not layer_list or any(not 0 <= layer < model.n_layers for layer in layer_list):
+        raise InputError(f"layers must be in 0..{model.n_layers - 1}, got {list(layers) if layers else 'none'}")
+    if tokens < 1 or batch_size < 1:
+        raise InputError("tokens and batch_size must be positive")
+    found: dict[int, KeyStats] = {}
+    if cache:
+        for layer in layer_list:
+            stats = _read(model, stats_folder(model, layer, corpus, split, tokens, seq_len))
+            if stats is not None:
+                found[layer] = stats
+    missing = [layer for layer in layer_list if layer not in found]
+    if missing:
+        measured = _measure(model, missing, corpus, split, tokens, seq_len, batch_size)
+        for layer, stats in measured.items():
+            found[layer] = _write(stats) if cache else stats
+    return {layer: found[layer] for layer in layer_list}
+
+
+def _measure(
+    model: Model, layers: list[int], corpus: str, split: Split, tokens: int, seq_len: int, batch_size: int
+) -> dict[int, KeyStats]:
+    started = time.perf_counter()
+    first = 1 if model.tokenizer.bos_token_id is not None else 0
+    per_sequence = seq_len - first
+    n_sequences = -(-tokens // per_sequence)
+    documents = load_corpus(corpus, split=split)
+    sequences = packed_sequences(model, documents, seq_len, limit=n_sequences)
+    hooks = {layer: f"blocks.{layer}.mlp.post" for layer in layers}
+    sums = {layer: torch.zeros(model.d_mlp, model.d_mlp, dtype=torch.float64) for layer in layers}
+    seen = 0
+    total = -(-n_sequences // batch_size)
+    for batch in progress(batches(sequences, batch_size), total=total, description="key statistics", unit="batch"):
+        run = model.run(batch, cache=list(hooks.values()), stop_at_layer=max(layers) + 1)
+        for layer, hook in hooks.items():
+            keys = run.cache[hook][:, first:].reshape(-1, model.d_mlp).double().cpu()
+            if not torch.isfinite(keys).all():
+                raise InputError(f"the MLP keys at layer {layer} hold NaN or infinity; load the model in float32")
+            sums[layer] += keys.T @ keys
+        seen += batch.shape[0] * per_sequence
+    if seen < tokens:
+        raise InputError(
+            f"the corpus '{corpus}' gave only {seen} tokens but {tokens} were asked for; ask for fewer or use a "
+            "bigger corpus"
+        )
+    seconds = time.perf_counter() - started
+    return {
+        layer: KeyStats(
+            model=model.name,
+            key=model.key,
+            layer=layer,
+            corpus=corpus,
+            split=split,
+            tokens=seen,
+            seq_len=seq_len,
+            moment=sums[layer] / seen,
+            seconds=seconds,
+            from_cache=False,
+            path=stats_folder(model, layer, corpus, split, tokens, seq_len),
+        )
+        for layer in layers
+    }
+
+
+def _write(stats: KeyStats) -> KeyStats:
+    assert stats.path is not None
+    with atomic_directory(stats.path) as tmp:
+        save_file({"moment": stats.moment.contiguous()}, str(tmp / _MOMENT))
+        meta = {k: v for k, v in stats.to_dict().items() if k not in ("path", "from_cache")} | {"format": FORMAT}
+        (tmp / _META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    return stats
+
+
+def _read(model: Model, folder: Path) -> KeyStats | None:
+    """The cached statistics, or None when absent; an unreadable cache is measured again."""
+    if not (folder / _META).exists() or not (folder / _MOMENT).exists():
+        return None
+    try:
+        meta = json.loads((folder / _META).read_text(encoding="utf-8"))
+        moment = load_file(str(folder / _MOMENT))["moment"]
+        if meta.get("format") != FORMAT or meta.get("key") != model.key:
+            return None
+        if moment.shape != (model.d_mlp, model.d_mlp) or moment.dtype != torch.float64:
+            return None
+        if not torch.isfinite(moment).all():
+            return None
+        return KeyStats(
+            model=model.name,
+            key=model.key,
+            layer=int(meta["layer"]),
+            corpus=str(meta["corpus"]),
+            split=meta.get("split"),
+            tokens=int(meta["tokens"]),
+            seq_len=int(meta["seq_len"]),
+            moment=moment,
+            seconds=0.0,
+            from_cache=True,
+            path=folder,
+        )
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError):
+        return None
