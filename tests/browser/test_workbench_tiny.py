@@ -127,6 +127,9 @@ def test_ablation_patching_steering_circuit(page, tiny_server):
     api = tiny_server.post("ablate", body)
     result = page.page.inner_text("#panel .ablation-result")
     assert f"clean {pct(api['clean'])} \u2192 ablated {pct(api['ablated'])}" in result
+    table = page.page.inner_text("#panel table.compare")  # the top predictions before and after
+    for clean, ablated in zip(api["predictions"]["clean"], api["predictions"]["ablated"], strict=True):
+        assert pct(clean["probability"]) in table and pct(ablated["probability"]) in table
     page.page.select_option("#ablate-metric", "logit")
     page.page.click("text=Ablate selected heads")
     page.wait_text("#panel .ablation-result", "logit")

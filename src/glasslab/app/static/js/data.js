@@ -12,6 +12,8 @@ export const Q = {
     : { prompt: state.prompt, layer, head, query_position: p, top_k: 5 }],
   // One position per call: its column of the layers x positions map and its candidates (decoding the whole
   // vocabulary at every layer is the costly part, so columns are fetched one by one, nearest first).
+  // Every head's pattern in one answer (the server sends them for prompts up to 64 tokens).
+  attentionAll: (p) => ['attention', { prompt: state.prompt, query_position: p, top_k: 5, all_patterns: true }],
   lensAt: (p) => ['logit-lens', { prompt: state.prompt, k: 5, positions: [p], candidate_position: p }],
   dla: (p) => ['dla', { prompt: state.prompt, position: p, top_neurons: 0 }], // neurons have their own panel
   neurons: (p, target) => ['neurons', { prompt: state.prompt, position: p, top: 10, target }],

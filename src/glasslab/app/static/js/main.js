@@ -106,11 +106,9 @@ async function loadModelInfo() {
   $('model-name').textContent = m.name;
   $('model-name').title = `${m.name}: ${m.n_layers} layers, ${m.n_heads} heads per layer, d_model ${m.d_model}, vocabulary ${m.vocab_size}; loaded from ${m.source}`;
   try {
-    const spec = await request('GET', '/api/openapi.json');
-    const paths = Object.keys(spec.paths || {});
-    sae.available = paths.includes('/api/sae-features');
+    sae.list = (await request('GET', '/api/saes')).saes || [];
   } catch {
-    sae.available = false;
+    sae.list = []; // a server without SAE endpoints: the panel says none is available
   }
 }
 

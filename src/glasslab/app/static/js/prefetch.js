@@ -1,6 +1,7 @@
 // After the first analysis, fetch in the background what other tokens and heads will need, one request at a
 // time and only while nothing else is waiting, so that clicking around later needs no request at all.
 // Every item decodes from the server's cached forward pass of the prompt (no new model run).
+// Attention: every head's pattern in one request, so clicking any head is drawn from memory.
 
 import { network } from './api.js';
 import { Q, fetchQ, get, lensWindow } from './data.js';
@@ -25,11 +26,7 @@ export async function prefetch() {
   const queue = [];
   const ov = get(Q.overview())?.attention;
   if (n <= PREFETCH_MAX_TOKENS) {
-    if (ov) {
-      for (let layer = 0; layer < ov.n_layers; layer++) {
-        for (let head = 0; head < ov.n_heads; head++) if (!patternOf(layer, head)) queue.push(Q.attention(n - 1, layer, head));
-      }
-    }
+    if (ov && !patternOf(ov.n_layers - 1, ov.n_heads - 1)) queue.push(Q.attentionAll(n - 1));
     for (let p = n - 2; p >= 0; p--) queue.push(Q.predict(p), Q.dla(p));
   }
   // The logit lens decodes the whole vocabulary at every layer: the costliest, so last, nearest the end first.

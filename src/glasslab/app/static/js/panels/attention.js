@@ -39,7 +39,9 @@ export function selectedHead() {
 }
 
 function fetchPattern(layer, head) {
-  return fetchQ(Q.attention(position(), layer, head)).then(learnPatterns);
+  const n = state.tokens.length;
+  const q = n <= 64 ? Q.attentionAll(n - 1) : Q.attention(position(), layer, head); // all heads at once when allowed
+  return fetchQ(q).then(learnPatterns);
 }
 
 export function render(root) {

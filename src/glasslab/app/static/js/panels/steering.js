@@ -1,11 +1,12 @@
 // Steering: a vector from contrastive pairs added at one layer, baseline vs steered for several strengths.
 
-import { fmt, h } from '../dom.js';
+import { fmt, h, showToken } from '../dom.js';
 import { cached, job } from '../api.js';
 import { chart } from '../chart.js';
 import { CONTROLS } from '../explain.js';
 import { setting, setSetting, state } from '../store.js';
 import { action, field, frame, progressText } from './common.js';
+import { chosenSae, saePicker } from './sae.js';
 
 const DEFAULT_PAIRS = 'I love this, it is wonderful | I hate this, it is terrible\nWhat a great day | What an awful day';
 
@@ -55,8 +56,8 @@ export function render(root) {
     action('Steer', 'Build the vector from the pairs and continue the prompt at every strength, side by side', async (say) => {
       await job('steer', steerBody(), (j) => say(`Steering: ${progressText(j)}`));
     }, out)));
-  el.append(h('p.muted.no-report', {}, 'Feature clamps (setting a sparse-autoencoder feature to a value) appear here once the server offers SAEs for this model.'));
   el.append(out);
+  clamps(el);
   let body;
   try {
     body = steerBody();
@@ -82,4 +83,50 @@ export function render(root) {
     values: measured.map((r) => r.projection),
     valueLabel: d.projection_measure || 'projection',
   }, { json: d });
+}
+
+function clampBody() {
+  const features = setting('steering', 'features', '').split(',').map((x) => x.trim()).filter(Boolean).map(Number);
+  if (!features.length || features.some((f) => !Number.isInteger(f) || f < 0)) throw new Error('Features: feature numbers separated by commas, e.g. 3, 17.');
+  return {
+    prompt: state.prompt, sae: chosenSae(), features, mode: 'value',
+    amounts: parseScales(setting('steering', 'amounts', '0, 5, 10')), max_new_tokens: Number(setting('steering', 'tokens', 12)),
+  };
+}
+
+/** Feature clamps: set SAE features to fixed values while the model writes, one row per value. */
+function clamps(el) {
+  const box = h('section.clamps');
+  el.append(box);
+  box.append(h('h3', {}, 'Feature clamps (sparse autoencoder)'));
+  if (!chosenSae()) {
+    box.append(h('p.muted', {}, 'Feature clamps need a sparse autoencoder on this machine for the loaded model; none is available yet (see the SAE features panel).'));
+    return;
+  }
+  const bind = (name, c) => {
+    c.addEventListener('input', () => setSetting('steering', name, c.value));
+    return c;
+  };
+  const features = bind('features', h('input', { id: 'clamp-features', type: 'text', value: setting('steering', 'features', ''), placeholder: 'e.g. 3, 17' }));
+  const amounts = bind('amounts', h('input', { id: 'clamp-amounts', type: 'text', value: setting('steering', 'amounts', '0, 5, 10') }));
+  const out = h('div.results');
+  box.append(h('div.controls.no-report', {}, saePicker('clamp'),
+    field('Features', features, 'SAE feature numbers to clamp (from the SAE features panel), separated by commas'),
+    field('Values', amounts, 'The values to clamp the features to, one continuation each; 0 switches them off'),
+    action('Clamp features', 'Continue the prompt with the features held at each value, beside the unclamped text', async (say) => {
+      await job('sae-clamp', clampBody(), (j) => say(`Clamping: ${progressText(j)}`));
+    }, out)), out);
+  let body;
+  try {
+    body = clampBody();
+  } catch {
+    return;
+  }
+  const d = cached('sae-clamp', body);
+  if (!d) return;
+  out.append(h('table.compare.clamp-table', {}, h('caption', {}, `Features ${d.features.join(', ')} of ${d.sae} clamped to each value`),
+    h('thead', {}, h('tr', {}, h('th', {}, 'value'), h('th', {}, 'continuation'), h('th', {}, 'next token'), h('th', {}, 'KL to baseline'))),
+    h('tbody', {},
+      h('tr.baseline', {}, h('th', {}, 'baseline (no clamp)'), h('td.text', {}, h('span.prompt-echo', {}, d.prompt), d.baseline), h('td', {}, showToken(d.baseline_top)), h('td', {}, '0')),
+      ...d.rows.map((r) => h('tr', {}, h('th', {}, `value ${r.amount}`), h('td.text', {}, h('span.prompt-echo', {}, d.prompt), r.completion), h('td', {}, showToken(r.next_top)), h('td', {}, fmt(r.kl)))))));
 }
