@@ -145,9 +145,10 @@ def test_busy_model_and_too_many_jobs(tmp_path):
         busy = c.post("/api/predict", json={"prompt": "the cat"})
         assert busy.status_code == 503 and busy.headers["retry-after"] == "2"
         assert "busy with a test holding the model" in busy.json()["error"]
-        queued = [c.post("/api/jobs", json={"kind": "tokens", "params": {"prompt": "the cat"}}) for _ in range(8)]
+        assert c.post("/api/tokens", json={"prompt": "the cat"}).json()["n_tokens"] == 3  # never waits
+        queued = [c.post("/api/jobs", json={"kind": "predict", "params": {"prompt": "the cat"}}) for _ in range(8)]
         assert all(r.status_code == 202 for r in queued)
-        refused = c.post("/api/jobs", json={"kind": "tokens", "params": {"prompt": "the cat"}})
+        refused = c.post("/api/jobs", json={"kind": "predict", "params": {"prompt": "the cat"}})
         assert refused.status_code == 429
         for r in queued[:4]:
             c.post(f"/api/jobs/{r.json()['id']}/cancel")

@@ -16,7 +16,7 @@ from ..methods.neurons import top_neurons
 from ..methods.overview import OVERVIEW_HOOKS, Overview
 from ..methods.predict import predict
 from ..model.run import Run
-from .ops import Ctx, Operation
+from .ops import Ctx, Limits, Operation
 from .schemas import (
     MAX_ALL_PATTERNS,
     AttentionBody,
@@ -29,6 +29,7 @@ from .schemas import (
     PredictBody,
     TokensBody,
 )
+from .state import ModelState
 
 SHARED_HOOKS = sorted({*OVERVIEW_HOOKS, *attribution_hooks(neurons=True)})
 
@@ -40,15 +41,27 @@ def shared_run(ctx: Ctx, prompt: str) -> Run:
     return ctx.state.cached_run(("shared", prompt), lambda: ctx.model.run(prompt, cache=SHARED_HOOKS, logits=False))
 
 
-def tokens(ctx: Ctx, body: TokensBody) -> dict:
-    n = ctx.prompt(body.prompt)
-    ids = ctx.model.tokenize(body.prompt).input_ids[0, :n].tolist()
+def tokens(state: ModelState, limits: Limits, body: TokensBody) -> dict:
+    """The token strip, from the state's own tokenizer copy: it never waits behind model work. Same rule as
+    Model.tokenize: BOS first when the tokenizer has one."""
+    loaded = state.loaded
+    with state.tokenizer_lock:
+        ids = loaded.tokenizer(body.prompt, add_special_tokens=False)["input_ids"]
+        bos = loaded.tokenizer.bos_token_id
+        ids = [bos, *ids] if bos is not None else ids
+        texts = [loaded.tokenizer.decode([t]) for t in ids]
+    model = loaded.model
+    if len(ids) > limits.max_prompt_tokens or (model.context_length and len(ids) > model.context_length):
+        most = min(limits.max_prompt_tokens, model.context_length or limits.max_prompt_tokens)
+        raise InputError(f"prompt is {len(ids)} tokens; at most {most} are read here: shorten it")
     return {
         "kind": "tokens",
-        "model": ctx.model.name,
+        "model": model.name,
         "prompt": body.prompt,
-        "n_tokens": n,
-        "tokens": [{"position": i, "token": ctx.model.tokenizer.decode([t]), "token_id": t} for i, t in enumerate(ids)],
+        "n_tokens": len(ids),
+        "tokens": [
+            {"position": i, "token": text, "token_id": t} for i, (t, text) in enumerate(zip(ids, texts, strict=True))
+        ],
     }
 
 
@@ -175,7 +188,14 @@ def _seeded(body: GenerateBody) -> bool:
 
 
 OPERATIONS = [
-    Operation("tokens", TokensBody, tokens, "The prompt's tokens (BOS first) with their ids.", "analysis"),
+    Operation(
+        "tokens",
+        TokensBody,
+        lambda ctx, body: tokens(ctx.state, ctx.limits, body),
+        "The prompt's tokens (BOS first) with their ids.",
+        "analysis",
+        tokenizer_only=tokens,
+    ),
     Operation(
         "overview",
         OverviewBody,

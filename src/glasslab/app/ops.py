@@ -97,6 +97,7 @@ class Operation:
     tag: str
     long: bool = False  # may take many seconds: the front-end should run it as a job
     deterministic: Callable[[Body], bool] = lambda body: True  # False: never served from the cache
+    tokenizer_only: Callable[[ModelState, Limits, Body], dict] | None = None  # answers without the model lock
 
 
 def execute(services: Services, op: Operation, body: Body, job: Job | None = None) -> dict:
@@ -106,6 +107,8 @@ def execute(services: Services, op: Operation, body: Body, job: Job | None = Non
     use_cache = services.cache_results and op.deterministic(body)
     if use_cache and (hit := state.result(key)) is not None:
         return hit
+    if op.tokenizer_only is not None:
+        return op.tokenizer_only(state, services.limits, body)
     cancel = job.cancel if job is not None else threading.Event()
 
     def tick() -> None:

@@ -9,11 +9,14 @@ keeps answering) and swaps it in under the lock, so no request ever sees half of
 from __future__ import annotations
 
 import contextlib
+import copy
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+
+from transformers import PreTrainedTokenizerBase
 
 from ..errors import GlasslabError
 from ..model.model import Model
@@ -33,6 +36,11 @@ class Loaded:
     model: Model
     source: str  # what it was loaded from, as the client named it ("default", a hub id, a path)
     generation: int  # bumps on every switch; keys the caches
+    tokenizer: PreTrainedTokenizerBase | None = None  # a private copy: tokenizing never waits for the model
+
+    def __post_init__(self) -> None:
+        if self.tokenizer is None:
+            self.tokenizer = copy.deepcopy(self.model.tokenizer)
 
 
 class ModelState:
@@ -42,6 +50,7 @@ class ModelState:
         self, model: Model, source: str, *, wait_s: float = 60.0, cached_runs: int = 2, cached_results: int = 64
     ):
         self.lock = threading.Lock()
+        self.tokenizer_lock = threading.Lock()  # for the copy: fast tokenizers refuse concurrent use
         self.wait_s = wait_s
         self.loaded = Loaded(model, source, 0)
         self.holder = ""  # what holds the lock now (for the busy message)
