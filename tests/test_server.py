@@ -172,10 +172,13 @@ def test_reselecting_reuses_the_forward_pass(model, tmp_path):
         assert len(calls) == 1
         other = c.post("/api/overview", json={"prompt": PROMPT, "position": 3}).json()
         c.post("/api/attention", json={"prompt": PROMPT, "layer": 2, "head": 1})
-        c.post("/api/dla", json={"prompt": PROMPT, "position": 4})
+        c.post("/api/dla", json={"prompt": PROMPT, "position": 4, "top_neurons": 0})
         c.post("/api/logit-lens", json={"prompt": PROMPT, "positions": [1, 2]})
         assert len(calls) == 1
         assert c.post("/api/overview", json={"prompt": PROMPT}).json() == first  # the cached answer
+        c.post("/api/dla", json={"prompt": PROMPT, "position": 4})  # top neurons need the MLPs: one more pass
+        c.post("/api/attention", json={"prompt": PROMPT, "layer": 0, "head": 0})  # which serves the rest too
+        assert len(calls) == 2
         assert other["prediction"]["position"] == 3
     finally:
         handle.remove()

@@ -31,14 +31,19 @@ from .schemas import (
 )
 from .state import ModelState
 
-SHARED_HOOKS = sorted({*OVERVIEW_HOOKS, *attribution_hooks(neurons=True)})
+NEURON_HOOKS = sorted({*OVERVIEW_HOOKS, *attribution_hooks(neurons=True)})
 
 
-def shared_run(ctx: Ctx, prompt: str) -> Run:
+def shared_run(ctx: Ctx, prompt: str, *, neurons: bool = False) -> Run:
     """One forward pass of ``prompt`` caching what the overview, attention and DLA panels read (no logits:
-    rows are decoded from ``ln_final`` on demand and memoised on the run)."""
+    rows are decoded from ``ln_final`` on demand and memoised on the run). ``neurons``: also every MLP's
+    neurons (for DLA's top neurons); a run with them serves the plain requests too."""
     ctx.prompt(prompt)
-    return ctx.state.cached_run(("shared", prompt), lambda: ctx.model.run(prompt, cache=SHARED_HOOKS, logits=False))
+    with_neurons = ctx.state.peek_run(("shared+neurons", prompt))
+    if with_neurons is not None:
+        return with_neurons
+    hooks, key = (NEURON_HOOKS, "shared+neurons") if neurons else (OVERVIEW_HOOKS, "shared")
+    return ctx.state.cached_run((key, prompt), lambda: ctx.model.run(prompt, cache=hooks, logits=False))
 
 
 def tokens(state: ModelState, limits: Limits, body: TokensBody) -> dict:
@@ -147,7 +152,7 @@ def logit_lens_op(ctx: Ctx, body: LogitLensBody) -> dict:
 
 
 def dla_op(ctx: Ctx, body: DlaBody) -> dict:
-    run = shared_run(ctx, body.prompt)
+    run = shared_run(ctx, body.prompt, neurons=body.top_neurons > 0)
     target = body.target
     if target is None:
         target = predict(ctx.model, body.prompt, k=1, position=body.position, run=run).top[0].token_id

@@ -102,6 +102,11 @@ class ModelState:
                 self._runs.popitem(last=False)
         return run
 
+    def peek_run(self, key: tuple) -> Run | None:
+        """The run stored under ``key`` for the current model, if any (nothing is computed)."""
+        with self._cache_lock:
+            return self._runs.get((self.loaded.generation, *key))
+
     def result(self, key: tuple) -> dict | None:
         with self._cache_lock:
             full = (self.loaded.generation, *key)
