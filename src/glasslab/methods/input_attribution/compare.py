@@ -19,7 +19,7 @@ from ...errors import InputError
 from ...model.model import Model
 from ...views.figures import Bars, Figure, Heatmap
 from ...views.html import figure_html
-from .faithfulness import LEVELS, MAX_POINTS, Faithfulness, mean_of, measure
+from .faithfulness import LEVELS, MAX_POINTS, Faithfulness, evaluate_all, mean_of, measure
 from .prepared import prepare
 from .registry import Options, method_names, run_method
 from .result import InputAttribution
@@ -166,7 +166,7 @@ def compare_attributions(
     window: int = 1,
     levels: Sequence[float] = LEVELS,
     max_points: int = MAX_POINTS,
-    random_orders: int = 4,
+    random_orders: int = 2,
     batch_size: int | None = None,
 ) -> AttributionComparison:
     """Run ``methods`` (names, aliases, comma-separated text or ``"all"``) on one prompt and rank them by
@@ -179,20 +179,13 @@ def compare_attributions(
     prep = prepare(model, prompt, target=target, versus=versus, kind=kind, baseline=baseline, batch_size=batch_size)
     options = Options(steps, rule, budget, seed, window)
     attributions = [run_method(prep, name, options) for name in names]
-    scored = [
-        (a, measure(prep, torch.tensor(a.scores, dtype=torch.float64), levels=levels, max_points=max_points))
-        for a in attributions
-    ]
     rng = np.random.default_rng(seed)
-    randoms = [
-        measure(
-            prep,
-            torch.tensor(rng.permutation(prep.n_players), dtype=torch.float64),
-            levels=levels,
-            max_points=max_points,
-        )
-        for _ in range(random_orders)
-    ]
+    rankings = [torch.tensor(a.scores, dtype=torch.float64) for a in attributions]
+    rankings += [torch.tensor(rng.permutation(prep.n_players), dtype=torch.float64) for _ in range(random_orders)]
+    evaluate_all(prep, rankings, levels=levels, max_points=max_points)  # every curve point in full batches
+    measured = [measure(prep, scores, levels=levels, max_points=max_points) for scores in rankings]
+    scored = list(zip(attributions, measured[: len(attributions)], strict=True))
+    randoms = measured[len(attributions) :]
     order = sorted(range(len(scored)), key=lambda i: (-scored[i][1].score, i))
     return AttributionComparison(
         model=model.name,

@@ -83,10 +83,10 @@ def level_count(players: int, level: float) -> int:
     return min(players, max(1, math.ceil(level * players - 1e-9)))
 
 
-def measure(
-    prep: Prepared, scores: torch.Tensor, *, levels: Sequence[float] = LEVELS, max_points: int = MAX_POINTS
-) -> Faithfulness:
-    """Deletion/insertion curves, their AUCs and ERASER scores for the order given by ``scores``."""
+def curve_masks(
+    prep: Prepared, scores: torch.Tensor, levels: Sequence[float], max_points: int
+) -> tuple[list[int], list[int], torch.Tensor]:
+    """(ranked player indices, counts k, [2 * points, players] kept-token masks: deletion rows then insertion)."""
     m = prep.n_players
     if scores.shape != (m,):
         raise InputError(f"expected {m} scores (one per attributed token), got shape {tuple(scores.shape)}")
@@ -99,7 +99,28 @@ def measure(
     rank[ranked] = torch.arange(m)
     counts = curve_counts(m, levels, max_points)
     firsts = rank[None, :] < torch.tensor(counts)[:, None]  # [points, m]: the first k tokens
-    values = prep.coalition_values(torch.cat([~firsts, firsts]))
+    return ranked, counts, torch.cat([~firsts, firsts])
+
+
+def evaluate_all(
+    prep: Prepared,
+    all_scores: Sequence[torch.Tensor],
+    *,
+    levels: Sequence[float] = LEVELS,
+    max_points: int = MAX_POINTS,
+) -> None:
+    """Evaluate the curves of several rankings in one batched sweep (``measure`` then reads the cache)."""
+    masks = [curve_masks(prep, scores, levels, max_points)[2] for scores in all_scores]
+    prep.coalition_values(torch.cat(masks))
+
+
+def measure(
+    prep: Prepared, scores: torch.Tensor, *, levels: Sequence[float] = LEVELS, max_points: int = MAX_POINTS
+) -> Faithfulness:
+    """Deletion/insertion curves, their AUCs and ERASER scores for the order given by ``scores``."""
+    m = prep.n_players
+    ranked, counts, masks = curve_masks(prep, scores, levels, max_points)
+    values = prep.coalition_values(masks)
     deletion, insertion = values[: len(counts)], values[len(counts) :]
     fractions = np.array(counts) / m
     deletion_auc = float(np.trapezoid(deletion.numpy(), fractions))
