@@ -233,7 +233,9 @@ def test_real_model_reads_and_loses_grammatical_number(default_model):
     for layer in result.layers:
         assert layer.accuracy > result.majority + 0.3  # held-out nouns
         assert layer.control_accuracy <= layer.seen_accuracy + 0.02
-    erased = erase(default_model, data, layer=4, n_folds=4, downstream=[8], neutral_texts=NEUTRAL_TEXTS[:4])
+    erased = erase(
+        default_model, data, layer=4, n_folds=4, downstream=[8], neutral_texts=NEUTRAL_TEXTS[:4], activations=acts
+    )
     assert erased.accuracy_before > erased.majority + 0.3
     assert abs(erased.accuracy_after - erased.majority) < 0.12
     assert erased.cross_covariance_after < 1e-6 * erased.cross_covariance_before

@@ -27,7 +27,7 @@ from ...interventions.selection import as_list
 from ...model.hooks import ApplyContext, Layout
 from ...model.model import Model
 from ..metrics import make_metric
-from .activations import harvest, probe_hooks
+from .activations import Activations, harvest, probe_hooks
 from .datasets import ProbeDataset, load_probe_dataset
 from .leace import Leace, cross_covariance, fit_leace
 from .probe import class_indices
@@ -156,12 +156,14 @@ def erase(
     downstream: bool | Sequence[int] = True,
     neutral_texts: Sequence[str] | None = NEUTRAL_TEXTS,
     batch_size: int = 32,
+    activations: Activations | None = None,
 ) -> Erasure:
     """Fit a LEACE eraser at ``hook`` and measure it: probe accuracy before/after, later layers, neutral loss.
 
     ``downstream``: True scores the residual stream after every later block with the eraser in the forward
     pass, a list of layers picks them, False skips it. ``neutral_texts``: texts for the loss check (None
-    skips it). The fitted intervention is ``result.eraser``.
+    skips it). ``activations`` (from ``harvest``, clean) are reused when they hold the hook and the later layers.
+    The fitted intervention is ``result.eraser``.
     """
     data = load_probe_dataset(dataset)
     make_probe(probe, strength)
@@ -171,7 +173,11 @@ def erase(
         later = probe_hooks(model, "resid_post", list(downstream))
         if any(model.hooks().index(h) <= model.hooks().index(hook) for h in later):
             raise InputError(f"downstream layers must come after {hook}")
-    acts = harvest(model, data, [hook, *later], batch_size=batch_size)
+    needed = [hook, *later]
+    if activations is not None and all(h in activations.values for h in needed):
+        acts = activations
+    else:
+        acts = harvest(model, data, needed, batch_size=batch_size)
     labels = class_indices(data)
     groups = acts.examples.groups
     folds = make_folds(labels, groups if len(set(groups)) < len(groups) else None, n_folds, seed)
