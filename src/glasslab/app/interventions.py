@@ -33,10 +33,15 @@ VECTOR_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 router = APIRouter(prefix="/api", tags=["interventions"])
 
 
+def predict_at(ctx: Ctx, prompt: str, position: int, k: int):
+    """``predict`` decoding only ``position`` (the full unembedding of every position costs far more)."""
+    run = ctx.model.run(prompt, cache=["ln_final"], logits=False)
+    return predict(ctx.model, prompt, k=k, position=position, run=run)
+
+
 def top_token(ctx: Ctx, prompt: str, position: int) -> int:
     """The model's top prediction at ``position``: the default target of the causal methods."""
-    run = ctx.model.run(prompt, cache=["ln_final"], logits=False)
-    return predict(ctx.model, prompt, k=1, position=position, run=run).top[0].token_id
+    return predict_at(ctx, prompt, position, 1).top[0].token_id
 
 
 def targets(ctx: Ctx, body, clean: str, corrupted: str | None = None, position: int = -1) -> tuple:
@@ -95,9 +100,9 @@ def ablate_op(ctx: Ctx, body: AblateBody) -> dict:
     ).to_dict()
     if body.how == "zero":  # the prediction change, for the panel (mean/resample: the metric only)
         k = body.predictions_k
-        clean = predict(ctx.model, body.prompt, k=k, position=body.position)
+        clean = predict_at(ctx, body.prompt, body.position, k)
         with ctx.model.intervene(*zero_ablations(body)):
-            ablated = predict(ctx.model, body.prompt, k=k, position=body.position)
+            ablated = predict_at(ctx, body.prompt, body.position, k)
         result["predictions"] = {"clean": top_tokens(clean), "ablated": top_tokens(ablated)}
     return result
 
