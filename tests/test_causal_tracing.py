@@ -43,9 +43,10 @@ def test_restoring_the_last_layer_output_at_the_last_position_is_the_clean_run()
 
 def test_trace_is_seeded_and_independent_of_batching():
     model = tiny_model("gemma3")
-    first = causal_trace(model, PROMPT, SUBJECT, samples=2, seed=3)
-    again = causal_trace(model, PROMPT, SUBJECT, samples=2, seed=3, batch_size=7)
-    other = causal_trace(model, PROMPT, SUBJECT, samples=2, seed=4)
+    options = dict(samples=2, kinds=["mlp", "attn"])
+    first = causal_trace(model, PROMPT, SUBJECT, seed=3, **options)
+    again = causal_trace(model, PROMPT, SUBJECT, seed=3, batch_size=13, **options)
+    other = causal_trace(model, PROMPT, SUBJECT, seed=4, **options)
     assert again.forward_passes > first.forward_passes
     for kind in first.kinds:
         assert torch.allclose(torch.tensor(first.scores[kind]), torch.tensor(again.scores[kind]), atol=1e-6)

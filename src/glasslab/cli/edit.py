@@ -199,4 +199,6 @@ def _fact(model, subject, prompt, target, target_true, paraphrases, neighbours):
     if target_true is None:
         run = model.run(prompt.format(subject))
         target_true = model.tokenizer.decode([int(run.last_logits()[0].argmax())])
+        if not target_true.strip():
+            raise InputError(f"the model's top prediction {target_true!r} is blank; give the answer with --target-true")
     return Fact(subject, prompt, target_true, target, tuple(paraphrases), tuple(neighbours))

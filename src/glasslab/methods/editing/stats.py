@@ -86,15 +86,17 @@ def key_statistics(
     corpus: str = "builtin",
     split: Split = "train",
     tokens: int = 50_000,
-    seq_len: int = 128,
+    seq_len: int | None = None,
     batch_size: int = 8,
     cache: bool = True,
 ) -> dict[int, KeyStats]:
     """``C`` for each layer, from the store when cached, else measured in one streamed pass and stored.
 
-    ``tokens``: how many corpus tokens (BOS excluded) to average over; ``seq_len`` tokens per sequence.
-    ``cache=False`` measures afresh and stores nothing.
+    ``tokens``: how many corpus tokens (BOS excluded) to average over; ``seq_len`` tokens per sequence
+    (default 128, or the context window if shorter). ``cache=False`` measures afresh and stores nothing.
     """
+    if seq_len is None:
+        seq_len = min(128, model.context_length or 128)
     layer_list = sorted({int(layer) for layer in ([layers] if isinstance(layers, int) else layers)})
     if not layer_list or any(not 0 <= layer < model.n_layers for layer in layer_list):
         raise InputError(f"layers must be in 0..{model.n_layers - 1}, got {list(layers) if layers else 'none'}")
