@@ -104,3 +104,16 @@ def test_serve_refuses_a_port_in_use_and_a_short_token():
     assert result.exit_code == 2 and "choose another --port" in result.output
     result = runner.invoke(cli, ["serve", "--token", "short", "--no-browser"])
     assert result.exit_code == 2 and "at least 8" in result.output
+
+
+def test_bound_to_every_interface_the_token_guards(tmp_path):
+    token = "another-secret-token"
+    app = create_app(tiny_model("gpt2"), token=token, hosts=["0.0.0.0"], experiments_db=tmp_path / "e.sqlite")
+    c = TestClient(app, base_url="http://192.168.1.5:8765")
+    assert c.get("/api/model").status_code == 401
+    assert c.get("/api/model", headers={"x-glasslab-token": token}).status_code == 200
+    cross = {"x-glasslab-token": token, "origin": "http://evil.example"}
+    assert c.post("/api/tokens", json=BODY, headers=cross).status_code == 403
+    # Without a token a wildcard bind does not open the Host check.
+    open_app = create_app(tiny_model("gpt2"), hosts=["0.0.0.0"], experiments_db=tmp_path / "f.sqlite")
+    assert TestClient(open_app, base_url="http://192.168.1.5:8765").get("/api/model").status_code == 403

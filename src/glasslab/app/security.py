@@ -21,6 +21,7 @@ from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, urlsplit
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+WILDCARDS = {"0.0.0.0", "::"}
 COOKIE = "glasslab_token"
 
 
@@ -50,7 +51,11 @@ class Guard:
 
     def __init__(self, app, *, hosts: Iterable[str] = (), token: str | None = None, max_body: int = 16 * 1024 * 1024):
         self.app = app
-        self.hosts = {h.lower().strip("[]") for h in (*LOOPBACK_NAMES, *hosts)}
+        hosts = {h.lower().strip("[]") for h in (*LOOPBACK_NAMES, *hosts)}
+        # Bound to every interface, the server's own names are not known; the token (required then) guards
+        # instead: a rebinding page has neither the token nor the cookie, which belongs to the real host name.
+        self.any_host = token is not None and bool(hosts & WILDCARDS)
+        self.hosts = hosts
         self.token = token
         self.max_body = max_body
 
@@ -59,7 +64,7 @@ class Guard:
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         host = headers.get("host", "")
-        if _host_name(host) not in self.hosts:
+        if not self.any_host and _host_name(host) not in self.hosts:
             return await _refuse(send, 403, f"refused: Host '{host}' is not this server's own (DNS rebinding guard)")
         origin = headers.get("origin")
         if origin is not None and urlsplit(origin).netloc.lower() != host.lower():
