@@ -13,9 +13,34 @@ from .methods.ablation import Ablation, AblationSweep, MeanActivations, ablate, 
 from .methods.attention import Attention, attention
 from .methods.attribution_patching import AttributionPatching, attribution_patching
 from .methods.circuit import Circuit, build_circuit, circuit
+from .methods.compare import (
+    Alignment,
+    Composition,
+    FeatureInfluence,
+    GenerationComparison,
+    ModelComparison,
+    PromptComparison,
+    SideEffects,
+    align,
+    compare_generations,
+    compare_models,
+    compare_prompts,
+    feature_influence,
+    head_composition,
+    side_effects,
+)
 from .methods.dla import LogitAttribution, logit_attribution
 from .methods.head_roles import HeadRoles, head_roles
 from .methods.info import ModelInfo, info
+from .methods.input_attribution import (
+    AttributionComparison,
+    Faithfulness,
+    InputAttribution,
+    RankedMethod,
+    attribute,
+    compare_attributions,
+    faithfulness,
+)
 from .methods.logit_lens import LogitLens, logit_lens
 from .methods.neuron_clamp import NeuronClamp, clamp_neurons
 from .methods.neurons import NeuronProfile, NeuronsAtPosition, neuron_profile, top_neurons
@@ -23,35 +48,69 @@ from .methods.overview import Overview, overview
 from .methods.patching import ActivationPatching, activation_patching
 from .methods.path_patching import PathPatching, path_patching
 from .methods.predict import Prediction, predict
+from .methods.probing import (
+    ConceptEraser,
+    Erasure,
+    LayerProbe,
+    ProbeDataset,
+    Probing,
+    erase,
+    fit_eraser,
+    load_probe_dataset,
+    probe,
+    probe_vector,
+)
 from .methods.resid_stats import ResidNorms, resid_norms
 from .methods.steering import Steering, SteeringVector, load_steering_vector, make_steering_vector, steer
 from .methods.tuned_lens import LensKL, TunedLens, lens_kl, load_tuned_lens, train_tuned_lens
 from .model import ActivationCache, Generation, Model, Run, load
+from .sae import SAE, FeatureEdit, SAESplice, available_saes, load_sae
+from .sae.clamp import FeatureClamp, FeatureClampSweep, clamp_features, clamp_sweep
+from .sae.dashboard import FeatureDashboard, feature_dashboard, feature_dashboards
+from .sae.encode import FeatureActivations, FeatureTrace, feature_activations, sae_features
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "SAE",
     "Ablate",
     "Ablation",
     "AblationSweep",
     "ActivationCache",
     "ActivationPatching",
     "Add",
+    "Alignment",
     "Attention",
+    "AttributionComparison",
     "AttributionPatching",
     "Circuit",
     "Clamp",
+    "Composition",
+    "ConceptEraser",
+    "Erasure",
+    "Faithfulness",
+    "FeatureActivations",
+    "FeatureClamp",
+    "FeatureClampSweep",
+    "FeatureDashboard",
+    "FeatureEdit",
+    "FeatureInfluence",
+    "FeatureTrace",
     "Generation",
+    "GenerationComparison",
     "GlasslabError",
     "HeadRoles",
     "HookNameError",
+    "InputAttribution",
     "InputError",
     "Intervention",
+    "LayerProbe",
     "LensKL",
     "LogitAttribution",
     "LogitLens",
     "MeanActivations",
     "Model",
+    "ModelComparison",
     "ModelInfo",
     "ModelLoadError",
     "NeuronClamp",
@@ -61,9 +120,15 @@ __all__ = [
     "Patch",
     "PathPatching",
     "Prediction",
+    "ProbeDataset",
+    "Probing",
+    "PromptComparison",
+    "RankedMethod",
     "Replace",
     "ResidNorms",
     "Run",
+    "SAESplice",
+    "SideEffects",
     "Steering",
     "SteeringVector",
     "TunedLens",
@@ -71,15 +136,34 @@ __all__ = [
     "ablate",
     "ablation_sweep",
     "activation_patching",
+    "align",
     "attention",
+    "attribute",
     "attribution_patching",
+    "available_saes",
     "build_circuit",
     "circuit",
+    "clamp_features",
     "clamp_neurons",
+    "clamp_sweep",
+    "compare_attributions",
+    "compare_generations",
+    "compare_models",
+    "compare_prompts",
+    "erase",
+    "faithfulness",
+    "feature_activations",
+    "feature_dashboard",
+    "feature_dashboards",
+    "feature_influence",
+    "fit_eraser",
+    "head_composition",
     "head_roles",
     "info",
     "lens_kl",
     "load",
+    "load_probe_dataset",
+    "load_sae",
     "load_steering_vector",
     "load_tuned_lens",
     "logit_attribution",
@@ -90,7 +174,11 @@ __all__ = [
     "overview",
     "path_patching",
     "predict",
+    "probe",
+    "probe_vector",
     "resid_norms",
+    "sae_features",
+    "side_effects",
     "steer",
     "top_neurons",
     "train_tuned_lens",
