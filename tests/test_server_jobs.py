@@ -141,7 +141,7 @@ def test_busy_model_and_too_many_jobs(tmp_path):
     model = tiny_model("llama")
     c = client(model, tmp_path, wait_s=0.2)
     state = c.app.state.glasslab.state
-    with state.use("a test holding the model"):
+    with state.hold("a test holding the model"):
         busy = c.post("/api/predict", json={"prompt": "the cat"})
         assert busy.status_code == 503 and busy.headers["retry-after"] == "2"
         assert "busy with a test holding the model" in busy.json()["error"]

@@ -276,15 +276,18 @@ def _vector_folder(request: Request):
 def list_vectors(request: Request) -> dict:
     svc = services(request)
     folder = _vector_folder(request)
-    vectors = []
-    if folder.is_dir():
-        with svc.state.use("listing steering vectors") as model:
-            for entry in sorted(folder.iterdir()):
-                if entry.is_dir() and not entry.name.startswith("."):
-                    try:
-                        vectors.append(_public(load_steering_vector(model, entry.name).to_dict()))
-                    except InputError:
-                        continue  # unreadable or another model's: not offered
+
+    def read(model) -> list[dict]:
+        vectors = []
+        for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
+            if entry.is_dir() and not entry.name.startswith("."):
+                try:
+                    vectors.append(_public(load_steering_vector(model, entry.name).to_dict()))
+                except InputError:
+                    continue  # unreadable or another model's: not offered
+        return vectors
+
+    vectors = svc.state.run("listing steering vectors", read)
     return {"kind": "steering_vectors", "model": svc.state.model.name, "vectors": vectors}
 
 

@@ -77,7 +77,7 @@ def load_job(svc: Services, body: LoadModelBody, source: str):
         if job.cancel.is_set():
             return {}
         job.report(stage="switching: waiting for the work in progress to finish")
-        svc.state.swap(model, body.source)
+        svc.state.swap(model, body.source, cancel=job.cancel)
         return {"kind": "model_loaded", "load_s": round(time.perf_counter() - started, 2), **model_info(svc)}
 
     return work

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,18 +108,21 @@ def execute(services: Services, op: Operation, body: Body, job: Job | None = Non
         return hit
     if op.tokenizer_only is not None:
         return op.tokenizer_only(state, services.limits, body)
-    cancel = job.cancel if job is not None else threading.Event()
+    cancel = job.cancel if job is not None else None
 
     def tick() -> None:
         if job is not None:
             job.done += 1
 
-    with state.use(op.name, cancel=cancel if job is not None else None) as model:
-        if job is not None:
-            job.report(stage="running")
+    def work(model: Model) -> dict:
         ctx = Ctx(state, model, services.limits, job)
-        with cancellable(model, cancel, tick if job is not None else None):
-            result = finite(op.run(ctx, body))
+        if job is None:
+            return finite(op.run(ctx, body))
+        job.report(stage="running")
+        with cancellable(model, job.cancel, tick):
+            return finite(op.run(ctx, body))
+
+    result = state.run(op.name, work, cancel=cancel)
     if use_cache:
         state.keep_result(key, result)
     return result

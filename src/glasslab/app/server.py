@@ -45,7 +45,7 @@ def create_app(
     limits: Limits | None = None,
     experiments_db: str | Path | None = None,
     cache_results: bool = True,
-    wait_s: float = 60.0,
+    wait_s: float = 300.0,
     static_dir: Path = STATIC,
 ) -> FastAPI:
     """The app serving ``model``.

@@ -1,20 +1,23 @@
-"""The loaded model and the one lock that serialises every piece of work on it.
+"""The loaded model and the one worker thread that runs every piece of work on it.
 
-Interventions live on the Model while a ``with model.intervene(...)`` scope is open, so two requests
-touching the model at once could see each other's edits; holding ``ModelState.lock`` for the whole of a
-request (or job) makes that impossible. Switching models loads the new one without the lock (the old one
-keeps answering) and swaps it in under the lock, so no request ever sees half of each.
+Interventions live on the Model while a ``with model.intervene(...)`` scope is open, and a run's hooks are
+module hooks, so two requests touching the model at once could see each other's edits; running all model
+work on one thread, one piece at a time, makes that impossible. Switching models loads the new one off the
+worker (the old one keeps answering) and swaps it in as one more piece of work, so no request ever sees
+half of each.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import queue
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
@@ -43,51 +46,106 @@ class Loaded:
             self.tokenizer = copy.deepcopy(self.model.tokenizer)
 
 
+@dataclass
+class _Work:
+    what: str
+    fn: Callable[[Model], Any]
+    started: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    error: BaseException | None = None
+    abandoned: bool = False  # its caller gave up before it started
+
+
 class ModelState:
-    """The current model, its lock, and small caches of the last forward passes and results."""
+    """The current model, the one worker thread that runs all model work in arrival order (FIFO), and small
+    caches of the last forward passes and results.
+
+    One thread, not a lock shared by many: requests are served in the order they came, so none starves
+    behind luckier ones, and tensors are allocated by one thread only, which keeps the allocator's memory
+    from spreading over one arena per request thread.
+    """
 
     def __init__(
-        self, model: Model, source: str, *, wait_s: float = 60.0, cached_runs: int = 2, cached_results: int = 64
+        self, model: Model, source: str, *, wait_s: float = 300.0, cached_runs: int = 2, cached_results: int = 64
     ):
-        self.lock = threading.Lock()
         self.tokenizer_lock = threading.Lock()  # for the copy: fast tokenizers refuse concurrent use
         self.wait_s = wait_s
         self.loaded = Loaded(model, source, 0)
-        self.holder = ""  # what holds the lock now (for the busy message)
+        self.holder = ""  # what the worker runs now (for the busy message)
+        self._queue: queue.SimpleQueue[_Work] = queue.SimpleQueue()
+        self._abandon = threading.Lock()
         self._runs: OrderedDict[tuple, Run] = OrderedDict()
         self._results: OrderedDict[tuple, dict] = OrderedDict()
         self._max_runs, self._max_results = cached_runs, cached_results
         self._cache_lock = threading.Lock()
+        threading.Thread(target=self._worker, name="glasslab-model", daemon=True).start()
 
     @property
     def model(self) -> Model:
         return self.loaded.model
 
-    @contextlib.contextmanager
-    def use(self, what: str, *, cancel: threading.Event | None = None) -> Iterator[Model]:
-        """Hold the model for ``what``; wait at most ``wait_s`` (or until ``cancel`` is set, for a job)."""
+    def _worker(self) -> None:
+        while True:
+            work = self._queue.get()
+            with self._abandon:
+                if work.abandoned:
+                    continue
+                work.started.set()
+            self.holder = work.what
+            try:
+                work.result = work.fn(self.loaded.model)
+            except BaseException as exc:  # handed to the caller, raised in its thread
+                work.error = exc
+            finally:
+                self.holder = ""
+                work.done.set()
+
+    def run(self, what: str, fn: Callable[[Model], Any], *, cancel: threading.Event | None = None) -> Any:
+        """``fn(model)`` on the model worker, after the work queued before it. A request waits at most
+        ``wait_s`` for its turn (then ``Busy``); a job (``cancel`` given) waits until its turn or its cancel."""
+        work = _Work(what, fn)
+        self._queue.put(work)
         deadline = time.monotonic() + self.wait_s
-        while not self.lock.acquire(timeout=0.1):
-            if cancel is not None and cancel.is_set():
-                raise Cancelled("the job was cancelled before it started")
-            if cancel is None and time.monotonic() > deadline:
-                raise Busy(f"the model is busy with {self.holder or 'another request'}; try again in a moment")
-        self.holder = what
+        while not work.started.wait(0.1):
+            cancelled = cancel is not None and cancel.is_set()
+            if cancelled or (cancel is None and time.monotonic() > deadline):
+                with self._abandon:
+                    if not work.started.is_set():
+                        work.abandoned = True
+                        if cancelled:
+                            raise Cancelled("the job was cancelled before it started")
+                        raise Busy(f"the model is busy with {self.holder or 'other work'}; try again in a moment")
+        work.done.wait()
+        if work.error is not None:
+            raise work.error
+        return work.result
+
+    @contextlib.contextmanager
+    def hold(self, what: str) -> Iterator[Model]:
+        """Keep the worker busy with ``what`` for the ``with`` block (tests; maintenance)."""
+        release = threading.Event()
+        work = _Work(what, lambda _model: release.wait())
+        self._queue.put(work)
+        work.started.wait()
         try:
             yield self.loaded.model
         finally:
-            self.holder = ""
-            self.lock.release()
+            release.set()
+            work.done.wait()
 
-    def swap(self, model: Model, source: str) -> None:
-        """Make ``model`` the current one (waits for the work in progress to finish)."""
-        with self.lock:
+    def swap(self, model: Model, source: str, cancel: threading.Event | None = None) -> None:
+        """Make ``model`` the current one, in turn with the work queued before (none sees half of each)."""
+
+        def switch(_old: Model) -> None:
             self.loaded = Loaded(model, source, self.loaded.generation + 1)
             with self._cache_lock:
                 self._runs.clear()
                 self._results.clear()
 
-    # -- caches (called with the lock held) --------------------------------------------------------------------
+        self.run("switching model", switch, cancel=cancel or threading.Event())
+
+    # -- caches (called on the worker) --------------------------------------------------------------------
     def cached_run(self, key: tuple, make: Callable[[], Run]) -> Run:
         """The run stored under ``key`` for the current model, else ``make()`` (kept, oldest dropped)."""
         full = (self.loaded.generation, *key)
