@@ -105,6 +105,7 @@ def test_memit_from_a_facts_file(cli, folder, tmp_path):
             "memit",
         ],
         ["edit", "--facts", "missing.jsonl", "--method", "memit"],
+        ["edit", "--facts", "builtin:Nobody", "--method", "memit"],
     ],
 )
 def test_errors_are_one_line(cli, folder, args):

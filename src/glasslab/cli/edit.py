@@ -108,7 +108,8 @@ def edit(
         typer.Option(help="A prompt about another subject with the same answer, for specificity (repeatable)."),
     ] = None,
     facts: Annotated[
-        str | None, typer.Option(help="Facts from a .json/.jsonl file, or 'builtin' for the built-in set.")
+        str | None,
+        typer.Option(help="Facts from a .json/.jsonl file, 'builtin' (all built-in facts) or 'builtin:SUBJECT,...'."),
     ] = None,
     method: Annotated[
         str, typer.Option(help="rome (one fact, one layer) or memit (many facts, many layers).")
@@ -136,7 +137,12 @@ def edit(
     if facts is not None:
         if subject or prompt or target:
             raise InputError("give either --facts or --subject/--prompt/--target, not both")
-        fact_list = builtin_facts() if facts == "builtin" else load_facts(facts)
+        if facts == "builtin":
+            fact_list = builtin_facts()
+        elif facts.startswith("builtin:"):
+            fact_list = builtin_facts([name.strip() for name in facts[len("builtin:") :].split(",")])
+        else:
+            fact_list = load_facts(facts)
     else:
         fact_list = [_fact(loaded, subject, prompt, target, target_true, paraphrase or [], neighbour or [])]
     if method == "rome":

@@ -15,9 +15,10 @@ For facts ``i`` and critical layers ``R = [l_1 .. l_m]``:
 
 Post-norm families (Gemma 2/3) normalise the MLP's output before adding it to the stream, so the wanted
 change of the stream, ``r``, is turned into a change of the projection's output by the norm's linear map
-with its scale frozen at the current output (``r / (g * s)``, the same linearisation as norms.py). The
-next layer re-measures ``h_i``, so what the linearisation misses at one layer is made up at the next; the
-edit's details report how close the last layer gets to ``z``.
+with its scale frozen at the current output (``r / (g * s)``, the same linearisation as norms.py), leaving out
+dimensions whose gain is near zero (they would need an unbounded change). The next layer re-measures ``h_i``,
+so what the linearisation misses at one layer is made up at the next; the edit's details report how close
+the last layer gets to ``z``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from .facts import Fact
 from .rome import projection_output
 from .stats import KeyStats, key_statistics
 from .targets import context_prefixes, edit_keys, optimise_targets, site_values
+
+_MIN_GAIN = 0.01  # post-norm dimensions with |gain| below this share of the median gain are not targeted
 
 
 def default_layers(n_layers: int) -> list[int]:
@@ -163,8 +166,10 @@ def _through_post_norm(model: Model, facts: Sequence[Fact], layer: int, change: 
     gain = params.weight.double().cpu()
     if params.centre:
         raise InputError("MEMIT through a LayerNorm post-norm is not supported; only RMSNorm post-norms")
-    gain = torch.where(gain.abs() < 1e-6, torch.full_like(gain, 1e-6), gain)
-    return change / (gain[None, :] * scale[:, None])
+    # A dimension whose gain is near zero cannot be moved by this MLP at any sane cost: leave it to other layers.
+    reachable = gain.abs() >= _MIN_GAIN * gain.abs().median()
+    safe = torch.where(reachable, gain, torch.ones_like(gain))
+    return torch.where(reachable[None, :], change / (safe[None, :] * scale[:, None]), torch.zeros_like(change))
 
 
 def _edit(model, facts, layers, deltas, keys, values, details) -> Edit:
