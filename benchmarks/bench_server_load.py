@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import defaultdict
 from pathlib import Path
 
@@ -38,6 +39,7 @@ WORDS = [
     "before", "small", "large", "old", "new", "red", "blue", "music", "science",
 ]
 # fmt: on
+RUN = uuid.uuid4().hex[:8]  # experiment names of this run (the store outlives it)
 PAIRS = [["I love this", "I hate this"], ["What a wonderful day", "What a terrible day"]]
 
 
@@ -130,7 +132,7 @@ def pick(rng: random.Random, text: str, saved: list[str]) -> tuple[str, str, str
         body = {"prompt": text, "pairs": PAIRS, "layer": 3, "scales": [4.0], "max_new_tokens": 4}
         return "steer", "POST", "/api/steer", body
     if choice < 0.88 or not saved:
-        body = {"name": f"load-{rng.getrandbits(64):x}", "prompt": text, "results": {"x": [1.0] * 500}}
+        body = {"name": f"load-{RUN}-{rng.getrandbits(64):x}", "prompt": text, "results": {"x": [1.0] * 500}}
         return "experiment save", "POST", "/api/experiments", body
     if choice < 0.94:
         return "experiment list", "GET", "/api/experiments", None
@@ -160,6 +162,8 @@ def client_loop(url: str, seed: int, stop: threading.Event, latencies, errors, l
                 latencies[name].append(elapsed)
                 if not ok:
                     errors.append(f"{name}: {detail}")
+        for experiment_id in saved:  # leave the user's store as it was
+            c.delete(f"/api/experiments/{experiment_id}")
 
 
 def main() -> None:
