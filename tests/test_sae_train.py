@@ -159,8 +159,8 @@ def test_dead_features_get_an_aux_loss():
 
 
 def test_stream_skips_bos_and_matches_the_models_cache(model):
-    docs = documents(10)
-    stream = ActivationStream(model, HOOK, docs, seq_len=8, batch_size=3)
+    docs = documents(4)
+    stream = ActivationStream(model, HOOK, docs, seq_len=8, batch_size=5)
     rows = torch.cat(list(stream.rows()))
     from glasslab.data import packed_sequences
 
@@ -169,7 +169,7 @@ def test_stream_skips_bos_and_matches_the_models_cache(model):
     torch.testing.assert_close(rows, cache[:, 1:].reshape(-1, 32))
     # restarting mid-way gives the same rows
     torch.testing.assert_close(torch.cat(list(stream.rows(10))), rows[10:])
-    capped = ActivationStream(model, HOOK, docs, seq_len=8, batch_size=3, max_rows=16)
+    capped = ActivationStream(model, HOOK, docs, seq_len=8, batch_size=5, max_rows=16)
     assert sum(c.shape[0] for c in capped.rows()) == 16
 
 
