@@ -71,5 +71,7 @@ def test_no_server_errors(schema):
         except Exception as exc:  # collect every operation's failure, then report them together
             failures.append(f"{operation.method.upper()} {operation.path}: {str(exc).splitlines()[:8]}")
     assert not failures, "\n".join(failures)
-    # Not only refusals: most operations were also reached with a body the server accepted.
-    assert len(answered) >= 0.6 * len({op.path for op in operations(schema)}), answered
+    # Not only refusals: at least half the operations without path parameters (random ids never exist) were
+    # also reached with a drawn body the server accepted.
+    paths = {op.path for op in operations(schema) if "{" not in op.path}
+    assert len(answered & paths) >= 0.5 * len(paths), sorted(paths - answered)
