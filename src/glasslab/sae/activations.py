@@ -150,6 +150,12 @@ class ShuffleBuffer:
         self._cursor += index.shape[0]
         return self.pool[index]
 
+    def peek(self, size: int) -> torch.Tensor:
+        """The next ``size`` rows ``next_batch`` would hand out, without handing them out."""
+        if self._order.shape[0] == 0:
+            self._advance()
+        return self.pool[self._order[self._cursor : self._cursor + size]]
+
     def _advance(self) -> None:
         fresh = self._take(self.capacity) if not self.exhausted else self.pool[:0]
         if fresh.shape[0]:

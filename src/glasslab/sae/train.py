@@ -495,8 +495,7 @@ def train_sae(
 
 def _initialise(config: TrainConfig, params: _Params, state: _State, buffer: ShuffleBuffer, d_sae: int) -> None:
     """Scale from the first rows (mean squared norm -> d_in); b_dec at their geometric median."""
-    sample = buffer.next_batch(min(config.batch_size * 4, config.buffer_tokens))
-    buffer._cursor = 0  # the sample is only looked at: training starts at the pool's first row
+    sample = buffer.peek(min(config.batch_size * 4, config.buffer_tokens))
     mean_sq = float(sample.pow(2).sum(-1).mean())
     if not mean_sq > 0:
         raise InputError(f"the activations at '{config.hook}' are all zero; an SAE cannot be trained there")
