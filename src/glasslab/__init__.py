@@ -83,6 +83,8 @@ from .sae import SAE, FeatureEdit, SAESplice, available_saes, load_sae
 from .sae.clamp import FeatureClamp, FeatureClampSweep, clamp_features, clamp_sweep
 from .sae.dashboard import FeatureDashboard, feature_dashboard, feature_dashboards
 from .sae.encode import FeatureActivations, FeatureTrace, feature_activations, sae_features
+from .sae.evaluate import evaluate_sae
+from .sae.train import TrainConfig, train_sae
 
 __version__ = "0.1.0"
 
@@ -151,6 +153,7 @@ __all__ = [
     "SideEffects",
     "Steering",
     "SteeringVector",
+    "TrainConfig",
     "TunedLens",
     "UnsupportedModelError",
     "ablate",
@@ -174,6 +177,7 @@ __all__ = [
     "compare_prompts",
     "erase",
     "evaluate_edit",
+    "evaluate_sae",
     "faithfulness",
     "feature_activations",
     "feature_dashboard",
@@ -209,5 +213,6 @@ __all__ = [
     "side_effects",
     "steer",
     "top_neurons",
+    "train_sae",
     "train_tuned_lens",
 ]
