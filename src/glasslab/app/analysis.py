@@ -13,7 +13,7 @@ from ..methods.dla import attribution_hooks, logit_attribution
 from ..methods.head_roles import head_roles
 from ..methods.logit_lens import logit_lens
 from ..methods.neurons import top_neurons
-from ..methods.overview import OVERVIEW_HOOKS, Overview
+from ..methods.overview import OVERVIEW_HOOKS, overview
 from ..methods.predict import predict
 from ..model.run import Run
 from .ops import Ctx, Limits, Operation
@@ -70,20 +70,9 @@ def tokens(state: ModelState, limits: Limits, body: TokensBody) -> dict:
     }
 
 
-def overview(ctx: Ctx, body: OverviewBody) -> dict:
+def overview_op(ctx: Ctx, body: OverviewBody) -> dict:
     run = shared_run(ctx, body.prompt)
-    model, prompt, position = ctx.model, body.prompt, body.position
-    prediction = predict(model, prompt, k=body.k, position=position, run=run)
-    return Overview(
-        prediction=prediction,
-        attention=attention(model, prompt, query_position=position, run=run),
-        logit_lens=logit_lens(
-            model, prompt, k=min(body.k, 5), positions=[position], candidate_position=position, run=run
-        ),
-        attribution=logit_attribution(
-            model, prompt, target=prediction.top[0].token_id, position=position, top_neurons=0, run=run
-        ),
-    ).to_dict()
+    return overview(ctx.model, body.prompt, k=body.k, position=body.position, run=run).to_dict()
 
 
 def predict_op(ctx: Ctx, body: PredictBody) -> dict:
@@ -204,7 +193,7 @@ OPERATIONS = [
     Operation(
         "overview",
         OverviewBody,
-        overview,
+        overview_op,
         "The first screen from one forward pass: predictions, attention, logit lens, per-head DLA.",
         "analysis",
     ),

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..model.model import Model
+from ..model.run import Run
 from ..views.figures import Figure
 from ..views.html import figure_html
 from .attention import Attention, attention
@@ -55,9 +56,10 @@ class Overview:
         return figure_html(self.figure())
 
 
-def overview(model: Model, prompt: str, *, k: int = 10, position: int = -1) -> Overview:
-    """Everything the first screen shows, for ``prompt`` at ``position`` (default: the last token)."""
-    run = model.run(prompt, cache=OVERVIEW_HOOKS, logits=False)
+def overview(model: Model, prompt: str, *, k: int = 10, position: int = -1, run: Run | None = None) -> Overview:
+    """Everything the first screen shows, for ``prompt`` at ``position`` (default: the last token). ``run``:
+    a run of ``prompt`` caching at least ``OVERVIEW_HOOKS`` (the server reuses one across positions)."""
+    run = run or model.run(prompt, cache=OVERVIEW_HOOKS, logits=False)
     prediction = predict(model, prompt, k=k, position=position, run=run)
     top = prediction.top[0].token_id
     return Overview(
