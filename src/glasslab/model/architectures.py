@@ -29,6 +29,7 @@ class Architecture:
     attn_out_proj: str  # per block: attention output projection (maps z to the residual width)
     mlp_out_proj: str  # per block: MLP output projection; its input is `mlp.post` (the neurons)
     out_proj_layout: Literal["linear", "conv1d"] = "linear"  # GPT-2's Conv1D stores weights transposed
+    attn_norm: str = "input_layernorm"  # per block: the norm attention reads the residual stream through
     # Post-norm families (Gemma 2/3) normalise each sublayer's output before adding it to the residual.
     post_attn_norm: str | None = None
     post_mlp_norm: str | None = None
@@ -72,6 +73,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         attn_out_proj="attn.c_proj",
         mlp_out_proj="mlp.c_proj",
         out_proj_layout="conv1d",
+        attn_norm="ln_1",
     ),
     "gpt_neox": Architecture(
         name="GPT-NeoX / Pythia",

@@ -54,7 +54,6 @@ from .result import finite
 
 MODES: tuple[str, ...] = ("q", "k", "v")
 MODE_NAMES = {"q": "Q-composition", "k": "K-composition", "v": "V-composition"}
-_INPUT_NORM = {"gpt2": "ln_1"}  # everything else: "input_layernorm"
 _MEMORY_LIMIT = 4 * 2**30  # bytes of float64 writer Gram matrices held at once
 
 
@@ -77,7 +76,7 @@ class HeadWeights:
 
 def input_norm(model: Model, layer: int) -> torch.nn.Module:
     """The norm a layer's attention reads the residual stream through."""
-    return model.block_module(layer, _INPUT_NORM.get(model.config.model_type, "input_layernorm"))
+    return model.block_module(layer, model.arch.attn_norm)
 
 
 def head_weights(model: Model, layer: int, *, fold: bool = False) -> HeadWeights:
