@@ -406,20 +406,35 @@ def _output_tokens(model: Model, layer: int, neuron: int, k: int) -> tuple[list[
     post_norm = model.arch.post_mlp_norm is not None
     if post_norm:
         write = write * norm_params(model.block_module(layer, model.arch.post_mlp_norm)).weight.to(write.device)
-    final = norm_params(model.module(model.arch.final_norm))
-    if final.centre:  # LayerNorm centres its input: centre the write, then weight it
-        write = write - write.mean()
-    direction = write * final.weight.to(write.device)
+    promotes, suppresses = direct_token_effects(model, write[None], k)[0]
+    return promotes, suppresses, post_norm
+
+
+def direct_token_effects(
+    model: Model, writes: torch.Tensor, k: int, *, through_final_norm: bool = True
+) -> list[tuple[list[TokenEffect], list[TokenEffect]]]:
+    """Per row of ``writes`` [n, d_model] (what one unit adds to the residual stream), the ``k`` tokens whose
+    logits it raises and lowers most directly: through the final norm's weight (centred for LayerNorm;
+    its positive, stream-wide scale left out, so the ranking is exact) and the unembedding.
+    ``through_final_norm=False`` for writes already past the final norm (``ln_final``)."""
+    direction = writes.float()
+    if through_final_norm:
+        final = norm_params(model.module(model.arch.final_norm))
+        if final.centre:  # LayerNorm centres its input: centre the write, then weight it
+            direction = direction - direction.mean(-1, keepdim=True)
+        direction = direction * final.weight.to(direction.device)
+    unembed = model.module(model.arch.unembed).weight.detach().float()
     with torch.inference_mode():
-        effect = model.module(model.arch.unembed).weight.detach().float() @ direction
-    k = min(k, effect.numel())
+        effect = direction.to(unembed.device) @ unembed.T  # [n, vocab]
+    k = min(k, effect.shape[-1])
+    up, down = torch.topk(effect, k, dim=-1), torch.topk(-effect, k, dim=-1)
 
-    def tokens(values: torch.Tensor, ids: torch.Tensor) -> list[TokenEffect]:
-        return [
-            TokenEffect(model.tokenizer.decode([i]), i, float(v))
-            for v, i in zip(values.tolist(), ids.tolist(), strict=True)
-        ]
+    def tokens(values: list[float], ids: list[int], sign: int) -> list[TokenEffect]:
+        return [TokenEffect(model.tokenizer.decode([i]), i, sign * v) for v, i in zip(values, ids, strict=True)]
 
-    up = torch.topk(effect, k)
-    down = torch.topk(-effect, k)
-    return tokens(up.values, up.indices), tokens(-down.values, down.indices), post_norm
+    return [
+        (tokens(uv, ui, 1), tokens(dv, di, -1))
+        for uv, ui, dv, di in zip(
+            up.values.tolist(), up.indices.tolist(), down.values.tolist(), down.indices.tolist(), strict=True
+        )
+    ]

@@ -28,7 +28,7 @@ import torch
 from ..data import batches, load_corpus, packed_sequences
 from ..errors import InputError
 from ..methods.dla import neuron_out_weights
-from ..methods.neurons import Context, TokenEffect
+from ..methods.neurons import Context, TokenEffect, direct_token_effects
 from ..model.model import Model
 from ..model.norms import norm_params
 from ..progress import progress
@@ -423,26 +423,13 @@ def decoder_logit_effects(
     writes, note = residual_writes(model, sae, list(features))
     if writes is None:
         return [[] for _ in features], [[] for _ in features], note
-    final = norm_params(model.module(model.arch.final_norm))
-    unembed = model.module(model.arch.unembed).weight.detach().float()
-    decode = model.tokenizer.decode
-    k = min(top, unembed.shape[0])
     promotes, suppresses = [], []
     for start in range(0, writes.shape[0], chunk):
-        direction = writes[start : start + chunk].float().to(unembed.device)
-        if sae.hook != "ln_final":  # ln_final is already past the final norm
-            if final.centre:
-                direction = direction - direction.mean(-1, keepdim=True)
-            direction = direction * final.weight.to(direction.device)
-        with torch.inference_mode():
-            effect = direction @ unembed.T  # [chunk, vocab]
-        up, down = torch.topk(effect, k, dim=-1), torch.topk(-effect, k, dim=-1)
-        for values, ids, sign, target in (
-            (up.values, up.indices, 1, promotes),
-            (down.values, down.indices, -1, suppresses),
-        ):
-            for row_values, row_ids in zip(values.tolist(), ids.tolist(), strict=True):
-                target.append([TokenEffect(decode([i]), i, sign * v) for v, i in zip(row_values, row_ids, strict=True)])
+        rows = direct_token_effects(
+            model, writes[start : start + chunk], top, through_final_norm=sae.hook != "ln_final"
+        )
+        promotes += [up for up, _ in rows]
+        suppresses += [down for _, down in rows]
     return promotes, suppresses, note
 
 
