@@ -19,7 +19,9 @@ from glasslab.sae.train import (
     TrainConfig,
     TrainingCancelled,
     _Params,
+    _State,
     _step,
+    _train_step,
     checkpoint_folder,
     decode_sparse,
     geometric_median,
@@ -156,6 +158,26 @@ def test_dead_features_get_an_aux_loss():
     assert float(all_dead.loss.detach()) > float(none_dead.loss.detach())
     all_dead.loss.backward()
     assert float(params.W_enc.grad.abs().sum()) > 0
+
+
+def test_training_steps_keep_no_autograd_graph_between_steps():
+    """Regression: editing the decoder's gradient with autograd on chained every step's graph to the
+    previous one, so memory grew by about two weight matrices per step until the kernel killed training."""
+
+    class Rows:
+        def next_batch(self, n: int) -> torch.Tensor:
+            return torch.randn(n, 32, generator=generator)
+
+    generator = torch.Generator().manual_seed(0)
+    cfg = config(dead_after_tokens=1)
+    params = _Params(cfg, 32, 128, torch.Generator().manual_seed(0))
+    optimizer = torch.optim.Adam(params.parameters(), lr=cfg.lr)
+    state = _State(since_fired=torch.zeros(128, dtype=torch.long), fire_counts=torch.zeros(128, dtype=torch.long))
+    for _ in range(3):
+        _train_step(cfg, params, optimizer, state, Rows())
+        assert all(p.grad is None or (p.grad.grad_fn is None and not p.grad.requires_grad) for p in params.parameters())
+    for moments in optimizer.state.values():
+        assert all(not v.requires_grad for v in moments.values() if torch.is_tensor(v))
 
 
 def test_stream_skips_bos_and_matches_the_models_cache(model):
