@@ -1,0 +1,186 @@
+"""How long an SAE training will take on this machine, measured rather than guessed.
+
+A training's time is a fixed part (setting up, saving), reading and tokenizing the text, the forward
+passes that read activations (the harvest, then the held-out evaluation), in proportion to the sequences
+run, and the training steps, in proportion to their number. ``estimate_training`` first reads and
+tokenizes all the text the training will read (which counts its sequences and times that part in full),
+then runs the real trainer once on a probe of the planned training (the same hook, width, k and batch
+size; one batch of activations and a few steps, saved to a temporary folder), times its forward passes
+and its steps separately, and scales each to the planned sizes. The probe costs about one training
+batch's worth of forward passes and a few steps. Held-out losses (four full passes each) are not part of
+the estimate.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from itertools import islice, pairwise
+from pathlib import Path
+from typing import Any
+
+from ..data import load_corpus, packed_sequences
+from ..errors import InputError
+from ..model.model import Model
+from .activations import skips_bos
+from .fit import hook_width
+from .train import TrainConfig, train_sae
+
+EVALUATE_BATCH = 8  # sequences per forward pass in evaluate_sae (its default)
+
+
+class _TimedRuns:
+    """The model, with the wall time and the sequences of its forward passes counted; everything else is
+    the model's own."""
+
+    def __init__(self, model: Model) -> None:
+        self._model = model
+        self.seconds = 0.0
+        self.sequences = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def run(self, prompts, **options):
+        start = time.perf_counter()
+        try:
+            return self._model.run(prompts, **options)
+        finally:
+            self.seconds += time.perf_counter() - start
+            self.sequences += len(prompts)
+
+
+@dataclass(frozen=True)
+class TrainingEstimate:
+    """The planned training's time, in parts, from what the probe measured."""
+
+    hook: str
+    steps: int
+    harvest_sequences: int  # forward passes' sequences to read the training activations
+    evaluate_sequences: int  # and the held-out evaluation's
+    text_s: float  # measured: reading and tokenizing all that text
+    sequence_s: float  # measured: one sequence through the model up to the hook
+    step_s: float  # measured: one training step
+    fixed_s: float  # measured: the rest of the probe (set-up, saving)
+    probe_s: float  # how long the measurement took
+
+    @property
+    def harvest_s(self) -> float:
+        return self.sequence_s * self.harvest_sequences
+
+    @property
+    def train_s(self) -> float:
+        return self.step_s * self.steps
+
+    @property
+    def evaluate_s(self) -> float:
+        return self.sequence_s * self.evaluate_sequences
+
+    @property
+    def seconds(self) -> float:
+        return self.fixed_s + self.text_s + self.harvest_s + self.train_s + self.evaluate_s
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "sae_training_estimate",
+            "hook": self.hook,
+            "seconds": round(self.seconds, 1),
+            "harvest_s": round(self.harvest_s, 1),
+            "train_s": round(self.train_s, 1),
+            "evaluate_s": round(self.evaluate_s, 1),
+            "text_s": round(self.text_s, 1),
+            "fixed_s": round(self.fixed_s, 1),
+            "steps": self.steps,
+            "harvest_sequences": self.harvest_sequences,
+            "evaluate_sequences": self.evaluate_sequences,
+            "sequence_s": self.sequence_s,
+            "step_s": self.step_s,
+            "probe_s": round(self.probe_s, 1),
+        }
+
+
+def estimate_training(
+    model: Model,
+    config: TrainConfig,
+    *,
+    evaluate_tokens: int = 0,
+    documents: Iterable[str] | None = None,
+    probe_steps: int = 4,
+) -> TrainingEstimate:
+    """The time ``train_sae(model, config, evaluate_tokens=..., evaluate_loss_tokens=0)`` will take here.
+
+    ``documents`` (re-iterable) stand in for the corpus's train split, as in ``train_sae``; the evaluation
+    reads the corpus's test split. The sequences both will run are counted by tokenizing as far as they
+    go (the whole train split when ``config.harvest_tokens`` is None).
+    """
+    if probe_steps < 2:
+        raise InputError(f"the probe needs at least 2 steps to time one, got {probe_steps}")
+    hook_width(model, config.hook, config.head_index)  # a clear error for a hook an SAE cannot read
+    rows_per_seq = config.seq_len - (1 if skips_bos(model) else 0)
+    train_docs = documents if documents is not None else load_corpus(config.corpus, split="train")
+    start = time.perf_counter()
+    harvest_seqs = _sequences_run(model, train_docs, config, config.harvest_tokens, config.model_batch)
+    if harvest_seqs == 0:
+        raise InputError("the corpus gave no tokens; give a corpus with some text")
+    evaluate_seqs = 0
+    if evaluate_tokens:
+        test_docs = load_corpus(config.corpus, split="test")
+        rows = max(evaluate_tokens, rows_per_seq)
+        evaluate_seqs = _sequences_run(model, test_docs, config, rows, EVALUATE_BATCH)
+    text_s = time.perf_counter() - start
+
+    probe = replace(
+        config,
+        tokens=config.batch_size * probe_steps,
+        harvest_tokens=config.batch_size,
+        buffer_tokens=config.batch_size,
+        model_batch=math.ceil(config.batch_size / rows_per_seq),  # one forward pass gives one training batch
+    )
+    timed = _TimedRuns(model)
+    step_ends: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="glasslab-estimate-") as tmp:
+        start = time.perf_counter()
+        train_sae(
+            timed,  # type: ignore[arg-type]
+            probe,
+            name=f"estimate-{uuid.uuid4().hex[:12]}",
+            out=Path(tmp) / "sae",
+            documents=documents,
+            evaluate_tokens=1 if evaluate_tokens else 0,  # one evaluation batch: its set-up is part of fixed_s
+            evaluate_loss_tokens=0,
+            checkpoint_every=0,
+            fresh=True,
+            on_step=lambda _step, _metrics: step_ends.append(time.perf_counter()),
+        )
+        probe_s = time.perf_counter() - start
+    step_s = statistics.median(b - a for a, b in pairwise(step_ends))
+    fixed_s = max(0.0, probe_s - timed.seconds - step_s * probe_steps)
+    return TrainingEstimate(
+        hook=config.hook,
+        steps=config.steps,
+        harvest_sequences=harvest_seqs,
+        evaluate_sequences=evaluate_seqs,
+        text_s=text_s,
+        sequence_s=timed.seconds / max(1, timed.sequences),
+        step_s=step_s,
+        fixed_s=fixed_s,
+        probe_s=probe_s,
+    )
+
+
+def _sequences_run(model: Model, documents: Iterable[str], config: TrainConfig, rows: int | None, batch: int) -> int:
+    """The sequences an activation stream runs to read ``rows`` rows (None: all): whole forward batches of
+    ``batch`` sequences, or fewer where the text runs out. The text is read as far as the stream reads it:
+    one batch further than it runs (it notices it has enough only when it asks for the next batch)."""
+    rows_per_seq = config.seq_len - (1 if skips_bos(model) else 0)
+    wanted = None if rows is None else math.ceil(math.ceil(rows / rows_per_seq) / batch) * batch
+    read = sum(
+        1
+        for _ in islice(packed_sequences(model, documents, config.seq_len), None if wanted is None else wanted + batch)
+    )
+    return read if wanted is None else min(read, wanted)
