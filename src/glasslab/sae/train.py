@@ -171,7 +171,7 @@ class TrainConfig:
     model_batch: int = 16  # sequences per forward pass while harvesting
     head_index: int | None = None
     dead_after_tokens: int = 200_000  # a feature silent this long counts as dead (AuxK revives it)
-    aux_k: int = 512
+    aux_k: int = 256
     aux_coefficient: float = 1 / 32
     l1_coefficient: float = 5.0  # standard
     l0_coefficient: float = 0.5  # jumprelu
@@ -270,10 +270,9 @@ def _step(cfg: TrainConfig, p: _Params, x: torch.Tensor, dead: torch.Tensor) -> 
 def _aux_loss(cfg: TrainConfig, p: _Params, x: torch.Tensor, error: torch.Tensor, dead: torch.Tensor) -> torch.Tensor:
     """AuxK (Gao et al. 2024): the top ``aux_k`` dead features model the main reconstruction's error.
 
-    As in the paper, each loss is normalised by what it reconstructs: the main one by ||x||^2, this one by
-    ||e||^2. Our main loss is not normalised (x is scaled to a fixed mean squared norm instead), so this
-    one is multiplied by mean ||x||^2 / mean ||e||^2 to keep the paper's balance; unscaled, it would be that
-    ratio (~30x once the SAE explains 95% of the variance) weaker, too weak to revive dead features.
+    Unnormalised, like the main loss, and scaled down while few features are dead. The paper's version
+    (normalised by ||e||^2, ~30x stronger here once FVE passes 0.95) was measured worse on the default
+    model's layer 6: 19% of features dead by step 696 against 6% with this one (docs/sae.md).
     """
     dead_ids = dead.nonzero().reshape(-1)
     if dead_ids.numel() == 0 or cfg.aux_coefficient == 0:
@@ -281,8 +280,8 @@ def _aux_loss(cfg: TrainConfig, p: _Params, x: torch.Tensor, error: torch.Tensor
     pre = torch.addmm(p.b_enc[dead_ids], x - p.b_dec, p.W_enc[:, dead_ids])
     values, local = pre.topk(min(cfg.aux_k, dead_ids.numel()), dim=-1, sorted=False)
     recon = F.embedding_bag(dead_ids[local], p.W_dec, per_sample_weights=torch.relu(values), mode="sum")
-    balance = x.pow(2).sum(-1).mean() / error.pow(2).sum(-1).mean().clamp_min(1e-12)
-    return cfg.aux_coefficient * balance * (recon - error).pow(2).sum(-1).mean()
+    scale = min(dead_ids.numel() / cfg.aux_k, 1.0)
+    return cfg.aux_coefficient * scale * (recon - error).pow(2).sum(-1).mean()
 
 
 @torch.no_grad()
