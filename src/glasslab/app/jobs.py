@@ -36,14 +36,19 @@ class Job:
     stage: str = "queued"
     done: int = 0  # units of work done (e.g. transformer blocks run), with `total` when it is known
     total: int | None = None
+    metrics: dict | None = None  # live figures of the work so far (e.g. an SAE training's FVE)
     result: dict | None = None
     error: str | None = None
     created: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
+    committed: bool = False  # past the point where cancelling could still undo its work
+    _commit_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def report(self, stage: str | None = None, done: int | None = None, total: int | None = None) -> None:
+    def report(
+        self, stage: str | None = None, done: int | None = None, total: int | None = None, metrics: dict | None = None
+    ) -> None:
         """Progress from inside the job (any argument left out stays as it was)."""
         if stage is not None:
             self.stage = stage
@@ -51,6 +56,22 @@ class Job:
             self.done = done
         if total is not None:
             self.total = total
+        if metrics is not None:
+            self.metrics = metrics
+
+    def commit(self) -> bool:
+        """Pass the point of no return (e.g. before moving a finished artifact into place): False if the job
+        was cancelled first; once committed, a cancel is refused, so a cancelled job never leaves its work."""
+        with self._commit_lock:
+            if self.cancel.is_set():
+                return False
+            self.committed = True
+            return True
+
+    def request_cancel(self) -> None:
+        with self._commit_lock:
+            if not self.committed:
+                self.cancel.set()
 
     def to_dict(self, *, with_result: bool = True) -> dict:
         now = time.time()
@@ -64,6 +85,7 @@ class Job:
             "done": self.done,
             "total": self.total,
             "fraction": min(1.0, self.done / self.total) if self.total else None,
+            "metrics": self.metrics,
             "elapsed_s": round((self.finished or now) - (self.started or now), 3),
             "error": self.error,
             "result": self.result if with_result else None,
@@ -116,7 +138,7 @@ class JobManager:
     def cancel(self, job_id: str) -> Job | None:
         job = self.get(job_id)
         if job is not None and job.status in ("queued", "running"):
-            job.cancel.set()
+            job.request_cancel()
         return job
 
     def _forget_old(self) -> None:

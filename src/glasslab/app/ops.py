@@ -40,6 +40,7 @@ class Services:
     model_roots: list[Path]  # local folders a client may load models from (resolved)
     experiments: object  # experiments.ExperimentStore (typed loosely to keep imports one-way)
     cache_results: bool = True
+    sae_training: dict = field(default_factory=dict)  # the sizes the workbench offers for training an SAE
     extras: dict = field(default_factory=dict)
 
 
@@ -97,6 +98,12 @@ class Operation:
     long: bool = False  # may take many seconds: the front-end should run it as a job
     deterministic: Callable[[Body], bool] = lambda body: True  # False: never served from the cache
     tokenizer_only: Callable[[ModelState, Limits, Body], dict] | None = None  # answers without the model lock
+    # Runs in the caller's thread (the request's or the job's), sending only its forward passes to the model
+    # worker, one at a time, so other requests are served in between (SAE training: minutes of work).
+    off_worker: bool = False
+    job_only: bool = False  # offered only through POST /api/jobs (minutes of work: no plain request)
+    # Checks a job's body against the model when the job is submitted (a 400 then, not a failed job later).
+    precheck: Callable[[Ctx, Body], object] | None = None
 
 
 def execute(services: Services, op: Operation, body: Body, job: Job | None = None) -> dict:
@@ -108,6 +115,8 @@ def execute(services: Services, op: Operation, body: Body, job: Job | None = Non
         return hit
     if op.tokenizer_only is not None:
         return op.tokenizer_only(state, services.limits, body)
+    if op.off_worker:
+        return finite(op.run(Ctx(state, state.model, services.limits, job), body))
     cancel = job.cancel if job is not None else None
 
     def tick() -> None:

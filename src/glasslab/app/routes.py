@@ -11,7 +11,7 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import ValidationError
 
 from .jobs import Job
-from .ops import Operation, execute, services
+from .ops import Ctx, Operation, execute, services
 from .schemas import JobBody
 
 
@@ -19,6 +19,8 @@ def operation_router(operations: list[Operation]) -> APIRouter:
     router = APIRouter(prefix="/api")
     by_name = {op.name: op for op in operations}
     for op in operations:
+        if op.job_only:
+            continue
         router.add_api_route(
             f"/{op.name}",
             _endpoint(op),
@@ -38,6 +40,8 @@ def operation_router(operations: list[Operation]) -> APIRouter:
         except ValidationError as exc:
             raise HTTPException(422, f"params: {describe(exc.errors())}") from None
         svc = services(request)
+        if op.precheck is not None:
+            op.precheck(Ctx(svc.state, svc.state.model, svc.limits), params)
 
         def work(job: Job) -> dict:
             return execute(svc, op, params, job)

@@ -105,7 +105,11 @@ OPERATIONS = [
 ]
 
 
-@router.get("/saes", summary="SAEs for the loaded model (shipped, in the store, known hub releases).")
+@router.get("/saes", summary="SAEs for the loaded model (shipped, in the store, known hub releases), with their layer.")
 def list_saes(request: Request) -> dict:
+    """Each SAE with its layer, and ``training``: what the workbench proposes to train for a layer with none."""
     model = services(request).state.model
-    return {"kind": "saes", "model": model.name, "saes": [k.to_dict() for k in available_saes(model)]}
+    saes = [{**k.to_dict(), "layer": model.hook_spec(k.hook).layer} for k in available_saes(model)]
+    plan = services(request).sae_training
+    training = {"architecture": "topk", "d_sae": plan["expansion"] * model.d_model, **plan}
+    return {"kind": "saes", "model": model.name, "n_layers": model.n_layers, "saes": saes, "training": training}

@@ -251,3 +251,23 @@ class FeatureClampBody(PromptBody):
     max_new_tokens: int = Field(20, ge=1, le=MAX_NEW_TOKENS)
     temperature: float = Field(0.0, ge=0.0, le=5.0)
     seed: Seed | None = None
+
+
+# An SAE trained from the workbench: a few minutes on 2 CPU cores for the default model's middle layers
+# (the estimate measures it for the layer and machine); a rough SAE, not one that meets the quality target.
+TRAIN_HARVEST_TOKENS = 65_536
+TRAIN_TOKENS = 262_144  # 64 steps of 4096: each harvested row is seen about 4 times
+MAX_TRAIN_TOKENS = 4_194_304
+MAX_HARVEST_TOKENS = 524_288
+
+
+class SaeTrainBody(Body):
+    layer: Index  # the SAE reads blocks.<layer>.resid_post
+    expansion: int = Field(8, ge=1, le=64)  # features = expansion x the model's width
+    k: int = Field(32, ge=1, le=512)  # active features per token (TopK)
+    tokens: int = Field(TRAIN_TOKENS, ge=64, le=MAX_TRAIN_TOKENS)  # activation rows trained on (steps x batch)
+    harvest_tokens: int = Field(TRAIN_HARVEST_TOKENS, ge=64, le=MAX_HARVEST_TOKENS)  # rows read from the model
+    batch_size: int = Field(4096, ge=64, le=16_384)
+    evaluate_tokens: int = Field(4096, ge=0, le=65_536)  # held-out tokens for FVE, L0 and dead features
+    seed: Seed = 0
+    name: VectorName | None = None  # a plain name, as for vectors; default: <hook>-topk-<width>-k<k>-app

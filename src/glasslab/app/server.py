@@ -16,18 +16,19 @@ from fastapi.staticfiles import StaticFiles
 
 from ..errors import GlasslabError
 from ..model.model import Model
-from . import analysis, interventions, saes
+from . import analysis, interventions, sae_training, saes
 from .experiments import ExperimentStore
 from .experiments import router as experiments_router
 from .jobs import JobManager, TooManyJobs
 from .models import router as models_router
 from .ops import Limits, Services
 from .routes import describe, operation_router
+from .sae_training import sae_training_plan
 from .security import Guard
 from .state import Busy, Cancelled, ModelState
 
 STATIC = Path(__file__).parent / "static"
-OPERATIONS = [*analysis.OPERATIONS, *interventions.OPERATIONS, *saes.OPERATIONS]
+OPERATIONS = [*analysis.OPERATIONS, *interventions.OPERATIONS, *saes.OPERATIONS, *sae_training.OPERATIONS]
 NOT_BUILT = """<!doctype html><html lang="en"><meta charset="utf-8"><title>glasslab</title>
 <body style="font-family: sans-serif; max-width: 40em; margin: 3em auto">
 <h1>glasslab is running, but its front-end is not built</h1>
@@ -46,6 +47,7 @@ def create_app(
     experiments_db: str | Path | None = None,
     cache_results: bool = True,
     wait_s: float = 300.0,
+    sae_training: dict | None = None,
     static_dir: Path = STATIC,
 ) -> FastAPI:
     """The app serving ``model``.
@@ -54,7 +56,8 @@ def create_app(
     Host names accepted besides loopback (the bound address). ``model_roots``: local folders clients may
     load models from. ``experiments_db``: the SQLite file (default: ``experiments.sqlite`` in the store).
     ``cache_results=False`` recomputes every request, forward pass included (tests of isolation).
-    ``wait_s``: how long a request waits for a busy model before a 503.
+    ``wait_s``: how long a request waits for a busy model before a 503. ``sae_training``: the sizes the
+    workbench proposes when it trains an SAE for a layer (fields of ``SaeTrainBody``; default: its defaults).
     """
     app = FastAPI(
         title="glasslab",
@@ -71,6 +74,7 @@ def create_app(
         model_roots=[Path(r).expanduser().resolve() for r in model_roots],
         experiments=ExperimentStore(experiments_db),
         cache_results=cache_results,
+        sae_training=sae_training_plan(sae_training or {}),
     )
     app.include_router(models_router)
     app.include_router(operation_router(OPERATIONS))

@@ -1,0 +1,237 @@
+"""Train an SAE for one layer from the workbench: first a measured estimate of the time, then a background
+job with live progress (step, FVE, dead features) that can be cancelled.
+
+Both run off the model worker (``Operation.off_worker``): glasslab's trainer runs in the job's thread and
+only its forward passes (reading activations, the probe's, the held-out evaluation's) go to the worker,
+one batch at a time and in turn with every other request, so the workbench keeps answering while an SAE
+trains. The SAE is a TopK SAE on ``blocks.<layer>.resid_post``, written to the store (``store:NAME``)
+through a hidden folder that is renamed into place only if the job was not cancelled: a cancelled
+training leaves no SAE (the trainer keeps its checkpoint; the same training started again resumes).
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import InputError
+from ..model.model import Model
+from ..sae.estimate import estimate_training
+from ..sae.train import TrainConfig, TrainingCancelled, default_name, train_sae
+from ..store import store_path
+from .ops import Ctx, Operation
+from .schemas import SaeTrainBody
+from .state import Cancelled, ModelState, cancellable
+
+MAX_MEMORY = 4 * 2**30  # bytes a workbench training may hold: the activation pool and the SAE with Adam
+_training: set[tuple[str, str]] = set()  # (model key, SAE name) of trainings running now
+_training_lock = threading.Lock()
+
+
+class _OnWorker:
+    """The model as the trainer sees it: each forward pass runs on the model worker, in turn with other
+    requests, and stops when the job is cancelled or the model was switched meanwhile. Tokenizing uses a
+    private copy of the tokenizer (the worker may be using the model's at the same moment)."""
+
+    def __init__(self, state: ModelState, model: Model, cancel: threading.Event, on_run: Callable[[int], None]):
+        self._state, self._model, self._cancel, self._on_run = state, model, cancel, on_run
+        self.tokenizer = copy.deepcopy(model.tokenizer)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def run(self, prompts, **options):
+        def work(current: Model):
+            if current is not self._model:
+                raise InputError("the model was switched while the SAE trained; load it again and start over")
+            with cancellable(current, self._cancel):
+                return current.run(prompts, **options)
+
+        result = self._state.run("training an SAE", work, cancel=self._cancel)
+        self._on_run(len(prompts))
+        return result
+
+
+def sae_training_plan(sizes: dict) -> dict:
+    """The sizes the workbench proposes (every field of ``SaeTrainBody`` but the layer and name), checked."""
+    fields = SaeTrainBody.model_validate({"layer": 0, **sizes}).model_dump()
+    return {name: value for name, value in fields.items() if name not in ("layer", "name")}
+
+
+def _config(ctx: Ctx, body: SaeTrainBody) -> TrainConfig:
+    """The trainer's settings for the request, checked against the model (layer, k, memory)."""
+    ctx.layer(body.layer)
+    model = ctx.model
+    d_in = model.d_model
+    width = body.expansion * d_in
+    if body.k > width:
+        raise InputError(f"k: {body.k} is more than the SAE's {width} features; lower k or raise expansion")
+    memory = 4 * d_in * (2 * body.harvest_tokens + 8 * width)  # pool (and its refill) + weights, grads, Adam
+    if memory > MAX_MEMORY:
+        raise InputError(
+            f"this training would hold about {memory / 2**30:.1f} GiB in memory (the workbench allows "
+            f"{MAX_MEMORY / 2**30:.0f}); lower harvest_tokens or expansion, or train with `glasslab sae train`"
+        )
+    return TrainConfig(
+        hook=f"blocks.{body.layer}.resid_post",
+        architecture="topk",
+        expansion=body.expansion,
+        k=body.k,
+        tokens=body.tokens,
+        harvest_tokens=body.harvest_tokens,
+        buffer_tokens=body.harvest_tokens,  # every row read stays in the pool: the harvest is done once
+        batch_size=body.batch_size,
+        seed=body.seed,
+        seq_len=min(128, model.context_length or 128),
+    )
+
+
+def _name(config: TrainConfig, body: SaeTrainBody, d_in: int) -> str:
+    return body.name or f"{default_name(config, d_in)}-app"
+
+
+def _plan(ctx: Ctx, config: TrainConfig, name: str, body: SaeTrainBody) -> dict[str, Any]:
+    return {
+        "layer": body.layer,
+        "hook": config.hook,
+        "name": f"store:{name}",
+        "architecture": config.architecture,
+        "d_sae": config.width(ctx.model.d_model),
+        "k": config.k,
+        "steps": config.steps,
+        "batch_size": config.batch_size,
+        "tokens": config.tokens,
+        "harvest_tokens": config.harvest_tokens,
+        "evaluate_tokens": body.evaluate_tokens,
+        "seq_len": config.seq_len,
+        "corpus": config.corpus,
+    }
+
+
+def estimate_op(ctx: Ctx, body: SaeTrainBody) -> dict:
+    config = _config(ctx, body)
+    name = _name(config, body, ctx.model.d_model)
+    ctx.job.report(stage="measuring this machine: one batch of activations and a few training steps")
+    model = _OnWorker(ctx.state, ctx.model, ctx.job.cancel, lambda _n: None)
+    estimate = estimate_training(model, config, evaluate_tokens=body.evaluate_tokens)  # type: ignore[arg-type]
+    return {**estimate.to_dict(), "plan": _plan(ctx, config, name, body)}
+
+
+class _Progress:
+    """The job's stage, counts and live metrics as the training goes: reading activations, training steps,
+    then the held-out evaluation."""
+
+    def __init__(self, ctx: Ctx, config: TrainConfig, evaluate_tokens: int):
+        self.job, self.config, self.evaluate_tokens = ctx.job, config, evaluate_tokens
+        self.rows_per_sequence = config.seq_len - (1 if ctx.model.tokenizer.bos_token_id is not None else 0)
+        self.phase, self.rows = "harvest", 0
+        self._report("reading activations from the model", 0, config.harvest_tokens)
+
+    def _report(self, stage: str, done: int, total: int, metrics: dict | None = None) -> None:
+        self.job.report(stage=stage, done=done, total=total, metrics=metrics)
+
+    def forward(self, sequences: int) -> None:
+        self.rows += sequences * self.rows_per_sequence
+        if self.phase == "harvest":
+            total = self.config.harvest_tokens
+            self._report("reading activations from the model", min(self.rows, total), total)
+        elif self.phase == "evaluate":
+            self._report("evaluating on held-out text", min(self.rows, self.evaluate_tokens), self.evaluate_tokens)
+
+    def step(self, step: int, metrics: dict[str, float]) -> None:
+        if self.job.cancel.is_set():
+            raise KeyboardInterrupt  # the trainer's way to stop: it writes a checkpoint and saves no SAE
+        shown = {key: metrics[key] for key in ("loss", "fve", "l0", "dead") if key in metrics}
+        self.phase = "train"
+        self._report("training", step, self.config.steps, shown)
+        if step == self.config.steps and self.evaluate_tokens:
+            self.phase, self.rows = "evaluate", 0
+            self._report("evaluating on held-out text", 0, self.evaluate_tokens)
+
+
+def check_training(ctx: Ctx, body: SaeTrainBody) -> tuple[TrainConfig, str]:
+    """The settings and the SAE's name, refused (400) for a bad layer or size or a name already taken."""
+    config = _config(ctx, body)
+    name = _name(config, body, ctx.model.d_model)
+    if store_path("saes", ctx.model.key, name).exists():
+        raise InputError(
+            f"store:{name} exists already for {ctx.model.name}; pick it in the SAE list, or give another name"
+        )
+    return config, name
+
+
+def train_op(ctx: Ctx, body: SaeTrainBody) -> dict:
+    config, name = check_training(ctx, body)
+    model = ctx.model
+    final = store_path("saes", model.key, name)
+    key = (model.key, name)
+    with _training_lock:
+        if key in _training:
+            raise InputError(f"store:{name} is being trained already; wait for that job or cancel it")
+        _training.add(key)
+    staging = store_path("saes", model.key, f".training-{name}-{uuid.uuid4().hex[:8]}")  # hidden from listings
+    try:
+        progress = _Progress(ctx, config, body.evaluate_tokens)
+        worker_model = _OnWorker(ctx.state, model, ctx.job.cancel, progress.forward)
+        trained = train_sae(
+            worker_model,  # type: ignore[arg-type]
+            config,
+            name=name,
+            out=staging,
+            evaluate_tokens=body.evaluate_tokens,
+            evaluate_loss_tokens=0,  # losses need four full passes each: `glasslab sae eval` measures them
+            on_step=progress.step,
+            command=f"workbench: train an SAE for layer {body.layer}",
+        )
+        if not ctx.job.commit():
+            raise Cancelled("the job was cancelled")
+        staging.rename(final)
+    except TrainingCancelled:
+        raise Cancelled("the training was cancelled; no SAE was saved") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        with _training_lock:
+            _training.discard(key)
+    return {
+        "kind": "sae_training",
+        "name": f"store:{name}",
+        "plan": _plan(ctx, config, name, body),
+        "seconds": trained.training["seconds"],
+        "steps": trained.training["steps"],
+        "tokens_harvested": trained.training["tokens_harvested"],
+        "final": trained.training["final"],
+        "dead_fraction_training": trained.training["dead_fraction_training"],
+        "evaluation": trained.evaluation,
+    }
+
+
+OPERATIONS = [
+    Operation(
+        "sae-train-estimate",
+        SaeTrainBody,
+        estimate_op,
+        "How long training an SAE for a layer would take here (measured: a probe of the real trainer).",
+        "sae",
+        long=True,
+        deterministic=lambda body: False,
+        off_worker=True,
+        job_only=True,
+        precheck=_config,
+    ),
+    Operation(
+        "sae-train",
+        SaeTrainBody,
+        train_op,
+        "Train a TopK SAE on a layer's resid_post into the store (then listed as store:NAME).",
+        "sae",
+        long=True,
+        deterministic=lambda body: False,
+        off_worker=True,
+        job_only=True,
+        precheck=check_training,
+    ),
+]
