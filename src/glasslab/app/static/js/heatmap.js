@@ -58,6 +58,7 @@ function labelStep(cell) {
 
 /** Draw the spec into a new canvas inside `el` (replacing its content). Returns the canvas. */
 export function drawHeatmap(el, spec) {
+  hideTip(); // the tip may describe the canvas this one replaces, which gets no mouseleave once removed
   prepare(spec);
   const { data, nRows, nCols, lo, hi } = spec._flat;
   const L = layout(spec, spec.maxWidth ?? (el.clientWidth || 860));
