@@ -9,10 +9,17 @@ pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 # several GB of CUDA packages from the registry.
 "${pip[@]}" torch==2.13.0
 if [ "${1:-}" = "--test" ]; then
-  # Browser tests drive Debian's Chromium headless (Playwright's own browser download is not needed).
-  if ! command -v chromium >/dev/null 2>&1; then
-    apt_get=(apt-get); [ "$(id -u)" = 0 ] || apt_get=(sudo apt-get)
-    "${apt_get[@]}" install -y -q chromium >/dev/null || { "${apt_get[@]}" update -q >/dev/null && "${apt_get[@]}" install -y -q chromium >/dev/null; }
+  # Browser tests drive Debian's browsers, no browser download: Chromium (through Playwright), Firefox ESR
+  # (through Mozilla's Marionette client) and WebKitGTK, Safari's engine (through its WebDriver server, in
+  # an Xvfb display). Only the missing packages are installed.
+  missing=()
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v firefox-esr >/dev/null 2>&1 || command -v firefox >/dev/null 2>&1 || missing+=(firefox-esr)
+  command -v WebKitWebDriver >/dev/null 2>&1 || missing+=(webkit2gtk-driver)
+  command -v Xvfb >/dev/null 2>&1 || missing+=(xvfb)
+  if [ ${#missing[@]} -gt 0 ]; then
+    apt_get=(env DEBIAN_FRONTEND=noninteractive apt-get); [ "$(id -u)" = 0 ] || apt_get=(sudo "${apt_get[@]}")
+    "${apt_get[@]}" install -y -q "${missing[@]}" >/dev/null || { "${apt_get[@]}" update -q >/dev/null && "${apt_get[@]}" install -y -q "${missing[@]}" >/dev/null; }
   fi
   "${pip[@]}" -e ".[test,peers]"
   # A second real model (SmolLM2-135M, Llama family) for cross-family tests. Its declared
