@@ -28,9 +28,10 @@ SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 
 
 class Server:
-    """A running workbench: its base URL and a plain HTTP client to compare what the page shows."""
+    """A running workbench (``options`` go to ``create_app``): its base URL and a plain HTTP client to compare
+    what the page shows."""
 
-    def __init__(self, model, db: Path):
+    def __init__(self, model, db: Path, **options):
         import uvicorn
 
         from glasslab.app.server import create_app
@@ -39,7 +40,7 @@ class Server:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.app = create_app(model, experiments_db=db)
+        self.app = create_app(model, experiments_db=db, **options)
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()

@@ -1,5 +1,6 @@
 """The SAE panel and feature clamps in Chromium, on a tiny model with a small SAE saved in a temporary store:
-features at the selected token, a feature's dashboard and a clamp sweep, compared with the API's answers."""
+features at the selected token, a feature's dashboard and a clamp sweep, compared with the API's answers;
+and, on a tiny model with an empty store, the layer selector and training an SAE for a layer from the panel."""
 
 from __future__ import annotations
 
@@ -72,4 +73,61 @@ def test_sae_features_dashboard_and_clamps(open_page, sae_server):
     for row, expected in zip(rows[1:], sweep["rows"], strict=True):
         assert fmt(expected["kl"]) in row
     page.shot("clamps")
+    assert not page.errors, page.errors
+
+
+TRAIN = {"expansion": 4, "k": 4, "tokens": 256 * 24, "harvest_tokens": 2048, "batch_size": 256, "evaluate_tokens": 256}
+TRAINED = "store:blocks.1.resid_post-topk-128-k4-app"
+
+
+@pytest.fixture(scope="module")
+def empty_server(tmp_path_factory):
+    from tests.tiny import tiny_model
+
+    home = tmp_path_factory.mktemp("sae-train-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GLASSLAB_HOME", str(home))
+        server = Server(tiny_model("llama"), home / "experiments.sqlite", sae_training=TRAIN)
+        yield server
+        server.stop()
+
+
+def test_train_an_sae_for_a_layer_from_the_panel(open_page, empty_server):
+    page = open_page(empty_server)
+    page.analyse(PROMPT)
+    page.page.click('#tokens .tok[data-pos="3"]')
+    page.open_panel("sae")
+    options = page.page.locator("#sae-layer option").all_inner_texts()
+    assert options == [f"Layer {layer}: no SAE yet" for layer in range(3)]
+    page.page.select_option("#sae-layer", "1")
+    page.wait_text("#panel .empty-state", "No SAE for layer 1 of tiny-llama is on this machine")
+    page.wait_text("#panel .train-sae h3", "Train an SAE for layer 1")
+    assert "Train an SAE for this layer" in page.page.text_content("#panel details.read")
+
+    # The time is measured before anything is trained; then the training runs as a job with progress.
+    page.page.click("text=Estimate the time")
+    page.wait_text("#panel .train-status", "Estimated time on this machine: about")
+    assert f"It will be saved as {TRAINED}" in page.page.inner_text("#panel .train-status")
+    assert page.page.get_attribute("#panel .train-sae button.primary", "title")
+    page.shot("sae-estimate")
+    page.page.click("#panel .train-sae button.primary")
+    page.page.wait_for_selector("#panel progress.train-progress", timeout=30_000)
+    page.shot("sae-training")
+    assert page.page.get_attribute("#panel .train-sae button:has-text('Cancel training')", "title")
+    page.page.wait_for_selector("#panel .sae-facts", timeout=180_000)
+
+    # The new SAE is listed for layer 1, chosen, and its features are the API's for that SAE.
+    assert page.page.locator("#sae-layer option").nth(1).inner_text() == f"Layer 1: {TRAINED} (trained)"
+    assert page.page.input_value("#sae-name") == TRAINED
+    api = empty_server.post("sae-features", {"prompt": PROMPT, "sae": TRAINED, "top": 10})
+    token = next(t for t in api["tokens"] if t["position"] == 3)
+    facts = page.page.inner_text("#panel .sae-facts")
+    assert f"{TRAINED} at blocks.1.resid_post: {token['l0']} features fire at position 3" in facts
+    assert pct(token["relative_error"]) in facts
+    note = page.page.inner_text("#panel .trained-note")
+    [job] = [j for j in empty_server.http.get("/api/jobs").json()["jobs"] if j["job_kind"] == "sae-train"]
+    assert job["status"] == "done"
+    evaluation = empty_server.http.get(f"/api/jobs/{job['id']}").json()["result"]["evaluation"]
+    assert f"explains {pct(evaluation['fve'])} of the activation's variance" in note and "rough" in note
+    page.shot("sae-trained")
     assert not page.errors, page.errors

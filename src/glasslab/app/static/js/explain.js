@@ -75,14 +75,20 @@ export const PANELS = {
   },
   sae: {
     title: 'SAE features',
-    see: 'The sparse-autoencoder features active at the selected token, with their strongest examples.',
+    see: 'The sparse-autoencoder features active at the selected token, with their strongest examples; pick the SAE by layer, or train one for a layer that has none.',
     read: 'A sparse autoencoder (SAE) rewrites one layer\'s activation as a sum of a few "features" chosen from a '
       + 'large dictionary learned on lots of text; each feature tends to stand for something more specific than a '
-      + 'single neuron. The bars show the most active features at the selected token. A feature\'s dashboard shows '
-      + 'the tokens its output promotes and, where available, a link to its public page on Neuronpedia.',
+      + 'single neuron. Choose the layer to read: the list says, for each layer, which SAEs exist (shipped with '
+      + 'glasslab, trained by you, or published on the Hugging Face hub) and whether they are on this machine. '
+      + 'The bars show the most active features at the selected token. A feature\'s dashboard shows the tokens its '
+      + 'output promotes and, where available, a link to its public page on Neuronpedia. For a layer with no SAE '
+      + 'on this machine, "Train an SAE for this layer" first measures how long it would take here, then trains a '
+      + 'small TopK SAE on that layer\'s residual stream from the built-in text (a few minutes on two CPU cores '
+      + 'for the default model) while the rest of the workbench keeps working; it then appears in the list.',
     caveat: 'Features are an approximation: the SAE does not reconstruct the activation exactly (the error is part of '
       + 'the model too), and a feature\'s label is someone\'s reading of its examples, not a guarantee of what it '
-      + 'means everywhere.',
+      + 'means everywhere. An SAE trained here in a few minutes is rough: it misses more of the activation (see its '
+      + 'fraction of variance explained) and has fewer clean, nameable features than one trained for hours.',
   },
   steering: {
     title: 'Steering',
@@ -149,6 +155,11 @@ export const CONTROLS = {
   pairs: 'One pair per line: positive text | negative text. The vector points from negative to positive.',
   scales: 'Strengths to compare, separated by commas; 0 is the unsteered baseline',
   layer: 'The layer whose residual stream receives the steering vector',
+  saeLayer: 'The layer whose activations an SAE reads. Each entry lists the SAEs known for it: shipped (with glasslab), trained (by you, in the store) or hub (published; usable once downloaded)',
+  saeAtLayer: 'Which of this layer\'s SAEs to use; only those on this machine can run',
+  saeEstimate: 'Measure how long training an SAE for this layer takes on this machine (one batch of activations and a few training steps, about half a minute)',
+  saeTrain: 'Train a TopK SAE on this layer\'s residual stream in the background; it is saved in your glasslab store and then listed here',
+  saeCancel: 'Stop the training; no SAE is saved',
 };
 
 // Guided tutorial: two demo prompts, each walked through a few panels. Each step names the panel it opens.

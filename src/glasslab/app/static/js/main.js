@@ -8,7 +8,7 @@ import { Q } from './data.js';
 import { PANEL_ORDER, PANELS } from './panels/index.js';
 import { onDataArrived } from './panels/common.js';
 import { learnPatterns } from './panels/attention.js';
-import { sae } from './panels/sae.js';
+import { listed, sae } from './panels/sae.js';
 import { prefetch, prefetchTimes, stopPrefetch } from './prefetch.js';
 import { saveSettings, settings } from './settings.js';
 import { state, subscribe, update } from './store.js';
@@ -106,9 +106,9 @@ async function loadModelInfo() {
   $('model-name').textContent = m.name;
   $('model-name').title = `${m.name}: ${m.n_layers} layers, ${m.n_heads} heads per layer, d_model ${m.d_model}, vocabulary ${m.vocab_size}; loaded from ${m.source}`;
   try {
-    sae.list = (await request('GET', '/api/saes')).saes || [];
+    Object.assign(sae, listed(await request('GET', '/api/saes')));
   } catch {
-    sae.list = []; // a server without SAE endpoints: the panel says none is available
+    Object.assign(sae, { list: [], training: null }); // a server without SAE endpoints: the panel says none is available
   }
 }
 

@@ -1,36 +1,248 @@
 // SAE features per token, a feature's dashboard and links to Neuronpedia. The SAEs come from GET /api/saes
-// (shipped, trained into the store, or known hub releases); only those on disk can run here, offline.
+// (shipped, trained into the store, or known hub releases), each with its layer; the user picks a layer, then
+// one of its SAEs on this machine. For a layer with none, the panel offers to train one (sae-train-estimate,
+// then the sae-train job) and shows its progress; the finished SAE joins the list.
 
 import { fmt, h, pct, showToken } from '../dom.js';
-import { call, cached, job } from '../api.js';
+import { call, cached, job, request } from '../api.js';
 import { chart } from '../chart.js';
+import { CONTROLS } from '../explain.js';
 import { position, setting, setSetting, state } from '../store.js';
-import { field, frame, need, progressText, refresh } from './common.js';
+import { button, errorLine, field, frame, need, progressText, refresh } from './common.js';
 
-export const sae = { list: [] }; // GET /api/saes -> saes, filled when the model is loaded
+export const sae = { list: [], training: null }; // GET /api/saes (saes, training), read when the model is loaded
+
+/** What the page keeps of GET /api/saes: the SAEs and the default plan of a training from the workbench. */
+export function listed(answer) {
+  return { list: answer.saes || [], training: answer.training || null };
+}
+
+const SOURCE = { shipped: 'shipped', store: 'trained', hub: 'hub' };
 
 export function usable() {
   return sae.list.filter((s) => s.on_disk);
 }
 
-export function chosenSae() {
-  const names = usable().map((s) => s.name);
-  const pick = setting('sae', 'name', names[0]);
-  return names.includes(pick) ? pick : names[0] ?? null;
+/** Layers are keyed as strings; an SAE on a hook outside the blocks (embed, ln_final) is under 'other'. */
+const layerKey = (s) => (s.layer === null || s.layer === undefined ? 'other' : String(s.layer));
+
+function layerKeys() {
+  const keys = [...Array(state.model?.n_layers ?? 0).keys()].map(String);
+  return sae.list.some((s) => layerKey(s) === 'other') ? [...keys, 'other'] : keys;
 }
 
+export function chosenLayer() {
+  const keys = layerKeys();
+  const pick = setting('sae', 'layer', null);
+  if (pick !== null && keys.includes(pick)) return pick;
+  const first = usable()[0];
+  return first ? layerKey(first) : String(Math.floor((state.model?.n_layers ?? 0) / 2));
+}
+
+/** The SAE every SAE view uses: the chosen one at the chosen layer, else that layer's first on disk (or null). */
+export function chosenSae() {
+  const here = usable().filter((s) => layerKey(s) === chosenLayer());
+  const pick = setting('sae', 'name', null);
+  return (here.find((s) => s.name === pick) ?? here[0])?.name ?? null;
+}
+
+function choose(s) {
+  setSetting('sae', 'layer', layerKey(s));
+  setSetting('sae', 'name', s.name);
+}
+
+function layerLabel(key) {
+  const here = sae.list.filter((s) => layerKey(s) === key);
+  const name = key === 'other' ? 'Other hooks' : `Layer ${key}`;
+  if (!here.length) return `${name}: no SAE yet`;
+  const disk = here.filter((s) => s.on_disk);
+  const kinds = [...new Set(here.map((s) => SOURCE[s.source] ?? s.source))].join(', ');
+  if (!disk.length) return `${name}: ${kinds}, not on this machine`;
+  if (disk.length === 1) return `${name}: ${disk[0].name} (${SOURCE[disk[0].source] ?? disk[0].source})`;
+  return `${name}: ${disk.length} SAEs on this machine (${kinds})`;
+}
+
+/** The layer selector of the SAE panel, and the choice among that layer's SAEs. */
+function layerPicker() {
+  const current = chosenLayer();
+  const layers = h('select#sae-layer', {}, ...layerKeys().map((k) => h('option', { value: k, selected: k === current }, layerLabel(k))));
+  layers.addEventListener('change', () => { setSetting('sae', 'layer', layers.value); setSetting('sae', 'feature', undefined); refresh(); });
+  const controls = [field('Layer', layers, CONTROLS.saeLayer)];
+  const here = sae.list.filter((s) => layerKey(s) === current);
+  if (here.length) {
+    const name = chosenSae();
+    const pick = h('select#sae-name', {}, ...here.map((s) => h('option', { value: s.name, selected: s.name === name, disabled: !s.on_disk },
+      `${s.name} (${SOURCE[s.source] ?? s.source}, ${s.hook}, ${s.d_sae ? `${s.d_sae} features` : 'width unknown'}${s.on_disk ? '' : ', not on this machine'})`)));
+    pick.addEventListener('change', () => { setSetting('sae', 'name', pick.value); setSetting('sae', 'feature', undefined); refresh(); });
+    controls.push(field('SAE at this layer', pick, CONTROLS.saeAtLayer));
+  }
+  return h('div.controls.no-report', {}, ...controls);
+}
+
+/** The SAE choice of other panels (feature clamps): every SAE on this machine, by layer. */
 export function saePicker(panel) {
   const saes = usable();
-  const select = h('select', { id: `${panel}-sae` }, ...saes.map((s) => h('option', { value: s.name, selected: s.name === chosenSae() }, `${s.name} (${s.hook}, ${s.d_sae} features)`)));
-  select.addEventListener('change', () => { setSetting('sae', 'name', select.value); refresh(); });
-  return field('Sparse autoencoder', select, 'Which SAE reads the activations (only SAEs on this machine are listed)');
+  const current = chosenSae();
+  const none = current ? null : h('option', { value: '', selected: true, disabled: true }, 'Choose an SAE');
+  const select = h('select', { id: `${panel}-sae` }, none, ...saes.map((s) => h('option', { value: s.name, selected: s.name === current },
+    `${layerKey(s) === 'other' ? '' : `Layer ${s.layer}: `}${s.name} (${SOURCE[s.source] ?? s.source}, ${s.d_sae} features)`)));
+  select.addEventListener('change', () => { choose(saes.find((s) => s.name === select.value)); refresh(); });
+  return field('Sparse autoencoder', select, 'Which SAE reads the activations (only SAEs on this machine are listed; pick a layer or train one in the SAE features panel)');
 }
 
-export function noSae(el) {
-  const hub = sae.list.filter((s) => !s.on_disk);
-  el.append(h('p.empty-state', { role: 'note' }, `No SAE available for this model yet (${state.model?.name ?? 'the loaded model'}). `,
-    hub.length ? `${hub.length} SAE${hub.length > 1 ? 's are' : ' is'} known for it on the Hugging Face hub (${hub.map((s) => s.name).join(', ')}) but not on this machine; download one on a connected machine to use it here. ` : '',
-    'With an SAE on disk, the most active features at the selected token appear here, each with a dashboard and a link to Neuronpedia.'));
+function noSaeHere(el, key) {
+  const hub = sae.list.filter((s) => layerKey(s) === key && !s.on_disk);
+  const where = key === 'other' ? 'these hooks' : `layer ${key}`;
+  el.append(h('p.empty-state', { role: 'note' }, `No SAE for ${where} of ${state.model?.name ?? 'the loaded model'} is on this machine. `,
+    hub.length ? `${hub.length} SAE${hub.length > 1 ? 's are' : ' is'} known for it on the Hugging Face hub (${hub.map((s) => s.name).join(', ')}); download one on a connected machine to use it here, or train one below. ` : '',
+    usable().length ? 'Other layers have one: pick one in the list above. ' : ''));
+}
+
+// -- training an SAE for a layer ------------------------------------------------------------------------
+// One training at a time from this page; its state survives re-renders and panel switches, and its progress
+// is written into the panel in place (no re-render every poll).
+const training = { estimates: {}, measuring: null, job: null, layer: null, model: null, error: null, outcome: null };
+
+function duration(s) {
+  if (!Number.isFinite(s)) return '?';
+  if (s < 60) return `${Math.max(1, Math.round(s))} s`;
+  const m = Math.floor(s / 60);
+  return `${m} min ${Math.round(s - 60 * m)} s`;
+}
+
+/** The job's body: the layer and the sizes the server proposes (GET /api/saes `training`). */
+function trainBody(key) {
+  const { architecture, d_sae, ...sizes } = sae.training ?? {};
+  return { layer: Number(key), ...sizes };
+}
+const estimateKey = (key) => `${state.model?.name}|${key}`;
+
+/** Run a job to its end, reporting each poll; never served from the page's cache (timings change). */
+async function poll(kind, params, onProgress) {
+  let j = await request('POST', '/api/jobs', { kind, params });
+  onProgress(j);
+  while (j.status === 'queued' || j.status === 'running') {
+    await new Promise((r) => setTimeout(r, 500));
+    j = await request('GET', `/api/jobs/${j.id}`);
+    onProgress(j);
+  }
+  return j;
+}
+
+function liveStatus(text) {
+  const status = document.querySelector('#panel .train-status');
+  if (status) status.textContent = text;
+}
+
+async function estimate(key) {
+  Object.assign(training, { measuring: key, layer: key, error: null });
+  refresh();
+  try {
+    const j = await poll('sae-train-estimate', trainBody(key), (p) => liveStatus(`Measuring this machine (${p.stage})\u2026`));
+    if (j.status === 'done') training.estimates[estimateKey(key)] = j.result;
+    else training.error = j.error || `the estimate was ${j.status}`;
+  } catch (err) {
+    training.error = String(err.message || err);
+  }
+  training.measuring = null;
+  refresh();
+}
+
+function trainingLine(j) {
+  const m = j.metrics;
+  const counts = !j.total ? '' : j.stage === 'training' ? ` step ${j.done} / ${j.total}` : ` ${j.done.toLocaleString()} / ${j.total.toLocaleString()} tokens`;
+  const figures = m ? `; fraction of variance explained ${fmt(m.fve)}, dead features ${pct(m.dead)}, L0 ${fmt(m.l0, 1)}` : '';
+  const est = training.estimates[estimateKey(training.layer)]?.seconds;
+  const left = est ? `, about ${duration(Math.max(0, est - j.elapsed_s))} left by the estimate` : '';
+  return `${j.stage[0].toUpperCase()}${j.stage.slice(1)}${counts ? `:${counts}` : ''}${figures}. ${duration(j.elapsed_s)} so far${left}.`;
+}
+
+function showProgress(j) {
+  liveStatus(trainingLine(j));
+  const bar = document.querySelector('#panel progress.train-progress');
+  if (bar && j.total) {
+    bar.max = j.total;
+    bar.value = j.done;
+  }
+}
+
+async function train(key) {
+  Object.assign(training, { layer: key, model: state.model?.name, error: null, outcome: null, job: null });
+  try {
+    const j = await poll('sae-train', trainBody(key), (p) => {
+      const first = !training.job;
+      training.job = p;
+      if (first) refresh();
+      else showProgress(p);
+    });
+    if (j.status === 'done') {
+      Object.assign(sae, listed(await request('GET', '/api/saes')));
+      const made = sae.list.find((s) => s.name === j.result.name);
+      if (made) choose(made);
+      training.outcome = j.result;
+    } else {
+      training.error = j.status === 'cancelled' ? 'Training cancelled; no SAE was saved.' : (j.error || `the training ${j.status}`);
+    }
+  } catch (err) {
+    training.error = String(err.message || err);
+  }
+  training.job = null;
+  refresh();
+}
+
+function trainBox(el, key) {
+  if (key === 'other') return;
+  const m = state.model;
+  const box = h('section.train-sae.no-report');
+  el.append(box);
+  box.append(h('h3', {}, `Train an SAE for layer ${key}`));
+  const t = sae.training;
+  if (t) {
+    box.append(h('p', {}, `glasslab can train a rough SAE here: a TopK SAE with ${t.d_sae.toLocaleString()} features (${t.k} active per token) on `,
+      h('code', {}, `blocks.${key}.resid_post`), `, from the built-in offline text: ${t.harvest_tokens.toLocaleString()} tokens read from the model, `,
+      `${Math.floor(t.tokens / t.batch_size)} training steps of ${t.batch_size.toLocaleString()}, then a check on ${t.evaluate_tokens.toLocaleString()} `,
+      'held-out tokens. For the default model this takes a few minutes on two CPU cores (later layers take longer); measure it first. ',
+      'The workbench keeps working meanwhile. The SAE is saved in your glasslab store and listed here when done.'));
+  }
+  const status = h('p.train-status', { role: 'status', 'aria-live': 'polite' });
+  box.append(status);
+  if (training.job && training.model === m?.name) {
+    const j = training.job;
+    if (training.layer !== key) {
+      status.textContent = `An SAE for layer ${training.layer} is being trained; one training at a time.`;
+      return;
+    }
+    status.textContent = trainingLine(j);
+    box.append(h('progress.train-progress', { title: 'Progress of the current stage of the SAE training', max: j.total || 1, value: j.done || 0 }),
+      h('div.controls', {}, button('Cancel training', CONTROLS.saeCancel, (ev) => {
+        ev.target.disabled = true;
+        request('POST', `/api/jobs/${j.id}/cancel`).catch(() => {});
+      })));
+    return;
+  }
+  if (training.measuring !== null) {
+    status.textContent = training.measuring === key ? 'Measuring this machine\u2026' : `Measuring the time for layer ${training.measuring}\u2026`;
+    return;
+  }
+  if (training.error && training.layer === key) box.append(errorLine(training.error));
+  const est = training.estimates[estimateKey(key)];
+  if (est) {
+    status.textContent = `Estimated time on this machine: about ${duration(est.seconds)} (reading activations ${duration(est.harvest_s)}, `
+      + `training ${duration(est.train_s)}, held-out check ${duration(est.evaluate_s)}, the rest ${duration(est.text_s + est.fixed_s)}), `
+      + `measured just now from one batch of activations and a few training steps. It will be saved as ${est.plan.name}.`;
+  }
+  box.append(h('div.controls', {},
+    button(est ? 'Measure again' : 'Estimate the time', CONTROLS.saeEstimate, () => estimate(key)),
+    est ? button(`Train the SAE (about ${duration(est.seconds)})`, CONTROLS.saeTrain, () => train(key), 'primary') : null));
+}
+
+function trainedNote(el) {
+  const r = training.outcome;
+  if (!r || r.name !== chosenSae()) return;
+  const ev = r.evaluation;
+  el.append(h('p.facts.trained-note', {}, `${r.name} was trained here in ${duration(r.seconds)} (${r.steps} steps). `,
+    ev ? `On ${ev.tokens.toLocaleString()} held-out tokens it explains ${pct(ev.fve)} of the activation's variance with ${fmt(ev.l0, 1)} features per token; ${pct(ev.dead_fraction)} of its features never fired there. ` : '',
+    'A quick SAE is rough: treat its features as hints.'));
 }
 
 const featuresBody = () => ({ prompt: state.prompt, sae: chosenSae(), top: 10 });
@@ -38,11 +250,13 @@ const dashboardBody = (feature) => ({ feature, sae: chosenSae(), sequences: 32, 
 
 export function render(root) {
   const el = frame(root, 'sae');
+  el.append(layerPicker());
   if (!chosenSae()) {
-    noSae(el);
+    noSaeHere(el, chosenLayer());
+    trainBox(el, chosenLayer());
     return;
   }
-  el.append(h('div.controls.no-report', {}, saePicker('sae')));
+  trainedNote(el);
   const p = position();
   const d = need(el, 'the SAE features of the prompt', () => cached('sae-features', featuresBody()), () => call('sae-features', featuresBody()));
   if (!d) return;

@@ -6,7 +6,7 @@ import { chart } from '../chart.js';
 import { CONTROLS } from '../explain.js';
 import { setting, setSetting, state } from '../store.js';
 import { action, field, frame, progressText } from './common.js';
-import { chosenSae, saePicker } from './sae.js';
+import { chosenLayer, chosenSae, saePicker, usable } from './sae.js';
 
 const DEFAULT_PAIRS = 'I love this, it is wonderful | I hate this, it is terrible\nWhat a great day | What an awful day';
 
@@ -100,7 +100,10 @@ function clamps(el) {
   el.append(box);
   box.append(h('h3', {}, 'Feature clamps (sparse autoencoder)'));
   if (!chosenSae()) {
-    box.append(h('p.muted', {}, 'Feature clamps need a sparse autoencoder on this machine for the loaded model; none is available yet (see the SAE features panel).'));
+    box.append(h('p.muted', {}, usable().length
+      ? `No SAE on this machine reads layer ${chosenLayer()}, the layer chosen in the SAE features panel: pick another SAE here, or train one for that layer there.`
+      : 'Feature clamps need a sparse autoencoder on this machine for the loaded model; none is available yet (the SAE features panel can train one).'));
+    if (usable().length) box.append(h('div.controls.no-report', {}, saePicker('clamp')));
     return;
   }
   const bind = (name, c) => {
