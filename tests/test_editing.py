@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
 import torch
 
+import glasslab
 from glasslab.errors import GlasslabError, InputError
 from glasslab.methods.editing import (
     Edit,
@@ -21,10 +23,12 @@ from glasslab.methods.editing import (
 )
 from glasslab.methods.editing.edit import from_layout, projection_weight
 from glasslab.methods.editing.evaluate import ngram_entropy
-from glasslab.methods.editing.memit import least_squares_update
+from glasslab.methods.editing.memit import _stream_write, least_squares_update
+from glasslab.methods.editing.postnorm import invert_rms_norm, nearest_unit_rms
 from glasslab.methods.editing.prompts import subject_span
 from glasslab.methods.editing.rome import projection_output, rank_one_update
-from glasslab.methods.editing.targets import edit_keys
+from glasslab.methods.editing.targets import edit_keys, optimise_targets, site_values
+from glasslab.model.norms import norm_params
 
 from .tiny import WORDS, tiny_model
 
@@ -256,6 +260,136 @@ def test_memit_rejects_bad_input(stats_cache):
         memit(model, [FACT, FACT], layers=[0], stats=stats_cache("llama"))
     with pytest.raises(InputError):
         memit(model, [FACT], layers=[5], stats=stats_cache("llama"))
+
+
+# -- MEMIT through a post-MLP norm (Gemma 2/3) -----------------------------------------------------------
+POST_NORM = ["gemma2", "gemma3"]
+
+
+def _objective(gain, target, u):
+    return ((gain * u - target) ** 2).sum(-1)
+
+
+def _minimise(variable: torch.Tensor, loss_fn, iterations: int = 200) -> None:
+    """L-BFGS on one tensor (the second routes below)."""
+    optimiser = torch.optim.LBFGS([variable], max_iter=iterations, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimiser.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+
+
+def _sphere_search(gain, target, starts: int = 8) -> torch.Tensor:
+    """Second route: min ||gain * u - target|| over mean(u^2) = 1 by L-BFGS on u = sqrt(d) v / |v|, many starts."""
+    d = gain.shape[0]
+    generator = torch.Generator().manual_seed(3)
+    v = torch.randn(starts, *target.shape, dtype=torch.float64, generator=generator).requires_grad_()
+    _minimise(v, lambda: _objective(gain, target, d**0.5 * v / v.norm(dim=-1, keepdim=True)).sum())
+    with torch.no_grad():
+        u = d**0.5 * v / v.norm(dim=-1, keepdim=True)
+        return _objective(gain, target, u).min(0).values  # best start per row
+
+
+def test_nearest_unit_rms_is_the_constrained_minimum():
+    generator = torch.Generator().manual_seed(0)
+    d = 12
+    gain = torch.rand(d, dtype=torch.float64, generator=generator) * 3 + 0.2
+    gain[3], gain[7] = 0.0, 1e-3  # a dimension the norm ignores, one it barely passes
+    reachable = torch.randn(d, dtype=torch.float64, generator=generator)
+    reachable *= d**0.5 / reachable.norm()
+    targets = torch.stack(
+        [
+            gain * reachable,  # an output the norm can give
+            5 * torch.randn(d, dtype=torch.float64, generator=generator),  # far off the stretched sphere
+            0.1 * torch.randn(d, dtype=torch.float64, generator=generator),  # well inside it
+            torch.zeros(d, dtype=torch.float64),  # no pull at all (hard case)
+        ]
+    )
+    current = torch.stack([reachable] + [torch.randn(d, dtype=torch.float64, generator=generator)] * 3)
+    u = nearest_unit_rms(gain, targets, current)
+    assert torch.allclose(u.pow(2).mean(-1), torch.ones(4, dtype=torch.float64), atol=1e-9)
+    assert torch.allclose(u[0], reachable, atol=1e-7)  # exact where the target is reachable
+    best = _sphere_search(gain, targets)
+    assert (_objective(gain, targets, u) <= best + 1e-6 * (1 + best)).all()
+    # Stationarity: gain (gain u - target) + mu u = 0 for one mu >= -min gain^2 per row.
+    residual = gain * (gain * u - targets)
+    mu = -(residual * u).sum(-1) / (u * u).sum(-1)
+    assert torch.allclose(residual + mu[:, None] * u, torch.zeros_like(u), atol=1e-6)
+    assert (mu >= -gain.pow(2).min() - 1e-9).all()
+
+
+@pytest.mark.parametrize("family", POST_NORM)
+def test_inverting_the_real_post_norm(family):
+    model = tiny_model(family)
+    norm = model.block_module(1, model.arch.post_mlp_norm)
+    params = norm_params(norm)
+    generator = torch.Generator().manual_seed(1)
+    current = torch.randn(3, model.d_model, dtype=torch.float64, generator=generator)
+    other = torch.randn(3, model.d_model, dtype=torch.float64, generator=generator)
+    with torch.inference_mode():
+        wanted = norm(other.float()).double()
+        found = invert_rms_norm(params, wanted, current)
+        assert torch.allclose(norm(found.float()).double(), wanted, rtol=1e-4, atol=1e-5)  # through the module
+    assert torch.allclose(found.pow(2).mean(-1), current.pow(2).mean(-1))  # at the current input's size
+    with torch.inference_mode():
+        now = norm(current.float()).double()
+        assert torch.allclose(invert_rms_norm(params, now, current), current, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("family", POST_NORM)
+def test_memit_writes_the_nearest_reachable_stream_change(family, stats_cache):
+    """One layer (the last critical one), one fact, the plain prompt as the only key and a vanishing lambda: the
+    update meets its target exactly, so the stream must move to the point nearest z that the post-norm can give.
+    A second route finds that point by optimising the projection output freely through the real norm module.
+
+    The model is a tiny one made like a trained Gemma where it matters (_gemma_like_copy); the key statistics
+    still fit it, as the keys at the edited layer are the same."""
+    layer = 2
+    model = _gemma_like_copy(tiny_model(family), layer)
+    edit = memit(model, [FACT], layers=[layer], stats=stats_cache(family), prefixes=[""], steps=3, update_weight=1e-8)
+    z = optimise_targets(model, [FACT], [""], layer=layer, site="resid", steps=3).values  # memit's target, again
+    output = site_values(model, [FACT], layer, "proj")
+    write = _stream_write(model, layer, output)
+    stream = site_values(model, [FACT], layer, "resid")
+    with edit.applied(model):
+        edited = site_values(model, [FACT], layer, "resid")
+        rewritten = _stream_write(model, layer, site_values(model, [FACT], layer, "proj"))
+    assert torch.allclose(edited - stream, rewritten - write, atol=1e-5)  # the last layer: all of it arrives
+    (report,) = edit.details["per_layer"]
+    assert report["produced"] == pytest.approx(report["carried"], abs=1e-4)
+    distance = float((z - edited).norm())
+    norm = model.block_module(layer, model.arch.post_mlp_norm)
+    wanted = (z - stream + write).float()
+    probe = output.float().clone().requires_grad_()
+    _minimise(probe, lambda: (norm(probe) - wanted).pow(2).sum())
+    best = float((norm(probe).detach() - wanted).norm())
+    assert distance <= best * 1.001 + 1e-4
+    assert distance < 0.6 * float((z - stream).norm())
+    assert edit.details["z_distance"][0] == pytest.approx(distance / float((z - stream).norm()), rel=1e-3)
+    assert edit.details["z_reached"][0] > 0.4
+
+
+def _gemma_like_copy(model, layer: int):
+    """A copy of a tiny post-norm model made like a trained Gemma where MEMIT meets the post-norm.
+
+    Every MLP output projection is scaled up 100x: a tiny model's outputs are ~sqrt(eps) small, where eps rather
+    than the direction sets the norm's output size; scaled, the function is the same (the norm discards the
+    size) and the outputs are as far above sqrt(eps) as a trained model's. The post-MLP norm gains of ``layer``
+    are spread log-uniformly over 0.01..10 (Gemma 3 270M's span 0.03..741), where a frozen-scale linearisation
+    of the norm moves the stream many times further from the target than it started."""
+    hf = copy.deepcopy(model.hf)
+    copied = glasslab.Model(hf, model.tokenizer, model.arch, name=model.name)
+    generator = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for index in range(copied.n_layers):
+            projection_weight(copied, index).mul_(100.0)
+        weight = copied.block_module(layer, copied.arch.post_mlp_norm).weight  # Gemma's gain is 1 + weight
+        weight.copy_(torch.empty_like(weight).uniform_(-4.6, 2.3, generator=generator).exp() - 1)
+    return copied
 
 
 # -- reversibility and saving -------------------------------------------------------------------------------

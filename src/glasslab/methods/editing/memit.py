@@ -13,12 +13,12 @@ For facts ``i`` and critical layers ``R = [l_1 .. l_m]``:
 
    with ``C = E[k k^T]`` the layer's key statistics and ``lambda`` MEMIT's ``mom2_update_weight``.
 
-Post-norm families (Gemma 2/3) normalise the MLP's output before adding it to the stream, so the wanted
-change of the stream, ``r``, is turned into a change of the projection's output by the norm's linear map
-with its scale frozen at the current output (``r / (g * s)``, the same linearisation as norms.py), leaving out
-dimensions whose gain is near zero (they would need an unbounded change). The next layer re-measures ``h_i``,
-so what the linearisation misses at one layer is made up at the next; the edit's details report how close
-the last layer gets to ``z``.
+Post-norm families (Gemma 2/3) normalise the MLP's output before adding it to the stream, so the layer's
+share ``r`` of the wanted change of the stream is turned into a projection output by inverting the norm
+exactly (postnorm.py): the input whose normalised output is closest to the current write plus ``r``. The
+next layer re-measures ``h_i``, so what one layer misses (the least-squares compromise, or a change the norm
+cannot make) is left to the next. ``details["per_layer"]`` records, for each layer, how much of its share
+the update actually produced at the layer's own output and how much of it arrived at the last layer.
 """
 
 from __future__ import annotations
@@ -29,14 +29,13 @@ import torch
 
 from ...errors import InputError
 from ...model.model import Model
-from ...model.norms import norm_params
+from ...model.norms import check_norm, norm_params
 from .edit import Edit, from_layout, projection_weight, to_layout
 from .facts import Fact
+from .postnorm import invert_rms_norm
 from .rome import projection_output
 from .stats import KeyStats, key_statistics
 from .targets import context_prefixes, edit_keys, optimise_targets, site_values
-
-_MIN_GAIN = 0.01  # post-norm dimensions with |gain| below this share of the median gain are not targeted
 
 
 def default_layers(n_layers: int) -> list[int]:
@@ -113,26 +112,40 @@ def memit(
     deltas: dict[int, torch.Tensor] = {}
     keys: dict[int, torch.Tensor] = {}
     values: dict[int, torch.Tensor] = {}
+    per_layer: list[dict] = []
+    stream = targets.initial  # the last layer's stream at the subject, with the updates so far
     for i, layer in enumerate(layer_list):
-        partial = _edit(model, facts, layer_list[:i], deltas, {}, {}, {})
-        with partial.applied(model):
+        with _edit(model, facts, layer_list[:i], deltas, {}, {}, {}).applied(model):
             layer_keys = edit_keys(model, facts, layer, prefixes)  # [n, d_mlp]
-            missing = (z - site_values(model, facts, last, "resid")) / (len(layer_list) - i)
-            wanted = _through_post_norm(model, facts, layer, missing)
+            written = site_values(model, facts, layer, "proj")  # the projection's output in each plain prompt
             outputs = projection_output(model, layer, layer_keys)
+        share = (z - stream) / (len(layer_list) - i)
+        wanted = _wanted_output(model, layer, written, share)
         change = least_squares_update(wanted.T, layer_keys.T, stats[layer].moment, update_weight)
         if not torch.isfinite(change).all():
             raise InputError(f"the MEMIT update at layer {layer} is not finite; measure more key statistics")
         deltas[layer] = to_layout(model, change).float()
         keys[layer], values[layer] = layer_keys, outputs + wanted
+        with _edit(model, facts, layer_list[: i + 1], deltas, {}, {}, {}).applied(model):
+            rewritten = site_values(model, facts, layer, "proj")
+            after = site_values(model, facts, last, "resid")
+        produced = _stream_write(model, layer, rewritten) - _stream_write(model, layer, written)
+        per_layer.append(
+            {
+                "layer": layer,
+                "share_norm": share.norm(dim=1).tolist(),
+                # Of the layer's share of the stream change: the part its update wrote at its own output, and
+                # the part that arrived at the last layer (along the share's direction; 1 = all of it).
+                "produced": _along(produced, share),
+                "carried": _along(after - stream, share),
+            }
+        )
+        stream = after
     weight_norms = {
         str(layer): float(from_layout(model, projection_weight(model, layer).detach()).double().norm())
         for layer in layer_list
     }
-    edit = _edit(model, facts, layer_list, deltas, keys, values, {})
-    with edit.applied(model):
-        reached = site_values(model, facts, last, "resid")
-    wanted_shift = (z - targets.initial).norm(dim=1)
+    wanted_shift = z - targets.initial
     details = {
         "layers": layer_list,
         "update_weight": update_weight,
@@ -140,9 +153,12 @@ def memit(
         "stats": {"corpus": stats[last].corpus, "tokens": stats[last].tokens, "seq_len": stats[last].seq_len},
         "weight_norms": weight_norms,
         "optimisation": targets.summary(),
-        # How much of the wanted change of the stream after the last layer the edit achieves (1 = all of it).
-        "z_reached": (1 - (z - reached).norm(dim=1) / wanted_shift.clamp_min(1e-12)).tolist(),
-        "post_norm_linearised": model.arch.post_mlp_norm is not None,
+        # The finished edit's change of the last layer's stream, along the wanted change (1 = all of it), and
+        # how far the stream still is from z (1 = as far as before the edit).
+        "z_reached": _along(stream - targets.initial, wanted_shift),
+        "z_distance": ((z - stream).norm(dim=1) / wanted_shift.norm(dim=1).clamp_min(1e-12)).tolist(),
+        "per_layer": per_layer,
+        "post_norm_inverted": model.arch.post_mlp_norm is not None,
         "hyperparameters": {
             "steps": steps,
             "lr": lr,
@@ -155,21 +171,29 @@ def memit(
     return _edit(model, facts, layer_list, deltas, keys, values, details)
 
 
-def _through_post_norm(model: Model, facts: Sequence[Fact], layer: int, change: torch.Tensor) -> torch.Tensor:
-    """[n, d_model]: the projection-output change that moves the stream by ``change`` (identity without a
-    post-norm; with one, its linear map at the frozen scale of each fact's current output, inverted)."""
+def _stream_write(model: Model, layer: int, output: torch.Tensor) -> torch.Tensor:
+    """[n, d_model] float64: what projection outputs ``output`` add to the stream (through the post-norm if any)."""
     if model.arch.post_mlp_norm is None:
-        return change
-    params = norm_params(model.block_module(layer, model.arch.post_mlp_norm))
-    output = site_values(model, facts, layer, "proj")  # [n, d_model], the projection's current output
-    scale = params.scale(output).double()  # [n]
-    gain = params.weight.double().cpu()
-    if params.centre:
-        raise InputError("MEMIT through a LayerNorm post-norm is not supported; only RMSNorm post-norms")
-    # A dimension whose gain is near zero cannot be moved by this MLP at any sane cost: leave it to other layers.
-    reachable = gain.abs() >= _MIN_GAIN * gain.abs().median()
-    safe = torch.where(reachable, gain, torch.ones_like(gain))
-    return torch.where(reachable[None, :], change / (safe[None, :] * scale[:, None]), torch.zeros_like(change))
+        return output
+    norm = model.block_module(layer, model.arch.post_mlp_norm)
+    with torch.inference_mode():
+        return norm(output.to(device=model.device, dtype=model.dtype)).double().cpu()
+
+
+def _wanted_output(model: Model, layer: int, output: torch.Tensor, share: torch.Tensor) -> torch.Tensor:
+    """[n, d_model]: the change of the projection's output ``output`` that moves the stream by ``share`` (itself
+    without a post-norm; with one, the norm inverted exactly at the current output's size, postnorm.py)."""
+    if model.arch.post_mlp_norm is None:
+        return share
+    norm = model.block_module(layer, model.arch.post_mlp_norm)
+    params = norm_params(norm)
+    check_norm(params, norm, output.to(device=model.device, dtype=model.dtype), "post-MLP norm")
+    return invert_rms_norm(params, _stream_write(model, layer, output) + share, output) - output
+
+
+def _along(change: torch.Tensor, wanted: torch.Tensor) -> list[float]:
+    """Per row, the component of ``change`` along ``wanted`` in units of ``wanted`` (1 = all of it)."""
+    return ((change * wanted).sum(1) / (wanted * wanted).sum(1).clamp_min(1e-24)).tolist()
 
 
 def _edit(model, facts, layers, deltas, keys, values, details) -> Edit:
