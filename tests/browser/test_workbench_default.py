@@ -3,6 +3,7 @@ the values on screen against the API, with a screenshot of every panel kept in t
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -84,8 +85,26 @@ def test_eiffel_tower_walkthrough(open_page, default_server):
     assert [r.split("\t")[0] for r in rows] == ["baseline (no steering)", "scale -8", "scale 8"]
     page.shot("steering")
 
+    # The SAEs shipped for the default model: named features with no network and no training.
     page.open_panel("sae")
-    assert "No SAE available for this model yet" in page.page.inner_text("#panel")
+    shipped = "default:blocks.6.resid_post-topk-5120-k32"
+    options = page.page.locator("#sae-layer option").all_inner_texts()
+    assert any(o.startswith("Layer 6: ") and "shipped" in o for o in options), options
+    page.page.select_option("#sae-layer", "6")
+    if page.page.locator("#sae-name").count():  # SAEs trained into this machine's store are listed too
+        page.page.select_option("#sae-name", shipped)
+    page.wait_text("#panel .sae-facts", shipped)
+    facts = page.page.inner_text("#panel .sae-facts")
+    position = int(re.search(r"fire at position (\d+)", facts).group(1))
+    features = default_server.post("sae-features", {"prompt": EIFFEL, "sae": shipped, "top": 10})
+    token = next(t for t in features["tokens"] if t["position"] == position)
+    assert f"{token['l0']} features fire at position {position}" in facts
+    bars = page.page.text_content("#panel svg")
+    for f in token["top"][:3]:
+        assert f["label"].startswith(("fires on", "rare")), f
+        assert f"F{f['feature']}" in bars and fmt(f["activation"]) in bars
+    assert "fires on" in bars  # the automatic labels are drawn beside the bars
+    page.shot("sae-shipped")
 
     with page.page.expect_download(timeout=120_000) as info:
         page.page.click("#report-btn")
