@@ -41,7 +41,8 @@ def setup(folder, tmp_path, monkeypatch):
     sae_folder = save_sae(sae, tmp_path / "sae")
     save_sae(sae, store_path("saes", model.key, "mine"))
     corpus = tmp_path / "words.txt"
-    corpus.write_text(" ".join(random.Random(0).choice(WORDS) for _ in range(400)))
+    rng = random.Random(0)
+    corpus.write_text(" ".join(rng.choice(WORDS) for _ in range(400)))
     runner = CliRunner()
 
     def invoke(*args):
