@@ -4,11 +4,12 @@ A training's time is a fixed part (setting up, saving), reading and tokenizing t
 passes that read activations (the harvest, then the held-out evaluation), in proportion to the sequences
 run, and the training steps, in proportion to their number. ``estimate_training`` first reads and
 tokenizes all the text the training will read (which counts its sequences and times that part in full),
-then runs the real trainer once on a probe of the planned training (the same hook, width, k and batch
-size; one batch of activations and a few steps, saved to a temporary folder), times its forward passes
-and its steps separately, and scales each to the planned sizes. The probe costs about one training
-batch's worth of forward passes and a few steps. Held-out losses (four full passes each) are not part of
-the estimate.
+then runs the real trainer once on a probe of the planned training (the same hook, width, k, batch size
+and forward batches; one training batch of activations and a few steps, saved to a temporary folder),
+times its forward passes and its steps separately, and scales each to the planned sizes. Per-pass and
+per-step times are medians, so the first pass's and step's warm-up is not multiplied by hundreds. The
+probe costs about one training batch's worth of forward passes and a few steps. Held-out losses (four
+full passes each) are not part of the estimate.
 """
 
 from __future__ import annotations
@@ -35,13 +36,25 @@ EVALUATE_BATCH = 8  # sequences per forward pass in evaluate_sae (its default)
 
 
 class _TimedRuns:
-    """The model, with the wall time and the sequences of its forward passes counted; everything else is
+    """The model, with the wall time and the sequences of each forward pass recorded; everything else is
     the model's own."""
 
     def __init__(self, model: Model) -> None:
         self._model = model
-        self.seconds = 0.0
-        self.sequences = 0
+        self.passes: list[tuple[float, int]] = []  # (seconds, sequences) per forward pass
+
+    @property
+    def seconds(self) -> float:
+        return sum(seconds for seconds, _ in self.passes)
+
+    @property
+    def sequences(self) -> int:
+        return sum(sequences for _, sequences in self.passes)
+
+    def sequence_s(self) -> float:
+        """One sequence's time: the median over the passes, so a first pass's warm-up (new shapes, memory)
+        does not count for the hundreds of passes of a training."""
+        return statistics.median(seconds / max(1, sequences) for seconds, sequences in self.passes)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._model, name)
@@ -51,8 +64,7 @@ class _TimedRuns:
         try:
             return self._model.run(prompts, **options)
         finally:
-            self.seconds += time.perf_counter() - start
-            self.sequences += len(prompts)
+            self.passes.append((time.perf_counter() - start, len(prompts)))
 
 
 @dataclass(frozen=True)
@@ -139,7 +151,6 @@ def estimate_training(
         tokens=config.batch_size * probe_steps,
         harvest_tokens=config.batch_size,
         buffer_tokens=config.batch_size,
-        model_batch=math.ceil(config.batch_size / rows_per_seq),  # one forward pass gives one training batch
     )
     timed = _TimedRuns(model)
     step_ends: list[float] = []
@@ -166,7 +177,7 @@ def estimate_training(
         harvest_sequences=harvest_seqs,
         evaluate_sequences=evaluate_seqs,
         text_s=text_s,
-        sequence_s=timed.seconds / max(1, timed.sequences),
+        sequence_s=timed.sequence_s(),
         step_s=step_s,
         fixed_s=fixed_s,
         probe_s=probe_s,
