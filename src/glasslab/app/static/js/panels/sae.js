@@ -148,12 +148,24 @@ async function estimate(key) {
   refresh();
 }
 
+/** The share of the estimated work a running training has done (its stages in order, each in proportion). */
+function shareDone(j, est) {
+  const stages = [['reading activations from the model', est.harvest_s], ['training', est.train_s], ['evaluating on held-out text', est.evaluate_s]];
+  const at = stages.findIndex(([stage]) => stage === j.stage);
+  if (at < 0) return 0;
+  const before = stages.slice(0, at).reduce((sum, [, s]) => sum + s, est.fixed_s + est.text_s);
+  return (before + stages[at][1] * (j.total ? Math.min(1, j.done / j.total) : 0)) / est.seconds;
+}
+
 function trainingLine(j) {
   const m = j.metrics;
   const counts = !j.total ? '' : j.stage === 'training' ? ` step ${j.done} / ${j.total}` : ` ${j.done.toLocaleString()} / ${j.total.toLocaleString()} tokens`;
   const figures = m ? `; fraction of variance explained ${fmt(m.fve)}, dead features ${pct(m.dead)}, L0 ${fmt(m.l0, 1)}` : '';
-  const est = training.estimates[estimateKey(training.layer)]?.seconds;
-  const left = est ? `, about ${duration(Math.max(0, est - j.elapsed_s))} left by the estimate` : '';
+  const est = training.estimates[estimateKey(training.layer)];
+  // The rest of the estimated work at the pace seen so far: other work on the machine changes the pace.
+  const share = est ? shareDone(j, est) : 0;
+  const left = share > 0.05 ? `, about ${duration((j.elapsed_s * (1 - share)) / share)} left at the pace so far`
+    : est ? `, about ${duration(Math.max(0, est.seconds - j.elapsed_s))} left by the estimate` : '';
   return `${j.stage[0].toUpperCase()}${j.stage.slice(1)}${counts ? `:${counts}` : ''}${figures}. ${duration(j.elapsed_s)} so far${left}.`;
 }
 
@@ -229,7 +241,8 @@ function trainBox(el, key) {
   if (est) {
     status.textContent = `Estimated time on this machine: about ${duration(est.seconds)} (reading activations ${duration(est.harvest_s)}, `
       + `training ${duration(est.train_s)}, held-out check ${duration(est.evaluate_s)}, the rest ${duration(est.text_s + est.fixed_s)}), `
-      + `measured just now from one batch of activations and a few training steps. It will be saved as ${est.plan.name}.`;
+      + `measured just now from one batch of activations and a few training steps (other work on this machine can change it). `
+      + `It will be saved as ${est.plan.name}.`;
   }
   box.append(h('div.controls', {},
     button(est ? 'Measure again' : 'Estimate the time', CONTROLS.saeEstimate, () => estimate(key)),
