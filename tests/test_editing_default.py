@@ -1,4 +1,11 @@
-"""Editing the offline default model (Gemma 3 270M): the built-in facts it knows, ROME and MEMIT rewriting them."""
+"""Editing the offline default model (Gemma 3 270M): the built-in facts it knows, ROME and MEMIT rewriting them.
+
+Kept cheap: one set of key statistics (two layers, 8k tokens, cached in the store) serves both methods, three
+fixed context prefixes replace the five the methods would sample from the model, the values get at most 10
+optimisation steps, and MEMIT rewrites two facts over two layers.
+Each test still checks a real rewrite (the new answer wins on the edit prompt) and that undoing the edit puts
+the weights back bit for bit.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +13,19 @@ import pytest
 import torch
 
 from glasslab.methods.editing import builtin_facts, evaluate_edit, key_statistics, memit, rome
+from glasslab.methods.editing.edit import projection_weight
 from glasslab.methods.editing.prompts import score_targets
 
 pytestmark = pytest.mark.slow
-LAYERS = [2, 3, 4, 5]
+LAYERS = [4, 5]  # ROME edits layer 4, MEMIT layers 4-5
+STATS_TOKENS = 8_000  # enough for both rewrites (checked against 20k: the same outcomes); 5 s to measure, then cached
+PREFIXES = ["", "The weather was fine today. ", "I read the following in a book. "]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def default_stats(default_model):
-    """Key statistics on 20k built-in tokens, measured once and then read from the store."""
-    return key_statistics(default_model, LAYERS, tokens=20_000)
+    """Key statistics of the two layers, measured once and then read from the store."""
+    return key_statistics(default_model, LAYERS, tokens=STATS_TOKENS)
 
 
 def test_the_default_model_knows_the_builtin_facts(default_model):
@@ -35,23 +45,34 @@ def test_the_default_model_knows_the_builtin_facts(default_model):
         assert scores[i] > scores[i + 1], (prompts[i], targets[i])
 
 
+def _weights(model, layers) -> dict[int, torch.Tensor]:
+    return {layer: projection_weight(model, layer).detach().clone() for layer in layers}
+
+
+def _assert_restored(model, before: dict[int, torch.Tensor]) -> None:
+    for layer, weight in before.items():
+        assert torch.equal(projection_weight(model, layer), weight), layer
+
+
 def test_rome_rewrites_a_fact_of_the_default_model(default_model, default_stats):
     model = default_model
-    weight_before = model.block_module(4, model.arch.mlp_out_proj).weight.detach().clone()
+    before = _weights(model, LAYERS)
     fact = builtin_facts(["The Eiffel Tower"])[0]
-    edit = rome(model, fact, layer=4, stats=default_stats[4])
+    edit = rome(model, fact, layer=4, stats=default_stats[4], prefixes=PREFIXES, steps=10)
     result = evaluate_edit(model, edit, fluency=False)
     assert result.before[0].efficacy == 0.0 and result.after[0].efficacy == 1.0
     assert result.after[0].generalisation >= 2 / 3
     assert result.after[0].specificity >= 1 / 3
-    assert torch.equal(model.block_module(4, model.arch.mlp_out_proj).weight, weight_before)
+    _assert_restored(model, before)
 
 
-def test_memit_rewrites_several_facts_of_the_default_model(default_model, default_stats):
+def test_memit_rewrites_two_facts_of_the_default_model(default_model, default_stats):
     model = default_model
-    facts = builtin_facts(["The Colosseum", "Michael Jordan", "Sushi"])
-    edit = memit(model, facts, layers=LAYERS, stats=default_stats)
+    before = _weights(model, LAYERS)
+    facts = builtin_facts(["Michael Jordan", "The Colosseum"])
+    edit = memit(model, facts, layers=LAYERS, stats=default_stats, prefixes=PREFIXES, steps=10)
     result = evaluate_edit(model, edit, fluency=False)
-    assert result.mean("efficacy", "before") == 0.0
-    assert result.mean("efficacy", "after") >= 2 / 3
+    assert result.mean("efficacy", "before") == 0.0 and result.mean("efficacy", "after") == 1.0
     assert result.mean("specificity", "after") >= 0.5
+    assert min(edit.details["z_reached"]) > 0.5  # the stream moved most of the way toward z, along it
+    _assert_restored(model, before)
