@@ -201,7 +201,25 @@ class ChromiumDriver(Driver):
         self.context.close()
 
 
-class FirefoxDriver(Driver):
+class _ElementDriver(Driver):
+    """Clicks, typing and keys through a WebDriver-style element (Marionette's and Selenium's alike)."""
+
+    def _at(self, selector):
+        raise NotImplementedError
+
+    def click(self, selector):
+        self._at(selector).click()
+
+    def fill(self, selector, text):
+        el = self._at(selector)
+        el.clear()
+        el.send_keys(text)
+
+    def press(self, selector, key):
+        self._at(selector).send_keys(KEYS[key])
+
+
+class FirefoxDriver(_ElementDriver):
     """Firefox (headless) started and driven by Mozilla's Marionette client, with a fresh profile."""
 
     name = "firefox"
@@ -229,17 +247,6 @@ class FirefoxDriver(Driver):
 
         return self.m.find_element(By.XPATH if _is_xpath(selector) else By.CSS_SELECTOR, selector)
 
-    def click(self, selector):
-        self._at(selector).click()
-
-    def fill(self, selector, text):
-        el = self._at(selector)
-        el.clear()
-        el.send_keys(text)
-
-    def press(self, selector, key):
-        self._at(selector).send_keys(KEYS[key])
-
     def _pointer(self):
         return self.m.actions.sequence("pointer", "mouse", {"pointerType": "mouse"})
 
@@ -259,7 +266,7 @@ class FirefoxDriver(Driver):
         gc.collect()
 
 
-class WebKitDriver(Driver):
+class WebKitDriver(_ElementDriver):
     """WebKitGTK's MiniBrowser driven by WebKitWebDriver through Selenium, on a private Xvfb display."""
 
     name = "webkit"
@@ -297,17 +304,6 @@ class WebKitDriver(Driver):
         from selenium.webdriver.common.by import By
 
         return self.d.find_element(By.XPATH if _is_xpath(selector) else By.CSS_SELECTOR, selector)
-
-    def click(self, selector):
-        self._at(selector).click()
-
-    def fill(self, selector, text):
-        el = self._at(selector)
-        el.clear()
-        el.send_keys(text)
-
-    def press(self, selector, key):
-        self._at(selector).send_keys(KEYS[key])
 
     def hover(self, selector):
         from selenium.webdriver import ActionChains
