@@ -1,8 +1,23 @@
-"""How the page formats numbers (dom.js fmt and pct), so tests can look for the API's values on screen."""
+"""How the page formats numbers (dom.js fmt and pct), so tests can look for the API's values on screen, and
+the panels it has (in tab order)."""
 
 from __future__ import annotations
 
 import math
+
+PANELS = [
+    "predictions",
+    "attention",
+    "roles",
+    "lens",
+    "dla",
+    "neurons",
+    "sae",
+    "steering",
+    "ablation",
+    "patching",
+    "circuit",
+]
 
 
 def fmt(x: float | None, digits: int = 3) -> str:

@@ -11,22 +11,9 @@ from __future__ import annotations
 import pytest
 
 from . import engines
-from .shown import fmt, pct, show_token
+from .shown import PANELS, fmt, pct, show_token
 
 PROMPT = "the cat sat on the mat"
-PANELS = [
-    "predictions",
-    "attention",
-    "roles",
-    "lens",
-    "dla",
-    "neurons",
-    "sae",
-    "steering",
-    "ablation",
-    "patching",
-    "circuit",
-]
 
 
 @pytest.fixture(params=["chromium", "firefox", "webkit"])

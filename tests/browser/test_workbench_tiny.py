@@ -9,22 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from .shown import fmt, pct, show_token
+from .shown import PANELS, fmt, pct, show_token
 
 PROMPT = "the cat sat on the mat"
-PANELS = [
-    "predictions",
-    "attention",
-    "roles",
-    "lens",
-    "dla",
-    "neurons",
-    "sae",
-    "steering",
-    "ablation",
-    "patching",
-    "circuit",
-]
 
 
 @pytest.fixture
