@@ -273,6 +273,7 @@ def test_a_checkpoint_with_other_settings_is_not_silently_resumed(model, tmp_pat
         ({"architecture": "gated"}, "trains topk, jumprelu, standard"),
         ({"tokens": 10}, "at least one batch"),
         ({"lr": -1.0}, "must be positive"),
+        ({"dead_after_tokens": 0}, "dead_after_tokens=0"),
         ({"k": 1000}, "more than the SAE's 128 features"),
         ({"hook": "blocks.0.attn.pattern"}, "cannot read"),
         ({"hook": "blocks.9.resid_post"}, "layer 9"),

@@ -31,12 +31,14 @@ def test_train_then_eval(setup, tmp_path):
     env = {"GLASSLAB_HOME": str(tmp_path / "store")}
     common = ("--model", setup / "tiny", "--corpus", setup / "corpus.jsonl")
     train = ("sae", "train", "--hook", "blocks.1.resid_post", "--expansion", "2", "--k", "4", "--tokens", "2048")
+    train += ("--dead-after", "512")
     sizes = ("--batch-size", "256", "--seq-len", "16", "--eval-tokens", "200", "--eval-loss-tokens", "30")
     result = cli(*train, *sizes, *common, "--save-to", tmp_path / "sae", "--json", env=env)
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["kind"] == "sae_training" and data["steps"] == 8 and data["d_sae"] == 64
     assert data["command"].startswith("glasslab") and data["evaluation"]["kind"] == "sae_evaluation"
+    assert data["config"]["dead_after_tokens"] == 512
     assert (tmp_path / "sae" / "training.json").is_file()
 
     sizes = ("--tokens", "150", "--loss-tokens", "15")

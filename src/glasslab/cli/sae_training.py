@@ -37,12 +37,15 @@ def sae_train(
     lr: Annotated[float, typer.Option(help="Adam learning rate (after warm-up, before the final decay).")] = 1e-3,
     l1: Annotated[float, typer.Option(help="standard: L1 coefficient.")] = 5.0,
     l0: Annotated[float, typer.Option(help="jumprelu: L0 coefficient.")] = 0.5,
+    dead_after: Annotated[
+        int, typer.Option(help="topk: a feature silent for this many training tokens is dead and gets the AuxK loss.")
+    ] = 16_384,
     seed: Annotated[int, typer.Option(help="Random seed (initialisation and shuffling).")] = 0,
     seq_len: Annotated[int, typer.Option(help="Tokens per packed sequence.")] = 128,
     name: Annotated[str | None, typer.Option(help="Name in the store (default: hook-architecture-width).")] = None,
     save_to: Annotated[str | None, typer.Option(help="Save into this folder instead of the store.")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Discard a checkpoint of this name and start over.")] = False,
-    eval_tokens: EvalTokensOpt = 16384,
+    eval_tokens: EvalTokensOpt = 32768,
     eval_loss_tokens: EvalLossTokensOpt = 2048,
     model: ModelOpt = None,
     dtype: DtypeOpt = "float32",
@@ -69,6 +72,7 @@ def sae_train(
         seq_len=seq_len,
         l1_coefficient=l1,
         l0_coefficient=l0,
+        dead_after_tokens=dead_after,
     )
     loaded = load_model(model, dtype, device)
     loaded.hook_spec(hook)  # a wrong hook fails before anything is read
@@ -102,7 +106,7 @@ def sae_train(
 def sae_eval(
     sae: Annotated[str, typer.Option(help="A folder, default:HOOK, store:NAME, RELEASE/ID or OWNER/REPO.")],
     corpus: CorpusOpt = "builtin",
-    tokens: EvalTokensOpt = 16384,
+    tokens: EvalTokensOpt = 32768,
     loss_tokens: EvalLossTokensOpt = 2048,
     seq_len: Annotated[
         int | None, typer.Option(help="Tokens per packed sequence (default: the SAE's training context).")

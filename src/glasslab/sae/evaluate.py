@@ -179,7 +179,7 @@ def evaluate_sae(
     sae: SAE,
     *,
     corpus: str = "builtin",
-    tokens: int = 16384,
+    tokens: int = 32768,
     loss_tokens: int = 2048,
     seq_len: int | None = None,
     batch_size: int = 8,
