@@ -53,8 +53,13 @@ def labels_json(labels: Mapping[int, FeatureLabel], **provenance: Any) -> bytes:
         if not entry.label.strip() or not entry.source.strip():
             raise InputError(f"feature {index}'s label and source must be non-empty")
         features[str(index)] = entry.to_json()
-    document = {"format": FORMAT, **provenance, "features": features}
-    return (json.dumps(document, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
+    # One feature per line, compact: readable and diffable, ~20% smaller than indented JSON (shipped data).
+    head = json.dumps({"format": FORMAT, **provenance}, ensure_ascii=False)[:-1]
+    lines = ",\n".join(
+        f"{json.dumps(key)}:{json.dumps(value, ensure_ascii=False, separators=(',', ':'))}"
+        for key, value in features.items()
+    )
+    return f'{head}, "features": {{\n{lines}\n}}}}\n'.encode()
 
 
 def write_labels(folder: str | os.PathLike, labels: Mapping[int, FeatureLabel], **provenance: Any) -> Path:
