@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..model.model import Model
+from ..sae.activations import rows_per_sequence
 from ..sae.estimate import estimate_training
 from ..sae.train import TrainConfig, TrainingCancelled, default_name, train_sae
 from ..store import store_path
@@ -127,7 +128,7 @@ class _Progress:
 
     def __init__(self, ctx: Ctx, config: TrainConfig, evaluate_tokens: int):
         self.job, self.config, self.evaluate_tokens = ctx.job, config, evaluate_tokens
-        self.rows_per_sequence = config.seq_len - (1 if ctx.model.tokenizer.bos_token_id is not None else 0)
+        self.rows_per_sequence = rows_per_sequence(ctx.model, config.seq_len)
         self.phase, self.rows = "harvest", 0
         self._report("reading activations from the model", 0, config.harvest_tokens)
 

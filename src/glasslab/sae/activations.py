@@ -43,6 +43,11 @@ def skips_bos(model: Model) -> bool:
     return model.tokenizer.bos_token_id is not None
 
 
+def rows_per_sequence(model: Model, seq_len: int) -> int:
+    """Activation rows one packed sequence of ``seq_len`` tokens gives (BOS, if any, gives none)."""
+    return seq_len - (1 if skips_bos(model) else 0)
+
+
 @dataclass
 class ActivationStream:
     """Rows (one per non-BOS token) at ``hook`` in a fixed order, restartable at any row.
@@ -62,7 +67,7 @@ class ActivationStream:
     def __post_init__(self) -> None:
         self.width = hook_width(self.model, self.hook, self.head_index)
         self.stop = stop_layer(self.model, self.hook)
-        self.rows_per_sequence = self.seq_len - (1 if skips_bos(self.model) else 0)
+        self.rows_per_sequence = rows_per_sequence(self.model, self.seq_len)
         if self.rows_per_sequence < 1:
             raise InputError(f"seq_len {self.seq_len} leaves no token after BOS; use at least 2")
         self.rows_per_batch = self.rows_per_sequence * self.batch_size

@@ -28,7 +28,7 @@ from typing import Any
 from ..data import load_corpus, packed_sequences
 from ..errors import InputError
 from ..model.model import Model
-from .activations import skips_bos
+from .activations import rows_per_sequence
 from .fit import hook_width
 from .train import TrainConfig, train_sae
 
@@ -133,7 +133,7 @@ def estimate_training(
     if probe_steps < 2:
         raise InputError(f"the probe needs at least 2 steps to time one, got {probe_steps}")
     hook_width(model, config.hook, config.head_index)  # a clear error for a hook an SAE cannot read
-    rows_per_seq = config.seq_len - (1 if skips_bos(model) else 0)
+    rows_per_seq = rows_per_sequence(model, config.seq_len)
     train_docs = documents if documents is not None else load_corpus(config.corpus, split="train")
     start = time.perf_counter()
     harvest_seqs = _sequences_run(model, train_docs, config, config.harvest_tokens, config.model_batch)
@@ -188,7 +188,7 @@ def _sequences_run(model: Model, documents: Iterable[str], config: TrainConfig, 
     """The sequences an activation stream runs to read ``rows`` rows (None: all): whole forward batches of
     ``batch`` sequences, or fewer where the text runs out. The text is read as far as the stream reads it:
     one batch further than it runs (it notices it has enough only when it asks for the next batch)."""
-    rows_per_seq = config.seq_len - (1 if skips_bos(model) else 0)
+    rows_per_seq = rows_per_sequence(model, config.seq_len)
     wanted = None if rows is None else math.ceil(math.ceil(rows / rows_per_seq) / batch) * batch
     read = sum(
         1

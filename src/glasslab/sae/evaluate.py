@@ -34,7 +34,7 @@ from ..model.hooks import ApplyContext, Layout
 from ..model.model import Model
 from ..views.figures import Bars, Figure
 from ..views.html import figure_html
-from .activations import ActivationStream, skips_bos
+from .activations import ActivationStream, rows_per_sequence
 from .fit import check_fits
 from .sae import SAE
 
@@ -193,7 +193,7 @@ def evaluate_sae(
     if tokens < 1 or loss_tokens < 0:
         raise InputError(f"evaluate on at least one token (got tokens={tokens}, loss_tokens={loss_tokens})")
     docs = documents if documents is not None else load_corpus(corpus, split="test")
-    rows_per_seq = seq_len - (1 if skips_bos(model) else 0)
+    rows_per_seq = rows_per_sequence(model, seq_len)
     stream = ActivationStream(
         model, sae.hook, docs, seq_len, batch_size, sae.cfg.hook_head_index, max_rows=max(tokens, rows_per_seq)
     )
