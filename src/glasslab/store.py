@@ -18,6 +18,7 @@ import platformdirs
 
 STORE_ENV = "GLASSLAB_HOME"
 _PARTIAL_PREFIX = ".partial-"
+_OLD_TRAINING_PREFIX = ".training-"
 
 
 def store_root() -> Path:
@@ -39,9 +40,7 @@ def atomic_directory(final: Path) -> Iterator[Path]:
 
     On any exception (or Ctrl-C) the temporary folder is removed and ``final`` is untouched.
     """
-    final.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_partials(final.parent)
-    tmp = final.parent / f"{_PARTIAL_PREFIX}{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = staging_folder(final)
     tmp.mkdir()
     try:
         yield tmp
@@ -53,12 +52,29 @@ def atomic_directory(final: Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def staging_folder(final: Path) -> Path:
+    """A fresh hidden path beside ``final`` (not created) to build it in before renaming it into place.
+
+    Its name carries this process's id, so a later write into the same folder can tell a leftover of a
+    process that died (killed mid-save, mid-training) from the work of one that still runs, and removes
+    the leftovers first.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_partials(final.parent)
+    return final.parent / f"{_PARTIAL_PREFIX}{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
 def _remove_stale_partials(folder: Path) -> None:
-    """Delete leftovers of writes whose process died (their pid no longer runs)."""
+    """Delete leftovers of writes whose process died (their pid no longer runs).
+
+    ``.training-*`` folders are the staging folders of workbench trainings before they carried a pid.
+    """
     for entry in folder.glob(f"{_PARTIAL_PREFIX}*"):
         pid = _pid_of(entry.name)
         if pid is None or not _pid_alive(pid):
             shutil.rmtree(entry, ignore_errors=True)
+    for entry in folder.glob(f"{_OLD_TRAINING_PREFIX}*"):
+        shutil.rmtree(entry, ignore_errors=True)
 
 
 def _pid_of(name: str) -> int | None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import shutil
 import threading
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +22,7 @@ from ..model.model import Model
 from ..sae.activations import rows_per_sequence
 from ..sae.estimate import estimate_training
 from ..sae.train import TrainConfig, TrainingCancelled, default_name, train_sae
-from ..store import store_path
+from ..store import staging_folder, store_path
 from .ops import Ctx, Operation
 from .schemas import SaeTrainBody
 from .state import Cancelled, ModelState, cancellable
@@ -174,7 +173,7 @@ def train_op(ctx: Ctx, body: SaeTrainBody) -> dict:
         if key in _training:
             raise InputError(f"store:{name} is being trained already; wait for that job or cancel it")
         _training.add(key)
-    staging = store_path("saes", model.key, f".training-{name}-{uuid.uuid4().hex[:8]}")  # hidden from listings
+    staging = staging_folder(final)  # hidden from listings; removed by a later save if this process dies
     try:
         progress = _Progress(ctx, config, body.evaluate_tokens)
         worker_model = _OnWorker(ctx.state, model, ctx.job.cancel, progress.forward)
