@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.deadlines import MODEL_S, STEP_S, ms
+
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
     "--no-sandbox",
@@ -31,25 +33,28 @@ class Server:
     """A running workbench (``options`` go to ``create_app``): its base URL and a plain HTTP client to compare
     what the page shows."""
 
-    def __init__(self, model, db: Path, **options):
+    def __init__(self, model, db: Path, *, patience_s: float = STEP_S, **options):
         import uvicorn
 
         from glasslab.app.server import create_app
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        # The server gets the bound socket itself: a port picked, released, then bound again could be taken
+        # by another process in between.
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.port = self.socket.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        self.patience_s = patience_s  # how long a page step may take before it counts as hung
         self.app = create_app(model, experiments_db=db, **options)
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
         self.thread.start()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + STEP_S
         while not self.server.started:
             if time.monotonic() > deadline or not self.thread.is_alive():
                 raise RuntimeError("the workbench server did not start")
             time.sleep(0.05)
-        self.http = httpx.Client(base_url=self.url, timeout=120)
+        self.http = httpx.Client(base_url=self.url, timeout=MODEL_S)
 
     def post(self, name: str, body: dict) -> dict:
         response = self.http.post(f"/api/{name}", json=body)
@@ -59,7 +64,8 @@ class Server:
     def stop(self) -> None:
         self.http.close()
         self.server.should_exit = True
-        self.thread.join(timeout=10)
+        self.thread.join(timeout=STEP_S)
+        self.socket.close()
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -93,7 +99,7 @@ def tiny_server(tmp_path_factory) -> Iterator[Server]:
 
 @pytest.fixture(scope="session")
 def default_server(default_model, tmp_path_factory) -> Iterator[Server]:
-    server = Server(default_model, tmp_path_factory.mktemp("default") / "experiments.sqlite")
+    server = Server(default_model, tmp_path_factory.mktemp("default") / "experiments.sqlite", patience_s=MODEL_S)
     yield server
     server.stop()
 
@@ -103,6 +109,8 @@ class Page:
 
     def __init__(self, browser, server: Server, name: str):
         self.context = browser.new_context(viewport={"width": 1320, "height": 900}, accept_downloads=True)
+        # Every wait, click and download of the page (Playwright's default: 30 s) allows a slow machine.
+        self.context.set_default_timeout(ms(server.patience_s))
         self.page = self.context.new_page()
         self.name = name
         self.errors: list[str] = []
@@ -133,8 +141,8 @@ class Page:
         self.page.wait_for_selector(f"#panel[data-panel={panel}] h2")
         return self.page.inner_text("#panel")
 
-    def wait_text(self, selector: str, text: str, timeout: float = 60_000) -> None:
-        self.page.locator(selector, has_text=text).first.wait_for(timeout=timeout)
+    def wait_text(self, selector: str, text: str) -> None:
+        self.page.locator(selector, has_text=text).first.wait_for()
 
     def click_cell(self, canvas_selector: str, row: int, col: int) -> None:
         """Click cell (row, col) of a heatmap canvas, where the pointer would."""

@@ -23,6 +23,8 @@ import time
 import warnings
 from pathlib import Path
 
+from tests.deadlines import STEP_S, ms
+
 CHROMIUM = Path("/usr/bin/chromium")
 FIREFOX_NAMES = ("firefox-esr", "firefox")
 WEBKIT_DRIVER = "WebKitWebDriver"
@@ -110,7 +112,7 @@ class Driver:
         """Every URL the page fetched (the document, modules, stylesheets, API calls)."""
         return self.js("return [location.href, ...performance.getEntriesByType('resource').map((e) => e.name)]")
 
-    def wait(self, condition: str, what: str, timeout: float = 60) -> None:
+    def wait(self, condition: str, what: str, timeout: float = STEP_S) -> None:
         """Poll a JavaScript expression until it is truthy; fail naming `what` after `timeout` seconds."""
         deadline = time.monotonic() + timeout
         while not self.js(f"return Boolean({condition})"):
@@ -118,10 +120,10 @@ class Driver:
                 raise AssertionError(f"{self.name}: timed out after {timeout} s waiting for {what}")
             time.sleep(0.05)
 
-    def wait_for(self, selector: str, timeout: float = 60) -> None:
+    def wait_for(self, selector: str, timeout: float = STEP_S) -> None:
         self.wait(f"document.querySelector({selector!r})", selector, timeout)
 
-    def wait_text(self, selector: str, text: str, timeout: float = 60) -> None:
+    def wait_text(self, selector: str, text: str, timeout: float = STEP_S) -> None:
         """Wait until some element matching `selector` shows `text`."""
         cond = f"[...document.querySelectorAll({selector!r})].some((e) => e.innerText.includes({text!r}))"
         self.wait(cond, f"{text!r} in {selector}", timeout)
@@ -168,6 +170,7 @@ class ChromiumDriver(Driver):
 
     def __init__(self, browser):
         self.context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
+        self.context.set_default_timeout(ms(STEP_S))  # Playwright's own default (30 s) is short on a busy machine
         self.page = self.context.new_page()
 
     def goto(self, url):
@@ -231,7 +234,11 @@ class FirefoxDriver(_ElementDriver):
 
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         self.m = Marionette(
-            bin=firefox_binary(), port=0, headless=True, gecko_log=str(ARTIFACTS / "firefox.log"), startup_timeout=240
+            bin=firefox_binary(),
+            port=0,
+            headless=True,
+            gecko_log=str(ARTIFACTS / "firefox.log"),
+            startup_timeout=2 * STEP_S,
         )
         self.m.start_session()
         self.m.set_window_rect(width=WIDTH, height=HEIGHT)

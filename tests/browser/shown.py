@@ -3,7 +3,9 @@ the panels it has (in tab order)."""
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Callable
 
 PANELS = [
     "predictions",
@@ -45,3 +47,14 @@ def _js_fixed(x: float, digits: int) -> str:
 def show_token(token: str) -> str:
     """dom.js showToken: spaces as no-break spaces, newlines and tabs as arrows, empty as the empty-set sign."""
     return token.replace(" ", "\u00a0").replace("\n", "\u21b5").replace("\t", "\u21e5") or "\u2205"
+
+
+def forms(x: float, f: Callable[[float], str] = fmt, rel: float = 1e-5) -> set[str]:
+    """How the page may print x with f: the page's number can come from another route than the test's API call
+    (another batch, another endpoint), equal up to float rounding, and so round to the neighbouring string."""
+    return {f(x * (1 - rel)), f(x), f(x * (1 + rel))}
+
+
+def shows(text: str, template: str, *values: float, f: Callable[[float], str] = fmt) -> bool:
+    """Whether `text` holds `template` ('{}' for each value) filled with a form of each value (see forms)."""
+    return any(template.format(*filled) in text for filled in itertools.product(*(forms(v, f) for v in values)))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .shown import fmt, pct
+from .shown import pct, shows
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +23,7 @@ def test_eiffel_tower_walkthrough(open_page, default_server):
     top = api["prediction"]["top"][0]
     assert top["token"] == " Paris"
     facts = page.page.inner_text("#panel .facts")
-    assert "Paris" in page.page.inner_text("#panel .top-guess") and pct(top["probability"]) in facts
+    assert "Paris" in page.page.inner_text("#panel .top-guess") and shows(facts, "{}", top["probability"], f=pct)
     page.shot("predictions")
 
     text = page.open_panel("attention")
@@ -35,13 +35,12 @@ def test_eiffel_tower_walkthrough(open_page, default_server):
     d = api["attribution"]
     page.wait_text("#panel .facts", "model's logit")
     facts = page.page.inner_text("#panel .facts")
-    assert (
-        f"model's logit {fmt(d['logit'])}" in facts and f"sum of the shares {fmt(d['sum_of_contributions'])}" in facts
-    )
+    assert shows(facts, "model's logit {}", d["logit"])
+    assert shows(facts, "sum of the shares {}", d["sum_of_contributions"])
     page.shot("dla")
 
     page.open_panel("neurons")
-    page.page.wait_for_selector("#panel svg", timeout=60_000)
+    page.page.wait_for_selector("#panel svg")
     n = len(api["attention"]["tokens"])
     neurons = default_server.post("neurons", {"prompt": EIFFEL, "position": n - 1, "top": 10, "target": " Paris"})
     first = neurons["most_active"][0]
@@ -50,29 +49,30 @@ def test_eiffel_tower_walkthrough(open_page, default_server):
 
     page.open_panel("lens")
     page.page.wait_for_selector("#panel canvas.heatmap")
-    page.page.wait_for_function("!document.querySelector('#panel .lens-note')", timeout=120_000)
+    page.page.wait_for_function("!document.querySelector('#panel .lens-note')")
     page.shot("lens")
 
     page.open_panel("ablation")
     page.click_cell("#panel canvas.heatmap", 5, 1)
     page.page.click("text=Ablate selected heads")
-    page.page.wait_for_selector("#panel .ablation-result", timeout=60_000)
+    page.page.wait_for_selector("#panel .ablation-result")
     body = {"prompt": EIFFEL, "heads": [[5, 1]], "position": n - 1, "how": "zero", "metric": "prob"}
     ablation = default_server.post("ablate", body)
     shown = page.page.inner_text("#panel .ablation-result")
-    assert "Paris" in shown and f"clean {pct(ablation['clean'])} \u2192 ablated {pct(ablation['ablated'])}" in shown
+    assert "Paris" in shown
+    assert shows(shown, "clean {} \u2192 ablated {}", ablation["clean"], ablation["ablated"], f=pct)
     page.shot("ablation")
 
     page.open_panel("patching")
     assert page.page.input_value("#patching-corrupted") == COLOSSEUM  # the demo's corruption is filled in
     page.page.click("text=Patch layers \u00d7 positions")
-    page.page.wait_for_selector("#panel .patch-facts", timeout=120_000)
+    page.page.wait_for_selector("#panel .patch-facts")
     patch = default_server.post(
         "patch", {"clean": EIFFEL, "corrupted": COLOSSEUM, "metric": "logit_diff", "site": "resid_pre"}
     )
     assert "Paris" in patch["metric"] and "Rome" in patch["metric"]
     facts = page.page.inner_text("#panel .patch-facts")
-    assert f"clean {fmt(patch['clean_value'])}, corrupted {fmt(patch['corrupted_value'])}" in facts
+    assert shows(facts, "clean {}, corrupted {}", patch["clean_value"], patch["corrupted_value"])
     page.shot("patching")
 
     page.open_panel("steering")
@@ -80,7 +80,7 @@ def test_eiffel_tower_walkthrough(open_page, default_server):
     page.page.fill("#steer-scales", "-8, 8")
     page.page.fill("#steer-tokens", "6")
     page.page.click("#panel button:has-text('Steer')")
-    page.page.wait_for_selector("#panel table.steer-table", timeout=120_000)
+    page.page.wait_for_selector("#panel table.steer-table")
     rows = page.page.locator("#panel table.steer-table tbody tr").all_inner_texts()
     assert [r.split("\t")[0] for r in rows] == ["baseline (no steering)", "scale -8", "scale 8"]
     page.shot("steering")
@@ -102,11 +102,11 @@ def test_eiffel_tower_walkthrough(open_page, default_server):
     bars = page.page.text_content("#panel svg")
     for f in token["top"][:3]:
         assert f["label"].startswith(("fires on", "rare")), f
-        assert f"F{f['feature']}" in bars and fmt(f["activation"]) in bars
+        assert f"F{f['feature']}" in bars and shows(bars, "{}", f["activation"])
     assert "fires on" in bars  # the automatic labels are drawn beside the bars
     page.shot("sae-shipped")
 
-    with page.page.expect_download(timeout=120_000) as info:
+    with page.page.expect_download() as info:
         page.page.click("#report-btn")
     html = Path(info.value.path()).read_text(encoding="utf-8")
     assert "Paris" in html and ">Activation patching</h2>" in html and "<script" not in html

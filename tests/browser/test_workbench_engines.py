@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from . import engines
-from .shown import PANELS, fmt, pct, show_token
+from .shown import PANELS, pct, show_token, shows
 
 PROMPT = "the cat sat on the mat"
 
@@ -79,12 +79,11 @@ def test_core_walkthrough(browser, tiny_server):
     b.wait_text("#panel .facts", "After token 3")
     predicted = tiny_server.post("predict", {"prompt": PROMPT, "k": 10, "position": 3})
     facts = b.text("#panel .facts")
-    assert (
-        f"entropy {fmt(predicted['entropy_nats'])} nats" in facts and pct(predicted["top"][0]["probability"]) in facts
-    )
+    assert shows(facts, "entropy {} nats", predicted["entropy_nats"])
+    assert shows(facts, "{}", predicted["top"][0]["probability"], f=pct)
     bars = b.js("return document.querySelector('#panel svg').textContent")
     for t in predicted["top"][:5]:
-        assert pct(t["probability"]) in bars
+        assert shows(bars, "{}", t["probability"], f=pct)
     b.shot("predictions")
 
     # The keyboard moves the selection.
@@ -109,7 +108,7 @@ def test_core_walkthrough(browser, tiny_server):
     b.wait_text("#panel table.reads caption", "What token 2 reads in each head of layer 2")
     api = tiny_server.post("attention", {"prompt": PROMPT, "layer": 2, "head": 1, "query_position": 2, "top_k": 5})
     top = next(r for r in api["reads"] if r["layer"] == 2 and r["head"] == 1)["keys"][0]
-    assert f"{top['position']} {show_token(top['token'])}: {fmt(top['weight'])}" in b.text("#panel table.reads")
+    assert shows(b.text("#panel table.reads"), f"{top['position']} {show_token(top['token'])}: {{}}", top["weight"])
     # Hovering a token colours the strip by what it reads in the selected head.
     b.hover('#tokens .tok[data-pos="4"]')
     b.wait_text("#strip-note", "what token 4 reads in L2H1")
@@ -122,8 +121,8 @@ def test_core_walkthrough(browser, tiny_server):
     b.wait_text("#panel .facts", "model's logit")
     dla = tiny_server.post("dla", {"prompt": PROMPT, "position": 2, "top_neurons": 0})
     facts = b.text("#panel .facts")
-    assert f"model's logit {fmt(dla['logit'])}" in facts
-    assert f"sum of the shares {fmt(dla['sum_of_contributions'])}" in facts
+    assert shows(facts, "model's logit {}", dla["logit"])
+    assert shows(facts, "sum of the shares {}", dla["sum_of_contributions"])
     b.shot("dla")
 
     open_panel(b, "lens")
@@ -141,7 +140,7 @@ def test_core_walkthrough(browser, tiny_server):
     body = {"prompt": PROMPT, "heads": [[0, 1], [2, 3]], "position": 2, "how": "zero", "metric": "prob"}
     ablation = tiny_server.post("ablate", body)
     shown = b.text("#panel .ablation-result")
-    assert f"clean {pct(ablation['clean'])} \u2192 ablated {pct(ablation['ablated'])}" in shown
+    assert shows(shown, "clean {} \u2192 ablated {}", ablation["clean"], ablation["ablated"], f=pct)
     b.shot("ablation")
 
     # Every panel opens with its notes.

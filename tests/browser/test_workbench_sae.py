@@ -7,8 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.deadlines import MODEL_S, ms
+
 from .conftest import Server
-from .shown import fmt, pct
+from .shown import pct, shows
 
 PROMPT = "the cat sat on the mat"
 
@@ -44,20 +46,20 @@ def test_sae_features_dashboard_and_clamps(open_page, sae_server):
     api = sae_server.post("sae-features", {"prompt": PROMPT, "sae": "store:tiny-sae", "top": 10})
     token = next(t for t in api["tokens"] if t["position"] == 3)
     facts = page.page.inner_text("#panel .sae-facts")
-    assert f"{token['l0']} features fire at position 3" in facts and pct(token["relative_error"]) in facts
+    assert f"{token['l0']} features fire at position 3" in facts and shows(facts, "{}", token["relative_error"], f=pct)
     bars = page.page.text_content("#panel svg")
     for f in token["top"][:3]:
-        assert f"F{f['feature']}" in bars and fmt(f["activation"]) in bars
+        assert f"F{f['feature']}" in bars and shows(bars, "{}", f["activation"])
 
     # The dashboard of the strongest feature opens by itself; another bar opens that feature's.
     second = token["top"][1]["feature"]
     page.page.locator("#panel svg g.bar").nth(1).click()
     page.wait_text("#panel .dashboard h3", f"Feature {second}: dashboard")
-    page.page.wait_for_selector("#panel .dashboard-facts", timeout=60_000)
+    page.page.wait_for_selector("#panel .dashboard-facts")
     dash = sae_server.post(
         "sae-dashboard", {"feature": second, "sae": "store:tiny-sae", "sequences": 32, "seq_len": 64, "k": 10}
     )
-    assert f"strongest activation {fmt(dash['max_activation'])}" in page.page.inner_text("#panel .dashboard-facts")
+    assert shows(page.page.inner_text("#panel .dashboard-facts"), "strongest activation {}", dash["max_activation"])
     page.shot("sae")
 
     page.open_panel("steering")
@@ -65,13 +67,13 @@ def test_sae_features_dashboard_and_clamps(open_page, sae_server):
     page.page.fill("#clamp-amounts", "0, 5")
     page.page.fill("#steer-tokens", "3")
     page.page.click("text=Clamp features")
-    page.page.wait_for_selector("#panel table.clamp-table", timeout=60_000)
+    page.page.wait_for_selector("#panel table.clamp-table")
     body = {"prompt": PROMPT, "sae": "store:tiny-sae", "features": [second], "mode": "value", "amounts": [0, 5]}
     sweep = sae_server.post("sae-clamp", {**body, "max_new_tokens": 3})
     rows = page.page.locator("#panel table.clamp-table tbody tr").all_inner_texts()
     assert len(rows) == 3 and rows[0].startswith("baseline")
     for row, expected in zip(rows[1:], sweep["rows"], strict=True):
-        assert fmt(expected["kl"]) in row
+        assert shows(row, "{}", expected["kl"])
     page.shot("clamps")
     assert not page.errors, page.errors
 
@@ -111,10 +113,16 @@ def test_train_an_sae_for_a_layer_from_the_panel(open_page, empty_server):
     assert page.page.get_attribute("#panel .train-sae button.primary", "title")
     page.shot("sae-estimate")
     page.page.click("#panel .train-sae button.primary")
-    page.page.wait_for_selector("#panel progress.train-progress", timeout=30_000)
+    # While the job runs, a progress bar and a Cancel button with a tooltip show. A fast machine may finish
+    # the tiny training within one poll of the page (250 ms), so both are read in one look, not one by one.
+    cancel_title = page.page.wait_for_function(
+        """() => document.querySelector('#panel progress.train-progress')
+                 && [...document.querySelectorAll('#panel .train-sae button')]
+                      .find((b) => b.textContent === 'Cancel training')?.title"""
+    )
+    assert cancel_title.json_value()
     page.shot("sae-training")
-    assert page.page.get_attribute("#panel .train-sae button:has-text('Cancel training')", "title")
-    page.page.wait_for_selector("#panel .sae-facts", timeout=180_000)
+    page.page.wait_for_selector("#panel .sae-facts", timeout=ms(MODEL_S))
 
     # The new SAE is listed for layer 1, chosen, and its features are the API's for that SAE.
     assert page.page.locator("#sae-layer option").nth(1).inner_text() == f"Layer 1: {TRAINED} (trained)"
@@ -123,11 +131,11 @@ def test_train_an_sae_for_a_layer_from_the_panel(open_page, empty_server):
     token = next(t for t in api["tokens"] if t["position"] == 3)
     facts = page.page.inner_text("#panel .sae-facts")
     assert f"{TRAINED} at blocks.1.resid_post: {token['l0']} features fire at position 3" in facts
-    assert pct(token["relative_error"]) in facts
+    assert shows(facts, "{}", token["relative_error"], f=pct)
     note = page.page.inner_text("#panel .trained-note")
     [job] = [j for j in empty_server.http.get("/api/jobs").json()["jobs"] if j["job_kind"] == "sae-train"]
     assert job["status"] == "done"
     evaluation = empty_server.http.get(f"/api/jobs/{job['id']}").json()["result"]["evaluation"]
-    assert f"explains {pct(evaluation['fve'])} of the activation's variance" in note and "rough" in note
+    assert shows(note, "explains {} of the activation's variance", evaluation["fve"], f=pct) and "rough" in note
     page.shot("sae-trained")
     assert not page.errors, page.errors

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .shown import PANELS, fmt, pct, show_token
+from .shown import PANELS, pct, show_token, shows
 
 PROMPT = "the cat sat on the mat"
 
@@ -35,11 +35,11 @@ def test_tokens_selection_and_every_panel(page, tiny_server):
     page.wait_text("#panel .facts", "After token 3")
     expected = tiny_server.post("predict", {"prompt": PROMPT, "k": 10, "position": 3})
     facts = page.page.inner_text("#panel .facts")
-    assert f"entropy {fmt(expected['entropy_nats'])} nats" in facts
-    assert pct(expected["top"][0]["probability"]) in facts
+    assert shows(facts, "entropy {} nats", expected["entropy_nats"])
+    assert shows(facts, "{}", expected["top"][0]["probability"], f=pct)
     bars = page.page.text_content("#panel svg")
     for t in expected["top"][:5]:
-        assert pct(t["probability"]) in bars
+        assert shows(bars, "{}", t["probability"], f=pct)
 
     # Keyboard: the arrow keys move the selection.
     page.page.focus("#tokens")
@@ -69,14 +69,14 @@ def test_attention_head_click_and_hover(page, tiny_server):
     api = tiny_server.post("attention", {"prompt": PROMPT, "layer": 2, "head": 1, "query_position": n - 1, "top_k": 5})
     reads = page.page.inner_text("#panel table.reads")
     top = next(r for r in api["reads"] if r["layer"] == 2 and r["head"] == 1)["keys"][0]
-    assert f"{top['position']} {show_token(top['token'])}: {fmt(top['weight'])}" in reads
+    assert shows(reads, f"{top['position']} {show_token(top['token'])}: {{}}", top["weight"])
     # Hovering a token colours the strip by what it reads in the selected head.
     page.page.hover('#tokens .tok[data-pos="4"]')
-    assert "reads in L2H1" in page.page.inner_text("#strip-note")
+    page.wait_text("#strip-note", "reads in L2H1")
     style = page.page.get_attribute('#tokens .tok[data-pos="0"]', "style") or ""
     assert "background" in style
     # The summary switch re-colours the grid without a request (once the background prefetch is over).
-    page.page.wait_for_selector("body[data-prefetch=done]", timeout=60_000)
+    page.page.wait_for_selector("body[data-prefetch=done]")
     before = len(page.requests)
     page.page.select_option("#attn-agg", "entropy")
     page.wait_text("#panel figcaption", "Every head (entropy)")
@@ -85,7 +85,7 @@ def test_attention_head_click_and_hover(page, tiny_server):
 
 def test_switching_tokens_heads_and_panels_needs_no_request(page):
     page.analyse(PROMPT)
-    page.page.wait_for_selector("body[data-prefetch=done]", timeout=60_000)
+    page.page.wait_for_selector("body[data-prefetch=done]")
     before = len(page.requests)
     for panel in ["predictions", "attention", "dla", "lens"]:
         page.open_panel(panel)
@@ -113,17 +113,16 @@ def test_ablation_patching_steering_circuit(page, tiny_server):
     body = {"prompt": PROMPT, "heads": [[0, 1], [2, 3]], "position": n - 1, "how": "zero", "metric": "prob"}
     api = tiny_server.post("ablate", body)
     result = page.page.inner_text("#panel .ablation-result")
-    assert f"clean {pct(api['clean'])} \u2192 ablated {pct(api['ablated'])}" in result
+    assert shows(result, "clean {} \u2192 ablated {}", api["clean"], api["ablated"], f=pct)
     table = page.page.inner_text("#panel table.compare")  # the top predictions before and after
     for clean, ablated in zip(api["predictions"]["clean"], api["predictions"]["ablated"], strict=True):
-        assert pct(clean["probability"]) in table and pct(ablated["probability"]) in table
+        assert shows(table, "{}", clean["probability"], f=pct) and shows(table, "{}", ablated["probability"], f=pct)
     page.page.select_option("#ablate-metric", "logit")
     page.page.click("text=Ablate selected heads")
     page.wait_text("#panel .ablation-result", "logit")
     api = tiny_server.post("ablate", {**body, "metric": "logit"})
-    assert f"clean {fmt(api['clean'])} \u2192 ablated {fmt(api['ablated'])}" in page.page.inner_text(
-        "#panel .ablation-result"
-    )
+    result = page.page.inner_text("#panel .ablation-result")
+    assert shows(result, "clean {} \u2192 ablated {}", api["clean"], api["ablated"])
     page.page.click("text=Sweep every head")
     page.wait_text("#panel figcaption", "Change of the metric when each head alone is ablated")
     page.shot("ablation")
@@ -134,7 +133,7 @@ def test_ablation_patching_steering_circuit(page, tiny_server):
     page.page.fill("#patching-target", " mat")
     page.page.fill("#patching-versus", " park")
     page.page.click("text=Patch layers \u00d7 positions")
-    page.page.wait_for_selector("#panel .patch-facts", timeout=60_000)
+    page.page.wait_for_selector("#panel .patch-facts")
     api = tiny_server.post(
         "patch",
         {
@@ -147,7 +146,7 @@ def test_ablation_patching_steering_circuit(page, tiny_server):
         },
     )
     facts = page.page.inner_text("#panel .patch-facts")
-    assert f"clean {fmt(api['clean_value'])}, corrupted {fmt(api['corrupted_value'])}" in facts
+    assert shows(facts, "clean {}, corrupted {}", api["clean_value"], api["corrupted_value"])
     page.page.click("text=Patch layers \u00d7 heads")
     page.wait_text("#panel figcaption", "layer (row) \u00d7 head (column)")
     assert page.page.locator("#panel canvas.heatmap").count() == 2
@@ -156,7 +155,7 @@ def test_ablation_patching_steering_circuit(page, tiny_server):
     page.open_panel("circuit")
     assert page.page.input_value("#circuit-corrupted") == corrupted  # shared with patching
     page.page.click("text=Find the circuit")
-    page.page.wait_for_selector("#panel svg g.node", timeout=60_000)
+    page.page.wait_for_selector("#panel svg g.node")
     assert page.page.locator("#panel svg g.node").count() >= 2
     page.shot("circuit")
 
@@ -166,7 +165,7 @@ def test_ablation_patching_steering_circuit(page, tiny_server):
     page.page.fill("#steer-scales", "-4, 4")
     page.page.fill("#steer-tokens", "4")
     page.page.click("#panel button:has-text('Steer')")
-    page.page.wait_for_selector("#panel table.steer-table", timeout=60_000)
+    page.page.wait_for_selector("#panel table.steer-table")
     api = tiny_server.post(
         "steer",
         {
@@ -181,7 +180,7 @@ def test_ablation_patching_steering_circuit(page, tiny_server):
     assert len(rows) == 3 and rows[0].startswith("baseline")
     for row, expected in zip(rows, [api["baseline"], *api["steered"]], strict=True):
         assert expected["completion"].strip() in row
-        assert fmt(expected["projection"]) in row
+        assert shows(row, "{}", expected["projection"])
     page.shot("steering")
 
 
@@ -201,7 +200,7 @@ def test_report_export_and_chart_downloads(page, tiny_server):
     api = tiny_server.post("overview", {"prompt": PROMPT, "k": 10, "position": -1})["attribution"]
     assert data["heads"] == api["heads"] and data["kind"] == "logit_attribution"
 
-    with page.page.expect_download(timeout=120_000) as info:
+    with page.page.expect_download() as info:
         page.page.click("#report-btn")
     html = Path(info.value.path()).read_text(encoding="utf-8")
     assert info.value.suggested_filename.endswith(".html")
@@ -283,7 +282,7 @@ def test_every_control_has_a_tooltip(page):
 def test_model_switcher_reports_a_failed_load(page):
     page.page.fill("#model-source", "no-such-org/no-such-model")
     page.page.click("#model-load")
-    page.wait_text("#message", "Could not load", timeout=60_000)
+    page.wait_text("#message", "Could not load")
     assert "not in the local Hugging Face cache" in page.page.inner_text("#message")
     assert page.page.inner_text("#model-name") == "tiny-llama"  # the loaded model keeps answering
     assert page.page.is_hidden("#model-progress")
