@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -15,13 +16,39 @@ from ..errors import InputError
 from .app import DeviceOpt, DtypeOpt, ModelOpt, app, err, friendly_errors, load_model, out
 
 
-def _check_port(host: str, port: int) -> None:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise InputError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port") from None
+def check_port(host: str, port: int) -> None:
+    """Fail fast (before the model loads) if the server could not listen on ``host:port``.
+
+    Binds the way uvicorn's asyncio server will: every address ``host`` resolves to, with ``SO_REUSEADDR``
+    on (as asyncio sets it on POSIX), IPv6 sockets IPv6-only. Without ``SO_REUSEADDR`` a port left in
+    TIME_WAIT by a server killed with a client connected would read as taken for a minute or more,
+    although the server itself could bind it.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise InputError(f"cannot resolve --host {host} ({exc.strerror}); give an address like 127.0.0.1") from None
+    probes: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            try:
+                probe = socket.socket(family, kind, proto)
+            except OSError:  # a family this machine lacks (IPv6 off): asyncio skips it too
+                continue
+            probes.append(probe)
+            if os.name == "posix":
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise InputError(
+                    f"cannot listen on {host}:{port} ({exc.strerror}); stop what uses it or choose another --port"
+                ) from None
+    finally:
+        for probe in probes:
+            probe.close()
 
 
 def _load_with_progress(model: str | None, dtype: str, device: str):
@@ -74,7 +101,7 @@ def serve(
         raise InputError("--token must be at least 8 characters")
     if not is_loopback(host) and token is None:
         token = new_token()
-    _check_port(host, port)
+    check_port(host, port)
     loaded = _load_with_progress(model, dtype, device)
     application = create_app(
         loaded, source=model or "default", token=token, hosts=[host], model_roots=allow_models or ()
