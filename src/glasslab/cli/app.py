@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
+import typing
 from collections.abc import Callable
 from typing import Annotated, TypeVar
 
@@ -41,6 +43,7 @@ def friendly_errors(command: F) -> F:
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
+            _check_finite(command, kwargs)
             return command(*args, **kwargs)
         except GlasslabError as exc:
             err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
@@ -50,6 +53,31 @@ def friendly_errors(command: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _check_finite(command: Callable[..., None], values: dict[str, object]) -> None:
+    """Refuse nan and +-inf in every number given on the command line, once for all commands (as the
+    HTTP API does): the float type accepts them, and a nan temperature or scale silently poisons a run."""
+    for name, value in values.items():
+        items = value if isinstance(value, list | tuple) else [value]
+        bad = next((item for item in items if isinstance(item, float) and not math.isfinite(item)), None)
+        if bad is not None:
+            raise InputError(f"{_flag(command, name)} must be a finite number, not {bad}")
+
+
+def _flag(command: Callable[..., None], name: str) -> str:
+    """How the user wrote parameter ``name`` of ``command``: its longest declared flag, else --the-name."""
+    try:
+        hint = typing.get_type_hints(command, include_extras=True).get(name)
+    except (NameError, TypeError):
+        hint = None
+    for info in getattr(hint, "__metadata__", ()):
+        if isinstance(info, typer.models.ArgumentInfo):
+            return name.upper()
+        decls = [decl for decl in getattr(info, "param_decls", None) or () if decl.startswith("--")]
+        if decls:
+            return max(decls, key=len)
+    return "--" + name.replace("_", "-")
 
 
 OutOpt = Annotated[
@@ -75,6 +103,18 @@ def parse_layer_index(text: str, flag: str, unit: str = "INDEX") -> tuple[int, i
     if not (dot and layer.isdigit() and index.isdigit()):
         raise InputError(f"--{flag} takes LAYER.{unit}, e.g. 9.1; got '{text}'")
     return int(layer), int(index)
+
+
+def parse_numbers(text: str, flag: str, example: str) -> list[float]:
+    """'0,2,4' -> [0.0, 2.0, 4.0] for comma-separated options, finite only (like every float option)."""
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise InputError(f"--{flag} must be comma-separated numbers like {example}; got '{text}'") from None
+    bad = next((value for value in values if not math.isfinite(value)), None)
+    if bad is not None:
+        raise InputError(f"--{flag} must be finite numbers, not {bad}")
+    return values
 
 
 def load_model(model: str | None, dtype: str, device: str):

@@ -12,7 +12,19 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import InputError
-from .app import DeviceOpt, DtypeOpt, JsonOpt, ModelOpt, OutOpt, app, emit, friendly_errors, load_model, out
+from .app import (
+    DeviceOpt,
+    DtypeOpt,
+    JsonOpt,
+    ModelOpt,
+    OutOpt,
+    app,
+    emit,
+    friendly_errors,
+    load_model,
+    out,
+    parse_numbers,
+)
 
 sae_app = typer.Typer(
     no_args_is_help=True,
@@ -245,10 +257,7 @@ def sae_clamp_command(
     if sweep is not None:
         if value is not None or scale is not None or zero:
             raise InputError("--sweep replaces --value/--scale/--zero; give only the sweep's numbers")
-        try:
-            amounts = [float(s) for s in sweep.split(",") if s.strip()]
-        except ValueError:
-            raise InputError(f"--sweep must be comma-separated numbers like 0,5,10; got '{sweep}'") from None
+        amounts = parse_numbers(sweep, "sweep", "0,5,10")
         loaded, chosen = _load(sae, model, dtype, device, any_model)
         mode = "scale" if sweep_scale else "value"
         result = clamp_sweep(loaded, chosen, prompt, feature, amounts, mode=mode, **options)

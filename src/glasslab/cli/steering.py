@@ -9,7 +9,19 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import InputError
-from .app import DeviceOpt, DtypeOpt, JsonOpt, ModelOpt, OutOpt, app, emit, friendly_errors, load_model, out
+from .app import (
+    DeviceOpt,
+    DtypeOpt,
+    JsonOpt,
+    ModelOpt,
+    OutOpt,
+    app,
+    emit,
+    friendly_errors,
+    load_model,
+    out,
+    parse_numbers,
+)
 
 VectorOpt = Annotated[
     str, typer.Option("--vector", "-v", help="A vector's name in the store (from steer-make --save) or its folder.")
@@ -196,10 +208,7 @@ def steer_sweep(
     out_file: OutOpt = None,
 ) -> None:
     """Continue a prompt at several steering scales and measure how far each text moved along the vector."""
-    try:
-        values = [float(s) for s in scales.split(",") if s.strip()]
-    except ValueError:
-        raise InputError(f"--scales must be comma-separated numbers like 0,2,4,8; got '{scales}'") from None
+    values = parse_numbers(scales, "scales", "0,2,4,8")
     _run(
         prompt,
         vector,
