@@ -16,6 +16,7 @@ from glasslab.methods.logit_lens import EMBED_LAYER, logit_lens
 from glasslab.views.html import figure_html
 
 from .tiny import save_tiny, tiny_model
+from .tolerance import assert_same_ranking, slack
 
 PROMPT = "when mary and john went to the store john gave a drink to"
 
@@ -41,6 +42,10 @@ def hand_lens(model, prompt: str) -> list[torch.Tensor]:
     return rows
 
 
+def ranking(tokens) -> tuple[list[int], list[float]]:
+    return [t.token_id for t in tokens], [t.probability for t in tokens]
+
+
 def test_logit_lens_equals_hand_decoding_of_hf_hidden_states(family_model):
     result = logit_lens(family_model, PROMPT, k=3, target=" store")
     expected = hand_lens(family_model, PROMPT)
@@ -51,7 +56,8 @@ def test_logit_lens_equals_hand_decoding_of_hf_hidden_states(family_model):
         for j, position in enumerate(result.positions):
             top = torch.topk(probs[position], 3)
             mine = result.top[i][j]
-            assert mine[0].token_id == top.indices[0].item()
+            # HF's route rounds differently: the top token is the hand decoding's, or tied with it within rounding
+            assert probs[position, mine[0].token_id] >= top.values[0] - slack(probs[position])
             torch.testing.assert_close(torch.tensor([t.probability for t in mine]), top.values, atol=1e-5, rtol=1e-4)
             assert result.target_probability[i][j] == pytest.approx(probs[position, target_id].item(), abs=1e-5)
             rank = int((probs[position] > probs[position, target_id]).sum()) + 1
@@ -67,7 +73,9 @@ def test_chosen_positions_match_the_full_grid():
     n = len(full.tokens)
     assert last.positions == [2, n - 1]
     for i in range(len(full.layers)):
-        assert last.top[i][1] == full.top[i][-1] and last.top[i][0] == full.top[i][2]
+        # Two positions are decoded in a smaller matmul than the whole grid: equal up to rounding.
+        for chosen, whole in ((last.top[i][1], full.top[i][-1]), (last.top[i][0], full.top[i][2])):
+            assert_same_ranking(*ranking(chosen), *ranking(whole))
         assert last.target_probability[i][1] == pytest.approx(full.target_probability[i][-1], abs=1e-7)
         assert last.kl_to_output[i][1] == pytest.approx(full.kl_to_output[i][-1], abs=1e-6)
 
@@ -136,7 +144,7 @@ def test_default_model_last_layer_is_the_output(default_model):
     logits = default_model.run(prompt).logits[0, -1].float()
     probs = torch.softmax(logits, -1)
     top = torch.topk(probs, 5)
-    assert [t.token_id for t in result.top[-1][0]] == top.indices.tolist()
+    assert_same_ranking(*ranking(result.top[-1][0]), top.indices.tolist(), top.values.tolist())
     assert [t.probability for t in result.top[-1][0]] == pytest.approx(top.values.tolist(), abs=1e-6)
     assert result.kl_to_output[-1][0] <= 1e-6
     # the lens sharpens towards the answer: its probability at the output far exceeds the embeddings'
@@ -168,5 +176,7 @@ def test_logit_lens_equals_transformer_bridge(default_model):
         row = result.layers.index(layer)
         for j, position in enumerate(result.positions):
             mine = result.top[row][j][0]
-            assert mine.token_id == theirs[layer][position].argmax().item(), (layer, position)
+            # top-1 equal, or tied with the bridge's within the probabilities' agreement (another route)
+            top = theirs[layer][position]
+            assert top[mine.token_id].item() >= top.max().item() - 1e-4, (layer, position)
             assert mine.probability == pytest.approx(theirs[layer][position].max().item(), abs=1e-4)

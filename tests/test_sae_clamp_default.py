@@ -13,6 +13,7 @@ from glasslab.sae.encode import sae_features
 from glasslab.sae.loading import available_saes, load_sae
 from glasslab.sae.splice import FeatureEdit, SAESplice
 from tests.test_sae_splice import random_sae
+from tests.tolerance import assert_greedy
 
 pytestmark = pytest.mark.slow
 PROMPT = "The capital of France is"
@@ -30,8 +31,8 @@ def test_default_model_splice_clamp_and_views(default_model):
     edit = FeatureEdit(feature, "value", 50.0, position=[n - 1, n + 1])
     clamped = model.generate(PROMPT, max_new_tokens=3, interventions=[SAESplice(sae, [edit])])
     ids = torch.tensor([model.to_tokens(PROMPT)[0].tolist() + clamped.new_token_ids])
-    replay = model.run(ids, interventions=[SAESplice(sae, [edit])]).logits[0, n - 1 : -1].argmax(-1)
-    assert replay.tolist() == clamped.new_token_ids
+    replay = model.run(ids, interventions=[SAESplice(sae, [edit])]).logits[0, n - 1 : -1]
+    assert_greedy(replay, clamped.new_token_ids)  # another route (no key/value cache): up to rounding
 
     side = clamp_features(model, sae, PROMPT, feature, value=50.0, positions=[-1], max_new_tokens=3)
     assert side.clamped_values[0][n - 1] == 50.0 and side.next_token.kl > 0
