@@ -2,14 +2,17 @@
 
 A training's time is a fixed part (setting up, saving), reading and tokenizing the text, the forward
 passes that read activations (the harvest, then the held-out evaluation), in proportion to the sequences
-run, and the training steps, in proportion to their number. ``estimate_training`` first reads and
-tokenizes all the text the training will read (which counts its sequences and times that part in full),
-then runs the real trainer once on a probe of the planned training (the same hook, width, k, batch size
-and forward batches; one training batch of activations and a few steps, saved to a temporary folder),
-times its forward passes and its steps separately, and scales each to the planned sizes. Per-pass and
-per-step times are medians, so the first pass's and step's warm-up is not multiplied by hundreds. The
-probe costs about one training batch's worth of forward passes and a few steps. Held-out losses (four
-full passes each) are not part of the estimate.
+run, and the training steps, in proportion to their number. ``estimate_training`` reads and tokenizes
+all the text the training will read twice: the first read counts its sequences and warms what a
+training started right after it finds warm (files in the OS's cache, modules imported, the tokenizer's
+first calls: work the real run does not repeat), the second is timed in full. It then runs the real
+trainer once on a probe of the planned training (the same hook, width, k, batch size and forward
+batches; one training batch of activations and a few steps, saved to a temporary folder), times its
+forward passes and its steps separately, and scales each to the planned sizes; the time the probe
+spends fetching documents is taken out of its fixed part, as the text is counted in full already.
+Per-pass and per-step times are medians, so the first pass's and step's warm-up is not multiplied by
+hundreds. The probe costs about one training batch's worth of forward passes and a few steps. Held-out
+losses (four full passes each) are not part of the estimate.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from itertools import islice, pairwise
 from pathlib import Path
@@ -133,17 +136,15 @@ def estimate_training(
     if probe_steps < 2:
         raise InputError(f"the probe needs at least 2 steps to time one, got {probe_steps}")
     hook_width(model, config.hook, config.head_index)  # a clear error for a hook an SAE cannot read
-    rows_per_seq = rows_per_sequence(model, config.seq_len)
     train_docs = documents if documents is not None else load_corpus(config.corpus, split="train")
-    start = time.perf_counter()
-    harvest_seqs = _sequences_run(model, train_docs, config, config.harvest_tokens, config.model_batch)
+    test_docs = load_corpus(config.corpus, split="test")
+    evaluate_rows = max(evaluate_tokens, rows_per_sequence(model, config.seq_len)) if evaluate_tokens else 0
+    # A first, untimed read warms what a training started right after it finds warm; the second is timed.
+    harvest_seqs, evaluate_seqs = _count_sequences(model, config, train_docs, test_docs, evaluate_rows)
     if harvest_seqs == 0:
         raise InputError("the corpus gave no tokens; give a corpus with some text")
-    evaluate_seqs = 0
-    if evaluate_tokens:
-        test_docs = load_corpus(config.corpus, split="test")
-        rows = max(evaluate_tokens, rows_per_seq)
-        evaluate_seqs = _sequences_run(model, test_docs, config, rows, EVALUATE_BATCH)
+    start = time.perf_counter()
+    _count_sequences(model, config, train_docs, test_docs, evaluate_rows)
     text_s = time.perf_counter() - start
 
     probe = replace(
@@ -152,7 +153,7 @@ def estimate_training(
         harvest_tokens=config.batch_size,
         buffer_tokens=config.batch_size,
     )
-    timed = _TimedRuns(model)
+    timed, probe_text = _TimedRuns(model), _TimedText(train_docs)
     step_ends: list[float] = []
     with tempfile.TemporaryDirectory(prefix="glasslab-estimate-") as tmp:
         start = time.perf_counter()
@@ -161,7 +162,7 @@ def estimate_training(
             probe,
             name=f"estimate-{uuid.uuid4().hex[:12]}",
             out=Path(tmp) / "sae",
-            documents=documents,
+            documents=probe_text,
             evaluate_tokens=1 if evaluate_tokens else 0,  # one evaluation batch: its set-up is part of fixed_s
             evaluate_loss_tokens=0,
             checkpoint_every=0,
@@ -170,7 +171,8 @@ def estimate_training(
         )
         probe_s = time.perf_counter() - start
     step_s = statistics.median(b - a for a, b in pairwise(step_ends))
-    fixed_s = max(0.0, probe_s - timed.seconds - step_s * probe_steps)
+    # The probe's reading of the training text is in text_s already, with all the rest of that text.
+    fixed_s = max(0.0, probe_s - timed.seconds - step_s * probe_steps - probe_text.seconds)
     return TrainingEstimate(
         hook=config.hook,
         steps=config.steps,
@@ -182,6 +184,35 @@ def estimate_training(
         fixed_s=fixed_s,
         probe_s=probe_s,
     )
+
+
+def _count_sequences(
+    model: Model, config: TrainConfig, train_docs: Iterable[str], test_docs: Iterable[str], evaluate_rows: int
+) -> tuple[int, int]:
+    """The sequences the training's harvest and its held-out evaluation (0 rows: none) will run."""
+    harvest = _sequences_run(model, train_docs, config, config.harvest_tokens, config.model_batch)
+    evaluate = _sequences_run(model, test_docs, config, evaluate_rows, EVALUATE_BATCH) if evaluate_rows else 0
+    return harvest, evaluate
+
+
+class _TimedText:
+    """Documents, with the time spent reading them (in the iterator, not in the reader's own work)."""
+
+    def __init__(self, documents: Iterable[str]) -> None:
+        self._documents = documents
+        self.seconds = 0.0
+
+    def __iter__(self) -> Iterator[str]:
+        documents = iter(self._documents)
+        while True:
+            start = time.perf_counter()
+            try:
+                document = next(documents)
+            except StopIteration:
+                return
+            finally:
+                self.seconds += time.perf_counter() - start
+            yield document
 
 
 def _sequences_run(model: Model, documents: Iterable[str], config: TrainConfig, rows: int | None, batch: int) -> int:
