@@ -28,7 +28,8 @@ def test_restoring_every_position_of_the_embedding_is_the_clean_run(family):
     setup = prepare_trace(model, PROMPT, SUBJECT, ["blocks.0.resid_pre"], samples=3, seed=1)
     n = setup.tokens.shape[1]
     probs, _ = restored_probabilities(setup, [None, {"blocks.0.resid_pre": list(range(n))}])
-    assert probs[1].item() == pytest.approx(setup.clean_prob, abs=1e-8)
+    # the restored run is a row of a batch, the clean run alone: equal up to rounding at the probability's scale
+    assert probs[1].item() == pytest.approx(setup.clean_prob, rel=1e-5)
     assert abs(probs[0].item() - setup.clean_prob) > 1e-6  # the noise does corrupt (tiny models are near-uniform)
 
 

@@ -40,10 +40,12 @@ def corpus(tmp_path):
 
 
 def brute_force(model, sae, corpus, skip=1):
-    """Every activation of every feature on every sequence, computed in one go."""
+    """Every activation of every feature on every sequence, kept whole. Computed in the scan's batches: the
+    values are then bit for bit the scan's, so its maxima and counts can be compared exactly (another batch
+    size may round differently on some CPUs)."""
     seqs = torch.stack(list(packed_sequences(model, load_corpus(corpus), SCAN["seq_len"], limit=SCAN["sequences"])))
-    act = model.run(seqs, cache=[sae.hook]).cache[sae.hook]
-    return seqs, sae.encode(act).float()  # [S, L, d_sae]
+    acts = [model.run(batch, cache=[sae.hook]).cache[sae.hook] for batch in seqs.split(SCAN["batch_size"])]
+    return seqs, torch.cat([sae.encode(act).float() for act in acts])  # [S, L, d_sae]
 
 
 def test_streamed_scan_equals_a_brute_force_scan(corpus):
