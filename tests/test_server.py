@@ -116,7 +116,7 @@ def test_tokens_match_the_model(c, model):
         ("/api/steer", {"prompt": "the cat", "pairs": [["a", "b"]], "layer": 1, "scales": [1.0] * 17}, 422, "scales"),
         ("/api/steer", {"prompt": "the cat", "scales": [1.0]}, 400, "either vector"),
         ("/api/steer", {"prompt": "the cat", "vector": "../../etc"}, 422, "vector"),
-        ("/api/steer", {"prompt": "the cat", "vector": "missing"}, 400, "no steering vector"),
+        ("/api/steer", {"prompt": "the cat", "vector": "missing"}, 404, "no saved steering vector 'missing'"),
         ("/api/logit-lens", {"prompt": "the cat", "positions": [9]}, 400, "position"),
         ("/api/patch", {"clean": "the cat", "corrupted": "the dog", "site": "nowhere"}, 422, "site"),
         ("/api/patch", {"clean": "the cat", "corrupted": "the dog", "layers": [5], "target": "cat"}, 400, "layers"),

@@ -143,7 +143,8 @@ def test_failed_job_reports_one_line_and_leaves_the_model(tmp_path):
     before = fingerprint(model)
     job = c.post("/api/jobs", json={"kind": "steer", "params": {"prompt": "the cat", "vector": "nope"}}).json()
     failed = wait_job(c, job["id"])
-    assert failed["status"] == "failed" and "no steering vector" in failed["error"] and "\n" not in failed["error"]
+    assert failed["status"] == "failed" and "no saved steering vector" in failed["error"]
+    assert "\n" not in failed["error"]
     assert fingerprint(model) == before
 
 

@@ -75,7 +75,7 @@ def test_sae_endpoints_equal_glasslab_sae(setup):
 def test_saes_are_named_not_pathed(setup, body, says):
     _, _, c = setup
     response = c.post("/api/sae-features", json=body)
-    assert response.status_code == 400 and says in response.json()["error"]
+    assert response.status_code == 404 and says in response.json()["error"]
 
 
 def test_clamp_arguments(setup):

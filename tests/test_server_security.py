@@ -41,6 +41,38 @@ def test_foreign_hosts_are_refused(c, host):
 
 
 @pytest.mark.parametrize(
+    "host",
+    [
+        "localhost:80@evil.com",  # a loose parser takes the part before the last ':' for the name
+        "127.0.0.1:8765@evil.example",
+        "[::1]evil.example",
+        "[::1]:8765@evil.example",
+        "::1",  # IPv6 goes in brackets
+        "localhost:",
+        "localhost:http",
+        "localhost:8765:8765",
+        "localhost/evil.example",
+        "localhost evil.example",
+        "127.0.0.1:123456",
+    ],
+)
+def test_malformed_hosts_are_refused(c, host):
+    """Only a name or [IPv6 literal] with an optional port of digits is a Host; anything else, even one
+    starting with a loopback name, is refused with the documented error."""
+    response = c.get("/api/model", headers={"host": host})
+    assert response.status_code == 403 and list(response.json()) == ["error"]
+    assert "is not this server's own" in response.json()["error"]
+
+
+def test_malformed_hosts_are_refused_even_with_a_wildcard_bind(tmp_path):
+    token = "a-third-secret-token"
+    app = create_app(tiny_model("gpt2"), token=token, hosts=["0.0.0.0"], experiments_db=tmp_path / "e.sqlite")
+    c = TestClient(app, base_url="http://192.168.1.5:8765", headers={"x-glasslab-token": token})
+    assert c.get("/api/model", headers={"host": "192.168.1.5:8765"}).status_code == 200
+    assert c.get("/api/model", headers={"host": "192.168.1.5:8765@evil.example"}).status_code == 403
+
+
+@pytest.mark.parametrize(
     "headers",
     [
         {"origin": "http://evil.example"},

@@ -19,7 +19,7 @@ from ..methods.patching import activation_patching
 from ..methods.predict import predict
 from ..methods.steering import load_steering_vector, make_steering_vector, steer
 from ..store import store_path
-from .ops import Ctx, Operation, services
+from .ops import Ctx, NotFound, Operation, services, stamp
 from .schemas import (
     AblateBody,
     AblationSweepBody,
@@ -28,6 +28,7 @@ from .schemas import (
     PatchBody,
     SteerBody,
 )
+from .state import ModelState
 
 VECTOR_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 router = APIRouter(prefix="/api", tags=["interventions"])
@@ -191,6 +192,11 @@ def steer_op(ctx: Ctx, body: SteerBody) -> dict:
     if (body.vector is None) == (body.pairs is None):
         raise InputError("give either vector (a saved vector's name) or pairs with a layer, not both")
     if body.vector is not None:
+        if not store_path("steering", ctx.model.key, body.vector).is_dir():
+            raise NotFound(
+                f"no saved steering vector '{body.vector}' for this model; GET /api/steering/vectors lists them, "
+                "POST /api/steering-vector with a name saves one"
+            )
         vector = load_steering_vector(ctx.model, body.vector)
     else:
         if body.layer is None:
@@ -209,6 +215,11 @@ def steer_op(ctx: Ctx, body: SteerBody) -> dict:
         temperature=body.temperature,
         seed=body.seed,
     ).to_dict()
+
+
+def steer_reads(state: ModelState, body: SteerBody) -> tuple:
+    """The saved vector's files as they are now (a result cached for them is stale once they change)."""
+    return stamp(store_path("steering", state.model.key, body.vector)) if body.vector is not None else ()
 
 
 def _public(vector: dict) -> dict:
@@ -264,6 +275,7 @@ OPERATIONS = [
         "steering",
         long=True,
         deterministic=lambda body: body.temperature == 0.0 or body.seed is not None,
+        reads=steer_reads,
     ),
 ]
 

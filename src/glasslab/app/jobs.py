@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..errors import GlasslabError
+from .security import without_paths
 from .state import Cancelled
 
 Status = Literal["queued", "running", "done", "failed", "cancelled"]
@@ -121,9 +122,10 @@ class JobManager:
         except Cancelled:
             job.status, job.stage = "cancelled", "cancelled"
         except GlasslabError as exc:
-            job.status, job.stage, job.error = "failed", "failed", str(exc)
+            job.status, job.stage, job.error = "failed", "failed", without_paths(str(exc))
         except Exception as exc:  # a bug: report it on the job instead of killing the thread silently
-            job.status, job.stage, job.error = "failed", "failed", f"internal error: {type(exc).__name__}: {exc}"
+            message = without_paths(f"internal error: {type(exc).__name__}: {exc}")
+            job.status, job.stage, job.error = "failed", "failed", message
         finally:
             job.finished = time.time()
 

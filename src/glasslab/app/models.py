@@ -30,9 +30,11 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.-
 
 
 def model_info(svc: Services) -> dict:
+    """The model's ``info`` without ``stored_at`` (a client names models by source, never by the server's paths)."""
     loaded = svc.state.loaded
+    described = {k: v for k, v in info(loaded.model).to_dict().items() if k != "stored_at"}
     return {
-        **info(loaded.model).to_dict(),
+        **described,
         "source": loaded.source,
         "key": loaded.model.key,
         "context_length": loaded.model.context_length,

@@ -3,6 +3,10 @@
 An operation takes the validated body and the model (held under the model lock) and returns its
 result's ``to_dict()``. ``execute`` adds what every operation shares: the result cache, the lock, the
 cancel hooks for jobs, the prompt-length check in tokens and JSON-safe floats.
+
+A cached result is keyed on the body and on the files of every saved artifact it read (``Operation.reads``):
+a steering vector or SAE saved again under the same name, or deleted, by the server, the CLI or Python, gives
+a new key, so a stale result is never served.
 """
 
 from __future__ import annotations
@@ -20,6 +24,21 @@ from ..model.model import Model
 from .jobs import Job, JobManager
 from .schemas import MAX_PROMPT_TOKENS, Body
 from .state import ModelState, cancellable
+
+
+class NotFound(InputError):
+    """A named artifact (steering vector, SAE) that does not exist for the loaded model: answered with 404."""
+
+
+def stamp(path: Path) -> tuple:
+    """What identifies the file at ``path``, or each file in the folder ``path``, as it is now: name, inode,
+    modification time and size. Saves replace files (a new inode) and deletes remove them, so any change gives
+    a new stamp; cheap enough (a few ``stat`` calls) to take on every request."""
+    try:
+        files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+        return tuple((p.name, s.st_ino, s.st_mtime_ns, s.st_size) for p in files for s in [p.stat()])
+    except OSError:  # missing, or removed while we looked
+        return ("missing",)
 
 
 @dataclass(frozen=True)
@@ -104,13 +123,16 @@ class Operation:
     job_only: bool = False  # offered only through POST /api/jobs (minutes of work: no plain request)
     # Checks a job's body against the model when the job is submitted (a 400 then, not a failed job later).
     precheck: Callable[[Ctx, Body], object] | None = None
+    # The stamp (see ``stamp``) of the saved artifacts the body reads: part of the result's cache key.
+    reads: Callable[[ModelState, Body], tuple] | None = None
 
 
 def execute(services: Services, op: Operation, body: Body, job: Job | None = None) -> dict:
     """Run ``op`` on the current model, serialised with every other piece of model work."""
     state = services.state
-    key = (op.name, body.model_dump_json())
     use_cache = services.cache_results and op.deterministic(body)
+    reads = op.reads(state, body) if use_cache and op.reads is not None else ()
+    key = (op.name, body.model_dump_json(), reads)
     if use_cache and (hit := state.result(key)) is not None:
         return hit
     if op.tokenizer_only is not None:

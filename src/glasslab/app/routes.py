@@ -88,7 +88,11 @@ def describe(errors: list[dict]) -> str:
     """Pydantic's errors as one line: 'field.path: message; ...'."""
     parts = []
     for error in errors[:5]:
+        if error.get("type") == "json_invalid":  # its loc is the character where parsing stopped
+            at = [p for p in error.get("loc", ()) if p != "body"]
+            parts.append(f"the body is not valid JSON{f' (at character {at[0]})' if at else ''}: send a JSON object")
+            continue
         where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
-        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+        parts.append(f"{where}: {str(error.get('msg', 'invalid')).removeprefix('Value error, ')}")
     more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
     return "; ".join(parts) + more

@@ -8,35 +8,56 @@ release); never by a path. Loaded SAEs are kept per model (a switch drops them).
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 from fastapi import APIRouter, Request
 
 from ..errors import InputError
+from ..model.model import Model
 from ..sae import SAE, available_saes, load_sae
 from ..sae.clamp import clamp_features, clamp_sweep
 from ..sae.dashboard import NEURONPEDIA, feature_dashboard
 from ..sae.encode import sae_features
-from .ops import Ctx, Operation, services
+from ..sae.loading import SHIPPED_ROOT
+from ..store import store_path
+from .ops import Ctx, NotFound, Operation, services, stamp
 from .schemas import FeatureClampBody, FeatureDashboardBody, SaeFeaturesBody
+from .state import ModelState
 
 router = APIRouter(prefix="/api", tags=["sae"])
-_loaded: dict[tuple[str, str], SAE] = {}  # (model key, SAE name) -> SAE
+_loaded: dict[tuple[str, str, tuple], SAE] = {}  # (model key, SAE name, stamp of its files) -> SAE
 _loaded_lock = threading.Lock()
 
 
-def _sae(ctx: Ctx, name: str | None) -> tuple[SAE, str]:
-    """The named SAE (default: the first available on disk), checked to be one offered for this model."""
-    known = available_saes(ctx.model)
+def _resolve(model: Model, name: str | None) -> tuple[str, Path | None]:
+    """The SAE's name (default: the first available on disk), checked to be one offered for ``model``, and its
+    folder when it is saved on this machine (the store or glasslab's shipped SAEs)."""
+    known = available_saes(model)
     if name is None:
         on_disk = [k for k in known if k.on_disk]
         if not on_disk:
-            raise InputError(
-                f"no SAE is available for {ctx.model.name} on this machine; train one (glasslab sae train)"
-            )
+            raise NotFound(f"no SAE is available for {model.name} on this machine; train one (glasslab sae train)")
         name = on_disk[0].name
     elif name not in {k.name for k in known}:
-        raise InputError(f"sae: '{name}' is not one of the SAEs for {ctx.model.name} (GET /api/saes lists them)")
-    key = (ctx.model.key, name)
+        raise NotFound(f"sae: '{name}' is not one of the SAEs for {model.name} (GET /api/saes lists them)")
+    if name.startswith("store:"):
+        return name, store_path("saes", model.key, name.removeprefix("store:"))
+    if name.startswith("default:"):
+        return name, SHIPPED_ROOT / name.removeprefix("default:")
+    return name, None  # a hub release: its files in the HF cache are fixed by their revision
+
+
+def sae_reads(state: ModelState, body: SaeFeaturesBody | FeatureDashboardBody | FeatureClampBody) -> tuple:
+    """The SAE a request reads and its files as they are now: retrained, relabelled or deleted, it gets a new
+    key, so neither a cached result nor a loaded copy of the old one is used."""
+    name, folder = _resolve(state.model, body.sae)
+    return name, stamp(folder) if folder is not None else ()
+
+
+def _sae(ctx: Ctx, name: str | None) -> tuple[SAE, str]:
+    """The named SAE (default: the first available on disk), loaded once per version of its files."""
+    name, folder = _resolve(ctx.model, name)
+    key = (ctx.model.key, name, stamp(folder) if folder is not None else ())
     with _loaded_lock:
         if key not in _loaded:
             if len(_loaded) >= 8:
@@ -84,7 +105,14 @@ def clamp_op(ctx: Ctx, body: FeatureClampBody) -> dict:
 
 
 OPERATIONS = [
-    Operation("sae-features", SaeFeaturesBody, features_op, "The strongest SAE features at every token.", "sae"),
+    Operation(
+        "sae-features",
+        SaeFeaturesBody,
+        features_op,
+        "The strongest SAE features at every token.",
+        "sae",
+        reads=sae_reads,
+    ),
     Operation(
         "sae-dashboard",
         FeatureDashboardBody,
@@ -92,6 +120,7 @@ OPERATIONS = [
         "A feature's dashboard: top contexts over the built-in corpus, histogram, promoted tokens.",
         "sae",
         long=True,
+        reads=sae_reads,
     ),
     Operation(
         "sae-clamp",
@@ -101,6 +130,7 @@ OPERATIONS = [
         "sae",
         long=True,
         deterministic=lambda body: body.temperature == 0.0 or body.seed is not None,
+        reads=sae_reads,
     ),
 ]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 # -- limits (characters, tokens, sizes); docs/http-api.md quotes these -----------------------------------------
 MAX_PROMPT_CHARS = 4000
@@ -37,9 +37,38 @@ LayerIndex = tuple[Index, Index]  # (layer, head) or (layer, neuron)
 
 
 class Body(BaseModel):
-    """Every body: unknown fields are errors (a typo must not be silently ignored)."""
+    """Every body: unknown fields are errors (a typo must not be silently ignored), and so is a string with a
+    lone surrogate (JSON's ``"\\ud800"``), which is no text: it could be neither tokenized nor stored."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_characters(cls, data: object) -> object:
+        where = _surrogate_at(data, "")
+        if where is not None:
+            raise ValueError(f"{where or 'body'} holds a lone UTF-16 surrogate (like \\ud800); send valid Unicode text")
+        return data
+
+
+def _surrogate_at(data: object, where: str) -> str | None:
+    """The path of the first string (value or key) holding a lone surrogate, else None (a loop, not recursion:
+    nesting depth is the client's choice)."""
+    todo: list[tuple[object, str]] = [(data, where)]
+    while todo:
+        value, path = todo.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")  # fails exactly on lone surrogates, at C speed
+            except UnicodeEncodeError:
+                return path
+            continue
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        for key, item in items:
+            name = str(key).encode("utf-8", "backslashreplace").decode("utf-8")  # printable in the message
+            inner = f"{path}.{name}" if path else name
+            todo += [(key, inner), (item, inner)]
+    return None
 
 
 class PromptBody(Body):

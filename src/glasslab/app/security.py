@@ -8,6 +8,7 @@
 - Token: off loopback anyone on the network could reach the server, so a non-loopback ``--host`` needs a
   token on every request (header, cookie, or ``?token=`` once, which sets the cookie).
 - Body size: bodies over the limit are refused before they are parsed.
+- Paths: error messages sent to a client name the server's folders by role (``without_paths``).
 """
 
 from __future__ import annotations
@@ -15,10 +16,17 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+import re
 import secrets
+import sys
 from collections.abc import Iterable
 from http.cookies import SimpleCookie
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
+
+from huggingface_hub import constants
+
+from ..store import store_root
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 WILDCARDS = {"0.0.0.0", "::"}
@@ -38,12 +46,21 @@ def new_token() -> str:
     return secrets.token_urlsafe(24)
 
 
-def _host_name(value: str) -> str:
-    """'127.0.0.1:8000' -> '127.0.0.1'; '[::1]:8000' -> '::1'."""
-    value = value.strip().lower()
-    if value.startswith("["):
-        return value[1 : value.find("]")] if "]" in value else value
-    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+# A Host header is a name (letters, digits, '-', '.') or a bracketed IPv6 literal, then an optional ':port'
+# of digits, and nothing else: anything looser lets 'localhost:80@evil.com' pass as 'localhost'.
+_HOST = re.compile(
+    r"(?:(?P<name>[a-z0-9](?:[a-z0-9.-]{0,252}[a-z0-9])?)|\[(?P<ipv6>[0-9a-f:.]{2,45})\])"  # host
+    r"(?::[0-9]{1,5})?"  # port
+)
+
+
+def _host_name(value: str) -> str | None:
+    """'127.0.0.1:8000' -> '127.0.0.1'; '[::1]:8000' -> '::1'; None for anything that is not exactly a host
+    and an optional port."""
+    match = _HOST.fullmatch(value.lower())
+    if match is None:
+        return None
+    return match["name"] or match["ipv6"]
 
 
 class Guard:
@@ -64,7 +81,8 @@ class Guard:
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         host = headers.get("host", "")
-        if not self.any_host and _host_name(host) not in self.hosts:
+        name = _host_name(host)
+        if name is None or (not self.any_host and name not in self.hosts):
             return await _refuse(send, 403, f"refused: Host '{host}' is not this server's own (DNS rebinding guard)")
         origin = headers.get("origin")
         if origin is not None and urlsplit(origin).netloc.lower() != host.lower():
@@ -143,3 +161,26 @@ async def _refuse(send, status: int, message: str) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def without_paths(message: str) -> str:
+    """``message`` with this machine's folders named by role, not by path (``<store>/steering/...``): error
+    messages are written for the CLI, where a full path helps, but a client of the server must not learn the
+    server's user name or layout. Replaced: the store, the HF cache, glasslab's own folder, Python's prefix and
+    the home folder (longest first, both as given and with links resolved)."""
+    named = [
+        (store_root(), "<store>"),
+        (Path(constants.HF_HUB_CACHE), "<hf-cache>"),
+        (Path(constants.HF_HOME), "<hf-home>"),
+        (Path(__file__).resolve().parents[1], "<glasslab>"),
+        (Path(sys.prefix), "<python>"),
+        (Path.home(), "~"),
+    ]
+    replacements = {}
+    for folder, role in named:
+        for form in (str(folder), str(folder.resolve())):
+            if len(form) > 1:  # never '/'
+                replacements.setdefault(form, role)
+    for form in sorted(replacements, key=len, reverse=True):  # a folder, not a prefix of a longer name
+        message = re.sub(re.escape(form) + r"(?![\w.-])", lambda _m, role=replacements[form]: role, message)
+    return message

@@ -6,13 +6,15 @@ model first, showing progress, then starts the app), so building the app never t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import GlasslabError
 from ..model.model import Model
@@ -21,10 +23,10 @@ from .experiments import ExperimentStore
 from .experiments import router as experiments_router
 from .jobs import JobManager, TooManyJobs
 from .models import router as models_router
-from .ops import Limits, Services
+from .ops import Limits, NotFound, Services
 from .routes import describe, operation_router
 from .sae_training import sae_training_plan
-from .security import Guard
+from .security import Guard, without_paths
 from .state import Busy, Cancelled, ModelState
 
 STATIC = Path(__file__).parent / "static"
@@ -87,9 +89,20 @@ def create_app(
     return app
 
 
+class ErrorResponse(JSONResponse):
+    """``{"error": ...}`` as ASCII JSON: a message may quote the client's input, whatever characters it holds."""
+
+    def render(self, content) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+def error(status: int, message: str, headers: dict | None = None, **extra) -> ErrorResponse:
+    return ErrorResponse({"error": without_paths(message), **extra}, status_code=status, headers=headers)
+
+
 def _errors(app: FastAPI) -> None:
-    def error(status: int, message: str, **extra) -> JSONResponse:
-        return JSONResponse({"error": message, **extra}, status_code=status)
+    """Every error as ``{"error": one line}``: the app's own, and Starlette's (unknown route 404, wrong method
+    405 with its ``Allow``), validation (422), and a bug (500, without its details)."""
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError):
@@ -97,19 +110,28 @@ def _errors(app: FastAPI) -> None:
         safe = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type")} for e in errors]
         return error(422, describe(errors), details=safe)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(_request: Request, exc: HTTPException):
-        return error(exc.status_code, str(exc.detail))
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        message = str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no such endpoint: {request.url.path} (GET /api/openapi.json lists them)"
+        elif exc.status_code == 405 and message == "Method Not Allowed":
+            allowed = {k.lower(): v for k, v in (exc.headers or {}).items()}.get("allow", "another method")
+            message = f"{request.method} is not allowed on {request.url.path}; use {allowed}"
+        elif exc.status_code == 400 and message == "There was an error parsing the body":
+            message = "the body could not be parsed (not JSON, or nested too deeply): send a JSON object"
+        return error(exc.status_code, message, headers=exc.headers)
 
     @app.exception_handler(GlasslabError)
     async def glasslab_error(_request: Request, exc: GlasslabError):
         if isinstance(exc, Busy):
-            return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": "2"})
-        if isinstance(exc, TooManyJobs):
-            return error(429, str(exc))
-        if isinstance(exc, Cancelled):
-            return error(409, str(exc))
-        return error(400, str(exc))
+            return error(503, str(exc), headers={"Retry-After": "2"})
+        status = {TooManyJobs: 429, Cancelled: 409, NotFound: 404}.get(type(exc), 400)
+        return error(status, str(exc))
+
+    @app.exception_handler(Exception)
+    async def bug(_request: Request, exc: Exception):
+        return error(500, f"internal error ({type(exc).__name__}); the server's log has the details")
 
 
 def _front_end(app: FastAPI, static_dir: Path) -> None:
