@@ -17,7 +17,8 @@ import pytest
 from glasslab.sae import load_sae
 from glasslab.store import staging_folder
 
-from .test_server_helpers import client, free_port, wait_job
+from .deadlines import MODEL_S
+from .test_server_helpers import client, loopback_socket, wait_job
 from .tiny import tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +27,7 @@ NAME = "blocks.1.resid_post-topk-128-k4-app"
 # The server of the first training: the real app, with one function wrapped to kill the process at a chosen
 # moment of the save (the wrapped function still runs, so the files are really written first).
 SERVER = """
-import os, signal, sys, uvicorn
+import os, signal, socket, sys, uvicorn
 sys.path.insert(0, {root!r})
 from tests.tiny import tiny_model
 from glasslab.app import create_app
@@ -43,7 +44,7 @@ if {moment!r} == "during-save":
 else:
     train.save_sae = dying(train.save_sae)  # the SAE is whole but never renamed into place
 app = create_app(tiny_model("llama"), experiments_db={db!r})
-uvicorn.run(app, host="127.0.0.1", port={port}, log_level="error")
+uvicorn.Server(uvicorn.Config(app, log_level="error")).run(sockets=[socket.socket(fileno={fd})])
 """
 
 
@@ -54,22 +55,25 @@ def hidden(home: Path) -> list[str]:
 def train_and_die(tmp_path: Path, home: Path, moment: str) -> None:
     import httpx
 
-    port = free_port()
-    code = SERVER.format(root=str(ROOT), db=str(tmp_path / "first.sqlite"), port=port, moment=moment)
-    env = {**os.environ, "GLASSLAB_HOME": str(home)}
-    process = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.DEVNULL)
+    sock, port = loopback_socket()
+    with sock:
+        code = SERVER.format(root=str(ROOT), db=str(tmp_path / "first.sqlite"), fd=sock.fileno(), moment=moment)
+        env = {**os.environ, "GLASSLAB_HOME": str(home)}
+        process = subprocess.Popen(
+            [sys.executable, "-c", code], env=env, stderr=subprocess.DEVNULL, pass_fds=[sock.fileno()]
+        )
     try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(6000):  # until the server answers (at most ten minutes)
+        url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + MODEL_S
+        while True:  # until the server answers
             try:
-                started = httpx.post(f"{url}/api/jobs", json={"kind": "sae-train", "params": BODY}, timeout=60)
+                started = httpx.post(f"{url}/api/jobs", json={"kind": "sae-train", "params": BODY}, timeout=MODEL_S)
                 break
-            except httpx.TransportError:
-                if process.poll() is not None:
-                    raise AssertionError("the server exited before it answered") from None
+            except httpx.ConnectError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError("the server did not answer") from None
                 time.sleep(0.1)
         assert started.status_code == 202, started.text
-        assert process.wait(timeout=600) == -signal.SIGKILL
+        assert process.wait(timeout=MODEL_S) == -signal.SIGKILL
     finally:
         process.kill()
 
@@ -85,7 +89,7 @@ def test_a_training_killed_while_saving_leaves_nothing_after_the_next(tmp_path, 
     model = tiny_model("llama")
     c = client(model, tmp_path)
     assert c.get("/api/saes").json()["saes"] == []  # a leftover is never listed
-    job = wait_job(c, c.post("/api/jobs", json={"kind": "sae-train", "params": BODY}).json()["id"], timeout=600)
+    job = wait_job(c, c.post("/api/jobs", json={"kind": "sae-train", "params": BODY}).json()["id"], timeout=MODEL_S)
     assert job["status"] == "done", job["error"]
     assert hidden(home) == []
     assert [s["name"] for s in c.get("/api/saes").json()["saes"]] == [f"store:{NAME}"]

@@ -17,29 +17,34 @@ from pathlib import Path
 
 import httpx
 
-from .test_server_helpers import free_port
+from .deadlines import MODEL_S, STEP_S
+from .test_server_helpers import loopback_socket
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVER = """
-import sys, uvicorn
+import socket, sys, uvicorn
 sys.path.insert(0, {root!r})
 from tests.tiny import tiny_model
 from glasslab.app import create_app
 app = create_app(tiny_model("gpt2"), experiments_db={db!r})
-uvicorn.run(app, host="127.0.0.1", port={port}, log_level="error")
+uvicorn.Server(uvicorn.Config(app, log_level="error")).run(sockets=[socket.socket(fileno={fd})])
 """
 
 
 def start(db: Path, home: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    code = SERVER.format(root=str(ROOT), db=str(db), port=port)
-    env = {**os.environ, "GLASSLAB_HOME": str(home)}
-    process = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.DEVNULL)
+    """A server process on a socket this process bound and hands down (no other process can take the port)."""
+    sock, port = loopback_socket()
+    with sock:
+        code = SERVER.format(root=str(ROOT), db=str(db), fd=sock.fileno())
+        env = {**os.environ, "GLASSLAB_HOME": str(home)}
+        process = subprocess.Popen(
+            [sys.executable, "-c", code], env=env, stderr=subprocess.DEVNULL, pass_fds=[sock.fileno()]
+        )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+    deadline = time.monotonic() + MODEL_S
+    while time.monotonic() < deadline and process.poll() is None:
         try:
-            if httpx.get(f"{url}/api/experiments", timeout=2).status_code == 200:
+            if httpx.get(f"{url}/api/experiments", timeout=STEP_S).status_code == 200:
                 return process, url
         except httpx.TransportError:
             time.sleep(0.1)
@@ -71,7 +76,7 @@ def test_killed_server_keeps_every_answered_save(tmp_path):
 
         def writer(worker: int, url=url, stop=stop, round_=round_) -> None:
             local = random.Random(worker * 100 + round_)
-            with httpx.Client(base_url=url, timeout=10) as c:
+            with httpx.Client(base_url=url, timeout=MODEL_S) as c:
                 for i in range(10_000):
                     body = payload(local, f"r{round_}-w{worker}-{i}")
                     with lock:
@@ -91,6 +96,8 @@ def test_killed_server_keeps_every_answered_save(tmp_path):
                             assert response.status_code == 201, response.text
                             with lock:
                                 saved[f"{worker}:{response.json()['id']}"] = [body]
+                    except httpx.TimeoutException:
+                        raise  # a slow answer is no kill: fail rather than stop writing quietly
                     except httpx.TransportError:
                         return  # the server was killed
                     if stop.is_set():
@@ -100,7 +107,7 @@ def test_killed_server_keeps_every_answered_save(tmp_path):
         for t in threads:
             t.start()
         # Kill at a random moment once a random number of this round's saves were answered.
-        target, deadline = len(saved) + rng.randrange(5, 15), time.monotonic() + 60
+        target, deadline = len(saved) + rng.randrange(5, 15), time.monotonic() + MODEL_S
         while len(saved) < target and time.monotonic() < deadline:
             time.sleep(0.01)
         time.sleep(rng.uniform(0.0, 0.3))

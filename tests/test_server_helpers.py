@@ -17,6 +17,8 @@ from fastapi.testclient import TestClient
 import glasslab as gl
 from glasslab.app import create_app
 
+from .deadlines import MODEL_S, STEP_S
+
 BASE = "http://127.0.0.1"
 
 
@@ -25,7 +27,7 @@ def client(model: gl.Model, tmp_path, **options) -> TestClient:
     return TestClient(create_app(model, **options), base_url=BASE)
 
 
-def wait_job(c: TestClient, job_id: str, timeout: float = 60.0) -> dict:
+def wait_job(c: TestClient, job_id: str, timeout: float = MODEL_S) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = c.get(f"/api/jobs/{job_id}").json()
@@ -50,19 +52,33 @@ def fingerprint(model: gl.Model, weights: bool = True) -> tuple:
 
 
 def free_port() -> int:
+    """A port that was free a moment ago (another process may take it before it is bound again: prefer
+    ``loopback_socket``, which holds it)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
+def loopback_socket() -> tuple[socket.socket, int]:
+    """A listening-ready socket on a free loopback port, held from now on (no race for the port), and its port.
+    Hand it to uvicorn (``Server.run(sockets=[sock])``, or its ``fd`` to a child process)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock, sock.getsockname()[1]
+
+
 @contextlib.contextmanager
 def live_server(app) -> Iterator[str]:
     """Run ``app`` under uvicorn in a thread on a free loopback port; yields its base URL."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    sock, port = loopback_socket()
+    server = uvicorn.Server(uvicorn.Config(app, log_level="error"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
+    deadline = time.monotonic() + STEP_S
     while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            sock.close()
+            raise AssertionError("the test server did not start")
         time.sleep(0.01)
     try:
         yield f"http://127.0.0.1:{port}"

@@ -17,6 +17,7 @@ from glasslab.app.ops import execute
 from glasslab.app.schemas import AblateBody, PredictBody
 from glasslab.app.server import OPERATIONS
 
+from .deadlines import MODEL_S, STEP_S
 from .test_server_helpers import client, fingerprint, live_server, wait_job
 from .tiny import tiny_model
 
@@ -40,17 +41,19 @@ def test_concurrent_clients_get_what_they_get_alone(tmp_path):
     cached: any intervention leaking from one request into another would change an answer or break a run.
     Requests must really overlap for that to show, so the test also checks that many were in flight at once."""
     model = tiny_model("gemma2")
+    # Every forward pass takes at least 10 ms, so requests overlap however fast this machine is.
+    slow = model.blocks[0].register_forward_pre_hook(lambda *_: time.sleep(0.01))
     app = create_app(model, experiments_db=tmp_path / "e.sqlite", cache_results=False)
     before = fingerprint(model)
     with live_server(app) as url:
-        with httpx.Client(base_url=url, timeout=60) as alone:
+        with httpx.Client(base_url=url, timeout=MODEL_S) as alone:
             expected = [alone.post(f"/api/{path}", json=body).json() for path, body in REQUESTS]
         order = [i for i in range(len(REQUESTS)) for _ in range(4)]
         random.Random(0).shuffle(order)
 
         def call(i: int) -> tuple[int, int, dict | str, float, float]:
             path, body = REQUESTS[i]
-            with httpx.Client(base_url=url, timeout=120) as each:
+            with httpx.Client(base_url=url, timeout=MODEL_S) as each:
                 start = time.monotonic()
                 response = each.post(f"/api/{path}", json=body)
                 answer = response.json() if response.status_code == 200 else response.text
@@ -68,6 +71,7 @@ def test_concurrent_clients_get_what_they_get_alone(tmp_path):
     in_flight = max(sum(s <= t < e for s, e in spans) for t, _ in spans)
     assert in_flight >= 8, f"at most {in_flight} requests were in flight at once: the test did not test isolation"
     assert fingerprint(model) == before
+    slow.remove()
 
 
 def test_threads_sharing_the_model_are_serialised(tmp_path):
@@ -114,8 +118,9 @@ def test_cancel_a_running_job_leaves_the_model_as_it_was(slow_model, tmp_path):
     reference = c.post("/api/ablate", json=body).json()
     params = {"clean": "the cat sat on the mat", "corrupted": "the dog ran to the park", "batch_size": 1}
     job = c.post("/api/jobs", json={"kind": "patch", "params": {**params, "target": "mat"}}).json()
+    deadline = time.monotonic() + STEP_S
     while (state := c.get(f"/api/jobs/{job['id']}").json())["done"] < 5:
-        assert state["status"] in ("queued", "running")
+        assert state["status"] in ("queued", "running") and time.monotonic() < deadline, state
         time.sleep(0.01)
     assert state["status"] == "running"
     c.post(f"/api/jobs/{job['id']}/cancel")

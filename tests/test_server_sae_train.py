@@ -13,6 +13,7 @@ from glasslab.sae.encode import sae_features
 from glasslab.sae.evaluate import evaluate_sae
 from glasslab.store import store_path
 
+from .deadlines import MODEL_S
 from .test_server_helpers import client, fingerprint, wait_job
 from .test_server_sae import same
 from .tiny import tiny_model
@@ -29,7 +30,7 @@ def served(tmp_path, monkeypatch):
     return model, client(model, tmp_path)
 
 
-def watch(c, job_id: str, until, timeout: float = 120.0) -> tuple[dict, list[dict]]:
+def watch(c, job_id: str, until, timeout: float = MODEL_S) -> tuple[dict, list[dict]]:
     """Poll a job until ``until(job)`` or it ends; returns the last state and every state seen."""
     seen = []
     deadline = time.monotonic() + timeout
