@@ -35,6 +35,10 @@ _DTYPES = {
     "fp16": torch.float16,
 }
 _MANIFEST = "glasslab.json"
+_SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")  # what transformers reads
+_PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"}
+# Any of these means the folder has a tokenizer of its own (else transformers builds an empty one).
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model", "*.tiktoken")
 
 
 def load(
@@ -152,10 +156,14 @@ def _is_complete(folder: Path) -> bool:
 
 
 # -- loading ---------------------------------------------------------------------------------------
-def _load_folder(folder: Path, name: str, dtype, device, device_map, trust_remote_code: bool, *, stored: bool) -> Model:
+def _load_folder(
+    folder: Path, name: str, dtype, device, device_map, trust_remote_code: bool, *, stored: bool, hub: bool = False
+) -> Model:
     remedy = (
         f"delete {folder} and load again to rebuild it" if stored else "check the folder or download the model again"
     )
+    _check_weights(folder, remedy, name if hub else None)
+    _check_tokenizer_files(folder)
     try:
         config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code, local_files_only=True)
     except Exception as exc:
@@ -163,6 +171,10 @@ def _load_folder(folder: Path, name: str, dtype, device, device_map, trust_remot
     arch = architecture_for(config.model_type)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code, local_files_only=True)
+    except Exception as exc:
+        raise ModelLoadError(f"could not read the tokenizer in {folder} ({_first_line(exc)}); {remedy}") from None
+    _check_vocabulary(folder, tokenizer, config)
+    try:
         with _quiet_transformers(progress=False):
             hf_model = AutoModelForCausalLM.from_pretrained(
                 folder,
@@ -170,6 +182,7 @@ def _load_folder(folder: Path, name: str, dtype, device, device_map, trust_remot
                 device_map=device_map,
                 trust_remote_code=trust_remote_code,
                 local_files_only=True,
+                use_safetensors=True,  # never fall back to pickle weights lying beside broken safetensors
             )
     except Exception as exc:
         raise ModelLoadError(
@@ -178,6 +191,50 @@ def _load_folder(folder: Path, name: str, dtype, device, device_map, trust_remot
     if device_map is None:
         hf_model.to(device)
     return Model(hf_model, tokenizer, arch, name=name, stored_at=folder.resolve())
+
+
+def _check_weights(folder: Path, remedy: str, hub: str | None) -> None:
+    """Refuse a folder without safetensors weights; for pickle weights, say the command that converts them.
+
+    Pickle checkpoints (``pytorch_model.bin``, ``.pt``, ``.ckpt``...) can run code when unpickled, so
+    glasslab never reads them, not even through ``torch.load(weights_only=True)``; converting once with
+    transformers (which does use that safe loader) makes a safetensors copy that loads in seconds.
+    """
+    if any((folder / name).is_file() for name in _SAFE_WEIGHTS):
+        return
+    if hub is not None:  # the hub loader fetches no pickles, so a pickle-only repo arrives without weights
+        found, src, out = f"hub repo '{hub}' has no model.safetensors", hub, hub.rsplit("/", 1)[-1] + "-safetensors"
+    else:
+        pickles = sorted(path.name for path in folder.iterdir() if path.suffix in _PICKLE_SUFFIXES)
+        if not pickles:
+            raise ModelLoadError(f"{folder} holds no model.safetensors (nor its index); {remedy}")
+        found, src, out = f"{folder} holds only pickle weights ({', '.join(pickles[:3])})", folder, f"{folder}-st"
+    raise ModelLoadError(
+        f"{found}, and glasslab loads models only from safetensors (unpickling can run code); convert once with: "
+        'python -c "from transformers import AutoModelForCausalLM as M, AutoTokenizer as T; '
+        f"[c.from_pretrained('{src}').save_pretrained('{out}') for c in (M, T)]\" and load {out}"
+    )
+
+
+def _check_tokenizer_files(folder: Path) -> None:
+    """Without tokenizer files transformers builds an almost empty tokenizer (1 to 5 tokens), and the model
+    then reads garbage ids: refuse instead."""
+    if not any(any(folder.glob(pattern)) for pattern in _TOKENIZER_FILES):
+        raise ModelLoadError(
+            f"{folder} has no tokenizer files ({', '.join(_TOKENIZER_FILES[:3])}...); copy them from where the "
+            "model came from into the folder"
+        )
+
+
+def _check_vocabulary(folder: Path, tokenizer, config) -> None:
+    """A tokenizer covering under a quarter of the embedding rows belongs to another model (or lost its
+    vocabulary); real models pad their embeddings by a few percent at most."""
+    rows = getattr(config.get_text_config(), "vocab_size", None)
+    if rows and len(tokenizer) * 4 < rows:
+        raise ModelLoadError(
+            f"the tokenizer in {folder} has {len(tokenizer)} tokens for the model's {rows} embedding rows: it is "
+            "not this model's; copy the model's own tokenizer files into the folder"
+        )
 
 
 def _load_hub(repo_id: str, dtype, device, device_map, trust_remote_code: bool, revision: str | None) -> Model:
@@ -202,7 +259,7 @@ def _load_hub(repo_id: str, dtype, device, device_map, trust_remote_code: bool, 
         raise ModelLoadError(f"no model '{repo_id}' on the Hugging Face hub; check the id") from None
     except HfHubHTTPError as exc:
         raise ModelLoadError(f"the hub refused '{repo_id}' ({_first_line(exc)}); check the id and your token") from None
-    return _load_folder(Path(folder), repo_id, dtype, device, device_map, trust_remote_code, stored=False)
+    return _load_folder(Path(folder), repo_id, dtype, device, device_map, trust_remote_code, stored=False, hub=True)
 
 
 def _resolve_dtype(dtype: str | torch.dtype) -> torch.dtype | str:
