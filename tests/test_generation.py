@@ -61,7 +61,8 @@ def hooks_left(model: gl.Model) -> list[str]:
             if getattr(module, attr, None):
                 left.append(f"{name or '<root>'}.{attr}")
     ids = {id(m) for m in model.hf.modules()}
-    return left + [f"attention handler {key}" for key in attention.HANDLERS if key in ids]
+    left += ["attention switch"] if attention.is_switched(model.hf) else []
+    return left + [f"attention handler {key}" for key in attention.HANDLERS.get() if key in ids]
 
 
 def vector(model: gl.Model, seed: int = 0) -> torch.Tensor:

@@ -62,7 +62,10 @@ def hooks_left(model: gl.Model) -> list[str]:
             for fn in getattr(module, attr, {}).values():
                 if getattr(fn, "__module__", "").startswith("glasslab"):
                     left.append(f"{name or '<root>'}.{attr}")
-    left += [f"attention handler {key}" for key in attention.HANDLERS if key in {id(m) for m in model.hf.modules()}]
+    left += [
+        f"attention handler {key}" for key in attention.HANDLERS.get() if key in {id(m) for m in model.hf.modules()}
+    ]
+    left += ["attention switch"] if attention.is_switched(model.hf) else []
     return left
 
 

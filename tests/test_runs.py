@@ -27,7 +27,8 @@ def assert_no_hooks(model: gl.Model, before: dict[str, tuple[int, ...]] | None =
             assert (*module._forward_hooks, *module._forward_pre_hooks) == before[name], f"hook left on {where}"
         for fn in (*module._forward_hooks.values(), *module._forward_pre_hooks.values()):
             assert not getattr(fn, "__module__", "").startswith("glasslab"), f"glasslab hook left on {where}: {fn}"
-    assert not any(id(module) in attention.HANDLERS for module in model.hf.modules())
+    assert not any(id(module) in attention.HANDLERS.get() for module in model.hf.modules())
+    assert not attention.is_switched(model.hf)
 
 
 class _Boom:

@@ -4,11 +4,15 @@ Interventions apply to the prompt's forward pass and to every generated token's.
 a key/value cache, so each new token's pass sees only that token: positions are absolute (an
 intervention at ``position=3`` acts once, in the prompt pass; one with no position acts on every
 prompt and generated token; ``position=-1`` is the prompt's last token).
+
+Sampling draws from torch's process-wide random generator, so sampled generations take turns (one lock
+for all of them): a seeded one is then repeatable even while other threads sample. Greedy ones run freely.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -22,6 +26,8 @@ from .session import HookSession
 
 if TYPE_CHECKING:
     from .model import Model
+
+_SAMPLING = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -93,7 +99,8 @@ def generate(
     # Seeding must not disturb the caller's random state (CPU, and the model's GPU if any).
     gpus = [model.device.index or 0] if model.device.type == "cuda" else []
     rng = torch.random.fork_rng(devices=gpus) if seed is not None else contextlib.nullcontext()
-    with torch.inference_mode(), session, rng:
+    turn = _SAMPLING if sampling else contextlib.nullcontext()
+    with turn, torch.inference_mode(), session, rng:
         if seed is not None:
             torch.manual_seed(seed)
         output = model.hf.generate(

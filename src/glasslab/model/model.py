@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,21 @@ from .run import ActivationCache, Run
 from .session import HookSession, StopForward
 
 Prompts = str | Sequence[str] | torch.Tensor
+
+
+@dataclass(eq=False)
+class _Scope:
+    """One ``model.intervene`` block (compared by identity, so closing it removes exactly it). ``open`` turns
+    False on close, so the scope stops applying even in a context that copied it (an async task)."""
+
+    model: Model
+    interventions: tuple[InterventionLike, ...]
+    open: bool = True
+
+
+# The open intervene scopes of this thread / async task, outermost first: a scope applies only to the runs
+# of the code that opened it, never to another thread using the same model.
+_SCOPES: ContextVar[tuple[_Scope, ...]] = ContextVar("glasslab_scopes", default=())
 
 
 @dataclass(frozen=True)
@@ -69,7 +85,11 @@ class Model:
         self.vocab_size = int(config.vocab_size)
         self.context_length = int(getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", 0))
         self.parallel_residual = arch.is_parallel(config)
-        self._active: list[InterventionLike] = []
+
+    @property
+    def _active(self) -> list[InterventionLike]:
+        """The interventions of this model's scopes open in this thread / async task, outermost first."""
+        return [i for scope in _SCOPES.get() if scope.open and scope.model is self for i in scope.interventions]
 
     # -- structure ----------------------------------------------------------------------------------
     def module(self, path: str) -> torch.nn.Module:
@@ -268,19 +288,22 @@ class Model:
 
     @contextlib.contextmanager
     def intervene(self, *interventions: InterventionLike) -> Iterator[Model]:
-        """Apply interventions to every run and generation inside the ``with`` block, and only there."""
+        """Apply interventions to every run and generation inside the ``with`` block, and only there: only
+        in this thread (or async task), so other threads using the model meanwhile are unaffected. Scopes
+        may close in any order; each removes only its own interventions."""
         for intervention in interventions:
             if not isinstance(intervention, InterventionLike):
                 raise InputError(f"intervene() takes Ablate/Patch/Add/Clamp/Replace values, not {intervention!r}")
             for name in self.expand_hooks(intervention.hook):
                 spec = self.hook_spec(name)
                 intervention.check_index(name, spec.layout, self.index_sizes(spec))
-        depth = len(self._active)
-        self._active.extend(interventions)
+        scope = _Scope(self, interventions)
+        _SCOPES.set((*_SCOPES.get(), scope))
         try:
             yield self
         finally:
-            del self._active[depth:]
+            scope.open = False
+            _SCOPES.set(tuple(s for s in _SCOPES.get() if s.open))
 
     # -- maths shared by methods ---------------------------------------------------------------------
     def unembed(self, resid: torch.Tensor) -> torch.Tensor:

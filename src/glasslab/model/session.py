@@ -5,6 +5,10 @@ hooks only the modules those names need, switches the attention implementation o
 internals are asked for, and undoes everything in ``__exit__`` (also on an exception), so the model
 outside a call is exactly the Hugging Face model it was.
 
+Module hooks are shared by every thread using the model, so each of a session's hooks acts only in
+the session's own forward passes (the session is a context variable while it is open: one per thread or
+async task) and does nothing in anyone else's; the attention switch is counted (see ``attention.py``).
+
 Where each canonical hook lives (module paths come from the family's ``Architecture``):
 
 - ``embed``: output of the token embedding; ``ln_final``: output of the final norm.
@@ -26,7 +30,10 @@ Where each canonical hook lives (module paths come from the family's ``Architect
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from contextvars import ContextVar, Token
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -39,6 +46,10 @@ if TYPE_CHECKING:
 
 class StopForward(Exception):
     """Raised by a hook to end the forward pass early (stop_at_layer, or no logits needed)."""
+
+
+# The session whose forward pass runs in this thread / async task, if any.
+_CURRENT: ContextVar[HookSession | None] = ContextVar("glasslab_session", default=None)
 
 
 class HookSession:
@@ -74,10 +85,11 @@ class HookSession:
         self.offset = 0
         self._seen = 0
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
-        self._handlers: list[int] = []
+        self._handlers: dict[int, _LayerAttention] = {}
+        self._tokens: tuple[Token, Token] | None = None
+        self._base_attention: str | None = None  # the model's own implementation, while switched
         self._resid_pre: dict[int, torch.Tensor] = {}
         self._z: dict[int, torch.Tensor] = {}
-        self._previous_attention: str | None = None
         self._any_attention = False
 
     # -- the one place where cached values and interventions meet --------------------------------
@@ -100,6 +112,7 @@ class HookSession:
 
     # -- install / remove -------------------------------------------------------------------------
     def __enter__(self) -> HookSession:
+        self._tokens = (_CURRENT.set(self), attention.HANDLERS.set(MappingProxyType(self._handlers)))
         try:
             self._install()
         except BaseException:
@@ -110,9 +123,12 @@ class HookSession:
     def __exit__(self, *exc_info: object) -> None:
         self._remove()
 
-    def _hook(self, module: torch.nn.Module, kind: str, fn, **kwargs) -> None:
+    def _hook(self, module: torch.nn.Module, kind: str, fn: Callable[..., Any], **kwargs: bool) -> None:
+        def in_this_call(*args: Any) -> Any:
+            return fn(*args) if _CURRENT.get() is self else None  # another thread's pass: leave it be
+
         register = {"pre": module.register_forward_pre_hook, "post": module.register_forward_hook}[kind]
-        self._handles.append(register(fn, **kwargs))
+        self._handles.append(register(in_this_call, **kwargs))
 
     def _install(self) -> None:
         m = self.model
@@ -125,16 +141,16 @@ class HookSession:
         self._any_attention = any(
             self.wants(f"blocks.{layer}.{site}") for layer in range(m.n_layers) for site in ATTENTION_INTERNALS
         )
-        for layer in range(m.n_layers):
-            if self.stop_at_layer is not None and layer >= self.stop_at_layer:
-                break
+        layers = range(m.n_layers if self.stop_at_layer is None else min(self.stop_at_layer, m.n_layers))
+        if self._any_attention and layers:
+            modules = [m.block_module(layer, m.arch.attn) for layer in range(m.n_layers)]
+            self._base_attention = attention.switch_on(m.hf, modules)
+        for layer in layers:
             self._install_layer(layer)
         if self.stop_at_layer is not None:
             self._install_stop()
         elif self.wants("ln_final") or not self.need_logits:
             self._hook(m.module(m.arch.final_norm), "post", self._on_final_norm)
-        if self._handlers:
-            self._switch_attention(attention.IMPLEMENTATION)
 
     def _install_layer(self, layer: int) -> None:
         m, arch = self.model, self.model.arch
@@ -142,11 +158,9 @@ class HookSession:
         n = f"blocks.{layer}."
         if self.wants(n + "resid_pre", n + "resid_mid"):
             self._hook(block, "pre", self._resid_pre_hook(layer), with_kwargs=True)
-        if self._any_attention:
-            attn_module = m.block_module(layer, arch.attn)
-            handler = _LayerAttention(self, layer, m.hf.config._attn_implementation)
-            attention.HANDLERS[id(attn_module)] = handler
-            self._handlers.append(id(attn_module))
+        if self._base_attention is not None:
+            handler = _LayerAttention(self, layer, self._base_attention)
+            self._handlers[id(m.block_module(layer, arch.attn))] = handler
         if self.wants(n + "attn_out", n + "attn.head_out", n + "resid_mid"):
             if arch.post_attn_norm:
                 self._hook(m.block_module(layer, arch.post_attn_norm), "post", self._attn_out_hook(layer))
@@ -172,19 +186,16 @@ class HookSession:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        for key in self._handlers:
-            attention.HANDLERS.pop(key, None)
         self._handlers.clear()
-        if self._previous_attention is not None:
-            self.model.hf.set_attn_implementation(self._previous_attention)
-            self._previous_attention = None
+        if self._base_attention is not None:
+            attention.switch_off(self.model.hf)
+            self._base_attention = None
+        if self._tokens is not None:
+            _CURRENT.reset(self._tokens[0])
+            attention.HANDLERS.reset(self._tokens[1])
+            self._tokens = None
         self._resid_pre.clear()
         self._z.clear()
-
-    def _switch_attention(self, implementation: str) -> None:
-        attention.register()
-        self._previous_attention = self.model.hf.config._attn_implementation
-        self.model.hf.set_attn_implementation(implementation)
 
     # -- hook functions ---------------------------------------------------------------------------
     def _on_model_start(self, _module, args, kwargs):
