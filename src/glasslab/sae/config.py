@@ -7,6 +7,7 @@ top level and mark TopK with ``activation_fn_str``. Both are read; the 6.x layou
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -54,8 +55,13 @@ class SAEConfig:
                 f"SAE normalize_activations '{self.normalize_activations}' is not supported; "
                 f"glasslab reads {', '.join(NORMALIZATIONS)}"
             )
-        if self.d_in <= 0 or self.d_sae <= 0:
-            raise InputError(f"SAE widths must be positive; got d_in={self.d_in}, d_sae={self.d_sae}")
+        for name in ("d_in", "d_sae", "k"):
+            value = getattr(self, name)
+            if name == "k" and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+                raise InputError(f"SAE {name} must be a positive whole number; got {value!r}")
+            setattr(self, name, int(value))
         if self.architecture == "topk" and not self.k:
             raise InputError("a TopK SAE needs k (the number of active features per token) in its cfg.json")
 
@@ -81,11 +87,11 @@ class SAEConfig:
         extra.update({key: value for key, value in data.items() if key not in known and key not in _OWN_METADATA})
         return cls(
             architecture=architecture,
-            d_in=int(data["d_in"]),
-            d_sae=int(data["d_sae"]),
+            d_in=_whole(data["d_in"]),
+            d_sae=_whole(data["d_sae"]),
             hook=from_transformer_lens(str(hook)),
             model_name=merged.get("model_name"),
-            k=int(k) if k is not None else None,
+            k=_whole(k) if k is not None else None,
             apply_b_dec_to_input=bool(data.get("apply_b_dec_to_input", True)),
             normalize_activations=str(data.get("normalize_activations") or "none"),
             rescale_acts_by_decoder_norm=bool(data.get("rescale_acts_by_decoder_norm", False)),
@@ -135,3 +141,11 @@ def _dtype_name(text: str) -> str:
     if name not in _DTYPES:
         raise InputError(f"SAE dtype '{text}' is not supported; use float32, float16 or bfloat16")
     return _DTYPES[name]
+
+
+def _whole(value: Any) -> Any:
+    """A JSON width as an int: 16384 and 16384.0 are the same width; anything else (1.5, "abc", true) is
+    left as it is for ``__post_init__`` to refuse in one line instead of being truncated or crashing."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value

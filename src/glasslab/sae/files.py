@@ -12,12 +12,13 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from ..errors import InputError
 from ..store import atomic_directory
 from .config import SAEConfig
+from .memory import check_memory
 from .sae import SAE
 
 CONFIG_FILE = "cfg.json"
@@ -41,7 +42,8 @@ def read_config(folder: Path) -> SAEConfig:
 def load_sae_folder(
     folder: str | os.PathLike, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
 ) -> SAE:
-    """Read and validate an SAE folder (SAELens layout)."""
+    """Read and validate an SAE folder (SAELens layout): the file's tensor names and shapes are checked
+    against cfg.json from its header, and the size against free memory, before anything is allocated."""
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise InputError(f"SAE folder '{folder}' does not exist")
@@ -50,11 +52,22 @@ def load_sae_folder(
     if not weights_path.is_file():
         raise InputError(f"no {WEIGHTS_FILE} in '{folder}'")
     try:
+        with safe_open(weights_path, framework="pt") as header:
+            stored = {name: tuple(header.get_slice(name).get_shape()) for name in header.keys()}  # noqa: SIM118 (not a dict)
+    except (SafetensorError, OSError) as exc:
+        raise InputError(f"'{weights_path}' is not a readable safetensors file ({exc}); download it again") from None
+    expected = SAE.shapes_for(cfg)
+    with_threshold = cfg.architecture == "batchtopk" and "threshold" in stored
+    if with_threshold:
+        expected["threshold"] = (cfg.d_sae,)
+    check_shapes(stored, expected, cfg, weights_path)
+    check_memory(expected, dtype, device, f"the SAE in '{folder}' (d_in={cfg.d_in}, d_sae={cfg.d_sae})")
+    try:
         tensors = load_file(weights_path)
     except (SafetensorError, OSError) as exc:
         raise InputError(f"'{weights_path}' is not a readable safetensors file ({exc}); download it again") from None
     sae = SAE(cfg, dtype=dtype, device=device)
-    if cfg.architecture == "batchtopk" and "threshold" in tensors:
+    if with_threshold:
         sae.register_parameter(
             "threshold", torch.nn.Parameter(torch.zeros(cfg.d_sae, dtype=dtype), requires_grad=False)
         )
@@ -66,21 +79,26 @@ def load_sae_folder(
     return sae
 
 
-def check_tensors(tensors: dict[str, torch.Tensor], sae: SAE, path: Path) -> None:
-    expected = sae.parameter_shapes()
-    missing = [name for name in expected if name not in tensors]
+def check_shapes(
+    shapes: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...]], cfg: SAEConfig, path: Path
+) -> None:
+    """One-line error naming the first missing tensor or the first whose shape disagrees with the config."""
+    missing = [name for name in expected if name not in shapes]
     if missing:
         raise InputError(
-            f"'{path}' lacks {', '.join(missing)} needed by a {sae.cfg.architecture} SAE; "
-            "the file and cfg.json do not match"
+            f"'{path}' lacks {', '.join(missing)} needed by a {cfg.architecture} SAE; the file and cfg.json disagree"
         )
     for name, shape in expected.items():
-        got = tuple(tensors[name].shape)
-        if got != shape:
+        if shapes[name] != shape:
             raise InputError(
-                f"'{path}': {name} has shape {list(got)} but cfg.json (d_in={sae.d_in}, d_sae={sae.d_sae}) "
+                f"'{path}': {name} has shape {list(shapes[name])} but cfg.json (d_in={cfg.d_in}, d_sae={cfg.d_sae}) "
                 f"needs {list(shape)}"
             )
+
+
+def check_tensors(tensors: dict[str, torch.Tensor], sae: SAE, path: Path) -> None:
+    check_shapes({name: tuple(t.shape) for name, t in tensors.items()}, sae.parameter_shapes(), sae.cfg, path)
+    for name in sae.parameter_shapes():
         if not torch.isfinite(tensors[name].float()).all():
             raise InputError(f"'{path}': {name} contains NaN or infinite values; the SAE is damaged")
 

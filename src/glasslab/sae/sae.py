@@ -21,6 +21,7 @@ from torch import nn
 
 from ..errors import InputError
 from .config import SAEConfig
+from .memory import check_memory
 
 # Parameters beyond W_enc/b_enc/W_dec/b_dec, each [d_sae]. A batchtopk SAE may also carry a learned
 # global ``threshold`` (the loader adds it when the file has one).
@@ -33,22 +34,29 @@ class SAE(nn.Module):
     def __init__(self, cfg: SAEConfig, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> None:
         super().__init__()
         self.cfg = cfg
-        shape = {
-            "W_enc": (cfg.d_in, cfg.d_sae),
-            "b_enc": (cfg.d_sae,),
-            "W_dec": (cfg.d_sae, cfg.d_in),
-            "b_dec": (cfg.d_in,),
-        }
-        for name in self.extra_parameter_names(cfg):
-            shape[name] = (cfg.d_sae,)
-        if cfg.architecture == "gated":
-            del shape["b_enc"]  # gated SAEs have separate gate and magnitude biases instead
+        shape = self.shapes_for(cfg)
+        check_memory(shape, dtype, device, f"an SAE with d_in={cfg.d_in}, d_sae={cfg.d_sae}")
         for name, size in shape.items():
             self.register_parameter(name, nn.Parameter(torch.zeros(size, dtype=dtype, device=device)))
         self.requires_grad_(False)
         # Set by glasslab.sae.loading: where the SAE came from (for labels and links) and its labels, read once.
         self.origin: object | None = None
         self.labels_cache: dict | None = None
+
+    @classmethod
+    def shapes_for(cls, cfg: SAEConfig) -> dict[str, tuple[int, ...]]:
+        """Each parameter's shape, known before anything is allocated (loaders check files against it)."""
+        shape = {
+            "W_enc": (cfg.d_in, cfg.d_sae),
+            "b_enc": (cfg.d_sae,),
+            "W_dec": (cfg.d_sae, cfg.d_in),
+            "b_dec": (cfg.d_in,),
+        }
+        for name in cls.extra_parameter_names(cfg):
+            shape[name] = (cfg.d_sae,)
+        if cfg.architecture == "gated":
+            del shape["b_enc"]  # gated SAEs have separate gate and magnitude biases instead
+        return shape
 
     @staticmethod
     def extra_parameter_names(cfg: SAEConfig) -> tuple[str, ...]:
