@@ -188,3 +188,35 @@ def test_a_scope_closed_from_another_thread_stops_applying():
     closer.start()
     closer.join()
     assert model._active == [] and close(model.run(PROMPT).logits, plain)
+
+
+def test_local_hooks_act_only_in_their_own_thread():
+    """The hooks that edit or stop passes outside a HookSession (a job's cancel check, the editing methods'
+    projection hook) are ``local_hooks``: a thread inside one sees them, a plain run beside it never does."""
+    from glasslab.app.state import Cancelled, cancellable
+    from glasslab.model.session import local_hooks
+
+    model = tiny_model("llama")
+    plain = model.run(PROMPT).logits
+    mlp = model.block_module(0, model.arch.mlp_out_proj)
+    with local_hooks([mlp], "post", lambda _m, _a, output: output * 0):
+        zeroed = model.run(PROMPT).logits
+    assert not close(plain, zeroed)
+    cancelled = threading.Event()
+    cancelled.set()
+
+    def plain_worker() -> bool:
+        return close(model.run(PROMPT).logits, plain)
+
+    def zeroing_worker() -> bool:
+        with local_hooks([mlp], "post", lambda _m, _a, output: output * 0):
+            return close(model.run(PROMPT).logits, zeroed)
+
+    def cancelled_worker() -> bool:
+        with cancellable(model, cancelled), pytest.raises(Cancelled):
+            model.run(PROMPT)
+        return True
+
+    plain_ok, zeroing_ok, cancelled_ok = race(plain_worker, zeroing_worker, cancelled_worker)
+    assert all(plain_ok) and all(zeroing_ok) and all(cancelled_ok), plain_ok.count(False)
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.blocks)

@@ -1,8 +1,8 @@
 """The loaded model and the one worker thread that runs every piece of work on it.
 
-Interventions live on the Model while a ``with model.intervene(...)`` scope is open, and a run's hooks are
-module hooks, so two requests touching the model at once could see each other's edits; running all model
-work on one thread, one piece at a time, makes that impossible. Switching models loads the new one off the
+Calls in different threads keep their interventions apart (see ``model/session.py``), but running all model
+work on one thread, one piece at a time, also keeps the requests from competing for the cores and memory,
+serves them first come first served, and keeps each job's cancel check and progress count to its own passes. Switching models loads the new one off the
 worker (the old one keeps answering) and swaps it in as one more piece of work, so no request ever sees
 half of each.
 """
@@ -24,6 +24,7 @@ from transformers import PreTrainedTokenizerBase
 from ..errors import GlasslabError
 from ..model.model import Model
 from ..model.run import Run
+from ..model.session import local_hooks
 
 
 class Busy(GlasslabError):
@@ -195,9 +196,5 @@ def cancellable(model: Model, cancel: threading.Event, tick: Callable[[], None] 
         if tick is not None:
             tick()
 
-    handles = [block.register_forward_pre_hook(check) for block in model.blocks]
-    try:
+    with local_hooks(model.blocks, "pre", check):  # another thread's passes are not this job's to stop
         yield
-    finally:
-        for handle in handles:
-            handle.remove()

@@ -29,11 +29,12 @@ Where each canonical hook lives (module paths come from the family's ``Architect
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar, Token
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
@@ -50,6 +51,31 @@ class StopForward(Exception):
 
 # The session whose forward pass runs in this thread / async task, if any.
 _CURRENT: ContextVar[HookSession | None] = ContextVar("glasslab_session", default=None)
+# The owners of the ``local_hooks`` blocks open in this thread / async task.
+_LOCAL_OWNERS: ContextVar[frozenset[object]] = ContextVar("glasslab_local_hooks", default=frozenset())
+
+
+@contextlib.contextmanager
+def local_hooks(modules: Iterable[torch.nn.Module], kind: Literal["pre", "post"], fn: Callable) -> Iterator[None]:
+    """Forward hooks (``kind`` "pre" or "post", ``fn`` as PyTorch calls it) on ``modules`` for the block's
+    duration that act only in the thread or async task that opened the block: a module's hooks are shared by
+    every thread using the model, and another thread's pass must not see this one's edits or checks."""
+    owner = object()
+    _LOCAL_OWNERS.set(_LOCAL_OWNERS.get() | {owner})
+
+    def here_only(*args: Any) -> Any:
+        return fn(*args) if owner in _LOCAL_OWNERS.get() else None
+
+    handles = []
+    try:
+        for module in modules:
+            register = module.register_forward_pre_hook if kind == "pre" else module.register_forward_hook
+            handles.append(register(here_only))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        _LOCAL_OWNERS.set(_LOCAL_OWNERS.get() - {owner})
 
 
 class HookSession:

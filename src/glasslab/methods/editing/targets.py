@@ -28,6 +28,7 @@ import torch
 from ...errors import InputError
 from ...interventions.values import Replace
 from ...model.model import Model
+from ...model.session import local_hooks
 from ...progress import progress
 from .facts import Fact
 from .prompts import subject_span, target_log_probs, teacher_forced
@@ -249,9 +250,5 @@ def _site(model: Model, layer: int, site: Site, fn) -> Iterator[list]:
 @contextlib.contextmanager
 def _projection_hook(model: Model, layer: int, fn) -> Iterator[None]:
     """Pass the MLP output projection's output through ``fn`` (no canonical hook sits before a post-norm)."""
-    module = model.block_module(layer, model.arch.mlp_out_proj)
-    handle = module.register_forward_hook(lambda _m, _a, output: fn(output))
-    try:
+    with local_hooks([model.block_module(layer, model.arch.mlp_out_proj)], "post", lambda _m, _a, output: fn(output)):
         yield
-    finally:
-        handle.remove()
