@@ -55,10 +55,14 @@ def manual_sample(model: gl.Model, prompt: str, n: int, temperature: float, seed
 
 
 def hooks_left(model: gl.Model) -> list[str]:
+    """glasslab's hooks and attention state still on the model. Transformers' own output-capturing hooks are
+    not counted: it installs them once, on a model's first call that asks for attentions or hidden states
+    (another test may make that call first on the shared tiny model), and keeps them."""
     left = []
     for name, module in model.hf.named_modules():
-        for attr in ("_forward_hooks", "_forward_pre_hooks", "_forward_hooks_with_kwargs"):
-            if getattr(module, attr, None):
+        for attr in ("_forward_hooks", "_forward_pre_hooks"):
+            hooks = getattr(module, attr, {}).values()
+            if any(not getattr(hook, "__module__", "").startswith("transformers.") for hook in hooks):
                 left.append(f"{name or '<root>'}.{attr}")
     ids = {id(m) for m in model.hf.modules()}
     left += ["attention switch"] if attention.is_switched(model.hf) else []
