@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 import glasslab as gl
 from glasslab.cli.main import app
 
+from .deadlines import MODEL_S
 from .tiny import save_tiny
 
 
@@ -262,7 +263,7 @@ def test_console_script_exit_code_and_stderr(tmp_path):
         capture_output=True,
         text=True,
         env=env,
-        timeout=120,
+        timeout=MODEL_S,  # a hang guard: importing torch on a busy machine takes a while
     )
     assert result.returncode == 2
     assert result.stdout == ""

@@ -15,6 +15,7 @@ import glasslab as gl
 from glasslab.model import attention
 
 from .tiny import tiny_model
+from .tolerance import assert_greedy
 
 PROMPT = "the cat sat on the mat and the dog ran"  # 11 tokens with BOS
 PROMPT_LEN = 11
@@ -22,17 +23,19 @@ N_NEW = 6
 LAYER = 1
 
 
-def manual_greedy(model: gl.Model, prompt: str, n: int, interventions=()) -> list[str]:
-    """Greedy decoding by full forward passes (no key/value cache), stopping after EOS like HF does."""
-    ids = model.to_tokens(prompt)
-    new = []
-    for _ in range(n):
-        token = int(model.run(ids, interventions=interventions).logits[0, -1].argmax())
-        new.append(token)
-        if token == model.tokenizer.eos_token_id:
-            break
-        ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
-    return [model.tokenizer.decode([i]) for i in new]
+def assert_greedy_by_full_pass(
+    model: gl.Model, prompt: str, generation, interventions=(), n: int | None = None
+) -> None:
+    """Each generated token (the first ``n``) is the greedy choice of one full forward pass (no key/value cache)
+    over the prompt and the tokens before it: one causal pass gives every step's logits at once. Compared up to
+    float rounding (tests/tolerance.py): the cache and the full pass may break a near-tie either way."""
+    new = generation.new_token_ids[:n]
+    ids = torch.cat([model.to_tokens(prompt), torch.tensor([new])], dim=1)
+    start = ids.shape[1] - len(new) - 1
+    logits = model.run(ids, interventions=interventions).logits[0, start : start + len(new)]
+    assert_greedy(logits, new)
+    eos = model.tokenizer.eos_token_id
+    assert eos not in new[:-1]  # it stops after EOS, as Hugging Face does
 
 
 def manual_sample(model: gl.Model, prompt: str, n: int, temperature: float, seed: int) -> list[str]:
@@ -140,7 +143,7 @@ def test_greedy_generation_equals_a_manual_loop_of_full_passes(family_model, cas
     for_generate, for_loop = CASES[case](model)
     generation = model.generate(PROMPT, max_new_tokens=N_NEW, interventions=for_generate)
     assert generation.prompt_tokens == PROMPT_LEN
-    assert generation.new_tokens == manual_greedy(model, PROMPT, N_NEW, for_loop)
+    assert_greedy_by_full_pass(model, PROMPT, generation, for_loop)
     assert hooks_left(model) == []
 
 
@@ -149,9 +152,11 @@ def test_interventions_change_the_generation_and_the_reference_agrees():
     model = tiny_model("llama")
     plain = model.generate(PROMPT, max_new_tokens=N_NEW).new_tokens
     steer = [gl.Add("blocks.*.resid_post", vector(model, 9), scale=6.0)]
-    steered = model.generate(PROMPT, max_new_tokens=N_NEW, interventions=steer).new_tokens
-    assert steered != plain
-    assert steered == manual_greedy(model, PROMPT, N_NEW, steer)
+    steered = model.generate(PROMPT, max_new_tokens=N_NEW, interventions=steer)
+    assert steered.new_tokens != plain
+    assert_greedy_by_full_pass(model, PROMPT, steered, steer)
+    with pytest.raises(AssertionError):  # the reference tells the two apart
+        assert_greedy_by_full_pass(model, PROMPT, steered)
     assert model.generate(PROMPT, max_new_tokens=N_NEW).new_tokens == plain
 
 
@@ -287,7 +292,7 @@ def test_steering_changes_the_real_models_continuation_and_is_undone(default_mod
     steered = model.generate(prompt, max_new_tokens=8, interventions=steer)
     assert steered.completion != baseline.completion
     # The cached generation applies the vector at generated positions as a full pass would.
-    assert steered.new_tokens[:4] == manual_greedy(model, prompt, 4, steer)
+    assert_greedy_by_full_pass(model, prompt, steered, steer, n=4)
     with model.intervene(*steer):
         assert model.generate(prompt, max_new_tokens=8).completion == steered.completion
     # Fully undone.
