@@ -289,11 +289,12 @@ def test_attention_all_patterns(c, model, monkeypatch):
     assert refused.status_code == 400 and "all_patterns: the prompt is 14 tokens" in refused.json()["error"]
 
 
-def test_ablation_predictions_agree_with_the_metric(c, model):
-    """The predictions under the ablation come from public interventions; the metric from ablate()'s own
-    batched path: the target's probability must match between the two."""
+@pytest.mark.parametrize("how", [{"how": "zero"}, {"how": "mean", "reference": [CLEAN, PROMPT]}])
+def test_ablation_predictions_agree_with_the_metric(c, model, how):
+    """The predictions under the ablation (zero or mean) come from public interventions; the metric from
+    ablate()'s own batched path: the target's probability must match between the two."""
     body = {"prompt": PROMPT, "heads": [[0, 1], [2, 3]], "mlp_layers": [1], "metric": "prob", "predictions_k": 96}
-    got = post(c, "ablate", **body)
+    got = post(c, "ablate", **body, **how)
     target = got["metric"]
     assert "prob" in target
     clean = {t["token_id"]: t["probability"] for t in got["predictions"]["clean"]}

@@ -12,8 +12,8 @@ import shutil
 from fastapi import APIRouter, HTTPException, Path, Request
 
 from ..errors import InputError
-from ..interventions import Ablate
-from ..methods.ablation import ablate, ablation_sweep
+from ..interventions import Ablate, Clamp
+from ..methods.ablation import MeanActivations, ablate, ablation_sweep, components, mean_activations
 from ..methods.circuit import circuit
 from ..methods.patching import activation_patching
 from ..methods.predict import predict
@@ -60,14 +60,19 @@ def targets(ctx: Ctx, body, clean: str, corrupted: str | None = None, position: 
     return target, versus
 
 
-def zero_ablations(body: AblateBody) -> list[Ablate]:
-    """The same zero ablation as ``ablate`` (heads at ``attn.z``, layers at ``attn_out``/``mlp_out``, neurons at
-    ``mlp.post``), as public interventions, to read the predictions under it."""
+def public_ablations(body: AblateBody, means: MeanActivations | None = None) -> list:
+    """The same ablation as ``ablate`` (heads at ``attn.z``, layers at ``attn_out``/``mlp_out``, neurons at
+    ``mlp.post``) as public interventions, to read the predictions under it: zeros, or with ``means`` each
+    hook's mean activation (a Clamp to the per-head / per-neuron mean selects the same cells)."""
     positions = body.ablate_positions if body.ablate_positions is not None else [None]
-    out = [Ablate(f"blocks.{layer}.attn.z", head=head, position=p) for layer, head in body.heads for p in positions]
-    out += [Ablate(f"blocks.{layer}.attn_out", position=p) for layer in body.attn_layers for p in positions]
-    out += [Ablate(f"blocks.{layer}.mlp_out", position=p) for layer in body.mlp_layers for p in positions]
-    out += [Ablate(f"blocks.{layer}.mlp.post", neuron=n, position=p) for layer, n in body.neurons for p in positions]
+
+    def knock(hook: str, **index) -> Ablate | Clamp:
+        return Ablate(hook, **index) if means is None else Clamp(hook, value=means.values[hook], **index)
+
+    out = [knock(f"blocks.{layer}.attn.z", head=head, position=p) for layer, head in body.heads for p in positions]
+    out += [knock(f"blocks.{layer}.attn_out", position=p) for layer in body.attn_layers for p in positions]
+    out += [knock(f"blocks.{layer}.mlp_out", position=p) for layer in body.mlp_layers for p in positions]
+    out += [knock(f"blocks.{layer}.mlp.post", neuron=n, position=p) for layer, n in body.neurons for p in positions]
     return out
 
 
@@ -81,7 +86,16 @@ def ablate_op(ctx: Ctx, body: AblateBody) -> dict:
         ctx.prompt(text, f"reference[{i}]")
     for layer in [*body.attn_layers, *body.mlp_layers]:
         ctx.layer(layer, "attn_layers/mlp_layers")
+    heads, neurons = ctx.heads(body.heads), ctx.neurons(body.neurons)
     target, versus = targets(ctx, body, body.prompt, position=body.position)
+    means = None
+    if body.how == "mean":  # computed here once, for the metric and for the predictions under the same ablation
+        chosen = components(
+            ctx.model, heads=heads, attn_layers=body.attn_layers, mlp_layers=body.mlp_layers, neurons=neurons
+        )
+        hooks = sorted({c.hook for c in chosen}, key=ctx.model.hooks().index)
+        reference = body.reference
+        means = mean_activations(ctx.model, hooks, prompts=reference, corpus=None if reference else "builtin")
     result = ablate(
         ctx.model,
         body.prompt,
@@ -89,20 +103,21 @@ def ablate_op(ctx: Ctx, body: AblateBody) -> dict:
         versus=versus,
         metric=body.metric,
         position=body.position,
-        heads=ctx.heads(body.heads),
+        heads=heads,
         attn_layers=body.attn_layers,
         mlp_layers=body.mlp_layers,
-        neurons=ctx.neurons(body.neurons),
+        neurons=neurons,
         ablate_positions=body.ablate_positions,
         how=body.how,
-        reference=body.reference,
+        reference=None if means else body.reference,
+        means=means,
         seed=body.seed,
         samples=body.samples,
     ).to_dict()
-    if body.how == "zero":  # the prediction change, for the panel (mean/resample: the metric only)
+    if body.how in ("zero", "mean"):  # the prediction change, for the panel (resample: the metric only)
         k = body.predictions_k
         clean = predict_at(ctx, body.prompt, body.position, k)
-        with ctx.model.intervene(*zero_ablations(body)):
+        with ctx.model.intervene(*public_ablations(body, means)):
             ablated = predict_at(ctx, body.prompt, body.position, k)
         result["predictions"] = {"clean": top_tokens(clean), "ablated": top_tokens(ablated)}
     return result
