@@ -114,7 +114,7 @@ def test_train_an_sae_for_a_layer_from_the_panel(open_page, empty_server):
     page.shot("sae-estimate")
     page.page.click("#panel .train-sae button.primary")
     # While the job runs, a progress bar and a Cancel button with a tooltip show. A fast machine may finish
-    # the tiny training within one poll of the page (250 ms), so both are read in one look, not one by one.
+    # the tiny training within one poll of the page (500 ms), so both are read in one look, not one by one.
     cancel_title = page.page.wait_for_function(
         """() => document.querySelector('#panel progress.train-progress')
                  && [...document.querySelectorAll('#panel .train-sae button')]

@@ -1,7 +1,11 @@
 // The HTTP API client: JSON POSTs to /api/<operation>, background jobs with progress, and a result cache
 // so that anything already fetched (for this model and prompt) is rendered again without a request.
 
+import { plain } from './errors.js';
+
 const cache = new Map(); // key -> result JSON (or a pending promise)
+const running = new Map(); // key -> {promise, listeners, last}: a job asked for again joins the one running
+export const POLL_MS = 500; // one poll of a running job per interval
 export const network = { requests: 0, inflight: 0, log: [] }; // for the benchmark and the busy indicator
 
 export class ApiError extends Error {}
@@ -20,7 +24,7 @@ async function readError(response) {
   } catch {
     // not JSON: keep the status line
   }
-  return new ApiError(detail);
+  return new ApiError(plain(detail));
 }
 
 export async function request(method, path, body, { signal } = {}) {
@@ -76,6 +80,7 @@ export function remember(name, body, result) {
 
 export function forget() {
   cache.clear();
+  running.clear();
 }
 
 /** Every cached result (for saving an experiment): [{name, body, result}]. */
@@ -89,24 +94,53 @@ export function cachedEntries() {
   return out;
 }
 
-/** Run a long operation as a job, reporting progress; resolves with its result. */
-export async function job(name, body, onProgress = () => {}, { signal } = {}) {
-  const k = key(name, body);
-  if (cache.has(k) && !(cache.get(k) instanceof Promise)) return cache.get(k);
-  let state = await request('POST', '/api/jobs', { kind: name, params: body });
-  const id = state.id;
-  const abort = () => request('POST', `/api/jobs/${id}/cancel`).catch(() => {});
+/**
+ * Poll a job every POLL_MS until it ends, telling `onProgress` each state; resolves with its last state.
+ * `signal` aborting cancels the job on the server.
+ */
+export async function pollJob(first, onProgress = () => {}, { signal } = {}) {
+  let state = first;
+  const abort = () => request('POST', `/api/jobs/${first.id}/cancel`).catch(() => {});
   signal?.addEventListener('abort', abort);
   try {
+    onProgress(state);
     while (state.status === 'queued' || state.status === 'running') {
+      await new Promise((r) => setTimeout(r, POLL_MS));
+      state = await request('GET', `/api/jobs/${first.id}`);
       onProgress(state);
-      await new Promise((r) => setTimeout(r, 250));
-      state = await request('GET', `/api/jobs/${id}`);
     }
   } finally {
     signal?.removeEventListener('abort', abort);
   }
-  if (state.status !== 'done') throw new ApiError(state.error || `the job was ${state.status}`);
-  cache.set(k, state.result);
-  return state.result;
+  return state;
+}
+
+/**
+ * Run a long operation as a job, reporting progress; resolves with its result (cached like `call`). Asking
+ * for the same job while it runs (a panel drawn again meanwhile) joins it: one job and one poll, and every
+ * caller's `onProgress` hears each state.
+ */
+export function job(name, body, onProgress = () => {}, { signal } = {}) {
+  const k = key(name, body);
+  if (cache.has(k) && !(cache.get(k) instanceof Promise)) return Promise.resolve(cache.get(k));
+  const joined = running.get(k);
+  if (joined) {
+    joined.listeners.add(onProgress);
+    if (joined.last) onProgress(joined.last);
+    return joined.promise;
+  }
+  const entry = { listeners: new Set([onProgress]), last: null };
+  const tell = (state) => {
+    entry.last = state;
+    for (const fn of entry.listeners) fn(state);
+  };
+  entry.promise = (async () => {
+    const first = await request('POST', '/api/jobs', { kind: name, params: body });
+    const state = await pollJob(first, tell, { signal });
+    if (state.status !== 'done') throw new ApiError(plain(state.error || `the job was ${state.status}`));
+    cache.set(k, state.result);
+    return state.result;
+  })().finally(() => running.delete(k));
+  running.set(k, entry);
+  return entry.promise;
 }

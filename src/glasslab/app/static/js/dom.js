@@ -42,6 +42,35 @@ export function pct(p) {
   return `${(100 * p).toFixed(p < 0.001 ? 3 : 1)}%`;
 }
 
+const MINUS = '\u2212';
+
+/** A change of a probability in percentage points: "\u221287.3 pp", "+0.004 pp" (small changes keep digits). */
+export function pp(d) {
+  const a = Math.abs(100 * d);
+  return `${d < 0 ? MINUS : '+'}${a.toFixed(a !== 0 && a < 0.1 ? 3 : 1)} pp`;
+}
+
+/** A signed change of a score (a logit, a logit difference): "+1.234", "\u22120.500". */
+export function signed(d) {
+  const s = fmt(Math.abs(d));
+  return `${d < 0 ? MINUS : '+'}${s}`;
+}
+
+/** "1 head", "2 heads" (`many` for irregular plurals). */
+export function plural(n, one, many = `${one}s`) {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+/** The one way the page names an attention head: "L10H3" (layer 10, head 3). */
+export function headName(layer, head) {
+  return `L${layer}H${head}`;
+}
+
+/** A component as the server names it ("L10.H3", "L3 mlp") in the page's form: heads as headName. */
+export function componentName(label) {
+  return String(label).replace(/\bL(\d+)\.H(\d+)\b/g, (_, layer, head) => headName(layer, head));
+}
+
 let tip;
 /** One floating tooltip for charts (native title attributes cover the controls). */
 export function showTip(text, x, y) {

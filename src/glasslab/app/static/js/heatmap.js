@@ -174,18 +174,23 @@ export function drawHeatmap(el, spec) {
     canvas.style.cursor = 'pointer';
     canvas.addEventListener('click', (ev) => { const c = cellAt(ev); if (c) spec.onClick(...c); });
   }
+  // The keyboard cursor: read and set by focus.js, so it survives the redraw that Enter causes.
+  canvas.cursor = () => focus;
+  canvas.setCursor = ([i, j]) => {
+    focus = [Math.max(0, Math.min(nRows - 1, i)), Math.max(0, Math.min(nCols - 1, j))];
+    base = base || ctx.getImageData(0, 0, canvas.width, canvas.height);
+    ctx.putImageData(base, 0, 0);
+    ctx.save();
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    mark(focus[0], focus[1], '#000', 2);
+    ctx.restore();
+  };
   canvas.addEventListener('keydown', (ev) => {
     const moves = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
     if (moves[ev.key]) {
       ev.preventDefault();
-      focus = focus || [sel?.row ?? 0, sel?.col ?? 0];
-      focus = [Math.max(0, Math.min(nRows - 1, focus[0] + moves[ev.key][0])), Math.max(0, Math.min(nCols - 1, focus[1] + moves[ev.key][1]))];
-      base = base || ctx.getImageData(0, 0, canvas.width, canvas.height);
-      ctx.putImageData(base, 0, 0);
-      ctx.save();
-      ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-      mark(focus[0], focus[1], '#000', 2);
-      ctx.restore();
+      const [i, j] = focus || [sel?.row ?? 0, sel?.col ?? 0];
+      canvas.setCursor([i + moves[ev.key][0], j + moves[ev.key][1]]);
       const r = canvas.getBoundingClientRect();
       showTip(describe(...focus), r.left + L.labelW + focus[1] * L.cellW, r.top + L.top + (focus[0] + 1) * L.cellH);
     } else if ((ev.key === 'Enter' || ev.key === ' ') && focus && spec.onClick) {

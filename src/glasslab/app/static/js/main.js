@@ -1,8 +1,9 @@
 // The workbench: wires the prompt, token strip, tabs, model switcher, exports, experiments and tutorial to
 // the state, and re-renders only the visible panel from cached results when a selection changes.
 
-import { call, forget, job, request } from './api.js';
-import { h } from './dom.js';
+import { call, forget, job, pollJob, request } from './api.js';
+import { h, plural } from './dom.js';
+import { plain } from './errors.js';
 import { CONTROLS, PANELS as TEXTS } from './explain.js';
 import { Q } from './data.js';
 import { PANEL_ORDER, PANELS } from './panels/index.js';
@@ -16,6 +17,8 @@ import { drawStrip, mountStrip } from './tokens.js';
 import { downloadReport } from './report.js';
 import { openExperiments } from './experiments.js';
 import { initTutorial, resumeTutorial, startTutorial } from './tutorial.js';
+import { mountCounter, showCount, startAnalysing, stopAnalysing } from './promptbar.js';
+import { keepFocus } from './focus.js';
 
 const $ = (id) => document.getElementById(id);
 export const timings = { lastRenderMs: 0, analyses: [], requests: [] }; // read by the benchmark
@@ -57,16 +60,18 @@ export function renderPanel() {
   const root = $('panel');
   root.setAttribute('aria-labelledby', `tab-${state.panel}`);
   root.dataset.panel = state.panel;
-  if (!state.tokens.length) {
-    root.replaceChildren(h('p.muted', {}, 'Type a prompt and press Analyse (or Ctrl+Enter). Every panel then explains one view of what happens inside the model.'));
-  } else {
+  keepFocus(root, () => {
+    if (!state.tokens.length) {
+      root.replaceChildren(h('p.muted', {}, 'Type a prompt and press Analyse (or Ctrl+Enter). Every panel then explains one view of what happens inside the model.'));
+      return;
+    }
     try {
       PANELS[state.panel].render(root);
     } catch (err) {
       root.append(h('p.error', { role: 'alert' }, `This panel failed to draw: ${err.message}`));
       console.error(err);
     }
-  }
+  });
   timings.lastRenderMs = performance.now() - t0;
   root.dataset.renderMs = timings.lastRenderMs.toFixed(1);
 }
@@ -81,7 +86,8 @@ export async function analyse(prompt) {
   stopPrefetch();
   const t0 = performance.now();
   $('analyse').disabled = true;
-  document.body.dataset.analysis = 'running';
+  document.body.dataset.analysis = 'running'; // dims the old strip and panel at once (app.css)
+  startAnalysing($('analyse-status'));
   try {
     const ov = await call(...Q.overview(prompt));
     timings.requests.push(performance.now() - t0);
@@ -96,6 +102,7 @@ export async function analyse(prompt) {
     message(err.message);
     document.body.dataset.analysis = 'failed';
   } finally {
+    stopAnalysing($('analyse-status'));
     $('analyse').disabled = false;
   }
 }
@@ -104,7 +111,7 @@ async function loadModelInfo() {
   const m = await request('GET', '/api/model');
   update({ model: m });
   $('model-name').textContent = m.name;
-  $('model-name').title = `${m.name}: ${m.n_layers} layers, ${m.n_heads} heads per layer, d_model ${m.d_model}, vocabulary ${m.vocab_size}; loaded from ${m.source}`;
+  $('model-name').title = `${m.name}: ${plural(m.n_layers, 'layer')}, ${plural(m.n_heads, 'head')} per layer, d_model ${m.d_model}, vocabulary ${m.vocab_size}; loaded from ${m.source}`;
   try {
     Object.assign(sae, listed(await request('GET', '/api/saes')));
   } catch {
@@ -118,15 +125,11 @@ async function switchModel(source) {
   bar.hidden = false;
   $('model-load').disabled = true;
   try {
-    const first = await request('POST', '/api/model/load', { source });
-    let j = first;
-    while (j.status === 'queued' || j.status === 'running') {
-      status.textContent = j.stage || j.status;
-      if (j.total) { bar.max = j.total; bar.value = j.done; } else bar.removeAttribute('value');
-      await new Promise((r) => setTimeout(r, 400));
-      j = await request('GET', `/api/jobs/${first.id}`);
-    }
-    if (j.status !== 'done') throw new Error(j.error || `loading was ${j.status}`);
+    const j = await pollJob(await request('POST', '/api/model/load', { source }), (p) => {
+      status.textContent = p.stage || p.status;
+      if (p.total) { bar.max = p.total; bar.value = p.done; } else bar.removeAttribute('value');
+    });
+    if (j.status !== 'done') throw new Error(plain(j.error || `loading was ${j.status}`));
     status.textContent = `loaded in ${j.result?.load_s ?? '?'} s`;
     forget();
     await loadModelInfo();
@@ -182,8 +185,10 @@ function wire() {
   $('tutorial-btn').addEventListener('click', () => startTutorial());
   initTutorial(analyse);
   mountStrip($('tokens'));
+  mountCounter(prompt, $('prompt-count'));
   onDataArrived(renderPanel);
   subscribe((changed) => {
+    if (changed.includes('tokens') && prompt.value === state.prompt) showCount(state.tokens.length);
     if (changed.includes('position')) drawStrip();
     if (changed.some((k) => ['panel', 'position', 'layer', 'head', 'agg', 'ablate', 'prompt', 'tokens'].includes(k))) renderPanel();
   });

@@ -13,11 +13,21 @@ function frame(width, height, title, body) {
     + `<text x="4" y="14" font-size="13" font-weight="600">${esc(title)}</text>${body}</svg>`;
 }
 
+const CHAR_W = 6.5; // a generous average width of an 11px system-ui character
+
+/** A label cut at its end to fit `width` pixels: right-aligned labels would otherwise lose their start
+ *  (a feature's id) off the left edge. The whole label stays in the bar's tooltip. */
+function fitLabel(label, width) {
+  const text = String(label);
+  const most = Math.max(3, Math.floor((width - 8) / (CHAR_W + 0.5))); // + 0.5: room for wide letters
+  return text.length <= most ? text : `${text.slice(0, most - 1)}\u2026`;
+}
+
 /** spec: {title, labels, values, valueLabel, hover: [text], selected: index, width} */
 export function barsSVG(spec) {
   const n = spec.labels.length;
   const rowH = 18;
-  const labelW = Math.min(190, 14 + 6.5 * Math.max(4, ...spec.labels.map((l) => String(l).length)));
+  const labelW = Math.min(190, 14 + CHAR_W * Math.max(4, ...spec.labels.map((l) => String(l).length)));
   const width = spec.width ?? 620;
   const plotW = width - labelW - 70;
   const lo = Math.min(0, ...spec.values);
@@ -31,7 +41,7 @@ export function barsSVG(spec) {
     const sel = spec.selected === i ? ' stroke="#e0115f" stroke-width="2"' : '';
     const tip = spec.hover ? spec.hover[i] : `${spec.labels[i]}: ${fmt(v, 4)}`;
     return `<g class="bar" data-i="${i}"><title>${esc(tip)}</title>`
-      + `<text x="${labelW - 6}" y="${y + 12}" text-anchor="end">${esc(spec.labels[i])}</text>`
+      + `<text x="${labelW - 6}" y="${y + 12}" text-anchor="end">${esc(fitLabel(spec.labels[i], labelW))}</text>`
       + `<rect x="${x0}" y="${y + 2}" width="${w}" height="${rowH - 5}" fill="${v >= 0 ? ORANGE : BLUE}"${sel}/>`
       + `<text x="${Math.max(x(0), x(v)) + 4}" y="${y + 12}" fill="#333">${esc(spec.format ? spec.format(v) : fmt(v))}</text></g>`;
   });
@@ -45,7 +55,7 @@ export function barsSVG(spec) {
 export function waterfallSVG(spec) {
   const n = spec.labels.length;
   const rowH = 17;
-  const labelW = Math.min(150, 14 + 6.5 * Math.max(6, ...spec.labels.map((l) => String(l).length)));
+  const labelW = Math.min(150, 14 + CHAR_W * Math.max(6, ...spec.labels.map((l) => String(l).length)));
   const width = spec.width ?? 620;
   const plotW = width - labelW - 70;
   const ends = [];
@@ -60,7 +70,7 @@ export function waterfallSVG(spec) {
     const y = 24 + i * rowH;
     const tip = spec.hover ? spec.hover[i] : `${spec.labels[i]}: ${fmt(b - a, 4)} (running total ${fmt(b, 4)})`;
     const link = i + 1 < n ? `<line x1="${x(b)}" x2="${x(b)}" y1="${y + rowH - 3}" y2="${y + rowH + 2}" stroke="#999"/>` : '';
-    return `<g class="bar" data-i="${i}"><title>${esc(tip)}</title><text x="${labelW - 6}" y="${y + 11}" text-anchor="end">${esc(spec.labels[i])}</text>`
+    return `<g class="bar" data-i="${i}"><title>${esc(tip)}</title><text x="${labelW - 6}" y="${y + 11}" text-anchor="end">${esc(fitLabel(spec.labels[i], labelW))}</text>`
       + `<rect x="${Math.min(x(a), x(b))}" y="${y + 2}" width="${Math.max(1, Math.abs(x(b) - x(a)))}" height="${rowH - 5}" fill="${b >= a ? ORANGE : BLUE}"/>`
       + `<text x="${Math.max(x(a), x(b)) + 4}" y="${y + 11}" fill="#333">${esc((b - a >= 0 ? '+' : '') + fmt(b - a))}</text>${link}</g>`;
   });

@@ -2,7 +2,7 @@
 // a token to colour the strip by what it reads in the selected attention head. Long prompts show a window
 // of tokens around the selection so the page never holds more than WINDOW token elements.
 
-import { h, showToken } from './dom.js';
+import { h, headName, showToken } from './dom.js';
 import { CONTROLS } from './explain.js';
 import { colour } from './colors.js';
 import { settings } from './settings.js';
@@ -76,8 +76,17 @@ function select(p) {
     el.setAttribute('aria-selected', 'true');
     el.id = el.id || `tok-${p}`;
     strip.setAttribute('aria-activedescendant', el.id);
-    el.scrollIntoView?.({ block: 'nearest', inline: 'nearest' });
+    keepInStrip(el);
   }
+}
+
+/** Scroll the strip itself (not the page) so the selected token is visible: a click further down the page (a
+ *  row of an attention pattern) must not move the page up to the strip. */
+function keepInStrip(el) {
+  const box = strip.getBoundingClientRect();
+  const r = el.getBoundingClientRect();
+  if (r.top < box.top) strip.scrollTop -= box.top - r.top;
+  else if (r.bottom > box.bottom) strip.scrollTop += r.bottom - box.bottom;
 }
 
 /** Colour each token by how much token `q` reads it in the selected head (null: clear). */
@@ -99,5 +108,5 @@ function paintReads(q) {
     el.classList.toggle('reading', k === q);
   }
   const note = document.getElementById('strip-note');
-  if (note) note.textContent = pattern ? `Colours: what token ${q} reads in L${layer}H${head} (bright = more attention).` : '';
+  if (note) note.textContent = pattern ? `Colours: what token ${q} reads in ${headName(layer, head)} (bright = more attention).` : '';
 }

@@ -1,6 +1,6 @@
 // Ablation: mark heads in the grid, knock them out together and compare the metric; or sweep every head.
 
-import { fmt, h, pct, showToken, short } from '../dom.js';
+import { componentName, fmt, h, headName, pct, plural, pp, showToken, short, signed } from '../dom.js';
 import { cached, call, job } from '../api.js';
 import { chart } from '../chart.js';
 import { CONTROLS } from '../explain.js';
@@ -26,6 +26,13 @@ function sweepBody() {
 function value(result, x) {
   return result.metric_kind === 'prob' ? pct(x) : fmt(x);
 }
+
+/** A change of the metric: percentage points for a probability (its unit named), else a signed score. */
+function change(kind, d) {
+  return kind === 'prob' ? pp(d) : signed(d);
+}
+
+const changeUnit = (kind) => (kind === 'prob' ? 'percentage points (pp)' : 'logit units');
 
 function toggle(layer, head) {
   const key = `${layer}.${head}`;
@@ -58,11 +65,14 @@ export function render(root) {
     button('Clear marks', 'Unmark every head', () => update({ ablate: [] }), 'small')));
   el.append(h('p.muted', {}, `Metric: the ${metric() === 'prob' ? 'probability' : 'logit'} of the top prediction after position ${p}`,
     pred ? [' (', h('code', {}, showToken(pred.top[0].token)), ` at ${pct(pred.top[0].probability)})`] : '', '. Marked heads: ',
-    h('strong#ablate-marked', {}, state.ablate.length ? state.ablate.map((k) => `L${k.replace('.', 'H')}`).join(', ') : 'none')));
+    h('strong#ablate-marked', {}, state.ablate.length ? state.ablate.map((k) => headName(...k.split('.'))).join(', ') : 'none')));
   const sweep = cached('ablation-sweep', sweepBody());
   const marked = new Set(state.ablate);
+  const kind = sweep?.metric_kind ?? metric();
+  // A probability's changes are drawn and written in percentage points, so cells, legend and text agree.
+  const shown = sweep && kind === 'prob' ? sweep.effect.map((row) => row.map((x) => 100 * x)) : sweep?.effect;
   if (nL && nH) {
-    const values = sweep ? sweep.effect : Array.from({ length: nL }, (_, l) => Array.from({ length: nH }, (_, hh) => (marked.has(`${l}.${hh}`) ? 1 : 0)));
+    const values = sweep ? shown : Array.from({ length: nL }, (_, l) => Array.from({ length: nH }, (_, hh) => (marked.has(`${l}.${hh}`) ? 1 : 0)));
     chart(el, {
       kind: 'heatmap',
       title: sweep ? 'Change of the metric when each head alone is ablated (x = marked)' : 'Heads (click to mark for ablation; marked = bright)',
@@ -72,11 +82,11 @@ export function render(root) {
       diverging: Boolean(sweep),
       lo: sweep ? undefined : 0,
       hi: sweep ? undefined : 1,
-      text: (i, j) => `${marked.has(`${i}.${j}`) ? '\u00d7 ' : ''}${sweep ? short(sweep.effect[i][j]) : ''}`,
-      hover: (i, j) => `L${i}H${j}${marked.has(`${i}.${j}`) ? ' (marked)' : ''}${sweep ? `: ablating it alone changes the metric by ${fmt(sweep.effect[i][j], 4)}` : ''}. Click to ${marked.has(`${i}.${j}`) ? 'unmark' : 'mark'}.`,
+      text: (i, j) => `${marked.has(`${i}.${j}`) ? '\u00d7 ' : ''}${sweep ? short(shown[i][j]) : ''}`,
+      hover: (i, j) => `${headName(i, j)}${marked.has(`${i}.${j}`) ? ' (marked)' : ''}${sweep ? `: ablating it alone changes the metric by ${change(kind, sweep.effect[i][j])}` : ''}. Click to ${marked.has(`${i}.${j}`) ? 'unmark' : 'mark'}.`,
       rowTitle: 'layer',
       colTitle: 'head',
-      valueLabel: sweep ? 'metric change (ablated - clean)' : 'marked',
+      valueLabel: sweep ? `change of the metric (ablated \u2212 clean), ${changeUnit(kind)}` : 'marked',
       cellW: Math.max(34, Math.min(52, Math.floor(320 / nH))),
       cellH: 18,
       onClick: (i, j) => toggle(i, j),
@@ -86,12 +96,14 @@ export function render(root) {
   el.append(out);
   const result = state.ablate.length ? cached('ablate', ablateBody()) : null;
   if (result) {
+    const names = result.components.map(componentName);
     out.append(h('p.facts.ablation-result', {}, `${result.metric}: clean ${value(result, result.clean)} \u2192 ablated ${value(result, result.ablated)} `,
-      h('strong', {}, `(${result.difference >= 0 ? '+' : ''}${value(result, result.difference)})`), ` with ${result.components.join(', ')} ${result.how}-ablated.`));
+      h('strong.ablation-change', { title: `ablated minus clean, in ${changeUnit(result.metric_kind)}` }, `(change ${change(result.metric_kind, result.difference)})`),
+      ` with ${names.join(', ')} ${result.how}-ablated.`));
     chart(out, {
       kind: 'bars',
       title: 'Metric with and without the marked heads',
-      labels: ['clean', `ablated (${result.components.length} heads)`],
+      labels: ['clean', `ablated (${plural(result.components.length, 'head')})`],
       values: [result.clean, result.ablated],
       format: (x) => value(result, x),
       valueLabel: result.metric,
@@ -99,7 +111,7 @@ export function render(root) {
     if (result.predictions) predictionsTable(out, result.predictions);
   }
   if (sweep) {
-    out.append(h('p.muted', {}, `Sweep: ${sweep.forward_passes} batched forward passes; strongest: ${sweep.ranked.slice(0, 5).map((r) => `${r.component} ${fmt(r.effect, 2)}`).join(', ')}.`));
+    out.append(h('p.muted', {}, `Sweep: ${plural(sweep.forward_passes, 'batched forward pass', 'batched forward passes')}; strongest: ${sweep.ranked.slice(0, 5).map((r) => `${componentName(r.component)} ${change(kind, r.effect)}`).join(', ')}.`));
   }
 }
 

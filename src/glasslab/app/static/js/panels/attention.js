@@ -1,6 +1,6 @@
 // Attention: every head summarised in one grid, one head's full pattern, and what the selected token reads.
 
-import { fmt, h, showToken, short } from '../dom.js';
+import { fmt, h, headName, short, showToken } from '../dom.js';
 import { chart } from '../chart.js';
 import { CONTROLS } from '../explain.js';
 import { Q, attentionAt, fetchQ, get } from '../data.js';
@@ -56,7 +56,7 @@ export function render(root) {
     ...Object.keys(STATS).map((k) => h('option', { value: k, selected: k === state.agg }, k)));
   agg.addEventListener('change', () => update({ agg: agg.value }));
   el.append(h('div.controls.no-report', {}, field('Summarise each head by', agg, CONTROLS.agg),
-    h('span.muted', {}, `Selected head: L${layer}H${head} \u00b7 query token ${p} `, h('code', {}, showToken(state.tokens[p]?.token ?? '')))));
+    h('span.muted', {}, `Selected head: ${headName(layer, head)} \u00b7 query token ${p} `, h('code', {}, showToken(state.tokens[p]?.token ?? '')))));
   const [key, label] = STATS[state.agg];
   const nL = base.n_layers;
   const nH = base.n_heads;
@@ -83,19 +83,19 @@ export function render(root) {
     text: (i, j) => short(grid[i][j]),
     hover: (i, j) => {
       const s = byHead.get(`${i}.${j}`);
-      return `L${i}H${j}: focus ${fmt(s.row_max)}, mean distance ${fmt(s.distance, 2)} tokens, entropy ${fmt(s.entropy_nats)} nats, `
+      return `${headName(i, j)}: focus ${fmt(s.row_max)}, mean distance ${fmt(s.distance, 2)} tokens, entropy ${fmt(s.entropy_nats)} nats, `
         + `first-token weight ${fmt(s.first_token)}. Click for its full pattern.`;
     },
     selected: { row: layer, col: head },
     onClick: (i, j) => update({ layer: i, head: j }),
     tooltip: 'Click a head (or move with the arrow keys and press Enter) to see its full pattern',
   }, { json: base.summaries });
-  const pattern = patternOf(layer, head) ?? need(right, `the pattern of L${layer}H${head}`, () => null, () => fetchPattern(layer, head));
+  const pattern = patternOf(layer, head) ?? need(right, `the pattern of ${headName(layer, head)}`, () => null, () => fetchPattern(layer, head));
   if (pattern) {
     const labels = state.tokens.map((t) => `${t.position} ${showToken(t.token)}`);
     chart(right, {
       kind: 'heatmap',
-      title: `L${layer}H${head}: how much each token (row) reads each earlier token (column)`,
+      title: `${headName(layer, head)}: how much each token (row) reads each earlier token (column)`,
       rows: labels,
       cols: labels,
       values: pattern,
@@ -116,7 +116,7 @@ export function render(root) {
   if (reads) {
     const table = h('table.reads', {}, h('caption', {}, `What token ${p} reads in each head of layer ${layer}`),
       h('thead', {}, h('tr', {}, h('th', {}, 'head'), h('th', {}, 'heaviest keys (position token: weight)'))),
-      h('tbody', {}, ...reads.map(([hh, keys]) => h('tr', { class: hh === head ? 'selected' : '' }, h('th', {}, `L${layer}H${hh}`),
+      h('tbody', {}, ...reads.map(([hh, keys]) => h('tr', { class: hh === head ? 'selected' : '' }, h('th', {}, headName(layer, hh)),
         h('td', {}, keys.map((k) => `${k.position} ${showToken(k.token)}: ${fmt(k.weight, 3)}`).join('   '))))));
     el.append(table);
   } else {

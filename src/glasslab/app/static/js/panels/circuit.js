@@ -1,6 +1,6 @@
 // The circuit graph (SVG): strongest heads and MLPs for the clean/corrupted pair, and measured paths.
 
-import { fmt, h } from '../dom.js';
+import { componentName, fmt, h, headName, plural } from '../dom.js';
 import { cached, job } from '../api.js';
 import { chart } from '../chart.js';
 import { update } from '../store.js';
@@ -25,8 +25,8 @@ export function render(root) {
     out.append(h('p.muted', {}, 'No circuit for this pair yet: it uses the same clean and corrupted prompts as activation patching.'));
     return;
   }
-  out.append(h('p.facts', {}, `${c.metric}: clean ${fmt(c.clean_value)}, corrupted ${fmt(c.corrupted_value)}; kept ${c.thresholds.kept} of ${c.thresholds.candidates} components.`));
-  const label = (nd) => (nd.kind === 'head' ? `L${nd.layer}.H${nd.head}` : nd.id);
+  out.append(h('p.facts', {}, `${c.metric}: clean ${fmt(c.clean_value)}, corrupted ${fmt(c.corrupted_value)}; kept ${c.thresholds.kept} of ${plural(c.thresholds.candidates, 'component')}.`));
+  const label = (nd) => (nd.kind === 'head' ? headName(nd.layer, nd.head) : componentName(nd.id));
   chart(out, {
     kind: 'graph',
     title: 'Circuit: components by layer (left to right) and the paths between them',
@@ -35,14 +35,14 @@ export function render(root) {
       label: label(nd),
       depth: nd.depth,
       value: nd.effect,
-      hover: nd.effect === null ? nd.id : `${nd.id}: patching it alone moves ${fmt(nd.effect, 3)} of the difference`,
+      hover: nd.effect === null ? label(nd) : `${label(nd)}: patching it alone moves ${fmt(nd.effect, 3)} of the difference`,
     })),
     edges: c.edges.map((e) => ({
       source: e.source,
       target: e.target,
       value: e.effect,
       measured: e.measured,
-      hover: e.measured ? `${e.source} \u2192 ${e.target}: ${fmt(e.effect, 3)} of the difference${e.shared_kv ? ' (shared k/v)' : ''}` : `${e.source} \u2192 ${e.target}: possible by layer order, not measured`,
+      hover: `${componentName(e.source)} \u2192 ${componentName(e.target)}: ${e.measured ? `${fmt(e.effect, 3)} of the difference${e.shared_kv ? ' (shared k/v)' : ''}` : 'possible by layer order, not measured'}`,
     })),
   }, {
     json: c,

@@ -1,7 +1,7 @@
 // What every panel shares: its explanation block, a "loading" state that re-renders when data arrives,
 // error messages, and small form controls with tooltips.
 
-import { h } from '../dom.js';
+import { h, plural } from '../dom.js';
 import { PANELS } from '../explain.js';
 import { render } from '../chart.js';
 
@@ -82,6 +82,6 @@ export function action(text, tip, run, out) {
 }
 
 export function progressText(job) {
-  const frac = job.total ? ` ${Math.round((100 * job.done) / job.total)}%` : job.done ? ` (${job.done} steps)` : '';
+  const frac = job.total ? ` ${Math.round((100 * job.done) / job.total)}%` : job.done ? ` (${plural(job.done, 'step')})` : '';
   return `${job.stage || job.status}${frac}`;
 }

@@ -1,6 +1,6 @@
 // Direct logit attribution: the predicted token's logit as a running sum over layers, and each head's share.
 
-import { fmt, h, showToken, short } from '../dom.js';
+import { fmt, h, headName, plural, short, showToken } from '../dom.js';
 import { chart } from '../chart.js';
 import { dlaAt, fetchDla } from '../data.js';
 import { position, state, update } from '../store.js';
@@ -44,7 +44,7 @@ export function render(root) {
     values: d.heads,
     diverging: true,
     text: (i, j) => short(d.heads[i][j]),
-    hover: (i, j) => `L${i}H${j}: ${fmt(d.heads[i][j], 4)} logit units`,
+    hover: (i, j) => `${headName(i, j)}: ${fmt(d.heads[i][j], 4)} logit units`,
     rowTitle: 'layer',
     colTitle: 'head',
     valueLabel: 'direct share (logit units)',
@@ -59,7 +59,7 @@ export function render(root) {
   chart(el, {
     kind: 'waterfall',
     title: 'The heads with the largest shares, added one by one',
-    labels: [...top.map(([l, hh]) => `L${l}H${hh}`), `other ${flat.length - top.length} heads`],
+    labels: [...top.map(([l, hh]) => headName(l, hh)), `other ${plural(flat.length - top.length, 'head')}`],
     values: [...top.map((x) => x[2]), rest],
     total: { label: 'all heads', value: flat.reduce((s, x) => s + x[2], 0) },
     valueLabel: 'logit units',

@@ -1,6 +1,6 @@
 // Activation patching (clean vs corrupted): layer x position and layer x head heatmaps.
 
-import { fmt, h, showToken, short } from '../dom.js';
+import { fmt, h, headName, short, showToken } from '../dom.js';
 import { cached, job } from '../api.js';
 import { chart } from '../chart.js';
 import { CONTROLS } from '../explain.js';
@@ -97,7 +97,7 @@ export function render(root) {
       values: byHead.normalised,
       diverging: true,
       text: (i, j) => short(byHead.normalised[i][j]),
-      hover: (i, j) => `L${byHead.layers[i]}H${byHead.columns[j]}: ${fmt(byHead.normalised[i][j], 3)} of the clean score restored (raw ${fmt(byHead.raw[i][j], 3)})`,
+      hover: (i, j) => `${headName(byHead.layers[i], byHead.columns[j])}: ${fmt(byHead.normalised[i][j], 3)} of the clean score restored (raw ${fmt(byHead.raw[i][j], 3)})`,
       rowTitle: 'layer',
       colTitle: 'head',
       valueLabel: '0 = corrupted score, 1 = clean score',

@@ -1,6 +1,6 @@
 // Head roles: previous-token, duplicate-token, induction and sink scores of every head.
 
-import { fmt, h, short } from '../dom.js';
+import { fmt, h, headName, plural, short } from '../dom.js';
 import { cached, job } from '../api.js';
 import { chart } from '../chart.js';
 import { state, update } from '../store.js';
@@ -22,7 +22,7 @@ export function render(root) {
     if (line) line.textContent = `Scoring heads on repeated random tokens: ${progressText(j)}`;
   }));
   if (!d) return;
-  el.append(h('p.facts', {}, `Scored on ${d.n_seqs} sequences of ${d.seq_len} random tokens, each repeated twice (seed ${d.seed}).`));
+  el.append(h('p.facts', {}, `Scored on ${plural(d.n_seqs, 'sequence')} of ${plural(d.seq_len, 'random token')}, each repeated twice (seed ${d.seed}).`));
   const row = h('div.row');
   el.append(row);
   for (const [key, label] of ROLES) {
@@ -40,7 +40,7 @@ export function render(root) {
       lo: 0,
       hi: 1,
       text: (i, j) => short(role.scores[i][j]),
-      hover: (i, j) => `L${i}H${j}: ${label} score ${fmt(role.scores[i][j], 3)}. Click to select this head.`,
+      hover: (i, j) => `${headName(i, j)}: ${label} score ${fmt(role.scores[i][j], 3)}. Click to select this head.`,
       rowTitle: 'layer',
       colTitle: 'head',
       valueLabel: 'mean attention on the role\'s target (0..1)',
@@ -48,6 +48,6 @@ export function render(root) {
       cellH: 16,
       onClick: (i, j) => update({ layer: i, head: j }),
     }, { json: role });
-    col.append(h('p.muted', {}, `Top: ${role.top.slice(0, 3).map((t) => `L${t.layer}H${t.head} (${fmt(t.score, 2)})`).join(', ')}`));
+    col.append(h('p.muted', {}, `Top: ${role.top.slice(0, 3).map((t) => `${headName(t.layer, t.head)} (${fmt(t.score, 2)})`).join(', ')}`));
   }
 }

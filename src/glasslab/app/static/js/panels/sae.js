@@ -3,9 +3,10 @@
 // one of its SAEs on this machine. For a layer with none, the panel offers to train one (sae-train-estimate,
 // then the sae-train job) and shows its progress; the finished SAE joins the list.
 
-import { fmt, h, pct, showToken } from '../dom.js';
-import { call, cached, job, request } from '../api.js';
+import { fmt, h, pct, plural, showToken } from '../dom.js';
+import { call, cached, job, pollJob, request } from '../api.js';
 import { chart } from '../chart.js';
+import { plain } from '../errors.js';
 import { CONTROLS } from '../explain.js';
 import { position, setting, setSetting, state } from '../store.js';
 import { button, errorLine, field, frame, need, progressText, refresh } from './common.js';
@@ -119,14 +120,7 @@ const estimateKey = (key) => `${state.model?.name}|${key}`;
 
 /** Run a job to its end, reporting each poll; never served from the page's cache (timings change). */
 async function poll(kind, params, onProgress) {
-  let j = await request('POST', '/api/jobs', { kind, params });
-  onProgress(j);
-  while (j.status === 'queued' || j.status === 'running') {
-    await new Promise((r) => setTimeout(r, 500));
-    j = await request('GET', `/api/jobs/${j.id}`);
-    onProgress(j);
-  }
-  return j;
+  return pollJob(await request('POST', '/api/jobs', { kind, params }), onProgress);
 }
 
 function liveStatus(text) {
@@ -140,7 +134,7 @@ async function estimate(key) {
   try {
     const j = await poll('sae-train-estimate', trainBody(key), (p) => liveStatus(`Measuring this machine (${p.stage})\u2026`));
     if (j.status === 'done') training.estimates[estimateKey(key)] = j.result;
-    else training.error = j.error || `the estimate was ${j.status}`;
+    else training.error = plain(j.error || `the estimate was ${j.status}`);
   } catch (err) {
     training.error = String(err.message || err);
   }
@@ -193,7 +187,7 @@ async function train(key) {
       if (made) choose(made);
       training.outcome = j.result;
     } else {
-      training.error = j.status === 'cancelled' ? 'Training cancelled; no SAE was saved.' : (j.error || `the training ${j.status}`);
+      training.error = j.status === 'cancelled' ? 'Training cancelled; no SAE was saved.' : plain(j.error || `the training ${j.status}`);
     }
   } catch (err) {
     training.error = String(err.message || err);
@@ -253,7 +247,7 @@ function trainedNote(el) {
   const r = training.outcome;
   if (!r || r.name !== chosenSae()) return;
   const ev = r.evaluation;
-  el.append(h('p.facts.trained-note', {}, `${r.name} was trained here in ${duration(r.seconds)} (${r.steps} steps). `,
+  el.append(h('p.facts.trained-note', {}, `${r.name} was trained here in ${duration(r.seconds)} (${plural(r.steps, 'step')}). `,
     ev ? `On ${ev.tokens.toLocaleString()} held-out tokens it explains ${pct(ev.fve)} of the activation's variance with ${fmt(ev.l0, 1)} features per token; ${pct(ev.dead_fraction)} of its features never fired there. ` : '',
     'A quick SAE is rough: treat its features as hints.'));
 }
@@ -278,7 +272,7 @@ export function render(root) {
     el.append(h('p.muted', {}, `The SAE at ${d.hook} reports nothing at position ${p} (SAEs usually skip the BOS token): select another token.`));
     return;
   }
-  el.append(h('p.facts.sae-facts', {}, `${d.sae_name ?? d.sae} at ${d.hook}: ${tok.l0} features fire at position ${p} `, h('code', {}, showToken(tok.token)),
+  el.append(h('p.facts.sae-facts', {}, `${d.sae_name ?? d.sae} at ${d.hook}: ${plural(tok.l0, 'feature fires', 'features fire')} at position ${p} `, h('code', {}, showToken(tok.token)),
     `; the SAE misses ${pct(tok.relative_error)} of the activation (cosine ${fmt(tok.cosine)}).`));
   const feature = Number(setting('sae', 'feature', tok.top[0]?.feature ?? -1));
   chart(el, {
