@@ -104,6 +104,10 @@ def test_eiffel_tower_walkthrough(open_page, default_server):
         assert f["label"].startswith(("fires on", "rare")), f
         assert f"F{f['feature']}" in bars and shows(bars, "{}", f["activation"])
     assert "fires on" in bars  # the automatic labels are drawn beside the bars
+    lefts = page.page.eval_on_selector_all(
+        "#panel svg g.bar text[text-anchor=end]", "ts => ts.map((t) => t.getBBox().x)"
+    )
+    assert min(lefts) >= 0, lefts  # no label runs off the left edge, where its feature id is
     page.shot("sae-shipped")
 
     with page.page.expect_download() as info:

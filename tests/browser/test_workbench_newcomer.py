@@ -247,10 +247,11 @@ def test_a_job_drawn_twice_is_run_and_polled_once(open_page, fresh_server):
     until(page, lambda: held, "the head-roles job was polled")
     for pos in (1, 2, 3):
         page.page.click(f'#tokens .tok[data-pos="{pos}"]')
-        page.wait_text("#panel .loading", "Scoring heads")
+        page.page.wait_for_selector(f'#tokens .tok.selected[data-pos="{pos}"]')
     asked = page.api_requests_since(before)
     assert asked.count("POST jobs") == 1, asked
     assert len(held) == 1
+    page.wait_text("#panel .loading", "Scoring heads")  # the redrawn panel hears the running job's progress
     release(page, "**/api/jobs/*", held)
     page.page.wait_for_selector("#panel p.facts")
     assert page.page.locator("#panel canvas.heatmap").count() == 4
