@@ -108,7 +108,12 @@ def test_eiffel_tower_walkthrough(open_page, default_server):
         "#panel svg g.bar text[text-anchor=end]", "ts => ts.map((t) => t.getBBox().x)"
     )
     assert min(lefts) >= 0, lefts  # no label runs off the left edge, where its feature id is
+    page.page.wait_for_selector("#panel .dashboard-facts")
     page.shot("sae-shipped")
+    # On a phone the dashboard's contexts (tokens joined by no-break spaces) wrap: no sideways scrolling.
+    page.page.set_viewport_size({"width": 390, "height": 800})
+    assert page.page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.page.set_viewport_size({"width": 1320, "height": 900})
 
     with page.page.expect_download() as info:
         page.page.click("#report-btn")

@@ -61,6 +61,9 @@ def test_sae_features_dashboard_and_clamps(open_page, sae_server):
     )
     assert shows(page.page.inner_text("#panel .dashboard-facts"), "strongest activation {}", dash["max_activation"])
     page.shot("sae")
+    page.page.set_viewport_size({"width": 390, "height": 800})  # a phone: bars and dashboard fit the width
+    assert page.page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.page.set_viewport_size({"width": 1320, "height": 900})
 
     page.open_panel("steering")
     page.page.fill("#clamp-features", str(second))
