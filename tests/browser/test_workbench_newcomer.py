@@ -141,7 +141,8 @@ def test_phone_width_ablation_and_plain_errors(page, tiny_server):
     assert shows(result, "(change {})", api["difference"], f=pp)
     assert "L0H1 zero-ablated" in result and "%)" not in result
     assert "percentage points" in page.page.get_attribute("#panel .ablation-change", "title")
-    assert "ablated (1 head)" in page.page.text_content("#panel .results svg")
+    labels = page.page.locator("#panel .results svg g.bar text[text-anchor=end]").all_text_contents()
+    assert labels == ["clean", "ablated (1 head)"], labels
     no_overflow(page, "zero ablation")
 
     page.page.select_option("#ablate-how", "mean")

@@ -19,8 +19,9 @@ const CHAR_W = 6.5; // a generous average width of an 11px system-ui character
  *  (a feature's id) off the left edge. The whole label stays in the bar's tooltip. */
 function fitLabel(label, width) {
   const text = String(label);
+  if (14 + CHAR_W * text.length <= width) return text; // the column was made wide enough for it
   const most = Math.max(3, Math.floor((width - 8) / (CHAR_W + 0.5))); // + 0.5: room for wide letters
-  return text.length <= most ? text : `${text.slice(0, most - 1)}\u2026`;
+  return `${text.slice(0, most - 1)}\u2026`;
 }
 
 /** spec: {title, labels, values, valueLabel, hover: [text], selected: index, width} */
