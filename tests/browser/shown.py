@@ -49,9 +49,12 @@ def show_token(token: str) -> str:
     return token.replace(" ", "\u00a0").replace("\n", "\u21b5").replace("\t", "\u21e5") or "\u2205"
 
 
-def forms(x: float, f: Callable[[float], str] = fmt, rel: float = 1e-5) -> set[str]:
+def forms(x: float | None, f: Callable[[float], str] = fmt, rel: float = 1e-5) -> set[str]:
     """How the page may print x with f: the page's number can come from another route than the test's API call
-    (another batch, another endpoint), equal up to float rounding, and so round to the neighbouring string."""
+    (another batch, another endpoint), equal up to float rounding, and so round to the neighbouring string.
+    None (no value, such as the baseline's projection) prints one way."""
+    if x is None:
+        return {f(x)}
     return {f(x * (1 - rel)), f(x), f(x * (1 + rel))}
 
 
