@@ -106,9 +106,10 @@ export const PANELS = {
     title: 'Ablation',
     see: 'What happens to the prediction when you switch off heads: click heads in the grid, then run.',
     read: 'Ablating a head sets its output to zero (or to its average, "mean") in the same forward pass, and the '
-      + 'panel compares the metric (by default the logit of the token the model predicted) with and without it. '
-      + 'The sweep ablates every head alone and colours the grid by the change: blue cells lower the metric (the '
-      + 'prediction needs them), orange cells raise it.',
+      + 'panel compares the metric (by default the probability of the token the model predicted, or its logit) with '
+      + 'and without it, and lists the top predictions of both runs. A probability\'s change is in percentage points '
+      + '(pp): from 49.7% to 48.4% is \u22121.3 pp. The sweep ablates every head alone and colours the grid by the '
+      + 'change: blue cells lower the metric (the prediction needs them), orange cells raise it.',
     caveat: 'Ablation shows that a component is needed on this prompt, not what it computes. Other components can '
       + 'make up for it, so a small change does not prove a head is unused; zeroing can also break the model in '
       + 'ways unrelated to the task.',
@@ -126,7 +127,7 @@ export const PANELS = {
   circuit: {
     title: 'Circuit graph',
     see: 'The heads and MLPs whose patching moves the metric most, and the measured paths between them.',
-    read: 'Each box is a component (L3.H1 is head 1 of layer 3; L5.MLP is the MLP of layer 5), placed from left '
+    read: 'Each box is a component (L3H1 is head 1 of layer 3; L5.MLP is the MLP of layer 5), placed from left '
       + '(early layers) to right (the output). Its colour is the share of the clean-versus-corrupted difference that '
       + 'patching it alone moves. Solid lines are paths measured by path patching, thicker for larger effects; '
       + 'dashed lines are possible by layer order but not measured.',
@@ -186,8 +187,8 @@ export const TUTORIAL = [
   {
     demo: 'next', panel: 'ablation',
     title: 'Do we need them?',
-    text: 'Click an induction head in the grid to mark it, then press "Ablate selected heads". If the logit of the '
-      + 'predicted token drops, the model used that head here. Try "Sweep every head" to see all heads at once.',
+    text: 'Click an induction head in the grid to mark it, then press "Ablate selected heads". If the probability of '
+      + 'the predicted token drops, the model used that head here. Try "Sweep every head" to see all heads at once.',
   },
   {
     demo: 'place', prompt: 'The Eiffel Tower is in the city of', panel: 'predictions',
