@@ -56,7 +56,8 @@ function labelStep(cell) {
   return cell >= 11 ? 1 : Math.ceil(11 / Math.max(cell, 0.1));
 }
 
-/** Draw the spec into a new canvas inside `el` (replacing its content). Returns the canvas. */
+/** Draw the spec into a new canvas inside `el` (replacing its content). Returns the canvas. One long function
+ *  on purpose: the drawing, the hit-testing and the keyboard cursor share its layout and canvas context. */
 export function drawHeatmap(el, spec) {
   hideTip(); // the tip may describe the canvas this one replaces, which gets no mouseleave once removed
   prepare(spec);
