@@ -78,7 +78,7 @@ def test_malformed_jsonl_is_a_one_line_error(tmp_path, content, fragment):
 
 
 def test_unknown_sources_are_clear_errors(tmp_path):
-    with pytest.raises(gl.InputError, match="not 'builtin'"):
+    with pytest.raises(gl.InputError, match="not one of 'builtin', 'pydocs', 'english'"):
         load_corpus(str(tmp_path / "missing"))
     (tmp_path / "x.csv").write_text("a")
     with pytest.raises(gl.InputError, match=r"\.txt or \.jsonl"):

@@ -1,9 +1,16 @@
 """Where text comes from: a stream of documents, never all of it in memory.
 
 Sources:
-- ``"builtin"``: text every Python installation ships, so corpus methods work offline: the reference
-  manual's topics (``pydoc_data.topics``) and the standard library's docstrings (read with ``ast``,
-  without importing any module). About 2 MB of English technical prose.
+- ``"builtin"``: the offline default, for now the same text as ``"pydocs"`` (the shipped SAEs were trained
+  and labelled on it; it becomes ``"english"`` when they are retrained on English).
+- ``"pydocs"``: text every Python installation ships: the reference manual's topics
+  (``pydoc_data.topics``) and the standard library's docstrings (read with ``ast``, without importing any
+  module). About 2 MB of English technical prose.
+- ``"english"``: natural English shipped with glasslab, 4.2 million words from 13 sources whose licences
+  allow redistribution (narrative, dialogue, encyclopedic and news-like reports, definitions, essays,
+  instructions; ``data/english/manifest.json`` and docs/corpus.md give each source, its licence and size).
+- ``"english-outside"``: two more English sources kept out of ``"english"`` entirely, for measuring on
+  text a method never trained on.
 - a ``.txt`` or ``.jsonl`` file, or a folder of them (``.jsonl`` lines carry a ``text`` field).
 - ``"hf:NAME[:CONFIG]"``: a Hugging Face dataset, streamed (needs the ``datasets`` extra and a
   reachable hub or a local dataset cache).
@@ -17,8 +24,9 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import lzma
 import sysconfig
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -44,8 +52,8 @@ class Corpus:
                 yield text
 
     def _documents(self) -> Iterator[tuple[str, str]]:
-        if self.source == "builtin":
-            yield from _builtin_documents()
+        if self.source in NAMED:
+            yield from NAMED[self.source]()
         elif self.source.startswith("hf:"):
             yield from _hf_documents(self.source[3:], self.text_field)
         else:
@@ -56,13 +64,14 @@ class Corpus:
 
 
 def load_corpus(source: str = "builtin", *, split: Split = None, text_field: str = "text") -> Corpus:
-    """A corpus from ``"builtin"``, a file or folder, or ``"hf:NAME[:CONFIG]"``; checked before streaming."""
+    """A corpus by name (``NAMED``), a file or folder, or ``"hf:NAME[:CONFIG]"``; checked before streaming."""
     if split not in (None, "train", "test"):
         raise InputError(f"split must be 'train', 'test' or None, got {split!r}")
-    if source != "builtin" and not source.startswith("hf:"):
+    if source not in NAMED and not source.startswith("hf:"):
         path = Path(source).expanduser()
         if not path.exists():
-            raise InputError(f"corpus '{source}' is not 'builtin', 'hf:NAME' or an existing file or folder")
+            names = ", ".join(f"'{name}'" for name in NAMED)
+            raise InputError(f"corpus '{source}' is not one of {names}, 'hf:NAME' or an existing file or folder")
         if path.is_file() and path.suffix not in (".txt", ".jsonl"):
             raise InputError(f"corpus file '{source}' must end in .txt or .jsonl")
     return Corpus(source, split, text_field)
@@ -73,7 +82,15 @@ def _split_of(doc_id: str) -> str:
     return "test" if digest[0] < 256 * _TEST_FRACTION else "train"
 
 
-def _builtin_documents() -> Iterator[tuple[str, str]]:
+def _shipped_documents(file: str) -> Iterator[tuple[str, str]]:
+    """The documents of one of glasslab's shipped English streams (one JSON object per line), read lazily."""
+    with lzma.open(ENGLISH_FOLDER / file, "rt", encoding="utf-8") as lines:
+        for number, line in enumerate(lines):
+            record = json.loads(line)
+            yield f"english:{record['source']}:{number}", record["text"]
+
+
+def _pydocs_documents() -> Iterator[tuple[str, str]]:
     from pydoc_data.topics import topics
 
     for name in sorted(topics):
@@ -134,3 +151,13 @@ def _hf_documents(spec: str, text_field: str) -> Iterator[tuple[str, str]]:
         text = record.get(text_field)
         if isinstance(text, str) and text.strip():
             yield f"{spec}:{index}", text
+
+
+ENGLISH_FOLDER = Path(__file__).parent / "english"
+# Corpora by name -> their (id, text) documents.
+NAMED: dict[str, Callable[[], Iterator[tuple[str, str]]]] = {
+    "builtin": _pydocs_documents,
+    "pydocs": _pydocs_documents,
+    "english": lambda: _shipped_documents("corpus.jsonl.xz"),
+    "english-outside": lambda: _shipped_documents("outside.jsonl.xz"),
+}
