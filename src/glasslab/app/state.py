@@ -2,9 +2,9 @@
 
 Calls in different threads keep their interventions apart (see ``model/session.py``), but running all model
 work on one thread, one piece at a time, also keeps the requests from competing for the cores and memory,
-serves them first come first served, and keeps each job's cancel check and progress count to its own passes. Switching models loads the new one off the
-worker (the old one keeps answering) and swaps it in as one more piece of work, so no request ever sees
-half of each.
+serves them first come first served, and keeps each job's cancel check and progress count to its own
+passes. Switching models loads the new one off the worker (the old one keeps answering) and swaps it in as
+one more piece of work, so no request ever sees half of each.
 """
 
 from __future__ import annotations
