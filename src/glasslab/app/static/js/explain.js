@@ -75,20 +75,31 @@ export const PANELS = {
   },
   sae: {
     title: 'SAE features',
-    see: 'The sparse-autoencoder features active at the selected token, with their strongest examples; pick the SAE by layer, or train one for a layer that has none.',
+    see: 'The sparse-autoencoder features active at the selected token, with their strongest examples and, on request, '
+      + 'the prompt\'s continuation with the chosen feature clamped; pick the SAE by layer, or train one for a layer that has none.',
     read: 'A sparse autoencoder (SAE) rewrites one layer\'s activation as a sum of a few "features" chosen from a '
       + 'large dictionary learned on lots of text; each feature tends to stand for something more specific than a '
       + 'single neuron. Choose the layer to read: the list says, for each layer, which SAEs exist (shipped with '
       + 'glasslab, trained by you, or published on the Hugging Face hub) and whether they are on this machine. '
       + 'The bars show the most active features at the selected token. A feature\'s dashboard shows the tokens its '
-      + 'output promotes and, where available, a link to its public page on Neuronpedia. For a layer with no SAE '
+      + 'output promotes and, where available, a link to its public page on Neuronpedia. "Clamp this feature" holds '
+      + 'the feature at 0 (off) and at 1\u00d7, 2\u00d7 and 4\u00d7 its strongest activation in the dashboard\'s corpus scan '
+      + '(1\u00d7 is that activation, shown above the button) at every token while the model continues your prompt, and '
+      + 'shows each continuation under the unclamped baseline, with the next token after the prompt, the probability '
+      + 'left to the baseline\'s next token, and the KL divergence of the next-token distribution from the baseline\'s '
+      + '(0: unchanged). The strengths follow the feature\'s own scale because fixed values far below its usual '
+      + 'activations move nothing. For a layer with no SAE '
       + 'on this machine, "Train an SAE for this layer" first measures how long it would take here, then trains a '
       + 'small TopK SAE on that layer\'s residual stream from the built-in text (a few minutes on two CPU cores '
       + 'for the default model) while the rest of the workbench keeps working; it then appears in the list.',
     caveat: 'Features are an approximation: the SAE does not reconstruct the activation exactly (the error is part of '
       + 'the model too), and a feature\'s label is someone\'s reading of its examples, not a guarantee of what it '
       + 'means everywhere. An SAE trained here in a few minutes is rough: it misses more of the activation (see its '
-      + 'fraction of variance explained) and has fewer clean, nameable features than one trained for hours.',
+      + 'fraction of variance explained) and has fewer clean, nameable features than one trained for hours. A clamp '
+      + 'shows what the feature can push the text toward when forced, not what it does normally: 2\u00d7 and 4\u00d7 are '
+      + 'beyond anything seen in the scan and can break the text for reasons unrelated to the feature\'s meaning, '
+      + 'the strongest activation comes from a small sample of the corpus, and an unchanged text does not prove '
+      + 'the feature is unused (the SAE\'s reconstruction error is kept, so only this feature moves).',
   },
   steering: {
     title: 'Steering',
@@ -161,6 +172,7 @@ export const CONTROLS = {
   saeEstimate: 'Measure how long training an SAE for this layer takes on this machine (one batch of activations and a few training steps, about half a minute)',
   saeTrain: 'Train a TopK SAE on this layer\'s residual stream in the background; it is saved in your glasslab store and then listed here',
   saeCancel: 'Stop the training; no SAE is saved',
+  clampFeature: 'Continue the prompt with this feature held at 0, 1\u00d7, 2\u00d7 and 4\u00d7 its strongest activation in the corpus scan, beside the unclamped text',
 };
 
 // Guided tutorial: two demo prompts, each walked through a few panels. Each step names the panel it opens.

@@ -10,6 +10,7 @@ import { plain } from '../errors.js';
 import { CONTROLS } from '../explain.js';
 import { position, setting, setSetting, state } from '../store.js';
 import { button, errorLine, field, frame, need, progressText, refresh } from './common.js';
+import { featureClamp } from './featureclamp.js';
 
 export const sae = { list: [], training: null }; // GET /api/saes (saes, training), read when the model is loaded
 
@@ -277,7 +278,7 @@ export function render(root) {
   const feature = Number(setting('sae', 'feature', tok.top[0]?.feature ?? -1));
   chart(el, {
     kind: 'bars',
-    title: `Most active features at position ${p} (click one for its dashboard)`,
+    title: `Most active features at position ${p} (click one for its dashboard and clamp)`,
     labels: tok.top.map((f) => `F${f.feature}${f.label ? ` ${f.label}` : ''}`),
     values: tok.top.map((f) => f.activation),
     selected: tok.top.findIndex((f) => f.feature === feature),
@@ -302,6 +303,7 @@ function dashboard(el, feature) {
   }));
   if (!dash) return;
   box.append(h('p.facts.dashboard-facts', {}, `Fires on ${pct(dash.density ?? 0)} of tokens; strongest activation ${fmt(dash.max_activation)}.`));
+  featureClamp(box, body.sae, feature, dash);
   const contexts = dash.contexts || [];
   if (contexts.length) {
     box.append(h('table.compare', {}, h('caption', {}, 'Where it fires most (the strongest token in bold)'),
