@@ -81,6 +81,53 @@ def test_sae_features_dashboard_and_clamps(open_page, sae_server):
     assert not page.errors, page.errors
 
 
+def test_clamp_this_feature_from_its_dashboard(open_page, sae_server):
+    """The dashboard's clamp uses 0, 1x, 2x and 4x the dashboard's strongest activation; each row is the API's."""
+    page = open_page(sae_server)
+    page.page.set_viewport_size({"width": 1400, "height": 900})
+    page.analyse(PROMPT)
+    page.page.click('#tokens .tok[data-pos="3"]')
+    page.open_panel("sae")
+    page.page.wait_for_selector("#panel .feature-clamp .clamp-scale")
+    feature = int(page.page.inner_text("#panel .dashboard h3").split()[1].rstrip(":"))
+    dash = sae_server.post(
+        "sae-dashboard", {"feature": feature, "sae": "store:tiny-sae", "sequences": 32, "seq_len": 64, "k": 10}
+    )
+    top = dash["max_activation"]
+    assert top > 0
+    scale = page.page.inner_text("#panel .clamp-scale")
+    assert shows(scale, "1\u00d7 = {}, feature", top) and f"{dash['tokens']:,} corpus tokens" in scale
+
+    with page.page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/api/jobs")) as posted:
+        page.page.click("#panel .feature-clamp button:has-text('Clamp this feature')")
+    page.page.wait_for_selector("#panel table.feature-clamp-table")
+    sent = posted.value.post_data_json
+    amounts = [0.0, top, 2 * top, 4 * top]
+    assert sent["kind"] == "sae-clamp" and sent["params"]["features"] == [feature]
+    assert all(abs(a - b) <= 1e-6 * top for a, b in zip(sent["params"]["amounts"], amounts, strict=True))
+    body = {"prompt": PROMPT, "sae": "store:tiny-sae", "features": [feature], "mode": "value", "max_new_tokens": 12}
+    sweep = sae_server.post("sae-clamp", {**body, "amounts": amounts})
+    rows = page.page.locator("#panel table.feature-clamp-table tbody tr").all_inner_texts()
+    assert len(rows) == 5 and rows[0].startswith("baseline") and PROMPT + sweep["baseline"] in rows[0]
+    assert rows[1].startswith("off (0)") and shows(rows[0], "\t{}\t0", sweep["baseline_top_prob"], f=pct)
+    for row, multiple in zip(rows[2:], [1, 2, 4], strict=True):
+        assert shows(row, f"{multiple}\u00d7 = {{}}", multiple * top)
+    texts = page.page.locator("#panel table.feature-clamp-table tbody td.text").all_inner_texts()
+    assert texts == [PROMPT + sweep["baseline"], *(PROMPT + r["completion"] for r in sweep["rows"])]
+    for row, expected in zip(rows[1:], sweep["rows"], strict=True):
+        assert show_token(expected["next_top"]) in row
+        assert shows(row, "\t{}\t", expected["baseline_top_prob"], f=pct)
+        assert any(row.endswith(kl) for kl in forms(expected["kl"]))
+    # A second route: one clamp at 1x (baseline and clamped generated through the splice) gives the same texts.
+    single = sae_server.post("sae-clamp", {**body, "amount": top})
+    assert texts[0] == PROMPT + single["baseline"] and texts[2] == PROMPT + single["clamped"]
+    page.shot("feature-clamp")
+    assert not page.errors, page.errors
+
+
+# The training test comes last: its server's store (GLASSLAB_HOME) replaces the SAE server's for the module.
+
+
 TRAIN = {"expansion": 4, "k": 4, "tokens": 256 * 24, "harvest_tokens": 2048, "batch_size": 256, "evaluate_tokens": 256}
 TRAINED = "store:blocks.1.resid_post-topk-128-k4-app"
 
@@ -141,48 +188,4 @@ def test_train_an_sae_for_a_layer_from_the_panel(open_page, empty_server):
     evaluation = empty_server.http.get(f"/api/jobs/{job['id']}").json()["result"]["evaluation"]
     assert shows(note, "explains {} of the activation's variance", evaluation["fve"], f=pct) and "rough" in note
     page.shot("sae-trained")
-    assert not page.errors, page.errors
-
-
-def test_clamp_this_feature_from_its_dashboard(open_page, sae_server):
-    """The dashboard's clamp uses 0, 1x, 2x and 4x the dashboard's strongest activation; each row is the API's."""
-    page = open_page(sae_server)
-    page.page.set_viewport_size({"width": 1400, "height": 900})
-    page.analyse(PROMPT)
-    page.page.click('#tokens .tok[data-pos="3"]')
-    page.open_panel("sae")
-    page.page.wait_for_selector("#panel .feature-clamp .clamp-scale")
-    feature = int(page.page.inner_text("#panel .dashboard h3").split()[1].rstrip(":"))
-    dash = sae_server.post(
-        "sae-dashboard", {"feature": feature, "sae": "store:tiny-sae", "sequences": 32, "seq_len": 64, "k": 10}
-    )
-    top = dash["max_activation"]
-    assert top > 0
-    scale = page.page.inner_text("#panel .clamp-scale")
-    assert shows(scale, "1\u00d7 = {}, feature", top) and f"{dash['tokens']:,} corpus tokens" in scale
-
-    with page.page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/api/jobs")) as posted:
-        page.page.click("#panel .feature-clamp button:has-text('Clamp this feature')")
-    page.page.wait_for_selector("#panel table.feature-clamp-table")
-    sent = posted.value.post_data_json
-    amounts = [0.0, top, 2 * top, 4 * top]
-    assert sent["kind"] == "sae-clamp" and sent["params"]["features"] == [feature]
-    assert all(abs(a - b) <= 1e-6 * top for a, b in zip(sent["params"]["amounts"], amounts, strict=True))
-    body = {"prompt": PROMPT, "sae": "store:tiny-sae", "features": [feature], "mode": "value", "max_new_tokens": 12}
-    sweep = sae_server.post("sae-clamp", {**body, "amounts": amounts})
-    rows = page.page.locator("#panel table.feature-clamp-table tbody tr").all_inner_texts()
-    assert len(rows) == 5 and rows[0].startswith("baseline") and PROMPT + sweep["baseline"] in rows[0]
-    assert rows[1].startswith("off (0)") and shows(rows[0], "\t{}\t0", sweep["baseline_top_prob"], f=pct)
-    for row, multiple in zip(rows[2:], [1, 2, 4], strict=True):
-        assert shows(row, f"{multiple}\u00d7 = {{}}", multiple * top)
-    texts = page.page.locator("#panel table.feature-clamp-table tbody td.text").all_inner_texts()
-    assert texts == [PROMPT + sweep["baseline"], *(PROMPT + r["completion"] for r in sweep["rows"])]
-    for row, expected in zip(rows[1:], sweep["rows"], strict=True):
-        assert show_token(expected["next_top"]) in row
-        assert shows(row, "\t{}\t", expected["baseline_top_prob"], f=pct)
-        assert any(row.endswith(kl) for kl in forms(expected["kl"]))
-    # A second route: one clamp at 1x (baseline and clamped generated through the splice) gives the same texts.
-    single = sae_server.post("sae-clamp", {**body, "amount": top})
-    assert texts[0] == PROMPT + single["baseline"] and texts[2] == PROMPT + single["clamped"]
-    page.shot("feature-clamp")
     assert not page.errors, page.errors
