@@ -122,6 +122,8 @@ def test_clamp_this_feature_from_its_dashboard(open_page, sae_server):
     single = sae_server.post("sae-clamp", {**body, "amount": top})
     assert texts[0] == PROMPT + single["baseline"] and texts[2] == PROMPT + single["clamped"]
     page.shot("feature-clamp")
+    page.page.set_viewport_size({"width": 390, "height": 800})  # a phone: the clamp table fits the width
+    assert page.page.evaluate("document.documentElement.scrollWidth") <= 390
     assert not page.errors, page.errors
 
 

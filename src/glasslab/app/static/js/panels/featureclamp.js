@@ -49,12 +49,12 @@ export function featureClamp(box, sae, feature, dash) {
   const d = cached('sae-clamp', body);
   if (!d) return;
   const top = showToken(d.baseline_top);
-  out.append(h('table.compare.feature-clamp-table', {}, h('caption', {}, `Feature ${feature} of ${d.sae} clamped to multiples of its strongest activation`),
+  out.append(h('div.table-scroll', {}, h('table.compare.feature-clamp-table', {}, h('caption', {}, `Feature ${feature} of ${d.sae} clamped to multiples of its strongest activation`),
     h('thead', {}, h('tr', {}, h('th', {}, 'strength'), h('th', {}, 'continuation'), h('th', {}, 'next token'),
       h('th', {}, `P(\u201c${top}\u201d)`), h('th', {}, 'KL to baseline'))),
     h('tbody', {},
       h('tr.baseline', {}, h('th', {}, 'baseline (no clamp)'), h('td.text', {}, h('span.prompt-echo', {}, d.prompt), d.baseline),
         h('td', {}, top), h('td', {}, pct(d.baseline_top_prob)), h('td', {}, '0')),
       ...d.rows.map((r, i) => h('tr', {}, h('th', {}, label(chosen[i])), h('td.text', {}, h('span.prompt-echo', {}, d.prompt), r.completion),
-        h('td', {}, showToken(r.next_top)), h('td', {}, pct(r.baseline_top_prob)), h('td', {}, fmt(r.kl)))))));
+        h('td', {}, showToken(r.next_top)), h('td', {}, pct(r.baseline_top_prob)), h('td', {}, fmt(r.kl))))))));
 }
