@@ -176,3 +176,12 @@ def open_page(chromium, request):
         if report is not None and report.failed:
             page.shot("failure")
         page.close()
+
+
+@pytest.fixture
+def page(open_page, tiny_server):
+    """A page on the tiny-model workbench that must not reach off the machine nor log a browser error."""
+    p = open_page(tiny_server)
+    yield p
+    assert not p.outside, f"requests left the machine: {p.outside}"
+    assert not p.errors, p.errors

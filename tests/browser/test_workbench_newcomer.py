@@ -21,14 +21,6 @@ NARROW = 390
 MINUS = "\u2212"
 
 
-@pytest.fixture
-def page(open_page, tiny_server):
-    p = open_page(tiny_server)
-    yield p
-    assert not p.outside, f"requests left the machine: {p.outside}"
-    assert not p.errors, p.errors
-
-
 def held_routes(page, pattern: str) -> list:
     """Hold every request matching `pattern` until the test continues it (the page waits meanwhile)."""
     held: list = []

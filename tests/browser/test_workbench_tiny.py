@@ -7,19 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from .shown import PANELS, pct, show_token, shows
 
 PROMPT = "the cat sat on the mat"
-
-
-@pytest.fixture
-def page(open_page, tiny_server):
-    p = open_page(tiny_server)
-    yield p
-    assert not p.outside, f"requests left the machine: {p.outside}"
-    assert not p.errors, p.errors
 
 
 def test_tokens_selection_and_every_panel(page, tiny_server):
