@@ -5,6 +5,7 @@ shows with what the API answers for the same question."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from .shown import PANELS, pct, show_token, shows
@@ -288,3 +289,58 @@ def test_bad_prompts_get_a_one_line_message(page):
     message = page.page.inner_text("#message")
     assert "prompt" in message and "\n" not in message.strip()
     page.errors.clear()  # the browser logs the refused request itself; the page showed it as a message
+
+
+def demo_heads(text: str) -> tuple[list[list[int]], list[list[int]]]:
+    """The induction demo's two head sets as its result line names them: (induction heads, random heads)."""
+    hit, ctl = re.search(r"induction heads \(([^)]*)\).*random heads \(([^;]*);", text).groups()
+    return [[int(a), int(b)] for a, b in re.findall(r"L(\d+)H(\d+)", hit)], [
+        [int(a), int(b)] for a, b in re.findall(r"L(\d+)H(\d+)", ctl)
+    ]
+
+
+def test_tutorial_induction_demo_matches_the_api(page, tiny_server):
+    page.page.click("#tutorial-btn")
+    page.page.wait_for_selector("body[data-analysis=done]")
+    while "Do we need them?" not in page.page.inner_text("#tut-title"):
+        page.page.click("#tut-next")
+    tutorial = page.page.inner_text("#tut-text")
+    assert "backup heads" in tutorial and "random heads" in tutorial
+    prompt = page.page.input_value("#prompt")
+    page.page.click("text=Top 3 induction heads vs 3 random heads")
+    page.page.wait_for_selector("#panel .induction-result")
+    text = page.page.inner_text("#panel .induction-result")
+    induction, random = demo_heads(text)
+    roles = tiny_server.post("head-roles", {"seq_len": 12, "n_seqs": 8})
+    assert induction == [[t["layer"], t["head"]] for t in roles["random"]["induction"]["top"][:3]]
+    assert len(random) == 3 and not {tuple(h) for h in random} & {tuple(h) for h in induction}
+    n = len(tiny_server.post("tokens", {"prompt": prompt})["tokens"])
+    body = {"prompt": prompt, "position": n - 1, "how": "zero", "metric": "prob"}
+    hit = tiny_server.post("ablate", {**body, "heads": induction})
+    ctl = tiny_server.post("ablate", {**body, "heads": random})
+    assert shows(page.page.inner_text("#panel .demo-clean"), "{}", hit["clean"], f=pct)
+    assert shows(page.page.inner_text("#panel .demo-induction"), "{}", hit["ablated"], f=pct)
+    assert shows(page.page.inner_text("#panel .demo-random"), "{}", ctl["ablated"], f=pct)
+    assert "seed 1" in text  # the control is reproducible: the same heads on every run
+    page.shot("induction-demo")
+
+
+def test_head_roles_sends_a_head_to_ablation(page, tiny_server):
+    page.analyse(PROMPT)
+    page.open_panel("roles")
+    page.page.wait_for_selector("#panel canvas.heatmap")
+    page.click_cell("#panel canvas.heatmap", 1, 2)
+    page.page.click("#panel .ablate-this")
+    page.wait_text("#ablate-marked", "L1H2")
+    page.page.wait_for_selector("#panel .ablation-result")
+    n = len(tiny_server.post("tokens", {"prompt": PROMPT})["tokens"])
+    api = tiny_server.post(
+        "ablate", {"prompt": PROMPT, "heads": [[1, 2]], "position": n - 1, "how": "zero", "metric": "prob"}
+    )
+    assert shows(
+        page.page.inner_text("#panel .ablation-result"),
+        "clean {} \u2192 ablated {}",
+        api["clean"],
+        api["ablated"],
+        f=pct,
+    )

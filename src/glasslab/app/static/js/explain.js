@@ -199,8 +199,10 @@ export const TUTORIAL = [
   {
     demo: 'next', panel: 'ablation',
     title: 'Do we need them?',
-    text: 'Click an induction head in the grid to mark it, then press "Ablate selected heads". If the probability of '
-      + 'the predicted token drops, the model used that head here. Try "Sweep every head" to see all heads at once.',
+    text: 'Press "Top 3 induction heads vs 3 random heads": it ablates the three heads Head roles ranks highest for '
+      + 'induction together, then three random heads as a control, and compares the probability of the predicted '
+      + 'token. One induction head alone may change nothing: backup heads copy the same pattern and take over. If '
+      + 'the induction heads drop it far more than the random ones, the model used them here.',
   },
   {
     demo: 'place', prompt: 'The Eiffel Tower is in the city of', panel: 'predictions',

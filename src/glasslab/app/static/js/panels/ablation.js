@@ -7,6 +7,7 @@ import { CONTROLS } from '../explain.js';
 import { Q, get, prediction } from '../data.js';
 import { position, setting, setSetting, state, update } from '../store.js';
 import { action, button, field, frame, progressText } from './common.js';
+import { inductionDemo } from './induction.js';
 
 // The metric: the probability of the token the model predicts at the selected position (how a newcomer reads
 // "the prediction changed"), or its logit.
@@ -94,6 +95,7 @@ export function render(root) {
     }, { json: sweep || { marked: state.ablate } });
   }
   el.append(out);
+  inductionDemo(el);
   const result = state.ablate.length ? cached('ablate', ablateBody()) : null;
   if (result) {
     const names = result.components.map(componentName);

@@ -1,10 +1,11 @@
 // Head roles: previous-token, duplicate-token, induction and sink scores of every head.
 
 import { fmt, h, headName, plural, short } from '../dom.js';
-import { cached, job } from '../api.js';
+import { cached, call, job } from '../api.js';
 import { chart } from '../chart.js';
 import { state, update } from '../store.js';
-import { frame, need, progressText } from './common.js';
+import { ablateBody } from './ablation.js';
+import { button, frame, need, progressText, refresh } from './common.js';
 
 const ROLES = [
   ['previous_token', 'previous-token'],
@@ -13,16 +14,23 @@ const ROLES = [
   ['sink', 'attention sink'],
 ];
 // Repeated random sequences of 50 tokens, shorter for toy vocabularies that have too few ordinary tokens.
-const body = () => ((state.model?.vocab_size ?? 1e6) >= 1000 ? {} : { seq_len: 12, n_seqs: 8 });
+export const rolesBody = () => ((state.model?.vocab_size ?? 1e6) >= 1000 ? {} : { seq_len: 12, n_seqs: 8 });
 
 export function render(root) {
   const el = frame(root, 'roles');
-  const d = need(el, 'head roles on repeated random tokens (a few seconds)', () => cached('head-roles', body()), () => job('head-roles', body(), (j) => {
+  const d = need(el, 'head roles on repeated random tokens (a few seconds)', () => cached('head-roles', rolesBody()), () => job('head-roles', rolesBody(), (j) => {
     const line = el.querySelector('.loading');
     if (line) line.textContent = `Scoring heads on repeated random tokens: ${progressText(j)}`;
   }));
   if (!d) return;
   el.append(h('p.facts', {}, `Scored on ${plural(d.n_seqs, 'sequence')} of ${plural(d.seq_len, 'random token')}, each repeated twice (seed ${d.seed}).`));
+  if (state.layer !== null && state.head !== null) {
+    const name = headName(state.layer, state.head);
+    el.append(h('p.controls', {}, `Selected: ${name}. `, button(`Ablate ${name}`, `Open Ablation with only ${name} marked and ablate it`, () => {
+      update({ ablate: [`${state.layer}.${state.head}`], panel: 'ablation' });
+      call('ablate', ablateBody()).then(refresh, refresh);
+    }, 'primary ablate-this')));
+  }
   const row = h('div.row');
   el.append(row);
   for (const [key, label] of ROLES) {
