@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from collections.abc import Callable
 
 PANELS = [
@@ -61,3 +62,11 @@ def forms(x: float | None, f: Callable[[float], str] = fmt, rel: float = 1e-5) -
 def shows(text: str, template: str, *values: float, f: Callable[[float], str] = fmt) -> bool:
     """Whether `text` holds `template` ('{}' for each value) filled with a form of each value (see forms)."""
     return any(template.format(*filled) in text for filled in itertools.product(*(forms(v, f) for v in values)))
+
+
+def demo_heads(text: str) -> tuple[list[list[int]], list[list[int]]]:
+    """The induction demo's two head sets as its result line names them: (induction heads, random heads)."""
+    hit, ctl = re.search(r"induction heads \(([^)]*)\).*random heads \(([^;]*);", text).groups()
+    return [[int(a), int(b)] for a, b in re.findall(r"L(\d+)H(\d+)", hit)], [
+        [int(a), int(b)] for a, b in re.findall(r"L(\d+)H(\d+)", ctl)
+    ]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .shown import pct, shows
+from .shown import demo_heads, pct, shows
 
 pytestmark = pytest.mark.slow
 
@@ -121,3 +121,28 @@ def test_eiffel_tower_walkthrough(open_page, default_server):
     assert "Paris" in html and ">Activation patching</h2>" in html and "<script" not in html
     assert not page.errors, page.errors
     assert not page.outside, page.outside
+
+
+def test_induction_demo_beats_its_random_control(open_page, default_server):
+    """The tutorial's induction step on Gemma: the top 3 induction heads ablated together drop p(" park") far
+    more than 3 random heads, and the page shows the API's values for both."""
+    page = open_page(default_server)
+    page.page.set_viewport_size({"width": 1400, "height": 900})
+    page.page.click("#tutorial-btn")
+    page.page.wait_for_selector("body[data-analysis=done]")
+    while "Do we need them?" not in page.page.inner_text("#tut-title"):
+        page.page.click("#tut-next")
+    prompt = page.page.input_value("#prompt")
+    page.page.click("text=Top 3 induction heads vs 3 random heads")
+    page.page.wait_for_selector("#panel .induction-result")
+    induction, random = demo_heads(page.page.inner_text("#panel .induction-result"))
+    n = len(default_server.post("tokens", {"prompt": prompt})["tokens"])
+    body = {"prompt": prompt, "position": n - 1, "how": "zero", "metric": "prob"}
+    hit = default_server.post("ablate", {**body, "heads": induction})
+    ctl = default_server.post("ablate", {**body, "heads": random})
+    assert shows(page.page.inner_text("#panel .demo-clean"), "{}", hit["clean"], f=pct)
+    assert shows(page.page.inner_text("#panel .demo-induction"), "{}", hit["ablated"], f=pct)
+    assert shows(page.page.inner_text("#panel .demo-random"), "{}", ctl["ablated"], f=pct)
+    assert hit["clean"] - hit["ablated"] > ctl["clean"] - ctl["ablated"]
+    page.page.locator("#panel .induction-demo").scroll_into_view_if_needed()
+    page.shot("induction-demo")

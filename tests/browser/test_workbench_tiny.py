@@ -5,10 +5,9 @@ shows with what the API answers for the same question."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
-from .shown import PANELS, pct, show_token, shows
+from .shown import PANELS, demo_heads, pct, show_token, shows
 
 PROMPT = "the cat sat on the mat"
 
@@ -289,14 +288,6 @@ def test_bad_prompts_get_a_one_line_message(page):
     message = page.page.inner_text("#message")
     assert "prompt" in message and "\n" not in message.strip()
     page.errors.clear()  # the browser logs the refused request itself; the page showed it as a message
-
-
-def demo_heads(text: str) -> tuple[list[list[int]], list[list[int]]]:
-    """The induction demo's two head sets as its result line names them: (induction heads, random heads)."""
-    hit, ctl = re.search(r"induction heads \(([^)]*)\).*random heads \(([^;]*);", text).groups()
-    return [[int(a), int(b)] for a, b in re.findall(r"L(\d+)H(\d+)", hit)], [
-        [int(a), int(b)] for a, b in re.findall(r"L(\d+)H(\d+)", ctl)
-    ]
 
 
 def test_tutorial_induction_demo_matches_the_api(page, tiny_server):

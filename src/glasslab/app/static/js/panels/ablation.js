@@ -64,6 +64,7 @@ export function render(root) {
       await job('ablation-sweep', sweepBody(), (j) => say(`Sweeping every head: ${progressText(j)}`));
     }, out),
     button('Clear marks', 'Unmark every head', () => update({ ablate: [] }), 'small')));
+  inductionDemo(el); // near the top: the tutorial's step runs it, and its card covers the panel's bottom
   el.append(h('p.muted', {}, `Metric: the ${metric() === 'prob' ? 'probability' : 'logit'} of the top prediction after position ${p}`,
     pred ? [' (', h('code', {}, showToken(pred.top[0].token)), ` at ${pct(pred.top[0].probability)})`] : '', '. Marked heads: ',
     h('strong#ablate-marked', {}, state.ablate.length ? state.ablate.map((k) => headName(...k.split('.'))).join(', ') : 'none')));
@@ -95,7 +96,6 @@ export function render(root) {
     }, { json: sweep || { marked: state.ablate } });
   }
   el.append(out);
-  inductionDemo(el);
   const result = state.ablate.length ? cached('ablate', ablateBody()) : null;
   if (result) {
     const names = result.components.map(componentName);
