@@ -70,3 +70,21 @@ def demo_heads(text: str) -> tuple[list[list[int]], list[list[int]]]:
     return [[int(a), int(b)] for a, b in re.findall(r"L(\d+)H(\d+)", hit)], [
         [int(a), int(b)] for a, b in re.findall(r"L(\d+)H(\d+)", ctl)
     ]
+
+
+def run_induction_demo(page, server) -> tuple[str, list[list[int]], list[list[int]], dict, dict]:
+    """Press the induction demo on the page's prompt and check its three values against the ablate API run on
+    the heads it names (a second route); returns the result text, both head sets and the API's two answers."""
+    prompt = page.page.input_value("#prompt")
+    page.page.click("text=Top 3 induction heads vs 3 random heads")
+    page.page.wait_for_selector("#panel .induction-result")
+    text = page.page.inner_text("#panel .induction-result")
+    induction, random = demo_heads(text)
+    n = len(server.post("tokens", {"prompt": prompt})["tokens"])
+    body = {"prompt": prompt, "position": n - 1, "how": "zero", "metric": "prob"}
+    hit = server.post("ablate", {**body, "heads": induction})
+    ctl = server.post("ablate", {**body, "heads": random})
+    assert shows(page.page.inner_text("#panel .demo-clean"), "{}", hit["clean"], f=pct)
+    assert shows(page.page.inner_text("#panel .demo-induction"), "{}", hit["ablated"], f=pct)
+    assert shows(page.page.inner_text("#panel .demo-random"), "{}", ctl["ablated"], f=pct)
+    return text, induction, random, hit, ctl

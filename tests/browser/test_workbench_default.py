@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .shown import demo_heads, pct, shows
+from .shown import pct, run_induction_demo, shows
 
 pytestmark = pytest.mark.slow
 
@@ -132,17 +132,7 @@ def test_induction_demo_beats_its_random_control(open_page, default_server):
     page.page.wait_for_selector("body[data-analysis=done]")
     while "Do we need them?" not in page.page.inner_text("#tut-title"):
         page.page.click("#tut-next")
-    prompt = page.page.input_value("#prompt")
-    page.page.click("text=Top 3 induction heads vs 3 random heads")
-    page.page.wait_for_selector("#panel .induction-result")
-    induction, random = demo_heads(page.page.inner_text("#panel .induction-result"))
-    n = len(default_server.post("tokens", {"prompt": prompt})["tokens"])
-    body = {"prompt": prompt, "position": n - 1, "how": "zero", "metric": "prob"}
-    hit = default_server.post("ablate", {**body, "heads": induction})
-    ctl = default_server.post("ablate", {**body, "heads": random})
-    assert shows(page.page.inner_text("#panel .demo-clean"), "{}", hit["clean"], f=pct)
-    assert shows(page.page.inner_text("#panel .demo-induction"), "{}", hit["ablated"], f=pct)
-    assert shows(page.page.inner_text("#panel .demo-random"), "{}", ctl["ablated"], f=pct)
+    _, _, _, hit, ctl = run_induction_demo(page, default_server)
     assert hit["clean"] - hit["ablated"] > ctl["clean"] - ctl["ablated"]
     page.page.locator("#panel .induction-demo").scroll_into_view_if_needed()
     page.shot("induction-demo")

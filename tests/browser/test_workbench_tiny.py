@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .shown import PANELS, demo_heads, pct, show_token, shows
+from .shown import PANELS, pct, run_induction_demo, show_token, shows
 
 PROMPT = "the cat sat on the mat"
 
@@ -297,21 +297,10 @@ def test_tutorial_induction_demo_matches_the_api(page, tiny_server):
         page.page.click("#tut-next")
     tutorial = page.page.inner_text("#tut-text")
     assert "backup heads" in tutorial and "random heads" in tutorial
-    prompt = page.page.input_value("#prompt")
-    page.page.click("text=Top 3 induction heads vs 3 random heads")
-    page.page.wait_for_selector("#panel .induction-result")
-    text = page.page.inner_text("#panel .induction-result")
-    induction, random = demo_heads(text)
+    text, induction, random, _, _ = run_induction_demo(page, tiny_server)
     roles = tiny_server.post("head-roles", {"seq_len": 12, "n_seqs": 8})
     assert induction == [[t["layer"], t["head"]] for t in roles["random"]["induction"]["top"][:3]]
     assert len(random) == 3 and not {tuple(h) for h in random} & {tuple(h) for h in induction}
-    n = len(tiny_server.post("tokens", {"prompt": prompt})["tokens"])
-    body = {"prompt": prompt, "position": n - 1, "how": "zero", "metric": "prob"}
-    hit = tiny_server.post("ablate", {**body, "heads": induction})
-    ctl = tiny_server.post("ablate", {**body, "heads": random})
-    assert shows(page.page.inner_text("#panel .demo-clean"), "{}", hit["clean"], f=pct)
-    assert shows(page.page.inner_text("#panel .demo-induction"), "{}", hit["ablated"], f=pct)
-    assert shows(page.page.inner_text("#panel .demo-random"), "{}", ctl["ablated"], f=pct)
     assert "seed 1" in text  # the control is reproducible: the same heads on every run
     page.shot("induction-demo")
 
