@@ -133,7 +133,7 @@ def test_phone_width_ablation_and_plain_errors(page, tiny_server):
     assert shows(result, "(change {})", api["difference"], f=pp)
     assert "L0H1 zero-ablated" in result and "%)" not in result
     assert "percentage points" in page.page.get_attribute("#panel .ablation-change", "title")
-    labels = page.page.locator("#panel .results svg g.bar text[text-anchor=end]").all_text_contents()
+    labels = page.page.locator("#panel .ablation-results svg g.bar text[text-anchor=end]").all_text_contents()
     assert labels == ["clean", "ablated (1 head)"], labels
     no_overflow(page, "zero ablation")
 
@@ -147,7 +147,7 @@ def test_phone_width_ablation_and_plain_errors(page, tiny_server):
         assert shows(table, "{}", row["probability"], f=pct)
     page.page.click("text=Sweep every head")
     page.wait_text("#panel figcaption", "Change of the metric when each head alone is ablated")
-    sweep = page.page.inner_text("#panel .results")
+    sweep = page.page.inner_text("#panel .ablation-results")
     assert " pp" in sweep and "percentage points" in page.page.inner_text("#panel .legend")
     no_overflow(page, "sweep")
     page.shot("ablation-390")

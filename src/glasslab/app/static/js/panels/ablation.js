@@ -51,7 +51,7 @@ export function render(root) {
   how.addEventListener('change', () => setSetting('ablation', 'how', how.value));
   const measure = h('select', { id: 'ablate-metric' }, ...[['prob', 'probability'], ['logit', 'logit']].map(([v, t]) => h('option', { value: v, selected: v === metric() }, t)));
   measure.addEventListener('change', () => { setSetting('ablation', 'metric', measure.value); update({ ablate: [...state.ablate] }); });
-  const out = h('div.results');
+  const out = h('div.results.ablation-results');
   const pred = prediction(p);
   el.append(h('div.controls.no-report', {},
     field('Ablation', how, CONTROLS.how),
