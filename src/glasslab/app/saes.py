@@ -1,5 +1,5 @@
 """Sparse-autoencoder operations: the SAEs available for the loaded model, features per token, a feature's
-dashboard, and feature clamps (baseline vs clamped, or a sweep of amounts).
+dashboard, feature clamps (baseline vs clamped, or a sweep of amounts), and a person's feature labels.
 
 A client names an SAE only by a name from ``GET /api/saes`` (shipped, in the store, or a known hub
 release); never by a path. Loaded SAEs are kept per model (a switch drops them).
@@ -18,10 +18,12 @@ from ..sae import SAE, available_saes, load_sae
 from ..sae.clamp import clamp_features, clamp_sweep
 from ..sae.dashboard import NEURONPEDIA, feature_dashboard
 from ..sae.encode import sae_features
-from ..sae.loading import SHIPPED_ROOT
+from ..sae.labels_file import FeatureLabel
+from ..sae.loading import RELEASES, SHIPPED_ROOT, labels_of
+from ..sae.user_labels import clear_feature_label, folder_for, sae_key, set_feature_label
 from ..store import store_path
 from .ops import Ctx, NotFound, Operation, services, stamp
-from .schemas import FeatureClampBody, FeatureDashboardBody, SaeFeaturesBody
+from .schemas import FeatureClampBody, FeatureDashboardBody, SaeFeaturesBody, SaeLabelBody
 from .state import ModelState
 
 router = APIRouter(prefix="/api", tags=["sae"])
@@ -48,21 +50,24 @@ def _resolve(model: Model, name: str | None) -> tuple[str, Path | None]:
 
 
 def sae_reads(state: ModelState, body: SaeFeaturesBody | FeatureDashboardBody | FeatureClampBody) -> tuple:
-    """The SAE a request reads and its files as they are now: retrained, relabelled or deleted, it gets a new
-    key, so neither a cached result nor a loaded copy of the old one is used."""
+    """The SAE a request reads and its files as they are now, the user's labels of it included: retrained,
+    relabelled or deleted, it gets a new key, so neither a cached result nor a loaded copy of the old one is used."""
     name, folder = _resolve(state.model, body.sae)
-    return name, stamp(folder) if folder is not None else ()
+    release, _, sae_id = name.partition("/")
+    labels = folder_for(sae_key(folder, *((release, sae_id) if release in RELEASES else ())))
+    return name, stamp(folder) if folder is not None else (), stamp(labels) if labels is not None else ()
 
 
-def _sae(ctx: Ctx, name: str | None) -> tuple[SAE, str]:
-    """The named SAE (default: the first available on disk), loaded once per version of its files."""
-    name, folder = _resolve(ctx.model, name)
-    key = (ctx.model.key, name, stamp(folder) if folder is not None else ())
+def _sae(model: Model, name: str | None) -> tuple[SAE, str]:
+    """The named SAE (default: the first available on disk), loaded once per version of its files (a loaded
+    SAE reads the user's labels again when they change: ``labels_of``)."""
+    name, folder = _resolve(model, name)
+    key = (model.key, name, stamp(folder) if folder is not None else ())
     with _loaded_lock:
         if key not in _loaded:
             if len(_loaded) >= 8:
                 _loaded.pop(next(iter(_loaded)))
-            _loaded[key] = load_sae(name, ctx.model)
+            _loaded[key] = load_sae(name, model)
         return _loaded[key], name
 
 
@@ -73,13 +78,13 @@ def _neuronpedia(sae: SAE) -> str | None:
 
 def features_op(ctx: Ctx, body: SaeFeaturesBody) -> dict:
     ctx.prompt(body.prompt)
-    sae, name = _sae(ctx, body.sae)
-    result = sae_features(ctx.model, sae, body.prompt, top=body.top).to_dict()
+    sae, name = _sae(ctx.model, body.sae)
+    result = sae_features(ctx.model, sae, body.prompt, top=body.top, max_density=body.max_density).to_dict()
     return {**result, "sae_name": name, "neuronpedia": _neuronpedia(sae)}
 
 
 def dashboard_op(ctx: Ctx, body: FeatureDashboardBody) -> dict:
-    sae, name = _sae(ctx, body.sae)
+    sae, name = _sae(ctx.model, body.sae)
     result = feature_dashboard(
         ctx.model, sae, body.feature, sequences=body.sequences, seq_len=body.seq_len, k=body.k
     ).to_dict()
@@ -88,7 +93,7 @@ def dashboard_op(ctx: Ctx, body: FeatureDashboardBody) -> dict:
 
 def clamp_op(ctx: Ctx, body: FeatureClampBody) -> dict:
     ctx.prompt(body.prompt)
-    sae, name = _sae(ctx, body.sae)
+    sae, name = _sae(ctx.model, body.sae)
     options = dict(
         positions=body.positions, max_new_tokens=body.max_new_tokens, temperature=body.temperature, seed=body.seed
     )
@@ -143,3 +148,19 @@ def list_saes(request: Request) -> dict:
     plan = services(request).sae_training
     training = {"architecture": "topk", "d_sae": plan["expansion"] * model.d_model, **plan}
     return {"kind": "saes", "model": model.name, "n_layers": model.n_layers, "saes": saes, "training": training}
+
+
+@router.post("/sae-label", summary="Write (or clear) your own label of an SAE feature; it shows over the SAE's.")
+def post_label(body: SaeLabelBody, request: Request) -> dict:
+    """Kept in glasslab's store (``glasslab.sae.set_feature_label``), never in the SAE's own files; cached
+    features and dashboards of the SAE are recomputed (``sae_reads`` stamps the user's labels)."""
+    if body.clear and body.label:
+        raise InputError("label: give a label or clear it, not both")
+    sae, name = _sae(services(request).state.model, body.sae)
+    if body.clear:
+        clear_feature_label(sae, body.feature)
+        entry: FeatureLabel | None = labels_of(sae).get(body.feature)
+    else:
+        entry = set_feature_label(sae, body.feature, body.label or "")
+    label = None if entry is None else entry.to_json()
+    return {"kind": "sae_label", "sae": name, "feature": body.feature, "label": label}

@@ -260,6 +260,15 @@ SaeName = Annotated[str, StringConstraints(min_length=1, max_length=300)]
 class SaeFeaturesBody(PromptBody):
     sae: SaeName | None = None  # a name from GET /api/saes; default the first on disk
     top: int = Field(5, ge=1, le=MAX_K)
+    # Features firing on more than this share of tokens go to each token's "dense" list, not its "top".
+    max_density: float | None = Field(None, ge=0.0, le=1.0)
+
+
+class SaeLabelBody(Body):
+    sae: SaeName | None = None
+    feature: Index
+    label: Annotated[str, StringConstraints(max_length=1000)] | None = None  # checked: 1..200 characters
+    clear: bool = False  # remove your label: the SAE's own shows again
 
 
 class FeatureDashboardBody(Body):

@@ -300,3 +300,34 @@ def sae_clamp_command(
         out.print(f"next-token KL(baseline || clamped): {nt.kl:.4f} nats", highlight=False)
 
     emit(clamp, as_json, out_file, show)
+
+
+@sae_app.command("label")
+@friendly_errors
+def sae_label_command(
+    sae: Annotated[str, typer.Argument(help="The SAE, named as --sae elsewhere (glasslab sae list).")],
+    feature: Annotated[int, typer.Argument(help="The feature's index.")],
+    text: Annotated[str | None, typer.Argument(help="Your label (one line, at most 200 characters).")] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove your label: the SAE's own shows again.")] = False,
+    any_model: AnyModelOpt = False,
+    model: ModelOpt = None,
+    dtype: DtypeOpt = "float32",
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Write your own label of a feature, kept in glasslab's store; it replaces the SAE's label everywhere."""
+    from ..sae.loading import labels_of, load_sae
+    from ..sae.user_labels import clear_feature_label, set_feature_label
+
+    if clear == (text is not None):
+        raise InputError("give the label's text, or --clear to remove your label (not both)")
+    # A model is needed only to find an SAE in its store (store:NAME) or to check the SAE against it.
+    loaded = load_model(model, dtype, device) if model is not None or sae.startswith("store:") else None
+    chosen = load_sae(sae, loaded, allow_other_model=any_model)
+    if clear:
+        had = clear_feature_label(chosen, feature)
+        entry = labels_of(chosen).get(feature)
+        now = "no label" if entry is None else f"{entry.label!r} ({entry.source})"
+        out.print(escape(f"feature {feature}: {'your label removed' if had else 'had no label of yours'}; {now}"))
+        return
+    entry = set_feature_label(chosen, feature, text or "")
+    out.print(escape(f"feature {feature} of {sae}: {entry.label!r} (user), kept in glasslab's store"), highlight=False)

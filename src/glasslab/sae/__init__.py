@@ -7,6 +7,7 @@ from .hook_names import from_transformer_lens, to_transformer_lens
 from .loading import available_saes, load_sae
 from .sae import SAE
 from .splice import FeatureEdit, SAESplice
+from .user_labels import clear_feature_label, set_feature_label
 
 __all__ = [
     "ARCHITECTURES",
@@ -16,10 +17,12 @@ __all__ = [
     "SAESplice",
     "available_saes",
     "check_fits",
+    "clear_feature_label",
     "from_transformer_lens",
     "hook_width",
     "load_sae",
     "load_sae_folder",
     "save_sae",
+    "set_feature_label",
     "to_transformer_lens",
 ]

@@ -9,15 +9,18 @@ editing features never silently adds the SAE's own error to the model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from ..errors import InputError
 from ..model.model import Model
 from ..model.run import Run
 from ..views.figures import Bars, Figure, Heatmap
 from ..views.html import figure_html
+from .files import SPARSITY_FILE
 from .labels_file import FeatureLabel
 from .loading import labels_of, origin_of
 from .sae import SAE
@@ -30,6 +33,7 @@ class FeatureScore:
     feature: int
     activation: float
     label: str | None = None
+    density: float | None = None  # share of tokens it fires on (labels.json, else training); None: unknown
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class TokenFeatures:
     error_norm: float  # |x - reconstruction|
     relative_error: float  # |x - reconstruction| / |x|
     cosine: float  # cosine(x, reconstruction)
+    dense: list[FeatureScore] = field(default_factory=list)  # dense features left out of ``top`` (max_density)
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ class FeatureActivations:
     hook: str
     prompt: str
     tokens: list[TokenFeatures]
+    max_density: float | None = None  # features denser than this are in ``dense``, not ``top``
 
     def to_dict(self) -> dict:
         return {
@@ -60,6 +66,7 @@ class FeatureActivations:
             "sae": self.sae,
             "hook": self.hook,
             "prompt": self.prompt,
+            "max_density": self.max_density,
             "tokens": [
                 {
                     "position": t.position,
@@ -68,7 +75,8 @@ class FeatureActivations:
                     "error_norm": t.error_norm,
                     "relative_error": t.relative_error,
                     "cosine": t.cosine,
-                    "top": [{"feature": s.feature, "activation": s.activation, "label": s.label} for s in t.top],
+                    "top": [_score(s) for s in t.top],
+                    "dense": [_score(s) for s in t.dense],
                 }
                 for t in self.tokens
             ],
@@ -203,38 +211,98 @@ def stop_after(model: Model, hook: str) -> dict:
     return {"stop_at_layer": 0} if hook == "embed" else {"logits": False}
 
 
-def sae_features(model: Model, sae: SAE, prompt: str, *, top: int = 5, run: Run | None = None) -> FeatureActivations:
-    """The ``top`` strongest features at every token of ``prompt``, with the reconstruction error there."""
+def sae_features(
+    model: Model,
+    sae: SAE,
+    prompt: str,
+    *,
+    top: int = 5,
+    run: Run | None = None,
+    max_density: float | None = None,
+) -> FeatureActivations:
+    """The ``top`` strongest features at every token of ``prompt``, with the reconstruction error there.
+
+    With ``max_density``, features known to fire on more than that share of tokens (``feature_densities``)
+    are set apart: a token's ``top`` holds the strongest other features, and its ``dense`` the dense ones
+    that were among its ``top`` strongest overall, so a reader can hide always-on features and say how many.
+    """
     if not 1 <= top <= 100:
         raise InputError(f"top must be in 1..100, got {top}")
+    if max_density is not None and not 0.0 <= max_density <= 1.0:
+        raise InputError(f"max_density is a share of tokens, in 0..1; got {max_density}")
     labels = labels_of(sae)
+    density = feature_densities(sae)
     with torch.inference_mode():
         x = hook_activations(model, sae, prompt, run)[0].float()
         features = sae.encode(x)
         error = x - sae.decode(features, like=x)
         reconstruction = x - error
-    values, indices = torch.topk(features, min(top, sae.d_sae), dim=-1)
+    k = min(top, sae.d_sae)
+    values, indices = torch.topk(features, k, dim=-1)
+    dense = density > max_density if max_density is not None else torch.zeros(sae.d_sae, dtype=torch.bool)
+    kept_values, kept_indices = values, indices
+    if max_density is not None:
+        kept_values, kept_indices = torch.topk(features.masked_fill(dense.to(features.device), -torch.inf), k, dim=-1)
+
+    def scores(vs: torch.Tensor, ids: torch.Tensor, want_dense: bool | None = None) -> list[FeatureScore]:
+        pairs = [(int(i), float(v)) for v, i in zip(vs.tolist(), ids.tolist(), strict=True) if v > 0]
+        return [
+            FeatureScore(i, v, _label(labels.get(i)), None if torch.isnan(density[i]) else float(density[i]))
+            for i, v in pairs
+            if want_dense is None or bool(dense[i]) == want_dense
+        ]
+
     tokens = model.to_str_tokens(prompt)
     rows = []
     for p, token in enumerate(tokens):
-        top_scores = [
-            FeatureScore(int(i), float(v), _label(labels.get(int(i))))
-            for v, i in zip(values[p].tolist(), indices[p].tolist(), strict=True)
-            if v > 0
-        ]
         norm = float(x[p].norm())
         rows.append(
             TokenFeatures(
                 position=p,
                 token=token,
-                top=top_scores,
+                top=scores(kept_values[p], kept_indices[p]),
                 l0=int((features[p] > 0).sum()),
                 error_norm=float(error[p].norm()),
                 relative_error=float(error[p].norm()) / max(norm, 1e-12),
                 cosine=float(torch.nn.functional.cosine_similarity(x[p], reconstruction[p], dim=0)),
+                dense=scores(values[p], indices[p], want_dense=True),
             )
         )
-    return FeatureActivations(model.name, origin_of(sae).source, sae.hook, prompt, rows)
+    return FeatureActivations(model.name, origin_of(sae).source, sae.hook, prompt, rows, max_density)
+
+
+def feature_densities(sae: SAE) -> torch.Tensor:
+    """[d_sae] float64: the share of tokens each feature fires on, NaN where unknown. The ``density`` recorded
+    with its label (a corpus scan) wins; else the SAE's training sparsity (``sparsity.safetensors``)."""
+    labels = labels_of(sae)
+    cached = getattr(sae, "density_cache", None)
+    if cached is not None and cached[0] is labels:
+        return cached[1]
+    density = _training_density(sae).clone()
+    recorded = [(f, e.extra.get("density")) for f, e in labels.items()]
+    recorded = [(f, float(d)) for f, d in recorded if isinstance(d, int | float) and not isinstance(d, bool)]
+    if recorded:
+        at, values = zip(*recorded, strict=True)
+        density[list(at)] = torch.tensor(values, dtype=torch.float64)
+    sae.density_cache = (labels, density)
+    return density
+
+
+def _training_density(sae: SAE) -> torch.Tensor:
+    """Density from the training sparsity SAELens writes (log10 density, -10 for never); NaN without one."""
+    folder = origin_of(sae).folder
+    path = None if folder is None else folder / SPARSITY_FILE
+    density = torch.full((sae.d_sae,), torch.nan, dtype=torch.float64)
+    if path is None or not path.is_file():
+        return density
+    try:
+        sparsity = load_file(path).get("sparsity")
+    except (OSError, SafetensorError):
+        raise InputError(f"'{path}' is not a readable sparsity file; delete it or save the SAE again") from None
+    if sparsity is None or tuple(sparsity.shape) != (sae.d_sae,):
+        raise InputError(f"'{path}' holds no 'sparsity' of {sae.d_sae} features; delete it or save the SAE again")
+    log10 = sparsity.double()
+    return torch.where(log10 <= -10, 0.0, 10**log10)
 
 
 def feature_activations(model: Model, sae: SAE, feature: int, text: str, *, run: Run | None = None) -> FeatureTrace:
@@ -261,3 +329,7 @@ def check_feature(sae: SAE, feature: int) -> None:
 
 def _label(entry: FeatureLabel | None) -> str | None:
     return None if entry is None else entry.label
+
+
+def _score(s: FeatureScore) -> dict:
+    return {"feature": s.feature, "activation": s.activation, "label": s.label, "density": s.density}

@@ -82,11 +82,15 @@ def labels_folder(sae: SAE) -> Path | None:
 
 
 def labels_of(sae: SAE) -> dict[int, FeatureLabel]:
-    """The SAE's feature labels (read once, then kept on the SAE); empty when it has none."""
+    """The SAE's feature labels with the user's own (user_labels.py, in the store) over them; empty when it has
+    none. Read once and kept on the SAE, read again when the user's labels file changes (another process)."""
+    from .user_labels import overlay, user_labels, user_stamp  # it names SAEs through this module
+
+    now = user_stamp(sae)
     cached = getattr(sae, "labels_cache", None)
-    if cached is None:
-        cached = read_labels(labels_folder(sae), sae.d_sae)
-        sae.labels_cache = cached
+    if cached is None or getattr(sae, "labels_stamp", None) != now:
+        cached = overlay(read_labels(labels_folder(sae), sae.d_sae), user_labels(sae))
+        sae.labels_cache, sae.labels_stamp = cached, now
     return cached
 
 
