@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import GlasslabError
 from ..model.model import Model
-from . import analysis, interventions, sae_training, saes
+from . import analysis, interventions, sae_search, sae_training, saes
 from .experiments import ExperimentStore
 from .experiments import router as experiments_router
 from .jobs import JobManager, TooManyJobs
@@ -30,7 +30,13 @@ from .security import Guard, without_paths
 from .state import Busy, Cancelled, ModelState
 
 STATIC = Path(__file__).parent / "static"
-OPERATIONS = [*analysis.OPERATIONS, *interventions.OPERATIONS, *saes.OPERATIONS, *sae_training.OPERATIONS]
+OPERATIONS = [
+    *analysis.OPERATIONS,
+    *interventions.OPERATIONS,
+    *saes.OPERATIONS,
+    *sae_search.OPERATIONS,
+    *sae_training.OPERATIONS,
+]
 NOT_BUILT = """<!doctype html><html lang="en"><meta charset="utf-8"><title>glasslab</title>
 <body style="font-family: sans-serif; max-width: 40em; margin: 3em auto">
 <h1>glasslab is running, but its front-end is not built</h1>

@@ -6,6 +6,7 @@ from .fit import check_fits, hook_width
 from .hook_names import from_transformer_lens, to_transformer_lens
 from .loading import available_saes, load_sae
 from .sae import SAE
+from .search import search_features
 from .splice import FeatureEdit, SAESplice
 from .user_labels import clear_feature_label, set_feature_label
 
@@ -23,6 +24,7 @@ __all__ = [
     "load_sae",
     "load_sae_folder",
     "save_sae",
+    "search_features",
     "set_feature_label",
     "to_transformer_lens",
 ]
