@@ -11,6 +11,7 @@ import { CONTROLS } from '../explain.js';
 import { position, setting, setSetting, state } from '../store.js';
 import { button, errorLine, field, frame, need, progressText, refresh } from './common.js';
 import { featureClamp } from './featureclamp.js';
+import { featureSearch } from './saesearch.js';
 
 export const sae = { list: [], training: null }; // GET /api/saes (saes, training), read when the model is loaded
 
@@ -265,6 +266,7 @@ export function render(root) {
     return;
   }
   trainedNote(el);
+  featureSearch(el, chosenSae());
   const p = position();
   const d = need(el, 'the SAE features of the prompt', () => cached('sae-features', featuresBody()), () => call('sae-features', featuresBody()));
   if (!d) return;
