@@ -2,7 +2,8 @@
 // activation in the dashboard's corpus scan while the model continues the prompt, beside the unclamped text.
 // Strengths come from the feature's own scale: fixed values (5, 10) are far below the activations of real
 // SAEs (hundreds to thousands) and move nothing. It is one sae-clamp sweep (mode 'value'), the Steering
-// tab's operation, so its result is the API's for the same body.
+// tab's operation, so its result is the API's for the same body. The SAE panel's "Clamp: F<n>" buttons open
+// the dashboard with `start`: the section scrolls into view and the clamp runs without a second click.
 
 import { fmt, h, pct, showToken } from '../dom.js';
 import { cached, job } from '../api.js';
@@ -15,7 +16,7 @@ export const CLAMP_TOKENS = 12;
 const LIMIT = 1e4; // the largest clamp value the server takes (FeatureClampBody)
 
 /** The clamp values for a feature whose strongest activation is `max`: the multiples the server accepts. */
-function strengths(max) {
+export function strengths(max) {
   return MULTIPLES.map((m) => ({ multiple: m, amount: m * max })).filter((s) => Math.abs(s.amount) <= LIMIT);
 }
 
@@ -25,10 +26,11 @@ function clampBody(sae, feature, amounts) {
 
 const label = (s) => (s.multiple === 0 ? 'off (0)' : `${s.multiple}\u00d7 = ${fmt(s.amount)}`);
 
-/** The clamp section of the dashboard `dash` of `feature` (SAE `sae`), appended to `box`. */
-export function featureClamp(box, sae, feature, dash) {
+/** The clamp section of the dashboard `dash` of `feature` (SAE `sae`), appended to `box`; `start` runs it. */
+export function featureClamp(box, sae, feature, dash, { start = false } = {}) {
   const section = h('section.feature-clamp');
   box.append(section);
+  if (start) requestAnimationFrame(() => section.scrollIntoView({ block: 'nearest' }));
   const max = dash.max_activation;
   if (!(max > 0)) {
     section.append(h('p.muted', {}, `Feature ${feature} never fired in the ${dash.tokens.toLocaleString()} corpus tokens scanned, `
@@ -43,10 +45,12 @@ export function featureClamp(box, sae, feature, dash) {
   left.length ? ` ${left.map((m) => `${m}\u00d7`).join(', ')} would pass the server's limit of ${LIMIT.toLocaleString()} and ${left.length > 1 ? 'are' : 'is'} left out.` : ''));
   const out = h('div.results');
   const body = clampBody(sae, feature, chosen.map((s) => s.amount));
-  section.append(h('div.controls.no-report', {}, action('Clamp this feature', CONTROLS.clampFeature, async (say) => {
+  const run = action('Clamp this feature', CONTROLS.clampFeature, async (say) => {
     await job('sae-clamp', body, (j) => say(`Clamping feature ${feature}: ${progressText(j)}`));
-  }, out)), out);
+  }, out);
+  section.append(h('div.controls.no-report', {}, run), out);
   const d = cached('sae-clamp', body);
+  if (start && !d) run.click();
   if (!d) return;
   const top = showToken(d.baseline_top);
   out.append(h('div.table-scroll', {}, h('table.compare.feature-clamp-table', {}, h('caption', {}, `Feature ${feature} of ${d.sae} clamped to multiples of its strongest activation`),

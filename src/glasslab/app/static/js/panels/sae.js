@@ -1,4 +1,6 @@
-// SAE features per token, a feature's dashboard and links to Neuronpedia. The SAEs come from GET /api/saes
+// SAE features per token, a feature's dashboard (its label, editable) and links to Neuronpedia. Dense
+// features (firing on more than 10% of tokens) are hidden from the bars unless the user shows them; every
+// bar has a one-click clamp. The SAEs come from GET /api/saes
 // (shipped, trained into the store, or known hub releases), each with its layer; the user picks a layer, then
 // one of its SAEs on this machine. For a layer with none, the panel offers to train one (sae-train-estimate,
 // then the sae-train job) and shows its progress; the finished SAE joins the list.
@@ -12,6 +14,7 @@ import { position, setting, setSetting, state } from '../store.js';
 import { button, errorLine, field, frame, need, progressText, refresh } from './common.js';
 import { featureClamp } from './featureclamp.js';
 import { featureSearch } from './saesearch.js';
+import { featureLabel } from './featurelabel.js';
 
 export const sae = { list: [], training: null }; // GET /api/saes (saes, training), read when the model is loaded
 
@@ -254,8 +257,14 @@ function trainedNote(el) {
     'A quick SAE is rough: treat its features as hints.'));
 }
 
-const featuresBody = () => ({ prompt: state.prompt, sae: chosenSae(), top: 10 });
-const dashboardBody = (feature) => ({ feature, sae: chosenSae(), sequences: 32, seq_len: 64, k: 10 });
+const TOP = 10; // features drawn per token
+// Dense features fire almost everywhere and crowd out the informative ones; glasslab's SAE evaluation uses the
+// same threshold. The server sets them apart (max_density), so the bars still get the 10 strongest others.
+const DENSE = 0.1;
+const featuresBody = () => ({ prompt: state.prompt, sae: chosenSae(), top: TOP, max_density: DENSE });
+const clamping = { feature: null }; // a clamp asked for from the bars, started once the dashboard is here
+/** A feature's dashboard request (the Steering tab reads the features' strongest activations from the same). */
+export const dashboardBody = (feature, name = chosenSae()) => ({ feature, sae: name, sequences: 32, seq_len: 64, k: 10 });
 
 export function render(root) {
   const el = frame(root, 'sae');
@@ -277,21 +286,46 @@ export function render(root) {
   }
   el.append(h('p.facts.sae-facts', {}, `${d.sae_name ?? d.sae} at ${d.hook}: ${plural(tok.l0, 'feature fires', 'features fire')} at position ${p} `, h('code', {}, showToken(tok.token)),
     `; the SAE misses ${pct(tok.relative_error)} of the activation (cosine ${fmt(tok.cosine)}).`));
-  const feature = Number(setting('sae', 'feature', tok.top[0]?.feature ?? -1));
+  const shown = shownFeatures(el, tok);
+  const feature = Number(setting('sae', 'feature', shown[0]?.feature ?? -1));
+  const pick = (f, clamp) => {
+    setSetting('sae', 'feature', f);
+    clamping.feature = clamp ? f : null;
+    refresh();
+  };
   chart(el, {
     kind: 'bars',
     title: `Most active features at position ${p} (click one for its dashboard and clamp)`,
-    labels: tok.top.map((f) => `F${f.feature}${f.label ? ` ${f.label}` : ''}`),
-    values: tok.top.map((f) => f.activation),
-    selected: tok.top.findIndex((f) => f.feature === feature),
+    labels: shown.map((f) => `F${f.feature}${f.label ? ` ${f.label}` : ''}${f.density > DENSE ? ` (dense: ${pct(f.density)} of tokens)` : ''}`),
+    values: shown.map((f) => f.activation),
+    selected: shown.findIndex((f) => f.feature === feature),
     valueLabel: 'feature activation',
-  }, { json: d, onBar: (i) => { setSetting('sae', 'feature', tok.top[i].feature); refresh(); } });
+  }, { json: d, onBar: (i) => pick(shown[i].feature, false) });
+  if (shown.length) {
+    el.append(h('div.feature-clamps.no-report', {}, h('span.small', {}, 'Clamp: '), ...shown.map((f) => button(`F${f.feature}`,
+      `Clamp feature ${f.feature} at 0, 1×, 2× and 4× its strongest activation while the model continues the prompt (opens its dashboard)`,
+      () => pick(f.feature, true), 'small'))));
+  }
   if (d.neuronpedia) {
-    el.append(h('p.small', {}, 'On Neuronpedia (a public website, needs internet): ', ...tok.top.map((f) => [h('a', {
+    el.append(h('p.small', {}, 'On Neuronpedia (a public website, needs internet): ', ...shown.map((f) => [h('a', {
       href: d.neuronpedia.replace('{feature}', f.feature), target: '_blank', rel: 'noopener noreferrer', title: `Feature ${f.feature} on Neuronpedia`,
     }, `F${f.feature}`), ' '])));
   }
   if (feature >= 0) dashboard(el, feature);
+}
+
+/** The features drawn for token `tok`: its strongest non-dense ones, or with dense ones when the user shows
+ * them; a toggle above the bars says how many dense ones are hidden. */
+function shownFeatures(el, tok) {
+  const dense = tok.dense || [];
+  const showDense = setting('sae', 'dense', false);
+  const toggle = h('input#sae-dense', { type: 'checkbox', checked: showDense });
+  toggle.addEventListener('change', () => { setSetting('sae', 'dense', toggle.checked); refresh(); });
+  const count = showDense ? `${dense.length} shown` : `${dense.length} hidden`;
+  el.append(h('div.controls.no-report.dense-toggle', {}, h('label.check', {
+    title: `Features that fire on more than ${pct(DENSE)} of tokens (by the SAE's labels or training) say little about this token`,
+  }, toggle, ` Show dense features (${count})`)));
+  return showDense ? [...tok.top, ...dense].sort((a, b) => b.activation - a.activation).slice(0, TOP) : tok.top;
 }
 
 function dashboard(el, feature) {
@@ -304,8 +338,11 @@ function dashboard(el, feature) {
     if (line) line.textContent = `Scanning the corpus for feature ${feature}: ${progressText(j)}`;
   }));
   if (!dash) return;
+  featureLabel(box, body.sae, feature, dash);
   box.append(h('p.facts.dashboard-facts', {}, `Fires on ${pct(dash.density ?? 0)} of tokens; strongest activation ${fmt(dash.max_activation)}.`));
-  featureClamp(box, body.sae, feature, dash);
+  const start = clamping.feature === feature;
+  if (start) clamping.feature = null;
+  featureClamp(box, body.sae, feature, dash, { start });
   const contexts = dash.contexts || [];
   if (contexts.length) {
     box.append(h('table.compare', {}, h('caption', {}, 'Where it fires most (the strongest token in bold)'),

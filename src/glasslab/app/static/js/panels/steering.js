@@ -6,7 +6,8 @@ import { chart } from '../chart.js';
 import { CONTROLS } from '../explain.js';
 import { setting, setSetting, state } from '../store.js';
 import { action, field, frame, progressText } from './common.js';
-import { chosenLayer, chosenSae, saePicker, usable } from './sae.js';
+import { strengths } from './featureclamp.js';
+import { chosenLayer, chosenSae, dashboardBody, saePicker, usable } from './sae.js';
 
 const DEFAULT_PAIRS = 'I love this, it is wonderful | I hate this, it is terrible\nWhat a great day | What an awful day';
 
@@ -85,13 +86,73 @@ export function render(root) {
   }, { json: d });
 }
 
-function clampBody() {
+function clampFeatures() {
   const features = setting('steering', 'features', '').split(',').map((x) => x.trim()).filter(Boolean).map(Number);
   if (!features.length || features.some((f) => !Number.isInteger(f) || f < 0)) throw new Error('Features: feature numbers separated by commas, e.g. 3, 17.');
+  return features;
+}
+
+/** The features' scale: the largest of their strongest activations in their dashboards' corpus scans (the
+ * SAE features panel's dashboards, so one already opened costs nothing); null until all are here. */
+function scaleOf(features) {
+  const dashes = features.map((f) => cached('sae-dashboard', dashboardBody(f)));
+  return dashes.every(Boolean) ? { max: Math.max(...dashes.map((d) => d.max_activation || 0)), tokens: dashes[0].tokens } : null;
+}
+
+async function measure(features, say = () => {}) {
+  for (const f of features) await job('sae-dashboard', dashboardBody(f), (j) => say(`Reading feature ${f}'s strongest activation: ${progressText(j)}`));
+  return scaleOf(features);
+}
+
+const ANY_SCALE = '0, 1\u00d7, 2\u00d7, 4\u00d7 the features\u2019 strongest activation';
+const typedAmounts = () => setting('steering', 'amounts', '').trim();
+
+/** The values typed by the user, else 0, 1x, 2x and 4x the features' strongest activation (`scale`): fixed
+ * values such as 5 or 10 are far below real SAEs' activations (hundreds to thousands) and change nothing. */
+function amountsFor(scale) {
+  if (typedAmounts()) return parseScales(typedAmounts());
+  if (!scale) throw new Error('Values: the features’ strongest activations are not measured yet.');
+  if (!(scale.max > 0)) throw new Error('Values: these features never fired in their dashboards’ corpus scan; type the values to clamp them to.');
+  return strengths(scale.max).map((s) => Number(s.amount.toPrecision(4)));
+}
+
+function clampBody(scale) {
+  const features = clampFeatures();
   return {
     prompt: state.prompt, sae: chosenSae(), features, mode: 'value',
-    amounts: parseScales(setting('steering', 'amounts', '0, 5, 10')), max_new_tokens: Number(setting('steering', 'tokens', 12)),
+    amounts: amountsFor(scale === undefined ? scaleOf(features) : scale), max_new_tokens: Number(setting('steering', 'tokens', 12)),
   };
+}
+
+/** Offer in the empty values field (its placeholder, what a clamp then uses) 0, 1x, 2x and 4x the features'
+ * strongest activation, measured first from their dashboards if needed, and say so in `note`; in place, never
+ * changing what the user is typing. */
+function offerDefaults(note, amounts) {
+  let features;
+  try {
+    features = clampFeatures();
+  } catch {
+    note.textContent = '';
+    amounts.placeholder = ANY_SCALE;
+    return;
+  }
+  const asked = setting('steering', 'features', '');
+  const which = `feature${features.length > 1 ? 's' : ''} ${features.join(', ')}`;
+  const show = (scale) => {
+    if (!amounts.isConnected || typedAmounts() || setting('steering', 'features', '') !== asked) return;
+    note.textContent = scale.max > 0
+      ? `Values: 0, 1\u00d7, 2\u00d7 and 4\u00d7 ${fmt(scale.max)}, the strongest activation of ${which} in ${scale.tokens.toLocaleString()} corpus tokens (their dashboards); type values to use your own.`
+      : `${which[0].toUpperCase()}${which.slice(1)} never fired in ${scale.tokens.toLocaleString()} corpus tokens: type the values to clamp them to.`;
+    amounts.placeholder = scale.max > 0 ? amountsFor(scale).join(', ') : 'type the values';
+  };
+  if (typedAmounts()) return;
+  const known = scaleOf(features);
+  if (known) {
+    show(known);
+    return;
+  }
+  note.textContent = `Measuring the strongest activation of ${which}\u2026`;
+  measure(features, (msg) => { note.textContent = msg; }).then(show, (err) => { note.textContent = String(err.message || err); });
 }
 
 /** Feature clamps: set SAE features to fixed values while the model writes, one row per value. */
@@ -111,14 +172,19 @@ function clamps(el) {
     return c;
   };
   const features = bind('features', h('input', { id: 'clamp-features', type: 'text', value: setting('steering', 'features', ''), placeholder: 'e.g. 3, 17' }));
-  const amounts = bind('amounts', h('input', { id: 'clamp-amounts', type: 'text', value: setting('steering', 'amounts', '0, 5, 10') }));
+  const amounts = bind('amounts', h('input', { id: 'clamp-amounts', type: 'text', value: setting('steering', 'amounts', ''), placeholder: ANY_SCALE }));
   const out = h('div.results');
   box.append(h('div.controls.no-report', {}, saePicker('clamp'),
     field('Features', features, 'SAE feature numbers to clamp (from the SAE features panel), separated by commas'),
-    field('Values', amounts, 'The values to clamp the features to, one continuation each; 0 switches them off'),
+    field('Values', amounts, 'The values to clamp the features to, one continuation each; 0 switches them off. Empty: 0, 1\u00d7, 2\u00d7 and 4\u00d7 the features\u2019 strongest activation in their dashboards'),
     action('Clamp features', 'Continue the prompt with the features held at each value, beside the unclamped text', async (say) => {
-      await job('sae-clamp', clampBody(), (j) => say(`Clamping: ${progressText(j)}`));
-    }, out)), out);
+      const body = clampBody(typedAmounts() ? null : await measure(clampFeatures(), say));
+      await job('sae-clamp', body, (j) => say(`Clamping: ${progressText(j)}`));
+    }, out)));
+  const note = h('p.small.clamp-defaults', { role: 'status' });
+  box.append(note, out);
+  features.addEventListener('change', () => offerDefaults(note, amounts)); // the default values follow the features
+  offerDefaults(note, amounts);
   let body;
   try {
     body = clampBody();
