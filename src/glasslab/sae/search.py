@@ -3,12 +3,12 @@
 Every labelled feature is scored twice and the scores are added:
 
 - **lexical**: each query word (lower-cased, stemmed by a small suffix rule so 'names', 'named' and 'naming'
-  meet) is looked up in the feature's label fields. A hit counts by where it is: a shared concept or one of the
-  words the feature fires on (``concept``, ``words``, weighted by how often it fires on it) above the tokens of
-  the label's ``fires_on``, above the label's text, above its quoted contexts, above the tokens it promotes
-  (an automatic label's text only restates those fields and is skipped). The feature's lexical score is
-  the mean over query words of each word's best hit (1 at most). A query word also matches longer words it
-  begins ('medic' in 'medical'), at a discount.
+  meet, while 'care' and 'car' do not) is looked up in the feature's label fields. A hit counts by where it
+  is: a shared concept or one of the words the feature fires on (``concept``, ``words``, weighted by how
+  often it fires on it) above the tokens of the label's ``fires_on``, above the label's text, above its
+  quoted contexts, above the tokens it promotes (an automatic label's text only restates those fields and is
+  skipped); the same word counts a little more than another word of the same stem ('past', 'pasting'). The
+  feature's lexical score is the mean over query words of each word's best hit (1 at most).
 - **meaning**: the model's own input-embedding matrix serves as a word-embedding space (no download, no other
   model). The query is the mean of its words' embeddings, a feature the count-weighted mean of the words it
   fires on (and its ``concept``); the score is their cosine above a noise floor (``MEANING_FLOOR``), rescaled to
@@ -45,11 +45,11 @@ FIELD_WEIGHTS = {
     "words": 1.0,
     "fires_on": 0.8,
     "label": 0.6,
-    "contexts": 0.4,
-    "context": 0.4,
+    "contexts": 0.25,
+    "context": 0.25,
     "promotes": 0.3,
 }
-PREFIX_FACTOR = 0.7  # a query word that only begins a label word
+STEM_FACTOR = 0.9  # a label word that only shares the query word's stem
 MEANING_WEIGHT = 1.0
 # Cosines up to this are noise: on Gemma 3 270M, 1% of the vocabulary's tokens reach 0.24-0.31 with any query
 # word ('medical' and 'logical' share 0.34 by spelling), while ' doctor' reaches 0.57 with 'medical'.
@@ -59,17 +59,25 @@ STOPWORDS = frozenset(_STOP.split(" "))
 _WORD = re.compile(r"[^\W_]+")
 
 
-def stem(word: str) -> str:
-    """A crude English stem shared by queries and labels: plural, -ing and -ed endings and a final 'e' removed,
-    so 'names', 'named', 'naming' and 'name' all give 'nam'. Short words are left alone."""
+def stems(word: str) -> tuple[str, ...]:
+    """The forms a word is matched by, shared by queries and labels: plural, -ing and -ed endings removed, with
+    the silent 'e' they may have dropped ('named' gives 'nam' and 'name'), so 'names', 'named', 'naming' and
+    'name' meet while 'care' and 'car' stay apart. Short words are left alone. The first form is the main one."""
     w = word.lower()
-    for suffix, replacement in (("ies", "y"), ("ied", "y"), ("ing", ""), ("ed", ""), ("es", "e"), ("s", "")):
-        if w.endswith(suffix) and len(w) - len(suffix) >= 3 and not w.endswith("ss"):
-            w = w[: -len(suffix)] + replacement
-            if suffix in ("ing", "ed") and len(w) > 3 and w[-1] == w[-2] and w[-1] not in "lsz":
-                w = w[:-1]  # running -> run, stopped -> stop
-            break
-    return w[:-1] if len(w) > 3 and w.endswith("e") else w
+    for suffix, replacement in (("ies", "y"), ("ied", "y")):
+        if w.endswith(suffix) and len(w) > 4:
+            return (w[: -len(suffix)] + replacement,)
+    for suffix in ("ing", "ed"):
+        if w.endswith(suffix) and len(w) - len(suffix) >= 3:
+            base = w[: -len(suffix)]
+            if base[-1] == base[-2] and base[-1] not in "lsz":
+                base = base[:-1]  # running -> run, stopped -> stop
+            return (base, base + "e")
+    if w.endswith("es") and not w.endswith("ss") and len(w) > 4:
+        return (w[:-1], w[:-2])  # names -> name, boxes -> box
+    if w.endswith("s") and not w.endswith("ss") and len(w) > 3:
+        return (w[:-1],)
+    return (w,)
 
 
 @dataclass(frozen=True)
@@ -90,7 +98,7 @@ class FeatureSearch:
     sae: str
     hook: str
     query: str
-    terms: list[str]  # the query's stems that were looked up
+    terms: list[str]  # the query's words that were looked up (stop words left out)
     searched: int  # labelled features considered
     hits: list[SearchHit]
 
@@ -160,8 +168,7 @@ def search_features(model: Model, sae: SAE, query: str, *, top: int = 20, exclud
         raise InputError(f"{origin_of(sae).source} has no feature labels to search (its folder has no labels.json)")
     index = _index(model, sae, labels)
     words = _query_words(text)
-    terms = [stem(w) for w in words]
-    lexical, why = index.lexical(terms)
+    lexical, why = index.lexical(words)
     query_vector = _Space(model, index.centre).mean_vector(words)
     meaning = torch.zeros(len(index.rows))
     if query_vector is not None:
@@ -191,7 +198,7 @@ def search_features(model: Model, sae: SAE, query: str, *, top: int = 20, exclud
                 index.density[row],
             )
         )
-    return FeatureSearch(model.name, origin_of(sae).source, sae.hook, text, terms, len(index.rows), hits)
+    return FeatureSearch(model.name, origin_of(sae).source, sae.hook, text, words, len(index.rows), hits)
 
 
 def _query_words(text: str) -> list[str]:
@@ -285,18 +292,20 @@ class _Index:
         self.labels, self.key = labels, key
         self.rows = sorted(labels)
         self.density: list[float | None] = [_density(labels[f]) for f in self.rows]
-        self.postings: dict[str, list[tuple[int, float, str]]] = defaultdict(list)  # stem -> (row, weight, why)
+        # form -> (row, weight, field, the label's word)
+        self.postings: dict[str, list[tuple[int, float, str, str]]] = defaultdict(list)
         for row, feature in enumerate(self.rows):
-            best: dict[str, tuple[float, str]] = {}
+            best: dict[tuple[str, str], tuple[float, str]] = {}  # (form, word) -> (weight, field)
             for field, texts in _fields(labels[feature]).items():
                 for text, inner in texts:
-                    keys = [(stem(w), w) for w in _WORD.findall(text.lower())] or [(text.strip().lower(), text)]
-                    for key_, shown in keys:
+                    found = _WORD.findall(text.lower())
+                    keys = [(form, w) for w in found for form in stems(w)] or [(text.strip().lower(),) * 2]
+                    for key in keys:
                         weight = FIELD_WEIGHTS[field] * inner
-                        if weight > best.get(key_, (0.0, ""))[0]:
-                            best[key_] = (weight, f"{field}: {shown.strip()}")
-            for key_, (weight, why) in best.items():
-                self.postings[key_].append((row, weight, why))
+                        if weight > best.get(key, (0.0, ""))[0]:
+                            best[key] = (weight, field)
+            for (form, word), (weight, field) in best.items():
+                self.postings[form].append((row, weight, field, word))
         space = _Space(model)
         self.centre = space.centre  # kept, not the model's embeddings: a cached SAE must not hold the model
         self.words = [feature_words(labels[f]) for f in self.rows]
@@ -311,21 +320,20 @@ class _Index:
                 vectors[row] = (weights[:, None] * picked).sum(0)
         self.vectors = torch.nn.functional.normalize(vectors, dim=-1)
 
-    def lexical(self, terms: list[str]) -> tuple[list[float], dict[int, list[str]]]:
-        """Per row, the mean over terms of the term's best hit; and for each row with a hit, why."""
+    def lexical(self, words: list[str]) -> tuple[list[float], dict[int, list[str]]]:
+        """Per row, the mean over the query's words of each word's best hit; and for each row with a hit, why."""
         total = [0.0] * len(self.rows)
         why: dict[int, list[str]] = defaultdict(list)
-        for term in dict.fromkeys(terms):
+        unique = list(dict.fromkeys(words))
+        for query_word in unique:
             best: dict[int, tuple[float, str]] = {}
-            keys = [(term, 1.0)]
-            if len(term) >= 4:
-                keys += [(k, PREFIX_FACTOR) for k in self.postings if k != term and k.startswith(term)]
-            for key, factor in keys:
-                for row, weight, reason in self.postings.get(key, ()):
-                    if weight * factor > best.get(row, (0.0, ""))[0]:
-                        best[row] = (weight * factor, reason)
+            for form in stems(query_word):
+                for row, weight, field, word in self.postings.get(form, ()):
+                    weight *= 1.0 if word == query_word else STEM_FACTOR
+                    if weight > best.get(row, (0.0, ""))[0]:
+                        best[row] = (weight, f"{field}: {word}")
             for row, (weight, reason) in best.items():
-                total[row] += weight / len(set(terms))
+                total[row] += weight / len(unique)
                 why[row].append(reason)
         return total, why
 
