@@ -10,13 +10,15 @@ the facts recorded there (density and the rest).
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
 import re
 import threading
 from pathlib import Path
 
 from ..errors import InputError
-from ..store import store_path
+from ..store import STORE_ENV, store_path
 from . import loading
 from .labels_file import LABELS_FILE, FeatureLabel, read_labels, write_labels
 from .sae import SAE
@@ -48,7 +50,17 @@ def sae_key(folder: Path | None, release: str | None = None, sae_id: str | None 
 
 def user_labels_folder(sae: SAE) -> Path | None:
     """The store folder holding this SAE's user labels (None for an SAE glasslab cannot name)."""
-    return folder_for(_key(sae))
+    origin = loading.origin_of(sae)
+    return _folder(origin.folder, origin.release, origin.sae_id, loading.SHIPPED_ROOT, os.environ.get(STORE_ENV))
+
+
+@functools.lru_cache(maxsize=256)
+def _folder(
+    folder: Path | None, release: str | None, sae_id: str | None, _shipped: Path, _home: str | None
+) -> Path | None:
+    """Resolving paths costs more than the stat ``labels_of`` makes on every call: kept per SAE origin and
+    store (the roots are in the arguments only to key the cache)."""
+    return folder_for(sae_key(folder, release, sae_id))
 
 
 def folder_for(key: str | None) -> Path | None:
