@@ -79,6 +79,7 @@ def test_dense_features_hidden_until_shown(open_page, labelled):
     page.wait_text("#panel .dense-toggle label", "Show dense features (2 shown)")
     assert bar_features(page) == everything
     assert "dense: 60.0% of tokens" in page.page.text_content("#panel svg")
+    page.shot("dense-shown")
     page.page.uncheck("#sae-dense")
     page.wait_text("#panel .dense-toggle label", "(2 hidden)")
     assert bar_features(page) == fired[2:12]
@@ -119,6 +120,7 @@ def test_edit_a_feature_label(open_page, labelled):
     page.page.click("#panel .feature-label button:has-text('Save label')")
     page.wait_text("#panel .feature-label .label-line", "cats on mats (yours)")
     assert f"F{feature} cats on mats" in page.page.text_content("#panel svg")  # the bars too, at once
+    page.shot("label-edited")
     dash = server.post("sae-dashboard", {"feature": feature, "sae": SAE, "sequences": 32, "seq_len": 64, "k": 10})
     assert dash["label"] == {
         "label": "cats on mats",

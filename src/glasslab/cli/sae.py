@@ -327,7 +327,8 @@ def sae_label_command(
         had = clear_feature_label(chosen, feature)
         entry = labels_of(chosen).get(feature)
         now = "no label" if entry is None else f"{entry.label!r} ({entry.source})"
-        out.print(escape(f"feature {feature}: {'your label removed' if had else 'had no label of yours'}; {now}"))
+        said = "your label removed" if had else "had no label of yours"
+        out.print(escape(f"feature {feature}: {said}; {now}"), highlight=False)
         return
     entry = set_feature_label(chosen, feature, text or "")
     out.print(escape(f"feature {feature} of {sae}: {entry.label!r} (user), kept in glasslab's store"), highlight=False)
