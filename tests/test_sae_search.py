@@ -39,6 +39,7 @@ LABELS = {
     2: FeatureLabel("capital cities of europe", "user"),
     3: auto([" walked"], context="the dog[ walked] to"),  # first-generation label: fires_on and one context
     5: auto([" the"], density=0.4),  # dense
+    8: auto(["("]),  # punctuation
 }  # feature 4 has no label: never a result
 
 
@@ -73,6 +74,7 @@ def test_words_rank_by_the_field_they_are_in(tmp_path):
     assert search_features(model, sae, "capitals").hits[0].feature == 2  # a user label's text
     assert search_features(model, sae, "dog").hits[0].feature == 1  # fires on 'dog' beats 'dog' in a context
     assert search_features(model, sae, "walking").hits[0].feature == 3
+    assert search_features(model, sae, " ( ").hits[0].feature == 8  # a query with no letters is looked up whole
     assert "promotes: the" in {m for h in search_features(model, sae, "the").hits for m in h.matched}
     everything = search_features(model, sae, "the cat dog walks capital feline", top=100).hits
     assert 4 not in {h.feature for h in everything}
@@ -160,12 +162,7 @@ def stored(tmp_path, monkeypatch):
     folder = tmp_path / "tiny-gpt2"
     save_tiny("gpt2", folder)
     model = gl.load(folder)
-    labels = {k: v for k, v in LABELS.items() if v.label.strip()}
-    save_sae(
-        random_sae(model, d_sae=8),
-        store_path("saes", model.key, "mine"),
-        extra_files={LABELS_FILE: labels_json(labels)},
-    )
+    labelled(model, store_path("saes", model.key, "mine"))
     return model, folder, tmp_path
 
 
