@@ -17,6 +17,8 @@ if [ "${1:-}" = "--test" ]; then
   command -v firefox-esr >/dev/null 2>&1 || command -v firefox >/dev/null 2>&1 || missing+=(firefox-esr)
   command -v WebKitWebDriver >/dev/null 2>&1 || missing+=(webkit2gtk-driver)
   command -v Xvfb >/dev/null 2>&1 || missing+=(xvfb)
+  # WordNet, through which automatic feature labels name the class a feature's words share.
+  [ -f /usr/share/wordnet/data.noun ] || missing+=(wordnet-base)
   if [ ${#missing[@]} -gt 0 ]; then
     apt_get=(env DEBIAN_FRONTEND=noninteractive apt-get); [ "$(id -u)" = 0 ] || apt_get=(sudo "${apt_get[@]}")
     "${apt_get[@]}" install -y -q "${missing[@]}" >/dev/null || { "${apt_get[@]}" update -q >/dev/null && "${apt_get[@]}" install -y -q "${missing[@]}" >/dev/null; }

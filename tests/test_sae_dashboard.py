@@ -16,15 +16,14 @@ from glasslab.errors import InputError
 from glasslab.methods.neurons import _output_tokens
 from glasslab.sae import save_sae
 from glasslab.sae.dashboard import (
-    _Histogram,
     decoder_logit_effects,
     feature_dashboard,
     feature_dashboards,
     fetch_neuronpedia_labels,
-    scan_features,
 )
 from glasslab.sae.labels_file import LABELS_FILE, FeatureLabel, labels_json
 from glasslab.sae.loading import load_sae
+from glasslab.sae.scan import _Histogram, scan_features
 from tests.test_sae_splice import random_sae
 from tests.tiny import WORDS, tiny_model
 

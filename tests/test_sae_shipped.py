@@ -46,13 +46,14 @@ def test_every_feature_that_fires_gets_an_automatic_label(tiny_trained):
     model, folder, root = tiny_trained
     sae = load_sae_folder(folder)
     labels = auto_labels(model, sae, corpus=str(root / "corpus.jsonl"), sequences=40, seq_len=16)
-    from glasslab.sae.dashboard import scan_features
+    from glasslab.sae.scan import scan_features
 
     scan = scan_features(model, sae, None, corpus=str(root / "corpus.jsonl"), split="train", sequences=40, seq_len=16)
     fired = set((scan.fired > 0).nonzero().reshape(-1).tolist())
     assert fired and set(labels) == fired
     for feature, entry in labels.items():
-        assert entry.source == "auto" and entry.label.startswith("fires on ")
+        prefix = f"{entry.extra['concept']}: " if "concept" in entry.extra else ""
+        assert entry.source == "auto" and entry.label.startswith(f"{prefix}fires on ")
         assert entry.extra["density"] == pytest.approx(float(scan.fired[feature]) / scan.tokens)
         assert entry.extra["fires_on"][0] in entry.label
 

@@ -411,12 +411,19 @@ def _output_tokens(model: Model, layer: int, neuron: int, k: int) -> tuple[list[
 
 
 def direct_token_effects(
-    model: Model, writes: torch.Tensor, k: int, *, through_final_norm: bool = True
+    model: Model,
+    writes: torch.Tensor,
+    k: int,
+    *,
+    through_final_norm: bool = True,
+    allowed: torch.Tensor | None = None,
 ) -> list[tuple[list[TokenEffect], list[TokenEffect]]]:
     """Per row of ``writes`` [n, d_model] (what one unit adds to the residual stream), the ``k`` tokens whose
     logits it raises and lowers most directly: through the final norm's weight (centred for LayerNorm;
     its positive, stream-wide scale left out, so the ranking is exact) and the unembedding.
-    ``through_final_norm=False`` for writes already past the final norm (``ln_final``)."""
+    ``through_final_norm=False`` for writes already past the final norm (``ln_final``). ``allowed`` (bool
+    [vocab]) keeps the lists to those tokens, e.g. the ones a corpus uses (a 262k multilingual vocabulary
+    otherwise fills them with rare tokens of other languages)."""
     direction = writes.float()
     if through_final_norm:
         final = norm_params(model.module(model.arch.final_norm))
@@ -426,15 +433,22 @@ def direct_token_effects(
     unembed = model.module(model.arch.unembed).weight.detach().float()
     with torch.inference_mode():
         effect = direction.to(unembed.device) @ unembed.T  # [n, vocab]
+    ids = torch.arange(effect.shape[-1])  # the vocabulary id of each column
+    if allowed is not None:
+        keep = torch.zeros(effect.shape[-1], dtype=torch.bool)
+        keep[: len(allowed)] = allowed.cpu()[: effect.shape[-1]]
+        effect, ids = effect[:, keep.to(effect.device)], ids[keep]
     k = min(k, effect.shape[-1])
     up, down = torch.topk(effect, k, dim=-1), torch.topk(-effect, k, dim=-1)
 
-    def tokens(values: list[float], ids: list[int], sign: int) -> list[TokenEffect]:
-        return [TokenEffect(model.tokenizer.decode([i]), i, sign * v) for v, i in zip(values, ids, strict=True)]
+    def tokens(values: torch.Tensor, columns: torch.Tensor, sign: int) -> list[TokenEffect]:
+        vocab_ids = ids[columns.cpu()].tolist()
+        return [
+            TokenEffect(model.tokenizer.decode([i]), i, sign * v)
+            for v, i in zip(values.tolist(), vocab_ids, strict=True)
+        ]
 
     return [
         (tokens(uv, ui, 1), tokens(dv, di, -1))
-        for uv, ui, dv, di in zip(
-            up.values.tolist(), up.indices.tolist(), down.values.tolist(), down.indices.tolist(), strict=True
-        )
+        for uv, ui, dv, di in zip(up.values, up.indices, down.values, down.indices, strict=True)
     ]

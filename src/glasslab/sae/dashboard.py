@@ -1,14 +1,7 @@
 """Feature dashboards: where a feature fires over a corpus, how often, and what its output does.
 
-One streamed pass over the corpus serves any number of features (one, a few, or all of them, as the
-labeller of the shipped SAEs needs). Sequences go through the model only up to the SAE's layer, in
-batches; per feature the pass keeps, in memory that does not grow with the corpus:
-
-- the ``k`` sequences where it fires most (each sequence counts once, at its maximum; earlier sequences
-  win ties), with a window of tokens and activations around the maximum, merged batch by batch;
-- a histogram of its non-zero activations whose bins double in width when a larger value arrives
-  (pairs of bins merge, so every count stays exact);
-- how many tokens it fires on (density) and the sum of its activations.
+The corpus statistics come from one streamed pass (``scan.scan_features``) that serves any number of
+features; sequences go through the model only up to the SAE's layer.
 
 The tokens a feature promotes and suppresses are its decoder direction read through what follows the
 hook (the MLP or attention output weights, a post-norm's weight), the final norm's weight and the
@@ -18,6 +11,7 @@ stream and are left out, so the order is exact but the sizes are a direction onl
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Sequence
@@ -25,166 +19,21 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data import batches, load_corpus, packed_sequences
 from ..errors import InputError
 from ..methods.dla import neuron_out_weights
 from ..methods.neurons import Context, TokenEffect, direct_token_effects
 from ..model.model import Model
 from ..model.norms import norm_params
-from ..progress import progress
 from ..views.figures import Bars, Figure, Heatmap
 from ..views.html import figure_html
-from .encode import check_feature, stop_after
+from .atlas import atlas_of
+from .encode import check_feature
 from .labels_file import FeatureLabel, read_labels, write_labels
 from .loading import labels_folder, labels_of, origin_of
 from .sae import SAE
+from .scan import FeatureScan, scan_features
 
 NEURONPEDIA = "https://www.neuronpedia.org"
-
-
-# -- the scan -------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class FeatureScan:
-    """Everything one pass over a corpus kept, for ``features`` (tensors indexed like ``features``)."""
-
-    corpus: str
-    features: list[int]
-    sequences: int
-    tokens: int  # token positions scanned per feature (BOS left out unless asked)
-    top_values: torch.Tensor  # [F, k] the best sequences' maxima, -inf where fewer than k fired
-    top_sequence: torch.Tensor  # [F, k] their index in the scan
-    top_position: torch.Tensor  # [F, k] where the maximum is
-    window_ids: torch.Tensor  # [F, k, 2w+1] token ids around it (-1 outside the sequence)
-    window_acts: torch.Tensor  # [F, k, 2w+1] the feature's activation there
-    fired: torch.Tensor  # [F] tokens with a non-zero activation
-    total: torch.Tensor  # [F] sum of activations
-    maximum: torch.Tensor  # [F] largest activation (0 if it never fired)
-    counts: torch.Tensor  # [F, bins] histogram of non-zero activations
-    bin_width: torch.Tensor  # [F] float64; 0 where the feature never fired
-
-
-def scan_features(
-    model: Model,
-    sae: SAE,
-    features: Sequence[int] | None = None,
-    *,
-    corpus: str = "builtin",
-    split: str | None = None,
-    sequences: int = 64,
-    seq_len: int = 64,
-    batch_size: int = 16,
-    k: int = 10,
-    window: int = 8,
-    bins: int = 40,
-    include_bos: bool = False,
-) -> FeatureScan:
-    """Stream ``sequences`` packed sequences of ``corpus`` and collect each feature's statistics
-    (``features=None``: all of them)."""
-    chosen = list(range(sae.d_sae)) if features is None else [int(f) for f in features]
-    if not chosen:
-        raise InputError("no features given; name at least one feature index")
-    for feature in chosen:
-        check_feature(sae, feature)
-    for name, value, low in (("sequences", sequences, 1), ("k", k, 1), ("window", window, 0), ("bins", bins, 2)):
-        if value < low:
-            raise InputError(f"{name} must be at least {low}, got {value}")
-    if bins % 2:
-        raise InputError(f"bins must be even (bins merge in pairs), got {bins}")
-    source = load_corpus(corpus, split=split)  # type: ignore[arg-type]
-    skip = 0 if include_bos or model.tokenizer.bos_token_id is None else 1
-    if seq_len <= skip:
-        raise InputError(f"seq_len must be at least {skip + 1}")
-    n, span = len(chosen), 2 * window + 1
-    index = torch.tensor(chosen)
-    top_values = torch.full((n, k), -math.inf)
-    top_sequence = torch.zeros((n, k), dtype=torch.long)
-    top_position = torch.zeros((n, k), dtype=torch.long)
-    window_ids = torch.full((n, k, span), -1, dtype=torch.long)
-    window_acts = torch.zeros((n, k, span))
-    fired = torch.zeros(n, dtype=torch.long)
-    total = torch.zeros(n, dtype=torch.float64)
-    maximum = torch.zeros(n)
-    histogram = _Histogram(n, bins)
-    scanned = tokens = 0
-    stream = batches(packed_sequences(model, source, seq_len, limit=sequences), batch_size)
-    options = stop_after(model, sae.hook)
-    offsets = torch.arange(-window, window + 1)
-    for batch in progress(stream, total=math.ceil(sequences / batch_size), description=f"scanning {sae.hook}"):
-        with torch.inference_mode():
-            act = model.run(batch, cache=[sae.hook], **options).cache[sae.hook]
-            acts = sae.encode(sae.read(act).to(sae.W_enc.device).float())[..., index.to(sae.W_enc.device)]
-        acts = acts.float().cpu()  # [b, L, F]
-        scored = acts[:, skip:]
-        fired += (scored > 0).sum((0, 1))
-        total += scored.double().sum((0, 1))
-        maximum = torch.maximum(maximum, scored.amax((0, 1)).clamp_min(0))
-        tokens += scored.shape[0] * scored.shape[1]
-        histogram.add(scored.reshape(-1, n))
-
-        best, where = scored.max(dim=1)  # [b, F]: each sequence's maximum (first occurrence on ties)
-        where = where + skip
-        b, length = batch.shape
-        around = where[..., None] + offsets  # [b, F, span]
-        inside = (around >= 0) & (around < length)
-        clipped = around.clamp(0, length - 1)
-        cand_acts = acts.permute(0, 2, 1).gather(2, clipped) * inside
-        cand_ids = batch[:, None, :].expand(b, n, length).gather(2, clipped).masked_fill(~inside, -1)
-        values = torch.cat([top_values, best.T.masked_fill(best.T <= 0, -math.inf)], dim=1)
-        order = torch.sort(values, dim=1, descending=True, stable=True).indices[:, :k]  # stable: earlier first
-        top_values = values.gather(1, order)
-        top_sequence = torch.cat([top_sequence, (scanned + torch.arange(b)).expand(n, b)], 1).gather(1, order)
-        top_position = torch.cat([top_position, where.T], 1).gather(1, order)
-        pick = order[..., None].expand(n, k, span)
-        window_ids = torch.cat([window_ids, cand_ids.permute(1, 0, 2)], 1).gather(1, pick)
-        window_acts = torch.cat([window_acts, cand_acts.permute(1, 0, 2)], 1).gather(1, pick)
-        scanned += b
-    if scanned == 0:
-        raise InputError(f"corpus '{source.describe()}' has too little text for one sequence of {seq_len} tokens")
-    return FeatureScan(
-        corpus=source.describe(),
-        features=chosen,
-        sequences=scanned,
-        tokens=tokens,
-        top_values=top_values,
-        top_sequence=top_sequence,
-        top_position=top_position,
-        window_ids=window_ids,
-        window_acts=window_acts,
-        fired=fired,
-        total=total,
-        maximum=maximum,
-        counts=histogram.counts,
-        bin_width=histogram.width,
-    )
-
-
-class _Histogram:
-    """Per-feature histograms of positive values over ``[0, bins * width)``; when a value reaches the top,
-    neighbouring bins merge in pairs and the width doubles, so counts stay exact in bounded memory."""
-
-    def __init__(self, features: int, bins: int) -> None:
-        self.bins = bins
-        self.counts = torch.zeros((features, bins), dtype=torch.long)
-        self.width = torch.zeros(features, dtype=torch.float64)
-
-    def add(self, values: torch.Tensor) -> None:
-        """``values`` [N, F]; only positive entries count."""
-        values = values.double()
-        top = values.amax(0)
-        new = (self.width == 0) & (top > 0)
-        # First values: the smallest power-of-two width that puts the maximum inside the range.
-        self.width[new] = torch.exp2(torch.floor(torch.log2(top[new] / self.bins)) + 1)
-        while True:
-            grow = (self.width > 0) & (top >= self.width * self.bins)
-            if not grow.any():
-                break
-            merged = self.counts[grow].view(-1, self.bins // 2, 2).sum(-1)
-            self.counts[grow] = torch.cat([merged, torch.zeros_like(merged)], dim=1)
-            self.width[grow] *= 2
-        positive = values > 0
-        safe = torch.where(self.width > 0, self.width, torch.ones_like(self.width))
-        bucket = torch.floor(values / safe).long().clamp(0, self.bins - 1)
-        self.counts.scatter_add_(1, bucket.T, positive.T.long())
 
 
 # -- one feature's dashboard ----------------------------------------------------------------------------
@@ -318,33 +167,15 @@ def feature_dashboard(
     sae: SAE,
     feature: int,
     *,
-    corpus: str = "builtin",
-    sequences: int = 64,
-    seq_len: int = 64,
-    batch_size: int = 16,
-    k: int = 10,
-    window: int = 8,
-    bins: int = 40,
     top_tokens: int = 10,
-    include_bos: bool = False,
     fetch_label: bool = False,
+    precomputed: bool = True,
+    **scan_options,
 ) -> FeatureDashboard:
-    """The dashboard of one feature (see the module docstring). ``fetch_label`` asks Neuronpedia for a
+    """The dashboard of one feature (see ``feature_dashboards``). ``fetch_label`` asks Neuronpedia for a
     label when none is cached (quietly skipped offline)."""
     return feature_dashboards(
-        model,
-        sae,
-        [feature],
-        corpus=corpus,
-        sequences=sequences,
-        seq_len=seq_len,
-        batch_size=batch_size,
-        k=k,
-        window=window,
-        bins=bins,
-        top_tokens=top_tokens,
-        include_bos=include_bos,
-        fetch_label=fetch_label,
+        model, sae, [feature], top_tokens=top_tokens, fetch_label=fetch_label, precomputed=precomputed, **scan_options
     )[0]
 
 
@@ -355,78 +186,112 @@ def feature_dashboards(
     *,
     top_tokens: int = 10,
     fetch_label: bool = False,
+    precomputed: bool = True,
     **scan_options,
 ) -> list[FeatureDashboard]:
-    """Dashboards of several features (``None``: all) from one pass over the corpus."""
+    """Dashboards of several features (``None``: all). Read from the SAE's precomputed atlas when it has one
+    and no scan option asks for other text or more contexts than it kept (``precomputed=False`` forces a
+    scan); otherwise from one pass over the corpus (``scan_features``' options; ``None`` values mean its
+    defaults)."""
     if top_tokens < 1:
         raise InputError(f"top_tokens must be at least 1, got {top_tokens}")
-    scan = scan_features(model, sae, features, **scan_options)
+    options = {name: value for name, value in scan_options.items() if value is not None}
+    atlas = atlas_of(sae) if precomputed else None
+    stored: dict[int, tuple[list, list]] = {}
+    note = ""
+    if atlas is not None and set(options) <= {"k", "batch_size"} and options.get("k", 0) <= atlas.contexts:
+        chosen = list(range(sae.d_sae)) if features is None else [int(f) for f in features]
+        for feature in chosen:
+            check_feature(sae, feature)
+        scan = atlas.scan(chosen)
+        if "k" in options:
+            scan = dataclasses.replace(scan, top_values=scan.top_values[:, : options["k"]])
+        stored, note = atlas.effects(model, chosen, top_tokens), atlas.direction_note
+    else:
+        scan = scan_features(model, sae, features, **options)
+    missing = [f for f in scan.features if f not in stored]  # read live: a scan, or features the atlas lacks
+    if missing:
+        promotes, suppresses, note = decoder_logit_effects(model, sae, missing, top_tokens)
+        stored.update(zip(missing, zip(promotes, suppresses, strict=True), strict=True))
     if fetch_label:
         fetch_neuronpedia_labels(sae, [f for f in scan.features if f not in labels_of(sae)])
-    labels = labels_of(sae)
-    promotes, suppresses, note = decoder_logit_effects(model, sae, scan.features, top_tokens)
+    return [_dashboard(model, sae, scan, i, *stored[f], note) for i, f in enumerate(scan.features)]
+
+
+def _dashboard(
+    model: Model,
+    sae: SAE,
+    scan: FeatureScan,
+    i: int,
+    promotes: list[TokenEffect],
+    suppresses: list[TokenEffect],
+    note: str,
+) -> FeatureDashboard:
+    """Row ``i`` of ``scan`` as a dashboard (contexts stop at the first slot where fewer sequences fired)."""
     decode = model.tokenizer.decode
-    out = []
-    for i, feature in enumerate(scan.features):
-        contexts = []
-        for j in range(scan.top_values.shape[1]):
-            value = float(scan.top_values[i, j])
-            if value == -math.inf:
-                break
-            inside = scan.window_ids[i, j] >= 0
-            ids = scan.window_ids[i, j][inside].tolist()
-            first = int(inside.nonzero()[0])
-            span = scan.window_ids.shape[2] // 2
-            contexts.append(
-                Context(
-                    activation=value,
-                    sequence=int(scan.top_sequence[i, j]),
-                    position=int(scan.top_position[i, j]),
-                    tokens=[decode([t]) for t in ids],
-                    activations=scan.window_acts[i, j][inside].tolist(),
-                    centre=span - first,
-                )
-            )
-        counts = scan.counts[i]
-        used = int(counts.nonzero().max()) + 1 if bool(counts.any()) else 0
-        width = float(scan.bin_width[i])
-        out.append(
-            FeatureDashboard(
-                model=model.name,
-                sae=origin_of(sae).source,
-                hook=sae.hook,
-                feature=feature,
-                label=labels.get(feature),
-                neuronpedia=neuronpedia_url(sae, feature),
-                corpus=scan.corpus,
-                sequences=scan.sequences,
-                tokens=scan.tokens,
-                density=int(scan.fired[i]) / scan.tokens,
-                mean_activation=float(scan.total[i]) / scan.tokens,
-                max_activation=float(scan.maximum[i]),
-                contexts=contexts,
-                histogram_edges=[width * b for b in range(used + 1)] if used else [],
-                histogram_counts=counts[:used].tolist(),
-                promotes=promotes[i],
-                suppresses=suppresses[i],
-                direction_note=note,
+    contexts = []
+    span = scan.window_ids.shape[2] // 2
+    for j in range(scan.top_values.shape[1]):
+        value = float(scan.top_values[i, j])
+        if value == -math.inf:
+            break
+        inside = scan.window_ids[i, j] >= 0
+        first = int(inside.nonzero()[0])
+        contexts.append(
+            Context(
+                activation=value,
+                sequence=int(scan.top_sequence[i, j]),
+                position=int(scan.top_position[i, j]),
+                tokens=[decode([t]) for t in scan.window_ids[i, j][inside].tolist()],
+                activations=scan.window_acts[i, j][inside].tolist(),
+                centre=span - first,
             )
         )
-    return out
+    counts = scan.counts[i]
+    used = int(counts.nonzero().max()) + 1 if bool(counts.any()) else 0
+    width = float(scan.bin_width[i])
+    feature = scan.features[i]
+    return FeatureDashboard(
+        model=model.name,
+        sae=origin_of(sae).source,
+        hook=sae.hook,
+        feature=feature,
+        label=labels_of(sae).get(feature),
+        neuronpedia=neuronpedia_url(sae, feature),
+        corpus=scan.corpus,
+        sequences=scan.sequences,
+        tokens=scan.tokens,
+        density=int(scan.fired[i]) / scan.tokens,
+        mean_activation=float(scan.total[i]) / scan.tokens,
+        max_activation=float(scan.maximum[i]),
+        contexts=contexts,
+        histogram_edges=[width * b for b in range(used + 1)] if used else [],
+        histogram_counts=counts[:used].tolist(),
+        promotes=promotes,
+        suppresses=suppresses,
+        direction_note=note,
+    )
 
 
 # -- what the decoder direction does to the logits ------------------------------------------------------
 def decoder_logit_effects(
-    model: Model, sae: SAE, features: Sequence[int], top: int, chunk: int = 256
+    model: Model,
+    sae: SAE,
+    features: Sequence[int],
+    top: int,
+    chunk: int = 256,
+    *,
+    allowed: torch.Tensor | None = None,
 ) -> tuple[list[list[TokenEffect]], list[list[TokenEffect]], str]:
-    """Per feature, the ``top`` tokens whose logits one unit of it raises and lowers most directly."""
+    """Per feature, the ``top`` tokens whose logits one unit of it raises and lowers most directly (among
+    ``allowed`` tokens, bool [vocab], when given)."""
     writes, note = residual_writes(model, sae, list(features))
     if writes is None:
         return [[] for _ in features], [[] for _ in features], note
     promotes, suppresses = [], []
     for start in range(0, writes.shape[0], chunk):
         rows = direct_token_effects(
-            model, writes[start : start + chunk], top, through_final_norm=sae.hook != "ln_final"
+            model, writes[start : start + chunk], top, through_final_norm=sae.hook != "ln_final", allowed=allowed
         )
         promotes += [up for up, _ in rows]
         suppresses += [down for _, down in rows]

@@ -1,10 +1,18 @@
-"""Automatic feature labels, built offline from what a feature reads and what it writes.
+"""Automatic feature labels and precomputed dashboards, built offline from what a feature reads and writes.
 
-For every live feature of an SAE, one streamed scan over a corpus (``dashboard.scan_features``) finds the
-sequences where it fires most; the label names the tokens it fires on there (most frequent first),
-quotes a few tokens of its strongest context with the firing token in brackets, and lists the tokens
-its decoder direction promotes through the unembedding (``dashboard.decoder_logit_effects``). Labels
-are marked ``source: "auto"`` and carry the feature's density, so nobody mistakes them for a human
+For every feature of an SAE, one streamed scan over a corpus (``scan.scan_features``) finds the sequences
+where it fires most. From them:
+
+- the label names the words it fires on there (most frequent first) and, where WordNet finds a class
+  most of them share, the class ("health professional"); it quotes a few tokens of its strongest context
+  with the firing token in brackets, and lists the tokens its decoder direction promotes through the
+  unembedding, among tokens that occur in the corpus (``dashboard.decoder_logit_effects``);
+- each label carries a detection score measured on the corpus's held-out split (``detection``): how well
+  "fires where the label's words are" predicts where the feature fires;
+- the same scan, with the decoder's token effects, is kept as the SAE's atlas (``atlas``), so its
+  dashboards open without running the model.
+
+Labels are marked ``source: "auto"`` and carry the feature's density, so nobody mistakes them for a human
 reading. A feature that fired in training but not in the scanned sample is labelled from its decoder
 alone and says so. Dead features (never active in training nor in the scan) get no label.
 """
@@ -14,48 +22,94 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
 from ..model.model import Model
-from .dashboard import decoder_logit_effects, scan_features
+from .atlas import ATLAS_FILE, Atlas, atlas_bytes, make_atlas, write_atlas
+from .concepts import normalise, shared_concept
+from .dashboard import decoder_logit_effects
+from .detection import detection_scores
 from .files import SPARSITY_FILE, load_sae_folder, save_sae
 from .fit import check_fits
-from .labels_file import LABELS_FILE, FeatureLabel, labels_json
+from .labels_file import LABELS_FILE, FeatureLabel, labels_json, read_labels, write_labels
 from .sae import SAE
+from .scan import FeatureScan, scan_features
 
-_WINDOW = 4  # tokens of context kept either side of the firing token
+_WINDOW = 8  # tokens of context kept either side of the firing token (the dashboards' window)
+_QUOTE = (3, 2)  # of which the label quotes this many before and after
+_NAMED = 5  # words a label names (and its detection score tests)
+_COMMON = 3  # occurrences in the scanned text for a token to be listed as promoted or suppressed
 
 
-def auto_labels(
+@dataclass(frozen=True)
+class Described:
+    labels: dict[int, FeatureLabel]
+    atlas: Atlas
+    provenance: dict
+
+
+def describe_features(
     model: Model,
     sae: SAE,
     *,
     training_density: torch.Tensor | None = None,
     corpus: str = "builtin",
-    sequences: int = 256,
+    sequences: int = 1024,
     seq_len: int | None = None,
-    contexts: int = 8,
-) -> dict[int, FeatureLabel]:
-    """Labels for every feature that fires in the scan or had ``training_density > 0`` (sequences of
-    ``seq_len`` tokens, by default the SAE's training context)."""
+    contexts: int = 20,
+    held_out_sequences: int = 256,
+) -> Described:
+    """Labels (with detection scores) for every feature that fires in the scan or had
+    ``training_density > 0``, and the atlas of every feature that fired: ``sequences`` packed sequences of
+    ``seq_len`` tokens (default: the SAE's training context) of ``corpus``'s train split, scored on
+    ``held_out_sequences`` of its test split."""
     seq_len = seq_len or min(sae.cfg.context_size or 128, model.context_length or 128)
     scan = scan_features(
         model, sae, None, corpus=corpus, split="train", sequences=sequences, seq_len=seq_len, k=contexts, window=_WINDOW
     )
+    common = scan.token_counts >= _COMMON  # tokens the corpus really uses, not stray pieces seen once
+    common[[i for i in model.tokenizer.all_special_ids if i < len(common)]] = False  # <bos>, <eos>, <pad>
+    promotes, suppresses, note = decoder_logit_effects(model, sae, scan.features, 10, allowed=common)
+    atlas = make_atlas(scan, sae, promotes, suppresses, note, seq_len=seq_len)
+    labels, word_sets = _labels(model, scan, training_density, promotes)
+    scores = detection_scores(
+        model, sae, word_sets, corpus=corpus, split="test", sequences=held_out_sequences, seq_len=seq_len
+    )
+    for feature, score in scores.items():
+        labels[feature].extra["detection"] = score.to_json()
+    provenance = {
+        "generated_by": "glasslab.sae.labels.describe_features",
+        "corpus": corpus,
+        "scanned_sequences": scan.sequences,
+        "seq_len": seq_len,
+        "held_out_sequences": held_out_sequences,
+    }
+    return Described(labels, atlas, provenance)
+
+
+def auto_labels(model: Model, sae: SAE, **options) -> dict[int, FeatureLabel]:
+    """The automatic labels alone (``describe_features``' options)."""
+    return describe_features(model, sae, **options).labels
+
+
+def _labels(
+    model: Model, scan: FeatureScan, training_density: torch.Tensor | None, promotes: list
+) -> tuple[dict[int, FeatureLabel], dict[int, set[str]]]:
+    """Each live feature's label and the words it names (for the detection score)."""
     seen = scan.fired > 0
     trained = training_density > 0 if training_density is not None else torch.zeros_like(seen)
-    live = (seen | trained).nonzero().reshape(-1).tolist()
-    promotes, _, _ = decoder_logit_effects(model, sae, live, top=3)
     decode = model.tokenizer.decode
     labels: dict[int, FeatureLabel] = {}
-    for feature, promoted in zip(live, promotes, strict=True):
-        writes = ", ".join(repr(effect.token) for effect in promoted)
-        extra = {
+    word_sets: dict[int, set[str]] = {}
+    for feature in (seen | trained).nonzero().reshape(-1).tolist():
+        writes = ", ".join(repr(effect.token) for effect in promotes[feature][:3])
+        extra: dict = {
             "density": float(scan.fired[feature]) / max(1, scan.tokens),
-            "promotes": [effect.token for effect in promoted],
+            "promotes": [effect.token for effect in promotes[feature][:3]],
         }
         if training_density is not None:
             extra["training_density"] = float(training_density[feature])
@@ -64,18 +118,69 @@ def auto_labels(
             labels[feature] = FeatureLabel(text, "auto", extra)
             continue
         found = scan.top_values[feature] > float("-inf")
-        centre_ids = scan.window_ids[feature, found, _WINDOW].tolist()
-        counts = Counter(centre_ids)
-        fires_on = [decode([token]) for token, _ in counts.most_common(3)]
-        best = scan.window_ids[feature, 0].tolist()
-        before = decode([i for i in best[:_WINDOW] if i >= 0][-3:])
-        after = decode([i for i in best[_WINDOW + 1 :] if i >= 0][:2])
-        context = f"{before}[{decode([best[_WINDOW]])}]{after}".replace("\n", "\\n")
+        centres = Counter(decode([t]) for t in scan.window_ids[feature, found, _WINDOW].tolist())
+        words = Counter()
+        for token, count in centres.items():
+            words[normalise(token)] += count
+        fires_on = [token for token, _ in centres.most_common(_NAMED)]
+        concept = shared_concept(words)
         extra["fires_on"] = fires_on
-        extra["context"] = context
-        label = f"fires on {', '.join(repr(t) for t in fires_on)} (e.g. “{context.strip()[:60]}”); promotes {writes}"
-        labels[feature] = FeatureLabel(label, "auto", extra)
-    return labels
+        extra["words"] = [[w, c] for w, c in words.most_common(12)]
+        extra["context"] = _quote(decode, scan.window_ids[feature, 0].tolist())
+        extra["contexts"] = [
+            _quote(decode, scan.window_ids[feature, j].tolist()) for j in range(min(3, int(found.sum())))
+        ]
+        named = ", ".join(repr(t) for t in fires_on[:3])
+        quote = f"(e.g. “{extra['context'].strip()[:60]}”); promotes {writes}"
+        if concept is None:
+            labels[feature] = FeatureLabel(f"fires on {named} {quote}", "auto", extra)
+            word_sets[feature] = {normalise(t) for t in fires_on}
+        else:
+            extra["concept"] = concept.name
+            extra["concept_synset"] = concept.synset
+            extra["concept_coverage"] = round(concept.coverage, 4)
+            labels[feature] = FeatureLabel(f"{concept.name}: fires on {named} {quote}", "auto", extra)
+            word_sets[feature] = set(concept.members) | {normalise(t) for t in fires_on}
+    return labels, word_sets
+
+
+def _quote(decode, ids: list[int]) -> str:
+    """A few tokens around the firing token (in brackets), line breaks shown as \\n."""
+    before = decode([i for i in ids[:_WINDOW] if i >= 0][-_QUOTE[0] :])
+    after = decode([i for i in ids[_WINDOW + 1 :] if i >= 0][: _QUOTE[1]])
+    return f"{before}[{decode([ids[_WINDOW]])}]{after}".replace("\n", "\\n")
+
+
+def _training_density(folder: Path) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The SAE's training sparsity (log10 density, -10 where never active) and the density it gives."""
+    if not (folder / SPARSITY_FILE).is_file():
+        return None, None
+    sparsity = load_file(folder / SPARSITY_FILE)["sparsity"]
+    return sparsity, torch.where(sparsity <= -10, 0.0, 10 ** sparsity.double())
+
+
+def precompute_features(model: Model, sae: SAE, folder: str | os.PathLike, **options) -> Described:
+    """Label every feature and precompute every dashboard of the SAE saved in ``folder`` (the store's copy
+    of a trained SAE), writing ``labels.json`` and the atlas beside it; labels a person wrote (or fetched)
+    are kept. Options as ``describe_features`` (default corpus: the SAE's training corpus)."""
+    folder = Path(folder).expanduser()
+    check_fits(sae, model)
+    _, density = _training_density(folder)
+    options.setdefault("corpus", _training_corpus(folder))
+    described = describe_features(model, sae, training_density=density, **options)
+    kept = {f: entry for f, entry in read_labels(folder, sae.d_sae).items() if entry.source != "auto"}
+    write_atlas(folder, described.atlas)
+    write_labels(folder, {**described.labels, **kept}, **described.provenance)
+    sae.labels_cache = None
+    sae.atlas_cache = None
+    return described
+
+
+def _training_corpus(folder: Path) -> str:
+    record = folder / "training.json"
+    if not record.is_file():
+        return "builtin"
+    return json.loads(record.read_text(encoding="utf-8")).get("config", {}).get("corpus", "builtin")
 
 
 def package_sae(
@@ -84,24 +189,21 @@ def package_sae(
     target: str | os.PathLike,
     *,
     dtype: torch.dtype = torch.float16,
-    sequences: int = 256,
+    **options,
 ) -> Path:
     """Copy a trained SAE folder to ``target`` (e.g. ``glasslab/sae/shipped/<name>``) as it ships: weights
-    in ``dtype``, its ``training.json`` and sparsity, and ``labels.json`` with an automatic label for every
-    live feature (``sequences`` packed sequences of its training corpus are scanned). Atomic."""
+    in ``dtype``, its ``training.json`` and sparsity, ``labels.json`` with an automatic label for every
+    live feature and the atlas of precomputed dashboards (``describe_features``' options; default corpus:
+    the training corpus). Atomic."""
     source = Path(source).expanduser()
     sae = load_sae_folder(source)
     check_fits(sae, model)
-    training = json.loads((source / "training.json").read_text(encoding="utf-8"))
-    sparsity = load_file(source / SPARSITY_FILE)["sparsity"] if (source / SPARSITY_FILE).is_file() else None
-    density = None
-    if sparsity is not None:  # log10 density, -10 where a feature never fired in training
-        density = torch.where(sparsity <= -10, 0.0, 10 ** sparsity.double())
-    corpus = training.get("config", {}).get("corpus", "builtin")
-    labels = auto_labels(model, sae, training_density=density, corpus=corpus, sequences=sequences)
-    provenance = {"generated_by": "glasslab.sae.labels.auto_labels", "corpus": corpus, "scanned_sequences": sequences}
+    sparsity, density = _training_density(source)
+    options.setdefault("corpus", _training_corpus(source))
+    described = describe_features(model, sae, training_density=density, **options)
     extra = {
         "training.json": (source / "training.json").read_bytes(),
-        LABELS_FILE: labels_json(labels, **provenance),
+        LABELS_FILE: labels_json(described.labels, **described.provenance),
+        ATLAS_FILE: atlas_bytes(described.atlas),
     }
     return save_sae(sae, target, dtype=dtype, extra_files=extra, sparsity=sparsity)
