@@ -140,6 +140,7 @@ def test_densities_set_dense_features_apart(setup, tmp_path):
         "activation": token.dense[0].activation,
         "label": "always",
         "density": 0.6,
+        "detection": None,
     }
     with pytest.raises(InputError, match="max_density is a share of tokens"):
         sae_features(model, sae, PROMPT, max_density=1.5)

@@ -96,7 +96,7 @@ def test_eiffel_tower_walkthrough(open_page, default_server):
     page.wait_text("#panel .sae-facts", shipped)
     facts = page.page.inner_text("#panel .sae-facts")
     position = int(re.search(r"fire at position (\d+)", facts).group(1))
-    features = default_server.post("sae-features", {"prompt": EIFFEL, "sae": shipped, "top": 10})
+    features = default_server.post("sae-features", {"prompt": EIFFEL, "sae": shipped, "top": 10, "max_density": 0.1})
     token = next(t for t in features["tokens"] if t["position"] == position)
     assert f"{token['l0']} features fire at position {position}" in facts
     bars = page.page.text_content("#panel svg")

@@ -10,7 +10,7 @@ import torch
 from tests.deadlines import MODEL_S, ms
 
 from .conftest import Server
-from .shown import forms, pct, show_token, shows
+from .shown import fmt, forms, pct, show_token, shows
 
 PROMPT = "the cat sat on the mat"
 
@@ -56,9 +56,7 @@ def test_sae_features_dashboard_and_clamps(open_page, sae_server):
     page.page.locator("#panel svg g.bar").nth(1).click()
     page.wait_text("#panel .dashboard h3", f"Feature {second}: dashboard")
     page.page.wait_for_selector("#panel .dashboard-facts")
-    dash = sae_server.post(
-        "sae-dashboard", {"feature": second, "sae": "store:tiny-sae", "sequences": 32, "seq_len": 64, "k": 10}
-    )
+    dash = sae_server.post("sae-dashboard", {"feature": second, "sae": "store:tiny-sae", "k": 10})
     assert shows(page.page.inner_text("#panel .dashboard-facts"), "strongest activation {}", dash["max_activation"])
     page.shot("sae")
     page.page.set_viewport_size({"width": 390, "height": 800})  # a phone: bars and dashboard fit the width
@@ -90,9 +88,7 @@ def test_clamp_this_feature_from_its_dashboard(open_page, sae_server):
     page.open_panel("sae")
     page.page.wait_for_selector("#panel .feature-clamp .clamp-scale")
     feature = int(page.page.inner_text("#panel .dashboard h3").split()[1].rstrip(":"))
-    dash = sae_server.post(
-        "sae-dashboard", {"feature": feature, "sae": "store:tiny-sae", "sequences": 32, "seq_len": 64, "k": 10}
-    )
+    dash = sae_server.post("sae-dashboard", {"feature": feature, "sae": "store:tiny-sae", "k": 10})
     top = dash["max_activation"]
     assert top > 0
     scale = page.page.inner_text("#panel .clamp-scale")
@@ -124,6 +120,34 @@ def test_clamp_this_feature_from_its_dashboard(open_page, sae_server):
     page.shot("feature-clamp")
     page.page.set_viewport_size({"width": 390, "height": 800})  # a phone: the clamp table fits the width
     assert page.page.evaluate("document.documentElement.scrollWidth") <= 390
+    assert not page.errors, page.errors
+
+
+def test_precompute_button_labels_the_features_and_dashboards_then_read_the_atlas(open_page, sae_server):
+    # Last of the SAE server's tests: it writes labels and the atlas beside its SAE.
+    page = open_page(sae_server)
+    page.analyse(PROMPT)
+    page.open_panel("sae")
+    page.page.wait_for_selector("#panel .dashboard-facts")
+    before = page.page.inner_text("#panel .dashboard-facts")
+    assert "64 sequences" in before  # a live scan
+    page.page.click("#panel .precompute button:has-text('Precompute every dashboard and label')")
+    page.page.wait_for_selector("#panel .precompute", state="detached", timeout=ms(MODEL_S))
+    page.page.wait_for_selector("#panel .all-dense, #panel .dashboard-facts")
+    if page.page.locator("#panel .all-dense").count():  # this random SAE's features fire on most tokens
+        page.page.check("#sae-dense")
+    page.page.wait_for_selector("#panel .detection")
+    feature = int(page.page.inner_text("#panel .dashboard h3").split()[1].rstrip(":"))
+    dash = sae_server.post("sae-dashboard", {"feature": feature, "sae": "store:tiny-sae", "k": 10})
+    assert dash["sequences"] == 1024 and "train split" in dash["corpus"]  # read from the atlas
+    facts = page.page.inner_text("#panel .dashboard-facts")
+    assert f"{dash['tokens']:,} tokens of {dash['corpus']}" in facts and "1,024 sequences" in facts
+    detection = dash["label"]["detection"]
+    label_f1 = shows(
+        page.page.inner_text("#panel .detection"), "Label score: F1 {}", detection["f1"], f=lambda x: fmt(x, 2)
+    )
+    assert label_f1
+    assert "[label F1" in page.page.text_content("#panel svg")  # the bars show each label's score
     assert not page.errors, page.errors
 
 

@@ -97,7 +97,7 @@ def test_clamp_from_a_feature_bar_in_one_click(open_page, labelled):
     page.wait_text("#panel .dashboard h3", f"Feature {feature}: dashboard")
     page.page.wait_for_selector("#panel table.feature-clamp-table")
     sent = posted.value.post_data_json["params"]
-    dash = server.post("sae-dashboard", {"feature": feature, "sae": SAE, "sequences": 32, "seq_len": 64, "k": 10})
+    dash = server.post("sae-dashboard", {"feature": feature, "sae": SAE, "k": 10})
     top = dash["max_activation"]
     assert sent["features"] == [feature] and sent["mode"] == "value" and top > 0
     assert all(abs(a - m * top) <= 1e-6 * top for a, m in zip(sent["amounts"], [0, 1, 2, 4], strict=True))
@@ -121,7 +121,7 @@ def test_edit_a_feature_label(open_page, labelled):
     page.wait_text("#panel .feature-label .label-line", "cats on mats (yours)")
     assert f"F{feature} cats on mats" in page.page.text_content("#panel svg")  # the bars too, at once
     page.shot("label-edited")
-    dash = server.post("sae-dashboard", {"feature": feature, "sae": SAE, "sequences": 32, "seq_len": 64, "k": 10})
+    dash = server.post("sae-dashboard", {"feature": feature, "sae": SAE, "k": 10})
     assert dash["label"] == {
         "label": "cats on mats",
         "source": "user",
@@ -154,7 +154,7 @@ def test_steering_clamp_values_follow_the_features(open_page, labelled):
     page.page.fill("#clamp-features", str(feature))
     page.page.press("#clamp-features", "Tab")  # leaving the field measures the feature
     page.wait_text("#panel .clamp-defaults", "Values: 0, 1\u00d7, 2\u00d7 and 4\u00d7")
-    dash = server.post("sae-dashboard", {"feature": feature, "sae": SAE, "sequences": 32, "seq_len": 64, "k": 10})
+    dash = server.post("sae-dashboard", {"feature": feature, "sae": SAE, "k": 10})
     top = dash["max_activation"]
     assert shows(page.page.inner_text("#panel .clamp-defaults"), "4\u00d7 {}, the strongest activation", top)
     offered = [float(x) for x in page.page.get_attribute("#clamp-amounts", "placeholder").split(",")]

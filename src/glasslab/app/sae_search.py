@@ -12,7 +12,7 @@ from pydantic import Field, StringConstraints
 
 from ..sae.search import MAX_QUERY_CHARS, search_features
 from .ops import Ctx, Operation
-from .saes import _sae, sae_reads
+from .saes import load_listed, sae_reads
 from .schemas import MAX_K, Body, SaeName
 
 
@@ -24,7 +24,7 @@ class SaeSearchBody(Body):
 
 
 def search_op(ctx: Ctx, body: SaeSearchBody) -> dict:
-    sae, name = _sae(ctx.model, body.sae)
+    sae, name = load_listed(ctx.model, body.sae)
     result = search_features(ctx.model, sae, body.query, top=body.top, exclude_dense=body.exclude_dense)
     return {**result.to_dict(), "sae_name": name}
 

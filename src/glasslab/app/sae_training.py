@@ -32,7 +32,7 @@ _training: set[tuple[str, str]] = set()  # (model key, SAE name) of trainings ru
 _training_lock = threading.Lock()
 
 
-class _OnWorker:
+class OnWorker:
     """The model as the trainer sees it: each forward pass runs on the model worker, in turn with other
     requests, and stops when the job is cancelled or the model was switched meanwhile. Tokenizing uses a
     private copy of the tokenizer (the worker may be using the model's at the same moment)."""
@@ -116,7 +116,7 @@ def estimate_op(ctx: Ctx, body: SaeTrainBody) -> dict:
     config = _config(ctx, body)
     name = _name(config, body, ctx.model.d_model)
     ctx.job.report(stage="measuring this machine: one batch of activations and a few training steps")
-    model = _OnWorker(ctx.state, ctx.model, ctx.job.cancel, lambda _n: None)
+    model = OnWorker(ctx.state, ctx.model, ctx.job.cancel, lambda _n: None)
     estimate = estimate_training(model, config, evaluate_tokens=body.evaluate_tokens)  # type: ignore[arg-type]
     return {**estimate.to_dict(), "plan": _plan(ctx, config, name, body)}
 
@@ -176,7 +176,7 @@ def train_op(ctx: Ctx, body: SaeTrainBody) -> dict:
     staging = staging_folder(final)  # hidden from listings; removed by a later save if this process dies
     try:
         progress = _Progress(ctx, config, body.evaluate_tokens)
-        worker_model = _OnWorker(ctx.state, model, ctx.job.cancel, progress.forward)
+        worker_model = OnWorker(ctx.state, model, ctx.job.cancel, progress.forward)
         trained = train_sae(
             worker_model,  # type: ignore[arg-type]
             config,

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from ..errors import InputError
 from ..model.model import Model
 from ..sae import SAE, available_saes, load_sae
+from ..sae.atlas import ATLAS_FILE
 from ..sae.clamp import clamp_features, clamp_sweep
 from ..sae.dashboard import NEURONPEDIA, feature_dashboard
 from ..sae.encode import sae_features
@@ -31,7 +32,7 @@ _loaded: dict[tuple[str, str, tuple], SAE] = {}  # (model key, SAE name, stamp o
 _loaded_lock = threading.Lock()
 
 
-def _resolve(model: Model, name: str | None) -> tuple[str, Path | None]:
+def resolve(model: Model, name: str | None) -> tuple[str, Path | None]:
     """The SAE's name (default: the first available on disk), checked to be one offered for ``model``, and its
     folder when it is saved on this machine (the store or glasslab's shipped SAEs)."""
     known = available_saes(model)
@@ -42,26 +43,32 @@ def _resolve(model: Model, name: str | None) -> tuple[str, Path | None]:
         name = on_disk[0].name
     elif name not in {k.name for k in known}:
         raise NotFound(f"sae: '{name}' is not one of the SAEs for {model.name} (GET /api/saes lists them)")
+    return name, _folder(model, name)
+
+
+def _folder(model: Model, name: str) -> Path | None:
+    """Where a listed SAE is saved on this machine: the store or glasslab's shipped SAEs (None for a hub
+    release: its files in the HF cache are fixed by their revision)."""
     if name.startswith("store:"):
-        return name, store_path("saes", model.key, name.removeprefix("store:"))
+        return store_path("saes", model.key, name.removeprefix("store:"))
     if name.startswith("default:"):
-        return name, SHIPPED_ROOT / name.removeprefix("default:")
-    return name, None  # a hub release: its files in the HF cache are fixed by their revision
+        return SHIPPED_ROOT / name.removeprefix("default:")
+    return None
 
 
 def sae_reads(state: ModelState, body: SaeFeaturesBody | FeatureDashboardBody | FeatureClampBody) -> tuple:
     """The SAE a request reads and its files as they are now, the user's labels of it included: retrained,
     relabelled or deleted, it gets a new key, so neither a cached result nor a loaded copy of the old one is used."""
-    name, folder = _resolve(state.model, body.sae)
+    name, folder = resolve(state.model, body.sae)
     release, _, sae_id = name.partition("/")
     labels = folder_for(sae_key(folder, *((release, sae_id) if release in RELEASES else ())))
     return name, stamp(folder) if folder is not None else (), stamp(labels) if labels is not None else ()
 
 
-def _sae(model: Model, name: str | None) -> tuple[SAE, str]:
+def load_listed(model: Model, name: str | None) -> tuple[SAE, str]:
     """The named SAE (default: the first available on disk), loaded once per version of its files (a loaded
     SAE reads the user's labels again when they change: ``labels_of``)."""
-    name, folder = _resolve(model, name)
+    name, folder = resolve(model, name)
     key = (model.key, name, stamp(folder) if folder is not None else ())
     with _loaded_lock:
         if key not in _loaded:
@@ -78,22 +85,21 @@ def _neuronpedia(sae: SAE) -> str | None:
 
 def features_op(ctx: Ctx, body: SaeFeaturesBody) -> dict:
     ctx.prompt(body.prompt)
-    sae, name = _sae(ctx.model, body.sae)
+    sae, name = load_listed(ctx.model, body.sae)
     result = sae_features(ctx.model, sae, body.prompt, top=body.top, max_density=body.max_density).to_dict()
     return {**result, "sae_name": name, "neuronpedia": _neuronpedia(sae)}
 
 
 def dashboard_op(ctx: Ctx, body: FeatureDashboardBody) -> dict:
-    sae, name = _sae(ctx.model, body.sae)
-    result = feature_dashboard(
-        ctx.model, sae, body.feature, sequences=body.sequences, seq_len=body.seq_len, k=body.k
-    ).to_dict()
+    sae, name = load_listed(ctx.model, body.sae)
+    result = feature_dashboard(ctx.model, sae, body.feature, sequences=body.sequences, seq_len=body.seq_len, k=body.k)
+    result = result.to_dict()
     return {**result, "sae_name": name}
 
 
 def clamp_op(ctx: Ctx, body: FeatureClampBody) -> dict:
     ctx.prompt(body.prompt)
-    sae, name = _sae(ctx.model, body.sae)
+    sae, name = load_listed(ctx.model, body.sae)
     options = dict(
         positions=body.positions, max_new_tokens=body.max_new_tokens, temperature=body.temperature, seed=body.seed
     )
@@ -122,7 +128,8 @@ OPERATIONS = [
         "sae-dashboard",
         FeatureDashboardBody,
         dashboard_op,
-        "A feature's dashboard: top contexts over the built-in corpus, histogram, promoted tokens.",
+        "A feature's dashboard: top contexts over the corpus (precomputed when the SAE has them), histogram, "
+        "promoted tokens.",
         "sae",
         long=True,
         reads=sae_reads,
@@ -144,7 +151,11 @@ OPERATIONS = [
 def list_saes(request: Request) -> dict:
     """Each SAE with its layer, and ``training``: what the workbench proposes to train for a layer with none."""
     model = services(request).state.model
-    saes = [{**k.to_dict(), "layer": model.hook_spec(k.hook).layer} for k in available_saes(model)]
+    saes = []
+    for known in available_saes(model):
+        folder = _folder(model, known.name)
+        precomputed = folder is not None and (folder / ATLAS_FILE).is_file()  # dashboards open at once
+        saes.append({**known.to_dict(), "layer": model.hook_spec(known.hook).layer, "precomputed": precomputed})
     plan = services(request).sae_training
     training = {"architecture": "topk", "d_sae": plan["expansion"] * model.d_model, **plan}
     return {"kind": "saes", "model": model.name, "n_layers": model.n_layers, "saes": saes, "training": training}
@@ -156,7 +167,7 @@ def post_label(body: SaeLabelBody, request: Request) -> dict:
     features and dashboards of the SAE are recomputed (``sae_reads`` stamps the user's labels)."""
     if body.clear and body.label:
         raise InputError("label: give a label or clear it, not both")
-    sae, name = _sae(services(request).state.model, body.sae)
+    sae, name = load_listed(services(request).state.model, body.sae)
     if body.clear:
         clear_feature_label(sae, body.feature)
         entry: FeatureLabel | None = labels_of(sae).get(body.feature)

@@ -274,9 +274,17 @@ class SaeLabelBody(Body):
 class FeatureDashboardBody(Body):
     sae: SaeName | None = None
     feature: Index
-    sequences: int = Field(64, ge=1, le=512)  # built-in corpus sequences scanned
-    seq_len: int = Field(64, ge=8, le=256)
+    # Sequences of the built-in corpus to scan live; left out, the SAE's precomputed dashboards are read when
+    # it has them (instant), else 64 sequences of 64 tokens are scanned.
+    sequences: int | None = Field(None, ge=1, le=512)
+    seq_len: int | None = Field(None, ge=8, le=256)
     k: int = Field(10, ge=1, le=50)
+
+
+class SaePrecomputeBody(Body):
+    sae: SaeName  # an SAE trained into the store (store:NAME); shipped ones come precomputed
+    sequences: int = Field(1024, ge=16, le=8192)  # train-split sequences scanned for contexts and labels
+    held_out_sequences: int = Field(256, ge=16, le=2048)  # test-split sequences for the detection scores
 
 
 class FeatureClampBody(PromptBody):

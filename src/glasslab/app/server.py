@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import GlasslabError
 from ..model.model import Model
-from . import analysis, interventions, sae_search, sae_training, saes
+from . import analysis, interventions, sae_precompute, sae_search, sae_training, saes
 from .experiments import ExperimentStore
 from .experiments import router as experiments_router
 from .jobs import JobManager, TooManyJobs
@@ -35,6 +35,7 @@ OPERATIONS = [
     *interventions.OPERATIONS,
     *saes.OPERATIONS,
     *sae_search.OPERATIONS,
+    *sae_precompute.OPERATIONS,
     *sae_training.OPERATIONS,
 ]
 NOT_BUILT = """<!doctype html><html lang="en"><meta charset="utf-8"><title>glasslab</title>

@@ -46,7 +46,7 @@ AnyModelOpt = Annotated[
 CorpusOpt = Annotated[str, typer.Option(help="builtin (offline text), a .txt/.jsonl file or folder, or hf:NAME.")]
 
 
-def _load(sae: str, model: str | None, dtype: str, device: str, any_model: bool):
+def load_with_model(sae: str, model: str | None, dtype: str, device: str, any_model: bool):
     from ..sae.loading import load_sae
 
     loaded = load_model(model, dtype, device)
@@ -109,7 +109,7 @@ def sae_features_command(
     """The strongest SAE features at every token of a prompt, and what the SAE misses there."""
     from ..sae.encode import sae_features
 
-    loaded, chosen = _load(sae, model, dtype, device, any_model)
+    loaded, chosen = load_with_model(sae, model, dtype, device, any_model)
     result = sae_features(loaded, chosen, prompt, top=top)
 
     def show() -> None:
@@ -143,11 +143,19 @@ def sae_feature_command(
     text: Annotated[
         str | None, typer.Option(help="Instead of a dashboard: the feature's activation on every token of TEXT.")
     ] = None,
-    corpus: CorpusOpt = "builtin",
-    sequences: Annotated[int, typer.Option(help="Sequences of the corpus to scan.")] = 64,
-    seq_len: Annotated[int, typer.Option(help="Tokens per sequence.")] = 64,
+    corpus: Annotated[
+        str | None,
+        typer.Option(
+            help="Scan this corpus live (builtin, a .txt/.jsonl file or folder, or hf:NAME) instead of "
+            "reading the SAE's precomputed dashboards."
+        ),
+    ] = None,
+    sequences: Annotated[
+        int | None, typer.Option(help="Sequences to scan live (default: precomputed, else 64).")
+    ] = None,
+    seq_len: Annotated[int | None, typer.Option(help="Tokens per sequence of a live scan (default 64).")] = None,
     k: Annotated[int, typer.Option(help="Top-activating contexts to keep.")] = 10,
-    window: Annotated[int, typer.Option(help="Tokens shown either side of each context's peak.")] = 8,
+    window: Annotated[int | None, typer.Option(help="Tokens shown either side of a live scan's peaks (8).")] = None,
     fetch_label: Annotated[
         bool, typer.Option("--fetch-label", help="Ask Neuronpedia for a label if none is cached (skipped offline).")
     ] = False,
@@ -159,7 +167,7 @@ def sae_feature_command(
     out_file: OutOpt = None,
 ) -> None:
     """A feature's dashboard: top contexts over a corpus, histogram, density, promoted/suppressed tokens."""
-    loaded, chosen = _load(sae, model, dtype, device, any_model)
+    loaded, chosen = load_with_model(sae, model, dtype, device, any_model)
     if text is not None:
         from ..sae.encode import feature_activations
 
@@ -258,7 +266,7 @@ def sae_clamp_command(
         if value is not None or scale is not None or zero:
             raise InputError("--sweep replaces --value/--scale/--zero; give only the sweep's numbers")
         amounts = parse_numbers(sweep, "sweep", "0,5,10")
-        loaded, chosen = _load(sae, model, dtype, device, any_model)
+        loaded, chosen = load_with_model(sae, model, dtype, device, any_model)
         mode = "scale" if sweep_scale else "value"
         result = clamp_sweep(loaded, chosen, prompt, feature, amounts, mode=mode, **options)
 
@@ -285,7 +293,7 @@ def sae_clamp_command(
 
     if sum((value is not None, scale is not None, zero)) != 1:
         raise InputError("choose exactly one of --value, --scale, --zero (or --sweep)")
-    loaded, chosen = _load(sae, model, dtype, device, any_model)
+    loaded, chosen = load_with_model(sae, model, dtype, device, any_model)
     clamp = clamp_features(loaded, chosen, prompt, feature, value=value, scale=scale, zero=zero, **options)
 
     def show() -> None:

@@ -34,6 +34,7 @@ class FeatureScore:
     activation: float
     label: str | None = None
     density: float | None = None  # share of tokens it fires on (labels.json, else training); None: unknown
+    detection: float | None = None  # the label's detection score (F1 on held-out text), when it was measured
 
 
 @dataclass(frozen=True)
@@ -247,7 +248,13 @@ def sae_features(
     def scores(vs: torch.Tensor, ids: torch.Tensor, want_dense: bool | None = None) -> list[FeatureScore]:
         pairs = [(int(i), float(v)) for v, i in zip(vs.tolist(), ids.tolist(), strict=True) if v > 0]
         return [
-            FeatureScore(i, v, _label(labels.get(i)), None if torch.isnan(density[i]) else float(density[i]))
+            FeatureScore(
+                i,
+                v,
+                _label(labels.get(i)),
+                None if torch.isnan(density[i]) else float(density[i]),
+                _detection(labels.get(i)),
+            )
             for i, v in pairs
             if want_dense is None or bool(dense[i]) == want_dense
         ]
@@ -331,5 +338,16 @@ def _label(entry: FeatureLabel | None) -> str | None:
     return None if entry is None else entry.label
 
 
+def _detection(entry: FeatureLabel | None) -> float | None:
+    score = (entry.extra.get("detection") or {}).get("f1") if entry is not None else None
+    return float(score) if isinstance(score, int | float) else None
+
+
 def _score(s: FeatureScore) -> dict:
-    return {"feature": s.feature, "activation": s.activation, "label": s.label, "density": s.density}
+    return {
+        "feature": s.feature,
+        "activation": s.activation,
+        "label": s.label,
+        "density": s.density,
+        "detection": s.detection,
+    }

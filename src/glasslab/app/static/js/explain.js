@@ -172,6 +172,7 @@ export const CONTROLS = {
   saeEstimate: 'Measure how long training an SAE for this layer takes on this machine (one batch of activations and a few training steps, about half a minute)',
   saeTrain: 'Train a TopK SAE on this layer\'s residual stream in the background; it is saved in your glasslab store and then listed here',
   saeCancel: 'Stop the training; no SAE is saved',
+  saePrecompute: 'Scan the built-in corpus once for every feature of this SAE: its top contexts, histogram and promoted tokens, and an automatic label scored on held-out text; saved beside the SAE, so every dashboard then opens at once',
   clampFeature: 'Continue the prompt with this feature held at 0, 1\u00d7, 2\u00d7 and 4\u00d7 its strongest activation in the corpus scan, beside the unclamped text',
 };
 

@@ -6,12 +6,12 @@
 // then the sae-train job) and shows its progress; the finished SAE joins the list.
 
 import { fmt, h, pct, plural, showToken } from '../dom.js';
-import { call, cached, job, pollJob, request } from '../api.js';
+import { call, cached, forget, job, pollJob, request } from '../api.js';
 import { chart } from '../chart.js';
 import { plain } from '../errors.js';
 import { CONTROLS } from '../explain.js';
 import { position, setting, setSetting, state } from '../store.js';
-import { button, errorLine, field, frame, need, progressText, refresh } from './common.js';
+import { action, button, errorLine, field, frame, need, progressText, refresh } from './common.js';
 import { featureClamp } from './featureclamp.js';
 import { featureSearch } from './saesearch.js';
 import { featureLabel } from './featurelabel.js';
@@ -264,7 +264,11 @@ const DENSE = 0.1;
 const featuresBody = () => ({ prompt: state.prompt, sae: chosenSae(), top: TOP, max_density: DENSE });
 const clamping = { feature: null }; // a clamp asked for from the bars, started once the dashboard is here
 /** A feature's dashboard request (the Steering tab reads the features' strongest activations from the same). */
-export const dashboardBody = (feature, name = chosenSae()) => ({ feature, sae: name, sequences: 32, seq_len: 64, k: 10 });
+// No corpus sizes: the server reads the SAE's precomputed dashboards when it has them, else scans live.
+export const dashboardBody = (feature, name = chosenSae()) => ({ feature, sae: name, k: 10 });
+
+/** The listed entry of SAE `name` (GET /api/saes), e.g. whether its dashboards are precomputed. */
+const entry = (name) => sae.list.find((s) => s.name === name) ?? {};
 
 export function render(root) {
   const el = frame(root, 'sae');
@@ -275,6 +279,7 @@ export function render(root) {
     return;
   }
   trainedNote(el);
+  precomputeBox(el, chosenSae());
   featureSearch(el, chosenSae());
   const p = position();
   const d = need(el, 'the SAE features of the prompt', () => cached('sae-features', featuresBody()), () => call('sae-features', featuresBody()));
@@ -287,6 +292,9 @@ export function render(root) {
   el.append(h('p.facts.sae-facts', {}, `${d.sae_name ?? d.sae} at ${d.hook}: ${plural(tok.l0, 'feature fires', 'features fire')} at position ${p} `, h('code', {}, showToken(tok.token)),
     `; the SAE misses ${pct(tok.relative_error)} of the activation (cosine ${fmt(tok.cosine)}).`));
   const shown = shownFeatures(el, tok);
+  if (!shown.length && tok.dense?.length) {
+    el.append(h('p.muted.all-dense', {}, `Every feature active at position ${p} is dense (fires on more than ${pct(DENSE)} of tokens): tick “Show dense features” to see them.`));
+  }
   const feature = Number(setting('sae', 'feature', shown[0]?.feature ?? -1));
   const pick = (f, clamp) => {
     setSetting('sae', 'feature', f);
@@ -296,7 +304,7 @@ export function render(root) {
   chart(el, {
     kind: 'bars',
     title: `Most active features at position ${p} (click one for its dashboard and clamp)`,
-    labels: shown.map((f) => `F${f.feature}${f.label ? ` ${f.label}` : ''}${f.density > DENSE ? ` (dense: ${pct(f.density)} of tokens)` : ''}`),
+    labels: shown.map((f) => `F${f.feature}${f.label ? ` ${f.label}` : ''}${f.detection != null ? ` [label F1 ${fmt(f.detection, 2)}]` : ''}${f.density > DENSE ? ` (dense: ${pct(f.density)} of tokens)` : ''}`),
     values: shown.map((f) => f.activation),
     selected: shown.findIndex((f) => f.feature === feature),
     valueLabel: 'feature activation',
@@ -333,13 +341,16 @@ function dashboard(el, feature) {
   const box = h('section.dashboard');
   el.append(box);
   box.append(h('h3', {}, `Feature ${feature}: dashboard`));
-  const dash = need(box, `the dashboard of feature ${feature} (scanning the built-in corpus)`, () => cached('sae-dashboard', body), () => job('sae-dashboard', body, (j) => {
+  const how = entry(body.sae).precomputed ? 'reading its precomputed dashboard' : 'scanning the built-in corpus';
+  const dash = need(box, `the dashboard of feature ${feature} (${how})`, () => cached('sae-dashboard', body), () => job('sae-dashboard', body, (j) => {
     const line = box.querySelector('.loading');
     if (line) line.textContent = `Scanning the corpus for feature ${feature}: ${progressText(j)}`;
   }));
   if (!dash) return;
   featureLabel(box, body.sae, feature, dash);
-  box.append(h('p.facts.dashboard-facts', {}, `Fires on ${pct(dash.density ?? 0)} of tokens; strongest activation ${fmt(dash.max_activation)}.`));
+  box.append(h('p.facts.dashboard-facts', {}, `Fires on ${pct(dash.density ?? 0)} of the ${dash.tokens.toLocaleString()} tokens `
+    + `of ${dash.corpus} it was read on (${dash.sequences.toLocaleString()} sequence${dash.sequences === 1 ? '' : 's'}); strongest activation ${fmt(dash.max_activation)}.`));
+  detectionLine(box, dash.label);
   const start = clamping.feature === feature;
   if (start) clamping.feature = null;
   featureClamp(box, body.sae, feature, dash, { start });
@@ -348,6 +359,16 @@ function dashboard(el, feature) {
     box.append(h('table.compare', {}, h('caption', {}, 'Where it fires most (the strongest token in bold)'),
       h('tbody', {}, ...contexts.slice(0, 8).map((c) => h('tr', {}, h('td', {}, fmt(c.activation)),
         h('td.text', {}, ...c.tokens.map((t, i) => (i === c.centre ? h('strong', {}, showToken(t)) : showToken(t)))))))));
+  }
+  const hist = dash.histogram || { edges: [], counts: [] };
+  if (hist.counts.length) {
+    chart(box, {
+      kind: 'bars',
+      title: `How strongly feature ${feature} fires where it fires (tokens per activation range)`,
+      labels: hist.counts.map((_, i) => `${fmt(hist.edges[i])}–${fmt(hist.edges[i + 1])}`),
+      values: hist.counts,
+      valueLabel: 'tokens',
+    }, { json: dash });
   }
   const effects = [...(dash.promotes || []).slice(0, 6), ...(dash.suppresses || []).slice(0, 6)];
   if (effects.length) {
@@ -359,4 +380,25 @@ function dashboard(el, feature) {
       valueLabel: 'logit change per unit of activation',
     }, { json: dash });
   }
+}
+
+/** The label's detection score: how well its words predict where the feature fires on held-out text. */
+function detectionLine(box, label) {
+  const d = label?.detection;
+  if (!d) return;
+  box.append(h('p.small.detection', { title: 'A token is predicted to fire the feature when its word is one the label names (or a member of the class it names); measured on text the label was not built from' },
+    `Label score: F1 ${fmt(d.f1, 2)} on ${d.tokens.toLocaleString()} held-out tokens of ${d.corpus} `
+    + `(precision ${pct(d.precision)}: of the tokens the label names, the share where the feature fires; recall ${pct(d.recall)}: of the tokens where it fires, the share the label names).`));
+}
+
+/** An SAE trained into the store has no precomputed dashboards: one job scans the corpus once for all of them. */
+function precomputeBox(el, name) {
+  if (!name.startsWith('store:') || entry(name).precomputed) return;
+  const out = h('div.results');
+  el.append(h('div.controls.no-report.precompute', {}, h('span.small', {}, 'Its dashboards are scanned live (seconds each) and its features have no labels yet. '),
+    action('Precompute every dashboard and label', CONTROLS.saePrecompute, async (say) => {
+      await job('sae-precompute', { sae: name }, (j) => say(`Precomputing: ${progressText(j)}`));
+      entry(name).precomputed = true;
+      forget(); // dashboards and features scanned before now read the new labels and atlas
+    }, out)), out);
 }
