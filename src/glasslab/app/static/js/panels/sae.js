@@ -13,6 +13,7 @@ import { CONTROLS } from '../explain.js';
 import { position, setting, setSetting, state } from '../store.js';
 import { action, button, errorLine, field, frame, need, progressText, refresh } from './common.js';
 import { featureClamp } from './featureclamp.js';
+import { featureDemo } from './featuredemo.js';
 import { featureSearch } from './saesearch.js';
 import { featureLabel } from './featurelabel.js';
 
@@ -273,6 +274,7 @@ const entry = (name) => sae.list.find((s) => s.name === name) ?? {};
 export function render(root) {
   const el = frame(root, 'sae');
   el.append(layerPicker());
+  featureDemo(el, sae.list);
   if (!chosenSae()) {
     noSaeHere(el, chosenLayer());
     trainBox(el, chosenLayer());
