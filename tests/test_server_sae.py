@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
-from glasslab.sae import SAE, SAEConfig, load_sae, save_sae
+from glasslab.sae import load_sae, save_sae
 from glasslab.sae.clamp import clamp_features, clamp_sweep
 from glasslab.sae.dashboard import feature_dashboard
 from glasslab.sae.encode import sae_features
@@ -16,7 +15,7 @@ from glasslab.store import store_path
 
 from .test_server import approx_tree
 from .test_server_helpers import client, fingerprint
-from .tiny import tiny_model
+from .tiny import tiny_model, tiny_sae
 
 PROMPT = "when mary and john went to the store john gave a drink to"
 
@@ -27,13 +26,7 @@ def setup(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("GLASSLAB_HOME", str(home))
         model = tiny_model("llama")
-        sae = SAE(SAEConfig("standard", 32, 48, "blocks.1.resid_post"))
-        g = torch.Generator().manual_seed(0)
-        with torch.no_grad():
-            sae.W_enc.copy_(torch.randn(32, 48, generator=g) / 32**0.5)
-            sae.W_dec.copy_(torch.randn(48, 32, generator=g) / 48**0.5)
-            sae.b_enc.copy_(0.1 * torch.randn(48, generator=g))
-        save_sae(sae, store_path("saes", model.key, "tiny-sae"))
+        save_sae(tiny_sae(), store_path("saes", model.key, "tiny-sae"))
         yield model, load_sae("store:tiny-sae", model), client(model, home)
 
 

@@ -126,3 +126,17 @@ def save_tiny(family: str, folder) -> None:
     """Write a tiny model + tokenizer as a Hugging Face folder (for loading and CLI tests)."""
     tiny_hf(family).save_pretrained(folder)
     word_tokenizer().save_pretrained(folder)
+
+
+def tiny_sae():
+    """A seeded standard SAE (32 -> 48 features) on the tiny models' ``blocks.1.resid_post``: weights scaled so
+    several features fire on any prompt (the SAE the server and workbench tests save into a temporary store)."""
+    from glasslab.sae import SAE, SAEConfig
+
+    sae = SAE(SAEConfig("standard", 32, 48, "blocks.1.resid_post"))
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.randn(32, 48, generator=g) / 32**0.5)
+        sae.W_dec.copy_(torch.randn(48, 32, generator=g) / 48**0.5)
+        sae.b_enc.copy_(0.1 * torch.randn(48, generator=g))
+    return sae

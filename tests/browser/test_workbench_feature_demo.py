@@ -7,11 +7,10 @@ from __future__ import annotations
 import re
 
 import pytest
-import torch
 
 from tests.deadlines import MODEL_S, ms
 
-from .conftest import Server
+from .saes import tiny_sae_server
 
 PROMPT = "the cat sat on the mat"
 CONCEPT = "cat"
@@ -19,29 +18,14 @@ CONCEPT = "cat"
 
 @pytest.fixture(scope="module")
 def demo_server(tmp_path_factory):
-    from glasslab.sae import SAE, SAEConfig, save_sae
-    from glasslab.sae.labels_file import LABELS_FILE, FeatureLabel, labels_json
-    from glasslab.store import store_path
-    from tests.tiny import tiny_model
+    from glasslab.sae.labels_file import FeatureLabel
 
-    home = tmp_path_factory.mktemp("demo-home")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GLASSLAB_HOME", str(home))
-        model = tiny_model("llama")
-        sae = SAE(SAEConfig("standard", 32, 48, "blocks.1.resid_post"))
-        g = torch.Generator().manual_seed(0)
-        with torch.no_grad():
-            sae.W_enc.copy_(torch.randn(32, 48, generator=g) / 32**0.5)
-            sae.W_dec.copy_(torch.randn(48, 32, generator=g) / 48**0.5)
-            sae.b_enc.copy_(0.1 * torch.randn(48, generator=g))
-        labels = {  # a labelled SAE as the labeller writes them (test data: which feature is which is arbitrary)
-            7: FeatureLabel("fires on ' cat', ' dog'", "auto", {"density": 0.02, "words": [["cat", 5], ["dog", 2]]}),
-            9: FeatureLabel("fires on ' paris'", "auto", {"density": 0.01, "words": [["paris", 4]]}),
-        }
-        save_sae(sae, store_path("saes", model.key, "tiny-sae"), extra_files={LABELS_FILE: labels_json(labels)})
-        server = Server(model, home / "experiments.sqlite")
+    labels = {  # a labelled SAE as the labeller writes them (test data: which feature is which is arbitrary)
+        7: FeatureLabel("fires on ' cat', ' dog'", "auto", {"density": 0.02, "words": [["cat", 5], ["dog", 2]]}),
+        9: FeatureLabel("fires on ' paris'", "auto", {"density": 0.01, "words": [["paris", 4]]}),
+    }
+    with tiny_sae_server(tmp_path_factory.mktemp("demo-home"), labels) as server:
         yield server
-        server.stop()
 
 
 def test_feature_demo_clamps_the_search_s_top_match_and_counts_its_words(open_page, demo_server):

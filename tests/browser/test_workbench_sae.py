@@ -5,11 +5,11 @@ and, on a tiny model with an empty store, the layer selector and training an SAE
 from __future__ import annotations
 
 import pytest
-import torch
 
 from tests.deadlines import MODEL_S, ms
 
 from .conftest import Server
+from .saes import tiny_sae_server
 from .shown import fmt, forms, pct, show_token, shows
 
 PROMPT = "the cat sat on the mat"
@@ -17,24 +17,8 @@ PROMPT = "the cat sat on the mat"
 
 @pytest.fixture(scope="module")
 def sae_server(tmp_path_factory):
-    from glasslab.sae import SAE, SAEConfig, save_sae
-    from glasslab.store import store_path
-    from tests.tiny import tiny_model
-
-    home = tmp_path_factory.mktemp("sae-home")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GLASSLAB_HOME", str(home))
-        model = tiny_model("llama")
-        sae = SAE(SAEConfig("standard", 32, 48, "blocks.1.resid_post"))
-        g = torch.Generator().manual_seed(0)
-        with torch.no_grad():
-            sae.W_enc.copy_(torch.randn(32, 48, generator=g) / 32**0.5)
-            sae.W_dec.copy_(torch.randn(48, 32, generator=g) / 48**0.5)
-            sae.b_enc.copy_(0.1 * torch.randn(48, generator=g))
-        save_sae(sae, store_path("saes", model.key, "tiny-sae"))
-        server = Server(model, home / "experiments.sqlite")
+    with tiny_sae_server(tmp_path_factory.mktemp("sae-home")) as server:
         yield server
-        server.stop()
 
 
 def test_sae_features_dashboard_and_clamps(open_page, sae_server):

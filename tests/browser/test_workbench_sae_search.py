@@ -4,9 +4,8 @@ results are the API's, a result opens its feature's dashboard, and a query nothi
 from __future__ import annotations
 
 import pytest
-import torch
 
-from .conftest import Server
+from .saes import tiny_sae_server
 
 PROMPT = "the cat sat on the mat"
 LABELS = {
@@ -18,26 +17,11 @@ LABELS = {
 
 @pytest.fixture(scope="module")
 def search_server(tmp_path_factory):
-    from glasslab.sae import SAE, SAEConfig, save_sae
-    from glasslab.sae.labels_file import LABELS_FILE, FeatureLabel, labels_json
-    from glasslab.store import store_path
-    from tests.tiny import tiny_model
+    from glasslab.sae.labels_file import FeatureLabel
 
-    home = tmp_path_factory.mktemp("sae-search-home")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GLASSLAB_HOME", str(home))
-        model = tiny_model("llama")
-        sae = SAE(SAEConfig("standard", 32, 48, "blocks.1.resid_post"))
-        g = torch.Generator().manual_seed(0)
-        with torch.no_grad():
-            sae.W_enc.copy_(torch.randn(32, 48, generator=g) / 32**0.5)
-            sae.W_dec.copy_(torch.randn(48, 32, generator=g) / 48**0.5)
-            sae.b_enc.copy_(0.1 * torch.randn(48, generator=g))
-        labels = {f: FeatureLabel(text, "auto", extra) for f, (text, extra) in LABELS.items()}
-        save_sae(sae, store_path("saes", model.key, "tiny-sae"), extra_files={LABELS_FILE: labels_json(labels)})
-        server = Server(model, home / "experiments.sqlite")
+    labels = {f: FeatureLabel(text, "auto", extra) for f, (text, extra) in LABELS.items()}
+    with tiny_sae_server(tmp_path_factory.mktemp("sae-search-home"), labels) as server:
         yield server
-        server.stop()
 
 
 def test_search_features_and_open_one(open_page, search_server):

@@ -72,7 +72,8 @@ export function featureDemo(el, list) {
   el.append(box);
   box.append(h('h3', {}, 'Demo: switch a feature on'));
   const input = h('input#demo-concept', { type: 'text', value: demo.concept, maxlength: 60 });
-  input.addEventListener('change', () => { demo.concept = input.value.trim() || DEMO_CONCEPT; });
+  // What is typed survives the panel redrawing itself meanwhile (a dashboard or the features arriving).
+  input.addEventListener('input', () => { demo.concept = input.value.trim() || DEMO_CONCEPT; });
   const out = h('div.results.feature-demo-results');
   box.append(h('p.small', {}, `Finds the feature of ${sae} whose label best matches a concept (the feature search, dense features left out), `
     + `then holds it at 0, 1\u00d7, 2\u00d7 and 4\u00d7 its strongest activation while the model writes ${CLAMP_TOKENS} tokens after your prompt. `

@@ -21,8 +21,10 @@ export function featureSearch(el, sae) {
   el.append(box);
   if (!chartRender.report) {
     const input = h('input#sae-search-query', {
-      type: 'search', value: query, maxlength: MAX_CHARS, placeholder: 'e.g. medical, past tense, numbers',
+      type: 'search', value: setting('sae', 'searchDraft', query), maxlength: MAX_CHARS, placeholder: 'e.g. medical, past tense, numbers',
     });
+    // What is typed survives the panel redrawing itself meanwhile (a dashboard or the features arriving).
+    input.addEventListener('input', () => setSetting('sae', 'searchDraft', input.value));
     const form = h('form.controls.no-report', {}, field('Find features', input,
       'Words or a meaning to look for in the features\u2019 labels: what they fire on and their top contexts, matched by word and by nearness in the model\u2019s own token embeddings'),
     h('button.primary', { type: 'submit' }, 'Search'));
