@@ -6,14 +6,15 @@
 // then the sae-train job) and shows its progress; the finished SAE joins the list.
 
 import { fmt, h, pct, plural, showToken } from '../dom.js';
-import { call, cached, forget, job, pollJob, request } from '../api.js';
+import { call, cached, job, pollJob, request } from '../api.js';
 import { chart } from '../chart.js';
 import { plain } from '../errors.js';
 import { CONTROLS } from '../explain.js';
 import { position, setting, setSetting, state } from '../store.js';
-import { action, button, errorLine, field, frame, need, progressText, refresh } from './common.js';
+import { button, errorLine, field, frame, need, progressText, refresh } from './common.js';
 import { featureClamp } from './featureclamp.js';
 import { featureDemo } from './featuredemo.js';
+import { detectionLine, precomputeBox } from './saeprecompute.js';
 import { featureSearch } from './saesearch.js';
 import { featureLabel } from './featurelabel.js';
 
@@ -281,7 +282,7 @@ export function render(root) {
     return;
   }
   trainedNote(el);
-  precomputeBox(el, chosenSae());
+  precomputeBox(el, chosenSae(), entry(chosenSae()));
   featureSearch(el, chosenSae());
   const p = position();
   const d = need(el, 'the SAE features of the prompt', () => cached('sae-features', featuresBody()), () => call('sae-features', featuresBody()));
@@ -382,25 +383,4 @@ function dashboard(el, feature) {
       valueLabel: 'logit change per unit of activation',
     }, { json: dash });
   }
-}
-
-/** The label's detection score: how well its words predict where the feature fires on held-out text. */
-function detectionLine(box, label) {
-  const d = label?.detection;
-  if (!d) return;
-  box.append(h('p.small.detection', { title: 'A token is predicted to fire the feature when its word is one the label names (or a member of the class it names); measured on text the label was not built from' },
-    `Label score: F1 ${fmt(d.f1, 2)} on ${d.tokens.toLocaleString()} held-out tokens of ${d.corpus} `
-    + `(precision ${pct(d.precision)}: of the tokens the label names, the share where the feature fires; recall ${pct(d.recall)}: of the tokens where it fires, the share the label names).`));
-}
-
-/** An SAE trained into the store has no precomputed dashboards: one job scans the corpus once for all of them. */
-function precomputeBox(el, name) {
-  if (!name.startsWith('store:') || entry(name).precomputed) return;
-  const out = h('div.results');
-  el.append(h('div.controls.no-report.precompute', {}, h('span.small', {}, 'Its dashboards are scanned live (seconds each) and its features have no labels yet. '),
-    action('Precompute every dashboard and label', CONTROLS.saePrecompute, async (say) => {
-      await job('sae-precompute', { sae: name }, (j) => say(`Precomputing: ${progressText(j)}`));
-      entry(name).precomputed = true;
-      forget(); // dashboards and features scanned before now read the new labels and atlas
-    }, out)), out);
 }
