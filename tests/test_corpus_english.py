@@ -95,6 +95,19 @@ def test_the_text_reads_as_english():
 
 def test_named_corpora_and_a_clear_error_for_others():
     assert {"builtin", "pydocs", "english", "english-outside"} <= set(NAMED)
-    assert next(iter(load_corpus("pydocs"))) == next(iter(load_corpus("builtin")))
+    # The default is the English corpus, under its own name (so nothing cached by name mixes two texts).
+    builtin = load_corpus("builtin", split="test")
+    assert builtin.describe() == "english (test split)"
+    assert next(iter(builtin)) == next(iter(load_corpus("english", split="test")))
+    assert next(iter(load_corpus("pydocs"))) != next(iter(load_corpus("builtin")))
     with pytest.raises(Exception, match="'english'"):
         load_corpus("englsh")
+
+
+def test_statistics_cached_for_builtin_are_the_english_corpus_s():
+    from glasslab.methods.editing.stats import stats_folder
+    from tests.tiny import tiny_model
+
+    model = tiny_model("gpt2")
+    assert stats_folder(model, 1, "builtin", "train", 100, 16) == stats_folder(model, 1, "english", "train", 100, 16)
+    assert stats_folder(model, 1, "builtin", "train", 100, 16) != stats_folder(model, 1, "pydocs", "train", 100, 16)

@@ -22,22 +22,22 @@ def take(iterable, n):
     return out
 
 
-def test_builtin_corpus_is_offline_python_text():
+def test_pydocs_corpus_is_offline_python_text():
     from pydoc_data.topics import topics
 
-    docs = take(load_corpus("builtin"), 5)
+    docs = take(load_corpus("pydocs"), 5)
     first_topic = topics[sorted(topics)[0]]
     assert docs[0] == first_topic  # reference-manual topics come first, in sorted order
     assert all(isinstance(d, str) and d.strip() for d in docs)
 
 
-def test_builtin_corpus_includes_stdlib_docstrings():
+def test_pydocs_corpus_includes_stdlib_docstrings():
     import __future__
 
     import inspect
     from pydoc_data.topics import topics
 
-    docs = take(load_corpus("builtin"), len(topics) + 1)
+    docs = take(load_corpus("pydocs"), len(topics) + 1)
     assert docs[-1] == inspect.cleandoc(__future__.__doc__)  # the first standard-library file, read without import
 
 

@@ -17,7 +17,7 @@ tuned_app = typer.Typer(
 app.add_typer(tuned_app, name="tuned-lens")
 
 CorpusOpt = Annotated[
-    str, typer.Option(help="'builtin' (offline Python docs), a .txt/.jsonl file or folder, or hf:NAME[:CONFIG].")
+    str, typer.Option(help="'builtin' (offline English text), a .txt/.jsonl file or folder, or hf:NAME[:CONFIG].")
 ]
 LensPathOpt = Annotated[
     str | None, typer.Option("--lens", help="A tuned-lens folder (default: the one stored for the model).")

@@ -1,8 +1,9 @@
 """Where text comes from: a stream of documents, never all of it in memory.
 
 Sources:
-- ``"builtin"``: the offline default, for now the same text as ``"pydocs"`` (the shipped SAEs were trained
-  and labelled on it; it becomes ``"english"`` when they are retrained on English).
+- ``"builtin"``: the offline default, another name for ``"english"`` (the shipped SAEs were trained and
+  labelled on it); a corpus loaded by this name describes itself as ``english``, so anything cached under
+  the corpus's name (key statistics, tuned lenses) never mistakes text of an older default for it.
 - ``"pydocs"``: text every Python installation ships: the reference manual's topics
   (``pydoc_data.topics``) and the standard library's docstrings (read with ``ast``, without importing any
   module). About 2 MB of English technical prose.
@@ -74,7 +75,12 @@ def load_corpus(source: str = "builtin", *, split: Split = None, text_field: str
             raise InputError(f"corpus '{source}' is not one of {names}, 'hf:NAME' or an existing file or folder")
         if path.is_file() and path.suffix not in (".txt", ".jsonl"):
             raise InputError(f"corpus file '{source}' must end in .txt or .jsonl")
-    return Corpus(source, split, text_field)
+    return Corpus(canonical_corpus(source), split, text_field)
+
+
+def canonical_corpus(source: str) -> str:
+    """The name a corpus is known and cached by: ``"builtin"`` is the current default's own name."""
+    return BUILTIN if source == "builtin" else source
 
 
 def _split_of(doc_id: str) -> str:
@@ -155,8 +161,9 @@ def _hf_documents(spec: str, text_field: str) -> Iterator[tuple[str, str]]:
 
 ENGLISH_FOLDER = Path(__file__).parent / "english"
 # Corpora by name -> their (id, text) documents.
+BUILTIN = "english"  # what "builtin" means
 NAMED: dict[str, Callable[[], Iterator[tuple[str, str]]]] = {
-    "builtin": _pydocs_documents,
+    "builtin": lambda: NAMED[BUILTIN](),
     "pydocs": _pydocs_documents,
     "english": lambda: _shipped_documents("corpus.jsonl.xz"),
     "english-outside": lambda: _shipped_documents("outside.jsonl.xz"),

@@ -26,7 +26,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ...data import batches, load_corpus, packed_sequences
-from ...data.corpus import Split
+from ...data.corpus import Split, canonical_corpus
 from ...errors import InputError
 from ...model.model import Model
 from ...progress import progress
@@ -73,7 +73,8 @@ class KeyStats:
 
 def stats_folder(model: Model, layer: int, corpus: str, split: Split, tokens: int, seq_len: int) -> Path:
     """Where a layer's statistics live in the store (the corpus is named by a slug and a hash of its source)."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(corpus).name if corpus != "builtin" else corpus).strip("-")[:40]
+    corpus = canonical_corpus(corpus)  # "builtin" is cached under the default's own name
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(corpus).name).strip("-")[:40]
     digest = hashlib.sha256(corpus.encode()).hexdigest()[:8]
     sample = f"{slug or 'corpus'}-{digest}-{split or 'all'}-{tokens}tok-{seq_len}"
     return store_path("editing", model.key, "key-stats", sample, f"layer-{layer}")
