@@ -101,7 +101,7 @@ def test_eiffel_tower_walkthrough(open_page, default_server):
     assert f"{token['l0']} features fire at position {position}" in facts
     bars = page.page.text_content("#panel svg")
     for f in token["top"][:3]:
-        assert f["label"].startswith(("fires on", "rare")), f
+        assert "fires on " in f["label"] or f["label"].startswith("rare"), f  # "<class>: fires on ..." too
         assert f"F{f['feature']}" in bars and shows(bars, "{}", f["activation"])
     assert "fires on" in bars  # the automatic labels are drawn beside the bars
     lefts = page.page.eval_on_selector_all(
@@ -136,3 +136,71 @@ def test_induction_demo_beats_its_random_control(open_page, default_server):
     assert hit["clean"] - hit["ablated"] > ctl["clean"] - ctl["ablated"]
     page.page.locator("#panel .induction-demo").scroll_into_view_if_needed()
     page.shot("induction-demo")
+
+
+def _concept_words(concept: str, label: dict) -> set[str]:
+    """The words the feature demo counts: the concept, the class the label names, the words it fires on."""
+    words = set(re.findall(r"[a-z][a-z'-]*", concept.lower()))
+    words |= set(re.findall(r"[a-z][a-z'-]*", (label.get("concept") or "").lower()))
+    for word, _ in label.get("words", []):
+        words |= set(re.findall(r"[a-z][a-z'-]*", word.lower()))
+    return words
+
+
+def test_feature_demo_moves_the_text_toward_its_concept(open_page, default_server):
+    """The tutorial's feature step on Gemma: the search's top 'medical' feature of the layer-6 SAE, clamped,
+    brings medical words into a continuation that has none; the page's counts are the API's answers'."""
+    page = open_page(default_server)
+    page.page.set_viewport_size({"width": 1400, "height": 900})
+    page.page.click("#tutorial-btn")
+    page.page.wait_for_selector("body[data-analysis=done]")
+    while "Demo 3" not in page.page.inner_text("#tut-title"):
+        page.page.click("#tut-next")
+    page.page.wait_for_selector("body[data-analysis=done]")
+    prompt = page.page.input_value("#prompt")
+    page.page.click("#panel .feature-demo button:has-text('Find the feature and clamp it')")
+    page.page.wait_for_selector("#panel .feature-demo-table")
+    sae = "default:blocks.6.resid_post-topk-5120-k32"  # the widest labelled SAE shipped
+    search = default_server.post("sae-search", {"sae": sae, "query": "medical", "top": 1, "exclude_dense": True})
+    feature = search["hits"][0]["feature"]
+    dash = default_server.post("sae-dashboard", {"feature": feature, "sae": sae, "k": 10})
+    top = dash["max_activation"]
+    body = {"prompt": prompt, "sae": sae, "features": [feature], "mode": "value", "max_new_tokens": 12}
+    clamp = default_server.post("sae-clamp", {**body, "amounts": [0, top, 2 * top, 4 * top]})
+    words = _concept_words("medical", dash["label"])
+
+    def count(text: str) -> int:
+        return sum(w in words for w in re.findall(r"[a-z][a-z'-]*", text.lower()))
+
+    shown = [int(c.split()[0]) for c in page.page.locator("#panel .feature-demo-table td.demo-count").all_inner_texts()]
+    assert shown == [count(clamp["baseline"]), *(count(r["completion"]) for r in clamp["rows"])]
+    assert f"Feature {feature}, the best match" in page.page.inner_text("#panel .demo-feature")
+    assert max(shown[2:]) > shown[0], (clamp["baseline"], clamp["rows"])  # the effect the tutorial promises
+    assert "moves the text toward" in page.page.inner_text("#panel .demo-result")
+    page.page.locator("#panel .feature-demo").scroll_into_view_if_needed()
+    page.shot("feature-demo")
+    assert not page.errors, page.errors
+
+
+def test_sae_panel_on_the_doctor_prompt_at_desktop_and_phone_width(open_page, default_server):
+    """The SAE panel as a newcomer sees it on "The doctor told the nurse that" (screenshots at 1400 and 390 px):
+    the layer-6 features at " doctor" with their labels and scores, dense ones hidden, nothing overflowing."""
+    page = open_page(default_server)
+    page.page.set_viewport_size({"width": 1400, "height": 900})
+    page.analyse("The doctor told the nurse that")
+    page.page.click('#tokens .tok[data-pos="2"]')
+    page.open_panel("sae")
+    page.page.select_option("#sae-layer", "6")
+    page.page.wait_for_selector("#panel .dashboard-facts")
+    bars = page.page.text_content("#panel svg")
+    sae = "default:blocks.6.resid_post-topk-5120-k32"
+    body = {"prompt": "The doctor told the nurse that", "sae": sae, "top": 10, "max_density": 0.1}
+    token = next(t for t in default_server.post("sae-features", body)["tokens"] if t["position"] == 2)
+    assert token["dense"] and "Show dense features" in page.page.inner_text("#panel .dense-toggle")
+    for f in token["top"][:3]:
+        assert f"F{f['feature']}" in bars and f["label"] and f["detection"] is not None
+    page.shot("sae-doctor-1400")
+    page.page.set_viewport_size({"width": 390, "height": 800})
+    assert page.page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.shot("sae-doctor-390")
+    assert not page.errors, page.errors

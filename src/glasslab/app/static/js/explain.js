@@ -229,4 +229,13 @@ export const TUTORIAL = [
       + 'on the "Tower" tokens in early-to-middle layers, then on the last token in later layers, show where the '
       + 'information travels.',
   },
+  {
+    demo: 'feature', prompt: 'I went to see the', panel: 'sae',
+    title: 'Demo 3: switch a feature on',
+    text: 'A sparse autoencoder splits an activation into features, each named from the text where it fires. Press '
+      + '"Find the feature and clamp it": it searches the labels for "medical", then holds the best match at 0, 1×, '
+      + '2× and 4× its strongest activation while the model continues. Compare the rows: if a clamped one '
+      + 'brings the feature’s words where the unclamped text has none, switching that one feature on moved the '
+      + 'text toward its concept. 4× often breaks the text: too strong a push is not a meaning.',
+  },
 ];

@@ -370,6 +370,7 @@ function dashboard(el, feature) {
       title: `How strongly feature ${feature} fires where it fires (tokens per activation range)`,
       labels: hist.counts.map((_, i) => `${fmt(hist.edges[i])}–${fmt(hist.edges[i + 1])}`),
       values: hist.counts,
+      format: (v) => v.toLocaleString(), // counts of tokens: whole numbers
       valueLabel: 'tokens',
     }, { json: dash });
   }
