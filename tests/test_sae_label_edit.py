@@ -100,7 +100,7 @@ def test_bad_labels_are_one_line_errors(setup, feature, text, says):
     assert not store_path("sae-user-labels").exists()
 
 
-def test_densities_set_dense_features_apart(setup, tmp_path):
+def test_densities_set_dense_features_apart(setup, folder, tmp_path):
     model = setup
     plain = random_sae(model)
     fired = sae_features(model, plain, PROMPT, top=8).tokens[3].top
@@ -144,6 +144,13 @@ def test_densities_set_dense_features_apart(setup, tmp_path):
     }
     with pytest.raises(InputError, match="max_density is a share of tokens"):
         sae_features(model, sae, PROMPT, max_density=1.5)
+    # The CLI sets dense features apart the same way.
+    cli = ["sae", "features", PROMPT, "--sae", str(tmp_path / "dense"), "--model", str(folder), "--top", "8"]
+    result = CliRunner().invoke(app, [*cli, "--max-density", "0.1", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == json.loads(json.dumps(split.to_dict()))
+    table = CliRunner().invoke(app, [*cli, "--max-density", "0.1"])
+    assert table.exit_code == 0 and "set apart as dense" in table.stdout
 
 
 def test_label_route_and_cached_results(setup, tmp_path):

@@ -99,6 +99,10 @@ def sae_features_command(
     prompt: Annotated[str, typer.Argument(help="The text to encode.")],
     sae: SaeOpt,
     top: Annotated[int, typer.Option(help="Features shown per token.")] = 5,
+    max_density: Annotated[
+        float | None,
+        typer.Option(help="Set apart features that fire on more than this share of tokens (e.g. 0.1: dense ones)."),
+    ] = None,
     any_model: AnyModelOpt = False,
     model: ModelOpt = None,
     dtype: DtypeOpt = "float32",
@@ -110,13 +114,15 @@ def sae_features_command(
     from ..sae.encode import sae_features
 
     loaded, chosen = load_with_model(sae, model, dtype, device, any_model)
-    result = sae_features(loaded, chosen, prompt, top=top)
+    result = sae_features(loaded, chosen, prompt, top=top, max_density=max_density)
 
     def show() -> None:
         table = Table(
             title=escape(f"{result.sae} at {result.hook}"),
             caption="error: |activation - reconstruction| / |activation| (what the SAE misses)",
         )
+        if max_density is not None:
+            table.caption += f"; features on more than {max_density:.0%} of tokens set apart as dense"
         for column in ("pos", "token", "top features (activation)", "L0", "error"):
             table.add_column(column, justify="right" if column in ("pos", "L0", "error") else "left")
         for token in result.tokens:
