@@ -51,17 +51,7 @@ def precompute_op(ctx: Ctx, body: SaePrecomputeBody) -> dict:
         held_out_sequences=body.held_out_sequences,
     )
     ctx.job.report(done=total)  # the held-out split may hold fewer sequences than asked for
-    atlas = described.atlas
-    return {
-        "kind": "sae_precompute",
-        "sae": name,
-        "corpus": atlas.corpus,
-        "sequences": atlas.sequences,
-        "tokens": atlas.tokens,
-        "dashboards": len(atlas.features),
-        "labels": len(described.labels),
-        "concepts": sum("concept" in entry.extra for entry in described.labels.values()),
-    }
+    return {**described.summary(), "sae": name}
 
 
 OPERATIONS = [

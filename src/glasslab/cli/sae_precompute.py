@@ -45,23 +45,12 @@ def sae_precompute_command(
     described = precompute_features(
         loaded, chosen, folder, sequences=sequences, held_out_sequences=held_out_sequences, **options
     )
-    atlas = described.atlas
-    summary = {
-        "kind": "sae_precompute",
-        "sae": sae,
-        "folder": str(folder),
-        "corpus": atlas.corpus,
-        "sequences": atlas.sequences,
-        "tokens": atlas.tokens,
-        "dashboards": len(atlas.features),
-        "labels": len(described.labels),
-        "concepts": sum("concept" in entry.extra for entry in described.labels.values()),
-    }
+    summary = {**described.summary(), "sae": sae, "folder": str(folder)}
     if as_json:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
         return
     out.print(
         f"{summary['dashboards']} dashboards and {summary['labels']} labels ({summary['concepts']} naming a class) "
-        f"from {summary['tokens']:,} tokens of {atlas.corpus}, written to {folder}",
+        f"from {summary['tokens']:,} tokens of {summary['corpus']}, written to {folder}",
         highlight=False,
     )

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save, save_file
 
 from ..errors import InputError
 from ..methods.neurons import TokenEffect
@@ -162,8 +162,6 @@ def make_atlas(
 
 def atlas_bytes(atlas: Atlas) -> bytes:
     """The file's bytes (for ``save_sae(..., extra_files={ATLAS_FILE: ...})``)."""
-    from safetensors.torch import save
-
     return save(atlas.tensors, metadata=_metadata(atlas))
 
 
@@ -196,11 +194,9 @@ def read_atlas(folder: str | os.PathLike | None, sae: SAE) -> Atlas | None:
         return None
     fix = "delete it or rebuild it with `glasslab sae precompute`"
     try:
-        from safetensors import safe_open
-
         with safe_open(str(path), "pt") as handle:
             meta = handle.metadata() or {}
-        tensors = load_file(path)
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118 (not a dict)
         info = json.loads(meta["atlas"])
     except (SafetensorError, OSError, KeyError, ValueError) as exc:
         raise InputError(f"'{path}' is not a readable dashboards file ({exc.__class__.__name__}); {fix}") from None

@@ -49,18 +49,18 @@ class Detection:
         }
 
 
-def vocabulary_words(model: Model, *, lemmas: bool = False) -> list[str]:
-    """Each token id's word as labels write it (``concepts.normalise``); with ``lemmas``, alphabetic words
-    are replaced by their WordNet noun base form where one exists ("doctors" -> "doctor")."""
-    tokenizer = model.tokenizer
-    words = [normalise(t or "") for t in tokenizer.convert_ids_to_tokens(list(range(model.vocab_size)))]
-    reader = wordnet() if lemmas else None
+def vocabulary_words(model: Model) -> list[str]:
+    """Each token id's word as labels write it (``concepts.normalise``)."""
+    return [normalise(t or "") for t in model.tokenizer.convert_ids_to_tokens(list(range(model.vocab_size)))]
+
+
+def base_forms(words: list[str]) -> list[str]:
+    """``words`` with alphabetic ones replaced by their WordNet noun base form where one exists ("doctors" ->
+    "doctor"); unchanged without WordNet."""
+    reader = wordnet()
     if reader is None:
         return words
-    base: dict[str, str] = {}
-    for word in set(words):
-        if word.isalpha() and len(word) > 2:
-            base[word] = reader.morphy(word, "n") or word
+    base = {w: reader.morphy(w, "n") or w for w in set(words) if w.isalpha() and len(w) > 2}
     return [base.get(w, w) for w in words]
 
 
@@ -81,7 +81,7 @@ def detection_scores(
     if not features:
         return {}
     exact = vocabulary_words(model)
-    lemma = vocabulary_words(model, lemmas=True)
+    lemma = base_forms(exact)
     ids_of: dict[str, list[int]] = {}
     for i, (word, base) in enumerate(zip(exact, lemma, strict=True)):
         ids_of.setdefault(word, []).append(i)

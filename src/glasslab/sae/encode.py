@@ -20,7 +20,7 @@ from ..model.model import Model
 from ..model.run import Run
 from ..views.figures import Bars, Figure, Heatmap
 from ..views.html import figure_html
-from .files import SPARSITY_FILE
+from .files import SPARSITY_FILE, sparsity_density
 from .labels_file import FeatureLabel
 from .loading import labels_of, origin_of
 from .sae import SAE
@@ -308,8 +308,7 @@ def _training_density(sae: SAE) -> torch.Tensor:
         raise InputError(f"'{path}' is not a readable sparsity file; delete it or save the SAE again") from None
     if sparsity is None or tuple(sparsity.shape) != (sae.d_sae,):
         raise InputError(f"'{path}' holds no 'sparsity' of {sae.d_sae} features; delete it or save the SAE again")
-    log10 = sparsity.double()
-    return torch.where(log10 <= -10, 0.0, 10**log10)
+    return sparsity_density(sparsity)
 
 
 def feature_activations(model: Model, sae: SAE, feature: int, text: str, *, run: Run | None = None) -> FeatureTrace:

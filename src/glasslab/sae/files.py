@@ -26,6 +26,12 @@ WEIGHTS_FILE = "sae_weights.safetensors"
 SPARSITY_FILE = "sparsity.safetensors"  # optional: log10 feature density, as SAELens writes it
 
 
+def sparsity_density(log10: torch.Tensor) -> torch.Tensor:
+    """Feature density from SAELens's sparsity (log10 density; -10 or less means the feature never fired)."""
+    log10 = log10.double()
+    return torch.where(log10 <= -10, 0.0, 10**log10)
+
+
 def read_config(folder: Path) -> SAEConfig:
     path = folder / CONFIG_FILE
     if not path.is_file():

@@ -33,7 +33,7 @@ from .atlas import ATLAS_FILE, Atlas, atlas_bytes, make_atlas, write_atlas
 from .concepts import normalise, shared_concept
 from .dashboard import decoder_logit_effects
 from .detection import detection_scores
-from .files import SPARSITY_FILE, load_sae_folder, save_sae
+from .files import SPARSITY_FILE, load_sae_folder, save_sae, sparsity_density
 from .fit import check_fits
 from .labels_file import LABELS_FILE, FeatureLabel, labels_json, read_labels, write_labels
 from .sae import SAE
@@ -50,6 +50,18 @@ class Described:
     labels: dict[int, FeatureLabel]
     atlas: Atlas
     provenance: dict
+
+    def summary(self) -> dict:
+        """What was precomputed, for the CLI and the workbench's job."""
+        return {
+            "kind": "sae_precompute",
+            "corpus": self.atlas.corpus,
+            "sequences": self.atlas.sequences,
+            "tokens": self.atlas.tokens,
+            "dashboards": len(self.atlas.features),
+            "labels": len(self.labels),
+            "concepts": sum("concept" in entry.extra for entry in self.labels.values()),
+        }
 
 
 def describe_features(
@@ -156,7 +168,7 @@ def _training_density(folder: Path) -> tuple[torch.Tensor | None, torch.Tensor |
     if not (folder / SPARSITY_FILE).is_file():
         return None, None
     sparsity = load_file(folder / SPARSITY_FILE)["sparsity"]
-    return sparsity, torch.where(sparsity <= -10, 0.0, 10 ** sparsity.double())
+    return sparsity, sparsity_density(sparsity)
 
 
 def precompute_features(model: Model, sae: SAE, folder: str | os.PathLike, **options) -> Described:

@@ -8,10 +8,9 @@ import { fmt, h } from '../dom.js';
 import { cached, call, job } from '../api.js';
 import { state } from '../store.js';
 import { action, progressText } from './common.js';
-import { CLAMP_TOKENS, MULTIPLES } from './featureclamp.js';
+import { CLAMP_TOKENS, MULTIPLES, strengths } from './featureclamp.js';
 
 export const DEMO_CONCEPT = 'medical';
-const LIMIT = 1e4; // the largest clamp value the server takes
 const demo = { concept: DEMO_CONCEPT }; // the concept last asked for (kept across re-renders)
 
 /** The SAE the demo uses: the widest labelled SAE on this machine (its features are the most specific). */
@@ -49,7 +48,7 @@ function answers(sae, concept) {
   const hit = search?.hits?.[0];
   const dash = hit && cached('sae-dashboard', dashBody(sae, hit.feature));
   if (!dash) return search && !hit ? { search } : null;
-  const amounts = MULTIPLES.map((m) => m * dash.max_activation).filter((a) => Math.abs(a) <= LIMIT);
+  const amounts = strengths(dash.max_activation).map((x) => x.amount);
   const clamp = cached('sae-clamp', clampBody(sae, hit.feature, amounts));
   return clamp ? { search, hit, dash, clamp, amounts } : null;
 }
@@ -60,7 +59,7 @@ async function run(sae, concept, say) {
   const hit = search.hits[0];
   if (!hit) return;
   const dash = await job('sae-dashboard', dashBody(sae, hit.feature), (j) => say(`Feature ${hit.feature}'s dashboard: ${progressText(j)}`));
-  const amounts = MULTIPLES.map((m) => m * dash.max_activation).filter((a) => Math.abs(a) <= LIMIT);
+  const amounts = strengths(dash.max_activation).map((x) => x.amount);
   await job('sae-clamp', clampBody(sae, hit.feature, amounts), (j) => say(`Clamping feature ${hit.feature}: ${progressText(j)}`));
 }
 
