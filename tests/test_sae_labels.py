@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from collections import Counter
 
 import pytest
@@ -13,7 +14,7 @@ import torch
 
 from glasslab.data import batches, load_corpus, packed_sequences
 from glasslab.errors import InputError
-from glasslab.sae.concepts import shared_concept, wordnet
+from glasslab.sae.concepts import WORDNET_ENV, shared_concept, wordnet
 from glasslab.sae.detection import detection_scores
 from glasslab.sae.labels import describe_features
 from tests.test_sae_splice import random_sae
@@ -32,6 +33,19 @@ def _corpus(path, words, documents=60, length=30, seed=0):
 def test_wordnet_is_installed_for_the_suite():
     # setup installs nltk (test extra) and Debian's wordnet-base; without them labels name no concept.
     assert wordnet() is not None
+
+
+def test_labels_still_name_classes_after_the_store_that_held_wordnet_is_gone(tmp_path, monkeypatch):
+    # Debian's WordNet lacks the index nltk needs, so a completed copy lives in the store; each call reads
+    # the current store's copy, rebuilt when a store is removed or replaced while the process runs.
+    monkeypatch.delenv(WORDNET_ENV, raising=False)
+    monkeypatch.setenv("GLASSLAB_HOME", str(tmp_path / "first"))
+    assert shared_concept(Counter(["monday", "tuesday", "friday"])) is not None
+    assert (tmp_path / "first" / "wordnet" / "lexnames").is_file()
+    shutil.rmtree(tmp_path / "first")
+    monkeypatch.setenv("GLASSLAB_HOME", str(tmp_path / "second"))
+    assert shared_concept(Counter(["paris", "london", "berlin", "rome"])).name == "national capital"
+    assert (tmp_path / "second" / "wordnet" / "lexnames").is_file()
 
 
 @pytest.mark.parametrize(

@@ -51,7 +51,7 @@ def test_the_job_precomputes_a_store_sae_and_its_dashboards_are_then_read_from_t
         json={"kind": "sae-precompute", "params": {"sae": "store:mine", "sequences": 16, "held_out_sequences": 16}},
     ).json()
     done = wait_job(c, job["id"])
-    assert done["status"] == "done", done
+    assert done["status"] == "done", done.get("error")
     assert done["total"] == done["done"] == 32
     result = done["result"]
     assert result["kind"] == "sae_precompute" and result["sequences"] == 16 and "train split" in result["corpus"]

@@ -52,24 +52,38 @@ def normalise(token: str) -> str:
     return token.replace("▁", " ").replace("Ġ", " ").strip().lower() or token
 
 
-@functools.cache
 def wordnet():  # -> nltk WordNetCorpusReader | None
-    """WordNet through nltk, or None when nltk or the database is missing (labels then name no concept)."""
+    """WordNet through nltk, or None when nltk or the database is missing (labels then name no concept).
+
+    The folder is resolved on every call: the completed copy lives in the store, and the store can change
+    (``GLASSLAB_HOME``) or lose the copy while the process runs; the reader is cached per folder."""
     try:
-        import nltk
-        from nltk.corpus.reader.wordnet import WordNetCorpusReader
+        import nltk  # noqa: F401
     except ImportError:
         return None
     folder = _database_folder()
-    if folder is None:
-        try:
-            from nltk.corpus import wordnet as bundled
+    return _bundled_reader() if folder is None else _folder_reader(str(folder))
 
-            bundled.ensure_loaded()
-            return bundled
-        except (LookupError, OSError):
-            return None
-    nltk.data.path.append(str(folder))  # nltk reads only under folders it was told about
+
+@functools.cache
+def _bundled_reader():  # -> nltk WordNetCorpusReader | None
+    """nltk's own downloaded WordNet, when the user has one."""
+    try:
+        from nltk.corpus import wordnet as bundled
+
+        bundled.ensure_loaded()
+        return bundled
+    except (LookupError, OSError):
+        return None
+
+
+@functools.cache
+def _folder_reader(folder: str):  # -> nltk WordNetCorpusReader
+    """A reader over one WordNet folder (reading its index once per folder and process)."""
+    import nltk
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+    nltk.data.path.append(folder)  # nltk reads only under folders it was told about
 
     class Reader(WordNetCorpusReader):
         def map_wn(self, version: str = "wordnet") -> None:
@@ -78,7 +92,7 @@ def wordnet():  # -> nltk WordNetCorpusReader | None
 
     with warnings.catch_warnings():  # "multilingual functions are not available": glasslab uses none
         warnings.simplefilter("ignore", UserWarning)
-        return Reader(str(folder), None)
+        return Reader(folder, None)
 
 
 def _database_folder() -> Path | None:
