@@ -1,8 +1,7 @@
-"""glasslab's on-disk store: converted models and, later, SAEs, lenses, probes and experiments.
+"""The store's folder and atomic writes: everything is written into a temporary sibling first and renamed
+into place, so an interrupted write never leaves a half-made artifact that a later run would trust.
 
-The store is a per-user cache folder (``GLASSLAB_HOME`` overrides it). Everything is written into a
-temporary sibling first and renamed into place, so an interrupted write never leaves a half-made
-artifact that a later run would trust.
+The store is a per-user cache folder (``GLASSLAB_HOME`` overrides it).
 """
 
 from __future__ import annotations
