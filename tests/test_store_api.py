@@ -293,3 +293,26 @@ def test_a_failed_checkpoint_leaves_the_previous_one(home):
         points.path(-1)
     with pytest.raises(gl.InputError, match="keep"):
         Checkpoints(home / "job", SAE_CHECKPOINTS, keep=0)
+
+
+# -- callers ----------------------------------------------------------------------------------------
+def test_steering_vectors_save_and_load_through_the_store(home):
+    from glasslab.methods.steering import load_steering_vector, make_steering_vector
+
+    from .tiny import tiny_model
+
+    model = tiny_model("gemma3")
+    pairs = [("the cat sat on the mat", "the dog ran to the park"), ("one two three", "four five six seven")]
+    saved = make_steering_vector(model, pairs, layer=1).save("topic")
+    listed = list_artifacts(STEERING, model.key)
+    assert [a.name for a in listed] == ["topic"] and listed[0].path == saved.path
+    assert listed[0].manifest["summary"]["hook"] == "blocks.1.resid_pre" and listed[0].manifest["summary"]["pairs"] == 2
+    with pytest.raises(gl.InputError, match=r"no steering vector 'other' .*saved: topic"):
+        load_steering_vector(model, "other")
+    weights = saved.path / "vector.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-4])
+    with pytest.raises(gl.InputError, match=r"vector\.safetensors has \d+ bytes, its manifest records"):
+        load_steering_vector(model, "topic")
+    (saved.path / "manifest.json").unlink()  # as saved before manifests: read as before (and refused as before)
+    with pytest.raises(gl.InputError, match="unreadable"):
+        load_steering_vector(model, "topic")

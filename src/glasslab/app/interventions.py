@@ -18,7 +18,7 @@ from ..methods.circuit import circuit
 from ..methods.patching import activation_patching
 from ..methods.predict import predict
 from ..methods.steering import load_steering_vector, make_steering_vector, steer
-from ..store import store_path
+from ..store import NAME_PATTERN, STEERING, list_artifacts, location
 from .ops import Ctx, NotFound, Operation, services, stamp
 from .schemas import (
     AblateBody,
@@ -30,7 +30,7 @@ from .schemas import (
 )
 from .state import ModelState
 
-VECTOR_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+VECTOR_NAME = NAME_PATTERN
 router = APIRouter(prefix="/api", tags=["interventions"])
 
 
@@ -207,7 +207,7 @@ def steer_op(ctx: Ctx, body: SteerBody) -> dict:
     if (body.vector is None) == (body.pairs is None):
         raise InputError("give either vector (a saved vector's name) or pairs with a layer, not both")
     if body.vector is not None:
-        if not store_path("steering", ctx.model.key, body.vector).is_dir():
+        if not location(STEERING, ctx.model.key, body.vector).is_dir():
             raise NotFound(
                 f"no saved steering vector '{body.vector}' for this model; GET /api/steering/vectors lists them, "
                 "POST /api/steering-vector with a name saves one"
@@ -234,7 +234,7 @@ def steer_op(ctx: Ctx, body: SteerBody) -> dict:
 
 def steer_reads(state: ModelState, body: SteerBody) -> tuple:
     """The saved vector's files as they are now (a result cached for them is stale once they change)."""
-    return stamp(store_path("steering", state.model.key, body.vector)) if body.vector is not None else ()
+    return stamp(location(STEERING, state.model.key, body.vector)) if body.vector is not None else ()
 
 
 def _public(vector: dict) -> dict:
@@ -295,23 +295,17 @@ OPERATIONS = [
 ]
 
 
-def _vector_folder(request: Request):
-    return store_path("steering", services(request).state.model.key)
-
-
 @router.get("/steering/vectors", tags=["steering"], summary="Saved steering vectors of the loaded model.")
 def list_vectors(request: Request) -> dict:
     svc = services(request)
-    folder = _vector_folder(request)
 
     def read(model) -> list[dict]:
         vectors = []
-        for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
-            if entry.is_dir() and not entry.name.startswith("."):
-                try:
-                    vectors.append(_public(load_steering_vector(model, entry.name).to_dict()))
-                except InputError:
-                    continue  # unreadable or another model's: not offered
+        for saved in list_artifacts(STEERING, model.key):
+            try:
+                vectors.append(_public(load_steering_vector(model, saved.name).to_dict()))
+            except InputError:
+                continue  # unreadable or another model's: not offered
         return vectors
 
     vectors = svc.state.run("listing steering vectors", read)
@@ -320,7 +314,7 @@ def list_vectors(request: Request) -> dict:
 
 @router.delete("/steering/vectors/{name}", tags=["steering"], summary="Delete a saved steering vector.")
 def delete_vector(request: Request, name: str = Path(pattern=VECTOR_NAME)) -> dict:
-    folder = _vector_folder(request) / name
+    folder = location(STEERING, services(request).state.model.key, name)
     if not folder.is_dir():
         raise HTTPException(404, f"no saved steering vector '{name}' for this model")
     shutil.rmtree(folder)

@@ -18,15 +18,15 @@ projection, onto the unit vector, of the hook's activations over the generated t
 text (no steering, so it measures the text, not the intervention), and (b) optionally the log-probabilities of two
 contrast tokens at the first generated position under the steered model.
 
-Store layout: ``store_path("steering", <model key>, <name>)`` holds ``vector.safetensors`` (the float32 vector)
-and ``vector.json`` (model, config hash, hook, method, pairs, norm), written atomically.
+Store layout (``glasslab.store.STEERING``): ``steering/<model key>/<name>/`` holds ``vector.safetensors`` (the
+float32 vector), ``vector.json`` (model, config hash, hook, method, pairs, norm) and the store's ``manifest.json``,
+written atomically.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -39,7 +39,7 @@ from safetensors.torch import load_file, save_file
 from ..errors import GlasslabError, InputError
 from ..interventions import Add, Replace
 from ..model.model import Model
-from ..store import atomic_directory, store_path
+from ..store import STEERING, locate, resolve, save
 from ..views.figures import Bars, Figure
 from ..views.html import figure_html
 
@@ -49,7 +49,6 @@ POSITIONS: tuple[str, ...] = ("last", "mean")
 FORMAT = 1
 _NEGLIGIBLE = 1e-4  # a vector this small, relative to the activations, is zero up to rounding
 _WEIGHTS, _META = "vector.safetensors", "vector.json"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 @dataclass(frozen=True, eq=False)
@@ -134,7 +133,7 @@ class SteeringVector:
         """
         folder, name = resolve_vector_path(name_or_path, self.key)
         saved = replace(self, name=name, path=folder)
-        with atomic_directory(folder) as tmp:
+        with save(STEERING, self.key, name_or_path, summary=_summary(self)) as tmp:
             save_file({"vector": self.vector.float().contiguous()}, str(tmp / _WEIGHTS))
             meta = {k: v for k, v in saved.to_dict().items() if k != "path"}
             (tmp / _META).write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
@@ -143,12 +142,12 @@ class SteeringVector:
 
 def resolve_vector_path(name_or_path: str | Path, key: str) -> tuple[Path, str | None]:
     """(folder, name): a bare name (letters, digits, ``._-``) is ``store/steering/<key>/<name>``; else a path."""
-    text = str(name_or_path)
-    if isinstance(name_or_path, str) and _NAME.match(text) and text not in (".", ".."):
-        return store_path("steering", key, text), text
-    if not text.strip():
-        raise InputError("give the vector a name (letters, digits, '.', '_', '-') or a folder path")
-    return Path(text).expanduser(), None
+    return locate(STEERING, key, name_or_path)
+
+
+def _summary(vector: SteeringVector) -> dict:
+    """What a listing of saved vectors shows without loading them."""
+    return {"hook": vector.hook, "method": vector.method, "pairs": len(vector.pairs), "norm": vector.norm}
 
 
 def vector_hook(model: Model, layer: int | None, hook: str | None) -> str:
@@ -266,12 +265,7 @@ def _negligible(vector: torch.Tensor, positives: torch.Tensor, negatives: torch.
 def load_steering_vector(model: Model, name_or_path: str | Path) -> SteeringVector:
     """The vector saved under ``name`` in the store (or at a folder), checked against ``model``."""
     key = model.key
-    folder, _ = resolve_vector_path(name_or_path, key)
-    if not (folder / _META).exists() or not (folder / _WEIGHTS).exists():
-        raise InputError(
-            f"no steering vector at {folder}; make one with: glasslab steer-make --positive ... --negative ... "
-            f"--layer L --save {name_or_path}"
-        )
+    folder = resolve(STEERING, key, name_or_path)
     try:
         meta = json.loads((folder / _META).read_text(encoding="utf-8"))
         vector = load_file(str(folder / _WEIGHTS))["vector"].float()

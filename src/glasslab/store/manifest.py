@@ -99,5 +99,5 @@ def verify(folder: Path, kind: ArtifactKind | None = None, *, deep: bool = False
             problem = f"{relative} differs from its recorded sha256"
         else:
             continue
-        raise DamagedArtifact(f"the {what} at {folder} is incomplete or damaged: {problem}; save it again")
+        raise DamagedArtifact(f"the {what} at {folder} is unreadable (incomplete or damaged: {problem}); save it again")
     return manifest
