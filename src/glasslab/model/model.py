@@ -18,9 +18,9 @@ from ..errors import InputError
 from .architectures import Architecture
 from .generation import Generation, generate
 from .hooks import HookName, InterventionLike, all_hook_names, expand_hook_names, parse_hook_name
-from .norms import norm_params
 from .run import ActivationCache, Run
 from .session import HookSession, StopForward
+from .weights import Weights
 
 Prompts = str | Sequence[str] | torch.Tensor
 
@@ -85,6 +85,8 @@ class Model:
         self.vocab_size = int(config.vocab_size)
         self.context_length = int(getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", 0))
         self.parallel_residual = arch.is_parallel(config)
+        # Canonical weights (``model.weights.W_O(layer)`` ...): one orientation for every family.
+        self.weights = Weights(self)
 
     @property
     def _active(self) -> list[InterventionLike]:
@@ -334,18 +336,15 @@ class Model:
         return torch.stack([run.decoded[(row, p)] for p in positions])
 
     def output_weights(self, layer: int) -> torch.Tensor:
-        """[head, d_head, d_model]: each head's slice of the attention output projection."""
-        weight = self.block_module(layer, self.arch.attn_out_proj).weight
-        if self.arch.out_proj_layout == "linear":
-            weight = weight.T
-        return weight.reshape(self.n_heads, self.d_head, self.d_model)
+        """[head, d_head, d_model]: each head's slice of the attention output projection (``weights.W_O``)."""
+        return self.weights.W_O(layer)
 
     def head_out(self, layer: int, z: torch.Tensor, pre_norm_sum: torch.Tensor | None) -> torch.Tensor:
         """[batch, pos, head, d_model]: each head's write into the residual stream (see session.py)."""
         out = torch.einsum("bshd,hdm->bshm", z, self.output_weights(layer).to(z.dtype))
         if pre_norm_sum is None:
             return out
-        params = norm_params(self.block_module(layer, self.arch.post_attn_norm))
+        params = self.weights.post_attn_norm(layer)
         scale = params.scale(pre_norm_sum)  # frozen on the full sum, so the shares add up to attn_out
         return params.linear(out, scale[:, :, None]).to(z.dtype)
 
