@@ -34,8 +34,10 @@ import torch
 
 import glasslab as gl
 from glasslab.data import load_corpus
+from glasslab.dictionaries.training import TrainingState, initialise, start_training, train_step
+from glasslab.sae import SAE, SAEConfig
 from glasslab.sae.activations import ActivationStream, ShuffleBuffer
-from glasslab.sae.train import TrainConfig, _initialise, _Params, _State, _train_step
+from glasslab.sae.train import TrainConfig
 
 
 class _Rows:
@@ -51,14 +53,15 @@ class _Rows:
 def glasslab_run(rows: torch.Tensor, cfg: TrainConfig) -> float:
     """Seconds for cfg.steps steps of glasslab's trainer (buffer, normalisation, AuxK, Adam, renorm)."""
     d_in = rows.shape[1]
-    params = _Params(cfg, d_in, cfg.width(d_in), torch.Generator().manual_seed(cfg.seed))
-    optimizer = torch.optim.Adam(params.parameters(), lr=cfg.lr)
-    state = _State()
+    k = cfg.k if cfg.architecture == "topk" else None
+    sae = SAE(SAEConfig(cfg.architecture, d_in, cfg.width(d_in), cfg.hook, k=k))
+    optimizer = start_training(sae, cfg)
+    state = TrainingState()
     buffer = ShuffleBuffer(_Rows(rows), cfg.buffer_tokens, seed=1)
     start = time.perf_counter()
-    _initialise(cfg, params, state, buffer, cfg.width(d_in))
+    initialise(sae, cfg, state, buffer)
     while state.step < cfg.steps:
-        metrics = _train_step(cfg, params, optimizer, state, buffer)
+        metrics = train_step(sae, optimizer, cfg, state, buffer)
     glasslab_run.last_fve = metrics["fve"]
     return time.perf_counter() - start
 

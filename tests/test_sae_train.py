@@ -3,14 +3,17 @@ normalisation folded exactly, resumable and cancellable training, and files SAEL
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 
 import pytest
 import torch
 
+from glasslab.dictionaries import SAE, StepInput
+from glasslab.dictionaries.training import TrainingState, train_step
 from glasslab.errors import GlasslabError, InputError
-from glasslab.sae import load_sae_folder
+from glasslab.sae import SAEConfig, load_sae_folder
 from glasslab.sae.activations import ActivationStream, ShuffleBuffer
 from glasslab.sae.train import (
     JumpReLU,
@@ -18,15 +21,9 @@ from glasslab.sae.train import (
     TopKEncode,
     TrainConfig,
     TrainingCancelled,
-    _aux_loss,
-    _Params,
-    _State,
-    _step,
-    _train_step,
     checkpoint_folder,
     decode_sparse,
     geometric_median,
-    to_sae,
     train_sae,
 )
 from tests.tiny import WORDS, tiny_model
@@ -53,6 +50,14 @@ def documents(n: int = 60, seed: int = 0) -> list[str]:
 def config(**overrides) -> TrainConfig:
     base = dict(hook=HOOK, expansion=4, k=4, tokens=30 * 128, batch_size=128, buffer_tokens=1500, seq_len=16, lr=3e-3)
     return TrainConfig(**{**base, **overrides})
+
+
+def training_sae(cfg: TrainConfig, seed: int) -> SAE:
+    """A 32 -> 128 SAE of ``cfg``'s architecture with its initial training parameters."""
+    k = cfg.k if cfg.architecture == "topk" else None
+    sae = SAE(SAEConfig(cfg.architecture, 32, 128, HOOK, k=k))
+    sae.start_training(torch.Generator().manual_seed(seed), cfg)
+    return sae
 
 
 def test_topk_sparse_backward_matches_dense_autograd():
@@ -126,13 +131,15 @@ def test_training_reduces_loss_keeps_unit_decoder_and_saves_a_loadable_sae(model
 @pytest.mark.parametrize("architecture", ["topk", "jumprelu", "standard"])
 def test_folding_the_input_scale_gives_identical_reconstructions(architecture):
     cfg = config(architecture=architecture, init_threshold=0.05)
-    params = _Params(cfg, 32, 128, torch.Generator().manual_seed(3))
+    params = training_sae(cfg, 3)
     with torch.no_grad():
         for p in params.parameters():
             p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(4)) * 0.05)
     scale = 0.37
     x = torch.randn(20, 32, generator=torch.Generator().manual_seed(5)) * 8
-    sae = to_sae(cfg, params, scale, model_name="tiny", d_in=32)
+    sae = copy.deepcopy(params)
+    sae.finish_training(scale)
+    assert not any(p.requires_grad for p in sae.parameters())
     # the trained parameters on scaled inputs, written out by hand for each architecture
     xs = x * scale
     pre = (xs - params.b_dec) @ params.W_enc + params.b_enc
@@ -152,10 +159,10 @@ def test_folding_the_input_scale_gives_identical_reconstructions(architecture):
 
 def test_dead_features_get_an_aux_loss():
     cfg = config()
-    params = _Params(cfg, 32, 128, torch.Generator().manual_seed(0))
+    params = training_sae(cfg, 0)
     x = torch.randn(64, 32)
-    none_dead = _step(cfg, params, x, torch.zeros(128, dtype=torch.bool))
-    all_dead = _step(cfg, params, x, torch.ones(128, dtype=torch.bool))
+    none_dead = params.loss(StepInput(x, torch.zeros(128, dtype=torch.bool), cfg))
+    all_dead = params.loss(StepInput(x, torch.ones(128, dtype=torch.bool), cfg))
     assert float(all_dead.loss.detach()) > float(none_dead.loss.detach())
     all_dead.loss.backward()
     assert float(params.W_enc.grad.abs().sum()) > 0
@@ -165,7 +172,7 @@ def test_aux_loss_is_the_error_left_by_the_top_dead_features():
     """Gao et al. 2024: the top aux_k dead features rebuild the main error e (scaled down while fewer than
     aux_k are dead), written densely as a second route."""
     cfg = config(aux_k=8)
-    params = _Params(cfg, 32, 128, torch.Generator().manual_seed(1))
+    params = training_sae(cfg, 1)
     x = torch.randn(40, 32, generator=torch.Generator().manual_seed(2)) * 2
     error = torch.randn(40, 32, generator=torch.Generator().manual_seed(3)) * 0.3
     dead = torch.zeros(128, dtype=torch.bool)
@@ -177,8 +184,8 @@ def test_aux_loss_is_the_error_left_by_the_top_dead_features():
         feats = torch.zeros(40, 128).scatter(-1, top, torch.relu(values))
         rebuilt = feats @ params.W_dec
         expected = cfg.aux_coefficient * (rebuilt - error).pow(2).sum(-1).mean()  # 43 dead > aux_k: scale 1
-    torch.testing.assert_close(_aux_loss(cfg, params, x, error, dead).detach(), expected, rtol=1e-5, atol=1e-6)
-    assert float(_aux_loss(cfg, params, x, error, torch.zeros(128, dtype=torch.bool))) == 0.0
+    torch.testing.assert_close(params.aux_loss(x, error, dead, cfg).detach(), expected, rtol=1e-5, atol=1e-6)
+    assert float(params.aux_loss(x, error, torch.zeros(128, dtype=torch.bool), cfg)) == 0.0
 
 
 def test_training_steps_keep_no_autograd_graph_between_steps():
@@ -191,11 +198,13 @@ def test_training_steps_keep_no_autograd_graph_between_steps():
 
     generator = torch.Generator().manual_seed(0)
     cfg = config(dead_after_tokens=1)
-    params = _Params(cfg, 32, 128, torch.Generator().manual_seed(0))
+    params = training_sae(cfg, 0)
     optimizer = torch.optim.Adam(params.parameters(), lr=cfg.lr)
-    state = _State(since_fired=torch.zeros(128, dtype=torch.long), fire_counts=torch.zeros(128, dtype=torch.long))
+    state = TrainingState(
+        since_fired=torch.zeros(128, dtype=torch.long), fire_counts=torch.zeros(128, dtype=torch.long)
+    )
     for _ in range(3):
-        _train_step(cfg, params, optimizer, state, Rows())
+        train_step(params, optimizer, cfg, state, Rows())
         assert all(p.grad is None or (p.grad.grad_fn is None and not p.grad.requires_grad) for p in params.parameters())
     for moments in optimizer.state.values():
         assert all(not v.requires_grad for v in moments.values() if torch.is_tensor(v))
@@ -270,7 +279,7 @@ def test_a_checkpoint_with_other_settings_is_not_silently_resumed(model, tmp_pat
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"architecture": "gated"}, "trains topk, jumprelu, standard"),
+        ({"architecture": "gated"}, "trains standard, topk, jumprelu"),
         ({"tokens": 10}, "at least one batch"),
         ({"lr": -1.0}, "must be positive"),
         ({"dead_after_tokens": 0}, "dead_after_tokens=0"),

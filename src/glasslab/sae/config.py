@@ -7,15 +7,16 @@ top level and mark TopK with ``activation_fn_str``. Both are read; the 6.x layou
 
 from __future__ import annotations
 
-import numbers
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..dictionaries import NORMALIZATIONS, DictionaryConfig, architectures, dictionary_class
 from ..errors import InputError
 from .hook_names import from_transformer_lens, to_transformer_lens
 
-ARCHITECTURES = ("standard", "topk", "batchtopk", "jumprelu", "gated")
-NORMALIZATIONS = ("none", "expected_average_only_in", "constant_norm_rescale", "layer_norm")
+__all__ = ["ARCHITECTURES", "NORMALIZATIONS", "SAEConfig"]
+
+ARCHITECTURES = architectures()  # the SAELens architectures glasslab reads (the registry may grow later)
 _DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16", "float64": "float64"}
 # Metadata keys with a field of their own; everything else in ``metadata`` is kept in ``extra``.
 _OWN_METADATA = ("model_name", "hook_name", "hook_head_index", "context_size", "prepend_bos", "dataset_path")
@@ -24,46 +25,9 @@ _LAYOUT_KEYS = ("metadata", "device", "hook_point", "activation_fn_str", "activa
 
 
 @dataclass
-class SAEConfig:
-    """What an SAE is and where it was trained. ``hook`` is glasslab's canonical hook name."""
-
-    architecture: str
-    d_in: int
-    d_sae: int
-    hook: str
-    model_name: str | None = None
-    k: int | None = None  # active features per token (topk, batchtopk without a threshold)
-    apply_b_dec_to_input: bool = True
-    normalize_activations: str = "none"
-    rescale_acts_by_decoder_norm: bool = False  # topk: rank features by activation x decoder norm
-    reshape_activations: str = "none"  # "hook_z": attn.z heads flattened to [n_heads * d_head]
-    hook_head_index: int | None = None  # the SAE reads one head of attn.z
-    dtype: str = "float32"
-    context_size: int | None = None
-    prepend_bos: bool = True
-    dataset_path: str | None = None
-    neuronpedia_id: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.architecture not in ARCHITECTURES:
-            raise InputError(
-                f"SAE architecture '{self.architecture}' is not supported; glasslab reads {', '.join(ARCHITECTURES)}"
-            )
-        if self.normalize_activations not in NORMALIZATIONS:
-            raise InputError(
-                f"SAE normalize_activations '{self.normalize_activations}' is not supported; "
-                f"glasslab reads {', '.join(NORMALIZATIONS)}"
-            )
-        for name in ("d_in", "d_sae", "k"):
-            value = getattr(self, name)
-            if name == "k" and value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-                raise InputError(f"SAE {name} must be a positive whole number; got {value!r}")
-            setattr(self, name, int(value))
-        if self.architecture == "topk" and not self.k:
-            raise InputError("a TopK SAE needs k (the number of active features per token) in its cfg.json")
+class SAEConfig(DictionaryConfig):
+    """What an SAE is and where it was trained (the fields are ``DictionaryConfig``'s), read from and
+    written to SAELens's ``cfg.json``."""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SAEConfig:
@@ -130,7 +94,7 @@ class SAEConfig:
             "reshape_activations": self.reshape_activations,
             "metadata": {key: value for key, value in metadata.items() if value is not None},
         }
-        if self.architecture in ("topk", "batchtopk"):
+        if dictionary_class(self.architecture).uses_k:
             data["k"] = own["k"]
             data["rescale_acts_by_decoder_norm"] = self.rescale_acts_by_decoder_norm
         return data

@@ -470,11 +470,7 @@ def from_sae_lens(obj: Any, *, hook: str | None = None, dtype: torch.dtype = tor
     state = {name: value.detach().cpu() for name, value in obj.state_dict().items()}
     if "threshold" not in state and "log_threshold" in state:  # sae_lens training SAEs learn log(threshold)
         state["threshold"] = state["log_threshold"].exp()
-    sae = SAE(cfg, dtype=dtype)
-    if cfg.architecture == "batchtopk" and "threshold" in state:
-        sae.register_parameter(
-            "threshold", torch.nn.Parameter(torch.zeros(cfg.d_sae, dtype=dtype), requires_grad=False)
-        )
+    sae = SAE(cfg, dtype=dtype, optional=state)  # e.g. a BatchTopK SAE's learned threshold, where it has one
     check_tensors(state, sae, Path(f"<sae_lens {type(obj).__name__}>"))
     with torch.no_grad():
         for name, param in sae.named_parameters():

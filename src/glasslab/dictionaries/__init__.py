@@ -1,0 +1,35 @@
+"""Dictionaries: sparse codes of a model's activations (SAEs today, transcoders next), as a layer of
+their own: what a dictionary is, its architectures by name, and how any of them is trained.
+
+Below the methods that use dictionaries (``glasslab.sae``'s views, splicing), above the model. A new
+kind is one ``Dictionary`` subclass passed to ``register``; configs naming its architecture then build it,
+and ``training.train_step`` trains it through its ``loss``.
+"""
+
+from . import architectures as _builtin_architectures  # noqa: F401 (registers the SAELens architectures)
+from .architectures import BatchTopKSAE, GatedSAE, JumpReLUSAE, StandardSAE, TopKSAE
+from .base import Dictionary, LossSettings, StepInput, StepOutput
+from .config import NORMALIZATIONS, DictionaryConfig
+from .registry import architectures, dictionary_class, register, trainable_architectures, unregister
+from .sae import SAE, geometric_median
+
+__all__ = [
+    "NORMALIZATIONS",
+    "SAE",
+    "BatchTopKSAE",
+    "Dictionary",
+    "DictionaryConfig",
+    "GatedSAE",
+    "JumpReLUSAE",
+    "LossSettings",
+    "StandardSAE",
+    "StepInput",
+    "StepOutput",
+    "TopKSAE",
+    "architectures",
+    "dictionary_class",
+    "geometric_median",
+    "register",
+    "trainable_architectures",
+    "unregister",
+]

@@ -1,0 +1,131 @@
+"""Train any ``Dictionary`` on a stream of activation rows: one optimiser over the dictionary's own
+parameters, and the architecture's ``loss`` and hooks for everything that differs between kinds.
+
+Inputs are scaled so their mean squared norm is ``d_in`` (hyper-parameters then carry across models and
+layers); ``finish_training`` folds the scale into the weights. A feature silent for ``dead_after_tokens``
+rows counts as dead (losses such as AuxK revive it). Every step is a function of the state kept here,
+the dictionary's parameters, Adam's moments and the rows' position, so checkpoints (``checkpoints.py``)
+resume exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+from ..errors import InputError
+from .base import Dictionary, LossSettings, StepInput
+
+
+class TrainingPlan(LossSettings, Protocol):
+    """The settings the trainer reads (``glasslab.sae.train.TrainConfig`` has them all)."""
+
+    hook: str
+    lr: float
+    seed: int
+    batch_size: int
+    buffer_tokens: int
+    dead_after_tokens: int
+
+    @property
+    def steps(self) -> int: ...
+
+    def lr_at(self, step: int) -> float: ...
+
+
+class Rows(Protocol):
+    """Where training batches come from (``glasslab.sae.activations.ShuffleBuffer``)."""
+
+    def peek(self, n: int) -> torch.Tensor: ...
+
+    def next_batch(self, n: int) -> torch.Tensor: ...
+
+
+@dataclass
+class TrainingState:
+    """What the trainer keeps between steps (and in checkpoints) besides parameters and Adam's moments."""
+
+    step: int = 0
+    scale: float = 1.0  # multiply raw activations by this: mean squared norm becomes d_in
+    seconds: float = 0.0  # wall-clock training time so far (harvest included), summed over resumed sessions
+    cpu_seconds: float = 0.0  # this process's CPU time over the same spans (load-independent)
+    history: list[dict[str, float]] = field(default_factory=list)
+    since_fired: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    fire_counts: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+
+
+class Clock:
+    """Adds wall-clock and CPU time to the state at each lap (checkpoints include them)."""
+
+    def __init__(self, state: TrainingState) -> None:
+        self.state = state
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def lap(self) -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        self.state.seconds += wall - self.wall
+        self.state.cpu_seconds += cpu - self.cpu
+        self.wall, self.cpu = wall, cpu
+
+
+def start_training(dictionary: Dictionary, plan: TrainingPlan) -> torch.optim.Optimizer:
+    """Draw ``dictionary``'s initial parameters from ``plan.seed`` and an Adam optimiser over them."""
+    dictionary.start_training(torch.Generator().manual_seed(plan.seed), plan)
+    return torch.optim.Adam(dictionary.parameters(), lr=plan.lr)
+
+
+def initialise(dictionary: Dictionary, plan: TrainingPlan, state: TrainingState, rows: Rows) -> None:
+    """The input scale from the first rows (mean squared norm -> d_in), then the dictionary's own fit to them."""
+    sample = rows.peek(min(plan.batch_size * 4, plan.buffer_tokens))
+    mean_sq = float(sample.pow(2).sum(-1).mean())
+    if not mean_sq > 0:
+        raise InputError(f"the activations at '{plan.hook}' are all zero; an SAE cannot be trained there")
+    state.scale = math.sqrt(sample.shape[1] / mean_sq)
+    dictionary.fit_to_sample(sample * state.scale)
+    state.since_fired = torch.zeros(dictionary.d_sae, dtype=torch.long)
+    state.fire_counts = torch.zeros(dictionary.d_sae, dtype=torch.long)
+
+
+def train_step(
+    dictionary: Dictionary, optimizer: torch.optim.Optimizer, plan: TrainingPlan, state: TrainingState, rows: Rows
+) -> dict[str, float]:
+    """One optimiser step on the next batch; returns its metrics (the history keeps about 50 of them)."""
+    x = rows.next_batch(plan.batch_size) * state.scale
+    for group in optimizer.param_groups:
+        group["lr"] = plan.lr_at(state.step)
+    dead = state.since_fired >= plan.dead_after_tokens
+    batch = StepInput(x, dead, plan)
+    out = dictionary.loss(batch)
+    loss = out.loss
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    with torch.no_grad():
+        dictionary.before_optimizer_step()
+    optimizer.step()
+    with torch.no_grad():
+        dictionary.after_optimizer_step()
+    state.since_fired += x.shape[0]
+    state.since_fired[out.fired > 0] = 0
+    state.fire_counts += out.fired.long()
+    state.step += 1
+    squared = float(out.error.pow(2).sum())
+    variance = float((batch.wanted - batch.wanted.mean(0)).pow(2).sum())
+    metrics = {
+        "step": state.step,
+        "tokens": state.step * plan.batch_size,
+        "loss": float(loss.detach()),
+        "mse": squared / x.shape[0],
+        "fve": 1 - squared / max(variance, 1e-12),
+        "l0": out.l0,
+        "dead": float(dead.float().mean()),
+    }
+    if not math.isfinite(metrics["loss"]):
+        raise InputError(f"the SAE's loss became {metrics['loss']} at step {state.step}; lower the learning rate")
+    log_every = max(1, plan.steps // 50)
+    if state.step % log_every == 0 or state.step == plan.steps:
+        state.history.append(metrics)
+    return metrics
