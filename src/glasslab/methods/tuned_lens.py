@@ -16,8 +16,9 @@ Rows: the lens has a translator for the embeddings (``blocks.0.resid_pre``, laye
 0..n_layers-2; the last layer's translator is the identity, so there both lenses equal the model's output.
 Position 0 (BOS) is left out of fitting and of KL evaluation: its residual is an outlier attention sink.
 
-Store layout (``store_path("tuned-lens", key)``, key = model name + layer count + a hash of the config):
-``lens/`` (``lens.safetensors`` + ``lens.json``) and ``checkpoint/`` (running sums), each written atomically.
+Store layout (``glasslab.store.TUNED_LENS``: ``tuned-lens/<key>/``, key = model name + layer count + a hash of the
+config): ``lens/`` (``lens.safetensors`` + ``lens.json``), ``checkpoint/`` (running sums) and ``kl-checkpoint/``,
+each written atomically with the store's ``manifest.json``.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from ..data import batches, load_corpus, packed_sequences
 from ..errors import InputError
 from ..model.model import Model
 from ..progress import progress
-from ..store import atomic_directory, store_path
+from ..store import TUNED_LENS, ArtifactNotFound, locate, location, resolve, save, verify
 from ..views.figures import Figure, Heatmap
 from ..views.html import figure_html
 from .logit_lens import CHUNK, EMBED_LAYER, layer_label, lens_hook
@@ -52,7 +53,7 @@ _KL_WEIGHTS, _KL_STATE = "kl.safetensors", "kl.json"
 
 def lens_folder(model: Model) -> Path:
     """The store folder of ``model``'s tuned lens (its ``lens/`` and ``checkpoint/``)."""
-    return store_path("tuned-lens", model.key)
+    return location(TUNED_LENS, model.key)
 
 
 def _normalise(h: torch.Tensor) -> torch.Tensor:
@@ -121,7 +122,9 @@ class TunedLens:
 
     def save(self, folder: Path) -> Path:
         """Write ``lens.safetensors`` + ``lens.json`` into ``folder`` atomically; returns ``folder``."""
-        with atomic_directory(folder) as tmp:
+        with save(
+            TUNED_LENS, self.key, Path(folder), summary={"tokens": self.tokens, "kl_steps": self.kl_steps}
+        ) as tmp:
             save_file({"weight": self.weight.contiguous(), "bias": self.bias.contiguous()}, str(tmp / _WEIGHTS))
             meta = {k: v for k, v in self.to_dict().items() if k != "path"}
             (tmp / _META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
@@ -130,9 +133,14 @@ class TunedLens:
 
 def load_tuned_lens(model: Model, path: str | Path | None = None) -> TunedLens:
     """The tuned lens stored for ``model`` (or the one at ``path``), checked against the model."""
-    folder = Path(path).expanduser() if path is not None else lens_folder(model) / "lens"
-    if not (folder / _META).exists() or not (folder / _WEIGHTS).exists():
-        raise InputError(f"no tuned lens for {model.name} at {folder}; train one with: glasslab tuned-lens train")
+    where = Path(path) if path is not None else "lens"  # the store keeps one lens per model, named "lens"
+    try:
+        folder = resolve(TUNED_LENS, model.key, where)
+    except ArtifactNotFound:
+        folder = locate(TUNED_LENS, model.key, where)[0]
+        raise InputError(
+            f"no tuned lens for {model.name} at {folder}; train one with: glasslab tuned-lens train"
+        ) from None
     try:
         meta = json.loads((folder / _META).read_text(encoding="utf-8"))
         tensors = load_file(str(folder / _WEIGHTS))
@@ -276,7 +284,7 @@ def _solve(gram: torch.Tensor, cross: torch.Tensor, ridge: float) -> tuple[torch
 
 
 def _save_sums(folder: Path, fingerprint: dict, gram, cross, done: int, seen: int) -> None:
-    with atomic_directory(folder) as tmp:
+    with save(TUNED_LENS, fingerprint["key"], folder, summary={"sequences": done, "tokens": seen}) as tmp:
         save_file({"gram": gram.contiguous(), "cross": cross.contiguous()}, str(tmp / _SUMS))
         state = {**fingerprint, "sequences": done, "tokens": seen}
         (tmp / _STATE).write_text(json.dumps(state, indent=2), encoding="utf-8")
@@ -287,6 +295,7 @@ def _load_sums(model: Model, folder: Path, fingerprint: dict):
     if not (folder / _STATE).exists():
         return None, None, 0, 0
     try:
+        verify(folder, TUNED_LENS)  # a checkpoint that lost or cut a file is not resumed from
         state = json.loads((folder / _STATE).read_text(encoding="utf-8"))
         tensors = load_file(str(folder / _SUMS))
         gram, cross = tensors["gram"], tensors["cross"]
@@ -334,6 +343,7 @@ def _refine(
     done = 0
     if resume and (folder / _KL_STATE).exists():
         try:
+            verify(folder, TUNED_LENS)
             state = json.loads((folder / _KL_STATE).read_text(encoding="utf-8"))
             saved = load_file(str(folder / _KL_WEIGHTS))
         except (OSError, ValueError, SafetensorError):
@@ -370,7 +380,7 @@ def _refine(
         optimizer.step()
         done += 1
         moments = optimizer.state[param]
-        with atomic_directory(folder) as tmp:
+        with save(TUNED_LENS, lens.key, folder, summary={"steps": done}) as tmp:
             save_file(
                 {
                     "param": param.detach().contiguous(),

@@ -99,5 +99,6 @@ def verify(folder: Path, kind: ArtifactKind | None = None, *, deep: bool = False
             problem = f"{relative} differs from its recorded sha256"
         else:
             continue
-        raise DamagedArtifact(f"the {what} at {folder} is unreadable (incomplete or damaged: {problem}); save it again")
+        advice = kind.hint.format(name=folder.name) if kind is not None and kind.hint else "save it again"
+        raise DamagedArtifact(f"the {what} at {folder} is unreadable (incomplete or damaged: {problem}); {advice}")
     return manifest
