@@ -345,3 +345,25 @@ def test_tuned_lens_and_its_checkpoint_are_checked_against_their_manifests(home,
     weights.write_bytes(weights.read_bytes()[:-8])
     with pytest.raises(gl.InputError, match=r"lens\.safetensors has \d+ bytes"):
         load_tuned_lens(model)
+
+
+def test_key_statistics_are_listed_and_a_replaced_file_is_measured_again(home, tmp_path):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from glasslab.methods.editing.stats import key_statistics
+
+    from .tiny import WORDS, tiny_model
+
+    corpus = tmp_path / "_hidden corpus"  # its slug must still make a valid store name
+    corpus.mkdir()
+    (corpus / "doc.txt").write_text(" ".join(WORDS[i % len(WORDS)] for i in range(400)))
+    model = tiny_model("gpt2")
+    first = key_statistics(model, [0, 1], corpus=str(corpus), tokens=200, seq_len=16)
+    names = [a.name for a in list_artifacts(KEY_STATS, model.key)]
+    assert [name.split("/")[1] for name in names] == ["layer-0", "layer-1"]
+    assert names[0].startswith("hidden-corpus-") and first[0].path == location(KEY_STATS, model.key, names[0])
+    moment = first[1].path / "moment.safetensors"
+    save_file({**load_file(moment), "extra": torch.zeros(2)}, moment)  # readable, but not what was saved
+    again = key_statistics(model, [0, 1], corpus=str(corpus), tokens=200, seq_len=16)
+    assert again[0].from_cache and not again[1].from_cache

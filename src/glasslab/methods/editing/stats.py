@@ -6,9 +6,10 @@ meets in ordinary text (whose spread ``C`` measures) change as little as possibl
 
 ``C`` is estimated over a corpus from ``glasslab.data`` (streamed, packed into BOS-led sequences), BOS
 positions left out: an edit key is never a BOS, and BOS activations are outliers in many models. Several
-layers are measured in one pass. Each layer's result is cached in the store under
+layers are measured in one pass. Each layer's result is cached in the store (``glasslab.store.KEY_STATS``) under
 ``editing/<model key>/key-stats/<corpus, split, tokens, sequence length>/layer-<L>`` as
-``moment.safetensors`` (float64 ``C``) and ``stats.json``, written atomically, so a later edit reuses it.
+``moment.safetensors`` (float64 ``C``) and ``stats.json``, written atomically with the store's manifest, so a
+later edit reuses it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from ...data.corpus import Split, canonical_corpus
 from ...errors import InputError
 from ...model.model import Model
 from ...progress import progress
-from ...store import atomic_directory, store_path
+from ...store import KEY_STATS, location, save, verify
 
 FORMAT = 1
 _MOMENT, _META = "moment.safetensors", "stats.json"
@@ -74,10 +75,11 @@ class KeyStats:
 def stats_folder(model: Model, layer: int, corpus: str, split: Split, tokens: int, seq_len: int) -> Path:
     """Where a layer's statistics live in the store (the corpus is named by a slug and a hash of its source)."""
     corpus = canonical_corpus(corpus)  # "builtin" is cached under the default's own name
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(corpus).name).strip("-")[:40]
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(corpus).name)
+    slug = re.sub(r"^[._-]+|-+$", "", slug)[:40]  # a store name starts with a letter or digit
     digest = hashlib.sha256(corpus.encode()).hexdigest()[:8]
     sample = f"{slug or 'corpus'}-{digest}-{split or 'all'}-{tokens}tok-{seq_len}"
-    return store_path("editing", model.key, "key-stats", sample, f"layer-{layer}")
+    return location(KEY_STATS, model.key, f"{sample}/layer-{layer}")
 
 
 def key_statistics(
@@ -164,7 +166,9 @@ def _measure(
 
 def _write(stats: KeyStats) -> KeyStats:
     assert stats.path is not None
-    with atomic_directory(stats.path) as tmp:
+    summary = {"layer": stats.layer, "corpus": stats.corpus, "tokens": stats.tokens, "seq_len": stats.seq_len}
+    name = stats.path.relative_to(location(KEY_STATS, stats.key)).as_posix()  # "<sample>/layer-<L>"
+    with save(KEY_STATS, stats.key, name, summary=summary) as tmp:
         save_file({"moment": stats.moment.contiguous()}, str(tmp / _MOMENT))
         meta = {k: v for k, v in stats.to_dict().items() if k not in ("path", "from_cache")} | {"format": FORMAT}
         (tmp / _META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
@@ -176,6 +180,7 @@ def _read(model: Model, folder: Path) -> KeyStats | None:
     if not (folder / _META).exists() or not (folder / _MOMENT).exists():
         return None
     try:
+        verify(folder, KEY_STATS)  # cut or replaced files: measured again
         meta = json.loads((folder / _META).read_text(encoding="utf-8"))
         moment = load_file(str(folder / _MOMENT))["moment"]
         if meta.get("format") != FORMAT or meta.get("key") != model.key:
