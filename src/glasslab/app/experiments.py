@@ -16,7 +16,7 @@ from pathlib import Path
 from fastapi import APIRouter, HTTPException, Request
 from fastapi import Path as PathParam
 
-from ..store import store_path
+from ..store import EXPERIMENTS, EXPERIMENTS_FILE, location
 from .ops import services
 from .schemas import MAX_EXPERIMENT_BYTES, ExperimentBody, RenameBody
 
@@ -39,7 +39,7 @@ _LIST_COLUMNS = "id, name, model, prompt, created, updated, length(results)"
 
 class ExperimentStore:
     def __init__(self, path: str | Path | None = None):
-        self.path = Path(path) if path is not None else store_path("experiments.sqlite")
+        self.path = Path(path) if path is not None else location(EXPERIMENTS, name=EXPERIMENTS_FILE)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")

@@ -22,7 +22,7 @@ from ..model.model import Model
 from ..sae.activations import rows_per_sequence
 from ..sae.estimate import estimate_training
 from ..sae.train import TrainConfig, TrainingCancelled, default_name, train_sae
-from ..store import staging_folder, store_path
+from ..store import SAES, location, staging_folder
 from .ops import Ctx, Operation
 from .schemas import SaeTrainBody
 from .state import Cancelled, ModelState, cancellable
@@ -157,7 +157,7 @@ def check_training(ctx: Ctx, body: SaeTrainBody) -> tuple[TrainConfig, str]:
     """The settings and the SAE's name, refused (400) for a bad layer or size or a name already taken."""
     config = _config(ctx, body)
     name = _name(config, body, ctx.model.d_model)
-    if store_path("saes", ctx.model.key, name).exists():
+    if location(SAES, ctx.model.key, name).exists():
         raise InputError(
             f"store:{name} exists already for {ctx.model.name}; pick it in the SAE list, or give another name"
         )
@@ -167,7 +167,7 @@ def check_training(ctx: Ctx, body: SaeTrainBody) -> tuple[TrainConfig, str]:
 def train_op(ctx: Ctx, body: SaeTrainBody) -> dict:
     config, name = check_training(ctx, body)
     model = ctx.model
-    final = store_path("saes", model.key, name)
+    final = location(SAES, model.key, name)
     key = (model.key, name)
     with _training_lock:
         if key in _training:
