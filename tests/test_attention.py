@@ -16,7 +16,7 @@ import torch
 from typer.testing import CliRunner
 
 import glasslab as gl
-import glasslab.cli.attention  # registers the commands
+import glasslab.cli.observe  # registers the commands
 from glasslab.cli.app import app
 from glasslab.methods.attention import attention, sliding_windows
 

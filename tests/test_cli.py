@@ -216,11 +216,11 @@ def test_hooks_table(cli, folder):
 @pytest.mark.parametrize(
     ("args", "hint"),
     [
-        (("predict", "", "--model", "{folder}"), "the prompt is empty"),
+        (("predict", "", "--model", "{folder}"), "PROMPT is empty"),
         (("predict", "cat " * 80, "--model", "{folder}"), "shorten the prompt"),
         (("predict", "the cat", "--position", "9", "--model", "{folder}"), "position 9 is out of range"),
-        (("predict", "the cat", "-k", "0", "--model", "{folder}"), "k must be in 1..1000"),
-        (("generate", "", "--model", "{folder}"), "the prompt is empty"),
+        (("predict", "the cat", "-k", "0", "--model", "{folder}"), "--top-k must be >= 1, got 0"),
+        (("generate", "", "--model", "{folder}"), "PROMPT is empty"),
         (("generate", "the cat", "--max-new-tokens", "70", "--model", "{folder}"), "fewer tokens"),
         (("info", "--model", "{folder}", "--dtype", "float8"), "unknown dtype 'float8'"),
         (("info", "--model", "{folder}", "--device", "tpu"), "unknown device 'tpu'"),

@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 import glasslab as gl
-import glasslab.cli.attention  # registers the commands
+import glasslab.cli.observe  # registers the commands
 from glasslab.cli.app import app
 from glasslab.methods.attention import attention
 from glasslab.methods.head_roles import ROLES, head_roles, ordinary_token_ids, repeated_random_tokens
@@ -134,7 +134,7 @@ def test_cli(tmp_path, monkeypatch):
     table = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "roles.svg")], catch_exceptions=False)
     assert table.exit_code == 0 and "previous_token" in table.stdout and (tmp_path / "roles.svg").exists()
     bad = CliRunner().invoke(app, ["head-roles", "--seq-len", "1", "-m", str(folder)])
-    assert bad.exit_code == 2 and "seq-len must be at least 2" in bad.output
+    assert bad.exit_code == 2 and "--seq-len must be >= 4, got 1" in bad.output
 
 
 # -- the real default model -------------------------------------------------------------------------------

@@ -8,27 +8,22 @@ token, head or panel of the same prompt decodes from it instead of running the m
 from __future__ import annotations
 
 from ..errors import InputError
-from ..methods.attention import attention
-from ..methods.dla import attribution_hooks, logit_attribution
-from ..methods.head_roles import head_roles
+from ..methods.dla import attribution_hooks
 from ..methods.logit_lens import logit_lens
-from ..methods.neurons import top_neurons
 from ..methods.overview import OVERVIEW_HOOKS, overview
-from ..methods.predict import predict
 from ..model.run import Run
-from .ops import Ctx, Limits, Operation
-from .schemas import (
-    MAX_ALL_PATTERNS,
-    AttentionBody,
-    DlaBody,
-    GenerateBody,
-    HeadRolesBody,
-    LogitLensBody,
-    NeuronsBody,
-    OverviewBody,
-    PredictBody,
-    TokensBody,
+from ..operations import OPERATIONS as DECLARED
+from ..operations.observe import (
+    AttentionOptions,
+    DlaOptions,
+    GenerateOptions,
+    HeadRolesOptions,
+    NeuronsOptions,
+    PredictOptions,
 )
+from ..operations.options import MAX_ALL_PATTERNS
+from .ops import Ctx, Limits, Operation, declared
+from .schemas import LogitLensBody, OverviewBody, TokensBody
 from .state import ModelState
 
 NEURON_HOOKS = sorted({*OVERVIEW_HOOKS, *attribution_hooks(neurons=True)})
@@ -75,14 +70,14 @@ def overview_op(ctx: Ctx, body: OverviewBody) -> dict:
     return overview(ctx.model, body.prompt, k=body.k, position=body.position, run=run).to_dict()
 
 
-def predict_op(ctx: Ctx, body: PredictBody) -> dict:
+def predict_op(ctx: Ctx, body: PredictOptions) -> dict:
     ctx.prompt(body.prompt)
     # Its own run with logits: the per-token losses need every position's distribution.
     run = ctx.state.cached_run(("logits", body.prompt), lambda: ctx.model.run(body.prompt))
-    return predict(ctx.model, body.prompt, k=body.k, position=body.position, target=body.target, run=run).to_dict()
+    return _declared(ctx, "predict", body, run=run)
 
 
-def attention_op(ctx: Ctx, body: AttentionBody) -> dict:
+def attention_op(ctx: Ctx, body: AttentionOptions) -> dict:
     ctx.layer(body.layer)
     ctx.head(body.head)
     n = ctx.prompt(body.prompt)
@@ -91,16 +86,8 @@ def attention_op(ctx: Ctx, body: AttentionBody) -> dict:
             f"all_patterns: the prompt is {n} tokens; every head's pattern is sent only up to {MAX_ALL_PATTERNS} "
             "tokens (ask for one head with layer and head)"
         )
-    run = shared_run(ctx, body.prompt)
-    result = attention(
-        ctx.model,
-        body.prompt,
-        layer=body.layer,
-        head=body.head,
-        query_position=body.query_position,
-        top_k=body.top_k,
-        run=run,
-    )
+    spec = DECLARED["attention"]
+    result = spec.function(ctx.model, **spec.arguments(body), run=shared_run(ctx, body.prompt))
     out = result.to_dict()
     if body.all_patterns:
         out["patterns"] = [
@@ -111,12 +98,10 @@ def attention_op(ctx: Ctx, body: AttentionBody) -> dict:
     return out
 
 
-def head_roles_op(ctx: Ctx, body: HeadRolesBody) -> dict:
+def head_roles_op(ctx: Ctx, body: HeadRolesOptions) -> dict:
     if body.prompt is not None:
         ctx.prompt(body.prompt)
-    return head_roles(
-        ctx.model, body.prompt, seq_len=body.seq_len, n_seqs=body.n_seqs, seed=body.seed, batch_size=body.batch_size
-    ).to_dict()
+    return _declared(ctx, "head-roles", body)
 
 
 def logit_lens_op(ctx: Ctx, body: LogitLensBody) -> dict:
@@ -140,44 +125,28 @@ def logit_lens_op(ctx: Ctx, body: LogitLensBody) -> dict:
     ).to_dict()
 
 
-def dla_op(ctx: Ctx, body: DlaBody) -> dict:
-    run = shared_run(ctx, body.prompt, neurons=body.top_neurons > 0)
-    target = body.target
-    if target is None:
-        target = predict(ctx.model, body.prompt, k=1, position=body.position, run=run).top[0].token_id
-    return logit_attribution(
-        ctx.model,
-        body.prompt,
-        target=target,
-        versus=body.versus,
-        position=body.position,
-        top_neurons=body.top_neurons,
-        run=run,
-    ).to_dict()
+def dla_op(ctx: Ctx, body: DlaOptions) -> dict:
+    return _declared(ctx, "dla", body, run=shared_run(ctx, body.prompt, neurons=body.top_neurons > 0))
 
 
-def neurons_op(ctx: Ctx, body: NeuronsBody) -> dict:
+def neurons_op(ctx: Ctx, body: NeuronsOptions) -> dict:
     ctx.prompt(body.prompt)
     ctx.layer(body.layer)
-    return top_neurons(
-        ctx.model,
-        body.prompt,
-        position=body.position,
-        layer=body.layer,
-        top=body.top,
-        target=body.target,
-        versus=body.versus,
-    ).to_dict()
+    return _declared(ctx, "neurons", body)
 
 
-def generate_op(ctx: Ctx, body: GenerateBody) -> dict:
+def generate_op(ctx: Ctx, body: GenerateOptions) -> dict:
     ctx.prompt(body.prompt)
-    return ctx.model.generate(
-        body.prompt, max_new_tokens=body.max_new_tokens, temperature=body.temperature, top_p=body.top_p, seed=body.seed
-    ).to_dict()
+    return _declared(ctx, "generate", body)
 
 
-def _seeded(body: GenerateBody) -> bool:
+def _declared(ctx: Ctx, name: str, body, **python_only) -> dict:
+    """The declared operation's function on the body, with what only the server passes (a shared run)."""
+    spec = DECLARED[name]
+    return spec.function(ctx.model, **spec.arguments(body), **python_only).to_dict()
+
+
+def _seeded(body: GenerateOptions) -> bool:
     return body.temperature == 0.0 or body.seed is not None
 
 
@@ -197,34 +166,13 @@ OPERATIONS = [
         "The first screen from one forward pass: predictions, attention, logit lens, per-head DLA.",
         "analysis",
     ),
-    Operation(
-        "predict", PredictBody, predict_op, "Top next tokens, entropy, a target's rank, per-token loss.", "analysis"
-    ),
-    Operation(
-        "attention", AttentionBody, attention_op, "Every head's summaries and one head's full pattern.", "analysis"
-    ),
-    Operation(
-        "head-roles",
-        HeadRolesBody,
-        head_roles_op,
-        "Previous-token, induction, duplicate and sink scores of every head.",
-        "analysis",
-        long=True,
-    ),
+    declared(DECLARED["predict"], predict_op),
+    declared(DECLARED["attention"], attention_op),
+    declared(DECLARED["head-roles"], head_roles_op),
     Operation(
         "logit-lens", LogitLensBody, logit_lens_op, "Layers x positions and layers x candidate tokens.", "analysis"
     ),
-    Operation("dla", DlaBody, dla_op, "Direct logit attribution by layer, by head and by neuron.", "analysis"),
-    Operation(
-        "neurons", NeuronsBody, neurons_op, "The most active / most attributing neurons at a position.", "analysis"
-    ),
-    Operation(
-        "generate",
-        GenerateBody,
-        generate_op,
-        "Continue the prompt (greedy, or sampled with a seed).",
-        "analysis",
-        long=True,
-        deterministic=_seeded,
-    ),
+    declared(DECLARED["dla"], dla_op),
+    declared(DECLARED["neurons"], neurons_op),
+    declared(DECLARED["generate"], generate_op, deterministic=_seeded),
 ]

@@ -16,13 +16,16 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fastapi import Request
 
 from ..errors import InputError
 from ..model.model import Model
+from ..operations.options import MAX_PROMPT_TOKENS
+from ..operations.options import Options as Body
+from ..operations.spec import OperationSpec
 from .jobs import Job, JobManager
-from .schemas import MAX_PROMPT_TOKENS, Body
 from .state import ModelState, cancellable
 
 
@@ -125,6 +128,17 @@ class Operation:
     precheck: Callable[[Ctx, Body], object] | None = None
     # The stamp (see ``stamp``) of the saved artifacts the body reads: part of the result's cache key.
     reads: Callable[[ModelState, Body], tuple] | None = None
+
+
+def declared(spec: OperationSpec, run: Callable[[Ctx, Body], dict] | None = None, **server: Any) -> Operation:
+    """The endpoint of a declared operation: its body is the declared options. ``run`` is the server's own way
+    to answer (a shared forward pass, its limits, defaults for a first click); without it the declared function
+    runs as is."""
+
+    def call(ctx: Ctx, body: Body) -> dict:
+        return spec(ctx.model, body).to_dict()
+
+    return Operation(spec.name, spec.options, run or call, spec.summary, spec.group, long=spec.long, **server)
 
 
 def execute(services: Services, op: Operation, body: Body, job: Job | None = None) -> dict:

@@ -1,4 +1,5 @@
-"""Request bodies of the HTTP API, with their limits.
+"""Request bodies of the HTTP API's own endpoints, with their limits (declared operations' bodies are their
+options, in ``glasslab.operations``).
 
 Pydantic checks shapes and fixed limits (422); anything that depends on the loaded model or the prompt's
 token count (layer and head indices, positions, the prompt's length in tokens) is checked by the
@@ -9,70 +10,32 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints
 
-# -- limits (characters, tokens, sizes); docs/http-api.md quotes these -----------------------------------------
-MAX_PROMPT_CHARS = 4000
-MAX_PROMPT_TOKENS = 512
-MAX_NEW_TOKENS = 200
-MAX_K = 100
-MAX_SCALES = 16
-MAX_PAIRS = 64
-MAX_LIST = 512  # positions, heads, neurons, candidates
-MAX_REFERENCE = 32
-MAX_BATCH = 256
-MAX_SEEDS = 2**31 - 1
-MAX_NAME = 200
-MAX_ALL_PATTERNS = 64
-MAX_EXPERIMENT_BYTES = 16 * 1024 * 1024
+from ..operations.options import (  # the limits and types every operation's options share
+    MAX_BATCH,
+    MAX_EXPERIMENT_BYTES,  # noqa: F401 (experiments.py reads it here)
+    MAX_K,
+    MAX_LIST,
+    MAX_NAME,
+    MAX_NEW_TOKENS,
+    MAX_PAIRS,
+    MAX_PROMPT_CHARS,
+    MAX_REFERENCE,
+    MAX_SCALES,
+    Index,
+    LayerIndex,
+    Metric,
+    Position,
+    Prompt,
+    PromptOptions,
+    Seed,
+    Token,
+    VectorName,
+)
+from ..operations.options import Options as Body
 
-Prompt = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PROMPT_CHARS)]
-Token = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-Index = Annotated[int, Field(ge=0, le=1_000_000)]
-Position = Annotated[int, Field(ge=-MAX_PROMPT_TOKENS, le=MAX_PROMPT_TOKENS - 1)]
-Seed = Annotated[int, Field(ge=0, le=MAX_SEEDS)]
-Metric = Literal["logit", "logit_diff", "prob", "loss", "kl"]
-VectorName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
-LayerIndex = tuple[Index, Index]  # (layer, head) or (layer, neuron)
-
-
-class Body(BaseModel):
-    """Every body: unknown fields are errors (a typo must not be silently ignored), and so is a string with a
-    lone surrogate (JSON's ``"\\ud800"``), which is no text: it could be neither tokenized nor stored."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _whole_characters(cls, data: object) -> object:
-        where = _surrogate_at(data, "")
-        if where is not None:
-            raise ValueError(f"{where or 'body'} holds a lone UTF-16 surrogate (like \\ud800); send valid Unicode text")
-        return data
-
-
-def _surrogate_at(data: object, where: str) -> str | None:
-    """The path of the first string (value or key) holding a lone surrogate, else None (a loop, not recursion:
-    nesting depth is the client's choice)."""
-    todo: list[tuple[object, str]] = [(data, where)]
-    while todo:
-        value, path = todo.pop()
-        if isinstance(value, str):
-            try:
-                value.encode("utf-8")  # fails exactly on lone surrogates, at C speed
-            except UnicodeEncodeError:
-                return path
-            continue
-        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-        for key, item in items:
-            name = str(key).encode("utf-8", "backslashreplace").decode("utf-8")  # printable in the message
-            inner = f"{path}.{name}" if path else name
-            todo += [(key, inner), (item, inner)]
-    return None
-
-
-class PromptBody(Body):
-    prompt: Prompt
+PromptBody = PromptOptions
 
 
 class TokensBody(PromptBody):
@@ -84,56 +47,12 @@ class OverviewBody(PromptBody):
     position: Position = -1
 
 
-class PredictBody(PromptBody):
-    k: int = Field(10, ge=1, le=MAX_K)
-    position: Position = -1
-    target: Token | None = None
-
-
-class AttentionBody(PromptBody):
-    layer: Index | None = None
-    head: Index | None = None
-    query_position: Position = -1
-    top_k: int = Field(5, ge=1, le=MAX_K)
-    all_patterns: bool = False  # also every head's full pattern (prompts up to MAX_ALL_PATTERNS tokens)
-
-
-class HeadRolesBody(Body):
-    prompt: Prompt | None = None
-    seq_len: int = Field(50, ge=4, le=256)
-    n_seqs: int = Field(16, ge=1, le=64)
-    seed: Seed = 0
-    batch_size: int = Field(16, ge=1, le=64)
-
-
 class LogitLensBody(PromptBody):
     k: int = Field(5, ge=1, le=20)
     target: Token | None = None
     positions: list[Position] | None = Field(None, max_length=MAX_LIST)
     candidates: list[Token] | None = Field(None, max_length=20)
     candidate_position: Position = -1
-
-
-class DlaBody(PromptBody):
-    target: Token | None = None  # None: the model's top prediction at `position`
-    versus: Token | None = None
-    position: Position = -1
-    top_neurons: int = Field(10, ge=0, le=MAX_K)
-
-
-class NeuronsBody(PromptBody):
-    position: Position = -1
-    layer: Index | None = None
-    top: int = Field(10, ge=1, le=MAX_K)
-    target: Token | None = None
-    versus: Token | None = None
-
-
-class GenerateBody(PromptBody):
-    max_new_tokens: int = Field(30, ge=1, le=MAX_NEW_TOKENS)
-    temperature: float = Field(0.0, ge=0.0, le=5.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    seed: Seed | None = None
 
 
 class MetricFields(Body):

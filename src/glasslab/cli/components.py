@@ -1,4 +1,4 @@
-"""Commands that look at components: dla, neurons, neuron, resid-norms."""
+"""Commands that look at components: neuron, resid-norms (dla and neurons are declared operations)."""
 
 from __future__ import annotations
 
@@ -12,105 +12,6 @@ from .app import DeviceOpt, DtypeOpt, JsonOpt, ModelOpt, OutOpt, app, emit, frie
 
 PositionOpt = Annotated[int, typer.Option(help="Token position (-1: the last).")]
 VersusOpt = Annotated[str | None, typer.Option(help="Decompose logit(target) - logit(versus) instead.")]
-
-
-@app.command("dla")
-@friendly_errors
-def dla(
-    prompt: Annotated[str, typer.Argument(help="The text to analyse.")],
-    target: Annotated[str, typer.Option(help="The token whose logit to decompose (e.g. ' Paris').")],
-    versus: VersusOpt = None,
-    position: PositionOpt = -1,
-    neurons: Annotated[int, typer.Option(help="How many top neurons to list.")] = 10,
-    model: ModelOpt = None,
-    dtype: DtypeOpt = "float32",
-    device: DeviceOpt = "cpu",
-    as_json: JsonOpt = False,
-    out_file: OutOpt = None,
-) -> None:
-    """Direct logit attribution: each layer's, head's and neuron's direct share of a logit (difference)."""
-    from ..methods.dla import logit_attribution
-
-    result = logit_attribution(
-        load_model(model, dtype, device), prompt, target=target, versus=versus, position=position, top_neurons=neurons
-    )
-
-    def show() -> None:
-        cap = " before the final soft-cap" if result.softcapped else ""
-        table = Table(
-            title=escape(
-                f"direct shares of {result.metric} after {result.context_token!r} (position {result.position})"
-            ),
-            caption=escape(
-                f"sum of shares {result.total:.4f} = decomposed value{cap} {result.normalised_logit:.4f} "
-                f"(error {result.error:.2g}); model's value {result.logit:.4f}"
-            ),
-        )
-        for column in ("component", "attention", "MLP", "cumulative", "top heads"):
-            table.add_column(column, justify="left" if column in ("component", "top heads") else "right")
-        table.add_row("embed", "", "", f"{result.embed:+.4f}", "")
-        for layer, (a, m, c, heads) in enumerate(
-            zip(result.attn, result.mlp, result.cumulative, result.heads, strict=True)
-        ):
-            best = sorted(range(len(heads)), key=lambda h: -abs(heads[h]))[:3]
-            table.add_row(
-                f"L{layer}", f"{a:+.4f}", f"{m:+.4f}", f"{c:+.4f}", ", ".join(f"H{h} {heads[h]:+.3f}" for h in best)
-            )
-        for name, value in result.constants.items():
-            table.add_row(escape(name), "", "", f"{value:+.4f}", "")
-        out.print(table)
-        if result.top_neurons:
-            neurons_table = Table(title="neurons with the largest direct shares")
-            for column in ("neuron", "activation", "per unit", "share"):
-                neurons_table.add_column(column, justify="right")
-            for n in result.top_neurons:
-                neurons_table.add_row(
-                    f"L{n.layer} N{n.neuron}", f"{n.activation:.4f}", f"{n.per_unit:+.4f}", f"{n.contribution:+.4f}"
-                )
-            out.print(neurons_table)
-
-    emit(result, as_json, out_file, show)
-
-
-@app.command("neurons")
-@friendly_errors
-def neurons(
-    prompt: Annotated[str, typer.Argument(help="The text to analyse.")],
-    layer: Annotated[int | None, typer.Option(help="Only this layer (default: rank over all layers).")] = None,
-    top: Annotated[int, typer.Option(help="How many neurons to list.")] = 10,
-    target: Annotated[str | None, typer.Option(help="Also rank by direct share of this token's logit.")] = None,
-    versus: VersusOpt = None,
-    position: PositionOpt = -1,
-    model: ModelOpt = None,
-    dtype: DtypeOpt = "float32",
-    device: DeviceOpt = "cpu",
-    as_json: JsonOpt = False,
-    out_file: OutOpt = None,
-) -> None:
-    """The most active MLP neurons at a position, and the ones that push a target logit most directly."""
-    from ..methods.neurons import top_neurons
-
-    result = top_neurons(
-        load_model(model, dtype, device), prompt, position=position, layer=layer, top=top, target=target, versus=versus
-    )
-
-    def show() -> None:
-        where = f"layer {result.layer}" if result.layer is not None else "all layers"
-        for title, rows in (
-            (f"most active neurons after {result.context_token!r} ({where})", result.most_active),
-            (f"largest direct shares of {result.metric}", result.most_relevant),
-        ):
-            if not rows:
-                continue
-            table = Table(title=escape(title))
-            for column in ("neuron", "activation", "share"):
-                table.add_column(column, justify="right")
-            for s in rows:
-                share = "" if s.contribution is None else f"{s.contribution:+.4f}"
-                table.add_row(f"L{s.layer} N{s.neuron}", f"{s.activation:.4f}", share)
-            out.print(table)
-
-    emit(result, as_json, out_file, show)
 
 
 @app.command("neuron")

@@ -1,0 +1,164 @@
+"""CLI commands built from declared operations: each option of the declaration becomes a flag with its type,
+default, help text and choices; the command validates them as the HTTP API does, runs the function and
+prints the result (``--json``, ``--out`` or the command's own view).
+
+A command adds only what is the terminal's own: how the result is shown, and display flags that change only
+that (``--losses``). Everything else comes from the declaration, so the faces cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+import typer
+from pydantic.fields import FieldInfo
+
+from ..operations.options import Cli
+from ..operations.spec import OperationSpec
+from .app import DeviceOpt, DtypeOpt, JsonOpt, ModelOpt, OutOpt, app, emit, friendly_errors, load_model
+
+COMMON: dict[str, tuple[Any, Any]] = {
+    "model": (ModelOpt, None),
+    "dtype": (DtypeOpt, "float32"),
+    "device": (DeviceOpt, "cpu"),
+    "as_json": (JsonOpt, False),
+}
+
+
+def declare_command(
+    spec: OperationSpec,
+    show: Callable[..., None],
+    *,
+    display: dict[str, tuple[Any, Any]] | None = None,
+    on: typer.Typer = app,
+) -> None:
+    """Register ``spec`` as a command on ``on``. ``show(result, **display values)`` prints the readable view;
+    ``display`` maps a display flag's parameter name to its (typer annotation, default)."""
+    display = display or {}
+    parameters = [_parameter(name, field) for name, field in cli_fields(spec).items()]
+    extras = dict(display, **COMMON)
+    if hasattr(spec.result, "figure"):
+        extras["out_file"] = (OutOpt, None)
+    parameters += [
+        inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=a, default=d) for n, (a, d) in extras.items()
+    ]
+    flags = {p.name: _flag_of(p) for p in parameters}
+
+    def command(**values: Any) -> None:
+        shown = {name: values.pop(name) for name in display}
+        model, dtype, device, as_json = (values.pop(name) for name in COMMON)
+        out_file = values.pop("out_file", None)
+        options = spec.validate(_parsed(spec, values, flags), spell=lambda name: flags.get(name, name))
+        result = spec(load_model(model, dtype, device), options)
+        emit(result, as_json, out_file, lambda: show(result, **shown))
+
+    command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in parameters}
+    command.__name__ = spec.name.replace("-", "_")
+    command.__doc__ = spec.summary
+    on.command(spec.name)(friendly_errors(command))
+
+
+def cli_fields(spec: OperationSpec) -> dict[str, FieldInfo]:
+    """The declared options the command line offers (all but the server's own)."""
+    return {name: f for name, f in spec.options.model_fields.items() if name not in spec.server_only}
+
+
+def cli_metadata(field: FieldInfo) -> Cli:
+    return next((m for m in field.metadata if isinstance(m, Cli)), Cli())
+
+
+def is_argument(name: str, field: FieldInfo) -> bool:
+    """The prompt is the command's positional argument (as every command has it), else what ``Cli`` says."""
+    return cli_metadata(field).argument or name == "prompt"
+
+
+def _parameter(name: str, field: FieldInfo) -> inspect.Parameter:
+    meta = cli_metadata(field)
+    annotation = _cli_type(field.annotation, meta)
+    default = inspect.Parameter.empty if field.is_required() else field.get_default(call_default_factory=True)
+    if is_argument(name, field):
+        info: Any = typer.Argument(help=field.description or "", show_default=False)
+    else:
+        flags = meta.flags or (f"--{name.replace('_', '-')}",)
+        info = typer.Option(*flags, help=_help(field))
+    if default == []:
+        default = None  # typer's repeatable options take None for "none given"
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[annotation, info], default=default
+    )
+
+
+def _cli_type(annotation: Any, meta: Cli) -> Any:
+    """What typer parses: the field's type, with text for values ``Cli.parse`` reads and for choices."""
+    inner, optional = _unwrap_optional(annotation)
+    if typing.get_origin(inner) is list:
+        (item,) = typing.get_args(inner)
+        item_meta = next((m for m in getattr(item, "__metadata__", ()) if isinstance(m, Cli)), meta)
+        return list[_scalar(item, item_meta)] | None
+    scalar = _scalar(inner, meta)
+    return scalar | None if optional else scalar
+
+
+def _scalar(annotation: Any, meta: Cli) -> Any:
+    base = (typing.get_origin(annotation) is Annotated and typing.get_args(annotation)[0]) or annotation
+    if meta.parse is not None or typing.get_origin(base) in (Literal, tuple):
+        return str
+    return base
+
+
+def _help(field: FieldInfo) -> str:
+    """The declared description, with the choices of a ``Literal`` (checked with the other options)."""
+    inner, _ = _unwrap_optional(field.annotation)
+    if typing.get_origin(inner) is not Literal:
+        return field.description or ""
+    return f"{field.description or ''} One of: {', '.join(str(v) for v in typing.get_args(inner))}.".strip()
+
+
+def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return annotation, False
+
+
+def _parsed(spec: OperationSpec, values: dict[str, Any], flags: dict[str, str]) -> dict[str, Any]:
+    """Values as the declaration takes them: text parsed by ``Cli.parse`` (e.g. 9.1 -> (9, 1)), an empty
+    repeatable option left to its declared default."""
+    out: dict[str, Any] = {}
+    fields = cli_fields(spec)
+    for name, value in values.items():
+        field = fields[name]
+        if value is None and not field.is_required():
+            continue
+        parse = _item_parser(field)
+        if parse is not None and value is not None:
+            flag = flags[name].lstrip("-")
+            value = [parse(v, flag) for v in value] if isinstance(value, list) else parse(value, flag)
+        out[name] = value
+    return out
+
+
+def _item_parser(field: FieldInfo) -> Callable[[str, str], Any] | None:
+    inner, _ = _unwrap_optional(field.annotation)
+    if typing.get_origin(inner) is list:
+        (item,) = typing.get_args(inner)
+        inner = item
+    metas = [*getattr(inner, "__metadata__", ()), *field.metadata]
+    return next((m.parse for m in metas if isinstance(m, Cli) and m.parse is not None), None)
+
+
+def _flag_of(parameter: inspect.Parameter) -> str:
+    """How the user writes the parameter: its longest flag, or its name in capitals for an argument."""
+    for info in getattr(parameter.annotation, "__metadata__", ()):
+        decls = [d for d in getattr(info, "param_decls", None) or () if d.startswith("--")]
+        if decls:
+            return max(decls, key=len)
+        if isinstance(info, typer.models.ArgumentInfo):
+            return parameter.name.upper()
+    return "--" + parameter.name.replace("_", "-")

@@ -1,0 +1,25 @@
+"""Operations declared once (function, options, result), from which the CLI and the HTTP API are built.
+
+Adding a method to every face is one ``OperationSpec`` in a group module here plus the function; the CLI
+command and the HTTP endpoint follow (see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+from ..errors import InputError
+from . import observe
+from .options import Cli, Options, PromptOptions
+from .spec import OperationSpec
+
+OPERATIONS: dict[str, OperationSpec] = {spec.name: spec for spec in observe.OPERATIONS}
+
+
+def operation(name: str) -> OperationSpec:
+    """The declared operation called ``name``, or a one-line error naming the known ones."""
+    try:
+        return OPERATIONS[name]
+    except KeyError:
+        raise InputError(f"no operation '{name}'; known: {', '.join(sorted(OPERATIONS))}") from None
+
+
+__all__ = ["OPERATIONS", "Cli", "OperationSpec", "Options", "PromptOptions", "operation"]

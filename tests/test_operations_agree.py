@@ -1,0 +1,108 @@
+"""Every declared operation's faces agree (architecture issue: operations declared once): the function's
+keyword arguments, the CLI command's options and the HTTP body's OpenAPI schema name the same options with
+the same defaults, and the CLI and the HTTP API refuse the same bad values."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+import glasslab.cli.main  # noqa: F401  (registers every command)
+from glasslab.cli.app import app
+from glasslab.cli.derived import COMMON, cli_fields, is_argument
+from glasslab.errors import InputError
+from glasslab.operations import OPERATIONS, operation
+from tests.test_server_helpers import client
+from tests.tiny import tiny_model
+
+SPECS = sorted(OPERATIONS.values(), key=lambda spec: spec.name)
+IDS = [spec.name for spec in SPECS]
+# Flags every command has besides its declared options (the model it loads, --json, --out).
+COMMON_PARAMS = {*COMMON, "out_file"}
+# Flags that change only how a result is shown in the terminal, per command.
+DISPLAY = {"predict": {"losses"}, "head-roles": {"top"}}
+
+
+def _declared_default(field):
+    return None if field.is_required() else field.get_default(call_default_factory=True)
+
+
+@pytest.fixture(scope="module")
+def openapi(tmp_path_factory):
+    return client(tiny_model("gpt2"), tmp_path_factory.mktemp("agree")).app.openapi()
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_the_function_takes_exactly_the_declared_options_with_the_same_defaults(spec):
+    parameters = {n: p for n, p in spec.keyword_parameters().items() if n not in spec.python_only}
+    fields = {n: f for n, f in spec.options.model_fields.items() if n not in spec.server_only}
+    assert set(parameters) == set(fields)
+    for name, field in fields.items():
+        default = parameters[name].default
+        if default is not inspect.Parameter.empty:
+            assert _declared_default(field) == (list(default) if isinstance(default, tuple) else default), name
+        else:
+            assert field.is_required() or _declared_default(field) is None, name
+    assert set(spec.python_only) <= set(spec.keyword_parameters())  # no stale names
+
+
+def _command_params(spec) -> dict:
+    command = typer.main.get_command(app).commands[spec.name]
+    return {p.name: p for p in command.params if p.name != "help"}
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_the_cli_command_offers_the_declared_options(spec):
+    params = _command_params(spec)
+    expected = set(cli_fields(spec)) | COMMON_PARAMS | DISPLAY.get(spec.name, set())
+    if not hasattr(spec.result, "figure"):
+        expected.discard("out_file")
+    assert set(params) == expected
+    for name, field in cli_fields(spec).items():
+        param = params[name]
+        assert param.required == field.is_required(), name
+        default = _declared_default(field)
+        assert param.default == (None if default == [] else default), name  # repeatable: None for none given
+        assert (param.param_type_name == "argument") == is_argument(name, field), name
+        assert (field.description or "") in (getattr(param, "help", None) or ""), name
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_the_http_body_is_the_declared_options(spec, openapi):
+    route = openapi["paths"][f"/api/{spec.name}"]["post"]
+    reference = route["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    schema = openapi["components"]["schemas"][reference.rsplit("/", 1)[-1]]
+    fields = spec.options.model_fields
+    assert set(schema["properties"]) == set(fields)
+    assert set(schema.get("required", [])) == {n for n, f in fields.items() if f.is_required()}
+    for name, field in fields.items():
+        prop = schema["properties"][name]
+        if not field.is_required():
+            assert prop.get("default") == _declared_default(field), name
+        assert prop.get("description") == field.description, name
+    assert route["summary"].startswith(spec.summary)  # long ones add "prefer POST /api/jobs"
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_the_cli_and_python_refuse_the_same_out_of_range_value(spec):
+    # A bound declared once is a bound on every face (the HTTP body is the same model): the first bounded
+    # integer option, one past its bound, is refused before any model loads.
+    bounded = [(n, m.le) for n, f in cli_fields(spec).items() for m in f.metadata if getattr(m, "le", None)]
+    if not bounded:
+        pytest.skip(f"{spec.name} declares no bounded option")
+    name, bound = bounded[0]
+    values = {"prompt": "the cat"} if "prompt" in spec.options.model_fields else {}
+    with pytest.raises(InputError, match=rf"^{name} must be <= {bound}, got {bound + 1}$"):
+        spec.validate({**values, name: bound + 1})
+    flag = max((o for o in _command_params(spec)[name].opts if o.startswith("--")), key=len)
+    result = CliRunner().invoke(app, [spec.name, *values.values(), flag, str(bound + 1), "--model", "/nowhere"])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"error: {flag} must be <= {bound}, got {bound + 1}"
+
+
+def test_an_unknown_operation_is_named_with_the_known_ones():
+    with pytest.raises(InputError, match=r"known: .*predict"):
+        operation("predikt")
