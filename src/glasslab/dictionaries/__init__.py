@@ -6,7 +6,7 @@ kind is one ``Dictionary`` subclass passed to ``register``; configs naming its a
 and ``training.train_step`` trains it through its ``loss``.
 """
 
-from . import architectures as _builtin_architectures  # noqa: F401 (registers the SAELens architectures)
+# Importing the architectures registers them (SAELens's names), before any config is read.
 from .architectures import BatchTopKSAE, GatedSAE, JumpReLUSAE, StandardSAE, TopKSAE
 from .base import Dictionary, LossSettings, StepInput, StepOutput
 from .config import NORMALIZATIONS, DictionaryConfig
