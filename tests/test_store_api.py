@@ -220,7 +220,7 @@ def test_a_failed_save_leaves_nothing_and_keeps_the_old_one(home):
     assert not (root / "fresh").exists() and list_artifacts(STEERING, KEY)[0].name == "topic"
 
 
-@pytest.mark.parametrize("damage", ["truncated", "missing", "changed in place", "manifest overwritten"])
+@pytest.mark.parametrize("damage", ["truncated", "missing", "changed in place", "manifest overwritten", "forged"])
 def test_the_manifest_detects_damage(home, damage):
     with save(STEERING, KEY, "topic") as folder:
         write_vector(folder, b"0123456789")
@@ -234,6 +234,10 @@ def test_the_manifest_detects_damage(home, damage):
     elif damage == "changed in place":
         weights.write_bytes(b"9876543210")  # same size: only the sha256 tells
         assert verify(final, STEERING) is not None
+    elif damage == "forged":
+        manifest = json.loads((final / "manifest.json").read_text(encoding="utf-8"))
+        manifest["files"]["../../../../etc/hostname"] = {"bytes": 1, "sha256": "0" * 64}
+        (final / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     else:
         (final / "manifest.json").write_text("{not json")
     with pytest.raises(DamagedArtifact) as info:
@@ -297,6 +301,14 @@ def test_a_failed_checkpoint_leaves_the_previous_one(home):
 
 
 # -- callers ----------------------------------------------------------------------------------------
+def write_corpus(folder: Path, words: list[str]) -> Path:
+    """Ten documents: a stable hash of each one's id sends about 10% to the test split, so one alone may miss train."""
+    folder.mkdir()
+    for doc in range(10):
+        (folder / f"doc{doc}.txt").write_text(" ".join(words[(doc + i) % len(words)] for i in range(120)))
+    return folder
+
+
 def test_steering_vectors_save_and_load_through_the_store(home):
     from glasslab.methods.steering import load_steering_vector, make_steering_vector
 
@@ -327,10 +339,7 @@ def test_tuned_lens_and_its_checkpoint_are_checked_against_their_manifests(home,
 
     from .tiny import WORDS, tiny_model
 
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    for doc in range(6):
-        (corpus / f"doc{doc}.txt").write_text(" ".join(WORDS[(doc + i) % len(WORDS)] for i in range(120)))
+    corpus = write_corpus(tmp_path / "corpus", WORDS)
     model = tiny_model("gpt2")
     train_tuned_lens(model, str(corpus), tokens=120, seq_len=16, batch_size=4)
     root = home / "tuned-lens" / model.key
@@ -355,9 +364,7 @@ def test_key_statistics_are_listed_and_a_replaced_file_is_measured_again(home, t
 
     from .tiny import WORDS, tiny_model
 
-    corpus = tmp_path / "_hidden corpus"  # its slug must still make a valid store name
-    corpus.mkdir()
-    (corpus / "doc.txt").write_text(" ".join(WORDS[i % len(WORDS)] for i in range(400)))
+    corpus = write_corpus(tmp_path / "_hidden corpus", WORDS)  # its slug must still make a valid store name
     model = tiny_model("gpt2")
     first = key_statistics(model, [0, 1], corpus=str(corpus), tokens=200, seq_len=16)
     names = [a.name for a in list_artifacts(KEY_STATS, model.key)]

@@ -87,6 +87,8 @@ def verify(folder: Path, kind: ArtifactKind | None = None, *, deep: bool = False
     for relative, recorded in manifest["files"].items():
         path = folder / relative
         try:
+            if Path(relative).is_absolute() or ".." in Path(relative).parts:
+                raise ValueError("a recorded file outside the artifact")  # a forged manifest: read nothing there
             size = path.stat().st_size if path.is_file() else None
             expected = int(recorded["bytes"])
         except (OSError, KeyError, TypeError, ValueError):
