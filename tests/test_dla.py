@@ -12,9 +12,9 @@ from glasslab.methods.dla import (
     effective_direction,
     logit_attribution,
     neuron_effects,
-    norm_params,
     unembed_direction,
 )
+from glasslab.model.norms import norm_params
 
 PROMPT = "the cat sat on the"
 TARGET, VERSUS = " mat", " dog"

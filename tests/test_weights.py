@@ -7,12 +7,14 @@ once as ``x @ W + b`` from the canonical weights. A wrong orientation, head spli
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
 
 import glasslab as gl
-from glasslab.errors import InputError
+from glasslab.errors import InputError, UnsupportedModelError
+from glasslab.methods.dla import neuron_out_weights
 from glasslab.model.architectures import architecture_for
 from glasslab.model.weights import NORMS, SHAPES
 
@@ -217,9 +219,16 @@ def test_module_layout_round_trips(family):
         assert float(stored.abs().sum()) == pytest.approx(float(canonical.abs().sum()), rel=1e-5)  # zeros elsewhere
 
 
-def test_output_weights_are_w_o():
+def test_older_names_read_the_canonical_weights():
     model = tiny_model("gpt2")
     assert torch.equal(model.output_weights(2), model.weights.W_O(2))
+    with pytest.warns(DeprecationWarning, match=r"model\.weights\.W_out\(layer\)"):
+        assert torch.equal(neuron_out_weights(model, 1), model.weights.W_out(1))
+
+
+def test_an_entry_with_the_wrong_number_of_qkv_paths_is_refused():
+    with pytest.raises(UnsupportedModelError, match="needs 1 qkv_proj path"):
+        dataclasses.replace(architecture_for("gpt2"), qkv_layout="fused_per_head", qkv_proj=("a", "b", "c"))
 
 
 # -- errors ---------------------------------------------------------------------------------------------

@@ -24,13 +24,14 @@ linearised the same way with the post-MLP norm's scale computed on the whole MLP
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
 
 from ..errors import InputError
 from ..model.model import Model
-from ..model.norms import NormParams, check_norm, norm_params
+from ..model.norms import NormParams, check_norm
 from ..model.run import Run
 from ..views.figures import Bars, Figure, Heatmap
 from ..views.html import figure_html
@@ -40,22 +41,26 @@ from ..views.html import figure_html
 
 
 def neuron_out_weights(model: Model, layer: int) -> torch.Tensor:
-    """[d_mlp, d_model]: row ``n`` is what neuron ``n`` writes per unit of activation (before any post-norm)."""
-    weight = model.block_module(layer, model.arch.mlp_out_proj).weight
-    return weight if model.arch.out_proj_layout == "conv1d" else weight.T
+    """Deprecated: ``model.weights.W_out(layer)``, [d_mlp, d_model]."""
+    warnings.warn(
+        "glasslab.methods.dla.neuron_out_weights is deprecated; use model.weights.W_out(layer)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return model.weights.W_out(layer)
 
 
-def _bias(module: torch.nn.Module) -> torch.Tensor | None:
-    bias = getattr(module, "bias", None)
-    return bias.detach().float() if isinstance(bias, torch.Tensor) else None
+def _optional(model: Model, name: str, layer: int | None = None) -> torch.Tensor | None:
+    """A bias as float32, or None where the model has none."""
+    weight = model.weights.get(name, layer)
+    return None if weight is None else weight.detach().float()
 
 
 def unembed_direction(model: Model, target: int, versus: int | None) -> tuple[torch.Tensor, float]:
     """``W_U[:, t] (- W_U[:, v])`` as [d_model] float32, and the unembedding bias's share of the logit."""
-    unembed = model.module(model.arch.unembed)
-    weight = unembed.weight.detach()
-    direction = weight[target].float() - (weight[versus].float() if versus is not None else 0.0)
-    bias = _bias(unembed)
+    unembed = model.weights.W_U().detach()
+    direction = unembed[:, target].float() - (unembed[:, versus].float() if versus is not None else 0.0)
+    bias = _optional(model, "b_U")
     constant = 0.0 if bias is None else float(bias[target] - (bias[versus] if versus is not None else 0.0))
     return direction, constant
 
@@ -81,14 +86,13 @@ def neuron_effects(model: Model, layer: int, post: torch.Tensor, u: torch.Tensor
     ``post`` is the layer's ``mlp.post`` at that position [d_mlp]. In post-norm families the MLP's
     post-norm is linearised with its scale frozen at its value on the whole MLP output.
     """
-    w_out = neuron_out_weights(model, layer).detach().float().to(u.device)
+    w_out = model.weights.W_out(layer).detach().float().to(u.device)
     post = post.float().to(u.device)
     write = u
     if model.arch.post_mlp_norm:
-        norm = model.block_module(layer, model.arch.post_mlp_norm)
-        params = norm_params(norm)
+        params = model.weights.post_mlp_norm(layer)
         pre = post @ w_out
-        bias = _bias(model.block_module(layer, model.arch.mlp_out_proj))
+        bias = _optional(model, "b_out", layer)
         if bias is not None:
             pre = pre + bias
         write = params.scale(pre) * params.weight * u
@@ -304,7 +308,7 @@ def logit_attribution(
     cache = run.cache
 
     final_norm = model.module(model.arch.final_norm)
-    params = norm_params(final_norm)
+    params = model.weights.final_norm()
     x = cache[f"blocks.{last}.resid_post"][0, p].float()
     check_norm(params, final_norm, cache[f"blocks.{last}.resid_post"][0, p : p + 1], "final norm")
     scale = params.scale(x)
@@ -324,7 +328,7 @@ def logit_attribution(
     attn = [float(share(f"blocks.{layer}.attn_out")) for layer in range(model.n_layers)]
     mlp = [float(share(f"blocks.{layer}.mlp_out")) for layer in range(model.n_layers)]
     heads = [(cache[f"blocks.{layer}.attn.head_out"][0, p].float() @ u).tolist() for layer in range(model.n_layers)]
-    has_bias = _bias(model.block_module(0, model.arch.attn_out_proj)) is not None
+    has_bias = model.weights.has("b_O")
     attn_bias = [a - sum(h) for a, h in zip(attn, heads, strict=True)] if has_bias else None
 
     const = sum(constants.values())

@@ -148,10 +148,12 @@ def _selected_logits(model: Model, run: Run, positions: torch.Tensor, ids: list[
     logits, normed = _final_rows(run, positions)
     if logits is not None:
         return logits[:, ids].float()
-    unembed = model.module(model.arch.unembed)
-    values = normed @ unembed.weight[ids].T  # differentiable when the run kept its graph (grad=True)
-    if getattr(unembed, "bias", None) is not None:
-        values = values + unembed.bias[ids]
+    # W_U's columns, gathered as contiguous rows of its [vocab, d_model] storage; differentiable when the run
+    # kept its graph (grad=True)
+    values = normed @ model.weights.W_U().T[ids].T
+    bias = model.weights.get("b_U")
+    if bias is not None:
+        values = values + bias[ids]
     return _softcap(model, values).float()
 
 

@@ -21,7 +21,6 @@ import torch
 from ..data import batches, load_corpus, packed_sequences
 from ..errors import InputError
 from ..model.model import Model
-from ..model.norms import norm_params
 from ..progress import progress
 from ..views.figures import Bars, Figure, Heatmap
 from ..views.html import figure_html
@@ -29,7 +28,6 @@ from .dla import (
     check_position,
     effective_direction,
     neuron_effects,
-    neuron_out_weights,
     unembed_direction,
 )
 
@@ -149,7 +147,7 @@ def top_neurons(
         metric = f"logit({model.tokenizer.decode([target_id])!r})"
         if versus_id is not None:
             metric += f" - logit({model.tokenizer.decode([versus_id])!r})"
-        params = norm_params(model.module(model.arch.final_norm))
+        params = model.weights.final_norm()
         x = run.cache[f"blocks.{last}.resid_post"][0, p].float()
         direction, _ = unembed_direction(model, target_id, versus_id)
         u = effective_direction(params, params.scale(x), direction)
@@ -402,10 +400,10 @@ def _output_tokens(model: Model, layer: int, neuron: int, k: int) -> tuple[list[
     norm's weight (centred for LayerNorm), then the unembedding. Both norms' scales are positive factors
     set by the whole residual stream, left out: the ranking does not depend on them.
     """
-    write = neuron_out_weights(model, layer)[neuron].detach().float()
+    write = model.weights.W_out(layer)[neuron].detach().float()
     post_norm = model.arch.post_mlp_norm is not None
     if post_norm:
-        write = write * norm_params(model.block_module(layer, model.arch.post_mlp_norm)).weight.to(write.device)
+        write = write * model.weights.post_mlp_norm(layer).weight.to(write.device)
     promotes, suppresses = direct_token_effects(model, write[None], k)[0]
     return promotes, suppresses, post_norm
 
@@ -426,13 +424,13 @@ def direct_token_effects(
     otherwise fills them with rare tokens of other languages)."""
     direction = writes.float()
     if through_final_norm:
-        final = norm_params(model.module(model.arch.final_norm))
+        final = model.weights.final_norm()
         if final.centre:  # LayerNorm centres its input: centre the write, then weight it
             direction = direction - direction.mean(-1, keepdim=True)
         direction = direction * final.weight.to(direction.device)
-    unembed = model.module(model.arch.unembed).weight.detach().float()
+    unembed = model.weights.W_U().detach().float()
     with torch.inference_mode():
-        effect = direction.to(unembed.device) @ unembed.T  # [n, vocab]
+        effect = direction.to(unembed.device) @ unembed  # [n, vocab]
     ids = torch.arange(effect.shape[-1])  # the vocabulary id of each column
     if allowed is not None:
         keep = torch.zeros(effect.shape[-1], dtype=torch.bool)

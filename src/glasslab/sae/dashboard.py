@@ -20,7 +20,6 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import InputError
-from ..methods.dla import neuron_out_weights
 from ..methods.neurons import Context, TokenEffect, direct_token_effects
 from ..model.model import Model
 from ..model.norms import norm_params
@@ -309,7 +308,7 @@ def residual_writes(model: Model, sae: SAE, features: list[int]) -> tuple[torch.
     if spec.layout == "resid":
         return direction, ""
     if spec.site == "mlp.post":
-        write = direction @ neuron_out_weights(model, spec.layer).detach().float()
+        write = direction @ model.weights.W_out(spec.layer).detach().float()
         post = arch.post_mlp_norm
     elif spec.site == "attn.z":
         weights = model.output_weights(spec.layer).detach().float()  # [head, d_head, d_model]

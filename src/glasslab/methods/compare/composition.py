@@ -45,9 +45,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ...errors import GlasslabError, InputError
+from ...errors import InputError
 from ...model.model import Model
-from ...model.norms import norm_params
 from ...views.figures import Bars, Figure, Heatmap
 from ...views.html import figure_html
 from .result import finite
@@ -81,57 +80,32 @@ def input_norm(model: Model, layer: int) -> torch.nn.Module:
 
 def head_weights(model: Model, layer: int, *, fold: bool = False) -> HeadWeights:
     """Per-head ``W_Q, W_K, W_V, W_O`` of ``layer``; ``fold=True`` folds the norms as the module doc says."""
-    if not 0 <= layer < model.n_layers:
-        raise InputError(f"layer {layer} is out of range (valid: 0..{model.n_layers - 1})")
-    H, KV, dh, d = model.n_heads, model.n_kv_heads, model.d_head, model.d_model
-    attn = model.block_module(layer, model.arch.attn)
-    kind = model.config.model_type
+    weights = model.weights
 
-    def per_head(weight: torch.Tensor, n: int) -> torch.Tensor:  # Linear [n*dh, d] -> [n, d, dh]
-        return weight.detach().double().reshape(n, dh, d).transpose(1, 2)
+    def read(name: str) -> torch.Tensor:
+        return weights.read(name, layer).detach().double()
 
-    def bias_of(module: torch.nn.Module, n: int) -> torch.Tensor | None:
-        bias = getattr(module, "bias", None)
-        return None if bias is None else bias.detach().double().reshape(n, dh)
+    def optional(name: str) -> torch.Tensor | None:
+        bias = weights.get(name, layer)
+        return None if bias is None else bias.detach().double()
 
-    if kind == "gpt2":
-        weight = attn.c_attn.weight.detach().double()  # Conv1D [d, 3d]: x @ W
-        q, k, v = (weight[:, i * d : (i + 1) * d].reshape(d, H, dh).permute(1, 0, 2) for i in range(3))
-        bias = attn.c_attn.bias.detach().double()
-        q_b, k_b, v_b = (bias[i * d : (i + 1) * d].reshape(H, dh) for i in range(3))
-    elif kind == "gpt_neox":
-        weight = attn.query_key_value.weight.detach().double().reshape(H, 3, dh, d)  # rows: head-major q|k|v
-        q, k, v = (weight[:, i].transpose(1, 2) for i in range(3))
-        bias = attn.query_key_value.bias
-        q_b = k_b = v_b = None
-        if bias is not None:
-            q_b, k_b, v_b = (bias.detach().double().reshape(H, 3, dh)[:, i] for i in range(3))
-    elif hasattr(attn, "q_proj"):
-        q, k, v = per_head(attn.q_proj.weight, H), per_head(attn.k_proj.weight, KV), per_head(attn.v_proj.weight, KV)
-        q_b, k_b, v_b = bias_of(attn.q_proj, H), bias_of(attn.k_proj, KV), bias_of(attn.v_proj, KV)
-    else:
-        raise GlasslabError(f"composition scores do not know where {kind} keeps its attention weights")
-    o = model.output_weights(layer).detach().double()
+    q, k, v, o = read("W_Q"), read("W_K"), read("W_V"), read("W_O")
     if not fold:
-        return HeadWeights(q, k, v, o, q_b, k_b, v_b)
+        return HeadWeights(q, k, v, o, optional("b_Q"), optional("b_K"), optional("b_V"))
 
-    params = norm_params(input_norm(model, layer))
+    params = weights.attn_norm(layer)
     reader = torch.diag(params.weight.double())
     if params.centre:
-        reader = _centring(d) @ reader
+        reader = _centring(model.d_model) @ reader
     q, k, v = reader @ q, reader @ k, reader @ v
-    for name, tensor in (("q_norm", "q"), ("k_norm", "k")):
-        norm = getattr(attn, name, None)
-        if norm is not None:
-            scale = norm_params(norm).weight.double()
-            if tensor == "q":
-                q = q * scale
-            else:
-                k = k * scale
+    if model.arch.q_norm:
+        q = q * weights.q_norm(layer).weight.double()
+    if model.arch.k_norm:
+        k = k * weights.k_norm(layer).weight.double()
     if model.arch.post_attn_norm:
-        o = o * norm_params(model.block_module(layer, model.arch.post_attn_norm)).weight.double()
+        o = o * weights.post_attn_norm(layer).weight.double()
     if params.centre:
-        o = o @ _centring(d)
+        o = o @ _centring(model.d_model)
     return HeadWeights(q, k, v, o)
 
 

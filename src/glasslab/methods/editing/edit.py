@@ -38,20 +38,20 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 def projection_weight(model: Model, layer: int) -> torch.nn.Parameter:
-    """The MLP output projection's weight at ``layer`` (the matrix an edit changes)."""
+    """The MLP output projection's weight at ``layer`` (the matrix an edit changes), in its module's layout."""
     if not 0 <= layer < model.n_layers:
         raise InputError(f"layer must be in 0..{model.n_layers - 1}, got {layer}")
-    return model.block_module(layer, model.arch.mlp_out_proj).weight
+    return model.weights.parameter("W_out", layer)
 
 
 def to_layout(model: Model, delta: torch.Tensor) -> torch.Tensor:
-    """A ``[d_model, d_mlp]`` change (output = W key) in the projection's own weight layout."""
-    return delta.T.contiguous() if model.arch.out_proj_layout == "conv1d" else delta.contiguous()
+    """A ``[d_model, d_mlp]`` change (output = W key, i.e. ``W_out`` transposed) in the projection's own layout."""
+    return model.weights.to_module_layout("W_out", delta.T)
 
 
 def from_layout(model: Model, weight: torch.Tensor) -> torch.Tensor:
-    """The projection's weight as ``[d_model, d_mlp]``, whatever its layout."""
-    return weight.T if model.arch.out_proj_layout == "conv1d" else weight
+    """The projection's weight (or a delta in its layout) as ``[d_model, d_mlp]``: ``W_out`` transposed."""
+    return model.weights.from_module_layout("W_out", weight).T
 
 
 @dataclass
