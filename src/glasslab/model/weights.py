@@ -173,7 +173,9 @@ class Weights:
         return norm_params(self._model.block_module(self._check_layer(name, layer), path))
 
     # -- by name ------------------------------------------------------------------------------------
-    def read(self, name: str, layer: int | None = None, head: int | None = None, *, expand: bool = False):
+    def read(
+        self, name: str, layer: int | None = None, head: int | None = None, *, expand: bool = False
+    ) -> torch.Tensor:
         """A weight by name (``SHAPES``); ``head`` picks one head, ``expand`` repeats K/V heads per query head."""
         parameter, view = self._locate(name, layer)
         if parameter is None:
@@ -219,11 +221,11 @@ class Weights:
     def from_module_layout(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
         """The canonical view of ``tensor``, a tensor shaped like ``name``'s parameter (e.g. a stored delta)."""
         self._check_writable(name)
-        return self._locate(name, None if name in GLOBAL_WEIGHTS else 0)[1](tensor)
+        return self._locate(name, self._default_layer(name, None))[1](tensor)
 
     def to_module_layout(self, name: str, canonical: torch.Tensor, *, layer: int | None = None) -> torch.Tensor:
-        """``canonical`` (shaped as ``SHAPES[name]``) in the parameter's own layout and shape, in its own
-        dtype; zeros in the parts of a fused parameter that belong to other weights."""
+        """``canonical`` (shaped as ``SHAPES[name]``) in the parameter's own layout and shape, keeping
+        ``canonical``'s dtype; zeros in the parts of a fused parameter that belong to other weights."""
         parameter = self.parameter(name, self._default_layer(name, layer))
         out = torch.zeros(parameter.shape, dtype=canonical.dtype, device=canonical.device)
         target = self.from_module_layout(name, out)
@@ -321,7 +323,9 @@ class Weights:
         if layer is not None:
             raise InputError(f"{name} belongs to the whole model, not a layer; leave the layer out")
 
-    def _default_layer(self, name: str, layer: int | None) -> int | None:
+    @staticmethod
+    def _default_layer(name: str, layer: int | None) -> int | None:
+        """Layouts are the same in every layer: layer 0 stands for all when none is given."""
         return None if name in GLOBAL_WEIGHTS else (0 if layer is None else layer)
 
     def _check_writable(self, name: str) -> None:
