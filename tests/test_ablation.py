@@ -241,7 +241,7 @@ def test_cli_ablate_and_sweep(cli, folder):
 
     page = folder.parent / "sweep.html"
     result = cli(
-        "ablate-sweep",
+        "ablation-sweep",
         PROMPT,
         "--target",
         "mary",
@@ -277,7 +277,7 @@ def test_cli_ablate_and_sweep(cli, folder):
     assert json.loads(result.stdout)["metric_kind"] == "loss"
 
     result = cli("ablate", PROMPT, "--target", "mary", "--head", "one.2", "--model", folder)
-    assert result.exit_code == 2 and "LAYER.INDEX" in result.stderr and "Traceback" not in result.stderr
+    assert result.exit_code == 2 and "--head takes LAYER.HEAD" in result.stderr and "Traceback" not in result.stderr
 
 
 # -- the real default model --------------------------------------------------------------------------

@@ -14,8 +14,8 @@ import pytest
 
 from glasslab.app import create_app
 from glasslab.app.ops import execute
-from glasslab.app.schemas import AblateBody
 from glasslab.app.server import OPERATIONS
+from glasslab.operations.intervene import AblateOptions
 from glasslab.operations.observe import PredictOptions
 
 from .deadlines import MODEL_S, STEP_S
@@ -83,7 +83,7 @@ def test_threads_sharing_the_model_are_serialised(tmp_path):
     app = create_app(model, experiments_db=tmp_path / "e.sqlite", cache_results=False)
     svc, ops = app.state.glasslab, {op.name: op for op in OPERATIONS}
     plain = PredictOptions(prompt="the cat sat on the mat")
-    ablation = AblateBody(prompt="the cat sat on the mat", heads=[[0, 1], [1, 2]], target="mat")
+    ablation = AblateOptions(prompt="the cat sat on the mat", heads=[[0, 1], [1, 2]], target="mat")
     expected = execute(svc, ops["predict"], plain)
     handle = model.blocks[1].register_forward_pre_hook(lambda *_: time.sleep(0.001))
     stop = threading.Event()

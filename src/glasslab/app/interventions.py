@@ -13,16 +13,16 @@ from fastapi import APIRouter, HTTPException, Path, Request
 
 from ..errors import InputError
 from ..interventions import Ablate, Clamp
-from ..methods.ablation import MeanActivations, ablate, ablation_sweep, components, mean_activations
+from ..methods.ablation import MeanActivations, components, mean_activations
 from ..methods.circuit import circuit
 from ..methods.patching import activation_patching
 from ..methods.predict import predict
 from ..methods.steering import load_steering_vector, make_steering_vector, steer
+from ..operations import OPERATIONS as DECLARED
+from ..operations.intervene import AblateOptions, AblationSweepOptions
 from ..store import NAME_PATTERN, STEERING, list_artifacts, location
-from .ops import Ctx, NotFound, Operation, services, stamp
+from .ops import Ctx, NotFound, Operation, declared, services, stamp
 from .schemas import (
-    AblateBody,
-    AblationSweepBody,
     CircuitBody,
     MakeVectorBody,
     PatchBody,
@@ -60,7 +60,7 @@ def targets(ctx: Ctx, body, clean: str, corrupted: str | None = None, position: 
     return target, versus
 
 
-def public_ablations(body: AblateBody, means: MeanActivations | None = None) -> list:
+def public_ablations(body: AblateOptions, means: MeanActivations | None = None) -> list:
     """The same ablation as ``ablate`` (heads at ``attn.z``, layers at ``attn_out``/``mlp_out``, neurons at
     ``mlp.post``) as public interventions, to read the predictions under it: zeros, or with ``means`` each
     hook's mean activation (a Clamp to the per-head / per-neuron mean selects the same cells)."""
@@ -80,7 +80,7 @@ def top_tokens(prediction) -> list[dict]:
     return [{"token": s.token, "token_id": s.token_id, "probability": s.probability} for s in prediction.top]
 
 
-def ablate_op(ctx: Ctx, body: AblateBody) -> dict:
+def ablate_op(ctx: Ctx, body: AblateOptions) -> dict:
     ctx.prompt(body.prompt)
     for i, text in enumerate(body.reference or []):
         ctx.prompt(text, f"reference[{i}]")
@@ -96,24 +96,10 @@ def ablate_op(ctx: Ctx, body: AblateBody) -> dict:
         hooks = sorted({c.hook for c in chosen}, key=ctx.model.hooks().index)
         reference = body.reference
         means = mean_activations(ctx.model, hooks, prompts=reference, corpus=None if reference else "builtin")
-    result = ablate(
-        ctx.model,
-        body.prompt,
-        target=target,
-        versus=versus,
-        metric=body.metric,
-        position=body.position,
-        heads=heads,
-        attn_layers=body.attn_layers,
-        mlp_layers=body.mlp_layers,
-        neurons=neurons,
-        ablate_positions=body.ablate_positions,
-        how=body.how,
-        reference=None if means else body.reference,
-        means=means,
-        seed=body.seed,
-        samples=body.samples,
-    ).to_dict()
+    spec = DECLARED["ablate"]
+    reference = None if means else body.reference
+    chosen = dict(target=target, versus=versus, heads=heads, neurons=neurons, reference=reference, means=means)
+    result = spec.function(ctx.model, **(spec.arguments(body) | chosen)).to_dict()
     if body.how in ("zero", "mean"):  # the prediction change, for the panel (resample: the metric only)
         k = body.predictions_k
         clean = predict_at(ctx, body.prompt, body.position, k)
@@ -123,25 +109,13 @@ def ablate_op(ctx: Ctx, body: AblateBody) -> dict:
     return result
 
 
-def ablation_sweep_op(ctx: Ctx, body: AblationSweepBody) -> dict:
+def ablation_sweep_op(ctx: Ctx, body: AblationSweepOptions) -> dict:
     ctx.prompt(body.prompt)
     for i, text in enumerate(body.reference or []):
         ctx.prompt(text, f"reference[{i}]")
     target, versus = targets(ctx, body, body.prompt, position=body.position)
-    return ablation_sweep(
-        ctx.model,
-        body.prompt,
-        target=target,
-        versus=versus,
-        metric=body.metric,
-        position=body.position,
-        over=body.over,
-        ablate_positions=body.ablate_positions,
-        how=body.how,
-        reference=body.reference,
-        seed=body.seed,
-        batch_size=body.batch_size,
-    ).to_dict()
+    spec = DECLARED["ablation-sweep"]
+    return spec.function(ctx.model, **(spec.arguments(body) | {"target": target, "versus": versus})).to_dict()
 
 
 def patch_op(ctx: Ctx, body: PatchBody) -> dict:
@@ -243,21 +217,8 @@ def _public(vector: dict) -> dict:
 
 
 OPERATIONS = [
-    Operation(
-        "ablate",
-        AblateBody,
-        ablate_op,
-        "Ablate heads, layers or neurons together: the metric's change.",
-        "interventions",
-    ),
-    Operation(
-        "ablation-sweep",
-        AblationSweepBody,
-        ablation_sweep_op,
-        "Ablate every head (or layer) alone: layer x head table.",
-        "interventions",
-        long=True,
-    ),
+    declared(DECLARED["ablate"], ablate_op),
+    declared(DECLARED["ablation-sweep"], ablation_sweep_op),
     Operation(
         "patch",
         PatchBody,

@@ -138,7 +138,7 @@ def declared(spec: OperationSpec, run: Callable[[Ctx, Body], dict] | None = None
     def call(ctx: Ctx, body: Body) -> dict:
         return spec(ctx.model, body).to_dict()
 
-    return Operation(spec.name, spec.options, run or call, spec.summary, spec.group, long=spec.long, **server)
+    return Operation(spec.name, spec.http_options, run or call, spec.summary, spec.group, long=spec.long, **server)
 
 
 def execute(services: Services, op: Operation, body: Body, job: Job | None = None) -> dict:

@@ -21,10 +21,8 @@ from ..operations.options import (  # the limits and types every operation's opt
     MAX_NEW_TOKENS,
     MAX_PAIRS,
     MAX_PROMPT_CHARS,
-    MAX_REFERENCE,
     MAX_SCALES,
     Index,
-    LayerIndex,
     Metric,
     Position,
     Prompt,
@@ -53,37 +51,6 @@ class LogitLensBody(PromptBody):
     positions: list[Position] | None = Field(None, max_length=MAX_LIST)
     candidates: list[Token] | None = Field(None, max_length=20)
     candidate_position: Position = -1
-
-
-class MetricFields(Body):
-    target: Token | None = None
-    versus: Token | None = None
-    metric: Metric | None = None
-    position: Position = -1
-
-
-class AblateBody(MetricFields):
-    prompt: Prompt
-    heads: list[LayerIndex] = Field(default_factory=list, max_length=MAX_LIST)
-    attn_layers: list[Index] = Field(default_factory=list, max_length=MAX_LIST)
-    mlp_layers: list[Index] = Field(default_factory=list, max_length=MAX_LIST)
-    neurons: list[LayerIndex] = Field(default_factory=list, max_length=MAX_LIST)
-    ablate_positions: list[Position] | None = Field(None, max_length=MAX_LIST)
-    how: Literal["zero", "mean", "resample"] = "zero"
-    reference: list[Prompt] | None = Field(None, min_length=1, max_length=MAX_REFERENCE)
-    seed: Seed = 0
-    samples: int = Field(1, ge=1, le=16)
-    predictions_k: int = Field(5, ge=1, le=MAX_K)  # top tokens with and without the (zero) ablation
-
-
-class AblationSweepBody(MetricFields):
-    prompt: Prompt
-    over: Literal["heads", "layers"] = "heads"
-    ablate_positions: list[Position] | None = Field(None, max_length=MAX_LIST)
-    how: Literal["zero", "mean", "resample"] = "zero"
-    reference: list[Prompt] | None = Field(None, min_length=1, max_length=MAX_REFERENCE)
-    seed: Seed = 0
-    batch_size: int = Field(64, ge=1, le=MAX_BATCH)
 
 
 class PatchBody(Body):

@@ -1,4 +1,5 @@
-"""Commands that knock components out or clamp them: ablate, ablate-sweep, clamp-neurons."""
+"""Commands that knock components out or clamp them: ablate and ablation-sweep (declared operations: here
+only how their results read), and clamp-neurons."""
 
 from __future__ import annotations
 
@@ -8,16 +9,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..methods.ablation import Ablation, AblationSweep
+from ..operations import OPERATIONS
 from .app import (
     DeviceOpt,
     DtypeOpt,
     JsonOpt,
-    MetricOpt,
-    MetricPositionOpt,
     ModelOpt,
     OutOpt,
-    TargetOpt,
-    VersusOpt,
     app,
     emit,
     friendly_errors,
@@ -25,148 +24,42 @@ from .app import (
     out,
     parse_layer_index,
 )
+from .derived import declare_command
 
-AblatePositionOpt = Annotated[
-    list[int] | None, typer.Option("--ablate-position", help="Ablate only at this token position (repeatable).")
-]
-HowOpt = Annotated[str, typer.Option(help="zero, mean or resample.")]
-ReferenceOpt = Annotated[
-    list[str] | None,
-    typer.Option("--reference", help="A reference prompt for mean or resample ablation (repeatable)."),
-]
-CorpusOpt = Annotated[
-    str | None, typer.Option(help="Corpus for mean ablation: 'builtin', a .txt/.jsonl file or folder, or hf:NAME.")
-]
-SeedOpt = Annotated[int, typer.Option(help="Seed for resample ablation's draws.")]
-SamplesOpt = Annotated[int, typer.Option(help="Resample draws to average over.")]
+TopOpt = Annotated[int, typer.Option(help="How many components to list by effect.")]
 
 
-@app.command("ablate")
-@friendly_errors
-def ablate(
-    prompt: Annotated[str, typer.Argument(help="The text to run.")],
-    target: TargetOpt = None,
-    versus: VersusOpt = None,
-    metric: MetricOpt = None,
-    position: MetricPositionOpt = -1,
-    head: Annotated[list[str] | None, typer.Option("--head", help="A head as LAYER.HEAD (repeatable).")] = None,
-    layer_attn: Annotated[
-        list[int] | None, typer.Option("--layer-attn", help="A layer's whole attention block (repeatable).")
-    ] = None,
-    layer_mlp: Annotated[
-        list[int] | None, typer.Option("--layer-mlp", help="A layer's MLP block (repeatable).")
-    ] = None,
-    neuron: Annotated[list[str] | None, typer.Option("--neuron", help="A neuron as LAYER.NEURON (repeatable).")] = None,
-    ablate_position: AblatePositionOpt = None,
-    how: HowOpt = "zero",
-    reference: ReferenceOpt = None,
-    corpus: CorpusOpt = None,
-    seed: SeedOpt = 0,
-    samples: SamplesOpt = 1,
-    model: ModelOpt = None,
-    dtype: DtypeOpt = "float32",
-    device: DeviceOpt = "cpu",
-    as_json: JsonOpt = False,
-    out_file: OutOpt = None,
-) -> None:
-    """Knock out heads, attention/MLP blocks or neurons together and compare a metric with the clean run."""
-    from ..methods.ablation import ablate as run_ablate
+def show_ablation(result: Ablation) -> None:
+    table = Table(title=escape(f"{result.how}-ablating {', '.join(result.components)}"), caption=escape(result.metric))
+    for column in ("clean", "ablated", "difference"):
+        table.add_column(column, justify="right")
+    table.add_row(f"{result.clean:.4f}", f"{result.ablated:.4f}", f"{result.difference:+.4f}")
+    out.print(table)
+    if result.reference:
+        out.print(f"reference: {result.reference}", highlight=False, markup=False)
 
-    result = run_ablate(
-        load_model(model, dtype, device),
-        prompt,
-        target=target,
-        versus=versus,
-        metric=metric,
-        position=position,
-        heads=[parse_layer_index(t, "head") for t in head or []],
-        attn_layers=layer_attn or (),
-        mlp_layers=layer_mlp or (),
-        neurons=[parse_layer_index(t, "neuron") for t in neuron or []],
-        ablate_positions=ablate_position,
-        how=how,
-        reference=reference,
-        corpus=corpus,
-        seed=seed,
-        samples=samples,
+
+def show_sweep(result: AblationSweep, *, top: int = 10) -> None:
+    grid = Table(
+        title=escape(f"change in {result.metric} when {result.how}-ablated (clean {result.clean:.4f})"),
+        caption=f"{result.forward_passes} forward passes",
     )
+    grid.add_column("layer")
+    for column in result.columns:
+        grid.add_column(column, justify="right")
+    for layer, row in enumerate(result.effect):
+        grid.add_row(f"L{layer}", *(f"{v:+.3f}" for v in row))
+    out.print(grid)
+    ranked = Table(title="largest drops first")
+    for column in ("component", "change"):
+        ranked.add_column(column, justify="right")
+    for name, value in result.ranked(top):
+        ranked.add_row(name, f"{value:+.4f}")
+    out.print(ranked)
 
-    def show() -> None:
-        table = Table(
-            title=escape(f"{result.how}-ablating {', '.join(result.components)}"), caption=escape(result.metric)
-        )
-        for column in ("clean", "ablated", "difference"):
-            table.add_column(column, justify="right")
-        table.add_row(f"{result.clean:.4f}", f"{result.ablated:.4f}", f"{result.difference:+.4f}")
-        out.print(table)
-        if result.reference:
-            out.print(f"reference: {result.reference}", highlight=False, markup=False)
 
-    emit(result, as_json, out_file, show)
-
-
-@app.command("ablate-sweep")
-@friendly_errors
-def ablate_sweep(
-    prompt: Annotated[str, typer.Argument(help="The text to run.")],
-    target: TargetOpt = None,
-    versus: VersusOpt = None,
-    metric: MetricOpt = None,
-    position: MetricPositionOpt = -1,
-    over: Annotated[str, typer.Option(help="heads (every head) or layers (every attention and MLP block).")] = "heads",
-    ablate_position: AblatePositionOpt = None,
-    how: HowOpt = "zero",
-    reference: ReferenceOpt = None,
-    corpus: CorpusOpt = None,
-    seed: SeedOpt = 0,
-    samples: SamplesOpt = 1,
-    batch_size: Annotated[int, typer.Option(help="Ablations per forward pass.")] = 64,
-    top: Annotated[int, typer.Option(help="How many components to list by effect.")] = 10,
-    model: ModelOpt = None,
-    dtype: DtypeOpt = "float32",
-    device: DeviceOpt = "cpu",
-    as_json: JsonOpt = False,
-    out_file: OutOpt = None,
-) -> None:
-    """Ablate every head (or every layer's attention and MLP) in turn: the metric's change per component."""
-    from ..methods.ablation import ablation_sweep
-
-    result = ablation_sweep(
-        load_model(model, dtype, device),
-        prompt,
-        target=target,
-        versus=versus,
-        metric=metric,
-        position=position,
-        over=over,
-        ablate_positions=ablate_position,
-        how=how,
-        reference=reference,
-        corpus=corpus,
-        seed=seed,
-        samples=samples,
-        batch_size=batch_size,
-    )
-
-    def show() -> None:
-        grid = Table(
-            title=escape(f"change in {result.metric} when {result.how}-ablated (clean {result.clean:.4f})"),
-            caption=f"{result.forward_passes} forward passes",
-        )
-        grid.add_column("layer")
-        for column in result.columns:
-            grid.add_column(column, justify="right")
-        for layer, row in enumerate(result.effect):
-            grid.add_row(f"L{layer}", *(f"{v:+.3f}" for v in row))
-        out.print(grid)
-        ranked = Table(title="largest drops first")
-        for column in ("component", "change"):
-            ranked.add_column(column, justify="right")
-        for name, value in result.ranked(top):
-            ranked.add_row(name, f"{value:+.4f}")
-        out.print(ranked)
-
-    emit(result, as_json, out_file, show)
+declare_command(OPERATIONS["ablate"], show_ablation)
+declare_command(OPERATIONS["ablation-sweep"], show_sweep, display={"top": (TopOpt, 10)}, renamed_from="ablate-sweep")
 
 
 @app.command("clamp-neurons")

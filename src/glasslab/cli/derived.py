@@ -8,6 +8,7 @@ that (``--losses``). Everything else comes from the declaration, so the faces ca
 
 from __future__ import annotations
 
+import functools
 import inspect
 import types
 import typing
@@ -35,9 +36,11 @@ def declare_command(
     *,
     display: dict[str, tuple[Any, Any]] | None = None,
     on: typer.Typer = app,
+    renamed_from: str | None = None,
 ) -> None:
     """Register ``spec`` as a command on ``on``. ``show(result, **display values)`` prints the readable view;
-    ``display`` maps a display flag's parameter name to its (typer annotation, default)."""
+    ``display`` maps a display flag's parameter name to its (typer annotation, default); ``renamed_from`` is
+    the command's old name, kept as a hidden deprecated alias."""
     display = display or {}
     parameters = [_parameter(name, field) for name, field in cli_fields(spec).items()]
     extras = dict(display, **COMMON)
@@ -61,6 +64,10 @@ def declare_command(
     command.__name__ = spec.name.replace("-", "_")
     command.__doc__ = spec.summary
     on.command(spec.name)(friendly_errors(command))
+    if renamed_from is not None:
+        alias = functools.wraps(command)(lambda **values: command(**values))
+        alias.__doc__ = f"Renamed: use `glasslab {spec.name}`."
+        on.command(renamed_from, hidden=True, deprecated=True)(friendly_errors(alias))
 
 
 def cli_fields(spec: OperationSpec) -> dict[str, FieldInfo]:
@@ -156,9 +163,14 @@ def _item_parser(field: FieldInfo) -> Callable[[str, str], Any] | None:
 def _flag_of(parameter: inspect.Parameter) -> str:
     """How the user writes the parameter: its longest flag, or its name in capitals for an argument."""
     for info in getattr(parameter.annotation, "__metadata__", ()):
-        decls = [d for d in getattr(info, "param_decls", None) or () if d.startswith("--")]
-        if decls:
-            return max(decls, key=len)
         if isinstance(info, typer.models.ArgumentInfo):
             return parameter.name.upper()
+        # In ``Annotated``, typer keeps an option's first flag in ``default`` and the others in ``param_decls``.
+        decls = [
+            d
+            for d in (getattr(info, "default", None), *(getattr(info, "param_decls", None) or ()))
+            if isinstance(d, str) and d.startswith("--")
+        ]
+        if decls:
+            return max(decls, key=len)
     return "--" + parameter.name.replace("_", "-")

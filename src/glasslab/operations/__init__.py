@@ -7,11 +7,11 @@ command and the HTTP endpoint follow (see docs/architecture.md).
 from __future__ import annotations
 
 from ..errors import InputError
-from . import observe
+from . import intervene, observe
 from .options import Cli, Options, PromptOptions
 from .spec import OperationSpec
 
-OPERATIONS: dict[str, OperationSpec] = {spec.name: spec for spec in observe.OPERATIONS}
+OPERATIONS: dict[str, OperationSpec] = {spec.name: spec for spec in (*observe.OPERATIONS, *intervene.OPERATIONS)}
 
 
 def operation(name: str) -> OperationSpec:

@@ -8,12 +8,13 @@ CLI's options and the HTTP schema name the same things with the same defaults.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import ValidationError, create_model
 
 from ..errors import InputError
 from .options import Options
@@ -22,7 +23,8 @@ from .options import Options
 @dataclass(frozen=True)
 class OperationSpec:
     """One operation. ``function(model, **options)`` runs it; options named in ``server_only`` shape what the
-    server sends the workbench (e.g. every head's pattern) and are not passed to the function."""
+    server sends the workbench (e.g. every head's pattern) and are not passed to the function; the HTTP body
+    is the options without ``local_only`` (built with ``http_options``)."""
 
     name: str  # the CLI command, the HTTP path (/api/<name>) and the job kind
     options: type[Options]
@@ -31,6 +33,8 @@ class OperationSpec:
     summary: str  # one line: the command's help and the endpoint's summary
     group: str  # where it is listed: the OpenAPI tag and the docs' section
     server_only: frozenset[str] = frozenset()
+    # Options only local faces (Python, CLI) offer: they name files on this machine, which a request never may.
+    local_only: frozenset[str] = frozenset()
     # Keyword arguments of the function that only Python callers pass (a cached forward pass, a lens object).
     python_only: frozenset[str] = frozenset()
     long: bool = False  # may take many seconds: the workbench runs it as a job
@@ -38,6 +42,18 @@ class OperationSpec:
     def arguments(self, options: Options) -> dict[str, Any]:
         """The function's keyword arguments from validated options (values as validated, not re-dumped)."""
         return {name: getattr(options, name) for name in type(options).model_fields if name not in self.server_only}
+
+    @functools.cached_property
+    def http_options(self) -> type[Options]:
+        """The HTTP body: the declared options without the local-only ones (the same model when there are none)."""
+        if not self.local_only:
+            return self.options
+        fields = {
+            name: (field.annotation, field)
+            for name, field in self.options.model_fields.items()
+            if name not in self.local_only
+        }
+        return create_model(self.options.__name__ + "Body", __base__=Options, **fields)
 
     def __call__(self, model: Any, options: Options) -> Any:
         return self.function(model, **self.arguments(options))
