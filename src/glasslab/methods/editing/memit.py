@@ -29,7 +29,7 @@ import torch
 
 from ...errors import InputError
 from ...model.model import Model
-from ...model.norms import check_norm, norm_params
+from ...model.norms import check_norm
 from .edit import Edit, from_layout, projection_weight, to_layout
 from .facts import Fact
 from .postnorm import invert_rms_norm
@@ -158,7 +158,7 @@ def memit(
         "z_reached": _along(stream - targets.initial, wanted_shift),
         "z_distance": ((z - stream).norm(dim=1) / wanted_shift.norm(dim=1).clamp_min(1e-12)).tolist(),
         "per_layer": per_layer,
-        "post_norm_inverted": model.arch.post_mlp_norm is not None,
+        "post_norm_inverted": _has_post_norm(model),
         "hyperparameters": {
             "steps": steps,
             "lr": lr,
@@ -172,23 +172,32 @@ def memit(
 
 
 def _stream_write(model: Model, layer: int, output: torch.Tensor) -> torch.Tensor:
-    """[n, d_model] float64: what projection outputs ``output`` add to the stream (through the post-norm if any)."""
-    if model.arch.post_mlp_norm is None:
+    """[n, d_model] float64: what projection outputs ``output`` add to the stream: through the post-norm, if any,
+    computed from its canonical parameters in float64 (the module rounds to the model's dtype)."""
+    if not _has_post_norm(model):
         return output
-    norm = model.block_module(layer, model.arch.post_mlp_norm)
-    with torch.inference_mode():
-        return norm(output.to(device=model.device, dtype=model.dtype)).double().cpu()
+    params = model.weights.post_mlp_norm(layer)
+    output = output.double()
+    weight = params.weight.to(device=output.device, dtype=torch.float64)
+    centred = output - output.mean(-1, keepdim=True) if params.centre else output
+    normed = centred * torch.rsqrt(centred.pow(2).mean(-1, keepdim=True) + params.eps) * weight
+    return normed if params.bias is None else normed + params.bias.to(device=output.device, dtype=torch.float64)
 
 
 def _wanted_output(model: Model, layer: int, output: torch.Tensor, share: torch.Tensor) -> torch.Tensor:
     """[n, d_model]: the change of the projection's output ``output`` that moves the stream by ``share`` (itself
     without a post-norm; with one, the norm inverted exactly at the current output's size, postnorm.py)."""
-    if model.arch.post_mlp_norm is None:
+    if not _has_post_norm(model):
         return share
+    params = model.weights.post_mlp_norm(layer)
+    # The reading must reproduce the model's own norm on these outputs, or the inversion would be of another map.
     norm = model.block_module(layer, model.arch.post_mlp_norm)
-    params = norm_params(norm)
     check_norm(params, norm, output.to(device=model.device, dtype=model.dtype), "post-MLP norm")
     return invert_rms_norm(params, _stream_write(model, layer, output) + share, output) - output
+
+
+def _has_post_norm(model: Model) -> bool:
+    return model.arch.post_mlp_norm is not None
 
 
 def _along(change: torch.Tensor, wanted: torch.Tensor) -> list[float]:

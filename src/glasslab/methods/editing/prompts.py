@@ -84,9 +84,7 @@ def target_log_probs(model: Model, run: Run, spans: list[list[int]]) -> torch.Te
         logits = run.logits[rows.to(run.logits.device), positions.to(run.logits.device)]
     else:
         normed = run.cache["ln_final"]
-        logits = model.module(model.arch.unembed)(normed[rows.to(normed.device), positions.to(normed.device)])
-        cap = getattr(model.config, "final_logit_softcapping", None)
-        logits = torch.tanh(logits / cap) * cap if cap else logits
+        logits = decode(model, normed[rows.to(normed.device), positions.to(normed.device)])
     log_probs = torch.log_softmax(logits.float(), dim=-1)
     answers = run.tokens[rows, positions + 1].to(log_probs.device)
     picked = log_probs.gather(1, answers[:, None])[:, 0]
@@ -95,6 +93,14 @@ def target_log_probs(model: Model, run: Run, spans: list[list[int]]) -> torch.Te
         out.append(picked[start : start + len(span)].mean())
         start += len(span)
     return torch.stack(out)
+
+
+def decode(model: Model, normed: torch.Tensor) -> torch.Tensor:
+    """Logits from ``ln_final`` rows: ``normed @ W_U + b_U`` and any soft-cap, computed as the unembedding module
+    does (``linear`` of its own weight), so the logits match the run's bit for bit; keeps the graph."""
+    logits = torch.nn.functional.linear(normed, model.weights.W_U().T, model.weights.get("b_U"))
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    return torch.tanh(logits / cap) * cap if cap else logits
 
 
 def score_targets(model: Model, prompts: Sequence[str], targets: Sequence[str], chunk: int = 64) -> torch.Tensor:

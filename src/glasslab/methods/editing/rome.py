@@ -48,10 +48,12 @@ def rank_one_update(moment: torch.Tensor, key: torch.Tensor, residual: torch.Ten
 
 
 def projection_output(model: Model, layer: int, keys: torch.Tensor) -> torch.Tensor:
-    """The MLP output projection applied to keys (``W k + b``), float64."""
-    module = model.block_module(layer, model.arch.mlp_out_proj)
+    """The MLP output projection applied to keys (``keys @ W_out + b_out``, in the model's dtype as the module
+    computes it), float64."""
     with torch.inference_mode():
-        return module(keys.to(device=model.device, dtype=model.dtype)).double().cpu()
+        keys = keys.to(device=model.device, dtype=model.dtype)
+        output = torch.nn.functional.linear(keys, model.weights.W_out(layer).T, model.weights.get("b_out", layer))
+        return output.double().cpu()
 
 
 def rome(

@@ -31,7 +31,7 @@ from ...model.model import Model
 from ...model.session import local_hooks
 from ...progress import progress
 from .facts import Fact
-from .prompts import subject_span, target_log_probs, teacher_forced
+from .prompts import decode, subject_span, target_log_probs, teacher_forced
 
 Site = Literal["proj", "resid"]
 STARTERS = ("The", "Therefore", "Because", "I", "You")
@@ -181,7 +181,7 @@ def optimise_targets(
         per_row_nll = -log_probs
         nll = torch.zeros(n).index_add(0, torch.tensor(owners), per_row_nll.float().cpu()) / len(prefixes)
         normed = run.cache["ln_final"][torch.arange(n_rewrite, ids.shape[0]), torch.tensor(essence_positions)]
-        essence_log_probs = torch.log_softmax(_decode(model, normed).float(), dim=-1)
+        essence_log_probs = torch.log_softmax(decode(model, normed).float(), dim=-1)
         if reference is None:
             reference = essence_log_probs.detach()
             nll_before = nll.detach().tolist()
@@ -213,12 +213,6 @@ def optimise_targets(
         kl_after=kl.detach().tolist(),
         steps=steps_taken,
     )
-
-
-def _decode(model: Model, normed: torch.Tensor) -> torch.Tensor:
-    logits = model.module(model.arch.unembed)(normed)
-    cap = getattr(model.config, "final_logit_softcapping", None)
-    return torch.tanh(logits / cap) * cap if cap else logits
 
 
 def _rows(run, rows: slice):
