@@ -8,15 +8,16 @@ Applying checks every layer before changing any, and undoes what it changed if i
 
 Deltas are stored in the projection's own weight layout (``[out, in]`` for ``nn.Linear``, ``[in, out]``
 for GPT-2's ``Conv1D``), in float32. ``save`` writes ``delta.safetensors`` (one tensor per layer) and
-``edit.json`` (model key, method, facts, layers, numbers) atomically; ``load_edit`` reads them back and
-refuses a model with another key.
+``edit.json`` (model key, method, facts, layers, numbers) atomically, with the store's manifest
+(``glasslab.store.EDITS``: ``editing/<model key>/edits/<name>/``, or a folder); ``load_edit`` reads them
+back (edits saved before manifests too) and refuses a model with another key.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import re
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,14 +28,13 @@ from safetensors.torch import load_file, save_file
 
 from ...errors import GlasslabError, InputError
 from ...model.model import Model
-from ...store import atomic_directory, store_path
+from ...store import EDITS, locate, resolve, save
 from ...views.figures import Bars, Figure
 from ...views.html import figure_html
 from .facts import Fact, fact_from_dict
 
 FORMAT = 1
 _DELTA, _META = "delta.safetensors", "edit.json"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 def projection_weight(model: Model, layer: int) -> torch.nn.Parameter:
@@ -191,9 +191,9 @@ class Edit:
     # -- saving ------------------------------------------------------------------------------------
     def save(self, name_or_path: str | Path) -> Edit:
         """Write the deltas and metadata atomically; a bare name goes to the store. Returns the named edit."""
-        folder, name = resolve_edit_path(name_or_path, self.key)
+        folder, name = locate(EDITS, self.key, name_or_path)
         saved = replace(self, name=name, path=folder, _state=_Applied())
-        with atomic_directory(folder) as tmp:
+        with save(EDITS, self.key, name_or_path, summary=_summary(self)) as tmp:
             tensors = {f"layer.{layer}": self.deltas[layer].float().contiguous() for layer in self.layers}
             tensors |= {f"keys.{layer}": k.double().contiguous() for layer, k in self.keys.items()}
             tensors |= {f"values.{layer}": v.double().contiguous() for layer, v in self.values.items()}
@@ -203,21 +203,24 @@ class Edit:
         return saved
 
 
+def _summary(edit: Edit) -> dict:
+    """What a listing of saved edits shows without loading them."""
+    return {"method": edit.method, "facts": len(edit.facts), "layers": list(edit.layers)}
+
+
 def resolve_edit_path(name_or_path: str | Path, key: str) -> tuple[Path, str | None]:
-    """(folder, name): a bare name (letters, digits, ``._-``) is ``store/editing/<key>/edits/<name>``; else a path."""
-    text = str(name_or_path)
-    if isinstance(name_or_path, str) and _NAME.match(text) and text not in (".", ".."):
-        return store_path("editing", key, "edits", text), text
-    if not text.strip():
-        raise InputError("give the edit a name (letters, digits, '.', '_', '-') or a folder path")
-    return Path(text).expanduser(), None
+    """Deprecated: use ``glasslab.store.locate(glasslab.store.EDITS, key, name_or_path)``."""
+    warnings.warn(
+        "resolve_edit_path is deprecated; use glasslab.store.locate(glasslab.store.EDITS, key, name_or_path)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return locate(EDITS, key, name_or_path)
 
 
 def load_edit(model: Model, name_or_path: str | Path) -> Edit:
     """The edit saved under ``name`` (in the store for this model) or in a folder, checked against ``model``."""
-    folder, _ = resolve_edit_path(name_or_path, model.key)
-    if not (folder / _META).exists() or not (folder / _DELTA).exists():
-        raise InputError(f"no saved edit at {folder}; make one with: glasslab edit ... --save NAME")
+    folder = resolve(EDITS, model.key, name_or_path)
     try:
         meta = json.loads((folder / _META).read_text(encoding="utf-8"))
         tensors = load_file(str(folder / _DELTA))
