@@ -94,7 +94,7 @@ def test_the_cli_and_python_refuse_the_same_out_of_range_value(spec):
     if not bounded:
         pytest.skip(f"{spec.name} declares no bounded option")
     name, bound = bounded[0]
-    values = {"prompt": "the cat"} if "prompt" in spec.options.model_fields else {}
+    values = {n: "the cat" for n, f in cli_fields(spec).items() if f.is_required()}  # the prompts
     with pytest.raises(InputError, match=rf"^{name} must be <= {bound}, got {bound + 1}$"):
         spec.validate({**values, name: bound + 1})
     flag = max((o for o in _command_params(spec)[name].opts if o.startswith("--")), key=len)

@@ -158,7 +158,7 @@ def test_cli(tmp_path):
     assert estimate.exit_code == 0, estimate.output
     assert json.loads(estimate.stdout)["kind"] == "attribution_patching" and (tmp_path / "p.html").exists()
     bad = runner.invoke(app, [*args, "--site", "resid_mud"])
-    assert bad.exit_code == 2 and "unknown patching site" in bad.output
+    assert bad.exit_code == 2 and "--site must be one of 'resid_pre'" in bad.output
 
 
 # -- the real default model and TransformerLens's patching on the same weights ---------------------------

@@ -14,18 +14,15 @@ from fastapi import APIRouter, HTTPException, Path, Request
 from ..errors import InputError
 from ..interventions import Ablate, Clamp
 from ..methods.ablation import MeanActivations, components, mean_activations
-from ..methods.circuit import circuit
-from ..methods.patching import activation_patching
 from ..methods.predict import predict
 from ..methods.steering import load_steering_vector, make_steering_vector, steer
 from ..operations import OPERATIONS as DECLARED
 from ..operations.intervene import AblateOptions, AblationSweepOptions
+from ..operations.patching import CircuitOptions, PatchOptions
 from ..store import NAME_PATTERN, STEERING, list_artifacts, location
 from .ops import Ctx, NotFound, Operation, declared, services, stamp
 from .schemas import (
-    CircuitBody,
     MakeVectorBody,
-    PatchBody,
     SteerBody,
 )
 from .state import ModelState
@@ -118,45 +115,22 @@ def ablation_sweep_op(ctx: Ctx, body: AblationSweepOptions) -> dict:
     return spec.function(ctx.model, **(spec.arguments(body) | {"target": target, "versus": versus})).to_dict()
 
 
-def patch_op(ctx: Ctx, body: PatchBody) -> dict:
+def patch_op(ctx: Ctx, body: PatchOptions) -> dict:
     ctx.prompt(body.clean, "clean")
     ctx.prompt(body.corrupted, "corrupted")
     for layer in body.layers or []:
         ctx.layer(layer, "layers")
     target, versus = targets(ctx, body, body.clean, body.corrupted)
-    return activation_patching(
-        ctx.model,
-        body.clean,
-        body.corrupted,
-        target=target,
-        versus=versus,
-        metric=body.metric,
-        site=body.site,
-        position=body.position,
-        layers=body.layers,
-        noising=body.noising,
-        align=body.align,
-        batch_size=body.batch_size,
-    ).to_dict()
+    spec = DECLARED["patch"]
+    return spec.function(ctx.model, **(spec.arguments(body) | {"target": target, "versus": versus})).to_dict()
 
 
-def circuit_op(ctx: Ctx, body: CircuitBody) -> dict:
+def circuit_op(ctx: Ctx, body: CircuitOptions) -> dict:
     ctx.prompt(body.clean, "clean")
     ctx.prompt(body.corrupted, "corrupted")
     target, versus = targets(ctx, body, body.clean, body.corrupted, body.position)
-    return circuit(
-        ctx.model,
-        body.clean,
-        body.corrupted,
-        target=target,
-        versus=versus,
-        metric=body.metric,
-        position=body.position,
-        top=body.top,
-        threshold=body.threshold,
-        head_edges=body.head_edges,
-        batch_size=body.batch_size,
-    ).to_dict()
+    spec = DECLARED["circuit"]
+    return spec.function(ctx.model, **(spec.arguments(body) | {"target": target, "versus": versus})).to_dict()
 
 
 def _check_pairs(ctx: Ctx, pairs) -> list[tuple[str, str]]:
@@ -219,22 +193,8 @@ def _public(vector: dict) -> dict:
 OPERATIONS = [
     declared(DECLARED["ablate"], ablate_op),
     declared(DECLARED["ablation-sweep"], ablation_sweep_op),
-    Operation(
-        "patch",
-        PatchBody,
-        patch_op,
-        "Activation patching clean vs corrupted: layer x position or layer x head.",
-        "interventions",
-        long=True,
-    ),
-    Operation(
-        "circuit",
-        CircuitBody,
-        circuit_op,
-        "The circuit graph: strongest heads and MLPs, paths to the logits.",
-        "interventions",
-        long=True,
-    ),
+    declared(DECLARED["patch"], patch_op),
+    declared(DECLARED["circuit"], circuit_op),
     Operation(
         "steering-vector",
         MakeVectorBody,

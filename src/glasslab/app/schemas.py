@@ -13,7 +13,6 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints
 
 from ..operations.options import (  # the limits and types every operation's options share
-    MAX_BATCH,
     MAX_EXPERIMENT_BYTES,  # noqa: F401 (experiments.py reads it here)
     MAX_K,
     MAX_LIST,
@@ -23,7 +22,6 @@ from ..operations.options import (  # the limits and types every operation's opt
     MAX_PROMPT_CHARS,
     MAX_SCALES,
     Index,
-    Metric,
     Position,
     Prompt,
     PromptOptions,
@@ -51,45 +49,6 @@ class LogitLensBody(PromptBody):
     positions: list[Position] | None = Field(None, max_length=MAX_LIST)
     candidates: list[Token] | None = Field(None, max_length=20)
     candidate_position: Position = -1
-
-
-class PatchBody(Body):
-    clean: Prompt
-    corrupted: Prompt
-    target: Token | None = None
-    versus: Token | None = None
-    metric: Metric | None = None
-    site: Literal[
-        "resid_pre",
-        "resid_mid",
-        "resid_post",
-        "attn_out",
-        "mlp_out",
-        "attn.head_out",
-        "attn.z",
-        "attn.q",
-        "attn.k",
-        "attn.v",
-        "attn.pattern",
-    ] = "resid_pre"
-    position: Position | Literal["each", "all"] | None = None
-    layers: list[Index] | None = Field(None, min_length=1, max_length=MAX_LIST)
-    noising: bool = False
-    align: Literal["left", "right"] | None = None
-    batch_size: int | None = Field(None, ge=1, le=MAX_BATCH)
-
-
-class CircuitBody(Body):
-    clean: Prompt
-    corrupted: Prompt
-    target: Token | None = None
-    versus: Token | None = None
-    metric: Metric = "logit_diff"
-    position: Position = -1
-    top: int = Field(10, ge=1, le=50)
-    threshold: float | None = Field(None, ge=0.0, le=1e6)
-    head_edges: bool = False
-    batch_size: int = Field(64, ge=1, le=MAX_BATCH)
 
 
 Pair = tuple[Prompt, Prompt]

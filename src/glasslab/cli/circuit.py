@@ -1,4 +1,5 @@
-"""Commands that trace circuits: path-patch, circuit."""
+"""Commands that trace circuits: path-patch, and circuit (declared in ``glasslab.operations.patching``:
+here only how its result reads)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import InputError
+from ..methods.circuit import Circuit
+from ..operations import OPERATIONS
 from .app import (
     DeviceOpt,
     DtypeOpt,
@@ -26,6 +29,7 @@ from .app import (
     out,
     parse_layer_index,
 )
+from .derived import declare_command
 
 CleanArg = Annotated[str, typer.Argument(help="The clean prompt.")]
 CorruptedArg = Annotated[str, typer.Argument(help="The corrupted prompt (same number of tokens).")]
@@ -99,65 +103,32 @@ def path_patch(
     emit(result, as_json, out_file, show)
 
 
-@app.command("circuit")
-@friendly_errors
-def circuit_command(
-    clean: CleanArg,
-    corrupted: CorruptedArg,
-    target: TargetOpt = None,
-    versus: VersusOpt = None,
-    top: Annotated[int, typer.Option(help="How many heads and MLPs to keep.")] = 10,
-    threshold: Annotated[float | None, typer.Option(help="Keep only components moving at least this share.")] = None,
-    head_edges: Annotated[bool, typer.Option(help="Also measure paths between kept heads (q, k, v).")] = False,
-    metric: MetricOpt = "logit_diff",
-    position: MetricPositionOpt = -1,
-    model: ModelOpt = None,
-    dtype: DtypeOpt = "float32",
-    device: DeviceOpt = "cpu",
-    as_json: JsonOpt = False,
-    out_file: OutOpt = None,
-) -> None:
-    """The components that matter most for the metric, and the measured paths from them to the logits."""
-    from ..methods.circuit import circuit
-
-    result = circuit(
-        load_model(model, dtype, device),
-        clean,
-        corrupted,
-        target=target,
-        versus=versus,
-        metric=metric,
-        position=position,
-        top=top,
-        threshold=threshold,
-        head_edges=head_edges,
+def show_circuit(result: Circuit) -> None:
+    nodes = Table(
+        title=escape(f"components that move {result.metric} most"),
+        caption=escape(f"clean {result.clean_value:.4f}, corrupted {result.corrupted_value:.4f}"),
     )
+    nodes.add_column("component")
+    nodes.add_column("share of difference", justify="right")
+    nodes.add_column("metric when patched", justify="right")
+    for n in result.nodes:
+        if n.effect is not None:
+            nodes.add_row(n.id, f"{n.effect:+.1%}", f"{n.raw:.4f}")
+    out.print(nodes)
+    shared = any(e.shared_kv for e in result.edges)
+    edges = Table(
+        title="measured paths (path patching)",
+        caption="* keys/values shared with the other heads of the receiver's group" if shared else None,
+    )
+    for column in ("from", "to", "via", "share of difference", "metric change"):
+        edges.add_column(column, justify="right" if column.startswith(("share", "metric")) else "left")
+    for e in result.edges:
+        if e.measured:
+            via = ", ".join(e.via) + (" *" if e.shared_kv else "")
+            edges.add_row(e.source, e.target, via, f"{e.effect:+.1%}", f"{e.metric_change:+.4f}")
+    out.print(edges)
+    unmeasured = sum(not e.measured for e in result.edges)
+    out.print(f"{unmeasured} further layer-ordered paths between kept components were not measured.")
 
-    def show() -> None:
-        nodes = Table(
-            title=escape(f"components that move {result.metric} most"),
-            caption=escape(f"clean {result.clean_value:.4f}, corrupted {result.corrupted_value:.4f}"),
-        )
-        nodes.add_column("component")
-        nodes.add_column("share of difference", justify="right")
-        nodes.add_column("metric when patched", justify="right")
-        for n in result.nodes:
-            if n.effect is not None:
-                nodes.add_row(n.id, f"{n.effect:+.1%}", f"{n.raw:.4f}")
-        out.print(nodes)
-        shared = any(e.shared_kv for e in result.edges)
-        edges = Table(
-            title="measured paths (path patching)",
-            caption="* keys/values shared with the other heads of the receiver's group" if shared else None,
-        )
-        for column in ("from", "to", "via", "share of difference", "metric change"):
-            edges.add_column(column, justify="right" if column.startswith(("share", "metric")) else "left")
-        for e in result.edges:
-            if e.measured:
-                via = ", ".join(e.via) + (" *" if e.shared_kv else "")
-                edges.add_row(e.source, e.target, via, f"{e.effect:+.1%}", f"{e.metric_change:+.4f}")
-        out.print(edges)
-        unmeasured = sum(not e.measured for e in result.edges)
-        out.print(f"{unmeasured} further layer-ordered paths between kept components were not measured.")
 
-    emit(result, as_json, out_file, show)
+declare_command(OPERATIONS["circuit"], show_circuit)

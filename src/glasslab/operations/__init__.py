@@ -7,11 +7,12 @@ command and the HTTP endpoint follow (see docs/architecture.md).
 from __future__ import annotations
 
 from ..errors import InputError
-from . import intervene, observe
+from . import intervene, observe, patching
 from .options import Cli, Options, PromptOptions
 from .spec import OperationSpec
 
-OPERATIONS: dict[str, OperationSpec] = {spec.name: spec for spec in (*observe.OPERATIONS, *intervene.OPERATIONS)}
+GROUPS = (observe, intervene, patching)
+OPERATIONS: dict[str, OperationSpec] = {spec.name: spec for group in GROUPS for spec in group.OPERATIONS}
 
 
 def operation(name: str) -> OperationSpec:

@@ -87,6 +87,10 @@ _BOUNDS = {
 def plain_error(error: dict[str, Any]) -> str:
     """Pydantic's complaint about one value, as the rest of a sentence that starts with the option's name."""
     kind, context, value = error["type"], error.get("ctx") or {}, error.get("input")
+    if kind == "literal_error":
+        return f"must be one of {context['expected']}; got {value!r}"
+    if kind == "missing":
+        return "is required"
     if kind == "string_too_short" and context.get("min_length") == 1:
         return "is empty: give some text"
     if kind == "string_too_long":
