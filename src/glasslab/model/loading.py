@@ -21,7 +21,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from ..errors import ModelLoadError
-from ..store import atomic_directory, store_path
+from ..store import GGUF_MODELS, MODELS, atomic_directory, location
 from .architectures import architecture_for
 from .model import Model
 
@@ -78,7 +78,7 @@ def load(
 
 # -- sources ---------------------------------------------------------------------------------------
 def default_model_folder() -> Path:
-    return store_path("models", DEFAULT_MODEL_NAME)
+    return location(MODELS, name=DEFAULT_MODEL_NAME)
 
 
 def ensure_default_model() -> Path:
@@ -112,7 +112,9 @@ def ensure_converted_gguf(path: Path) -> Path:
     """A ``.gguf`` file's converted folder in the store (keyed by path, size and modification time)."""
     stat = path.stat()
     key = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    folder = store_path("models", "gguf", f"{path.stem}-{key}")
+    # The file's stem may hold characters the store's name rule refuses (spaces), so the name is not checked;
+    # a file name has no separator, and the hash after it keeps the folder one level inside the kind's folder.
+    folder = location(GGUF_MODELS) / f"{path.stem}-{key}"
     if _is_complete(folder):
         return folder
     with atomic_directory(folder) as tmp:
