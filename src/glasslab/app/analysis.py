@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from ..errors import InputError
 from ..methods.dla import attribution_hooks
-from ..methods.logit_lens import logit_lens
-from ..methods.overview import OVERVIEW_HOOKS, overview
+from ..methods.overview import OVERVIEW_HOOKS
 from ..model.run import Run
 from ..operations import OPERATIONS as DECLARED
 from ..operations.observe import (
@@ -19,11 +18,12 @@ from ..operations.observe import (
     GenerateOptions,
     HeadRolesOptions,
     NeuronsOptions,
+    OverviewOptions,
     PredictOptions,
 )
 from ..operations.options import MAX_ALL_PATTERNS
 from .ops import Ctx, Limits, Operation, declared
-from .schemas import LogitLensBody, OverviewBody, TokensBody
+from .schemas import TokensBody
 from .state import ModelState
 
 NEURON_HOOKS = sorted({*OVERVIEW_HOOKS, *attribution_hooks(neurons=True)})
@@ -65,9 +65,8 @@ def tokens(state: ModelState, limits: Limits, body: TokensBody) -> dict:
     }
 
 
-def overview_op(ctx: Ctx, body: OverviewBody) -> dict:
-    run = shared_run(ctx, body.prompt)
-    return overview(ctx.model, body.prompt, k=body.k, position=body.position, run=run).to_dict()
+def overview_op(ctx: Ctx, body: OverviewOptions) -> dict:
+    return _declared(ctx, "overview", body, run=shared_run(ctx, body.prompt))
 
 
 def predict_op(ctx: Ctx, body: PredictOptions) -> dict:
@@ -104,7 +103,7 @@ def head_roles_op(ctx: Ctx, body: HeadRolesOptions) -> dict:
     return _declared(ctx, "head-roles", body)
 
 
-def logit_lens_op(ctx: Ctx, body: LogitLensBody) -> dict:
+def logit_lens_op(ctx: Ctx, body) -> dict:
     n = ctx.prompt(body.prompt)
     positions = body.positions if body.positions is not None else list(range(n))
     if len(positions) > ctx.limits.max_lens_positions:
@@ -112,17 +111,9 @@ def logit_lens_op(ctx: Ctx, body: LogitLensBody) -> dict:
             f"positions: the logit lens decodes every layer at each position; ask for at most "
             f"{ctx.limits.max_lens_positions} positions per call (this prompt has {n} tokens)"
         )
-    run = shared_run(ctx, body.prompt)
-    return logit_lens(
-        ctx.model,
-        body.prompt,
-        k=body.k,
-        target=body.target,
-        positions=positions,
-        candidates=body.candidates,
-        candidate_position=body.candidate_position,
-        run=run,
-    ).to_dict()
+    spec = DECLARED["logit-lens"]
+    arguments = spec.arguments(body) | {"positions": positions}
+    return spec.function(ctx.model, **arguments, run=shared_run(ctx, body.prompt)).to_dict()
 
 
 def dla_op(ctx: Ctx, body: DlaOptions) -> dict:
@@ -159,19 +150,11 @@ OPERATIONS = [
         "analysis",
         tokenizer_only=tokens,
     ),
-    Operation(
-        "overview",
-        OverviewBody,
-        overview_op,
-        "The first screen from one forward pass: predictions, attention, logit lens, per-head DLA.",
-        "analysis",
-    ),
+    declared(DECLARED["overview"], overview_op),
     declared(DECLARED["predict"], predict_op),
     declared(DECLARED["attention"], attention_op),
     declared(DECLARED["head-roles"], head_roles_op),
-    Operation(
-        "logit-lens", LogitLensBody, logit_lens_op, "Layers x positions and layers x candidate tokens.", "analysis"
-    ),
+    declared(DECLARED["logit-lens"], logit_lens_op),
     declared(DECLARED["dla"], dla_op),
     declared(DECLARED["neurons"], neurons_op),
     declared(DECLARED["generate"], generate_op, deterministic=_seeded),

@@ -38,19 +38,6 @@ class TokensBody(PromptBody):
     pass
 
 
-class OverviewBody(PromptBody):
-    k: int = Field(10, ge=1, le=MAX_K)
-    position: Position = -1
-
-
-class LogitLensBody(PromptBody):
-    k: int = Field(5, ge=1, le=20)
-    target: Token | None = None
-    positions: list[Position] | None = Field(None, max_length=MAX_LIST)
-    candidates: list[Token] | None = Field(None, max_length=20)
-    candidate_position: Position = -1
-
-
 Pair = tuple[Prompt, Prompt]
 
 

@@ -1,4 +1,5 @@
-"""Commands of the lenses: logit-lens (with --tuned), tuned-lens train / info, lens-kl."""
+"""Commands of the lenses: logit-lens (declared in ``glasslab.operations.observe``: here how it reads), tuned-lens
+train / info, lens-kl."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..methods.logit_lens import LogitLens, layer_label
+from ..operations import OPERATIONS
 from .app import DeviceOpt, DtypeOpt, JsonOpt, ModelOpt, OutOpt, app, emit, friendly_errors, load_model, out
+from .derived import declare_command
 
 tuned_app = typer.Typer(
     no_args_is_help=True,
@@ -16,77 +20,35 @@ tuned_app = typer.Typer(
 )
 app.add_typer(tuned_app, name="tuned-lens")
 
-CorpusOpt = Annotated[
-    str, typer.Option(help="'builtin' (offline English text), a .txt/.jsonl file or folder, or hf:NAME[:CONFIG].")
-]
 LensPathOpt = Annotated[
     str | None, typer.Option("--lens", help="A tuned-lens folder (default: the one stored for the model).")
 ]
+CorpusOpt = Annotated[
+    str, typer.Option(help="'builtin' (offline English text), a .txt/.jsonl file or folder, or hf:NAME[:CONFIG].")
+]
 
 
-@app.command("logit-lens")
-@friendly_errors
-def logit_lens(
-    prompt: Annotated[str, typer.Argument(help="The text to look through.")],
-    k: Annotated[int, typer.Option("-k", "--top-k", help="Top tokens kept per layer and position.")] = 5,
-    target: Annotated[str | None, typer.Option(help="Follow this token's probability (e.g. ' Paris').")] = None,
-    position: Annotated[
-        list[int] | None, typer.Option("--position", "-p", help="Decode only these positions (repeatable; -1: last).")
-    ] = None,
-    candidate: Annotated[
-        list[str] | None, typer.Option("--candidate", "-c", help="Follow these tokens through the layers (repeatable).")
-    ] = None,
-    candidate_position: Annotated[int, typer.Option(help="Where candidates are followed (-1: the last token).")] = -1,
-    tuned: Annotated[
-        bool, typer.Option("--tuned", help="Use the stored tuned lens instead of the logit lens.")
-    ] = False,
-    lens_path: LensPathOpt = None,
-    model: ModelOpt = None,
-    dtype: DtypeOpt = "float32",
-    device: DeviceOpt = "cpu",
-    as_json: JsonOpt = False,
-    out_file: OutOpt = None,
-) -> None:
-    """What each layer would predict next: decode every layer's residual stream with the model's own unembedding."""
-    from ..methods.logit_lens import layer_label
-    from ..methods.logit_lens import logit_lens as run_lens
-    from ..methods.tuned_lens import load_tuned_lens
+def show_lens(result: LogitLens) -> None:
+    caption = "cell: top token and its probability"
+    if result.target:
+        caption = f"cell: top token · p({result.target.token!r})"
+    table = Table(title=escape(f"{result.lens}: what each layer predicts next"), caption=escape(caption))
+    table.add_column("layer", no_wrap=True)
+    for p in result.positions:
+        table.add_column(escape(f"{p} {result.tokens[p]!r}"))
+    for i in reversed(range(len(result.layers))):
+        cells = []
+        for j in range(len(result.positions)):
+            best = result.top[i][j][0]
+            extra = f"{result.target_probability[i][j]:.3f}" if result.target_probability else f"{best.probability:.2f}"
+            cells.append(escape(f"{best.token!r} {extra}"))
+        table.add_row(layer_label(result.layers[i]), *cells)
+    out.print(table)
+    if result.lens_note:
+        out.print(escape(f"tuned lens: {result.lens_note}"), highlight=False)
 
-    loaded = load_model(model, dtype, device)
-    lens = load_tuned_lens(loaded, lens_path) if tuned or lens_path else None
-    result = run_lens(
-        loaded,
-        prompt,
-        k=k,
-        target=target,
-        positions=position or None,
-        candidates=candidate or None,
-        candidate_position=candidate_position,
-        lens=lens,
-    )
 
-    def show() -> None:
-        caption = "cell: top token and its probability"
-        if result.target:
-            caption = f"cell: top token · p({result.target.token!r})"
-        table = Table(title=escape(f"{result.lens}: what each layer predicts next"), caption=escape(caption))
-        table.add_column("layer", no_wrap=True)
-        for p in result.positions:
-            table.add_column(escape(f"{p} {result.tokens[p]!r}"))
-        for i in reversed(range(len(result.layers))):
-            cells = []
-            for j in range(len(result.positions)):
-                best = result.top[i][j][0]
-                extra = (
-                    f"{result.target_probability[i][j]:.3f}" if result.target_probability else f"{best.probability:.2f}"
-                )
-                cells.append(escape(f"{best.token!r} {extra}"))
-            table.add_row(layer_label(result.layers[i]), *cells)
-        out.print(table)
-        if result.lens_note:
-            out.print(escape(f"tuned lens: {result.lens_note}"), highlight=False)
-
-    emit(result, as_json, out_file, show)
+declare_command(OPERATIONS["logit-lens"], show_lens)
 
 
 @tuned_app.command("train")

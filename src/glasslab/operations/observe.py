@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 from pydantic import Field
@@ -9,12 +10,15 @@ from pydantic import Field
 from ..methods.attention import Attention, attention
 from ..methods.dla import LogitAttribution, logit_attribution
 from ..methods.head_roles import HeadRoles, head_roles
+from ..methods.logit_lens import LogitLens, logit_lens
 from ..methods.neurons import NeuronsAtPosition, top_neurons
+from ..methods.overview import Overview, overview
 from ..methods.predict import Prediction, predict
+from ..methods.tuned_lens import load_tuned_lens
 from ..model.generation import Generation
 from ..model.model import Model
 from ..model.run import Run
-from .options import MAX_K, MAX_NEW_TOKENS, Cli, Index, Options, Position, Prompt, PromptOptions, Seed, Token
+from .options import MAX_K, MAX_LIST, MAX_NEW_TOKENS, Cli, Index, Options, Position, Prompt, PromptOptions, Seed, Token
 from .spec import OperationSpec
 
 TopK = Annotated[int, Field(ge=1, le=MAX_K)]
@@ -74,6 +78,63 @@ class GenerateOptions(PromptOptions):
         1.0
     )
     seed: Annotated[Seed | None, Field(description="Random seed, for repeatable sampling.")] = None
+
+
+class OverviewOptions(PromptOptions):
+    k: Annotated[TopK, Field(description="How many next tokens to show."), Cli(("-k", "--top-k"))] = 10
+    position: Annotated[Position, Field(description="The position to analyse (-1: the last token).")] = -1
+
+
+class LogitLensOptions(PromptOptions):
+    k: Annotated[
+        int, Field(ge=1, le=20, description="Top tokens kept per layer and position."), Cli(("-k", "--top-k"))
+    ] = 5
+    target: Annotated[Token | None, Field(description="Follow this token's probability (e.g. ' Paris').")] = None
+    positions: Annotated[
+        list[Position] | None,
+        Field(max_length=MAX_LIST, description="Decode only these positions (-1: the last; default: all)."),
+        Cli(("--position", "-p")),
+    ] = None
+    candidates: Annotated[
+        list[Token] | None,
+        Field(max_length=20, description="Follow these tokens through the layers."),
+        Cli(("--candidate", "-c")),
+    ] = None
+    candidate_position: Annotated[
+        Position, Field(description="Where candidates are followed (-1: the last token).")
+    ] = -1
+    tuned: Annotated[bool, Field(description="Use the stored tuned lens instead of the logit lens.")] = False
+    lens: Annotated[str | None, Field(description="A tuned-lens folder (default: the one stored for the model).")] = (
+        None
+    )
+
+
+def look_through(
+    model: Model,
+    prompt: str,
+    *,
+    k: int = 5,
+    target: str | None = None,
+    positions: Sequence[int] | None = None,
+    candidates: Sequence[str] | None = None,
+    candidate_position: int = -1,
+    tuned: bool = False,
+    lens: str | None = None,
+    run: Run | None = None,
+) -> LogitLens:
+    """``logit_lens``, through the stored tuned lens when ``tuned`` (or the one in the folder ``lens``)."""
+    translators = load_tuned_lens(model, lens) if tuned or lens else None
+    return logit_lens(
+        model,
+        prompt,
+        k=k,
+        target=target,
+        positions=positions,
+        candidates=candidates,
+        candidate_position=candidate_position,
+        lens=translators,
+        run=run,
+    )
 
 
 def direct_logit_attribution(
@@ -136,6 +197,25 @@ OPERATIONS = [
         "Score every head as previous-token, induction, duplicate-token and attention-sink head.",
         GROUP,
         long=True,
+    ),
+    OperationSpec(
+        "overview",
+        OverviewOptions,
+        overview,
+        Overview,
+        "Predictions, the logit lens, direct logit attribution and attention from one forward pass.",
+        GROUP,
+        python_only=frozenset({"run"}),
+    ),
+    OperationSpec(
+        "logit-lens",
+        LogitLensOptions,
+        look_through,
+        LogitLens,
+        "What each layer would predict next: decode every layer's residual stream with the model's own unembedding.",
+        GROUP,
+        local_only=frozenset({"tuned", "lens"}),
+        python_only=frozenset({"run"}),
     ),
     OperationSpec(
         "dla",
