@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 import glasslab.cli.main  # noqa: F401  (registers every command)
 from glasslab.cli.app import app
-from glasslab.cli.derived import COMMON, cli_fields, is_argument
+from glasslab.cli.derived import COMMON, cli_fields, cli_metadata, is_argument, pair_parameters
 from glasslab.errors import InputError
 from glasslab.operations import OPERATIONS, operation
 from tests.test_server_helpers import client
@@ -57,11 +57,16 @@ def _command_params(spec) -> dict:
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
 def test_the_cli_command_offers_the_declared_options(spec):
     params = _command_params(spec)
-    expected = set(cli_fields(spec)) | COMMON_PARAMS | DISPLAY.get(spec.name, set())
+    pairs = {n: pair_parameters(cli_metadata(f).pair) for n, f in cli_fields(spec).items() if cli_metadata(f).pair}
+    expected = set(cli_fields(spec)) - set(pairs) | {p for two in pairs.values() for p in two}
+    expected |= COMMON_PARAMS | DISPLAY.get(spec.name, set())
     if not hasattr(spec.result, "figure"):
         expected.discard("out_file")
     assert set(params) == expected
     for name, field in cli_fields(spec).items():
+        if name in pairs:  # two repeatable flags, zipped into the declared pairs
+            assert all(params[p].multiple and not params[p].required for p in pairs[name]), name
+            continue
         param = params[name]
         assert param.required == field.is_required(), name
         default = _declared_default(field)

@@ -231,7 +231,7 @@ def cli(monkeypatch, tmp_path):
 
 def test_cli_make_steer_and_sweep(cli, tmp_path):
     pairs = [a for p, n in PAIRS[:2] for a in ("--positive", p, "--negative", n)]
-    made = cli("steer-make", *pairs, "--layer", "1", "--save", "topic", "--json")
+    made = cli("steering-vector", *pairs, "--layer", "1", "--save", "topic", "--json")
     assert made.exit_code == 0, made.output
     facts = json.loads(made.stdout)
     assert facts["kind"] == "steering_vector" and facts["pairs_count"] == 2 and facts["name"] == "topic"
@@ -239,12 +239,11 @@ def test_cli_make_steer_and_sweep(cli, tmp_path):
     assert table.exit_code == 0, table.output
     assert "baseline" in table.stdout and "scale 3" in table.stdout
     sweep = cli(
-        "steer-sweep",
+        "steer",
         PROMPT,
         "--vector",
         "topic",
-        "--scales",
-        "0,1,3",
+        *("--scale", "0", "--scale", "1", "--scale", "3"),
         "--max-new-tokens",
         "4",
         "--positive-token",
@@ -265,12 +264,16 @@ def test_cli_make_steer_and_sweep(cli, tmp_path):
 def test_cli_errors(cli):
     unpaired = cli("steer-make", "--positive", "the cat", "--layer", "1")
     assert unpaired.exit_code != 0 and "Traceback" not in unpaired.output
-    mismatched = cli("steer-make", "--positive", "the cat", "--positive", "a dog", "--negative", "the", "--layer", "1")
+    mismatched = cli(
+        "steering-vector", "--positive", "the cat", "--positive", "a dog", "--negative", "the", "--layer", "1"
+    )
     assert mismatched.exit_code == 2 and "in pairs" in mismatched.stderr
     missing = cli("steer", PROMPT, "--vector", "nothing")
-    assert missing.exit_code == 2 and "steer-make" in missing.stderr
-    bad_scales = cli("steer-sweep", PROMPT, "--vector", "nothing", "--scales", "0,x")
+    assert missing.exit_code == 2 and "steering-vector" in missing.stderr
+    bad_scales = cli("steer-sweep", PROMPT, "--vector", "nothing", "--scales", "0,x")  # the former name
     assert bad_scales.exit_code == 2 and "comma-separated" in bad_scales.stderr
+    too_far = cli("steer", PROMPT, "--vector", "nothing", "--scale", "2000")
+    assert too_far.exit_code == 2 and "--scale (item 0) must be <= 1000.0, got 2000.0" in too_far.stderr
 
 
 @pytest.mark.slow

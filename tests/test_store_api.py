@@ -146,7 +146,7 @@ def test_resolve_by_name_and_by_path(home, tmp_path):
 def test_not_found_names_what_is_saved(home, tmp_path):
     with pytest.raises(ArtifactNotFound) as info:
         resolve(STEERING, KEY, "missing")
-    assert "none saved" in one_line(info.value) and "glasslab steer-make" in str(info.value)
+    assert "none saved" in one_line(info.value) and "glasslab steering-vector" in str(info.value)
     for name in ("beta", "alpha"):
         with save(STEERING, KEY, name) as folder:
             write_vector(folder)
@@ -244,7 +244,7 @@ def test_the_manifest_detects_damage(home, damage):
         verify(final, STEERING, deep=True)
     message = one_line(info.value)
     assert str(final) in message and "unreadable" in message
-    assert damage == "manifest overwritten" or "glasslab steer-make" in message  # how to make it again
+    assert damage == "manifest overwritten" or "glasslab steering-vector" in message  # how to make it again
     if damage == "truncated":
         assert "vector.safetensors has 5 bytes, its manifest records 10" in message
     if damage != "changed in place":

@@ -15,16 +15,13 @@ from ..errors import InputError
 from ..interventions import Ablate, Clamp
 from ..methods.ablation import MeanActivations, components, mean_activations
 from ..methods.predict import predict
-from ..methods.steering import load_steering_vector, make_steering_vector, steer
+from ..methods.steering import load_steering_vector
 from ..operations import OPERATIONS as DECLARED
 from ..operations.intervene import AblateOptions, AblationSweepOptions
 from ..operations.patching import CircuitOptions, PatchOptions
+from ..operations.steering import MakeVectorOptions, SteerOptions
 from ..store import NAME_PATTERN, STEERING, list_artifacts, location
-from .ops import Ctx, NotFound, Operation, declared, services, stamp
-from .schemas import (
-    MakeVectorBody,
-    SteerBody,
-)
+from .ops import Ctx, NotFound, declared, services, stamp
 from .state import ModelState
 
 VECTOR_NAME = NAME_PATTERN
@@ -140,49 +137,33 @@ def _check_pairs(ctx: Ctx, pairs) -> list[tuple[str, str]]:
     return [tuple(p) for p in pairs]
 
 
-def make_vector_op(ctx: Ctx, body: MakeVectorBody) -> dict:
+def make_vector_op(ctx: Ctx, body: MakeVectorOptions) -> dict:
+    if body.layer is None and body.hook is None:
+        raise InputError("layer: say at which layer to read the pairs' activations")
     ctx.layer(body.layer)
-    vector = make_steering_vector(
-        ctx.model, _check_pairs(ctx, body.pairs), layer=body.layer, method=body.method, position=body.position
-    )
-    if body.name is not None:
-        vector = vector.save(body.name)
+    spec = DECLARED["steering-vector"]
+    vector = spec.function(ctx.model, **(spec.arguments(body) | {"pairs": _check_pairs(ctx, body.pairs)}))
     return _public(vector.to_dict())
 
 
-def steer_op(ctx: Ctx, body: SteerBody) -> dict:
+def steer_op(ctx: Ctx, body: SteerOptions) -> dict:
     ctx.prompt(body.prompt)
-    if (body.vector is None) == (body.pairs is None):
-        raise InputError("give either vector (a saved vector's name) or pairs with a layer, not both")
-    if body.vector is not None:
-        if not location(STEERING, ctx.model.key, body.vector).is_dir():
-            raise NotFound(
-                f"no saved steering vector '{body.vector}' for this model; GET /api/steering/vectors lists them, "
-                "POST /api/steering-vector with a name saves one"
-            )
-        vector = load_steering_vector(ctx.model, body.vector)
-    else:
-        if body.layer is None:
-            raise InputError("layer: say at which layer to make the vector from the pairs")
-        ctx.layer(body.layer)
-        vector = make_steering_vector(ctx.model, _check_pairs(ctx, body.pairs), layer=body.layer, method=body.method)
-    return steer(
-        ctx.model,
-        body.prompt,
-        vector,
-        scales=body.scales,
-        max_new_tokens=body.max_new_tokens,
-        positions=body.positions,
-        positive_token=body.positive_token,
-        negative_token=body.negative_token,
-        temperature=body.temperature,
-        seed=body.seed,
-    ).to_dict()
+    if body.vector is not None and body.pairs is None and not location(STEERING, ctx.model.key, body.vector).is_dir():
+        raise NotFound(
+            f"no saved steering vector '{body.vector}' for this model; GET /api/steering/vectors lists them, "
+            "POST /api/steering-vector with a name saves one"
+        )
+    ctx.layer(body.layer)
+    pairs = _check_pairs(ctx, body.pairs) if body.pairs is not None else None
+    spec = DECLARED["steer"]
+    return spec.function(ctx.model, **(spec.arguments(body) | {"pairs": pairs})).to_dict()
 
 
-def steer_reads(state: ModelState, body: SteerBody) -> tuple:
+def steer_reads(state: ModelState, body: SteerOptions) -> tuple:
     """The saved vector's files as they are now (a result cached for them is stale once they change)."""
-    return stamp(location(STEERING, state.model.key, body.vector)) if body.vector is not None else ()
+    if body.vector is None:
+        return ()
+    return stamp(location(STEERING, state.model.key, body.vector))
 
 
 def _public(vector: dict) -> dict:
@@ -195,21 +176,10 @@ OPERATIONS = [
     declared(DECLARED["ablation-sweep"], ablation_sweep_op),
     declared(DECLARED["patch"], patch_op),
     declared(DECLARED["circuit"], circuit_op),
-    Operation(
-        "steering-vector",
-        MakeVectorBody,
-        make_vector_op,
-        "Make a steering vector from (positive, negative) pairs; saved in the store when named.",
-        "steering",
-        deterministic=lambda body: body.name is None,
-    ),
-    Operation(
-        "steer",
-        SteerBody,
+    declared(DECLARED["steering-vector"], make_vector_op, deterministic=lambda body: body.name is None),
+    declared(
+        DECLARED["steer"],
         steer_op,
-        "Baseline vs steered continuations, one per scale (a sweep when several scales are given).",
-        "steering",
-        long=True,
         deterministic=lambda body: body.temperature == 0.0 or body.seed is not None,
         reads=steer_reads,
     ),

@@ -18,15 +18,12 @@ from ..operations.options import (  # the limits and types every operation's opt
     MAX_LIST,
     MAX_NAME,
     MAX_NEW_TOKENS,
-    MAX_PAIRS,
     MAX_PROMPT_CHARS,
     MAX_SCALES,
     Index,
     Position,
-    Prompt,
     PromptOptions,
     Seed,
-    Token,
     VectorName,
 )
 from ..operations.options import Options as Body
@@ -36,31 +33,6 @@ PromptBody = PromptOptions
 
 class TokensBody(PromptBody):
     pass
-
-
-Pair = tuple[Prompt, Prompt]
-
-
-class MakeVectorBody(Body):
-    name: VectorName | None = None  # given: saved in the store under this name (replacing one of that name)
-    pairs: list[Pair] = Field(min_length=1, max_length=MAX_PAIRS)
-    layer: Index
-    method: Literal["caa", "actadd", "pca"] = "caa"
-    position: Literal["last", "mean"] = "last"
-
-
-class SteerBody(PromptBody):
-    vector: VectorName | None = None  # a saved vector's name, or:
-    pairs: list[Pair] | None = Field(None, min_length=1, max_length=MAX_PAIRS)  # make one on the fly
-    layer: Index | None = None  # with pairs
-    method: Literal["caa", "actadd", "pca"] = "caa"
-    scales: list[Annotated[float, Field(ge=-1000.0, le=1000.0)]] = Field([4.0], min_length=1, max_length=MAX_SCALES)
-    max_new_tokens: int = Field(30, ge=1, le=MAX_NEW_TOKENS)
-    positions: list[Position] | None = Field(None, max_length=MAX_LIST)
-    positive_token: Token | None = None
-    negative_token: Token | None = None
-    temperature: float = Field(0.0, ge=0.0, le=5.0)
-    seed: Seed | None = None
 
 
 class LoadModelBody(Body):

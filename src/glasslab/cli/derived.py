@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 import typer
 from pydantic.fields import FieldInfo
 
+from ..errors import InputError
 from ..operations.options import Cli
 from ..operations.spec import OperationSpec
 from .app import DeviceOpt, DtypeOpt, JsonOpt, ModelOpt, OutOpt, app, emit, friendly_errors, load_model
@@ -42,22 +43,21 @@ def declare_command(
     ``display`` maps a display flag's parameter name to its (typer annotation, default); ``renamed_from`` is
     the command's old name, kept as a hidden deprecated alias."""
     display = display or {}
-    parameters = [_parameter(name, field) for name, field in cli_fields(spec).items()]
+    parameters = [p for name, field in cli_fields(spec).items() for p in _parameters(name, field)]
     extras = dict(display, **COMMON)
     if hasattr(spec.result, "figure"):
         extras["out_file"] = (OutOpt, None)
     parameters += [
         inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=a, default=d) for n, (a, d) in extras.items()
     ]
-    flags = {p.name: _flag_of(p) for p in parameters}
+    flags = {p.name: _flag_of(p) for p in parameters} | {name: "/".join(pair) for name, pair in _paired(spec).items()}
 
     def command(**values: Any) -> None:
         shown = {name: values.pop(name) for name in display}
         model, dtype, device, as_json = (values.pop(name) for name in COMMON)
         out_file = values.pop("out_file", None)
-        options = spec.validate(_parsed(spec, values, flags), spell=lambda name: flags.get(name, name))
-        result = spec(load_model(model, dtype, device), options)
-        emit(result, as_json, out_file, lambda: show(result, **shown))
+        values = _parsed(spec, _zipped(_paired(spec), values), flags)
+        run_declared(spec, values, lambda result: show(result, **shown), model, dtype, device, as_json, out_file, flags)
 
     command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     command.__annotations__ = {p.name: p.annotation for p in parameters}
@@ -70,18 +70,75 @@ def declare_command(
         on.command(renamed_from, hidden=True, deprecated=True)(friendly_errors(alias))
 
 
+def run_declared(
+    spec: OperationSpec,
+    values: dict[str, Any],
+    show: Callable[[Any], None],
+    model: str | None,
+    dtype: str,
+    device: str,
+    as_json: bool,
+    out_file: str | None = None,
+    flags: dict[str, str] | None = None,
+) -> None:
+    """Validate ``values`` as the declared options (before any model loads), run, and print or write."""
+    options = spec.validate(values, spell=lambda name: (flags or {}).get(name, "--" + name.replace("_", "-")))
+    result = spec(load_model(model, dtype, device), options)
+    emit(result, as_json, out_file, lambda: show(result))
+
+
 def cli_fields(spec: OperationSpec) -> dict[str, FieldInfo]:
     """The declared options the command line offers (all but the server's own)."""
     return {name: f for name, f in spec.options.model_fields.items() if name not in spec.server_only}
 
 
 def cli_metadata(field: FieldInfo) -> Cli:
-    return next((m for m in field.metadata if isinstance(m, Cli)), Cli())
+    """The field's ``Cli`` metadata, also where it sits on an optional type (``Pairs | None``)."""
+    inner, _ = _unwrap_optional(field.annotation)
+    return next((m for m in (*field.metadata, *getattr(inner, "__metadata__", ())) if isinstance(m, Cli)), Cli())
 
 
 def is_argument(name: str, field: FieldInfo) -> bool:
     """The prompt is the command's positional argument (as every command has it), else what ``Cli`` says."""
     return cli_metadata(field).argument or name == "prompt"
+
+
+def pair_parameters(pair: tuple[str, str]) -> tuple[str, str]:
+    """The parameter names of a pair field's two flags (``--positive`` -> ``positive``)."""
+    first, second = (flag.lstrip("-").replace("-", "_") for flag in pair)
+    return first, second
+
+
+def _paired(spec: OperationSpec) -> dict[str, tuple[str, str]]:
+    """Fields given as two zipped flags: field name -> its (first, second) flags."""
+    return {name: meta.pair for name, f in cli_fields(spec).items() if (meta := cli_metadata(f)).pair is not None}
+
+
+def _zipped(paired: dict[str, tuple[str, str]], values: dict[str, Any]) -> dict[str, Any]:
+    """Each pair field's two flags' values zipped into its list of pairs (None when neither was given)."""
+    for name, pair in paired.items():
+        first, second = (values.pop(n) or [] for n in pair_parameters(pair))
+        if len(first) != len(second):
+            raise InputError(f"got {len(first)} {pair[0]} but {len(second)} {pair[1]}; give them in pairs")
+        values[name] = list(zip(first, second, strict=True)) or None
+    return values
+
+
+def _parameters(name: str, field: FieldInfo) -> list[inspect.Parameter]:
+    """The command's parameter for one declared option (two for a list of pairs)."""
+    pair = cli_metadata(field).pair
+    if pair is None:
+        return [_parameter(name, field)]
+    helps = (f"{field.description} One side of a pair (repeatable).", f"Paired in order with {pair[0]} (repeatable).")
+    return [
+        inspect.Parameter(
+            param,
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=Annotated[list[str] | None, typer.Option(flag, help=text)],
+            default=None,
+        )
+        for param, flag, text in zip(pair_parameters(pair), pair, helps, strict=True)
+    ]
 
 
 def _parameter(name: str, field: FieldInfo) -> inspect.Parameter:
@@ -103,6 +160,8 @@ def _parameter(name: str, field: FieldInfo) -> inspect.Parameter:
 def _cli_type(annotation: Any, meta: Cli) -> Any:
     """What typer parses: the field's type, with text for values ``Cli.parse`` reads and for choices."""
     inner, optional = _unwrap_optional(annotation)
+    if typing.get_origin(inner) is Annotated:
+        inner = typing.get_args(inner)[0]
     if typing.get_origin(inner) is list:
         (item,) = typing.get_args(inner)
         item_meta = next((m for m in getattr(item, "__metadata__", ()) if isinstance(m, Cli)), meta)
@@ -127,6 +186,7 @@ def _help(field: FieldInfo) -> str:
 
 
 def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
+    """``X | None`` -> (X, True); anything else -> (it, False)."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         if len(args) == 1:

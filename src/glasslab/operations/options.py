@@ -17,16 +17,20 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from ..errors import InputError
+from ..store import NAME_PATTERN
 
 
 @dataclass(frozen=True)
 class Cli:
     """How a field appears on the command line: its flags (default ``--field-name``), whether it is the
-    command's positional argument, and how one value is parsed from text (default: the field's type)."""
+    command's positional argument, how one value is parsed from text (default: the field's type), or, for a
+    list of pairs, the two flags whose values are paired."""
 
     flags: tuple[str, ...] = ()
     argument: bool = False
     parse: Callable[[str, str], Any] | None = None  # (text, flag) -> value, raising InputError
+    # A list of (first, second) pairs given as two repeatable flags, zipped in order (--positive/--negative).
+    pair: tuple[str, str] | None = None
 
 
 def parse_layer_index(text: str, flag: str, unit: str = "INDEX") -> tuple[int, int]:
@@ -58,7 +62,7 @@ Index = Annotated[int, Field(ge=0, le=1_000_000)]
 Position = Annotated[int, Field(ge=-MAX_PROMPT_TOKENS, le=MAX_PROMPT_TOKENS - 1)]
 Seed = Annotated[int, Field(ge=0, le=MAX_SEEDS)]
 Metric = Literal["logit", "logit_diff", "prob", "loss", "kl"]
-VectorName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
+VectorName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]  # a name in the store, never a path
 LayerIndex = tuple[Index, Index]  # (layer, head) or (layer, neuron)
 
 

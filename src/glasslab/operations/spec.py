@@ -35,6 +35,8 @@ class OperationSpec:
     server_only: frozenset[str] = frozenset()
     # Options only local faces (Python, CLI) offer: they name files on this machine, which a request never may.
     local_only: frozenset[str] = frozenset()
+    # Narrower types the HTTP body gives some options: a store name where locally a folder may be named too.
+    http_types: tuple[tuple[str, Any], ...] = ()
     # Keyword arguments of the function that only Python callers pass (a cached forward pass, a lens object).
     python_only: frozenset[str] = frozenset()
     long: bool = False  # may take many seconds: the workbench runs it as a job
@@ -45,11 +47,13 @@ class OperationSpec:
 
     @functools.cached_property
     def http_options(self) -> type[Options]:
-        """The HTTP body: the declared options without the local-only ones (the same model when there are none)."""
-        if not self.local_only:
+        """The HTTP body: the declared options without the local-only ones, with ``http_types`` applied (the
+        declared model itself when neither applies)."""
+        if not self.local_only and not self.http_types:
             return self.options
+        narrower = dict(self.http_types)
         fields = {
-            name: (field.annotation, field)
+            name: (narrower.get(name, field.annotation), field)
             for name, field in self.options.model_fields.items()
             if name not in self.local_only
         }

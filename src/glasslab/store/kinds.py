@@ -48,7 +48,7 @@ STEERING = ArtifactKind(
     describe="steering vector",
     files=("vector.safetensors", "vector.json"),
     paths=True,
-    hint="make one with: glasslab steer-make --positive ... --negative ... --layer L --save {name}",
+    hint="make one with: glasslab steering-vector --positive ... --negative ... --layer L --save {name}",
 )
 TUNED_LENS = ArtifactKind(
     "tuned-lens",
