@@ -27,7 +27,6 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -37,10 +36,24 @@ from ...errors import InputError
 from ...model.hooks import InterventionLike
 from ...model.model import Model
 from ...progress import progress
-from ...views.figures import Bars, Figure, Heatmap
-from ...views.html import figure_html
 from ..metrics import kl_divergence
-from .result import Change, finite, top_changes
+from .generations import GenerationComparison, compare_generations
+from .models_result import ModelComparison, PositionChange, SequenceChange
+from .result import Change, top_changes
+
+__all__ = [
+    "CKAStats",
+    "GenerationComparison",
+    "ModelComparison",
+    "PositionChange",
+    "SequenceChange",
+    "check_comparable",
+    "compare_generations",
+    "compare_models",
+    "layer_pairs",
+    "linear_cka",
+    "same_tokenizer",
+]
 
 _SNIPPET = 80  # characters of a sequence shown in rankings
 
@@ -117,150 +130,6 @@ class CKAStats:
         return float(xy.norm() ** 2 / denominator)
 
 
-@dataclass(frozen=True)
-class SequenceChange:
-    """One sequence (prompt) and how much the models' predictions on it differ."""
-
-    index: int
-    text: str
-    kl: float  # mean over its positions
-    loss_a: float
-    loss_b: float
-
-    def to_dict(self) -> dict:
-        return {"index": self.index, "text": self.text, "kl": self.kl, "loss_a": self.loss_a, "loss_b": self.loss_b}
-
-
-@dataclass(frozen=True)
-class PositionChange:
-    """One position where the next-token predictions differ most."""
-
-    sequence: int
-    position: int
-    context: str  # the text up to and including the position (its end)
-    kl: float
-    top_a: str
-    top_b: str
-
-    def to_dict(self) -> dict:
-        return {
-            "sequence": self.sequence,
-            "position": self.position,
-            "context": self.context,
-            "kl": self.kl,
-            "top_a": self.top_a,
-            "top_b": self.top_b,
-        }
-
-
-@dataclass(frozen=True)
-class ModelComparison:
-    model_a: str
-    model_b: str
-    source: str
-    sequences: int
-    tokens: int  # real tokens compared
-    layers: list[tuple[int, int]]  # (layer of A, layer of B) per CKA value
-    cka: list[float]
-    kl: float  # mean KL(A || B) per position, nats
-    loss_a: float
-    loss_b: float
-    head_distance: list[list[float]] | None  # [layer][head] mean TV distance; None if shapes differ
-    top_heads: list[Change]
-    top_sequences: list[SequenceChange]
-    top_positions: list[PositionChange]
-    notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return {
-            "kind": "compare_models",
-            "model": self.model_a,
-            "model_a": self.model_a,
-            "model_b": self.model_b,
-            "source": self.source,
-            "sequences": self.sequences,
-            "tokens": self.tokens,
-            "cka": [
-                {"layer_a": la, "layer_b": lb, "cka": finite(c)}
-                for (la, lb), c in zip(self.layers, self.cka, strict=True)
-            ],
-            "kl": self.kl,
-            "loss_a": self.loss_a,
-            "loss_b": self.loss_b,
-            "head_distance": self.head_distance,
-            "top_heads": [c.to_dict() for c in self.top_heads],
-            "top_sequences": [s.to_dict() for s in self.top_sequences],
-            "top_positions": [p.to_dict() for p in self.top_positions],
-            "notes": self.notes,
-        }
-
-    def figure(self) -> Figure:
-        panels: list[Bars | Heatmap] = [
-            Bars(
-                "representation similarity per layer (linear CKA of resid_post; 1 = same up to rotation and scale)",
-                [f"A L{la} / B L{lb}" for la, lb in self.layers],
-                [c if math.isfinite(c) else 0.0 for c in self.cka],
-                "CKA",
-            )
-        ]
-        if self.head_distance is not None:
-            panels.append(
-                Heatmap(
-                    "how much each head's attention changed (mean total-variation distance)",
-                    self.head_distance,
-                    [f"L{layer}" for layer in range(len(self.head_distance))],
-                    [f"H{h}" for h in range(len(self.head_distance[0]))],
-                    "layer",
-                    "head",
-                    "TV distance (0 = same, 1 = disjoint)",
-                    cell_text=[[f"{v:.2f}" for v in row] for row in self.head_distance],
-                )
-            )
-        if self.top_sequences:
-            panels.append(
-                Bars(
-                    "sequences whose predictions changed most (mean KL)",
-                    [s.text[:40] for s in self.top_sequences],
-                    [s.kl for s in self.top_sequences],
-                    "nats",
-                    hover=[f"{s.text} | loss A {s.loss_a:.3f}, B {s.loss_b:.3f}" for s in self.top_sequences],
-                )
-            )
-        if self.top_positions:
-            panels.append(
-                Bars(
-                    "positions whose next-token prediction changed most (KL)",
-                    [f"…{p.context[-30:]!r}: {p.top_a!r}->{p.top_b!r}" for p in self.top_positions],
-                    [p.kl for p in self.top_positions],
-                    "nats",
-                )
-            )
-        extra = {
-            "A": self.model_a,
-            "B": self.model_b,
-            "text": f"{self.source}, {self.sequences} sequences, {self.tokens} tokens",
-            "loss": f"A {self.loss_a:.4f}, B {self.loss_b:.4f} nats/token",
-            "KL(A || B)": f"{self.kl:.4f} nats/position",
-        }
-        for i, note in enumerate(self.notes):
-            extra[f"note {i + 1}"] = note
-        return Figure(
-            f"{self.model_a} vs {self.model_b}",
-            panels,
-            what_you_see="How similar two models are inside (per layer), how differently they predict the same "
-            "text, which attention heads changed, and which texts and positions changed most.",
-            how_to_read="CKA compares the geometry of each layer's residual stream over the same tokens: 1 means "
-            "the same up to a rotation and a uniform scale, lower means the representations were reshaped. KL is "
-            "the extra surprise of B's predictions when A's are taken as the truth (0 = identical).",
-            caveat="CKA is insensitive to rotations, so a model whose features moved to new directions can still "
-            "score 1; a single corpus measures these differences on its kind of text only.",
-            extra=extra,
-        )
-
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
-
-
 def _batches(
     model: Model, corpus: str | Corpus | None, prompts: Sequence[str] | None, sequences: int, seq_len: int, size: int
 ) -> tuple[Iterator[tuple[torch.Tensor, torch.Tensor]], int, str]:
@@ -305,39 +174,44 @@ def compare_models(
     if not 1 <= top <= 1000:
         raise InputError(f"top must be in 1..1000, got {top}")
     stream, total, source = _batches(model_a, corpus, prompts, sequences, seq_len, batch_size)
-    pairs = layer_pairs(model_a.n_layers, model_b.n_layers)
     same_heads = model_a.n_layers == model_b.n_layers and model_a.n_heads == model_b.n_heads
     notes = [] if same_heads else ["the models have different layer or head counts, so heads are not compared"]
     resid = "blocks.*.resid_post"
     cache = [resid, "blocks.*.attn.pattern"] if same_heads else [resid]
-    cka = [CKAStats(model_a.d_model, model_b.d_model) for _ in pairs]
-    head_sum = torch.zeros(model_a.n_layers, model_a.n_heads, dtype=torch.float64)
-    queries = 0
-    kl_sum, loss_a_sum, loss_b_sum, n_kl, n_loss, n_tokens, n_seqs = 0.0, 0.0, 0.0, 0, 0, 0, 0
-    seq_rank: list[tuple[float, int, SequenceChange]] = []
-    pos_rank: list[tuple[float, int, int, PositionChange]] = []
-    decode = model_a.tokenizer.decode
-    skip = 1 if model_a.tokenizer.bos_token_id is not None else 0
+    tally = _Tally(model_a, model_b, same_heads, top)
     for ids, mask in progress(stream, total=total, description="comparing models", unit="batch"):
         run_a = model_a.run(ids, cache=cache, attention_mask=mask)
         run_b = model_b.run(ids, cache=cache, attention_mask=mask, interventions=interventions_b)
-        real = mask.bool()
-        keep = real.clone()
-        keep[:, :skip] = False
-        n_tokens += int(real.sum())
-        for stats, (la, lb) in zip(cka, pairs, strict=True):
-            x = run_a.cache[f"blocks.{la}.resid_post"][keep.to(run_a.logits.device)]
-            y = run_b.cache[f"blocks.{lb}.resid_post"][keep.to(run_b.logits.device)]
-            stats.update(x, y)
-        if same_heads:
-            rows = real.clone()
-            rows[:, 0] = False  # query 0 sees only itself
-            queries += int(rows.sum())
-            for layer in range(model_a.n_layers):
-                pa = run_a.cache[f"blocks.{layer}.attn.pattern"].float().cpu()
-                pb = run_b.cache[f"blocks.{layer}.attn.pattern"].float().cpu()
-                tv = 0.5 * (pa - pb).abs().sum(-1)  # [batch, head, query]
-                head_sum[layer] += (tv * rows[:, None, :]).sum((0, 2)).double()
+        tally.add(ids, mask.bool(), run_a, run_b)
+    if tally.n_kl == 0:
+        raise InputError("no text to compare: the corpus gave no sequences; use more text or a shorter seq_len")
+    name_b = model_b.name + (" (with interventions)" if interventions_b else "")
+    return tally.result(model_a.name, name_b, source, notes)
+
+
+class _Tally:
+    """Running totals of every measure over the batches, so memory does not grow with the corpus."""
+
+    def __init__(self, model_a: Model, model_b: Model, same_heads: bool, top: int) -> None:
+        self.pairs = layer_pairs(model_a.n_layers, model_b.n_layers)
+        self.same_heads = same_heads
+        self.top = top
+        self.cka = [CKAStats(model_a.d_model, model_b.d_model) for _ in self.pairs]
+        self.head_sum = torch.zeros(model_a.n_layers, model_a.n_heads, dtype=torch.float64)
+        self.queries = 0
+        self.kl_sum, self.loss_a_sum, self.loss_b_sum = 0.0, 0.0, 0.0
+        self.n_kl, self.n_loss, self.n_tokens, self.n_seqs = 0, 0, 0, 0
+        self.seq_rank: list[tuple[float, int, SequenceChange]] = []
+        self.pos_rank: list[tuple[float, int, int, PositionChange]] = []
+        self.decode = model_a.tokenizer.decode
+        self.skip = 1 if model_a.tokenizer.bos_token_id is not None else 0
+
+    def add(self, ids: torch.Tensor, real: torch.Tensor, run_a: Any, run_b: Any) -> None:
+        """Add one batch; ``real`` marks its real (not padding) tokens."""
+        self.n_tokens += int(real.sum())
+        self._add_cka(real, run_a, run_b)
+        if self.same_heads:
+            self._add_heads(real, run_a, run_b)
         log_a = torch.log_softmax(run_a.logits.float(), dim=-1).cpu()
         log_b = torch.log_softmax(run_b.logits.float(), dim=-1).cpu()
         kl = kl_divergence(log_a, log_b) * real  # [batch, pos]
@@ -345,62 +219,88 @@ def compare_models(
         next_real = (real[:, 1:] & real[:, :-1]).float()
         loss_a = -log_a[:, :-1].gather(-1, targets)[..., 0] * next_real
         loss_b = -log_b[:, :-1].gather(-1, targets)[..., 0] * next_real
-        kl_sum += float(kl.sum())
-        loss_a_sum += float(loss_a.sum())
-        loss_b_sum += float(loss_b.sum())
-        n_kl += int(real.sum())
-        n_loss += int(next_real.sum())
+        self.kl_sum += float(kl.sum())
+        self.loss_a_sum += float(loss_a.sum())
+        self.loss_b_sum += float(loss_b.sum())
+        self.n_kl += int(real.sum())
+        self.n_loss += int(next_real.sum())
         top_a, top_b = log_a.argmax(-1), log_b.argmax(-1)
         for row in range(ids.shape[0]):
             length = int(real[row].sum())
             counted = max(1, int(next_real[row].sum()))
             change = SequenceChange(
-                n_seqs,
-                decode(ids[row, skip:length].tolist())[:_SNIPPET],
+                self.n_seqs,
+                self.decode(ids[row, self.skip : length].tolist())[:_SNIPPET],
                 float(kl[row].sum()) / length,
                 float(loss_a[row].sum()) / counted,
                 float(loss_b[row].sum()) / counted,
             )
-            _keep_top(seq_rank, (change.kl, n_seqs, change), top)
-            values, where = kl[row, :length].topk(min(top, length))
-            for value, position in zip(values.tolist(), where.tolist(), strict=True):
-                context = decode(ids[row, max(skip, position - 7) : position + 1].tolist())
-                item = PositionChange(
-                    n_seqs,
-                    position,
-                    context,
-                    value,
-                    decode([int(top_a[row, position])]),
-                    decode([int(top_b[row, position])]),
-                )
-                _keep_top(pos_rank, (value, n_seqs, position, item), top)
-            n_seqs += 1
-    if n_kl == 0:
-        raise InputError("no text to compare: the corpus gave no sequences; use more text or a shorter seq_len")
-    head_distance = (head_sum / max(queries, 1)).tolist() if same_heads else None
-    top_heads = []
-    if head_distance is not None:
-        top_heads = top_changes(
-            [Change(f"L{lay}H{h}", None, None, v) for lay, row in enumerate(head_distance) for h, v in enumerate(row)],
-            top,
+            _keep_top(self.seq_rank, (change.kl, self.n_seqs, change), self.top)
+            self._rank_positions(ids[row], kl[row, :length], top_a[row], top_b[row])
+            self.n_seqs += 1
+
+    def _add_cka(self, real: torch.Tensor, run_a: Any, run_b: Any) -> None:
+        keep = real.clone()
+        keep[:, : self.skip] = False  # BOS activations are outliers that would dominate the score
+        for stats, (la, lb) in zip(self.cka, self.pairs, strict=True):
+            x = run_a.cache[f"blocks.{la}.resid_post"][keep.to(run_a.logits.device)]
+            y = run_b.cache[f"blocks.{lb}.resid_post"][keep.to(run_b.logits.device)]
+            stats.update(x, y)
+
+    def _add_heads(self, real: torch.Tensor, run_a: Any, run_b: Any) -> None:
+        rows = real.clone()
+        rows[:, 0] = False  # query 0 sees only itself
+        self.queries += int(rows.sum())
+        for layer in range(self.head_sum.shape[0]):
+            pa = run_a.cache[f"blocks.{layer}.attn.pattern"].float().cpu()
+            pb = run_b.cache[f"blocks.{layer}.attn.pattern"].float().cpu()
+            tv = 0.5 * (pa - pb).abs().sum(-1)  # [batch, head, query]
+            self.head_sum[layer] += (tv * rows[:, None, :]).sum((0, 2)).double()
+
+    def _rank_positions(self, ids: torch.Tensor, kl: torch.Tensor, top_a: torch.Tensor, top_b: torch.Tensor) -> None:
+        """Offer one sequence's positions (``kl`` over its real tokens) to the ranking of changed positions."""
+        values, where = kl.topk(min(self.top, kl.shape[0]))
+        for value, position in zip(values.tolist(), where.tolist(), strict=True):
+            context = self.decode(ids[max(self.skip, position - 7) : position + 1].tolist())
+            item = PositionChange(
+                self.n_seqs,
+                position,
+                context,
+                value,
+                self.decode([int(top_a[position])]),
+                self.decode([int(top_b[position])]),
+            )
+            _keep_top(self.pos_rank, (value, self.n_seqs, position, item), self.top)
+
+    def result(self, name_a: str, name_b: str, source: str, notes: list[str]) -> ModelComparison:
+        head_distance = (self.head_sum / max(self.queries, 1)).tolist() if self.same_heads else None
+        top_heads = []
+        if head_distance is not None:
+            top_heads = top_changes(
+                [
+                    Change(f"L{lay}H{h}", None, None, v)
+                    for lay, row in enumerate(head_distance)
+                    for h, v in enumerate(row)
+                ],
+                self.top,
+            )
+        return ModelComparison(
+            model_a=name_a,
+            model_b=name_b,
+            source=source,
+            sequences=self.n_seqs,
+            tokens=self.n_tokens,
+            layers=self.pairs,
+            cka=[stats.value() for stats in self.cka],
+            kl=self.kl_sum / self.n_kl,
+            loss_a=self.loss_a_sum / max(self.n_loss, 1),
+            loss_b=self.loss_b_sum / max(self.n_loss, 1),
+            head_distance=head_distance,
+            top_heads=top_heads,
+            top_sequences=[item[-1].value for item in sorted(self.seq_rank, key=lambda t: t[:-1], reverse=True)],
+            top_positions=[item[-1].value for item in sorted(self.pos_rank, key=lambda t: t[:-1], reverse=True)],
+            notes=notes,
         )
-    return ModelComparison(
-        model_a=model_a.name,
-        model_b=model_b.name + (" (with interventions)" if interventions_b else ""),
-        source=source,
-        sequences=n_seqs,
-        tokens=n_tokens,
-        layers=pairs,
-        cka=[stats.value() for stats in cka],
-        kl=kl_sum / n_kl,
-        loss_a=loss_a_sum / max(n_loss, 1),
-        loss_b=loss_b_sum / max(n_loss, 1),
-        head_distance=head_distance,
-        top_heads=top_heads,
-        top_sequences=[item[-1].value for item in sorted(seq_rank, key=lambda t: t[:-1], reverse=True)],
-        top_positions=[item[-1].value for item in sorted(pos_rank, key=lambda t: t[:-1], reverse=True)],
-        notes=notes,
-    )
 
 
 def _keep_top(heap: list, item: tuple, k: int) -> None:
@@ -420,79 +320,3 @@ class _Boxed:
 
     def __lt__(self, other: _Boxed) -> bool:
         return False
-
-
-# ---------------------------------------------------------------------------------------------------
-# Different tokenizers: the text only
-
-
-@dataclass(frozen=True)
-class GenerationComparison:
-    model_a: str
-    model_b: str
-    max_new_tokens: int
-    prompts: list[str]
-    texts_a: list[str]
-    texts_b: list[str]
-
-    @property
-    def common_prefix(self) -> list[int]:
-        """Per prompt, how many characters the two continuations share from their start."""
-        out = []
-        for a, b in zip(self.texts_a, self.texts_b, strict=True):
-            n = 0
-            while n < min(len(a), len(b)) and a[n] == b[n]:
-                n += 1
-            out.append(n)
-        return out
-
-    def to_dict(self) -> dict:
-        return {
-            "kind": "compare_generations",
-            "model": self.model_a,
-            "model_a": self.model_a,
-            "model_b": self.model_b,
-            "max_new_tokens": self.max_new_tokens,
-            "rows": [
-                {"prompt": p, "a": a, "b": b, "identical": a == b, "common_prefix_chars": n}
-                for p, a, b, n in zip(self.prompts, self.texts_a, self.texts_b, self.common_prefix, strict=True)
-            ],
-        }
-
-    def figure(self) -> Figure:
-        extra = {}
-        for i, (p, a, b) in enumerate(zip(self.prompts, self.texts_a, self.texts_b, strict=True)):
-            extra[f"{i + 1}. {p!r}"] = f"A: {a!r} | B: {b!r}"
-        return Figure(
-            f"{self.model_a} vs {self.model_b}: continuations side by side",
-            [
-                Bars(
-                    "characters the continuations share from their start",
-                    [p[:40] for p in self.prompts],
-                    [float(n) for n in self.common_prefix],
-                    "characters",
-                )
-            ],
-            what_you_see="Each model's greedy continuation of the same prompts, and how long they agree.",
-            how_to_read="The models read text with different tokenizers, so only their text can be compared; "
-            "a long shared start means they continue alike.",
-            caveat="Greedy text from a few prompts is a thin sample of behaviour; it says nothing about the "
-            "models' internals.",
-            extra=extra,
-        )
-
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
-
-
-def compare_generations(
-    model_a: Model, model_b: Model, prompts: Sequence[str], *, max_new_tokens: int = 20
-) -> GenerationComparison:
-    """Greedy continuations of ``prompts`` by both models, side by side (any two models, any tokenizers)."""
-    if not prompts:
-        raise InputError("no prompts given; pass at least one prompt")
-    if not 1 <= max_new_tokens <= 512:
-        raise InputError(f"max_new_tokens must be in 1..512, got {max_new_tokens}")
-    texts_a = [model_a.generate(p, max_new_tokens=max_new_tokens).completion for p in prompts]
-    texts_b = [model_b.generate(p, max_new_tokens=max_new_tokens).completion for p in prompts]
-    return GenerationComparison(model_a.name, model_b.name, max_new_tokens, list(prompts), texts_a, texts_b)
