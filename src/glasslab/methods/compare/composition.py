@@ -41,18 +41,27 @@ are far from isotropic, so their scores can sit systematically above or below th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from ...errors import InputError
 from ...model.model import Model
-from ...views.figures import Bars, Figure, Heatmap
-from ...views.html import figure_html
-from .result import finite
+from .composition_result import MODE_NAMES, MODES, Composition, CompositionPair
 
-MODES: tuple[str, ...] = ("q", "k", "v")
-MODE_NAMES = {"q": "Q-composition", "k": "K-composition", "v": "V-composition"}
+__all__ = [
+    "MODES",
+    "MODE_NAMES",
+    "Composition",
+    "CompositionPair",
+    "HeadWeights",
+    "composition_score",
+    "factored_score",
+    "head_composition",
+    "head_weights",
+    "input_norm",
+    "random_baseline",
+]
 _MEMORY_LIMIT = 4 * 2**30  # bytes of float64 writer Gram matrices held at once
 
 
@@ -180,137 +189,6 @@ def random_baseline(d_model: int, d_head: int, n: int, seed: int) -> dict[str, t
 def composition_score(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``||A B||_F / (||A||_F ||B||_F)`` for explicit matrices (the direct formula)."""
     return torch.linalg.matrix_norm(a @ b) / (torch.linalg.matrix_norm(a) * torch.linalg.matrix_norm(b))
-
-
-@dataclass(frozen=True)
-class CompositionPair:
-    mode: str
-    writer: tuple[int, int]  # (layer, head)
-    reader: tuple[int, int]
-    score: float
-    z: float  # (score - random baseline mean) / random baseline std
-    rank: int  # 1 = the strongest of all pairs of this model in this mode
-    robust_z: float  # (score - median over this model's pairs) / (1.4826 * their median absolute deviation)
-    writer_roles: list[str] = field(default_factory=list)
-    reader_roles: list[str] = field(default_factory=list)
-
-    @property
-    def label(self) -> str:
-        (wl, wh), (rl, rh) = self.writer, self.reader
-        return f"L{wl}H{wh} -> L{rl}H{rh}"
-
-    def to_dict(self) -> dict:
-        return {
-            "mode": self.mode,
-            "writer": {"layer": self.writer[0], "head": self.writer[1], "roles": self.writer_roles},
-            "reader": {"layer": self.reader[0], "head": self.reader[1], "roles": self.reader_roles},
-            "score": self.score,
-            "z": self.z,
-            "rank": self.rank,
-            "robust_z": self.robust_z,
-        }
-
-
-@dataclass(frozen=True)
-class Composition:
-    """Composition scores ``scores[mode][wl, wh, rl, rh]`` (NaN unless ``wl < rl``) with a random baseline."""
-
-    model: str
-    n_layers: int
-    n_heads: int
-    scores: dict[str, torch.Tensor]  # mode -> [layer, head, layer, head], float64
-    baseline: dict[str, tuple[float, float, float]]  # mode -> (mean, std, max) over random draws
-    n_random: int
-    spread: dict[str, tuple[float, float, int]]  # mode -> (median, median absolute deviation, pairs) of this model
-    top: dict[str, list[CompositionPair]]  # mode -> strongest pairs, best first
-    roles: dict[tuple[int, int], list[str]] = field(default_factory=dict)  # head -> its roles, if given
-    role_pairs: list[CompositionPair] = field(default_factory=list)  # previous-token -> induction, K-comp
-
-    def score(self, mode: str, writer: tuple[int, int], reader: tuple[int, int]) -> float:
-        return float(self.scores[mode][writer[0], writer[1], reader[0], reader[1]])
-
-    def to_dict(self) -> dict:
-        def grid(mode: str) -> list[list[float | None]]:
-            flat = self.scores[mode].reshape(self.n_layers * self.n_heads, -1)
-            return [[finite(v) for v in row] for row in flat.tolist()]
-
-        return {
-            "kind": "composition",
-            "model": self.model,
-            "n_layers": self.n_layers,
-            "n_heads": self.n_heads,
-            "heads": [f"L{lay}H{h}" for lay in range(self.n_layers) for h in range(self.n_heads)],
-            "scores": {mode: grid(mode) for mode in MODES},
-            "baseline": {
-                mode: {"mean": m, "std": s, "max": x, "draws": self.n_random}
-                for mode, (m, s, x) in self.baseline.items()
-            },
-            "spread": {mode: {"median": m, "mad": d, "pairs": n} for mode, (m, d, n) in self.spread.items()},
-            "top": {mode: [p.to_dict() for p in pairs] for mode, pairs in self.top.items()},
-            "roles": {f"L{lay}H{h}": r for (lay, h), r in self.roles.items()},
-            "previous_token_to_induction": [p.to_dict() for p in self.role_pairs],
-        }
-
-    def figure(self) -> Figure:
-        labels = [f"L{lay}H{h}" for lay in range(self.n_layers) for h in range(self.n_heads)]
-        writers = labels[: (self.n_layers - 1) * self.n_heads]
-        readers = labels[self.n_heads :]
-        panels: list[Heatmap | Bars] = []
-        for mode in MODES:
-            flat = self.scores[mode].reshape(len(labels), len(labels))
-            block = flat[: len(writers), self.n_heads :]
-            panels.append(
-                Heatmap(
-                    f"{MODE_NAMES[mode]}: earlier head (row) into later head (column)",
-                    [[v if v == v else 0.0 for v in row] for row in block.tolist()],
-                    writers,
-                    readers,
-                    "writer head",
-                    "reader head",
-                    f"score (random baseline {self.baseline[mode][0]:.3f} ± {self.baseline[mode][1]:.3f})",
-                )
-            )
-            pairs = self.top[mode]
-            panels.append(
-                Bars(
-                    f"strongest {MODE_NAMES[mode]} pairs",
-                    [p.label for p in pairs],
-                    [p.score for p in pairs],
-                    "score",
-                    hover=[
-                        f"{p.label}: {p.score:.4f}, rank {p.rank} of {self.spread[mode][2]} pairs, robust z "
-                        f"{p.robust_z:.1f} within the model, {p.z:.1f} std from random weights"
-                        + (f"; writer {', '.join(p.writer_roles)}" if p.writer_roles else "")
-                        + (f"; reader {', '.join(p.reader_roles)}" if p.reader_roles else "")
-                        for p in pairs
-                    ],
-                )
-            )
-        extra = {
-            f"{mode} random baseline": f"mean {m:.4f}, std {s:.4f}, max {x:.4f} over {self.n_random} draws"
-            for mode, (m, s, x) in self.baseline.items()
-        }
-        for mode, (median, mad, n) in self.spread.items():
-            extra[f"{mode} in this model"] = f"median {median:.4f}, MAD {mad:.4f} over {n} pairs"
-        if self.role_pairs:
-            best = self.role_pairs[0]
-            extra["previous-token -> induction (K)"] = f"{best.label}: {best.score:.4f}"
-        return Figure(
-            f"{self.model}: how heads compose",
-            panels,
-            what_you_see="For every pair of heads in different layers, how much of what the earlier head writes "
-            "lands in the later head's queries (Q), keys (K) or values (V), read from the weights alone.",
-            how_to_read="A score is the size of the product of the two heads' matrices relative to the sizes of "
-            "each (0 = orthogonal, 1 = perfectly aligned). Two yardsticks: random matrices of the same shapes, and "
-            "the model's own pairs (rank, and robust z = distance from their median in units of their spread). "
-            "Induction heads typically show K-composition with a previous-token head that stands out on both.",
-            caveat="Weights only: a high score is a possible path, not one the model uses on your text; rotary "
-            "position embeddings, biases and MLPs are left out. Test a path with path patching.",
-            extra=extra,
-        )
-
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
 
 
 def head_composition(
