@@ -35,8 +35,9 @@ from ..errors import InputError
 from ..interventions import Replace
 from ..model.model import Model
 from ..progress import progress
+from ..views.explanations import explanation
 from ..views.figures import Bars, Figure, Heatmap
-from ..views.html import figure_html
+from ..views.result import Result
 from .metrics import Metric, make_metric
 
 How = Literal["zero", "mean", "resample"]
@@ -311,7 +312,9 @@ def _prepare(
 
 
 @dataclass(frozen=True)
-class Ablation:
+class Ablation(Result):
+    kind = "ablation"
+
     model: str
     prompt: str
     components: list[str]  # labels, e.g. "L9.H1", "L3 mlp", "L5.N120"
@@ -325,42 +328,14 @@ class Ablation:
     ablated: float
     difference: float  # ablated - clean
 
-    def to_dict(self) -> dict:
-        return {
-            "kind": "ablation",
-            "model": self.model,
-            "prompt": self.prompt,
-            "components": self.components,
-            "hooks": self.hooks,
-            "how": self.how,
-            "metric": self.metric,
-            "metric_kind": self.metric_kind,
-            "ablate_positions": self.ablate_positions,
-            "reference": self.reference,
-            "clean": self.clean,
-            "ablated": self.ablated,
-            "difference": self.difference,
-        }
-
     def figure(self) -> Figure:
         return Figure(
             f"{self.model}: {self.how}-ablating {', '.join(self.components)}",
             [Bars(self.metric, ["clean", "ablated"], [self.clean, self.ablated], self.metric_kind)],
-            what_you_see="The metric on your prompt as the model computes it (clean), and again with the chosen "
-            "components knocked out (ablated) in the same forward pass.",
-            how_to_read="Zero ablation sets the components' outputs to 0; mean ablation to their average over "
-            "other text; resample ablation to their output on another prompt. A large drop means the model "
-            "used these components for this prediction on this prompt.",
-            caveat="Ablation shows necessity on this prompt, not what a component computes: other components "
-            "can compensate (a small change does not prove a component is unused), and zeroing pushes "
-            "activations off their usual range, which can hurt for reasons unrelated to the task; mean or "
-            "resample ablation are gentler baselines.",
+            **explanation("ablation"),
             extra={"difference": f"{self.difference:+.4f}", "hooks": ", ".join(self.hooks)}
             | ({"reference": self.reference} if self.reference else {}),
         )
-
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
 
 
 def ablate(
@@ -430,7 +405,25 @@ def ablate(
 
 
 @dataclass(frozen=True)
-class AblationSweep:
+class AblationSweep(Result):
+    kind = "ablation_sweep"
+    json_keys = (
+        "model",
+        "prompt",
+        "over",
+        "how",
+        "metric",
+        "metric_kind",
+        "ablate_positions",
+        "reference",
+        "clean",
+        "columns",
+        "ablated",
+        "effect",
+        "ranked",
+        "forward_passes",
+    )
+
     model: str
     prompt: str
     over: str  # "heads" or "layers"
@@ -453,25 +446,6 @@ class AblationSweep:
             for col, value in zip(self.columns, row, strict=True)
         ]
         return sorted(cells, key=lambda cell: cell[1])[:k]
-
-    def to_dict(self) -> dict:
-        return {
-            "kind": "ablation_sweep",
-            "model": self.model,
-            "prompt": self.prompt,
-            "over": self.over,
-            "how": self.how,
-            "metric": self.metric,
-            "metric_kind": self.metric_kind,
-            "ablate_positions": self.ablate_positions,
-            "reference": self.reference,
-            "clean": self.clean,
-            "columns": self.columns,
-            "ablated": self.ablated,
-            "effect": self.effect,
-            "ranked": [{"component": c, "effect": e} for c, e in self.ranked(10)],
-            "forward_passes": self.forward_passes,
-        }
 
     def figure(self) -> Figure:
         hover = [
@@ -498,19 +472,13 @@ class AblationSweep:
                     diverging=True,
                 )
             ],
-            what_you_see=f"Each cell is the prompt's metric with one {what} knocked out, minus its clean value.",
-            how_to_read="Blue (negative) cells are components the prediction needs: ablating them lowers the "
-            "metric. Red cells are components that work against it. Each cell ablates one component alone; "
-            "the others run normally.",
-            caveat="One-at-a-time ablation misses redundancy: two heads that back each other up each look "
-            "unimportant (ablate them together with 'ablate' to check), and later heads can compensate for "
-            "earlier ones. Effects hold for this prompt, not for the task in general.",
+            **explanation("ablation_sweep", what=what),
             extra={"clean": f"{self.clean:.4f}", "forward passes": str(self.forward_passes)}
             | ({"reference": self.reference} if self.reference else {}),
         )
 
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
+    def _json_ranked(self) -> list[dict]:
+        return [{"component": c, "effect": e} for c, e in self.ranked(10)]
 
 
 def ablation_sweep(

@@ -15,8 +15,9 @@ import torch
 from ..errors import InputError
 from ..model.model import Model
 from ..model.run import Run
+from ..views.explanations import explanation
 from ..views.figures import Figure, Heatmap
-from ..views.html import figure_html
+from ..views.result import Record, Result
 
 # The HTML/PNG grid of one pattern shows at most this many positions (the last ones); results keep all.
 SHOWN_POSITIONS = 64
@@ -32,7 +33,7 @@ class KeyRead:
 
 
 @dataclass(frozen=True)
-class HeadSummary:
+class HeadSummary(Record):
     """One head's pattern in four numbers, each a mean over query positions ``1..n-1``.
 
     Query 0 is left out: it can only attend to itself, so its row is always ``[1]`` and says nothing.
@@ -47,6 +48,8 @@ class HeadSummary:
       high values mark "attention sink" heads that park their attention there when they have nothing to do.
     """
 
+    json_keys = ("layer", "head", "row_max", "entropy_nats", "distance", "first_token")
+
     layer: int
     head: int
     row_max: float
@@ -54,10 +57,30 @@ class HeadSummary:
     distance: float
     first_token: float
 
+    def _json_entropy_nats(self) -> float:
+        return self.entropy
+
 
 @dataclass(frozen=True)
-class Attention:
+class Attention(Result):
     """Every head's attention pattern on one prompt, per-head summaries, and what one query token reads."""
+
+    kind = "attention"
+    json_keys = (
+        "model",
+        "prompt",
+        "tokens",
+        "n_layers",
+        "n_heads",
+        "layer",
+        "head",
+        "query_position",
+        "query_token",
+        "sliding_windows",
+        "summaries",
+        "reads",
+        "pattern",
+    )
 
     model: str
     prompt: str
@@ -76,43 +99,6 @@ class Attention:
 
     def summary(self, layer: int, head: int) -> HeadSummary:
         return self.summaries[layer * self.patterns.shape[1] + head]
-
-    def to_dict(self) -> dict:
-        """JSON: summaries of every head, every head's reads at the query, and the selected head's pattern."""
-        return {
-            "kind": "attention",
-            "model": self.model,
-            "prompt": self.prompt,
-            "tokens": self.tokens,
-            "n_layers": self.patterns.shape[0],
-            "n_heads": self.patterns.shape[1],
-            "layer": self.layer,
-            "head": self.head,
-            "query_position": self.query_position,
-            "query_token": self.tokens[self.query_position],
-            "sliding_windows": self.sliding_windows,
-            "summaries": [
-                {
-                    "layer": s.layer,
-                    "head": s.head,
-                    "row_max": s.row_max,
-                    "entropy_nats": s.entropy,
-                    "distance": s.distance,
-                    "first_token": s.first_token,
-                }
-                for s in self.summaries
-            ],
-            "reads": [
-                {
-                    "layer": layer,
-                    "head": head,
-                    "keys": [{"position": r.position, "token": r.token, "weight": r.weight} for r in reads],
-                }
-                for layer, per_layer in enumerate(self.reads)
-                for head, reads in enumerate(per_layer)
-            ],
-            "pattern": self.pattern(self.layer, self.head).tolist(),
-        }
 
     def figure(self) -> Figure:
         n_layers, n_heads, n, _ = self.patterns.shape
@@ -191,20 +177,29 @@ class Attention:
         return Figure(
             f"{self.model}: where the attention heads look",
             panels,
-            what_you_see="For every head, how its attention is spread over earlier tokens of your prompt; then "
-            "one head's full pattern, and which earlier tokens the chosen query token reads in each head.",
-            how_to_read="Each query token (row) splits one unit of attention over itself and the tokens before it; "
-            "darker cells get more. A row max near 1 means the head looks at one token; a high first-token weight "
-            "often means the head is idle (an 'attention sink'). Layers with a sliding window see only the "
-            "most recent tokens.",
-            caveat="Attention weights say where a head reads from, not what it does with it or whether it matters: "
-            "a head can attend strongly to a token whose value vector is nearly zero. Ablate or patch the head "
-            "to test its effect. Patterns on one prompt may not generalise.",
+            **explanation("attention"),
             extra=extra,
         )
 
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
+    def _json_n_layers(self) -> int:
+        return self.patterns.shape[0]
+
+    def _json_n_heads(self) -> int:
+        return self.patterns.shape[1]
+
+    def _json_query_token(self) -> str:
+        return self.tokens[self.query_position]
+
+    def _json_reads(self) -> list[dict]:
+        return [
+            {"layer": layer, "head": head, "keys": reads}
+            for layer, per_layer in enumerate(self.reads)
+            for head, reads in enumerate(per_layer)
+        ]
+
+    def _json_pattern(self) -> torch.Tensor:
+        """Only the selected head's pattern (every head's would be layers x heads x tokens^2 numbers)."""
+        return self.pattern(self.layer, self.head)
 
 
 def sliding_windows(model: Model) -> list[int | None]:

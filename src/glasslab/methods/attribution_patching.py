@@ -22,8 +22,8 @@ import torch
 
 from ..interventions.values import Replace
 from ..model.model import Model
+from ..views.explanations import explanation, note
 from ..views.figures import Figure
-from ..views.html import figure_html
 from .metrics import Metric
 from .patching import ActivationPatching, Align, PatchTable, PositionChoice, Prompt, prepare_sweep, run_sweep
 
@@ -32,14 +32,11 @@ from .patching import ActivationPatching, Align, PatchTable, PositionChoice, Pro
 class AttributionPatching(PatchTable):
     """Estimated metric after patching each cell (first-order), optionally beside the real sweep."""
 
+    kind = "attribution_patching"
+    json_keys = (*PatchTable.json_keys, "real", "correlation")
+
     real: ActivationPatching | None = None
     correlation: float | None = None  # Pearson over cells, estimate vs real (raw metric)
-
-    def to_dict(self) -> dict:
-        return self._base_dict("attribution_patching") | {
-            "real": None if self.real is None else self.real.to_dict(),
-            "correlation": self.correlation,
-        }
 
     def figure(self) -> Figure:
         panels = [self.heatmap(f"{self.metric}, normalised: gradient estimate")]
@@ -49,19 +46,11 @@ class AttributionPatching(PatchTable):
         return Figure(
             f"{self.model}: attribution patching of {self.where()} ({self.mode})",
             panels,
-            what_you_see="An estimate, from one backward pass, of what activation patching each cell would do: "
-            "the change in each activation times the metric's gradient with respect to it."
-            + (" Beside it, the real patching sweep." if self.real is not None else ""),
-            how_to_read="Read it like activation patching: 0 = the corrupted prompt's score, 1 = the clean "
-            "prompt's. It is cheap, so use it to find candidate cells, then confirm them by real patching.",
-            caveat="This is a linear approximation: it can be far off where the metric is not close to linear in "
-            "the activation, typically the residual stream where the prompts differ and saturated attention. "
-            "The correlation with real patching, when shown, says how far to trust it on these prompts.",
+            **explanation(
+                "attribution_patching", real=note("attribution_patching", "real") if self.real is not None else ""
+            ),
             extra=extra,
         )
-
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
 
 
 def attribution_patching(

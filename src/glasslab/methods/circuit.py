@@ -22,8 +22,9 @@ from typing import Any, Protocol
 
 from ..errors import InputError
 from ..model.model import Model
+from ..views.explanations import explanation
 from ..views.figures import Bars, Figure, Heatmap
-from ..views.html import figure_html
+from ..views.result import Record, Result
 from .metrics import make_metric, normalised
 from .patching import activation_patching
 from .path_patching import LOGITS, PathPatching, path_patching
@@ -40,7 +41,7 @@ class PatchingTable(Protocol):
 
 
 @dataclass(frozen=True)
-class CircuitNode:
+class CircuitNode(Record):
     id: str  # "embed", "L{l}.H{h}", "L{l}.MLP", "logits"
     kind: str  # embed | head | mlp | logits
     layer: int | None
@@ -51,12 +52,9 @@ class CircuitNode:
     position: int | None
     depth: float  # drawing order: embed -1, heads at layer l, MLPs at l + 0.5, logits n_layers
 
-    def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
 
 @dataclass(frozen=True)
-class CircuitEdge:
+class CircuitEdge(Record):
     source: str
     target: str
     measured: bool
@@ -66,12 +64,11 @@ class CircuitEdge:
     joint: bool  # measured together with other receivers' paths (one number for all of them)
     shared_kv: bool  # measured into keys/values that other query heads of a grouped-query layer read too
 
-    def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
 
 @dataclass(frozen=True)
-class Circuit:
+class Circuit(Result):
+    kind = "circuit"
+
     model: str
     metric: str
     clean_value: float | None
@@ -80,19 +77,6 @@ class Circuit:
     thresholds: dict
     nodes: list[CircuitNode]
     edges: list[CircuitEdge]
-
-    def to_dict(self) -> dict:
-        return {
-            "kind": "circuit",
-            "model": self.model,
-            "metric": self.metric,
-            "clean_value": self.clean_value,
-            "corrupted_value": self.corrupted_value,
-            "source": self.source,
-            "thresholds": self.thresholds,
-            "nodes": [n.to_dict() for n in self.nodes],
-            "edges": [e.to_dict() for e in self.edges],
-        }
 
     def figure(self) -> Figure:
         ordered = sorted(self.nodes, key=lambda n: n.depth)
@@ -141,25 +125,13 @@ class Circuit:
         return Figure(
             f"{self.model}: circuit for {self.metric}",
             panels,
-            what_you_see="The components whose patching moves the metric most, in layer order, and the paths between "
-            "them that path patching measured.",
-            how_to_read="A component's bar is the share of the clean-corrupted difference in the metric that patching "
-            "it alone moves (1 = all of it). A path's bar is the share that moves when the sender's change may reach "
-            "the receiver only along that path. Paths marked ? were not measured: they are possible by layer order "
-            "only.",
-            caveat="This is a pruned summary for one prompt pair and one metric: components below the cut-off may "
-            "still matter together, effects of separate components need not add up, and an unmeasured path is not "
-            "evidence of a connection. In grouped-query models keys and values are shared by several heads, so a path "
-            "marked (shared k/v) also changes what the receiver's neighbours read.",
+            **explanation("circuit"),
             extra={
                 "nodes kept": str(sum(n.kind in ("head", "mlp") for n in self.nodes)),
                 "measured paths": str(len(measured)),
                 "unmeasured paths": str(unmeasured),
             },
         )
-
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
 
 
 def build_circuit(

@@ -33,8 +33,9 @@ from ..errors import InputError
 from ..model.model import Model
 from ..model.norms import NormParams, check_norm
 from ..model.run import Run
+from ..views.explanations import explanation
 from ..views.figures import Bars, Figure, Heatmap
-from ..views.html import figure_html
+from ..views.result import Result
 
 # ---------------------------------------------------------------------------------------------------
 # Unembedding directions and neuron weights
@@ -114,7 +115,33 @@ class NeuronContribution:
 
 
 @dataclass(frozen=True)
-class LogitAttribution:
+class LogitAttribution(Result):
+    kind = "logit_attribution"
+    json_keys = (
+        "model",
+        "prompt",
+        "position",
+        "context_token",
+        "target",
+        "versus",
+        "metric",
+        "logit",
+        "normalised_logit",
+        "softcapped",
+        "sum_of_contributions",
+        "error",
+        "final_norm_scale",
+        "embed",
+        "attn",
+        "mlp",
+        "heads",
+        "attn_bias",
+        "constants",
+        "cumulative",
+        "logit_lens",
+        "top_neurons",
+    )
+
     model: str
     prompt: str
     position: int
@@ -156,42 +183,6 @@ class LogitAttribution:
         for layer, (a, m) in enumerate(zip(self.attn, self.mlp, strict=True)):
             rows += [(f"L{layer} attn", a), (f"L{layer} mlp", m)]
         return rows + list(self.constants.items())
-
-    def to_dict(self) -> dict:
-        return {
-            "kind": "logit_attribution",
-            "model": self.model,
-            "prompt": self.prompt,
-            "position": self.position,
-            "context_token": self.context_token,
-            "target": {"token": self.target, "token_id": self.target_id},
-            "versus": None if self.versus is None else {"token": self.versus, "token_id": self.versus_id},
-            "metric": self.metric,
-            "logit": self.logit,
-            "normalised_logit": self.normalised_logit,
-            "softcapped": self.softcapped,
-            "sum_of_contributions": self.total,
-            "error": self.error,
-            "final_norm_scale": self.final_scale,
-            "embed": self.embed,
-            "attn": self.attn,
-            "mlp": self.mlp,
-            "heads": self.heads,
-            "attn_bias": self.attn_bias,
-            "constants": self.constants,
-            "cumulative": self.cumulative,
-            "logit_lens": self.lens,
-            "top_neurons": [
-                {
-                    "layer": n.layer,
-                    "neuron": n.neuron,
-                    "activation": n.activation,
-                    "per_unit": n.per_unit,
-                    "contribution": n.contribution,
-                }
-                for n in self.top_neurons
-            ],
-        }
 
     def figure(self) -> Figure:
         running, hover = 0.0, []
@@ -247,15 +238,7 @@ class LogitAttribution:
         return Figure(
             f"{self.model}: what writes {self.metric} after {self.context_token!r}",
             panels,
-            what_you_see="How much each part of the model pushes the chosen logit up (positive) or down (negative) "
-            "directly, through the residual stream to the output, at the chosen position.",
-            how_to_read="The final norm's scale is frozen at its value on the whole residual stream, which makes "
-            "the logit a sum of one share per component: the embedding, each layer's attention (split into heads "
-            "in the grid) and MLP (split into neurons), plus constant bias terms. The shares add up to the logit"
-            f"{cap}. The cumulative bars add the layers one by one.",
-            caveat="Direct shares ignore indirect effects: a head that changes what later layers do gets no credit "
-            "for it here, and the frozen scale means a component's share is not what removing it would change. "
-            "Large shares can cancel each other; use ablation or patching to test a causal role.",
+            **explanation("logit_attribution", cap=cap),
             extra={
                 "model's value": f"{self.logit:.4f}",
                 "decomposed" + cap: f"{self.normalised_logit:.4f}",
@@ -264,8 +247,20 @@ class LogitAttribution:
             },
         )
 
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
+    def _json_target(self) -> dict:
+        return {"token": self.target, "token_id": self.target_id}
+
+    def _json_versus(self) -> dict | None:
+        return None if self.versus is None else {"token": self.versus, "token_id": self.versus_id}
+
+    def _json_sum_of_contributions(self) -> float:
+        return self.total
+
+    def _json_final_norm_scale(self) -> float:
+        return self.final_scale
+
+    def _json_logit_lens(self) -> list[float]:
+        return self.lens
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -32,8 +32,9 @@ import torch
 from ..errors import InputError
 from ..model.model import Model
 from ..progress import progress
+from ..views.explanations import explanation
 from ..views.figures import Figure, Heatmap
-from ..views.html import figure_html
+from ..views.result import Result
 from .attention import all_patterns, sliding_windows
 
 ROLES = ("previous_token", "induction", "duplicate_token", "sink")
@@ -46,8 +47,11 @@ ROLE_TITLES = {
 
 
 @dataclass(frozen=True)
-class HeadRoles:
+class HeadRoles(Result):
     """Role scores ([layer, head] tensors in [0, 1]) on repeated random tokens and, if given, on a prompt."""
+
+    kind = "head_roles"
+    json_keys = ("model", "seq_len", "n_seqs", "seed", "random", "prompt", "prompt_tokens", "on_prompt", "notes")
 
     model: str
     seq_len: int  # n: length of each random half
@@ -69,34 +73,6 @@ class HeadRoles:
         values, indices = scores.flatten().topk(min(k, scores.numel()))
         n_heads = scores.shape[1]
         return [(int(i) // n_heads, int(i) % n_heads, float(v)) for v, i in zip(values, indices, strict=True)]
-
-    def to_dict(self) -> dict:
-        def table(scores: dict[str, torch.Tensor | None], on_prompt: bool) -> dict:
-            return {
-                role: None
-                if scores.get(role) is None
-                else {
-                    "scores": scores[role].tolist(),
-                    "top": [
-                        {"layer": layer, "head": head, "score": score}
-                        for layer, head, score in self.top(role, on_prompt=on_prompt)
-                    ],
-                }
-                for role in ROLES
-            }
-
-        return {
-            "kind": "head_roles",
-            "model": self.model,
-            "seq_len": self.seq_len,
-            "n_seqs": self.n_seqs,
-            "seed": self.seed,
-            "random": table(self.scores, False),
-            "prompt": self.prompt,
-            "prompt_tokens": self.prompt_tokens,
-            "on_prompt": table(self.prompt_scores, True) if self.prompt is not None else None,
-            "notes": self.notes,
-        }
 
     def figure(self) -> Figure:
         panels = []
@@ -131,20 +107,30 @@ class HeadRoles:
         return Figure(
             f"{self.model}: what the attention heads are for",
             panels,
-            what_you_see="For every head, how much of its attention goes to the target of four well-known roles: "
-            "the previous token, the earlier copy of the current token, the token that followed that copy "
-            "(induction), and the first token (a resting place for idle heads).",
-            how_to_read="Each cell is the head's mean attention weight on its role's target, from 0 to 1. On random "
-            "repeated tokens an induction head scores near 1: having seen 'A B ... A' it looks at 'B' to predict "
-            "it comes next. Scores on your prompt use its own repeats.",
-            caveat="A high score shows where a head looks, not that the model relies on it: test a role by ablating "
-            "the head (induction heads' ablation should hurt the loss on the repeated half). Heads can do several "
-            "things, and random tokens are not natural text.",
+            **explanation("head_roles"),
             extra=extra,
         )
 
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
+    def _json_random(self) -> dict:
+        return self._role_table(self.scores, on_prompt=False)
+
+    def _json_on_prompt(self) -> dict | None:
+        return self._role_table(self.prompt_scores, on_prompt=True) if self.prompt is not None else None
+
+    def _role_table(self, scores: dict[str, torch.Tensor | None], *, on_prompt: bool) -> dict:
+        """Per role: every head's score and the top heads (None where the prompt cannot say)."""
+        return {
+            role: None
+            if scores.get(role) is None
+            else {
+                "scores": scores[role],
+                "top": [
+                    {"layer": layer, "head": head, "score": score}
+                    for layer, head, score in self.top(role, on_prompt=on_prompt)
+                ],
+            }
+            for role in ROLES
+        }
 
 
 def ordinary_token_ids(model: Model) -> torch.Tensor:

@@ -6,10 +6,13 @@ from dataclasses import asdict, dataclass
 
 from ..model.model import Model
 from ..views.html import html_table
+from ..views.result import Result
 
 
 @dataclass(frozen=True)
-class ModelInfo:
+class ModelInfo(Result):
+    kind = "model_info"
+
     name: str
     family: str
     model_type: str
@@ -30,13 +33,11 @@ class ModelInfo:
     bos_token: str | None
     stored_at: str | None
 
-    def to_dict(self) -> dict:
-        return {"kind": "model_info", **asdict(self)}
-
     def rows(self) -> list[tuple[str, str]]:
         return [(k.replace("_", " "), "" if v is None else str(v)) for k, v in asdict(self).items()]
 
     def _repr_html_(self) -> str:
+        """A table: a model description has no figure."""
         return html_table(["property", "value"], self.rows(), caption=self.name)
 
 

@@ -24,8 +24,9 @@ import torch
 from ..errors import InputError
 from ..model.model import Model
 from ..model.run import Run
+from ..views.explanations import explanation, note
 from ..views.figures import Figure, Heatmap
-from ..views.html import figure_html
+from ..views.result import Result
 from .metrics import kl_divergence
 
 if TYPE_CHECKING:
@@ -52,7 +53,21 @@ class LensToken:
 
 
 @dataclass(frozen=True)
-class LogitLens:
+class LogitLens(Result):
+    kind = "logit_lens"
+    json_keys = (
+        "model",
+        "prompt",
+        "lens",
+        "lens_note",
+        "tokens",
+        "positions",
+        "target",
+        "candidate_position",
+        "candidates",
+        "layers",
+    )
+
     model: str
     prompt: str
     lens: str  # "logit lens" or "tuned lens"
@@ -68,45 +83,6 @@ class LogitLens:
     candidate_position: int
     candidates: list[LensToken]  # probability = the model's output at candidate_position
     candidate_probability: list[list[float]]  # [layer][candidate] at candidate_position
-
-    def to_dict(self) -> dict:
-        def tok(t: LensToken) -> dict:
-            return {"token": t.token, "token_id": t.token_id, "probability": t.probability}
-
-        rows = []
-        for i, layer in enumerate(self.layers):
-            cells = []
-            for j, position in enumerate(self.positions):
-                cell = {
-                    "position": position,
-                    "top": [tok(t) for t in self.top[i][j]],
-                    "kl_to_output": self.kl_to_output[i][j],
-                }
-                if self.target_probability is not None and self.target_rank is not None:
-                    cell["target_probability"] = self.target_probability[i][j]
-                    cell["target_rank"] = self.target_rank[i][j]
-                cells.append(cell)
-            rows.append(
-                {
-                    "layer": layer,
-                    "hook": lens_hook(layer),
-                    "positions": cells,
-                    "candidate_probability": self.candidate_probability[i],
-                }
-            )
-        return {
-            "kind": "logit_lens",
-            "model": self.model,
-            "prompt": self.prompt,
-            "lens": self.lens,
-            "lens_note": self.lens_note,
-            "tokens": self.tokens,
-            "positions": self.positions,
-            "target": tok(self.target) if self.target else None,
-            "candidate_position": self.candidate_position,
-            "candidates": [tok(t) for t in self.candidates],
-            "layers": rows,
-        }
 
     def figure(self) -> Figure:
         order = list(reversed(range(len(self.layers))))  # the output on top, the embeddings at the bottom
@@ -158,29 +134,31 @@ class LogitLens:
         return Figure(
             f"{self.model}: {self.lens}",
             [grid, candidates],
-            what_you_see="What the model would predict next if it stopped after each layer: every layer's "
-            "residual stream is decoded with the model's own final norm and unembedding"
-            + (" after a learned per-layer translator (the tuned lens)." if tuned else " (the logit lens)."),
-            how_to_read="Rows are layers, the model's output on top and the embeddings at the bottom; columns are "
-            "positions, each predicting the token after it. A cell shows the top token, its colour the "
-            + (f"probability of {self.target.token!r}." if self.target else "top token's probability.")
-            + " The second panel follows a few candidate tokens through the layers at one position. "
-            "The top row equals the model's real output.",
-            caveat="An early layer that already 'shows' the answer only means the answer is linearly readable "
-            "there in the output's basis; it does not prove the model has decided, nor that later layers do "
-            "nothing. "
-            + (
-                "The tuned lens's translators are fitted to the model's output, so they can read more than the "
-                "layer itself uses."
-                if tuned
-                else "Early layers often use a different basis, so the plain logit lens can look like noise "
-                "there even when the information is present (see the tuned lens)."
+            **explanation(
+                "logit_lens",
+                lens=note("logit_lens", "tuned" if tuned else "plain"),
+                colour=note("logit_lens", "target_colour", token=repr(self.target.token))
+                if self.target
+                else note("logit_lens", "top_colour"),
+                lens_caveat=note("logit_lens", "tuned_caveat" if tuned else "plain_caveat"),
             ),
             extra={"lens": self.lens + (f" ({self.lens_note})" if self.lens_note else "")},
         )
 
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
+    def _json_layers(self) -> list[dict]:
+        """One row per layer: each position's top tokens and KL (and the target's probability and rank)."""
+        rows = []
+        for i, layer in enumerate(self.layers):
+            cells = []
+            for j, position in enumerate(self.positions):
+                cell = {"position": position, "top": self.top[i][j], "kl_to_output": self.kl_to_output[i][j]}
+                if self.target_probability is not None and self.target_rank is not None:
+                    cell["target_probability"] = self.target_probability[i][j]
+                    cell["target_rank"] = self.target_rank[i][j]
+                cells.append(cell)
+            row = {"layer": layer, "hook": lens_hook(layer), "positions": cells}
+            rows.append(row | {"candidate_probability": self.candidate_probability[i]})
+        return rows
 
 
 def logit_lens(

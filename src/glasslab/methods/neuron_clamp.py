@@ -23,14 +23,17 @@ from ..errors import InputError
 from ..interventions import Clamp, Intervention, Replace
 from ..model.generation import Generation
 from ..model.model import Model
+from ..views.explanations import explanation
 from ..views.figures import Figure, Heatmap
-from ..views.html import figure_html
+from ..views.result import Result
 
 Mode = Literal["value", "scale", "zero"]
 
 
 @dataclass(frozen=True)
-class NeuronClamp:
+class NeuronClamp(Result):
+    kind = "neuron_clamp"
+
     model: str
     prompt: str
     neurons: list[str]  # "L5.N120"
@@ -45,25 +48,6 @@ class NeuronClamp:
     first_difference: int | None  # index of the first new token that differs; None if the texts agree
     baseline_values: list[list[float]]  # [neuron][position] activation in the baseline generation
     clamped_values: list[list[float]]  # [neuron][position] value after the clamp in the clamped generation
-
-    def to_dict(self) -> dict:
-        return {
-            "kind": "neuron_clamp",
-            "model": self.model,
-            "prompt": self.prompt,
-            "neurons": self.neurons,
-            "mode": self.mode,
-            "amount": self.amount,
-            "positions": self.positions,
-            "prompt_tokens": self.prompt_tokens,
-            "baseline": self.baseline,
-            "clamped": self.clamped,
-            "baseline_tokens": self.baseline_tokens,
-            "clamped_tokens": self.clamped_tokens,
-            "first_difference": self.first_difference,
-            "baseline_values": self.baseline_values,
-            "clamped_values": self.clamped_values,
-        }
 
     def describe(self) -> str:
         change = {"value": f"set to {self.amount:g}", "scale": f"scaled by {self.amount:g}", "zero": "zeroed"}
@@ -90,14 +74,7 @@ class NeuronClamp:
         return Figure(
             f"{self.model}: {self.describe()}",
             panels,
-            what_you_see="The model's continuation of your prompt with and without the neurons clamped, and the "
-            "neurons' values at each position in both generations.",
-            how_to_read="Both generations start from the same prompt with the same settings; the clamp changes "
-            "only the chosen neurons' activations. Where the texts part is where the clamp first changed the "
-            "most likely (or sampled) token; columns after that read different tokens in the two rows.",
-            caveat="A changed continuation shows the neurons can influence the output when forced, not what they "
-            "do normally: clamping far outside their usual range can break the model in ways unrelated to "
-            "their role, and an unchanged text does not prove they are unused (other neurons can compensate).",
+            **explanation("neuron_clamp"),
             extra={
                 "prompt": self.prompt,
                 "baseline": self.baseline,
@@ -105,9 +82,6 @@ class NeuronClamp:
                 "first difference": "none" if self.first_difference is None else f"new token {self.first_difference}",
             },
         )
-
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
 
 
 class _Recorder:

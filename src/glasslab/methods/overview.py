@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from ..model.model import Model
 from ..model.run import Run
+from ..views.explanations import explanation
 from ..views.figures import Figure
-from ..views.html import figure_html
+from ..views.result import Result
 from .attention import Attention, attention
 from .dla import LogitAttribution, attribution_hooks, logit_attribution
 from .logit_lens import LogitLens, logit_lens
@@ -23,37 +24,25 @@ OVERVIEW_HOOKS = sorted({*attribution_hooks(neurons=False), "blocks.*.attn.patte
 
 
 @dataclass(frozen=True)
-class Overview:
+class Overview(Result):
+    kind = "overview"
+    json_keys = ("model", "prediction", "attention", "logit_lens", "attribution")
+
     prediction: Prediction
     attention: Attention
     logit_lens: LogitLens
     attribution: LogitAttribution
-
-    def to_dict(self) -> dict:
-        return {
-            "kind": "overview",
-            "model": self.prediction.model,
-            "prediction": self.prediction.to_dict(),
-            "attention": self.attention.to_dict(),
-            "logit_lens": self.logit_lens.to_dict(),
-            "attribution": self.attribution.to_dict(),
-        }
 
     def figure(self) -> Figure:
         parts = [self.prediction.figure(), self.logit_lens.figure(), self.attribution.figure(), self.attention.figure()]
         return Figure(
             f"{self.prediction.model}: overview of {self.prediction.prompt!r}",
             [panel for part in parts for panel in part.panels],
-            what_you_see="What the model predicts next, what each layer would predict at that position, which "
-            "layers and heads pushed toward the top prediction, and where every attention head looks.",
-            how_to_read="Each panel is the matching single view (glasslab predict, logit-lens, dla, attention) "
-            "computed from one shared forward pass; their notes explain them in detail.",
-            caveat="Every panel describes this one prompt; none of them, alone, shows that a component is "
-            "necessary for the behaviour: that takes an intervention (ablation or patching).",
+            **explanation("overview"),
         )
 
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
+    def _json_model(self) -> str:
+        return self.prediction.model
 
 
 def overview(model: Model, prompt: str, *, k: int = 10, position: int = -1, run: Run | None = None) -> Overview:

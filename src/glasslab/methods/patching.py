@@ -36,8 +36,9 @@ from ..interventions.values import Replace
 from ..model.model import Model
 from ..model.run import Run
 from ..progress import progress
+from ..views.explanations import explanation, note
 from ..views.figures import Figure, Heatmap
-from ..views.html import figure_html
+from ..views.result import Result
 from .metrics import Metric, make_metric, normalised
 
 STREAM_SITES = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")
@@ -50,8 +51,29 @@ _TOKENS_PER_PASS = 8192  # default bound on batch rows x tokens in one patched f
 
 
 @dataclass(frozen=True)
-class PatchTable:
+class PatchTable(Result):
     """A sweep's cells as a table: rows are layers, columns positions or heads (shared by both patchings)."""
+
+    json_keys = (
+        "model",
+        "site",
+        "mode",
+        "metric",
+        "metric_kind",
+        "clean_value",
+        "corrupted_value",
+        "clean_tokens",
+        "corrupted_tokens",
+        "align",
+        "layers",
+        "column_kind",
+        "columns",
+        "position",
+        "raw",
+        "normalised",
+        "forward_passes",
+        "cells",
+    )
 
     model: str
     site: str
@@ -95,29 +117,6 @@ class PatchTable:
                     }
                 )
         return records
-
-    def _base_dict(self, kind: str) -> dict:
-        return {
-            "kind": kind,
-            "model": self.model,
-            "site": self.site,
-            "mode": self.mode,
-            "metric": self.metric,
-            "metric_kind": self.metric_kind,
-            "clean_value": self.clean_value,
-            "corrupted_value": self.corrupted_value,
-            "clean_tokens": self.clean_tokens,
-            "corrupted_tokens": self.corrupted_tokens,
-            "align": self.align,
-            "layers": self.layers,
-            "column_kind": self.column_kind,
-            "columns": self.columns,
-            "position": self.position,
-            "raw": self.raw,
-            "normalised": self.normalised,
-            "forward_passes": self.forward_passes,
-            "cells": self.cells,
-        }
 
     def column_labels(self) -> list[str]:
         if self.column_kind == "head":
@@ -163,34 +162,24 @@ class PatchTable:
 class ActivationPatching(PatchTable):
     """The metric after patching each cell (layer x position or layer x head)."""
 
-    def to_dict(self) -> dict:
-        return self._base_dict("activation_patching")
+    kind = "activation_patching"
 
     def figure(self) -> Figure:
         source, into = ("clean", "corrupted") if self.mode == "denoising" else ("corrupted", "clean")
         return Figure(
             f"{self.model}: activation patching of {self.where()} ({self.mode})",
             [self.heatmap(f"{self.metric}, normalised, after patching each cell")],
-            what_you_see=f"Each cell is one run of the {into} prompt in which one activation ({self.site} of one "
-            f"layer and {self.column_kind}) was replaced by its value from the {source} prompt, scored by "
-            f"{self.metric}.",
-            how_to_read="Values are normalised: 0 is the corrupted prompt's score and 1 the clean prompt's. "
-            + (
-                "In denoising, a cell near 1 restores the clean behaviour by itself: that activation carries "
-                "what distinguishes the prompts."
-                if self.mode == "denoising"
-                else "In noising, a cell near 0 breaks the clean behaviour by itself: the model needs that "
-                "activation; near 1 means the clean run did not need it."
+            **explanation(
+                "activation_patching",
+                into=into,
+                site=self.site,
+                column=self.column_kind,
+                source=source,
+                metric=self.metric,
+                mode=note("activation_patching", self.mode),
             ),
-            caveat="Patching shows that an activation is sufficient (denoising) or necessary (noising) for the "
-            "difference between these two prompts only, with everything else held fixed; it does not say how "
-            "the activation is used, and redundant components can each look unimportant. Results depend on the "
-            "choice of corrupted prompt and metric.",
             extra=self.facts() | {"forward passes": str(self.forward_passes)},
         )
-
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
 
 
 @dataclass

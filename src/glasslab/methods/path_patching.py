@@ -35,8 +35,9 @@ from ..errors import InputError
 from ..interventions import Patch, Replace
 from ..model.model import Model
 from ..model.run import Run
+from ..views.explanations import explanation
 from ..views.figures import Bars, Figure, Heatmap
-from ..views.html import figure_html
+from ..views.result import Record, Result
 from .metrics import Metric, make_metric
 
 Direction = Literal["noising", "denoising"]
@@ -59,7 +60,9 @@ class Receiver:
 
 
 @dataclass(frozen=True)
-class PathEffect:
+class PathEffect(Record):
+    json_keys = ("senders", "label", "value", "effect", "fraction")
+
     senders: tuple[Head, ...]
     value: float  # the metric after step 3, averaged over prompts
     effect: float  # value minus the base run's value
@@ -71,7 +74,23 @@ class PathEffect:
 
 
 @dataclass(frozen=True)
-class PathPatching:
+class PathPatching(Result):
+    kind = "path_patching"
+    json_keys = (
+        "model",
+        "clean",
+        "corrupted",
+        "metric",
+        "metric_kind",
+        "direction",
+        "receivers",
+        "freeze_mlps",
+        "kv_group",
+        "clean_value",
+        "corrupted_value",
+        "rows",
+    )
+
     model: str
     clean: list[str]
     corrupted: list[str]
@@ -88,32 +107,6 @@ class PathPatching:
     @property
     def base_value(self) -> float:
         return self.clean_value if self.direction == "noising" else self.corrupted_value
-
-    def to_dict(self) -> dict:
-        return {
-            "kind": "path_patching",
-            "model": self.model,
-            "clean": self.clean,
-            "corrupted": self.corrupted,
-            "metric": self.metric,
-            "metric_kind": self.metric_kind,
-            "direction": self.direction,
-            "receivers": self.receivers,
-            "freeze_mlps": self.freeze_mlps,
-            "kv_group": self.kv_group,
-            "clean_value": self.clean_value,
-            "corrupted_value": self.corrupted_value,
-            "rows": [
-                {
-                    "senders": [list(s) for s in r.senders],
-                    "label": r.label,
-                    "value": r.value,
-                    "effect": r.effect,
-                    "fraction": r.fraction,
-                }
-                for r in self.rows
-            ],
-        }
 
     def figure(self) -> Figure:
         into = ", ".join(self.receivers)
@@ -152,26 +145,21 @@ class PathPatching:
         return Figure(
             f"{self.model}: path patching into {into}",
             panels,
-            what_you_see=f"How much {self.metric} changes when each sender head's output is taken from the {source} "
-            f"prompt and that change may reach the metric only through {into}.",
-            how_to_read=f"The model runs on the {base} prompt. The senders' outputs come from the {source} run while "
-            "every other head is frozen to its own output, so the change travels only along direct paths and MLPs "
-            f"(frozen too when freeze_mlps is on) to the receivers; only the receivers' inputs are then patched. "
-            f"A large change means the path carries much of the difference between the prompts "
-            f"(clean {self.clean_value:.3f}, corrupted {self.corrupted_value:.3f}).",
-            caveat="A path's effect depends on the corrupted prompt you chose, and the effects of separate senders "
-            "need not add up. Keys and values are shared by all query heads of a group in grouped-query models. "
-            "A small effect does not prove a head unimportant: it may act through other receivers, or be "
-            "compensated by heads that were frozen here.",
+            **explanation(
+                "path_patching",
+                metric=self.metric,
+                source=source,
+                into=into,
+                base=base,
+                clean=self.clean_value,
+                corrupted=self.corrupted_value,
+            ),
             extra={
                 "direction": self.direction,
                 "clean": f"{self.clean_value:.4f}",
                 "corrupted": f"{self.corrupted_value:.4f}",
             },
         )
-
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
 
 
 def parse_receivers(model: Model, receivers: Sequence[str | tuple[int, int, str]]) -> list[Receiver]:

@@ -9,8 +9,9 @@ import torch
 from ..errors import InputError
 from ..model.model import Model
 from ..model.run import Run
+from ..views.explanations import explanation
 from ..views.figures import Bars, Figure
-from ..views.html import figure_html
+from ..views.result import Result
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,20 @@ class TokenLoss:
 
 
 @dataclass(frozen=True)
-class Prediction:
+class Prediction(Result):
+    kind = "prediction"
+    json_keys = (
+        "model",
+        "prompt",
+        "position",
+        "context_token",
+        "entropy_nats",
+        "top",
+        "target",
+        "token_losses",
+        "mean_loss",
+    )
+
     model: str
     prompt: str
     position: int  # absolute position whose next token is predicted
@@ -40,29 +54,6 @@ class Prediction:
     target: TokenScore | None
     token_losses: list[TokenLoss]  # every token after the first (empty when the logits were not computed)
     mean_loss: float | None
-
-    def to_dict(self) -> dict:
-        def score(s: TokenScore) -> dict:
-            return {
-                "token": s.token,
-                "token_id": s.token_id,
-                "probability": s.probability,
-                "logit": s.logit,
-                "rank": s.rank,
-            }
-
-        return {
-            "kind": "prediction",
-            "model": self.model,
-            "prompt": self.prompt,
-            "position": self.position,
-            "context_token": self.context_token,
-            "entropy_nats": self.entropy_nats,
-            "top": [score(s) for s in self.top],
-            "target": score(self.target) if self.target else None,
-            "token_losses": [{"position": t.position, "token": t.token, "loss": t.loss} for t in self.token_losses],
-            "mean_loss": self.mean_loss,
-        }
 
     def figure(self) -> Figure:
         panels = [
@@ -86,19 +77,10 @@ class Prediction:
         return Figure(
             f"{self.model}: what comes after {self.context_token!r}",
             panels,
-            what_you_see="The tokens the model rates most likely to come next, and how surprised it was by each "
-            "token of your text.",
-            how_to_read="Probabilities come from the softmax of the logits at the chosen position; they sum to 1 "
-            "over the whole vocabulary, so the bars show only the top few. A token's loss is -log of the "
-            "probability the model gave it before seeing it; 0 means it was certain.",
-            caveat="A high probability says what the model expects, not that the continuation is true; "
-            "probabilities of single tokens ignore words that span several tokens.",
+            **explanation("prediction"),
             extra={"entropy": f"{self.entropy_nats:.3f} nats"}
             | ({"mean loss": f"{self.mean_loss:.3f} nats"} if self.mean_loss is not None else {}),
         )
-
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
 
 
 def predict(

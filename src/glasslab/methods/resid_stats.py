@@ -14,8 +14,9 @@ import torch
 
 from ..errors import InputError
 from ..model.model import Model
+from ..views.explanations import explanation
 from ..views.figures import Figure, Heatmap
-from ..views.html import figure_html
+from ..views.result import Result
 
 KINDS = ("resid_pre", "resid_post", "attn_out", "mlp_out")
 
@@ -32,33 +33,14 @@ class NormOutlier:
 
 
 @dataclass(frozen=True)
-class ResidNorms:
+class ResidNorms(Result):
+    kind = "resid_norms"
+
     model: str
     prompt: str
     tokens: list[str]
     norms: dict[str, list[list[float]]]  # kind -> [layer][position], L2 norm over d_model
     outliers: list[NormOutlier]  # largest ratios to their layer's median, over every kind
-
-    def to_dict(self) -> dict:
-        return {
-            "kind": "resid_norms",
-            "model": self.model,
-            "prompt": self.prompt,
-            "tokens": self.tokens,
-            "norms": self.norms,
-            "outliers": [
-                {
-                    "kind": o.kind,
-                    "position": o.position,
-                    "token": o.token,
-                    "layer": o.layer,
-                    "norm": o.norm,
-                    "ratio": o.ratio,
-                    "largest_in": o.largest_in,
-                }
-                for o in self.outliers
-            ],
-        }
 
     def figure(self) -> Figure:
         columns = [f"{i} {t!r}" for i, t in enumerate(self.tokens)]
@@ -87,19 +69,9 @@ class ResidNorms:
         return Figure(
             f"{self.model}: residual-stream norms",
             panels,
-            what_you_see="How large the residual stream is entering and leaving each layer, and how large each "
-            "attention and MLP write is, at every position of your text.",
-            how_to_read="Each cell is the Euclidean (L2) norm of one vector of width d_model; colours use a log "
-            "scale so positions that are hundreds of times larger than the rest (massive activations, often at "
-            "the first token) do not wash out everything else. Outliers are ranked by their ratio to the median "
-            "norm of the same layer, one entry per kind and position.",
-            caveat="A large norm says a vector is big, not that it matters for the prediction: the norms before "
-            "each layer rescale it, and huge BOS vectors often act as a constant attention sink.",
+            **explanation("resid_norms"),
             extra=extra,
         )
-
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
 
 
 def _norm(activation: torch.Tensor) -> torch.Tensor:

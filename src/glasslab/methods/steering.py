@@ -40,8 +40,9 @@ from ..errors import GlasslabError, InputError
 from ..interventions import Add, Replace
 from ..model.model import Model
 from ..store import STEERING, locate, resolve, save
+from ..views.explanations import explanation
 from ..views.figures import Bars, Figure
-from ..views.html import figure_html
+from ..views.result import Record, Result
 
 Method = Literal["caa", "actadd", "pca"]
 METHODS: tuple[str, ...] = ("caa", "actadd", "pca")
@@ -52,8 +53,28 @@ _WEIGHTS, _META = "vector.safetensors", "vector.json"
 
 
 @dataclass(frozen=True, eq=False)
-class SteeringVector:
+class SteeringVector(Result):
     """A steering direction at one hook, with how it was made. ``vector`` is float32 ``[d_model]``."""
+
+    kind = "steering_vector"
+    json_keys = (
+        "format",
+        "model",
+        "key",
+        "config_hash",
+        "hook",
+        "method",
+        "position",
+        "pairs_count",
+        "pairs",
+        "d_model",
+        "norm",
+        "pair_projections",
+        "pair_cosines",
+        "explained_variance",
+        "name",
+        "path",
+    )
 
     model: str
     key: str  # model name, layer count and config hash (see Model.key)
@@ -80,27 +101,6 @@ class SteeringVector:
     def config_hash(self) -> str:
         return self.key.rsplit("-", 1)[-1]
 
-    def to_dict(self) -> dict:
-        return {
-            "kind": "steering_vector",
-            "format": FORMAT,
-            "model": self.model,
-            "key": self.key,
-            "config_hash": self.config_hash,
-            "hook": self.hook,
-            "method": self.method,
-            "position": self.position,
-            "pairs_count": len(self.pairs),
-            "pairs": [{"positive": p, "negative": n} for p, n in self.pairs],
-            "d_model": int(self.vector.shape[0]),
-            "norm": self.norm,
-            "pair_projections": self.pair_projections,
-            "pair_cosines": self.pair_cosines,
-            "explained_variance": self.explained,
-            "name": self.name,
-            "path": str(self.path) if self.path else None,
-        }
-
     def figure(self) -> Figure:
         labels = [f"{p!r} - {n!r}" for p, n in self.pairs]
         extra = {"hook": self.hook, "method": self.method, "pairs": str(len(self.pairs)), "norm": f"{self.norm:.3f}"}
@@ -112,19 +112,13 @@ class SteeringVector:
                 Bars("each pair's difference along the vector", labels, self.pair_projections, "projection"),
                 Bars("cosine of each pair's difference with the vector", labels, self.pair_cosines, "cosine"),
             ],
-            what_you_see="How each contrastive pair's activation difference (positive minus negative, at "
-            f"{self.hook}, {'the last token' if self.position == 'last' else 'averaged over tokens'}) lines up "
-            "with the steering vector made from all of them.",
-            how_to_read="Long positive bars and cosines near 1 mean the pairs agree on one direction; a pair with "
-            "a small or negative bar pulls another way, and the vector is then an average of different things.",
-            caveat="A direction that separates your pairs need not stand for the concept you had in mind: it can "
-            "carry wording, length or topic differences too. Whether adding it changes behaviour is a separate "
-            "question: test it with steer.",
+            **explanation(
+                "steering_vector",
+                hook=self.hook,
+                where="the last token" if self.position == "last" else "averaged over tokens",
+            ),
             extra=extra,
         )
-
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
 
     def save(self, name_or_path: str | Path) -> SteeringVector:
         """Write ``vector.safetensors`` + ``vector.json`` atomically; a bare name goes to the store.
@@ -138,6 +132,21 @@ class SteeringVector:
             meta = {k: v for k, v in saved.to_dict().items() if k != "path"}
             (tmp / _META).write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
         return saved
+
+    def _json_format(self) -> int:
+        return FORMAT
+
+    def _json_pairs_count(self) -> int:
+        return len(self.pairs)
+
+    def _json_pairs(self) -> list[dict]:
+        return [{"positive": p, "negative": n} for p, n in self.pairs]
+
+    def _json_d_model(self) -> int:
+        return int(self.vector.shape[0])
+
+    def _json_explained_variance(self) -> float | None:
+        return self.explained
 
 
 def resolve_vector_path(name_or_path: str | Path, key: str) -> tuple[Path, str | None]:
@@ -304,7 +313,7 @@ def load_steering_vector(model: Model, name_or_path: str | Path) -> SteeringVect
 
 
 @dataclass(frozen=True)
-class SteeredText:
+class SteeredText(Record):
     """One continuation: ``scale`` None is the baseline (no intervention)."""
 
     scale: float | None
@@ -318,20 +327,30 @@ class SteeredText:
     def label(self) -> str:
         return "baseline" if self.scale is None else f"scale {self.scale:g}"
 
-    def to_dict(self) -> dict:
-        return {
-            "scale": self.scale,
-            "completion": self.completion,
-            "new_tokens": self.new_tokens,
-            "projection": self.projection,
-            "logprob_positive": self.logprob_positive,
-            "logprob_negative": self.logprob_negative,
-        }
-
 
 @dataclass(frozen=True)
-class Steering:
+class Steering(Result):
     """Baseline and steered continuations of one prompt, with how far each moved along the vector."""
+
+    kind = "steering"
+    json_keys = (
+        "model",
+        "prompt",
+        "vector",
+        "positions",
+        "temperature",
+        "seed",
+        "positive_token",
+        "negative_token",
+        "projection_measure",
+        "logprob_measure",
+        "baseline",
+        "steered",
+    )
+    projection_measure = (
+        "mean over generated tokens of the hook's activation . unit vector, in a clean re-run of the text "
+        "without steering"
+    )
 
     model: str
     prompt: str
@@ -350,26 +369,6 @@ class Steering:
     @property
     def rows(self) -> list[SteeredText]:
         return [self.baseline, *self.steered]
-
-    def to_dict(self) -> dict:
-        return {
-            "kind": "steering",
-            "model": self.model,
-            "prompt": self.prompt,
-            "vector": {"name": self.vector_name, "hook": self.hook, "method": self.method, "norm": self.vector_norm},
-            "positions": self.positions,
-            "temperature": self.temperature,
-            "seed": self.seed,
-            "positive_token": self.positive_token,
-            "negative_token": self.negative_token,
-            "projection_measure": "mean over generated tokens of the hook's activation . unit vector, in a clean "
-            "re-run of the text without steering",
-            "logprob_measure": "log-probability at the first generated position, under the steered model"
-            if self.positive_token is not None
-            else None,
-            "baseline": self.baseline.to_dict(),
-            "steered": [row.to_dict() for row in self.steered],
-        }
 
     def figure(self) -> Figure:
         rows = self.rows
@@ -400,19 +399,17 @@ class Steering:
         return Figure(
             f"{self.model}: steering {self.prompt!r} along {self.vector_name or 'a vector'} ({self.method})",
             panels,
-            what_you_see=f"The model's continuation without steering and with scale x the vector added at "
-            f"{self.hook} ({where}), and how far each continuation sits along the vector's direction.",
-            how_to_read="The projection re-reads each finished text without any steering and averages its "
-            "activations along the vector over the new tokens: larger means the text itself moved toward the "
-            "positive side of your pairs. The log-probability panel shows the steered model's first choice "
-            "between the two contrast tokens (positive = prefers the positive token).",
-            caveat="A moved projection or a changed word is not proof that the model 'now means' the concept: large "
-            "scales can push text off-distribution (repetition, gibberish) while still scoring high. Read the texts.",
+            **explanation("steering", hook=self.hook, where=where),
             extra={label: row.completion for label, row in zip(labels, rows, strict=True)},
         )
 
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
+    def _json_vector(self) -> dict:
+        return {"name": self.vector_name, "hook": self.hook, "method": self.method, "norm": self.vector_norm}
+
+    def _json_logprob_measure(self) -> str | None:
+        if self.positive_token is None:
+            return None
+        return "log-probability at the first generated position, under the steered model"
 
 
 def steer(

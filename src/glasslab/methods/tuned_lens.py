@@ -39,8 +39,9 @@ from ..errors import InputError
 from ..model.model import Model
 from ..progress import progress
 from ..store import TUNED_LENS, ArtifactNotFound, locate, location, resolve, save, verify
+from ..views.explanations import explanation, note
 from ..views.figures import Figure, Heatmap
-from ..views.html import figure_html
+from ..views.result import Result
 from .logit_lens import CHUNK, EMBED_LAYER, layer_label, lens_hook
 from .metrics import kl_divergence
 
@@ -61,8 +62,26 @@ def _normalise(h: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass(frozen=True, eq=False)
-class TunedLens:
+class TunedLens(Result):
     """Per-layer translators: ``weight[i]``, ``bias[i]`` serve layer ``i - 1`` (row 0 = embeddings, last = identity)."""
+
+    kind = "tuned_lens"
+    json_keys = (
+        "format",
+        "model",
+        "key",
+        "n_layers",
+        "d_model",
+        "tokens",
+        "corpus",
+        "seq_len",
+        "ridge",
+        "kl_steps",
+        "objective",
+        "translator",
+        "path",
+    )
+    translator = "W n(h) + b with n(h) = h / rms(h); identity at the last layer"
 
     model: str
     key: str
@@ -102,24 +121,6 @@ class TunedLens:
         weight, bias = self.weight[index].to(resid.device), self.bias[index].to(resid.device)
         return (_normalise(resid.float()) @ weight + bias).to(resid.dtype)
 
-    def to_dict(self) -> dict:
-        return {
-            "kind": "tuned_lens",
-            "format": FORMAT,
-            "model": self.model,
-            "key": self.key,
-            "n_layers": self.n_layers,
-            "d_model": self.weight.shape[1],
-            "tokens": self.tokens,
-            "corpus": self.corpus,
-            "seq_len": self.seq_len,
-            "ridge": self.ridge,
-            "kl_steps": self.kl_steps,
-            "objective": self.objective,
-            "translator": "W n(h) + b with n(h) = h / rms(h); identity at the last layer",
-            "path": str(self.path) if self.path else None,
-        }
-
     def save(self, folder: Path) -> Path:
         """Write ``lens.safetensors`` + ``lens.json`` into ``folder`` atomically; returns ``folder``."""
         with save(
@@ -129,6 +130,12 @@ class TunedLens:
             meta = {k: v for k, v in self.to_dict().items() if k != "path"}
             (tmp / _META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
         return folder
+
+    def _json_format(self) -> int:
+        return FORMAT
+
+    def _json_d_model(self) -> int:
+        return self.weight.shape[1]
 
 
 def load_tuned_lens(model: Model, path: str | Path | None = None) -> TunedLens:
@@ -399,8 +406,12 @@ def _refine(
 
 
 @dataclass(frozen=True)
-class LensKL:
+class LensKL(Result):
     """Per-layer KL(model output || lens), in nats, averaged over held-out tokens, for both lenses."""
+
+    kind = "lens_kl"
+    json_keys = ("model", "corpus", "tokens", "unit", "tuned_lens_objective", "layers")
+    unit = "nats, KL(model output || lens), mean over tokens"
 
     model: str
     corpus: str
@@ -409,25 +420,6 @@ class LensKL:
     logit_lens: list[float]
     tuned_lens: list[float] | None  # None when no tuned lens was given
     tuned_note: str
-
-    def to_dict(self) -> dict:
-        return {
-            "kind": "lens_kl",
-            "model": self.model,
-            "corpus": self.corpus,
-            "tokens": self.tokens,
-            "unit": "nats, KL(model output || lens), mean over tokens",
-            "tuned_lens_objective": self.tuned_note or None,
-            "layers": [
-                {
-                    "layer": layer,
-                    "hook": lens_hook(layer),
-                    "logit_lens_kl": self.logit_lens[i],
-                    "tuned_lens_kl": self.tuned_lens[i] if self.tuned_lens is not None else None,
-                }
-                for i, layer in enumerate(self.layers)
-            ],
-        }
 
     def figure(self) -> Figure:
         rows = [self.logit_lens] + ([self.tuned_lens] if self.tuned_lens is not None else [])
@@ -446,18 +438,27 @@ class LensKL:
                     cell_text=[[f"{v:.2f}" for v in row] for row in rows],
                 )
             ],
-            what_you_see=f"For every layer, how different the lens's next-token distribution is from the model's "
-            f"real output, averaged over {self.tokens:,} held-out tokens of {self.corpus}.",
-            how_to_read="0 means the layer, read through the lens, already predicts exactly what the model will "
-            "output; larger numbers mean more disagreement. The last layer is 0 for both lenses by construction. "
-            "A lower tuned-lens row means its translators read the layers better than the raw unembedding.",
-            caveat="A small KL says the output is linearly recoverable from the layer, not that the model uses it "
-            "that way; the tuned lens is fitted to the output, so it may read what the layer does not yet use."
-            + (f" Tuned lens: {self.tuned_note}." if self.tuned_note else ""),
+            **explanation(
+                "lens_kl",
+                tokens=self.tokens,
+                corpus=self.corpus,
+                tuned=note("lens_kl", "tuned", note=self.tuned_note) if self.tuned_note else "",
+            ),
         )
 
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
+    def _json_tuned_lens_objective(self) -> str | None:
+        return self.tuned_note or None
+
+    def _json_layers(self) -> list[dict]:
+        return [
+            {
+                "layer": layer,
+                "hook": lens_hook(layer),
+                "logit_lens_kl": self.logit_lens[i],
+                "tuned_lens_kl": self.tuned_lens[i] if self.tuned_lens is not None else None,
+            }
+            for i, layer in enumerate(self.layers)
+        ]
 
 
 def lens_kl(

@@ -21,6 +21,7 @@ import torch
 
 from ..errors import InputError
 from ..views.html import html_table
+from ..views.result import Result
 from .hooks import InterventionLike
 from .session import HookSession
 
@@ -31,8 +32,10 @@ _SAMPLING = threading.Lock()
 
 
 @dataclass(frozen=True)
-class Generation:
+class Generation(Result):
     """A prompt and its continuation."""
+
+    kind = "generation"
 
     model: str
     prompt: str
@@ -44,21 +47,8 @@ class Generation:
     seed: int | None
     interventions: int
 
-    def to_dict(self) -> dict:
-        return {
-            "kind": "generation",
-            "model": self.model,
-            "prompt": self.prompt,
-            "completion": self.completion,
-            "prompt_tokens": self.prompt_tokens,
-            "new_tokens": self.new_tokens,
-            "new_token_ids": self.new_token_ids,
-            "temperature": self.temperature,
-            "seed": self.seed,
-            "interventions": self.interventions,
-        }
-
     def _repr_html_(self) -> str:
+        """A table: a continuation is text, not a figure."""
         return html_table(
             ["prompt", "completion"],
             [[self.prompt, self.completion]],

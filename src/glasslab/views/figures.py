@@ -46,3 +46,22 @@ class Figure:
     how_to_read: str = ""
     caveat: str = ""
     extra: dict[str, str] = field(default_factory=dict)  # small key/value facts shown under the title
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """One result's or panel's plain-English notes; texts may hold ``{name}`` fields its result fills in."""
+
+    title: str
+    see: str  # what you see
+    read: str  # how to read it
+    caveat: str  # what it does not prove
+    notes: dict[str, str] = field(default_factory=dict)  # alternative sentences a result picks from
+
+    def notes_for_figure(self, **values: object) -> dict[str, str]:
+        """``Figure``'s ``what_you_see``/``how_to_read``/``caveat`` with the fields filled in."""
+        return {
+            "what_you_see": self.see.format(**values),
+            "how_to_read": self.read.format(**values),
+            "caveat": self.caveat.format(**values),
+        }

@@ -17,8 +17,9 @@ import torch
 
 from ...errors import InputError
 from ...model.model import Model
+from ...views.explanations import explanation
 from ...views.figures import Bars, Figure, Heatmap
-from ...views.html import figure_html
+from ...views.result import Record, Result
 from .faithfulness import LEVELS, MAX_POINTS, Faithfulness, evaluate_all, mean_of, measure
 from .prepared import prepare
 from .registry import Options, method_names, run_method
@@ -26,21 +27,32 @@ from .result import InputAttribution
 
 
 @dataclass(frozen=True)
-class RankedMethod:
+class RankedMethod(Record):
     rank: int  # 1 = most faithful on this prompt
     attribution: InputAttribution
     faithfulness: Faithfulness
 
-    def to_dict(self) -> dict:
-        return {
-            "rank": self.rank,
-            "attribution": self.attribution.to_dict(),
-            "faithfulness": self.faithfulness.to_dict(),
-        }
-
 
 @dataclass(frozen=True)
-class AttributionComparison:
+class AttributionComparison(Result):
+    kind = "attribution_comparison"
+    json_keys = (
+        "model",
+        "prompt",
+        "tokens",
+        "positions",
+        "target",
+        "full_value",
+        "baseline_value",
+        "baseline",
+        "ranking",
+        "methods",
+        "random",
+        "random_orders",
+        "forward_rows",
+        "seconds",
+    )
+
     model: str
     prompt: str
     tokens: list[str]
@@ -64,25 +76,6 @@ class AttributionComparison:
             if ranked.attribution.method == method:
                 return ranked
         raise InputError(f"'{method}' is not in this comparison (it has {', '.join(self.ranking)})")
-
-    def to_dict(self) -> dict:
-        return {
-            "kind": "attribution_comparison",
-            "model": self.model,
-            "prompt": self.prompt,
-            "tokens": self.tokens,
-            "positions": self.positions,
-            "target": self.target,
-            "full_value": self.full_value,
-            "baseline_value": self.baseline_value,
-            "baseline": self.baseline,
-            "ranking": self.ranking,
-            "methods": [m.to_dict() for m in self.methods],
-            "random": self.random.to_dict() | {"order": []},
-            "random_orders": self.random_orders,
-            "forward_rows": self.forward_rows,
-            "seconds": self.seconds,
-        }
 
     def figure(self) -> Figure:
         token_labels = [f"{p} {self.tokens[p]!r}" for p in self.positions]
@@ -127,16 +120,7 @@ class AttributionComparison:
         return Figure(
             f"{self.model}: which tokens made it predict {self.target['token']!r}? ({len(self.methods)} methods)",
             [heatmap, bars],
-            what_you_see="Several attribution methods scoring each prompt token for the same target, ranked by how "
-            "faithful each one is on this prompt: removing the tokens it ranks highest should change the target most.",
-            how_to_read="In the grid, red = pushes the target up (or, for unsigned methods, matters), blue = pushes "
-            "it down; each row is scaled to its own largest value, so compare patterns, not colours across rows. "
-            "The bars: replace tokens by the baseline in the method's order and watch the target. A faithful "
-            "order makes it collapse when its top tokens are removed (small deletion area) and recover when "
-            "only they are kept (large insertion area); the score is the difference, about 0 for a random order.",
-            caveat="Faithfulness is measured with one way of removing tokens (the baseline), which is the same "
-            "removal SHAP and occlusion are built on, so it favours them somewhat; it ranks methods for this "
-            "prompt and target only.",
+            **explanation("attribution_comparison"),
             extra={
                 "target": self.target["description"],
                 "f(prompt)": f"{self.full_value:.4g}",
@@ -146,8 +130,9 @@ class AttributionComparison:
             },
         )
 
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
+    def _json_random(self) -> dict:
+        """The random orders' mean curves; an average of orders has no order of its own."""
+        return self.random.to_dict() | {"order": []}
 
 
 def compare_attributions(

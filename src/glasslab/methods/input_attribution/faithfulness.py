@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from ...errors import InputError
+from ...views.result import Record
 from .prepared import Prepared
 
 LEVELS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.2, 0.5)
@@ -40,7 +41,7 @@ MAX_POINTS = 33
 
 
 @dataclass(frozen=True)
-class Faithfulness:
+class Faithfulness(Record):
     order: list[int]  # attributed positions, most important first
     counts: list[int]  # k: tokens removed (deletion) or present (insertion) at each curve point
     deletion: list[float]  # f after removing the first k tokens
@@ -53,22 +54,6 @@ class Faithfulness:
     sufficiency_at: list[float]
     comprehensiveness: float  # mean over levels (AOPC)
     sufficiency: float
-
-    def to_dict(self) -> dict:
-        return {
-            "order": self.order,
-            "counts": self.counts,
-            "deletion": self.deletion,
-            "insertion": self.insertion,
-            "deletion_auc": self.deletion_auc,
-            "insertion_auc": self.insertion_auc,
-            "score": self.score,
-            "levels": self.levels,
-            "comprehensiveness_at": self.comprehensiveness_at,
-            "sufficiency_at": self.sufficiency_at,
-            "comprehensiveness": self.comprehensiveness,
-            "sufficiency": self.sufficiency,
-        }
 
 
 def curve_counts(players: int, levels: Sequence[float], max_points: int = MAX_POINTS) -> list[int]:

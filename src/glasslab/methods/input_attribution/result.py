@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ...views.explanations import explanation, note
 from ...views.figures import Bars, Figure, Heatmap
-from ...views.html import figure_html
+from ...views.result import Result
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,7 @@ class MethodOutput:
 
 
 @dataclass(frozen=True)
-class InputAttribution:
+class InputAttribution(Result):
     """How much each prompt token contributed to the target, by one method.
 
     ``scores[i]`` belongs to ``tokens[positions[i]]``; a leading BOS gets no score (see prepared.py).
@@ -30,6 +31,8 @@ class InputAttribution:
     target's units: positive pushes the target up. Unsigned ones (saliency, attention rollout and flow,
     gradient-weighted attention) give importance only.
     """
+
+    kind = "input_attribution"
 
     model: str
     prompt: str
@@ -53,29 +56,6 @@ class InputAttribution:
     @property
     def attributed_tokens(self) -> list[str]:
         return [self.tokens[p] for p in self.positions]
-
-    def to_dict(self) -> dict:
-        return {
-            "kind": "input_attribution",
-            "model": self.model,
-            "prompt": self.prompt,
-            "method": self.method,
-            "label": self.label,
-            "about": self.about,
-            "tokens": self.tokens,
-            "positions": self.positions,
-            "scores": self.scores,
-            "signed": self.signed,
-            "target": self.target,
-            "full_value": self.full_value,
-            "baseline_value": self.baseline_value,
-            "baseline": self.baseline,
-            "evaluations": self.evaluations,
-            "completeness_error": self.completeness_error,
-            "stderr": self.stderr,
-            "details": self.details,
-            "seconds": self.seconds,
-        }
 
     def figure(self) -> Figure:
         labels = [f"{p} {t!r}" for p, t in zip(self.positions, self.attributed_tokens, strict=True)]
@@ -106,19 +86,13 @@ class InputAttribution:
         return Figure(
             f"{self.model}: {self.label} for {self.target['description']}",
             [strip, bars],
-            what_you_see=f"{self.about} One score per prompt token"
-            + (" (BOS held fixed, not scored)." if self.positions and self.positions[0] == 1 else "."),
-            how_to_read=(
-                "Red tokens pushed the target up, blue ones pushed it down; the scores are in the target's units."
-                if self.signed
-                else "Darker tokens matter more; the scores say how much, not in which direction."
-            )
-            + " Compare several methods with compare_attributions: they often disagree, and the faithfulness "
-            "scores say which one to trust for this prompt.",
-            caveat="An attribution explains this one prediction under one way of removing a token (the baseline); "
-            "a different baseline or method can rank tokens differently.",
+            **explanation(
+                "input_attribution",
+                about=self.about,
+                bos=note(
+                    "input_attribution", "bos_fixed" if self.positions and self.positions[0] == 1 else "every_token"
+                ),
+                scores=note("input_attribution", "signed" if self.signed else "unsigned"),
+            ),
             extra=extra,
         )
-
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())

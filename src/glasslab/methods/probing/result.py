@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ...views.explanations import explanation
 from ...views.figures import Bars, Figure, Heatmap
-from ...views.html import figure_html
+from ...views.result import Record, Result
 
 if TYPE_CHECKING:
     from .erasure import ConceptEraser
@@ -19,8 +20,21 @@ def short_hook(hook: str) -> str:
 
 
 @dataclass(frozen=True)
-class LayerProbe:
+class LayerProbe(Record):
     """Scores of one hook. Accuracies are means over cross-validation folds (test folds only)."""
+
+    json_keys = (
+        "hook",
+        "layer",
+        "features",
+        "accuracy",
+        "accuracy_std",
+        "fold_accuracies",
+        "seen_word_accuracy",
+        "control_accuracy",
+        "control_std",
+        "selectivity",
+    )
 
     hook: str
     layer: int | None
@@ -33,24 +47,33 @@ class LayerProbe:
     control_std: float
     selectivity: float  # seen_accuracy - control_accuracy
 
-    def to_dict(self) -> dict:
-        return {
-            "hook": self.hook,
-            "layer": self.layer,
-            "features": self.features,
-            "accuracy": self.accuracy,
-            "accuracy_std": self.accuracy_std,
-            "fold_accuracies": self.fold_accuracies,
-            "seen_word_accuracy": self.seen_accuracy,
-            "control_accuracy": self.control_accuracy,
-            "control_std": self.control_std,
-            "selectivity": self.selectivity,
-        }
+    def _json_seen_word_accuracy(self) -> float:
+        return self.seen_accuracy
 
 
 @dataclass(frozen=True)
-class Probing:
+class Probing(Result):
     """Linear probes for one labelled dataset at each hook, with control tasks and baselines."""
+
+    kind = "probe"
+    json_keys = (
+        "model",
+        "dataset",
+        "description",
+        "examples",
+        "classes",
+        "class_counts",
+        "word_types",
+        "probe",
+        "strength",
+        "folds",
+        "n_folds",
+        "seed",
+        "majority",
+        "chance",
+        "best_hook",
+        "layers",
+    )
 
     model: str
     dataset: str
@@ -77,27 +100,6 @@ class Probing:
             if layer.hook == hook:
                 return layer
         raise KeyError(hook)
-
-    def to_dict(self) -> dict:
-        return {
-            "kind": "probe",
-            "model": self.model,
-            "dataset": self.dataset,
-            "description": self.description,
-            "examples": self.examples,
-            "classes": self.classes,
-            "class_counts": self.class_counts,
-            "word_types": self.word_types,
-            "probe": self.probe,
-            "strength": self.strength,
-            "folds": self.folds,
-            "n_folds": self.n_folds,
-            "seed": self.seed,
-            "majority": self.majority,
-            "chance": self.chance,
-            "best_hook": self.best.hook,
-            "layers": [layer.to_dict() for layer in self.layers],
-        }
 
     def figure(self) -> Figure:
         labels = [short_hook(p.hook) for p in self.layers]
@@ -137,15 +139,7 @@ class Probing:
         return Figure(
             f"{self.model}: {self.probe} probes for '{self.dataset}' ({' / '.join(self.classes)})",
             [heatmap, selectivity],
-            what_you_see=f"How well a linear probe reads the label ({self.description}) from the activations at "
-            f"each hook, scored on {held_out} by {self.n_folds}-fold cross-validation, next to a control task "
-            "that gives each word a random label, and the accuracy of always guessing the most common class.",
-            how_to_read="Accuracy well above the majority baseline means the label is linearly readable there. "
-            "Selectivity (task minus control, on folds that share words) is large when the probe reads the "
-            "property rather than memorising words: a layer with high accuracy and low selectivity may only "
-            "be telling words apart.",
-            caveat="Readable is not used: a probe can find information the model never relies on. To test use, "
-            "steer along the probe's direction or erase the concept (erase) and watch the model's behaviour.",
+            **explanation("probe", description=self.description, held_out=held_out, n_folds=self.n_folds),
             extra={
                 "examples": str(self.examples),
                 "classes": ", ".join(f"{c} ({n})" for c, n in zip(self.classes, self.class_counts, strict=True)),
@@ -155,8 +149,8 @@ class Probing:
             },
         )
 
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
+    def _json_best_hook(self) -> str:
+        return self.best.hook
 
 
 @dataclass(frozen=True)
@@ -169,8 +163,37 @@ class DownstreamScore:
 
 
 @dataclass(frozen=True)
-class Erasure:
+class Erasure(Result):
     """A LEACE eraser fitted at one hook, with what it did to probes and to the model's loss."""
+
+    kind = "erasure"
+    json_keys = (
+        "model",
+        "dataset",
+        "method",
+        "hook",
+        "examples",
+        "classes",
+        "rank",
+        "probe",
+        "n_folds",
+        "majority",
+        "chance",
+        "accuracy_before",
+        "accuracy_before_std",
+        "accuracy_after",
+        "accuracy_after_std",
+        "cross_covariance_before",
+        "cross_covariance_after",
+        "mean_squared_edit",
+        "mean_squared_norm",
+        "positions",
+        "downstream",
+        "neutral_texts",
+        "loss_before",
+        "loss_after",
+    )
+    method = "leace"  # the only eraser; named in the JSON so others can be added
 
     model: str
     dataset: str
@@ -196,38 +219,6 @@ class Erasure:
     loss_before: float | None  # mean next-token loss on neutral texts, without and with the intervention
     loss_after: float | None
     eraser: ConceptEraser = field(repr=False)
-
-    def to_dict(self) -> dict:
-        return {
-            "kind": "erasure",
-            "model": self.model,
-            "dataset": self.dataset,
-            "method": "leace",
-            "hook": self.hook,
-            "examples": self.examples,
-            "classes": self.classes,
-            "rank": self.rank,
-            "probe": self.probe,
-            "n_folds": self.n_folds,
-            "majority": self.majority,
-            "chance": self.chance,
-            "accuracy_before": self.accuracy_before,
-            "accuracy_before_std": self.accuracy_before_std,
-            "accuracy_after": self.accuracy_after,
-            "accuracy_after_std": self.accuracy_after_std,
-            "cross_covariance_before": self.cross_covariance_before,
-            "cross_covariance_after": self.cross_covariance_after,
-            "mean_squared_edit": self.mean_squared_edit,
-            "mean_squared_norm": self.mean_squared_norm,
-            "positions": self.positions,
-            "downstream": [
-                {"hook": d.hook, "accuracy_clean": d.accuracy_clean, "accuracy_erased": d.accuracy_erased}
-                for d in self.downstream
-            ],
-            "neutral_texts": self.neutral_texts,
-            "loss_before": self.loss_before,
-            "loss_after": self.loss_after,
-        }
 
     def figure(self) -> Figure:
         panels: list[Heatmap | Bars] = [
@@ -270,17 +261,6 @@ class Erasure:
         return Figure(
             f"{self.model}: LEACE erasure of '{self.dataset}' at {self.hook}",
             panels,
-            what_you_see="A linear probe's accuracy before and after removing the concept with LEACE (the "
-            "smallest edit after which no linear probe can separate the classes), and, when the edit is made "
-            "inside the model, how well probes at later layers still read the concept.",
-            how_to_read="After erasure the accuracy should sit at the majority baseline. Later layers climbing back "
-            "above it mean the model recomputes the concept from what was left; a small loss change on neutral "
-            "text means the edit spared the model's other work.",
-            caveat="LEACE removes linear information only: a non-linear probe may still find the concept, and the "
-            "guarantee holds on the data the eraser was fitted on (held-out folds are shown so you can see how "
-            "well it carries over).",
+            **explanation("erasure"),
             extra=extra,
         )
-
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())

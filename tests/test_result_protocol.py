@@ -1,0 +1,356 @@
+"""The result protocol: every result's JSON is derived from its fields with the keys, order and values the
+hand-written ``to_dict`` methods gave (the workbench and saved files read them), its figure carries the notes
+from the one place explanations live, and ``GET /api/explanations`` serves those same texts."""
+
+from __future__ import annotations
+
+import enum
+import importlib
+import inspect
+import json
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from glasslab.views.explanations import caveat, explanation, note
+from glasslab.views.figures import Figure
+from glasslab.views.result import Record, Result, jsonable
+from glasslab.views.result_texts import RESULTS
+
+from .result_builders import builders
+
+# class -> (kind, top-level keys after "kind", in order), as the hand-written to_dict methods wrote them
+EXPECTED = {
+    "Ablation": (
+        "ablation",
+        "model prompt components hooks how metric metric_kind ablate_positions reference clean ablated difference",
+    ),
+    "AblationSweep": (
+        "ablation_sweep",
+        "model prompt over how metric metric_kind ablate_positions reference clean columns ablated effect ranked "
+        "forward_passes",
+    ),
+    "ActivationPatching": (
+        "activation_patching",
+        "model site mode metric metric_kind clean_value corrupted_value clean_tokens corrupted_tokens align layers "
+        "column_kind columns position raw normalised forward_passes cells",
+    ),
+    "Attention": (
+        "attention",
+        "model prompt tokens n_layers n_heads layer head query_position query_token sliding_windows summaries "
+        "reads pattern",
+    ),
+    "AttributionComparison": (
+        "attribution_comparison",
+        "model prompt tokens positions target full_value baseline_value baseline ranking methods random "
+        "random_orders forward_rows seconds",
+    ),
+    "AttributionPatching": (
+        "attribution_patching",
+        "model site mode metric metric_kind clean_value corrupted_value clean_tokens corrupted_tokens align layers "
+        "column_kind columns position raw normalised forward_passes cells real correlation",
+    ),
+    "Circuit": ("circuit", "model metric clean_value corrupted_value source thresholds nodes edges"),
+    "Erasure": (
+        "erasure",
+        "model dataset method hook examples classes rank probe n_folds majority chance accuracy_before "
+        "accuracy_before_std accuracy_after accuracy_after_std cross_covariance_before cross_covariance_after "
+        "mean_squared_edit mean_squared_norm positions downstream neutral_texts loss_before loss_after",
+    ),
+    "Generation": (
+        "generation",
+        "model prompt completion prompt_tokens new_tokens new_token_ids temperature seed interventions",
+    ),
+    "HeadRoles": ("head_roles", "model seq_len n_seqs seed random prompt prompt_tokens on_prompt notes"),
+    "InputAttribution": (
+        "input_attribution",
+        "model prompt method label about tokens positions scores signed target full_value baseline_value baseline "
+        "evaluations completeness_error stderr details seconds",
+    ),
+    "LensKL": ("lens_kl", "model corpus tokens unit tuned_lens_objective layers"),
+    "LogitAttribution": (
+        "logit_attribution",
+        "model prompt position context_token target versus metric logit normalised_logit softcapped "
+        "sum_of_contributions error final_norm_scale embed attn mlp heads attn_bias constants cumulative logit_lens "
+        "top_neurons",
+    ),
+    "LogitLens": (
+        "logit_lens",
+        "model prompt lens lens_note tokens positions target candidate_position candidates layers",
+    ),
+    "ModelInfo": (
+        "model_info",
+        "name family model_type n_layers n_heads n_kv_heads d_head d_model d_mlp vocab_size context_length n_params "
+        "dtype device parallel_residual post_norms n_hooks bos_token stored_at",
+    ),
+    "NeuronClamp": (
+        "neuron_clamp",
+        "model prompt neurons mode amount positions prompt_tokens baseline clamped baseline_tokens clamped_tokens "
+        "first_difference baseline_values clamped_values",
+    ),
+    "Overview": ("overview", "model prediction attention logit_lens attribution"),
+    "PathPatching": (
+        "path_patching",
+        "model clean corrupted metric metric_kind direction receivers freeze_mlps kv_group clean_value "
+        "corrupted_value rows",
+    ),
+    "Prediction": (
+        "prediction",
+        "model prompt position context_token entropy_nats top target token_losses mean_loss",
+    ),
+    "Probing": (
+        "probe",
+        "model dataset description examples classes class_counts word_types probe strength folds n_folds seed "
+        "majority chance best_hook layers",
+    ),
+    "ResidNorms": ("resid_norms", "model prompt tokens norms outliers"),
+    "Steering": (
+        "steering",
+        "model prompt vector positions temperature seed positive_token negative_token projection_measure "
+        "logprob_measure baseline steered",
+    ),
+    "SteeringVector": (
+        "steering_vector",
+        "format model key config_hash hook method position pairs_count pairs d_model norm pair_projections "
+        "pair_cosines explained_variance name path",
+    ),
+    "TunedLens": (
+        "tuned_lens",
+        "format model key n_layers d_model tokens corpus seq_len ridge kl_steps objective translator path",
+    ),
+}
+
+# (class, path into its JSON, the keys there): nested records keep their shaped keys
+NESTED = [
+    ("Attention", ("summaries", 0), "layer head row_max entropy_nats distance first_token"),
+    ("Attention", ("reads", 0), "layer head keys"),
+    ("Attention", ("reads", 0, "keys", 0), "position token weight"),
+    ("LogitLens", ("layers", 0), "layer hook positions candidate_probability"),
+    ("LogitLens", ("layers", 0, "positions", 0), "position top kl_to_output target_probability target_rank"),
+    ("LogitLens", ("layers", 0, "positions", 0, "top", 0), "token token_id probability"),
+    ("Prediction", ("top", 0), "token token_id probability logit rank"),
+    ("Prediction", ("token_losses", 0), "position token loss"),
+    ("PathPatching", ("rows", 0), "senders label value effect fraction"),
+    (
+        "Probing",
+        ("layers", 0),
+        "hook layer features accuracy accuracy_std fold_accuracies seen_word_accuracy control_accuracy "
+        "control_std selectivity",
+    ),
+    ("Steering", ("vector",), "name hook method norm"),
+    ("Steering", ("baseline",), "scale completion new_tokens projection logprob_positive logprob_negative"),
+    ("Circuit", ("nodes", 0), "id kind layer head effect raw normalised position depth"),
+    ("Circuit", ("edges", 0), "source target measured effect metric_change via joint shared_kv"),
+    ("LogitAttribution", ("top_neurons", 0), "layer neuron activation per_unit contribution"),
+    ("LogitAttribution", ("target",), "token token_id"),
+    ("Erasure", ("downstream", 0), "hook accuracy_clean accuracy_erased"),
+    ("AttributionComparison", ("methods", 0), "rank attribution faithfulness"),
+    (
+        "AttributionComparison",
+        ("random",),
+        "order counts deletion insertion deletion_auc insertion_auc score levels comprehensiveness_at "
+        "sufficiency_at comprehensiveness sufficiency",
+    ),
+    ("ResidNorms", ("outliers", 0), "kind position token layer norm ratio largest_in"),
+    ("HeadRoles", ("random", "induction"), "scores top"),
+    ("LensKL", ("layers", 0), "layer hook logit_lens_kl tuned_lens_kl"),
+    ("AblationSweep", ("ranked", 0), "component effect"),
+    ("ActivationPatching", ("cells", 0), "site layer head position raw normalised"),
+    ("SteeringVector", ("pairs", 0), "positive negative"),
+]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> dict[str, Result]:
+    return {name: build() for name, build in builders(tmp_path_factory.mktemp("results")).items()}
+
+
+CONVERTED_MODULES = [
+    "glasslab.methods." + name
+    for name in [
+        "ablation",
+        "attention",
+        "attribution_patching",
+        "circuit",
+        "dla",
+        "head_roles",
+        "info",
+        "logit_lens",
+        "neuron_clamp",
+        "overview",
+        "patching",
+        "path_patching",
+        "predict",
+        "resid_stats",
+        "steering",
+        "tuned_lens",
+        "probing.result",
+        "input_attribution.result",
+        "input_attribution.compare",
+        "input_attribution.faithfulness",
+    ]
+] + ["glasslab.model.generation"]
+
+
+def test_no_hand_written_to_dict_or_repr_is_left_and_every_result_is_tested(results):
+    classes = [
+        cls
+        for module in map(importlib.import_module, CONVERTED_MODULES)
+        for cls in vars(module).values()
+        if isinstance(cls, type) and cls.__module__ == module.__name__ and hasattr(cls, "to_dict")
+    ]
+    assert len(classes) > len(EXPECTED)
+    for cls in classes:
+        assert issubclass(cls, Record), cls
+        assert "to_dict" not in vars(cls), f"{cls.__name__} still writes its own to_dict"
+        if "_repr_html_" in vars(cls):
+            assert "figure_html" not in inspect.getsource(cls._repr_html_), cls
+    assert {cls.__name__ for cls in classes if issubclass(cls, Result) and hasattr(cls, "kind")} == set(EXPECTED)
+    assert set(results) == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_json_has_the_kind_first_then_the_old_keys_and_round_trips(results, name):
+    result = results[name]
+    kind, keys = EXPECTED[name]
+    assert type(result).__name__ == name and isinstance(result, Result) and result.kind == kind
+    data = result.to_dict()
+    assert list(data) == ["kind", *keys.split()]
+    assert data["kind"] == kind
+    assert json.loads(json.dumps(data)) == data  # plain JSON types only: no tensors, tuples or paths left
+
+
+@pytest.mark.parametrize(("name", "path", "keys"), NESTED, ids=[f"{n}-{'.'.join(map(str, p))}" for n, p, _ in NESTED])
+def test_nested_records_keep_their_shaped_keys(results, name, path, keys):
+    value = results[name].to_dict()
+    for step in path:
+        value = value[step]
+    assert list(value) == keys.split()
+
+
+def test_shaped_values_equal_what_the_old_code_computed(results):
+    attention = results["Attention"]
+    data = attention.to_dict()
+    assert (data["n_layers"], data["n_heads"]) == tuple(attention.patterns.shape[:2])
+    assert data["query_token"] == attention.tokens[attention.query_position]
+    assert data["pattern"] == attention.pattern(attention.layer, attention.head).tolist()
+    assert data["summaries"][3]["entropy_nats"] == attention.summaries[3].entropy
+    dla = results["LogitAttribution"]
+    assert dla.to_dict()["sum_of_contributions"] == dla.total
+    assert dla.to_dict()["final_norm_scale"] == dla.final_scale and dla.to_dict()["logit_lens"] == dla.lens
+    vector = results["SteeringVector"]
+    assert vector.to_dict()["d_model"] == vector.vector.shape[0] and vector.to_dict()["pairs_count"] == 2
+    assert isinstance(vector.to_dict()["format"], int) and isinstance(results["TunedLens"].to_dict()["path"], str)
+    probing = results["Probing"]
+    assert probing.to_dict()["best_hook"] == probing.best.hook
+    assert probing.to_dict()["layers"][0]["seen_word_accuracy"] == probing.layers[0].seen_accuracy
+    assert results["Erasure"].to_dict()["method"] == "leace"
+    assert results["AttributionComparison"].to_dict()["random"]["order"] == []
+    assert results["Overview"].to_dict()["prediction"] == results["Overview"].prediction.to_dict()
+    roles = results["HeadRoles"]
+    assert roles.to_dict()["random"]["induction"]["scores"] == roles.scores["induction"].tolist()
+    steering = results["Steering"].to_dict()
+    assert steering["logprob_measure"].startswith("log-probability") and steering["steered"][0]["scale"] == 0
+    path_rows = results["PathPatching"].to_dict()["rows"]
+    assert path_rows[0]["senders"] == [list(s) for s in results["PathPatching"].rows[0].senders]
+
+
+@pytest.mark.parametrize("name", sorted(set(EXPECTED) - {"ModelInfo", "Generation", "TunedLens"}))
+def test_figures_carry_the_notes_from_the_one_place(results, name):
+    result = results[name]
+    figure = result.figure()
+    texts = RESULTS[result.kind]
+    for written, template in ((figure.what_you_see, texts.see), (figure.how_to_read, texts.read)):
+        assert written.startswith(template.split("{")[0])
+    assert figure.caveat.startswith(caveat(result.kind).split("{")[0]) and figure.caveat
+    html = result._repr_html_()
+    for text in (figure.what_you_see, figure.how_to_read, figure.caveat):
+        assert escape(text) in html
+
+
+def test_results_without_a_figure_show_a_table_or_nothing(results):
+    assert "<table" in results["ModelInfo"]._repr_html_() and "<table" in results["Generation"]._repr_html_()
+    with pytest.raises(NotImplementedError):  # IPython then falls back to the plain repr
+        results["TunedLens"]._repr_html_()
+
+
+def test_save_writes_the_json_and_the_figure(results, tmp_path):
+    prediction = results["Prediction"]
+    written = prediction.save(tmp_path / "prediction.json")
+    assert json.loads(written.read_text(encoding="utf-8")) == prediction.to_dict()
+    assert "What it does not prove." in prediction.save(tmp_path / "prediction.html").read_text(encoding="utf-8")
+
+
+class Colour(enum.Enum):
+    RED = "red"
+
+
+@dataclass(frozen=True)
+class Inner:
+    values: torch.Tensor
+    weights: np.ndarray
+
+
+@dataclass(frozen=True)
+class Shaped(Result):
+    kind = "shaped"
+    json_keys = ("name", "count", "inner", "colour", "where", "pairs", "table", "scalar")
+
+    name: str
+    inner: Inner
+    colour: Colour
+    where: Path
+    pairs: tuple[tuple[int, int], ...]
+    table: dict[int, list[float]]
+    scalar: np.float64
+    hidden: torch.Tensor = field(default_factory=lambda: torch.zeros(3))
+
+    def _json_count(self) -> int:
+        return len(self.pairs)
+
+
+def test_jsonable_converts_every_kind_of_field_and_hooks_shape_keys():
+    shaped = Shaped(
+        "x",
+        Inner(torch.tensor([1.5, 2.0]), np.array([[1, 2]])),
+        Colour.RED,
+        Path("/a/b"),
+        ((1, 2),),
+        {3: [0.5]},
+        np.float64(0.25),
+    )
+    assert shaped.to_dict() == {
+        "kind": "shaped",
+        "name": "x",
+        "count": 1,
+        "inner": {"values": [1.5, 2.0], "weights": [[1, 2]]},
+        "colour": "red",
+        "where": "/a/b",
+        "pairs": [[1, 2]],
+        "table": {3: [0.5]},
+        "scalar": 0.25,
+    }
+    assert type(shaped.to_dict()["scalar"]) is float and jsonable(7) == 7 and jsonable(None) is None
+
+
+def test_a_record_without_declared_keys_uses_its_fields_in_order():
+    @dataclass(frozen=True)
+    class Point(Record):
+        y: float
+        x: float
+
+    assert list(Point(1.0, 2.0).to_dict()) == ["y", "x"] and "kind" not in Point(1.0, 2.0).to_dict()
+    with pytest.raises(NotImplementedError):
+        Result.figure(Point(1.0, 2.0))  # type: ignore[arg-type]
+
+
+def test_explanations_fill_their_fields_and_notes():
+    notes = explanation("ablation_sweep", what="head")
+    assert notes["what_you_see"].startswith("Each cell is the prompt's metric with one head knocked out")
+    assert set(notes) == {"what_you_see", "how_to_read", "caveat"}
+    assert note("lens_kl", "tuned", note="fitted") == " Tuned lens: fitted."
+    assert Figure("t", [], **explanation("prediction")).caveat == RESULTS["prediction"].caveat
