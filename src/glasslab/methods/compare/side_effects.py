@@ -304,69 +304,92 @@ def side_effects(
         raise InputError(f"batch_size must be at least 1, got {batch_size}")
     target_effect = None
     if prompt is not None:
-        chosen = (
-            metric
-            if isinstance(metric, Metric)
-            else make_metric(model, metric, target=target, versus=versus, position=position)
-        )
-        clean = model.run(prompt)
-        if chosen.kind == "kl" and chosen.reference is None:
-            chosen = chosen.with_reference(model, clean)
-        before = float(chosen(model, clean)[0])
-        with after():
-            after_value = float(chosen(model, model.run(prompt))[0])
-        target_effect = TargetEffect(prompt, chosen.describe(model), before, after_value)
+        target_effect = _target_effect(model, after, prompt, target, versus, metric, position)
     elif any(x is not None for x in (target, versus, metric)):
         raise InputError("a target, versus token or metric needs the target prompt too (prompt=...)")
-
     corpus_effect = None
     if corpus is not None:
-        if sequences < 1:
-            raise InputError(f"sequences must be at least 1, got {sequences}")
-        text = corpus if isinstance(corpus, Corpus) else load_corpus(corpus)
-        stream = batches(packed_sequences(model, text, seq_len, limit=sequences), batch_size)
-        sums = {"loss_before": 0.0, "loss_after": 0.0, "kl": 0.0}
-        kl_max, n_loss, n_kl, n_seqs = 0.0, 0, 0, 0
-        for batch in progress(stream, total=math.ceil(sequences / batch_size), description="side effects"):
-            stats = _token_stats(model, batch, None, after)
-            for key in sums:
-                sums[key] += float(stats[key].sum())
-            kl_max = max(kl_max, float(stats["kl"].max()))
-            n_loss += int(stats["next_real"].sum())
-            n_kl += int(stats["real"].sum())
-            n_seqs += batch.shape[0]
-        if n_kl == 0:
-            raise InputError("the reference corpus gave no sequences; use more text or a shorter seq_len")
-        corpus_effect = CorpusEffect(
-            text.describe(),
-            n_seqs,
-            n_kl,
-            sums["loss_before"] / n_loss,
-            sums["loss_after"] / n_loss,
-            sums["kl"] / n_kl,
-            kl_max,
-        )
-
-    neutral_effects = []
-    if neutral:
-        tokens = model.tokenize(list(neutral))
-        stats = _token_stats(model, tokens.input_ids, tokens.attention_mask, after)
-        decode = model.tokenizer.decode
-        for row, text in enumerate(neutral):
-            length = int(stats["real"][row].sum())
-            counted = int(stats["next_real"][row].sum())
-            last = length - 1
-            neutral_effects.append(
-                NeutralEffect(
-                    text,
-                    float(stats["loss_before"][row].sum()) / counted if counted else None,
-                    float(stats["loss_after"][row].sum()) / counted if counted else None,
-                    float(stats["kl"][row, last]),
-                    float(stats["kl"][row].sum()) / length,
-                    decode([int(stats["top_before"][row, last])]),
-                    decode([int(stats["top_after"][row, last])]),
-                )
-            )
+        corpus_effect = _corpus_effect(model, after, corpus, sequences, seq_len, batch_size)
+    neutral_effects = _neutral_effects(model, after, neutral) if neutral else []
     if target_effect is None and corpus_effect is None and not neutral_effects:
         raise InputError("nothing to measure: give a target prompt, a corpus or neutral prompts")
     return SideEffects(model.name, described, target_effect, corpus_effect, neutral_effects)
+
+
+def _target_effect(
+    model: Model,
+    after: _Guarded,
+    prompt: str,
+    target: str | int | None,
+    versus: str | int | None,
+    metric: str | Metric | None,
+    position: int,
+) -> TargetEffect:
+    """The metric on the target prompt without and with the intervention."""
+    chosen = (
+        metric
+        if isinstance(metric, Metric)
+        else make_metric(model, metric, target=target, versus=versus, position=position)
+    )
+    clean = model.run(prompt)
+    if chosen.kind == "kl" and chosen.reference is None:
+        chosen = chosen.with_reference(model, clean)
+    before = float(chosen(model, clean)[0])
+    with after():
+        after_value = float(chosen(model, model.run(prompt))[0])
+    return TargetEffect(prompt, chosen.describe(model), before, after_value)
+
+
+def _corpus_effect(
+    model: Model, after: _Guarded, corpus: str | Corpus, sequences: int, seq_len: int, batch_size: int
+) -> CorpusEffect:
+    """Loss and KL over a reference corpus, streamed in batches so memory does not grow with it."""
+    if sequences < 1:
+        raise InputError(f"sequences must be at least 1, got {sequences}")
+    text = corpus if isinstance(corpus, Corpus) else load_corpus(corpus)
+    stream = batches(packed_sequences(model, text, seq_len, limit=sequences), batch_size)
+    sums = {"loss_before": 0.0, "loss_after": 0.0, "kl": 0.0}
+    kl_max, n_loss, n_kl, n_seqs = 0.0, 0, 0, 0
+    for batch in progress(stream, total=math.ceil(sequences / batch_size), description="side effects"):
+        stats = _token_stats(model, batch, None, after)
+        for key in sums:
+            sums[key] += float(stats[key].sum())
+        kl_max = max(kl_max, float(stats["kl"].max()))
+        n_loss += int(stats["next_real"].sum())
+        n_kl += int(stats["real"].sum())
+        n_seqs += batch.shape[0]
+    if n_kl == 0:
+        raise InputError("the reference corpus gave no sequences; use more text or a shorter seq_len")
+    return CorpusEffect(
+        text.describe(),
+        n_seqs,
+        n_kl,
+        sums["loss_before"] / n_loss,
+        sums["loss_after"] / n_loss,
+        sums["kl"] / n_kl,
+        kl_max,
+    )
+
+
+def _neutral_effects(model: Model, after: _Guarded, neutral: Sequence[str]) -> list[NeutralEffect]:
+    """Per neutral prompt: its loss before/after and how the prediction at its end moved."""
+    tokens = model.tokenize(list(neutral))
+    stats = _token_stats(model, tokens.input_ids, tokens.attention_mask, after)
+    decode = model.tokenizer.decode
+    effects = []
+    for row, text in enumerate(neutral):
+        length = int(stats["real"][row].sum())
+        counted = int(stats["next_real"][row].sum())
+        last = length - 1
+        effects.append(
+            NeutralEffect(
+                text,
+                float(stats["loss_before"][row].sum()) / counted if counted else None,
+                float(stats["loss_after"][row].sum()) / counted if counted else None,
+                float(stats["kl"][row, last]),
+                float(stats["kl"][row].sum()) / length,
+                decode([int(stats["top_before"][row, last])]),
+                decode([int(stats["top_after"][row, last])]),
+            )
+        )
+    return effects
