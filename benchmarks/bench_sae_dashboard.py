@@ -19,9 +19,9 @@ from timing import interleaved_medians
 
 import glasslab as gl
 from glasslab.app.server import create_app
-from glasslab.sae.atlas import atlas_of
-from glasslab.sae.dashboard import feature_dashboard
-from glasslab.sae.loading import load_sae
+from glasslab.dictionaries.loading import load_sae
+from glasslab.methods.features.atlas import atlas_of
+from glasslab.methods.features.dashboard import feature_dashboard
 
 
 def main() -> None:

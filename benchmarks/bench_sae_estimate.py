@@ -32,8 +32,9 @@ def one_repeat(default_model: bool) -> dict:
     """Estimate, then train, in this process; the figures as a dict."""
     sys.path.insert(0, str(ROOT))
     import glasslab as gl
-    from glasslab.sae.estimate import estimate_training
-    from glasslab.sae.train import TrainConfig, train_sae
+    from glasslab.dictionaries.train import TrainConfig
+    from glasslab.methods.features.estimate import estimate_training
+    from glasslab.methods.features.training import train_sae
 
     if default_model:
         model = gl.load()

@@ -33,10 +33,10 @@ import time
 from collections import Counter
 
 import glasslab
+from glasslab.dictionaries.labels_file import LABELS_FILE, labels_json
+from glasslab.dictionaries.loading import labels_of
+from glasslab.methods.features.search import search_features
 from glasslab.sae import available_saes, load_sae, save_sae
-from glasslab.sae.labels_file import LABELS_FILE, labels_json
-from glasslab.sae.loading import labels_of
-from glasslab.sae.search import search_features
 
 QUERIES = ["medical", "past tense", "numbers", "names of people"]
 _MEDICAL_TEXT = (
@@ -80,7 +80,7 @@ def choose_sae(model, args):
         name = known[0].name
     sae = load_sae(name, model)
     if args.relabel:
-        from glasslab.sae.labels import auto_labels
+        from glasslab.methods.features.labels import auto_labels
 
         start = time.perf_counter()
         fresh = auto_labels(model, sae, corpus=args.relabel, sequences=args.sequences)

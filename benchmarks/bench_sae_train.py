@@ -34,10 +34,10 @@ import torch
 
 import glasslab as gl
 from glasslab.data import load_corpus
+from glasslab.dictionaries.activations import ActivationStream, ShuffleBuffer
+from glasslab.dictionaries.train import TrainConfig
 from glasslab.dictionaries.training import TrainingState, initialise, start_training, train_step
 from glasslab.sae import SAE, SAEConfig
-from glasslab.sae.activations import ActivationStream, ShuffleBuffer
-from glasslab.sae.train import TrainConfig
 
 
 class _Rows:

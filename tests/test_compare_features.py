@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from glasslab.errors import InputError
+from glasslab.interventions.splice import FeatureEdit, SAESplice
 from glasslab.methods.compare.feature_influence import feature_influence
 from glasslab.methods.compare.prompts import compare_prompts
 from glasslab.sae import SAE, SAEConfig
-from glasslab.sae.splice import FeatureEdit, SAESplice
 from glasslab.views.html import figure_html
 
 from .tiny import tiny_model

@@ -27,10 +27,11 @@ from glasslab.dictionaries import (
     unregister,
 )
 from glasslab.dictionaries.checkpoints import TENSORS_FILE, restore_checkpoint, save_checkpoint
+from glasslab.dictionaries.train import TrainConfig, to_sae
 from glasslab.dictionaries.training import TrainingState, initialise, start_training, train_step
 from glasslab.errors import InputError
+from glasslab.methods.features.training import train_sae
 from glasslab.sae import SAEConfig, load_sae_folder
-from glasslab.sae.train import TrainConfig, to_sae, train_sae
 from tests.tiny import WORDS, tiny_model
 
 D_IN, D_SAE, HOOK = 12, 40, "blocks.1.resid_post"
@@ -364,12 +365,10 @@ def test_to_sae_still_folds_the_scale_and_says_what_replaces_it():
 
 
 def test_glasslab_sae_names_still_lead_to_the_same_objects():
-    import glasslab.dictionaries.memory
-    import glasslab.sae.memory
-    import glasslab.sae.sae
+    import glasslab.sae
 
-    assert glasslab.sae.memory is glasslab.dictionaries.memory
-    assert glasslab.sae.sae.SAE is SAE is __import__("glasslab").sae.SAE
+    assert glasslab.sae.SAE is SAE is __import__("glasslab").SAE
+    assert glasslab.sae.SAEConfig is SAEConfig and glasslab.sae.load_sae_folder is load_sae_folder
     assert issubclass(SAEConfig, DictionaryConfig)
     copy.deepcopy(random_sae("topk", k=3))  # copies build the same class, not SAE's dispatch
 

@@ -31,7 +31,7 @@ import os, signal, socket, sys, uvicorn
 sys.path.insert(0, {root!r})
 from tests.tiny import tiny_model
 from glasslab.app import create_app
-import glasslab.sae.files as files, glasslab.sae.train as train
+import glasslab.dictionaries.files as files, glasslab.dictionaries.train as train
 
 def dying(real):
     def wrapped(*args, **kwargs):
@@ -42,7 +42,7 @@ def dying(real):
 if {moment!r} == "during-save":
     files.save_file = dying(files.save_file)  # the first weights file is written, the rest never is
 else:
-    train.save_sae = dying(train.save_sae)  # the SAE is whole but never renamed into place
+    train.write_sae_files = dying(train.write_sae_files)  # the SAE is whole but never renamed into place
 app = create_app(tiny_model("llama"), experiments_db={db!r})
 uvicorn.Server(uvicorn.Config(app, log_level="error")).run(sockets=[socket.socket(fileno={fd})])
 """

@@ -10,13 +10,13 @@ import random
 import pytest
 import torch
 
+from glasslab.dictionaries.labels_file import FeatureLabel, read_labels, write_labels
+from glasslab.dictionaries.loading import load_sae
 from glasslab.errors import InputError
+from glasslab.methods.features.atlas import ATLAS_FILE, atlas_of, read_atlas
+from glasslab.methods.features.dashboard import feature_dashboards
+from glasslab.methods.features.labels import precompute_features
 from glasslab.sae import load_sae_folder, save_sae
-from glasslab.sae.atlas import ATLAS_FILE, atlas_of, read_atlas
-from glasslab.sae.dashboard import feature_dashboards
-from glasslab.sae.labels import precompute_features
-from glasslab.sae.labels_file import FeatureLabel, read_labels, write_labels
-from glasslab.sae.loading import load_sae
 from tests.test_sae_splice import random_sae
 from tests.tiny import WORDS, tiny_model
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from glasslab.errors import InputError
-from glasslab.sae.clamp import clamp_features, clamp_sweep
-from glasslab.sae.splice import FeatureEdit, SAESplice
+from glasslab.interventions.splice import FeatureEdit, SAESplice
+from glasslab.methods.features.clamp import clamp_features, clamp_sweep
 from tests.test_sae_splice import random_sae
 from tests.tiny import tiny_model
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from glasslab.sae.clamp import clamp_features
-from glasslab.sae.dashboard import feature_dashboard
-from glasslab.sae.encode import sae_features
-from glasslab.sae.loading import available_saes, load_sae
-from glasslab.sae.splice import FeatureEdit, SAESplice
+from glasslab.dictionaries.catalog import available_saes
+from glasslab.dictionaries.loading import load_sae
+from glasslab.interventions.splice import FeatureEdit, SAESplice
+from glasslab.methods.features.clamp import clamp_features
+from glasslab.methods.features.dashboard import feature_dashboard
+from glasslab.methods.features.encode import sae_features
 from tests.test_sae_splice import random_sae
 from tests.tolerance import assert_greedy
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from glasslab.dictionaries.hook_names import from_transformer_lens, to_transformer_lens
 from glasslab.errors import InputError
 from glasslab.sae import SAE, SAEConfig, check_fits, load_sae_folder, save_sae
-from glasslab.sae.hook_names import from_transformer_lens, to_transformer_lens
 from tests.tiny import tiny_model
 
 D_IN, D_SAE = 16, 48

@@ -12,18 +12,18 @@ import pytest
 import torch
 
 from glasslab.data import load_corpus, packed_sequences
+from glasslab.dictionaries.labels_file import LABELS_FILE, FeatureLabel, labels_json
+from glasslab.dictionaries.loading import load_sae
 from glasslab.errors import InputError
-from glasslab.methods.neurons import _output_tokens
-from glasslab.sae import save_sae
-from glasslab.sae.dashboard import (
+from glasslab.methods.features.dashboard import (
     decoder_logit_effects,
     feature_dashboard,
     feature_dashboards,
     fetch_neuronpedia_labels,
 )
-from glasslab.sae.labels_file import LABELS_FILE, FeatureLabel, labels_json
-from glasslab.sae.loading import load_sae
-from glasslab.sae.scan import _Histogram, scan_features
+from glasslab.methods.features.scan import _Histogram, scan_features
+from glasslab.methods.neurons import _output_tokens
+from glasslab.sae import save_sae
 from tests.test_sae_splice import random_sae
 from tests.tiny import WORDS, tiny_model
 
@@ -155,7 +155,7 @@ def test_neuronpedia_labels_are_optional_and_quiet(tmp_path, monkeypatch):
     assert got == {4: FeatureLabel("cat words", "neuronpedia")}
     fresh = load_sae(sae, model)
     fresh.labels_cache = None
-    from glasslab.sae.loading import labels_of
+    from glasslab.dictionaries.loading import labels_of
 
     assert labels_of(fresh)[4].label == "cat words"  # cached in the store, shown offline from now on
 

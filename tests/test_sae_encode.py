@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from glasslab.errors import InputError
-from glasslab.sae.encode import feature_activations, sae_features
+from glasslab.methods.features.encode import feature_activations, sae_features
 from tests.test_sae_splice import PROMPT, random_sae
 from tests.tiny import tiny_model
 

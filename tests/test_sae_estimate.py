@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from glasslab.sae.estimate import _TimedRuns, estimate_training
-from glasslab.sae.train import TrainConfig, train_sae
+from glasslab.dictionaries.train import TrainConfig
+from glasslab.methods.features.estimate import _TimedRuns, estimate_training
+from glasslab.methods.features.training import train_sae
 
 from .tiny import tiny_model
 
@@ -62,7 +63,7 @@ def test_text_is_timed_warm_and_counted_once(store, monkeypatch):
     """Reading text is timed on a fake clock that only the documents move, so the test checks the
     estimate's bookkeeping, not this machine's speed: the cold first read is not counted, and the text the
     probe reads again is not counted a second time in the fixed part."""
-    import glasslab.sae.estimate as estimate_module
+    import glasslab.methods.features.estimate as estimate_module
 
     clock = [0.0]
     monkeypatch.setattr(estimate_module.time, "perf_counter", lambda: clock[0])  # only the documents move it

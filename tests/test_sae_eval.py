@@ -11,8 +11,8 @@ import torch.nn.functional as F
 import glasslab as gl
 from glasslab.data import packed_sequences
 from glasslab.errors import InputError
+from glasslab.methods.features.evaluate import SAEEvaluation, _activation_stats, evaluate_sae, splice
 from glasslab.sae import SAE, SAEConfig
-from glasslab.sae.evaluate import SAEEvaluation, _activation_stats, evaluate_sae, splice
 from tests.tiny import WORDS, tiny_model
 
 HOOK = "blocks.1.resid_post"

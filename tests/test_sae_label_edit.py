@@ -14,12 +14,12 @@ from typer.testing import CliRunner
 import glasslab as gl
 import glasslab.cli.main  # registers the sub-apps
 from glasslab.cli.app import app
+from glasslab.dictionaries import loading as sae_loading
+from glasslab.dictionaries.labels_file import LABELS_FILE, FeatureLabel, labels_json
+from glasslab.dictionaries.loading import labels_of
 from glasslab.errors import InputError
+from glasslab.methods.features.encode import feature_densities, sae_features
 from glasslab.sae import clear_feature_label, load_sae, save_sae, set_feature_label
-from glasslab.sae import loading as sae_loading
-from glasslab.sae.encode import feature_densities, sae_features
-from glasslab.sae.labels_file import LABELS_FILE, FeatureLabel, labels_json
-from glasslab.sae.loading import labels_of
 from glasslab.store import store_path
 from tests.test_sae_splice import random_sae
 from tests.test_server_helpers import client

@@ -14,9 +14,9 @@ import torch
 
 from glasslab.data import batches, load_corpus, packed_sequences
 from glasslab.errors import InputError
-from glasslab.sae.concepts import WORDNET_ENV, shared_concept, wordnet
-from glasslab.sae.detection import detection_scores
-from glasslab.sae.labels import describe_features
+from glasslab.methods.features.concepts import WORDNET_ENV, shared_concept, wordnet
+from glasslab.methods.features.detection import detection_scores
+from glasslab.methods.features.labels import describe_features
 from tests.test_sae_splice import random_sae
 from tests.tiny import WORDS, tiny_model
 

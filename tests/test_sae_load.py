@@ -13,11 +13,13 @@ import torch
 from safetensors.torch import save_file
 
 import glasslab as gl
+from glasslab.dictionaries import loading as sae_loading
+from glasslab.dictionaries.catalog import available_saes
+from glasslab.dictionaries.hub import from_gemma_scope, from_sae_lens, same_model
+from glasslab.dictionaries.labels_file import LABELS_FILE, FeatureLabel, labels_json, read_labels, write_labels
+from glasslab.dictionaries.loading import load_sae
 from glasslab.errors import InputError
 from glasslab.sae import SAE, SAEConfig, save_sae
-from glasslab.sae import loading as sae_loading
-from glasslab.sae.labels_file import LABELS_FILE, FeatureLabel, labels_json, read_labels, write_labels
-from glasslab.sae.loading import available_saes, from_gemma_scope, from_sae_lens, load_sae, same_model
 from glasslab.store import store_path
 from tests.test_sae_splice import random_sae
 from tests.tiny import tiny_hf, tiny_model, word_tokenizer

@@ -12,10 +12,10 @@ from typer.testing import CliRunner
 import glasslab as gl
 import glasslab.cli.main
 from glasslab.cli.app import app
-from glasslab.sae import loading as sae_loading
+from glasslab.dictionaries import loading as sae_loading
+from glasslab.methods.features.encode import sae_features
+from glasslab.methods.features.scan import scan_features
 from glasslab.sae import save_sae
-from glasslab.sae.encode import sae_features
-from glasslab.sae.scan import scan_features
 from glasslab.store import store_path
 from tests.test_sae_splice import random_sae
 from tests.tiny import WORDS, save_tiny

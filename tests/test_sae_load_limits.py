@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from glasslab.dictionaries import files, memory
+from glasslab.dictionaries.loading import load_sae
 from glasslab.errors import InputError
-from glasslab.sae import SAE, SAEConfig, files, memory, save_sae
-from glasslab.sae.loading import load_sae
+from glasslab.sae import SAE, SAEConfig, save_sae
 
 from .test_errors import one_line
 from .test_sae_load_cli import folder, ok, one_error, setup  # noqa: F401 (fixtures)

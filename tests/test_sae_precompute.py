@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 import glasslab as gl
 import glasslab.cli.main  # registers the sub-apps
 from glasslab.cli.app import app
+from glasslab.dictionaries.labels_file import LABELS_FILE, read_labels
+from glasslab.methods.features.atlas import ATLAS_FILE
 from glasslab.sae import save_sae
-from glasslab.sae.atlas import ATLAS_FILE
-from glasslab.sae.labels_file import LABELS_FILE, read_labels
 from glasslab.store import store_path
 from tests.test_sae_splice import random_sae
 from tests.test_server_helpers import client, wait_job

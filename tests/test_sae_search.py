@@ -14,13 +14,13 @@ from typer.testing import CliRunner
 import glasslab as gl
 import glasslab.cli.main
 from glasslab.cli.app import app
+from glasslab.dictionaries import loading as sae_loading
+from glasslab.dictionaries.labels_file import LABELS_FILE, FeatureLabel, labels_json
 from glasslab.errors import InputError
+from glasslab.methods.features import search as search_module
+from glasslab.methods.features.search import DENSE_ABOVE, FIELD_WEIGHTS, STEM_FACTOR, stems
 from glasslab.model.architectures import architecture_for
-from glasslab.sae import loading as sae_loading
 from glasslab.sae import save_sae, search_features
-from glasslab.sae import search as search_module
-from glasslab.sae.labels_file import LABELS_FILE, FeatureLabel, labels_json
-from glasslab.sae.search import DENSE_ABOVE, FIELD_WEIGHTS, STEM_FACTOR, stems
 from glasslab.store import store_path
 from tests.test_sae_splice import random_sae
 from tests.test_server import approx_tree

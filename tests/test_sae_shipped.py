@@ -12,12 +12,13 @@ import torch
 from safetensors.torch import load_file
 
 from glasslab.data import load_corpus
+from glasslab.dictionaries.activations import ActivationStream
+from glasslab.dictionaries.labels_file import read_labels
+from glasslab.dictionaries.train import TrainConfig
+from glasslab.methods.features.evaluate import evaluate_sae
+from glasslab.methods.features.labels import auto_labels, package_sae
+from glasslab.methods.features.training import train_sae
 from glasslab.sae import load_sae_folder
-from glasslab.sae.activations import ActivationStream
-from glasslab.sae.evaluate import evaluate_sae
-from glasslab.sae.labels import auto_labels, package_sae
-from glasslab.sae.labels_file import read_labels
-from glasslab.sae.train import TrainConfig, train_sae
 from tests.tiny import WORDS, tiny_model
 
 SHIPPED_ROOT = Path(__file__).parents[1] / "src" / "glasslab" / "sae" / "shipped"
@@ -47,7 +48,7 @@ def test_every_feature_that_fires_gets_an_automatic_label(tiny_trained):
     model, folder, root = tiny_trained
     sae = load_sae_folder(folder)
     labels = auto_labels(model, sae, corpus=str(root / "corpus.jsonl"), sequences=40, seq_len=16)
-    from glasslab.sae.scan import scan_features
+    from glasslab.methods.features.scan import scan_features
 
     scan = scan_features(model, sae, None, corpus=str(root / "corpus.jsonl"), split="train", sequences=40, seq_len=16)
     fired = set((scan.fired > 0).nonzero().reshape(-1).tolist())
@@ -82,7 +83,7 @@ def _training_density(folder: Path) -> torch.Tensor:
 @pytest.mark.skipif(not SHIPPED, reason="no SAEs are shipped yet (docs/sae.md: shipped SAEs)")
 @pytest.mark.parametrize("folder", SHIPPED, ids=[p.name for p in SHIPPED])
 def test_shipped_sae_loads_fits_keeps_its_quality_and_labels_every_live_feature(default_model, folder):
-    from glasslab.sae.loading import load_sae
+    from glasslab.dictionaries.loading import load_sae
 
     sae = load_sae(f"default:{folder.name}", default_model)
     assert sae.cfg.model_name and default_model.hook_spec(sae.hook).site == "resid_post"
@@ -116,8 +117,8 @@ def test_shipped_sae_loads_fits_keeps_its_quality_and_labels_every_live_feature(
 @pytest.mark.skipif(not SHIPPED, reason="no SAEs are shipped yet (docs/sae.md: shipped SAEs)")
 @pytest.mark.parametrize("folder", SHIPPED, ids=[p.name for p in SHIPPED])
 def test_shipped_sae_has_every_dashboard_precomputed_and_its_labels_scored(default_model, folder):
-    from glasslab.sae.atlas import atlas_of
-    from glasslab.sae.loading import load_sae
+    from glasslab.dictionaries.loading import load_sae
+    from glasslab.methods.features.atlas import atlas_of
 
     sae = load_sae(f"default:{folder.name}", default_model)
     atlas = atlas_of(sae)

@@ -8,8 +8,8 @@ import torch
 
 from glasslab.errors import InputError
 from glasslab.interventions import Replace
+from glasslab.interventions.splice import FeatureEdit, FeatureRecorder, SAESplice
 from glasslab.sae import SAE, SAEConfig
-from glasslab.sae.splice import FeatureEdit, FeatureRecorder, SAESplice
 from tests.tiny import tiny_model
 from tests.tolerance import assert_greedy
 
@@ -18,7 +18,7 @@ PROMPT = "the cat sat on the mat and the dog ran to the park"
 
 def random_sae(model, hook: str = "blocks.1.resid_post", d_sae: int = 64, architecture: str = "standard", **cfg):
     """A random SAE that fits ``model`` at ``hook``: encoder and decoder scaled so several features fire."""
-    from glasslab.sae.fit import hook_width
+    from glasslab.dictionaries.fit import hook_width
 
     d_in = hook_width(model, hook)
     config = SAEConfig(architecture, d_in, d_sae, hook, model_name=model.name, **cfg)

@@ -6,26 +6,29 @@ from __future__ import annotations
 import copy
 import json
 import random
+import shutil
 
 import pytest
 import torch
 
 from glasslab.dictionaries import SAE, StepInput
-from glasslab.dictionaries.training import TrainingState, train_step
-from glasslab.errors import GlasslabError, InputError
-from glasslab.sae import SAEConfig, load_sae_folder
-from glasslab.sae.activations import ActivationStream, ShuffleBuffer
-from glasslab.sae.train import (
+from glasslab.dictionaries.activations import ActivationStream, ShuffleBuffer
+from glasslab.dictionaries.checkpoints import STATE_FILE, TENSORS_FILE
+from glasslab.dictionaries.train import (
     JumpReLU,
     Step,
     TopKEncode,
     TrainConfig,
     TrainingCancelled,
     checkpoint_folder,
+    checkpoints_of,
     decode_sparse,
     geometric_median,
-    train_sae,
 )
+from glasslab.dictionaries.training import TrainingState, train_step
+from glasslab.errors import GlasslabError, InputError
+from glasslab.methods.features.training import train_sae
+from glasslab.sae import SAEConfig, load_sae_folder
 from tests.tiny import WORDS, tiny_model
 
 HOOK = "blocks.1.resid_post"
@@ -261,6 +264,43 @@ def test_resumed_training_equals_an_uninterrupted_one(model, tmp_path):
     for name, param in a.named_parameters():
         torch.testing.assert_close(param, getattr(b, name), rtol=0, atol=1e-6)
     assert not checkpoint_folder(model, "blocks.1.resid_post-topk-128-k4").exists()
+
+
+def test_checkpoints_are_step_folders_and_the_older_layout_still_resumes(model, tmp_path):
+    """Checkpoints go through the store's ``Checkpoints`` (``step-<N>/`` with a manifest); one written before
+    (its files directly in the training's folder) resumes to the same SAE and is replaced by the next one."""
+    cfg, docs, name = config(tokens=16 * 128), documents(40), "blocks.1.resid_post-topk-128-k4"
+    whole = train_sae(model, cfg, documents=docs, out=tmp_path / "whole", evaluate_tokens=0, checkpoint_every=0)
+
+    def stop_at_five(step, _metrics):
+        if step == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingCancelled):
+        train_sae(model, cfg, documents=docs, out=tmp_path / "r", evaluate_tokens=0, on_step=stop_at_five)
+    checkpoints = checkpoints_of(model, name)
+    step, folder = checkpoints.latest()
+    assert step == 5 and folder.name == "step-000000005" and (folder / "manifest.json").is_file()
+    for file in (TENSORS_FILE, STATE_FILE):  # as an older glasslab left it
+        (folder / file).rename(checkpoints.folder / file)
+    shutil.rmtree(folder)
+
+    seen = []
+
+    def stop_at_eight(step, _metrics):
+        seen.append(step)
+        if step == 8:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingCancelled, match="step 8/16"):
+        train_sae(model, cfg, documents=docs, out=tmp_path / "r", evaluate_tokens=0, on_step=stop_at_eight)
+    assert seen == [6, 7, 8]  # resumed from step 5, not from the start
+    assert sorted(p.name for p in checkpoints.folder.iterdir()) == ["step-000000008"]
+    resumed = train_sae(model, cfg, documents=docs, out=tmp_path / "r", evaluate_tokens=0)
+    a, b = load_sae_folder(whole.path), load_sae_folder(resumed.path)
+    for param_name, param in a.named_parameters():
+        torch.testing.assert_close(param, getattr(b, param_name), rtol=0, atol=1e-6)
+    assert (resumed.path / "manifest.json").is_file() and not checkpoints.folder.exists()
 
 
 def test_a_checkpoint_with_other_settings_is_not_silently_resumed(model, tmp_path):

@@ -9,9 +9,9 @@ import shutil
 import pytest
 import torch
 
+from glasslab.methods.features.encode import sae_features
 from glasslab.methods.steering import make_steering_vector
 from glasslab.sae import SAE, SAEConfig, load_sae, save_sae
-from glasslab.sae.encode import sae_features
 from glasslab.store import store_path
 
 from .test_server import approx_tree

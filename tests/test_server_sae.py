@@ -7,10 +7,10 @@ import json
 
 import pytest
 
+from glasslab.methods.features.clamp import clamp_features, clamp_sweep
+from glasslab.methods.features.dashboard import feature_dashboard
+from glasslab.methods.features.encode import sae_features
 from glasslab.sae import load_sae, save_sae
-from glasslab.sae.clamp import clamp_features, clamp_sweep
-from glasslab.sae.dashboard import feature_dashboard
-from glasslab.sae.encode import sae_features
 from glasslab.store import store_path
 
 from .test_server import approx_tree

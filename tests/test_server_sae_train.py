@@ -8,9 +8,10 @@ import time
 
 import pytest
 
+from glasslab.dictionaries.train import checkpoints_of
+from glasslab.methods.features.encode import sae_features
+from glasslab.methods.features.evaluate import evaluate_sae
 from glasslab.sae import load_sae
-from glasslab.sae.encode import sae_features
-from glasslab.sae.evaluate import evaluate_sae
 from glasslab.store import store_path
 
 from .deadlines import MODEL_S
@@ -94,7 +95,7 @@ def test_cancelling_leaves_no_sae_and_the_workbench_answers_meanwhile(served):
     assert wait_job(c, job_id)["status"] == "cancelled"
     assert c.get("/api/saes").json()["saes"] == []
     assert not list(store_path("saes").rglob("cfg.json"))
-    assert (store_path("sae-checkpoints", model.key, NAME.removeprefix("store:")) / "state.json").is_file()
+    assert checkpoints_of(model, NAME.removeprefix("store:")).latest() is not None
 
     # Cancelled while still reading activations: nothing is left at all.
     job_id = c.post("/api/jobs", json={"kind": "sae-train", "params": {**body, "name": "early"}}).json()["id"]

@@ -7,6 +7,7 @@
 ...     model.generate("I think that")
 """
 
+from .dictionaries.train import TrainConfig
 from .errors import GlasslabError, HookNameError, InputError, ModelLoadError, UnsupportedModelError
 from .interventions import Ablate, Add, Clamp, Intervention, Patch, Replace
 from .methods.ablation import Ablation, AblationSweep, MeanActivations, ablate, ablation_sweep, mean_activations
@@ -45,6 +46,11 @@ from .methods.editing import (
     memit,
     rome,
 )
+from .methods.features.clamp import FeatureClamp, FeatureClampSweep, clamp_features, clamp_sweep
+from .methods.features.dashboard import FeatureDashboard, feature_dashboard, feature_dashboards
+from .methods.features.encode import FeatureActivations, FeatureTrace, feature_activations, sae_features
+from .methods.features.evaluate import evaluate_sae
+from .methods.features.training import train_sae
 from .methods.head_roles import HeadRoles, head_roles
 from .methods.info import ModelInfo, info
 from .methods.input_attribution import (
@@ -80,11 +86,6 @@ from .methods.steering import Steering, SteeringVector, load_steering_vector, ma
 from .methods.tuned_lens import LensKL, TunedLens, lens_kl, load_tuned_lens, train_tuned_lens
 from .model import ActivationCache, Generation, Model, Run, load
 from .sae import SAE, FeatureEdit, SAESplice, available_saes, load_sae
-from .sae.clamp import FeatureClamp, FeatureClampSweep, clamp_features, clamp_sweep
-from .sae.dashboard import FeatureDashboard, feature_dashboard, feature_dashboards
-from .sae.encode import FeatureActivations, FeatureTrace, feature_activations, sae_features
-from .sae.evaluate import evaluate_sae
-from .sae.train import TrainConfig, train_sae
 
 __version__ = "0.1.0"
 

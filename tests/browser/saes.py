@@ -15,8 +15,8 @@ from .conftest import Server
 @contextlib.contextmanager
 def tiny_sae_server(home: Path, labels: dict | None = None) -> Iterator[Server]:
     """``labels``: feature -> FeatureLabel, written as the SAE's labels.json."""
+    from glasslab.dictionaries.labels_file import LABELS_FILE, labels_json
     from glasslab.sae import save_sae
-    from glasslab.sae.labels_file import LABELS_FILE, labels_json
     from glasslab.store import store_path
     from tests.tiny import tiny_model, tiny_sae
 

@@ -18,7 +18,7 @@ CONCEPT = "cat"
 
 @pytest.fixture(scope="module")
 def demo_server(tmp_path_factory):
-    from glasslab.sae.labels_file import FeatureLabel
+    from glasslab.dictionaries.labels_file import FeatureLabel
 
     labels = {  # a labelled SAE as the labeller writes them (test data: which feature is which is arbitrary)
         7: FeatureLabel("fires on ' cat', ' dog'", "auto", {"density": 0.02, "words": [["cat", 5], ["dog", 2]]}),

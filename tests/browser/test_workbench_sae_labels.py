@@ -21,10 +21,10 @@ POSITION = 3
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory):
     """The server, the SAE's folder, and the features that fire at POSITION strongest first (the first two dense)."""
+    from glasslab.dictionaries.labels_file import LABELS_FILE, FeatureLabel, labels_json
+    from glasslab.methods.features.encode import sae_features
     from glasslab.sae import SAE as Sae
     from glasslab.sae import SAEConfig, save_sae
-    from glasslab.sae.encode import sae_features
-    from glasslab.sae.labels_file import LABELS_FILE, FeatureLabel, labels_json
     from glasslab.store import store_path
     from tests.tiny import tiny_model
 

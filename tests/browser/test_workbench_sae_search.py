@@ -17,7 +17,7 @@ LABELS = {
 
 @pytest.fixture(scope="module")
 def search_server(tmp_path_factory):
-    from glasslab.sae.labels_file import FeatureLabel
+    from glasslab.dictionaries.labels_file import FeatureLabel
 
     labels = {f: FeatureLabel(text, "auto", extra) for f, (text, extra) in LABELS.items()}
     with tiny_sae_server(tmp_path_factory.mktemp("sae-search-home"), labels) as server:

@@ -11,7 +11,7 @@ every other request, so the workbench keeps answering.
 from __future__ import annotations
 
 from ..errors import InputError
-from ..sae.labels import precompute_features
+from ..methods.features.labels import precompute_features
 from .ops import Ctx, Operation
 from .sae_training import OnWorker
 from .saes import load_listed, resolve, sae_reads

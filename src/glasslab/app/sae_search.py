@@ -10,7 +10,7 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
-from ..sae.search import MAX_QUERY_CHARS, search_features
+from ..methods.features.search import MAX_QUERY_CHARS, search_features
 from .ops import Ctx, Operation
 from .saes import load_listed, sae_reads
 from .schemas import MAX_K, Body, SaeName

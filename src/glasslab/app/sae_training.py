@@ -17,11 +17,12 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from ..dictionaries.activations import rows_per_sequence
+from ..dictionaries.train import TrainConfig, TrainingCancelled, default_name
 from ..errors import InputError
+from ..methods.features.estimate import estimate_training
+from ..methods.features.training import train_sae
 from ..model.model import Model
-from ..sae.activations import rows_per_sequence
-from ..sae.estimate import estimate_training
-from ..sae.train import TrainConfig, TrainingCancelled, default_name, train_sae
 from ..store import SAES, location, staging_folder
 from .ops import Ctx, Operation
 from .schemas import SaeTrainBody

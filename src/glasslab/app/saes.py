@@ -12,17 +12,18 @@ from pathlib import Path
 
 from fastapi import APIRouter, Request
 
+from ..dictionaries.hub import RELEASES
+from ..dictionaries.labels_file import FeatureLabel
+from ..dictionaries.loading import SHIPPED_ROOT, labels_of
+from ..dictionaries.user_labels import clear_feature_label, folder_for, sae_key, set_feature_label
 from ..errors import InputError
+from ..methods.features.atlas import ATLAS_FILE
+from ..methods.features.clamp import clamp_features, clamp_sweep
+from ..methods.features.dashboard import NEURONPEDIA, feature_dashboard
+from ..methods.features.encode import sae_features
 from ..model.model import Model
 from ..sae import SAE, available_saes, load_sae
-from ..sae.atlas import ATLAS_FILE
-from ..sae.clamp import clamp_features, clamp_sweep
-from ..sae.dashboard import NEURONPEDIA, feature_dashboard
-from ..sae.encode import sae_features
-from ..sae.labels_file import FeatureLabel
-from ..sae.loading import RELEASES, SHIPPED_ROOT, labels_of
-from ..sae.user_labels import clear_feature_label, folder_for, sae_key, set_feature_label
-from ..store import store_path
+from ..store import SAES, location
 from .ops import Ctx, NotFound, Operation, services, stamp
 from .schemas import FeatureClampBody, FeatureDashboardBody, SaeFeaturesBody, SaeLabelBody
 from .state import ModelState
@@ -50,7 +51,7 @@ def _folder(model: Model, name: str) -> Path | None:
     """Where a listed SAE is saved on this machine: the store or glasslab's shipped SAEs (None for a hub
     release: its files in the HF cache are fixed by their revision)."""
     if name.startswith("store:"):
-        return store_path("saes", model.key, name.removeprefix("store:"))
+        return location(SAES, model.key, name.removeprefix("store:"))
     if name.startswith("default:"):
         return SHIPPED_ROOT / name.removeprefix("default:")
     return None

@@ -38,7 +38,7 @@ SAEOpt = Annotated[
 
 
 def _load_sae(source: str, model):
-    from ..sae.loading import load_sae
+    from ..dictionaries.loading import load_sae
 
     return load_sae(source, model)
 

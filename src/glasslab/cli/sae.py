@@ -47,7 +47,7 @@ CorpusOpt = Annotated[str, typer.Option(help="builtin (offline text), a .txt/.js
 
 
 def load_with_model(sae: str, model: str | None, dtype: str, device: str, any_model: bool):
-    from ..sae.loading import load_sae
+    from ..dictionaries.loading import load_sae
 
     loaded = load_model(model, dtype, device)
     return loaded, load_sae(sae, loaded, allow_other_model=any_model)
@@ -63,7 +63,7 @@ def sae_list(
     out_file: OutOpt = None,
 ) -> None:
     """SAEs known for the model: shipped with glasslab, trained into the store, published on the hub."""
-    from ..sae.loading import SAECatalog, available_saes
+    from ..dictionaries.catalog import SAECatalog, available_saes
 
     loaded = load_model(model, dtype, device)
     result = SAECatalog(loaded.name, available_saes(loaded))
@@ -111,7 +111,7 @@ def sae_features_command(
     out_file: OutOpt = None,
 ) -> None:
     """The strongest SAE features at every token of a prompt, and what the SAE misses there."""
-    from ..sae.encode import sae_features
+    from ..methods.features.encode import sae_features
 
     loaded, chosen = load_with_model(sae, model, dtype, device, any_model)
     result = sae_features(loaded, chosen, prompt, top=top, max_density=max_density)
@@ -175,7 +175,7 @@ def sae_feature_command(
     """A feature's dashboard: top contexts over a corpus, histogram, density, promoted/suppressed tokens."""
     loaded, chosen = load_with_model(sae, model, dtype, device, any_model)
     if text is not None:
-        from ..sae.encode import feature_activations
+        from ..methods.features.encode import feature_activations
 
         trace = feature_activations(loaded, chosen, feature, text)
 
@@ -191,7 +191,7 @@ def sae_feature_command(
         emit(trace, as_json, out_file, show_trace)
         return
 
-    from ..sae.dashboard import feature_dashboard
+    from ..methods.features.dashboard import feature_dashboard
 
     result = feature_dashboard(
         loaded,
@@ -265,7 +265,7 @@ def sae_clamp_command(
     out_file: OutOpt = None,
 ) -> None:
     """Continue a prompt with and without SAE features clamped (or at several clamp values with --sweep)."""
-    from ..sae.clamp import clamp_features, clamp_sweep
+    from ..methods.features.clamp import clamp_features, clamp_sweep
 
     options = dict(positions=position or None, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
     if sweep is not None:
@@ -329,8 +329,8 @@ def sae_label_command(
     device: DeviceOpt = "cpu",
 ) -> None:
     """Write your own label of a feature, kept in glasslab's store; it replaces the SAE's label everywhere."""
-    from ..sae.loading import labels_of, load_sae
-    from ..sae.user_labels import clear_feature_label, set_feature_label
+    from ..dictionaries.loading import labels_of, load_sae
+    from ..dictionaries.user_labels import clear_feature_label, set_feature_label
 
     if clear == (text is not None):
         raise InputError("give the label's text, or --clear to remove your label (not both)")

@@ -32,8 +32,8 @@ def sae_precompute_command(
 ) -> None:
     """Write labels.json (automatic labels with detection scores) and dashboards.safetensors (every feature's
     dashboard) beside an SAE trained into the store or saved in a folder, so its dashboards open at once."""
-    from ..sae.labels import precompute_features
-    from ..sae.loading import origin_of
+    from ..dictionaries.loading import origin_of
+    from ..methods.features.labels import precompute_features
 
     if sae.startswith("default:"):
         raise InputError("shipped SAEs come with their dashboards and labels precomputed; nothing to do")

@@ -33,8 +33,9 @@ def sae_search_command(
     out_file: OutOpt = None,
 ) -> None:
     """The features whose labels best match QUERY, by their words and by meaning in the model's embeddings."""
-    from ..sae.loading import available_saes, load_sae
-    from ..sae.search import search_features
+    from ..dictionaries.catalog import available_saes
+    from ..dictionaries.loading import load_sae
+    from ..methods.features.search import search_features
 
     loaded = load_model(model, dtype, device)
     if sae is None:

@@ -54,8 +54,9 @@ def sae_train(
     out_file: OutOpt = None,
 ) -> None:
     """Train an SAE on a hook from a corpus (resumable: Ctrl-C keeps a checkpoint), then evaluate it."""
-    from ..sae.evaluate import SAEEvaluation
-    from ..sae.train import TrainConfig, train_sae
+    from ..dictionaries.train import TrainConfig
+    from ..methods.features.evaluate import SAEEvaluation
+    from ..methods.features.training import train_sae
 
     config = TrainConfig(
         hook=hook,
@@ -118,8 +119,8 @@ def sae_eval(
     out_file: OutOpt = None,
 ) -> None:
     """Measure an SAE on held-out text: L0, variance explained, loss recovered, dead and dense features."""
-    from ..sae.evaluate import evaluate_sae
-    from ..sae.loading import load_sae
+    from ..dictionaries.loading import load_sae
+    from ..methods.features.evaluate import evaluate_sae
 
     loaded = load_model(model, dtype, device)
     result = evaluate_sae(

@@ -1,9 +1,11 @@
 """Dictionaries: sparse codes of a model's activations (SAEs today, transcoders next), as a layer of
 their own: what a dictionary is, its architectures by name, and how any of them is trained.
 
-Below the methods that use dictionaries (``glasslab.sae``'s views, splicing), above the model. A new
-kind is one ``Dictionary`` subclass passed to ``register``; configs naming its architecture then build it,
-and ``training.train_step`` trains it through its ``loss``.
+Below the methods that view dictionaries (``glasslab.methods.features``); above the model, data, store
+and interventions (the splice works on anything with encode/decode). Files, loading, labels and the
+training job live here too; ``glasslab.sae`` is the public facade over all of it. A new kind is one
+``Dictionary`` subclass passed to ``register``; configs naming its architecture then build it, and
+``training.train_step`` trains it through its ``loss``.
 """
 
 # Importing the architectures registers them (SAELens's names), before any config is read.

@@ -11,7 +11,7 @@
 - gated: a gate ``x' W_enc + b_gate > 0`` times a magnitude ``relu(x' (W_enc * exp(r_mag)) + b_mag)``.
 
 Each training loss is the squared error summed over d_in, averaged over tokens, plus the
-architecture's penalty, on inputs normalised to mean squared norm d_in (see ``glasslab.sae.train``).
+architecture's penalty, on inputs normalised to mean squared norm d_in (see ``glasslab.dictionaries.train``).
 """
 
 from __future__ import annotations

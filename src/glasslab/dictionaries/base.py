@@ -23,7 +23,7 @@ from .registry import dictionary_class
 
 
 class LossSettings(Protocol):
-    """The training hyper-parameters losses read (``glasslab.sae.train.TrainConfig`` has them all)."""
+    """The training hyper-parameters losses read (``glasslab.dictionaries.train.TrainConfig`` has them all)."""
 
     aux_k: int
     aux_coefficient: float

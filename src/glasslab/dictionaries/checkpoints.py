@@ -26,7 +26,7 @@ STATE_FILE = "state.json"
 
 
 class ResumableRows(Protocol):
-    """Rows whose position can be saved and restored (``glasslab.sae.activations.ShuffleBuffer``)."""
+    """Rows whose position can be saved and restored (``glasslab.dictionaries.activations.ShuffleBuffer``)."""
 
     def state(self) -> dict[str, Any]: ...
 
@@ -41,7 +41,21 @@ def save_checkpoint(
     state: TrainingState,
     rows: ResumableRows,
 ) -> None:
-    """Write everything a resumed training needs; ``settings`` (JSON) must match for it to resume."""
+    """Write everything a resumed training needs to ``folder``, atomically (``write_checkpoint``'s files)."""
+    with atomic_directory(folder) as tmp:
+        write_checkpoint(tmp, settings, dictionary, optimizer, state, rows)
+
+
+def write_checkpoint(
+    into: Path,
+    settings: dict[str, Any],
+    dictionary: Dictionary,
+    optimizer: torch.optim.Optimizer,
+    state: TrainingState,
+    rows: ResumableRows,
+) -> None:
+    """Write everything a resumed training needs into the folder ``into`` (a staging folder: the caller
+    makes the write atomic); ``settings`` (JSON) must match for it to resume."""
     pool = rows.state()
     tensors = {f"param.{n}": p.detach().clone() for n, p in dictionary.named_parameters()}
     adam_steps = {}
@@ -65,9 +79,8 @@ def save_checkpoint(
         "adam_steps": adam_steps,
         "buffer": pool,
     }
-    with atomic_directory(folder) as tmp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp / TENSORS_FILE)
-        (tmp / STATE_FILE).write_text(json.dumps(record) + "\n", encoding="utf-8")
+    save_file({k: v.contiguous() for k, v in tensors.items()}, into / TENSORS_FILE)
+    (into / STATE_FILE).write_text(json.dumps(record) + "\n", encoding="utf-8")
 
 
 def restore_checkpoint(

@@ -1,6 +1,6 @@
 """What a dictionary is: its architecture, widths, where it reads in the model and how inputs are normalised.
 
-``glasslab.sae.SAEConfig`` adds reading and writing SAELens's ``cfg.json`` to these fields; this layer
+``sae_config.SAEConfig`` adds reading and writing SAELens's ``cfg.json`` to these fields; this module
 needs only the fields, so it does not depend on any file layout.
 """
 

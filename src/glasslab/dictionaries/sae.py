@@ -8,7 +8,7 @@ formulas live in ``architectures.py``, one class each. ``SAE(cfg)`` builds the c
 ``cfg.architecture``.
 
 The reconstruction error ``x - decode(encode(x))`` is what splicing keeps, so an SAE spliced in with
-no feature changed reproduces the model exactly (see ``glasslab.sae`` interventions).
+no feature changed reproduces the model exactly (see ``glasslab.interventions.splice``).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class SAE(Dictionary):
         optional: Iterable[str] = (),
     ) -> None:
         super().__init__(cfg, dtype, device, optional=optional)
-        # Set by glasslab.sae.loading: where the SAE came from (for labels and links) and its labels, read once.
+        # Set by loading.py: where the SAE came from (for labels and links) and its labels, read once.
         self.origin: object | None = None
         self.labels_cache: dict | None = None
 

@@ -22,7 +22,7 @@ from .base import Dictionary, LossSettings, StepInput
 
 
 class TrainingPlan(LossSettings, Protocol):
-    """The settings the trainer reads (``glasslab.sae.train.TrainConfig`` has them all)."""
+    """The settings the trainer reads (``glasslab.dictionaries.train.TrainConfig`` has them all)."""
 
     hook: str
     lr: float
@@ -38,7 +38,7 @@ class TrainingPlan(LossSettings, Protocol):
 
 
 class Rows(Protocol):
-    """Where training batches come from (``glasslab.sae.activations.ShuffleBuffer``)."""
+    """Where training batches come from (``glasslab.dictionaries.activations.ShuffleBuffer``)."""
 
     def peek(self, n: int) -> torch.Tensor: ...
 

@@ -5,23 +5,19 @@ it writes ``activation * W_out[n]`` into the residual stream. Its direct effect 
 write through the final norm with its scale frozen (see ``dla.py``); in post-norm families (Gemma
 2/3) the MLP's post-norm is linearised the same way.
 
-``neuron_profile`` scans a corpus for the contexts where one neuron fires most: sequences stream in
-batches through blocks ``0..L`` only (``stop_at_layer=L+1``), and only the best ``k`` contexts are
-kept (a bounded heap), so memory does not grow with the corpus.
+``neuron_profile`` is the feature view of the identity basis (``features.basis.NeuronBasis``): the same
+streamed scan as an SAE feature's dashboard (blocks ``0..L`` only, the best ``k`` contexts kept, so
+memory does not grow with the corpus) and the same promoted/suppressed tokens.
 """
 
 from __future__ import annotations
 
-import heapq
-import math
 from dataclasses import dataclass
 
 import torch
 
-from ..data import batches, load_corpus, packed_sequences
 from ..errors import InputError
 from ..model.model import Model
-from ..progress import progress
 from ..views.figures import Bars, Figure, Heatmap
 from ..views.html import figure_html
 from .dla import (
@@ -30,6 +26,9 @@ from .dla import (
     neuron_effects,
     unembed_direction,
 )
+from .features.basis import Context, NeuronBasis, TokenEffect, token_effects
+from .features.basis import direct_token_effects as direct_token_effects  # its home before the basis
+from .features.scan import contexts_of, scan_features
 
 # ---------------------------------------------------------------------------------------------------
 # Neurons at one position
@@ -181,23 +180,6 @@ def top_neurons(
 
 
 @dataclass(frozen=True)
-class Context:
-    activation: float  # the neuron's largest activation in this sequence
-    sequence: int  # index of the sequence in the scan
-    position: int  # where in the sequence
-    tokens: list[str]  # a window around that position
-    activations: list[float]  # the neuron's activation at each token of the window
-    centre: int  # index of the max token inside the window
-
-
-@dataclass(frozen=True)
-class TokenEffect:
-    token: str
-    token_id: int
-    value: float
-
-
-@dataclass(frozen=True)
 class NeuronProfile:
     model: str
     layer: int
@@ -341,51 +323,31 @@ def neuron_profile(
     ):
         if value < low:
             raise InputError(f"{name} must be at least {low}, got {value}")
-    source = load_corpus(corpus)
-    hook = f"blocks.{layer}.mlp.post"
-    skip = 0 if include_bos or model.tokenizer.bos_token_id is None else 1
-    if seq_len <= skip:
-        raise InputError(f"seq_len must be at least {skip + 1}")
-
-    # min-heap of the best k contexts: (value, -sequence, position, window start, window ids, window activations)
-    heap: list[tuple[float, int, int, int, list[int], list[float]]] = []
-    total, count, best, scanned = 0.0, 0, -math.inf, 0
-    stream = batches(packed_sequences(model, source, seq_len, limit=sequences), batch_size)
-    for batch in progress(stream, total=math.ceil(sequences / batch_size), description=f"L{layer} N{neuron}"):
-        acts = model.run(batch, cache=[hook], stop_at_layer=layer + 1).cache[hook][..., neuron].float().cpu()
-        scored = acts[:, skip:]
-        total += float(scored.sum())
-        count += scored.numel()
-        values, where = scored.max(dim=1)
-        for row in range(batch.shape[0]):
-            value, pos = float(values[row]), int(where[row]) + skip
-            best = max(best, value)
-            if len(heap) == k and value <= heap[0][0]:
-                continue  # earlier sequences win ties
-            lo, hi = max(0, pos - window), min(batch.shape[1], pos + window + 1)
-            item = (value, -(scanned + row), pos, lo, batch[row, lo:hi].tolist(), acts[row, lo:hi].tolist())
-            if len(heap) < k:
-                heapq.heappush(heap, item)
-            else:
-                heapq.heapreplace(heap, item)
-        scanned += batch.shape[0]
-    if scanned == 0:
-        raise InputError(f"corpus '{source.describe()}' has too little text for one sequence of {seq_len} tokens")
-
-    contexts = [
-        Context(value, -neg_sequence, pos, [model.tokenizer.decode([t]) for t in ids], window_acts, pos - lo)
-        for value, neg_sequence, pos, lo, ids, window_acts in sorted(heap, reverse=True)
-    ]
+    scan = scan_features(
+        model,
+        NeuronBasis(model, layer),
+        [neuron],
+        corpus=corpus,
+        sequences=sequences,
+        seq_len=seq_len,
+        batch_size=batch_size,
+        k=k,
+        window=window,
+        bins=2,
+        include_bos=include_bos,
+        description=f"L{layer} N{neuron}",
+    )
+    contexts = contexts_of(scan, 0, model.tokenizer.decode)
     promotes, suppresses, post_norm = _output_tokens(model, layer, neuron, top_tokens)
     return NeuronProfile(
         model=model.name,
         layer=layer,
         neuron=neuron,
-        corpus=source.describe(),
-        sequences=scanned,
-        positions=count,
-        mean_activation=total / max(count, 1),
-        max_activation=best,
+        corpus=scan.corpus,
+        sequences=scan.sequences,
+        positions=scan.tokens,
+        mean_activation=float(scan.total[0]) / max(scan.tokens, 1),
+        max_activation=float(scan.maximum[0]),
         contexts=contexts,
         promotes=promotes,
         suppresses=suppresses,
@@ -400,53 +362,5 @@ def _output_tokens(model: Model, layer: int, neuron: int, k: int) -> tuple[list[
     norm's weight (centred for LayerNorm), then the unembedding. Both norms' scales are positive factors
     set by the whole residual stream, left out: the ranking does not depend on them.
     """
-    write = model.weights.W_out(layer)[neuron].detach().float()
-    post_norm = model.arch.post_mlp_norm is not None
-    if post_norm:
-        write = write * model.weights.post_mlp_norm(layer).weight.to(write.device)
-    promotes, suppresses = direct_token_effects(model, write[None], k)[0]
-    return promotes, suppresses, post_norm
-
-
-def direct_token_effects(
-    model: Model,
-    writes: torch.Tensor,
-    k: int,
-    *,
-    through_final_norm: bool = True,
-    allowed: torch.Tensor | None = None,
-) -> list[tuple[list[TokenEffect], list[TokenEffect]]]:
-    """Per row of ``writes`` [n, d_model] (what one unit adds to the residual stream), the ``k`` tokens whose
-    logits it raises and lowers most directly: through the final norm's weight (centred for LayerNorm;
-    its positive, stream-wide scale left out, so the ranking is exact) and the unembedding.
-    ``through_final_norm=False`` for writes already past the final norm (``ln_final``). ``allowed`` (bool
-    [vocab]) keeps the lists to those tokens, e.g. the ones a corpus uses (a 262k multilingual vocabulary
-    otherwise fills them with rare tokens of other languages)."""
-    direction = writes.float()
-    if through_final_norm:
-        final = model.weights.final_norm()
-        if final.centre:  # LayerNorm centres its input: centre the write, then weight it
-            direction = direction - direction.mean(-1, keepdim=True)
-        direction = direction * final.weight.to(direction.device)
-    unembed = model.weights.W_U().detach().float()
-    with torch.inference_mode():
-        effect = direction.to(unembed.device) @ unembed  # [n, vocab]
-    ids = torch.arange(effect.shape[-1])  # the vocabulary id of each column
-    if allowed is not None:
-        keep = torch.zeros(effect.shape[-1], dtype=torch.bool)
-        keep[: len(allowed)] = allowed.cpu()[: effect.shape[-1]]
-        effect, ids = effect[:, keep.to(effect.device)], ids[keep]
-    k = min(k, effect.shape[-1])
-    up, down = torch.topk(effect, k, dim=-1), torch.topk(-effect, k, dim=-1)
-
-    def tokens(values: torch.Tensor, columns: torch.Tensor, sign: int) -> list[TokenEffect]:
-        vocab_ids = ids[columns.cpu()].tolist()
-        return [
-            TokenEffect(model.tokenizer.decode([i]), i, sign * v)
-            for v, i in zip(values.tolist(), vocab_ids, strict=True)
-        ]
-
-    return [
-        (tokens(uv, ui, 1), tokens(dv, di, -1))
-        for uv, ui, dv, di in zip(up.values, up.indices, down.values, down.indices, strict=True)
-    ]
+    promotes, suppresses, _ = token_effects(model, NeuronBasis(model, layer), [neuron], k)
+    return promotes[0], suppresses[0], model.arch.post_mlp_norm is not None

@@ -25,7 +25,9 @@ from dataclasses import dataclass
 
 import torch
 
+from ...dictionaries.fit import check_fits
 from ...errors import InputError
+from ...interventions.splice import FeatureEdit, SAESplice
 from ...model.hooks import ApplyContext, Layout
 from ...model.model import Model
 from ...views.figures import Bars, Figure, Heatmap
@@ -177,8 +179,6 @@ class _Leaf:
 
 
 def _check_pair(model: Model, upstream, downstream) -> None:
-    from ...sae.fit import check_fits
-
     for sae in (upstream, downstream):
         if not hasattr(sae, "encode") or not hasattr(sae, "hook"):
             raise InputError("feature influence takes two glasslab SAEs (glasslab.sae.SAE)")
@@ -277,8 +277,6 @@ def feature_influence(
 
 def _patched(model, tokens, upstream, downstream, edge: FeatureEdge, position: int, clean: float, stop) -> FeatureEdge:
     """The edge with the real drop of its target when its source is zeroed at every position."""
-    from ...sae.splice import FeatureEdit, SAESplice
-
     splice = SAESplice(upstream, [FeatureEdit(edge.source, mode="zero")])
     run = model.run(tokens, cache=[downstream.hook], interventions=[splice], stop_at_layer=stop, logits=False)
     ablated = float(_downstream_features(downstream, run.cache[downstream.hook], position)[edge.target])

@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from ...dictionaries.fit import check_fits
 from ...errors import InputError
 from ...model.model import Model
 from ...views.figures import Figure
@@ -440,8 +441,6 @@ def _sae_features(model, prompt_a, prompt_b, alignment, positions, sae, k) -> di
         raise InputError("the sae comparison needs an SAE: pass sae=<a loaded glasslab SAE>")
     if not hasattr(sae, "encode") or not isinstance(getattr(sae, "hook", None), str):
         raise InputError("sae= must be a glasslab SAE (glasslab.sae.SAE)")
-    from ...sae.fit import check_fits
-
     check_fits(sae, model)
     hook = sae.hook
     stop = model.hook_spec(hook).layer

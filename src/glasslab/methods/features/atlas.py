@@ -21,11 +21,11 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save, save_file
 
-from ..errors import InputError
-from ..methods.neurons import TokenEffect
-from ..model.model import Model
-from .loading import origin_of
-from .sae import SAE
+from ...dictionaries import SAE
+from ...dictionaries.loading import origin_of
+from ...errors import InputError
+from ...model.model import Model
+from .basis import TokenEffect
 from .scan import FeatureScan
 
 ATLAS_FILE = "dashboards.safetensors"

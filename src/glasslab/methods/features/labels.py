@@ -28,15 +28,15 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from ..model.model import Model
+from ...dictionaries import SAE
+from ...dictionaries.files import SPARSITY_FILE, load_sae_folder, save_sae, sparsity_density
+from ...dictionaries.fit import check_fits
+from ...dictionaries.labels_file import LABELS_FILE, FeatureLabel, labels_json, read_labels, write_labels
+from ...model.model import Model
 from .atlas import ATLAS_FILE, Atlas, atlas_bytes, make_atlas, write_atlas
 from .concepts import normalise, shared_concept
 from .dashboard import decoder_logit_effects
 from .detection import detection_scores
-from .files import SPARSITY_FILE, load_sae_folder, save_sae, sparsity_density
-from .fit import check_fits
-from .labels_file import LABELS_FILE, FeatureLabel, labels_json, read_labels, write_labels
-from .sae import SAE
 from .scan import FeatureScan, scan_features
 
 _WINDOW = 8  # tokens of context kept either side of the firing token (the dashboards' window)

@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..dictionaries import NORMALIZATIONS, DictionaryConfig, architectures, dictionary_class
 from ..errors import InputError
+from .config import NORMALIZATIONS, DictionaryConfig
 from .hook_names import from_transformer_lens, to_transformer_lens
+from .registry import architectures, dictionary_class
 
 __all__ = ["ARCHITECTURES", "NORMALIZATIONS", "SAEConfig"]
 

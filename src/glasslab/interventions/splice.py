@@ -1,4 +1,8 @@
-"""Splice an SAE into its hook and edit features there: an intervention like ``gl.Clamp``.
+"""Splice a dictionary (an SAE) into its hook and edit features there: an intervention like ``gl.Clamp``.
+
+Any object with ``hook``, ``d_in``, ``d_sae``, ``read``/``write`` (the hook's activation to and from the
+rows it encodes) and ``encode``/``decode`` splices (``SplicedDictionary``): interventions sit below the
+dictionaries layer, so they name no dictionary class.
 
 At the SAE's hook the activation ``x`` is encoded to features ``f``; edits turn ``f`` into ``f'``; the
 hook's new value is ``decode(f') + error`` where ``error = x - decode(f)`` is what the SAE misses.
@@ -18,18 +22,35 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 
 from ..errors import InputError
-from ..interventions.selection import Index, as_list, position_mask
 from ..model.hooks import ApplyContext, Layout
-from .sae import SAE
+from .selection import Index, as_list, position_mask
 
 EditMode = Literal["value", "scale", "zero", "add"]
 EDIT_MODES: tuple[str, ...] = ("value", "scale", "zero", "add")
 _SPLICEABLE = ("resid", "neurons", "query_heads", "kv_heads")
+
+
+class SplicedDictionary(Protocol):
+    """What a splice needs of a dictionary (``glasslab.dictionaries.SAE`` has it all)."""
+
+    d_in: int
+    d_sae: int
+
+    @property
+    def hook(self) -> str: ...
+
+    def read(self, act: torch.Tensor) -> torch.Tensor: ...
+
+    def write(self, x: torch.Tensor, act: torch.Tensor) -> torch.Tensor: ...
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def decode(self, features: torch.Tensor, like: torch.Tensor | None = None) -> torch.Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -110,7 +131,7 @@ class SAESplice:
     ``model.generate(...)`` or ``with model.intervene(...)``.
     """
 
-    sae: SAE
+    sae: SplicedDictionary
     edits: Sequence[FeatureEdit] = ()
     keep_error: bool = True
     recorder: FeatureRecorder | None = None

@@ -15,15 +15,15 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from ..errors import InputError
-from ..model.model import Model
-from ..model.run import Run
-from ..views.figures import Bars, Figure, Heatmap
-from ..views.html import figure_html
-from .files import SPARSITY_FILE, sparsity_density
-from .labels_file import FeatureLabel
-from .loading import labels_of, origin_of
-from .sae import SAE
+from ...dictionaries import SAE
+from ...dictionaries.files import SPARSITY_FILE, sparsity_density
+from ...dictionaries.labels_file import FeatureLabel
+from ...dictionaries.loading import labels_of, origin_of
+from ...errors import InputError
+from ...model.model import Model
+from ...model.run import Run
+from ...views.figures import Bars, Figure, Heatmap
+from ...views.html import figure_html
 
 MAX_ROWS = 30  # features drawn in the prompt heatmap
 

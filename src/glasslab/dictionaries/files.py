@@ -17,9 +17,9 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import InputError
 from ..store import atomic_directory
-from .config import SAEConfig
 from .memory import check_memory
 from .sae import SAE
+from .sae_config import SAEConfig
 
 CONFIG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
@@ -62,21 +62,14 @@ def load_sae_folder(
             stored = {name: tuple(header.get_slice(name).get_shape()) for name in header.keys()}  # noqa: SIM118 (not a dict)
     except (SafetensorError, OSError) as exc:
         raise InputError(f"'{weights_path}' is not a readable safetensors file ({exc}); download it again") from None
-    expected = SAE.shapes_for(cfg)
-    with_threshold = cfg.architecture == "batchtopk" and "threshold" in stored
-    if with_threshold:
-        expected["threshold"] = (cfg.d_sae,)
+    expected = SAE.shapes_for(cfg, optional=stored)  # e.g. a BatchTopK SAE's learned threshold, when stored
     check_shapes(stored, expected, cfg, weights_path)
     check_memory(expected, dtype, device, f"the SAE in '{folder}' (d_in={cfg.d_in}, d_sae={cfg.d_sae})")
     try:
         tensors = load_file(weights_path)
     except (SafetensorError, OSError) as exc:
         raise InputError(f"'{weights_path}' is not a readable safetensors file ({exc}); download it again") from None
-    sae = SAE(cfg, dtype=dtype, device=device)
-    if with_threshold:
-        sae.register_parameter(
-            "threshold", torch.nn.Parameter(torch.zeros(cfg.d_sae, dtype=dtype), requires_grad=False)
-        )
+    sae = SAE(cfg, dtype=dtype, device=device, optional=stored)
     check_tensors(tensors, sae, weights_path)
     with torch.no_grad():
         for name, param in sae.named_parameters():
@@ -120,17 +113,30 @@ def save_sae(
     """Write ``sae`` to ``folder`` atomically (replacing what was there); ``extra_files`` (name -> bytes),
     such as training metrics or labels, are written beside it in the same atomic step."""
     final = Path(folder).expanduser()
+    with atomic_directory(final) as tmp:
+        write_sae_files(sae, tmp, dtype=dtype, extra_files=extra_files, sparsity=sparsity)
+    return final
+
+
+def write_sae_files(
+    sae: SAE,
+    into: Path,
+    *,
+    dtype: torch.dtype | None = None,
+    extra_files: dict[str, bytes] | None = None,
+    sparsity: torch.Tensor | None = None,
+) -> None:
+    """``save_sae``'s files, written into the folder ``into`` (a staging folder: the caller makes it atomic,
+    with ``atomic_directory`` or ``glasslab.store.save``)."""
     dtype = dtype or next(sae.parameters()).dtype
     cfg = sae.cfg.to_json()
     cfg["dtype"] = str(dtype).removeprefix("torch.")
-    with atomic_directory(final) as tmp:
-        tensors = {name: param.detach().to("cpu", dtype).contiguous() for name, param in sae.named_parameters()}
-        save_file(tensors, tmp / WEIGHTS_FILE)
-        (tmp / CONFIG_FILE).write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
-        if sparsity is not None:
-            save_file({"sparsity": sparsity.detach().float().cpu().contiguous()}, tmp / SPARSITY_FILE)
-        for name, content in (extra_files or {}).items():
-            if Path(name).name != name:
-                raise InputError(f"extra SAE file name '{name}' must be a plain file name")
-            (tmp / name).write_bytes(content)
-    return final
+    tensors = {name: param.detach().to("cpu", dtype).contiguous() for name, param in sae.named_parameters()}
+    save_file(tensors, into / WEIGHTS_FILE)
+    (into / CONFIG_FILE).write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+    if sparsity is not None:
+        save_file({"sparsity": sparsity.detach().float().cpu().contiguous()}, into / SPARSITY_FILE)
+    for name, content in (extra_files or {}).items():
+        if Path(name).name != name:
+            raise InputError(f"extra SAE file name '{name}' must be a plain file name")
+        (into / name).write_bytes(content)

@@ -12,25 +12,23 @@ stream and are left out, so the order is exact but the sizes are a direction onl
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
-from ..errors import InputError
-from ..methods.neurons import Context, TokenEffect, direct_token_effects
-from ..model.model import Model
-from ..model.norms import norm_params
-from ..views.figures import Bars, Figure, Heatmap
-from ..views.html import figure_html
+from ...dictionaries import SAE
+from ...dictionaries.labels_file import FeatureLabel, read_labels, write_labels
+from ...dictionaries.loading import labels_folder, labels_of, origin_of
+from ...errors import InputError
+from ...model.model import Model
+from ...views.figures import Bars, Figure, Heatmap
+from ...views.html import figure_html
 from .atlas import atlas_of
+from .basis import Context, DictionaryBasis, TokenEffect, token_effects
 from .encode import check_feature
-from .labels_file import FeatureLabel, read_labels, write_labels
-from .loading import labels_folder, labels_of, origin_of
-from .sae import SAE
-from .scan import FeatureScan, scan_features
+from .scan import FeatureScan, contexts_of, scan_features
 
 NEURONPEDIA = "https://www.neuronpedia.org"
 
@@ -227,25 +225,7 @@ def _dashboard(
     note: str,
 ) -> FeatureDashboard:
     """Row ``i`` of ``scan`` as a dashboard (contexts stop at the first slot where fewer sequences fired)."""
-    decode = model.tokenizer.decode
-    contexts = []
-    span = scan.window_ids.shape[2] // 2
-    for j in range(scan.top_values.shape[1]):
-        value = float(scan.top_values[i, j])
-        if value == -math.inf:
-            break
-        inside = scan.window_ids[i, j] >= 0
-        first = int(inside.nonzero()[0])
-        contexts.append(
-            Context(
-                activation=value,
-                sequence=int(scan.top_sequence[i, j]),
-                position=int(scan.top_position[i, j]),
-                tokens=[decode([t]) for t in scan.window_ids[i, j][inside].tolist()],
-                activations=scan.window_acts[i, j][inside].tolist(),
-                centre=span - first,
-            )
-        )
+    contexts = contexts_of(scan, i, model.tokenizer.decode)
     counts = scan.counts[i]
     used = int(counts.nonzero().max()) + 1 if bool(counts.any()) else 0
     width = float(scan.bin_width[i])
@@ -283,46 +263,14 @@ def decoder_logit_effects(
     allowed: torch.Tensor | None = None,
 ) -> tuple[list[list[TokenEffect]], list[list[TokenEffect]], str]:
     """Per feature, the ``top`` tokens whose logits one unit of it raises and lowers most directly (among
-    ``allowed`` tokens, bool [vocab], when given)."""
-    writes, note = residual_writes(model, sae, list(features))
-    if writes is None:
-        return [[] for _ in features], [[] for _ in features], note
-    promotes, suppresses = [], []
-    for start in range(0, writes.shape[0], chunk):
-        rows = direct_token_effects(
-            model, writes[start : start + chunk], top, through_final_norm=sae.hook != "ln_final", allowed=allowed
-        )
-        promotes += [up for up, _ in rows]
-        suppresses += [down for _, down in rows]
-    return promotes, suppresses, note
+    ``allowed`` tokens, bool [vocab], when given): ``token_effects`` of the SAE's basis."""
+    return token_effects(model, DictionaryBasis(sae), features, top, chunk, allowed=allowed)
 
 
 def residual_writes(model: Model, sae: SAE, features: list[int]) -> tuple[torch.Tensor | None, str]:
     """[F, d_model]: what one unit of each feature adds to the residual stream (None where the hook has no
     direct path to it), and a note for the reader."""
-    direction = sae.W_dec[features].detach().float()
-    if sae.cfg.architecture in ("topk", "batchtopk") and sae.cfg.rescale_acts_by_decoder_norm:
-        direction = direction / sae.W_dec[features].norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    spec = model.hook_spec(sae.hook)
-    arch = model.arch
-    if spec.layout == "resid":
-        return direction, ""
-    if spec.site == "mlp.post":
-        write = direction @ model.weights.W_out(spec.layer).detach().float()
-        post = arch.post_mlp_norm
-    elif spec.site == "attn.z":
-        weights = model.output_weights(spec.layer).detach().float()  # [head, d_head, d_model]
-        if sae.cfg.hook_head_index is not None:
-            write = direction @ weights[sae.cfg.hook_head_index]
-        else:
-            write = torch.einsum("fhd,hdm->fm", direction.view(len(features), *weights.shape[:2]), weights)
-        post = arch.post_attn_norm
-    else:
-        return None, f"Features at {spec.site} have no direct path to the logits, so no token lists are shown."
-    if post is None:
-        return write, ""
-    weight = norm_params(model.block_module(spec.layer, post)).weight.to(write.device)
-    return write * weight, "This model normalises the block's output before adding it, so sizes are a direction only."
+    return DictionaryBasis(sae).writes(model, features)
 
 
 # -- Neuronpedia ----------------------------------------------------------------------------------------

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data import batches, load_corpus, packed_sequences
-from ..model.model import Model
-from ..progress import progress
+from ...data import batches, load_corpus, packed_sequences
+from ...dictionaries import SAE
+from ...model.model import Model
+from ...progress import progress
 from .concepts import normalise, wordnet
 from .encode import stop_after
-from .sae import SAE
 
 
 @dataclass(frozen=True)

@@ -20,14 +20,14 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import InputError
-from ..model.model import Model
-from ..views.figures import Bars, Figure, Heatmap
-from ..views.html import figure_html
+from ...dictionaries import SAE
+from ...dictionaries.loading import labels_of, origin_of, validate
+from ...errors import InputError
+from ...interventions.splice import FeatureEdit, FeatureRecorder, SAESplice
+from ...model.model import Model
+from ...views.figures import Bars, Figure, Heatmap
+from ...views.html import figure_html
 from .encode import check_feature
-from .loading import labels_of, origin_of, validate
-from .sae import SAE
-from .splice import FeatureEdit, FeatureRecorder, SAESplice
 
 
 @dataclass(frozen=True)

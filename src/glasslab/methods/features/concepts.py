@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..store import atomic_directory, store_path
+from ...store import WORDNET, atomic_directory, location
 
 WORDNET_ENV = "GLASSLAB_WORDNET"
 _DEBIAN = Path("/usr/share/wordnet")
@@ -104,7 +104,7 @@ def _database_folder() -> Path | None:
         return None
     if (source / "lexnames").is_file():
         return source
-    target = store_path("wordnet")
+    target = location(WORDNET)
     if not (target / "lexnames").is_file():
         with atomic_directory(target) as scratch:  # copies: nltk refuses links that leave its folder
             for item in source.iterdir():

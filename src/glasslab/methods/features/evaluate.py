@@ -28,15 +28,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..data import batches, load_corpus, packed_sequences
-from ..errors import InputError
-from ..model.hooks import ApplyContext, Layout
-from ..model.model import Model
-from ..views.figures import Bars, Figure
-from ..views.html import figure_html
-from .activations import ActivationStream, rows_per_sequence
-from .fit import check_fits
-from .sae import SAE
+from ...data import batches, load_corpus, packed_sequences
+from ...dictionaries import SAE
+from ...dictionaries.activations import ActivationStream, rows_per_sequence
+from ...dictionaries.fit import check_fits
+from ...errors import InputError
+from ...model.hooks import ApplyContext, Layout
+from ...model.model import Model
+from ...views.figures import Bars, Figure
+from ...views.html import figure_html
 
 DENSE_THRESHOLD = 0.1  # a feature active on more than this fraction of tokens counts as dense
 _CHUNK = 256  # rows decoded over the full vocabulary at once

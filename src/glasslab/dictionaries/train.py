@@ -1,4 +1,5 @@
-"""Train an SAE on any hook of a model, from a corpus: TopK, JumpReLU or ReLU + L1.
+"""Train an SAE on any hook of a model, from a corpus: TopK, JumpReLU or ReLU + L1 (the job: harvest,
+loop, checkpoints, save; ``glasslab.methods.features.training.train_sae`` adds the held-out evaluation).
 
 Activations stream from the model (forward stopped after the hooked layer, BOS left out) through a
 bounded shuffle buffer (``activations.py``). The optimisation is ``glasslab.dictionaries.training``'s,
@@ -17,7 +18,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import shutil
 import sys
 import warnings
 from collections.abc import Callable, Iterable
@@ -29,22 +29,19 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import load_corpus
-from ..dictionaries import dictionary_class, trainable_architectures
-from ..dictionaries.autograd import JumpReLU, Step, TopKEncode, decode_sparse
-from ..dictionaries.checkpoints import restore_checkpoint, save_checkpoint
-from ..dictionaries.sae import geometric_median
-from ..dictionaries.training import Clock, TrainingState, initialise, start_training, train_step
 from ..errors import GlasslabError, InputError
 from ..model.model import Model
 from ..progress import progress_enabled
-from ..store import store_path
-from ..views.figures import Bars, Figure
-from ..views.html import figure_html
+from ..store import SAE_CHECKPOINTS, SAES, Checkpoints, location, save
 from .activations import ActivationStream, ShuffleBuffer
-from .config import SAEConfig
-from .files import save_sae
+from .autograd import JumpReLU, Step, TopKEncode, decode_sparse
+from .checkpoints import STATE_FILE, TENSORS_FILE, restore_checkpoint, write_checkpoint
+from .files import write_sae_files
 from .fit import hook_width
-from .sae import SAE
+from .registry import dictionary_class, trainable_architectures
+from .sae import SAE, geometric_median
+from .sae_config import SAEConfig
+from .training import Clock, TrainingState, initialise, start_training, train_step
 
 __all__ = [
     "TRAINABLE",
@@ -52,14 +49,14 @@ __all__ = [
     "Step",
     "TopKEncode",
     "TrainConfig",
-    "TrainedSAE",
     "TrainingCancelled",
+    "TrainingRun",
     "checkpoint_folder",
     "decode_sparse",
     "default_name",
     "geometric_median",
     "to_sae",
-    "train_sae",
+    "train_dictionary",
 ]
 
 TRAINABLE = trainable_architectures()  # the built-in ones; TrainConfig asks the registry each time
@@ -142,56 +139,6 @@ class TrainingCancelled(GlasslabError):
     """Ctrl-C (or a callback) stopped training; a checkpoint was written and no SAE was saved."""
 
 
-@dataclass(frozen=True)
-class TrainedSAE:
-    """A finished training: where the SAE is, how it was trained and how good it is on held-out text."""
-
-    path: Path
-    model: str
-    config: TrainConfig
-    training: dict[str, Any]
-    evaluation: dict[str, Any] | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": "sae_training",
-            "model": self.model,
-            "path": str(self.path),
-            **self.training,
-            "evaluation": self.evaluation,
-        }
-
-    def load(self) -> SAE:
-        from .files import load_sae_folder
-
-        return load_sae_folder(self.path)
-
-    def figure(self) -> Figure:
-        """The held-out evaluation's figure, or the training curve when training was not evaluated."""
-        if self.evaluation:
-            from .evaluate import SAEEvaluation
-
-            return SAEEvaluation.from_dict(self.evaluation).figure()
-        history = self.training["history"]
-        return Figure(
-            title=f"SAE training at {self.config.hook}",
-            panels=[
-                Bars(
-                    "Fraction of variance explained on training batches",
-                    [f"{row['tokens']:,} tokens" for row in history],
-                    [row["fve"] for row in history],
-                    "fraction",
-                )
-            ],
-            what_you_see="How well the SAE rebuilt its training batches as training went on.",
-            how_to_read="Each bar is one training batch; 1 means a perfect rebuild.",
-            caveat="Training batches, not held-out text: run `glasslab sae eval` for held-out figures.",
-        )
-
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
-
-
 # -- the training job -------------------------------------------------------------------------------
 def default_name(cfg: TrainConfig, d_in: int) -> str:
     """e.g. ``blocks.6.resid_post-topk-5120-k32``: hook, architecture, width (and k)."""
@@ -201,40 +148,54 @@ def default_name(cfg: TrainConfig, d_in: int) -> str:
 
 
 def checkpoint_folder(model: Model, name: str) -> Path:
-    return store_path("sae-checkpoints", model.key, name)
+    return location(SAE_CHECKPOINTS, model.key, name)
 
 
-def train_sae(
+def checkpoints_of(model: Model, name: str) -> Checkpoints:
+    """The training's checkpoints (``step-<N>/`` folders with manifests, the newest kept)."""
+    return Checkpoints(checkpoint_folder(model, name), SAE_CHECKPOINTS, model.key)
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """A finished training: where the SAE was saved, the record written beside it and its evaluation."""
+
+    path: Path
+    training: dict[str, Any]
+    evaluation: dict[str, Any] | None
+
+
+def train_dictionary(
     model: Model,
     config: TrainConfig,
     *,
     name: str | None = None,
     out: str | Path | None = None,
     documents: Iterable[str] | None = None,
-    evaluate_tokens: int = 32768,
-    evaluate_loss_tokens: int = 2048,
+    evaluate: Callable[[SAE], dict[str, Any] | None] | None = None,
     checkpoint_every: int = 100,
     fresh: bool = False,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
     command: str | None = None,
-) -> TrainedSAE:
+) -> TrainingRun:
     """Train an SAE on ``config.hook`` of ``model`` and save it (SAELens layout) to the store or ``out``.
 
     ``documents`` overrides the corpus text (tests); ``on_step(step, metrics)`` is called after each step
     (raise KeyboardInterrupt in it to cancel). An existing checkpoint of the same name and config is
-    resumed unless ``fresh``. After training, the SAE is evaluated on ``evaluate_tokens`` held-out tokens
-    of the corpus's test split (``evaluate_loss_tokens`` for the losses; 0 skips it) and the metrics are
-    written beside it in ``training.json``.
+    resumed unless ``fresh``. ``evaluate(sae)`` measures the trained SAE before it is saved (the methods
+    layer's held-out evaluation, ``glasslab.methods.features.training.train_sae``); its record is written
+    beside the SAE in ``training.json``.
     """
     d_in = hook_width(model, config.hook, config.head_index)
     sae = _untrained_sae(model, config, d_in)
     name = name or default_name(config, d_in)
     if "/" in name or name.startswith("."):
         raise InputError(f"SAE name '{name}' must be a plain name (no '/', not starting with '.')")
-    final = Path(out).expanduser() if out else store_path("saes", model.key, name)
-    ckpt = checkpoint_folder(model, name)
-    if fresh and ckpt.exists():
-        shutil.rmtree(ckpt)
+    final = Path(out).expanduser() if out else location(SAES, model.key, name)  # a bad name fails here, not after
+    target: str | Path = final if out else name
+    checkpoints = checkpoints_of(model, name)
+    if fresh:
+        checkpoints.clear()
     corpus_docs = documents if documents is not None else load_corpus(config.corpus, split="train")
     stream = ActivationStream(
         model, config.hook, corpus_docs, config.seq_len, config.model_batch, config.head_index, config.harvest_tokens
@@ -243,24 +204,44 @@ def train_sae(
     optimizer = start_training(sae, config)
     state = TrainingState()
     clock = Clock(state)
-    if ckpt.exists():
-        restore_checkpoint(ckpt, asdict(config), sae, optimizer, state, buffer)
+    resume_from = _resumable(checkpoints)
+    if resume_from is not None:
+        restore_checkpoint(resume_from, asdict(config), sae, optimizer, state, buffer)
     else:
         initialise(sae, config, state, buffer)
-    _run(config, sae, optimizer, state, buffer, clock, ckpt, checkpoint_every, on_step)
+    _run(config, sae, optimizer, state, buffer, clock, checkpoints, checkpoint_every, on_step)
     sae.finish_training(state.scale)
-    evaluation = _evaluation(model, sae, config, evaluate_tokens, evaluate_loss_tokens)
+    evaluation = evaluate(sae) if evaluate is not None else None
     training = _training_record(config, state, buffer, d_in, sae.d_sae, name, command)
     record = {**training, "evaluation": evaluation}
     density = state.fire_counts.double() / max(1, state.step * config.batch_size)
-    save_sae(
-        sae,
-        final,
-        extra_files={"training.json": (json.dumps(record, indent=2) + "\n").encode()},
-        sparsity=torch.log10(density.clamp_min(1e-10)).float(),
-    )
-    shutil.rmtree(ckpt, ignore_errors=True)
-    return TrainedSAE(final, model.name, config, training, evaluation)
+    summary = {"hook": config.hook, "architecture": config.architecture, "d_sae": sae.d_sae, "steps": state.step}
+    with save(SAES, model.key, target, summary=summary) as staging:
+        write_sae_files(
+            sae,
+            staging,
+            extra_files={"training.json": (json.dumps(record, indent=2) + "\n").encode()},
+            sparsity=torch.log10(density.clamp_min(1e-10)).float(),
+        )
+    checkpoints.clear()
+    return TrainingRun(final, training, evaluation)
+
+
+def _resumable(checkpoints: Checkpoints) -> Path | None:
+    """The newest complete checkpoint, or one written before checkpoints had step folders (its files
+    directly in the folder), or None."""
+    latest = checkpoints.latest()
+    if latest is not None:
+        return latest[1]
+    return checkpoints.folder if (checkpoints.folder / STATE_FILE).is_file() else None
+
+
+def _save_checkpoint(checkpoints: Checkpoints, settings: dict[str, Any], sae: SAE, optimizer, state, buffer) -> None:
+    """A new ``step-<N>`` checkpoint; an older-layout one beside it goes once the new one is complete."""
+    with checkpoints.save(state.step) as staging:
+        write_checkpoint(staging, settings, sae, optimizer, state, buffer)
+    for legacy in (TENSORS_FILE, STATE_FILE):
+        (checkpoints.folder / legacy).unlink(missing_ok=True)
 
 
 def _untrained_sae(model: Model, config: TrainConfig, d_in: int) -> SAE:
@@ -289,7 +270,7 @@ def _run(
     state: TrainingState,
     buffer: ShuffleBuffer,
     clock: Clock,
-    ckpt: Path,
+    checkpoints: Checkpoints,
     checkpoint_every: int,
     on_step: Callable[[int, dict[str, float]], None] | None,
 ) -> None:
@@ -320,36 +301,25 @@ def _run(
                 on_step(state.step, metrics)
             if checkpoint_every and state.step % checkpoint_every == 0 and state.step < config.steps:
                 clock.lap()
-                save_checkpoint(ckpt, settings, sae, optimizer, state, buffer)
+                _save_checkpoint(checkpoints, settings, sae, optimizer, state, buffer)
                 last_saved = state.step
     except KeyboardInterrupt:
         bar.close()
         clock.lap()
         if state.step > last_saved:
-            save_checkpoint(ckpt, settings, sae, optimizer, state, buffer)
+            _save_checkpoint(checkpoints, settings, sae, optimizer, state, buffer)
         raise TrainingCancelled(
-            f"training stopped at step {state.step}/{config.steps}; checkpoint kept in '{ckpt}': "
+            f"training stopped at step {state.step}/{config.steps}; checkpoint kept in '{checkpoints.folder}': "
             "run the same command again to resume (no SAE was saved)"
         ) from None
     bar.close()
     clock.lap()
 
 
-def _evaluation(model: Model, sae: SAE, config: TrainConfig, tokens: int, loss_tokens: int) -> dict[str, Any] | None:
-    """The held-out evaluation's record, or None when ``tokens`` is 0."""
-    if not tokens:
-        return None
-    from .evaluate import evaluate_sae
-
-    return evaluate_sae(
-        model, sae, corpus=config.corpus, tokens=tokens, loss_tokens=loss_tokens, seq_len=config.seq_len
-    ).to_dict()
-
-
 def to_sae(config: TrainConfig, params: SAE, scale: float, *, model_name: str | None, d_in: int) -> SAE:
     """Deprecated: a training SAE folds its input scale itself, ``sae.finish_training(scale)``."""
     warnings.warn(
-        "glasslab.sae.train.to_sae is deprecated; use SAE.finish_training(scale) on the SAE being trained",
+        "glasslab.dictionaries.train.to_sae is deprecated; use SAE.finish_training(scale) on the SAE being trained",
         DeprecationWarning,
         stacklevel=2,
     )

@@ -2,7 +2,7 @@
 
 An SAE's ``labels.json`` sits inside the installed package (shipped SAEs), in the Hugging Face cache or
 beside a trained SAE, and is rewritten by the labeller: a person's edits must survive all of that, so they
-live apart, in ``store_path("sae-user-labels", KEY, "labels.json")`` (the same format, ``source: "user"``).
+live apart, in ``location(SAE_USER_LABELS) / KEY / "labels.json"`` (the same format, ``source: "user"``).
 ``KEY`` names the SAE the way it was loaded (shipped folder, store name, hub release and id), so the edit
 shows wherever that SAE is used. ``labels_of`` (loading.py) lays them over the SAE's own labels, keeping
 the facts recorded there (density and the rest).
@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 
 from ..errors import InputError
-from ..store import STORE_ENV, store_path
+from ..store import SAE_USER_LABELS, SAES, STORE_ENV, location, store_root
 from . import loading
 from .labels_file import LABELS_FILE, FeatureLabel, read_labels, write_labels
 from .sae import SAE
@@ -41,7 +41,7 @@ def sae_key(folder: Path | None, release: str | None = None, sae_id: str | None 
     if folder is None:
         return None
     folder = Path(folder).resolve()
-    for prefix, root in (("shipped", loading.SHIPPED_ROOT), ("store", store_path("saes"))):
+    for prefix, root in (("shipped", loading.SHIPPED_ROOT), ("store", store_root() / SAES.folder)):
         if folder.is_relative_to(root.resolve()):
             return f"{prefix}/{folder.relative_to(root.resolve()).as_posix()}"
     digest = hashlib.sha256(str(folder).encode()).hexdigest()[:12]
@@ -65,7 +65,7 @@ def _folder(
 
 def folder_for(key: str | None) -> Path | None:
     """The store folder of the user labels of the SAE with this key (``sae_key``)."""
-    return None if key is None else store_path("sae-user-labels", re.sub(r"[^A-Za-z0-9._-]+", "--", key))
+    return None if key is None else location(SAE_USER_LABELS) / re.sub(r"[^A-Za-z0-9._-]+", "--", key)
 
 
 def user_stamp(sae: SAE) -> tuple:

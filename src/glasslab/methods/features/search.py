@@ -28,13 +28,13 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import InputError
-from ..model.model import Model
-from ..views.figures import Bars, Figure
-from ..views.html import figure_html
-from .labels_file import FeatureLabel
-from .loading import labels_of, origin_of
-from .sae import SAE
+from ...dictionaries import SAE
+from ...dictionaries.labels_file import FeatureLabel
+from ...dictionaries.loading import labels_of, origin_of
+from ...errors import InputError
+from ...model.model import Model
+from ...views.figures import Bars, Figure
+from ...views.html import figure_html
 
 MAX_QUERY_CHARS = 200
 DENSE_ABOVE = 0.1  # exclude_dense skips features firing on more than this fraction of tokens

@@ -28,12 +28,13 @@ from itertools import islice, pairwise
 from pathlib import Path
 from typing import Any
 
-from ..data import load_corpus, packed_sequences
-from ..errors import InputError
-from ..model.model import Model
-from .activations import rows_per_sequence
-from .fit import hook_width
-from .train import TrainConfig, train_sae
+from ...data import load_corpus, packed_sequences
+from ...dictionaries.activations import rows_per_sequence
+from ...dictionaries.fit import hook_width
+from ...dictionaries.train import TrainConfig
+from ...errors import InputError
+from ...model.model import Model
+from .training import train_sae
 
 EVALUATE_BATCH = 8  # sequences per forward pass in evaluate_sae (its default)
 
