@@ -24,6 +24,7 @@ the update actually produced at the layer's own output and how much of it arrive
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -35,7 +36,7 @@ from .facts import Fact
 from .postnorm import invert_rms_norm
 from .rome import projection_output
 from .stats import KeyStats, key_statistics
-from .targets import context_prefixes, edit_keys, optimise_targets, site_values
+from .targets import Targets, context_prefixes, edit_keys, optimise_targets, site_values
 
 
 def default_layers(n_layers: int) -> list[int]:
@@ -108,7 +109,48 @@ def memit(
         weight_decay=weight_decay,
         clamp=clamp,
     )
+    spread = _spread_over_layers(model, facts, layer_list, prefixes, stats, update_weight, targets)
+    details = {
+        "layers": layer_list,
+        "update_weight": update_weight,
+        "prefixes": prefixes,
+        "stats": {"corpus": stats[last].corpus, "tokens": stats[last].tokens, "seq_len": stats[last].seq_len},
+        **_outcome(model, layer_list, targets, spread),
+        "hyperparameters": {
+            "steps": steps,
+            "lr": lr,
+            "kl_factor": kl_factor,
+            "weight_decay": weight_decay,
+            "clamp": clamp,
+            "seed": seed,
+        },
+    }
+    return _edit(model, facts, layer_list, spread.deltas, spread.keys, spread.values, details)
+
+
+@dataclass(frozen=True)
+class _Spread:
+    """The per-layer updates of one MEMIT edit and what each produced (``details["per_layer"]``)."""
+
+    deltas: dict[int, torch.Tensor]
+    keys: dict[int, torch.Tensor]
+    values: dict[int, torch.Tensor]
+    per_layer: list[dict]
+    stream: torch.Tensor  # the last layer's stream at the subject, with every update in
+
+
+def _spread_over_layers(
+    model: Model,
+    facts: list[Fact],
+    layer_list: list[int],
+    prefixes: list[str],
+    stats: dict[int, KeyStats],
+    update_weight: float,
+    targets: Targets,
+) -> _Spread:
+    """Step 2 of the module doc: each layer in order takes its share of what is still missing from ``z``."""
     z = targets.values  # [n, d_model]
+    last = layer_list[-1]
     deltas: dict[int, torch.Tensor] = {}
     keys: dict[int, torch.Tensor] = {}
     values: dict[int, torch.Tensor] = {}
@@ -141,34 +183,27 @@ def memit(
             }
         )
         stream = after
+    return _Spread(deltas, keys, values, per_layer, stream)
+
+
+def _outcome(model: Model, layer_list: list[int], targets: Targets, spread: _Spread) -> dict:
+    """The finished edit's part of ``details``: weight norms, optimisation, how close the stream came to ``z``."""
+    z, stream = targets.values, spread.stream
     weight_norms = {
         str(layer): float(from_layout(model, projection_weight(model, layer).detach()).double().norm())
         for layer in layer_list
     }
     wanted_shift = z - targets.initial
-    details = {
-        "layers": layer_list,
-        "update_weight": update_weight,
-        "prefixes": prefixes,
-        "stats": {"corpus": stats[last].corpus, "tokens": stats[last].tokens, "seq_len": stats[last].seq_len},
+    return {
         "weight_norms": weight_norms,
         "optimisation": targets.summary(),
         # The finished edit's change of the last layer's stream, along the wanted change (1 = all of it), and
         # how far the stream still is from z (1 = as far as before the edit).
         "z_reached": _along(stream - targets.initial, wanted_shift),
         "z_distance": ((z - stream).norm(dim=1) / wanted_shift.norm(dim=1).clamp_min(1e-12)).tolist(),
-        "per_layer": per_layer,
+        "per_layer": spread.per_layer,
         "post_norm_inverted": _has_post_norm(model),
-        "hyperparameters": {
-            "steps": steps,
-            "lr": lr,
-            "kl_factor": kl_factor,
-            "weight_decay": weight_decay,
-            "clamp": clamp,
-            "seed": seed,
-        },
     }
-    return _edit(model, facts, layer_list, deltas, keys, values, details)
 
 
 def _stream_write(model: Model, layer: int, output: torch.Tensor) -> torch.Tensor:
