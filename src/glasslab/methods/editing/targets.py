@@ -136,26 +136,10 @@ def optimise_targets(
     if steps < 1 or lr <= 0:
         raise InputError("steps must be >= 1 and lr > 0")
     n = len(facts)
-    rewrite_prompts, rewrite_targets, owners, positions = [], [], [], []
-    for i, fact in enumerate(facts):
-        rows = edit_rows(fact, prefixes)
-        rewrite_prompts += [text for text, _ in rows]
-        rewrite_targets += [fact.target_new] * len(rows)
-        owners += [i] * len(rows)
-        positions += last_subject_positions(model, fact, rows)
-    essence = [f"{fact.subject} is a" for fact in facts]
-    essence_positions = [
-        subject_span(model, text, fact.subject)[1] - 1 for text, fact in zip(essence, facts, strict=True)
-    ]
-    ids, mask, spans = teacher_forced(model, rewrite_prompts, rewrite_targets)
-    essence_tokens = model.tokenize(essence)
-    width = max(ids.shape[1], essence_tokens.input_ids.shape[1])
-    ids = torch.cat([_pad(ids, width, model.pad_token_id), _pad(essence_tokens.input_ids, width, model.pad_token_id)])
-    mask = torch.cat([_pad(mask, width, 0), _pad(essence_tokens.attention_mask, width, 0)])
+    batch = _optimisation_batch(model, facts, prefixes)
+    ids, mask, spans, owners, essence_positions = batch.ids, batch.mask, batch.spans, batch.owners, batch.essence
     owners_all = torch.tensor(owners + list(range(n)))
-    where = torch.zeros(ids.shape[0], width, dtype=torch.bool)
-    where[torch.arange(ids.shape[0]), torch.tensor(positions + essence_positions)] = True
-    n_rewrite = len(rewrite_prompts)
+    n_rewrite = len(owners)
 
     initial = site_values(model, facts, layer, site)
     delta = torch.zeros(n, model.d_model, dtype=torch.float32, requires_grad=True)
@@ -170,7 +154,7 @@ def optimise_targets(
 
     def add(act: torch.Tensor) -> torch.Tensor:
         shift = delta.to(act.device, act.dtype)[owners_all.to(act.device)]  # [rows, d_model]
-        return act + where.to(act.device)[:, :, None] * shift[:, None, :]
+        return act + batch.where.to(act.device)[:, :, None] * shift[:, None, :]
 
     for step in progress(range(steps + 1), total=steps + 1, description="optimising new values", unit="step"):
         with _site(model, layer, site, add) as interventions:
@@ -213,6 +197,40 @@ def optimise_targets(
         kl_after=kl.detach().tolist(),
         steps=steps_taken,
     )
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """The rows the optimisation runs: every fact's prefixed rewrite prompts, then each "{subject} is a"."""
+
+    ids: torch.Tensor  # [rows, width] token ids, padded to one width
+    mask: torch.Tensor  # [rows, width]
+    spans: list[list[int]]  # where each rewrite row's target tokens are (teacher_forced)
+    owners: list[int]  # the fact each rewrite row belongs to
+    essence: list[int]  # per fact, the subject's last token in its "{subject} is a" row
+    where: torch.Tensor  # [rows, width] bool: the subject's last token of every row, where the delta is added
+
+
+def _optimisation_batch(model: Model, facts: Sequence[Fact], prefixes: Sequence[str]) -> _Batch:
+    rewrite_prompts, rewrite_targets, owners, positions = [], [], [], []
+    for i, fact in enumerate(facts):
+        rows = edit_rows(fact, prefixes)
+        rewrite_prompts += [text for text, _ in rows]
+        rewrite_targets += [fact.target_new] * len(rows)
+        owners += [i] * len(rows)
+        positions += last_subject_positions(model, fact, rows)
+    essence = [f"{fact.subject} is a" for fact in facts]
+    essence_positions = [
+        subject_span(model, text, fact.subject)[1] - 1 for text, fact in zip(essence, facts, strict=True)
+    ]
+    ids, mask, spans = teacher_forced(model, rewrite_prompts, rewrite_targets)
+    essence_tokens = model.tokenize(essence)
+    width = max(ids.shape[1], essence_tokens.input_ids.shape[1])
+    ids = torch.cat([_pad(ids, width, model.pad_token_id), _pad(essence_tokens.input_ids, width, model.pad_token_id)])
+    mask = torch.cat([_pad(mask, width, 0), _pad(essence_tokens.attention_mask, width, 0)])
+    where = torch.zeros(ids.shape[0], width, dtype=torch.bool)
+    where[torch.arange(ids.shape[0]), torch.tensor(positions + essence_positions)] = True
+    return _Batch(ids, mask, spans, owners, essence_positions, where)
 
 
 def _rows(run, rows: slice):
