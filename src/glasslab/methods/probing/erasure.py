@@ -141,6 +141,40 @@ def _downstream_hooks(model: Model, hook: str) -> list[str]:
     return [f"blocks.{layer}.resid_post" for layer in range(first, model.n_layers)]
 
 
+def _later_hooks(model: Model, hook: str, downstream: bool | Sequence[int]) -> list[str]:
+    """The hooks ``erase`` scores with the eraser in the forward pass (its ``downstream`` argument)."""
+    later = _downstream_hooks(model, hook) if downstream else []
+    if downstream is not True and downstream is not False:
+        later = probe_hooks(model, "resid_post", list(downstream))
+        if any(model.hooks().index(h) <= model.hooks().index(hook) for h in later):
+            raise InputError(f"downstream layers must come after {hook}")
+    return later
+
+
+def _downstream_scores(
+    model: Model,
+    data: ProbeDataset,
+    labels: np.ndarray,
+    later: list[str],
+    acts: Activations,
+    eraser: ConceptEraser,
+    folds: Sequence[Fold],
+    probe: str,
+    strength: float,
+    batch_size: int,
+) -> list[DownstreamScore]:
+    """Probe accuracy at each later hook without and with the eraser in the forward pass (is it recomputed?)."""
+    if not later:
+        return []
+    erased_acts = harvest(model, data, later, batch_size=batch_size, interventions=[eraser], tokenized=acts.examples)
+    scores = []
+    for h in later:
+        clean = cross_validate(acts.values[h], labels, folds, probe, strength).mean()
+        scrubbed = cross_validate(erased_acts.values[h], labels, folds, probe, strength).mean()
+        scores.append(DownstreamScore(h, float(clean), float(scrubbed)))
+    return scores
+
+
 def erase(
     model: Model,
     dataset: str | Path | ProbeDataset,
@@ -168,11 +202,7 @@ def erase(
     data = load_probe_dataset(dataset)
     make_probe(probe, strength)
     hook = _erasure_hook(model, layer, hook, site)
-    later = _downstream_hooks(model, hook) if downstream else []
-    if downstream is not True and downstream is not False:
-        later = probe_hooks(model, "resid_post", list(downstream))
-        if any(model.hooks().index(h) <= model.hooks().index(hook) for h in later):
-            raise InputError(f"downstream layers must come after {hook}")
+    later = _later_hooks(model, hook, downstream)
     needed = [hook, *later]
     if activations is not None and all(h in activations.values for h in needed):
         acts = activations
@@ -187,15 +217,7 @@ def erase(
     leace = fit_leace(x, labels)
     erased = leace.erase(x)
     eraser = ConceptEraser(hook, position=position, leace=leace, dataset=data.name, classes=tuple(data.classes))
-    scores = []
-    if later:
-        erased_acts = harvest(
-            model, data, later, batch_size=batch_size, interventions=[eraser], tokenized=acts.examples
-        )
-        for h in later:
-            clean = cross_validate(acts.values[h], labels, folds, probe, strength).mean()
-            scrubbed = cross_validate(erased_acts.values[h], labels, folds, probe, strength).mean()
-            scores.append(DownstreamScore(h, float(clean), float(scrubbed)))
+    scores = _downstream_scores(model, data, labels, later, acts, eraser, folds, probe, strength, batch_size)
     texts = list(neutral_texts or [])
     counts = np.bincount(labels)
     return Erasure(
