@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import GlasslabError
 from ..model.model import Model
-from . import analysis, interventions, sae_precompute, sae_search, sae_training, saes
+from . import analysis, explanations, interventions, sae_precompute, sae_search, sae_training, saes
 from .experiments import ExperimentStore
 from .experiments import router as experiments_router
 from .jobs import JobManager, TooManyJobs
@@ -86,6 +86,7 @@ def create_app(
         sae_training=sae_training_plan(sae_training or {}),
     )
     app.include_router(models_router)
+    app.include_router(explanations.router)
     app.include_router(operation_router(OPERATIONS))
     app.include_router(interventions.router)
     app.include_router(saes.router)

@@ -4,7 +4,7 @@
 import { call, forget, job, pollJob, request } from './api.js';
 import { h, plural } from './dom.js';
 import { plain } from './errors.js';
-import { CONTROLS, PANELS as TEXTS } from './explain.js';
+import { CONTROLS, loadExplanations, PANELS as TEXTS } from './explain.js';
 import { Q } from './data.js';
 import { PANEL_ORDER, PANELS } from './panels/index.js';
 import { onDataArrived } from './panels/common.js';
@@ -195,6 +195,12 @@ function wire() {
 }
 
 async function main() {
+  try {
+    await loadExplanations();
+  } catch (err) {
+    message(err.message);
+    return;
+  }
   buildTabs();
   wire();
   renderPanel();
