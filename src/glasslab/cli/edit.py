@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -10,6 +10,9 @@ from rich.table import Table
 
 from ..errors import InputError
 from .app import DeviceOpt, DtypeOpt, JsonOpt, ModelOpt, OutOpt, app, emit, friendly_errors, load_model, out
+
+if TYPE_CHECKING:
+    from ..methods.editing import Edit, EditEvaluation, Fact
 
 SeedOpt = Annotated[int, typer.Option(help="Random seed (noise draws, prefixes).")]
 
@@ -129,7 +132,7 @@ def edit(
     out_file: OutOpt = None,
 ) -> None:
     """Rewrite a fact with ROME (or many with MEMIT) and show efficacy, generalisation, specificity and fluency."""
-    from ..methods.editing import builtin_facts, evaluate_edit, load_facts, memit, rome
+    from ..methods.editing import evaluate_edit, memit, rome
 
     if method not in ("rome", "memit"):
         raise InputError(f"--method must be rome or memit, got '{method}'")
@@ -137,12 +140,7 @@ def edit(
     if facts is not None:
         if subject or prompt or target:
             raise InputError("give either --facts or --subject/--prompt/--target, not both")
-        if facts == "builtin":
-            fact_list = builtin_facts()
-        elif facts.startswith("builtin:"):
-            fact_list = builtin_facts([name.strip() for name in facts[len("builtin:") :].split(",")])
-        else:
-            fact_list = load_facts(facts)
+        fact_list = _facts_option(facts)
     else:
         fact_list = [_fact(loaded, subject, prompt, target, target_true, paraphrase or [], neighbour or [])]
     if method == "rome":
@@ -168,29 +166,37 @@ def edit(
     if save:
         result_edit = result_edit.save(save)
     result = evaluate_edit(loaded, result_edit, fluency=fluency)
+    emit(result, as_json, out_file, lambda: _show_edit(result, result_edit, method, len(fact_list)))
 
-    def show() -> None:
-        table = Table(
-            title=escape(
-                f"{method.upper()} at layers {', '.join(map(str, result_edit.layers))}: {len(fact_list)} fact(s)"
-            ),
-            caption="means over the facts; efficacy/generalisation/specificity are shares of prompts",
-        )
-        for column in ("measure", "before", "after"):
-            table.add_column(column, justify="left" if column == "measure" else "right")
-        for row in result.table():
-            table.add_row(*row)
-        out.print(table)
-        for fact, after in zip(result.facts, result.after, strict=True):
-            out.print(
-                escape(f"{fact.describe()}: p(new) {after.p_new:.3f}, p(true) {after.p_true:.3f}"), highlight=False
-            )
-            for text in after.texts[:1]:
-                out.print(escape(f"  after: {fact.text}{text}".replace("\n", " ")), highlight=False)
-        if result_edit.path:
-            out.print(f"saved to {escape(str(result_edit.path))}", highlight=False)
 
-    emit(result, as_json, out_file, show)
+def _facts_option(facts: str) -> list[Fact]:
+    """The facts ``--facts`` names: all built-in ones, some by subject (``builtin:A,B``), or a file's."""
+    from ..methods.editing import builtin_facts, load_facts
+
+    if facts == "builtin":
+        return builtin_facts()
+    if facts.startswith("builtin:"):
+        return builtin_facts([name.strip() for name in facts[len("builtin:") :].split(",")])
+    return load_facts(facts)
+
+
+def _show_edit(result: EditEvaluation, result_edit: Edit, method: str, n_facts: int) -> None:
+    """The edit's evaluation as a table, then each fact's new probabilities and a continuation after the edit."""
+    table = Table(
+        title=escape(f"{method.upper()} at layers {', '.join(map(str, result_edit.layers))}: {n_facts} fact(s)"),
+        caption="means over the facts; efficacy/generalisation/specificity are shares of prompts",
+    )
+    for column in ("measure", "before", "after"):
+        table.add_column(column, justify="left" if column == "measure" else "right")
+    for row in result.table():
+        table.add_row(*row)
+    out.print(table)
+    for fact, after in zip(result.facts, result.after, strict=True):
+        out.print(escape(f"{fact.describe()}: p(new) {after.p_new:.3f}, p(true) {after.p_true:.3f}"), highlight=False)
+        for text in after.texts[:1]:
+            out.print(escape(f"  after: {fact.text}{text}".replace("\n", " ")), highlight=False)
+    if result_edit.path:
+        out.print(f"saved to {escape(str(result_edit.path))}", highlight=False)
 
 
 def _fact(model, subject, prompt, target, target_true, paraphrases, neighbours):
