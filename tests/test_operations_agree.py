@@ -99,13 +99,30 @@ def test_the_cli_and_python_refuse_the_same_out_of_range_value(spec):
     if not bounded:
         pytest.skip(f"{spec.name} declares no bounded option")
     name, bound = bounded[0]
-    values = {n: "the cat" for n, f in cli_fields(spec).items() if f.is_required()}  # the prompts
+    values, words = _required(spec)
     with pytest.raises(InputError, match=rf"^{name} must be <= {bound}, got {bound + 1}$"):
         spec.validate({**values, name: bound + 1})
     flag = max((o for o in _command_params(spec)[name].opts if o.startswith("--")), key=len)
-    result = CliRunner().invoke(app, [spec.name, *values.values(), flag, str(bound + 1), "--model", "/nowhere"])
+    result = CliRunner().invoke(app, [spec.name, *words, flag, str(bound + 1), "--model", "/nowhere"])
     assert result.exit_code == 2
     assert result.output.strip() == f"error: {flag} must be <= {bound}, got {bound + 1}"
+
+
+# Valid values of required options that are not prompts, in Python and on the command line.
+REQUIRED_LISTS = {"neurons": ([(0, 0)], ["--neuron", "0.0"])}
+
+
+def _required(spec) -> tuple[dict, list[str]]:
+    """Valid values for the required options (prompts: "the cat"), and the same as command-line words."""
+    values, words = {}, []
+    for name, field in cli_fields(spec).items():
+        if field.is_required() and name in REQUIRED_LISTS:
+            values[name], more = REQUIRED_LISTS[name]
+            words += more
+        elif field.is_required():
+            values[name] = "the cat"
+            words.append("the cat")
+    return values, words
 
 
 def test_an_unknown_operation_is_named_with_the_known_ones():

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..errors import GlasslabError
 from ..model.model import Model
 from . import analysis, explanations, interventions, sae_precompute, sae_search, sae_training, saes
+from .declared import endpoints
 from .experiments import ExperimentStore
 from .experiments import router as experiments_router
 from .jobs import JobManager, TooManyJobs
@@ -30,14 +31,16 @@ from .security import Guard, without_paths
 from .state import Busy, Cancelled, ModelState
 
 STATIC = Path(__file__).parent / "static"
-OPERATIONS = [
-    *analysis.OPERATIONS,
-    *interventions.OPERATIONS,
-    *saes.OPERATIONS,
-    *sae_search.OPERATIONS,
-    *sae_precompute.OPERATIONS,
-    *sae_training.OPERATIONS,
-]
+OPERATIONS = endpoints(
+    [
+        *analysis.OPERATIONS,
+        *interventions.OPERATIONS,
+        *saes.OPERATIONS,
+        *sae_search.OPERATIONS,
+        *sae_precompute.OPERATIONS,
+        *sae_training.OPERATIONS,
+    ]
+)
 NOT_BUILT = """<!doctype html><html lang="en"><meta charset="utf-8"><title>glasslab</title>
 <body style="font-family: sans-serif; max-width: 40em; margin: 3em auto">
 <h1>glasslab is running, but its front-end is not built</h1>

@@ -1,5 +1,5 @@
-"""Commands that knock components out or clamp them: ablate and ablation-sweep (declared operations: here
-only how their results read), and clamp-neurons."""
+"""Commands that knock components out or clamp them: ablate, ablation-sweep and clamp-neurons (declared in
+``glasslab.operations.intervene``: here only how their results read)."""
 
 from __future__ import annotations
 
@@ -10,19 +10,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..methods.ablation import Ablation, AblationSweep
+from ..methods.neuron_clamp import NeuronClamp
 from ..operations import OPERATIONS
 from .app import (
-    DeviceOpt,
-    DtypeOpt,
-    JsonOpt,
-    ModelOpt,
-    OutOpt,
-    app,
-    emit,
-    friendly_errors,
-    load_model,
     out,
-    parse_layer_index,
 )
 from .derived import declare_command
 
@@ -62,58 +53,22 @@ declare_command(OPERATIONS["ablate"], show_ablation)
 declare_command(OPERATIONS["ablation-sweep"], show_sweep, display={"top": (TopOpt, 10)}, renamed_from="ablate-sweep")
 
 
-@app.command("clamp-neurons")
-@friendly_errors
-def clamp_neurons(
-    prompt: Annotated[str, typer.Argument(help="The text to continue.")],
-    neuron: Annotated[list[str], typer.Option("--neuron", help="A neuron as LAYER.NEURON (repeatable).")],
-    value: Annotated[float | None, typer.Option(help="Set the neurons to this value.")] = None,
-    scale: Annotated[float | None, typer.Option(help="Multiply the neurons by this factor.")] = None,
-    zero: Annotated[bool, typer.Option("--zero", help="Set the neurons to 0.")] = False,
-    position: Annotated[
-        list[int] | None,
-        typer.Option("--position", help="Clamp only at this position (repeatable; -1: the prompt's last token)."),
-    ] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="How many tokens to generate.")] = 20,
-    temperature: Annotated[float, typer.Option(help="0 for greedy decoding.")] = 0.0,
-    seed: Annotated[int | None, typer.Option(help="Seed for sampling (both generations).")] = None,
-    model: ModelOpt = None,
-    dtype: DtypeOpt = "float32",
-    device: DeviceOpt = "cpu",
-    as_json: JsonOpt = False,
-    out_file: OutOpt = None,
-) -> None:
-    """Generate with and without MLP neurons set to a value, scaled or zeroed, side by side."""
-    from ..methods.neuron_clamp import clamp_neurons as run_clamp
+def show_clamp(result: NeuronClamp) -> None:
+    table = Table(title=escape(result.describe()))
+    table.add_column("generation")
+    table.add_column("continuation")
+    table.add_row("baseline", escape(repr(result.baseline)))
+    table.add_row("clamped", escape(repr(result.clamped)))
+    out.print(table)
+    if result.first_difference is not None:
+        out.print(f"the texts part at new token {result.first_difference}", highlight=False, markup=False)
+    values = Table(title="neuron values at the prompt's last token (baseline -> clamped)")
+    values.add_column("neuron")
+    values.add_column("values", justify="right")
+    last = result.prompt_tokens - 1
+    for name, base, clamped in zip(result.neurons, result.baseline_values, result.clamped_values, strict=True):
+        values.add_row(name, f"{base[last]:.4f} -> {clamped[last]:.4f}")
+    out.print(values)
 
-    result = run_clamp(
-        load_model(model, dtype, device),
-        prompt,
-        [parse_layer_index(t, "neuron") for t in neuron or []],
-        value=value,
-        scale=scale,
-        zero=zero,
-        positions=position,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        seed=seed,
-    )
 
-    def show() -> None:
-        table = Table(title=escape(result.describe()))
-        table.add_column("generation")
-        table.add_column("continuation")
-        table.add_row("baseline", escape(repr(result.baseline)))
-        table.add_row("clamped", escape(repr(result.clamped)))
-        out.print(table)
-        if result.first_difference is not None:
-            out.print(f"the texts part at new token {result.first_difference}", highlight=False, markup=False)
-        values = Table(title="neuron values at the prompt's last token (baseline -> clamped)")
-        values.add_column("neuron")
-        values.add_column("values", justify="right")
-        last = result.prompt_tokens - 1
-        for name, base, clamped in zip(result.neurons, result.baseline_values, result.clamped_values, strict=True):
-            values.add_row(name, f"{base[last]:.4f} -> {clamped[last]:.4f}")
-        out.print(values)
-
-    emit(result, as_json, out_file, show)
+declare_command(OPERATIONS["clamp-neurons"], show_clamp)

@@ -1,4 +1,5 @@
-"""Commands that look at components: neuron, resid-norms (dla and neurons are declared operations)."""
+"""Commands that look at components: neuron, and resid-norms (declared: here only how it reads; dla and
+neurons are declared too, in cli/observe.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..methods.resid_stats import ResidNorms
+from ..operations import OPERATIONS
 from .app import DeviceOpt, DtypeOpt, JsonOpt, ModelOpt, OutOpt, app, emit, friendly_errors, load_model, out
+from .derived import declare_command
 
 PositionOpt = Annotated[int, typer.Option(help="Token position (-1: the last).")]
 VersusOpt = Annotated[str | None, typer.Option(help="Decompose logit(target) - logit(versus) instead.")]
@@ -66,46 +70,31 @@ def neuron(
     emit(result, as_json, out_file, show)
 
 
-@app.command("resid-norms")
-@friendly_errors
-def resid_norms(
-    prompt: Annotated[str, typer.Argument(help="The text to analyse.")],
-    top: Annotated[int, typer.Option(help="How many outliers to list.")] = 10,
-    model: ModelOpt = None,
-    dtype: DtypeOpt = "float32",
-    device: DeviceOpt = "cpu",
-    as_json: JsonOpt = False,
-    out_file: OutOpt = None,
-) -> None:
-    """Norms of the residual stream and of each attention/MLP write, per layer and position, with outliers."""
-    from ..methods.resid_stats import resid_norms as run_norms
+def show_resid_norms(result: ResidNorms) -> None:
+    grid = Table(title="norm of resid_post (rows: layers, columns: positions)")
+    grid.add_column("layer")
+    for i, token in enumerate(result.tokens):
+        grid.add_column(escape(f"{i} {token!r}"), justify="right")
+    for layer, row in enumerate(result.norms["resid_post"]):
+        grid.add_row(f"L{layer}", *(f"{v:.3g}" for v in row))
+    out.print(grid)
+    table = Table(title="largest norms relative to their layer's median")
+    for column in ("kind", "position", "token", "peak layer", "norm", "x median", "largest in layers"):
+        table.add_column(column, justify="left" if column in ("kind", "token", "largest in layers") else "right")
+    for o in result.outliers:
+        table.add_row(
+            o.kind,
+            str(o.position),
+            escape(repr(o.token)),
+            str(o.layer),
+            f"{o.norm:.4g}",
+            f"{o.ratio:.1f}",
+            _ranges(o.largest_in),
+        )
+    out.print(table)
 
-    result = run_norms(load_model(model, dtype, device), prompt, top=top)
 
-    def show() -> None:
-        grid = Table(title="norm of resid_post (rows: layers, columns: positions)")
-        grid.add_column("layer")
-        for i, token in enumerate(result.tokens):
-            grid.add_column(escape(f"{i} {token!r}"), justify="right")
-        for layer, row in enumerate(result.norms["resid_post"]):
-            grid.add_row(f"L{layer}", *(f"{v:.3g}" for v in row))
-        out.print(grid)
-        table = Table(title="largest norms relative to their layer's median")
-        for column in ("kind", "position", "token", "peak layer", "norm", "x median", "largest in layers"):
-            table.add_column(column, justify="left" if column in ("kind", "token", "largest in layers") else "right")
-        for o in result.outliers:
-            table.add_row(
-                o.kind,
-                str(o.position),
-                escape(repr(o.token)),
-                str(o.layer),
-                f"{o.norm:.4g}",
-                f"{o.ratio:.1f}",
-                _ranges(o.largest_in),
-            )
-        out.print(table)
-
-    emit(result, as_json, out_file, show)
+declare_command(OPERATIONS["resid-norms"], show_resid_norms)
 
 
 def _ranges(layers: list[int]) -> str:

@@ -1,4 +1,5 @@
-"""Intervention operations: ablation of chosen components, and an ablation sweep over every head or layer."""
+"""Intervention operations: ablation of chosen components, an ablation sweep over every head or layer, and
+generation with neurons clamped."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from ..methods.ablation import Ablation, AblationSweep, ablate, ablation_sweep
+from ..methods.neuron_clamp import NeuronClamp, clamp_neurons
 from .options import (
     MAX_BATCH,
     MAX_K,
     MAX_LIST,
+    MAX_NEW_TOKENS,
     MAX_REFERENCE,
     Cli,
     HeadRef,
@@ -20,6 +23,7 @@ from .options import (
     Options,
     Position,
     Prompt,
+    PromptOptions,
     Seed,
     Token,
 )
@@ -86,6 +90,25 @@ class AblationSweepOptions(AblationBase):
     batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH, description="Ablations per forward pass.")] = 64
 
 
+class ClampNeuronsOptions(PromptOptions):
+    neurons: Annotated[
+        list[NeuronRef],
+        Field(min_length=1, max_length=MAX_LIST, description="Neurons as LAYER.NEURON."),
+        Cli(("--neuron",)),
+    ]
+    value: Annotated[float | None, Field(ge=-1e4, le=1e4, description="Set the neurons to this value.")] = None
+    scale: Annotated[float | None, Field(ge=-1e4, le=1e4, description="Multiply the neurons by this factor.")] = None
+    zero: Annotated[bool, Field(description="Set the neurons to 0.")] = False
+    positions: Annotated[
+        list[Position] | None,
+        Field(max_length=MAX_LIST, description="Clamp only at these positions (-1: the prompt's last token)."),
+        Cli(("--position",)),
+    ] = None
+    max_new_tokens: Annotated[int, Field(ge=1, le=MAX_NEW_TOKENS, description="How many tokens to generate.")] = 20
+    temperature: Annotated[float, Field(ge=0.0, le=5.0, description="0 for greedy decoding.")] = 0.0
+    seed: Annotated[Seed | None, Field(description="Seed for sampling (both generations).")] = None
+
+
 GROUP = "interventions"
 OPERATIONS = [
     OperationSpec(
@@ -108,6 +131,15 @@ OPERATIONS = [
         GROUP,
         local_only=frozenset({"corpus"}),
         python_only=frozenset({"means"}),
+        long=True,
+    ),
+    OperationSpec(
+        "clamp-neurons",
+        ClampNeuronsOptions,
+        clamp_neurons,
+        NeuronClamp,
+        "Generate with and without MLP neurons set to a value, scaled or zeroed, side by side.",
+        GROUP,
         long=True,
     ),
 ]

@@ -14,6 +14,7 @@ from ..methods.logit_lens import LogitLens, logit_lens
 from ..methods.neurons import NeuronsAtPosition, top_neurons
 from ..methods.overview import Overview, overview
 from ..methods.predict import Prediction, predict
+from ..methods.resid_stats import ResidNorms, resid_norms
 from ..methods.tuned_lens import load_tuned_lens
 from ..model.generation import Generation
 from ..model.model import Model
@@ -67,6 +68,10 @@ class NeuronsOptions(PromptOptions):
     top: Annotated[TopK, Field(description="How many neurons to list.")] = 10
     target: Annotated[Token | None, Field(description="Also rank by direct share of this token's logit.")] = None
     versus: Versus = None
+
+
+class ResidNormsOptions(PromptOptions):
+    top: Annotated[TopK, Field(description="How many outliers to list.")] = 10
 
 
 class GenerateOptions(PromptOptions):
@@ -155,19 +160,6 @@ def direct_logit_attribution(
     )
 
 
-def generate(
-    model: Model,
-    prompt: str,
-    *,
-    max_new_tokens: int = 30,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    seed: int | None = None,
-) -> Generation:
-    """``Model.generate`` with no interventions: the plain continuation."""
-    return model.generate(prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
-
-
 GROUP = "analysis"
 OPERATIONS = [
     OperationSpec(
@@ -235,12 +227,21 @@ OPERATIONS = [
         GROUP,
     ),
     OperationSpec(
+        "resid-norms",
+        ResidNormsOptions,
+        resid_norms,
+        ResidNorms,
+        "Norms of the residual stream and of each attention/MLP write, per layer and position, with outliers.",
+        GROUP,
+    ),
+    OperationSpec(
         "generate",
         GenerateOptions,
-        generate,
+        Model.generate,
         Generation,
         "Continue a prompt, greedily or by sampling.",
         GROUP,
+        python_only=frozenset({"interventions", "prepend_bos"}),
         long=True,
     ),
 ]
