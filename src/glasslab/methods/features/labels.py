@@ -94,7 +94,7 @@ def describe_features(
     for feature, score in scores.items():
         labels[feature].extra["detection"] = score.to_json()
     provenance = {
-        "generated_by": "glasslab.sae.labels.describe_features",
+        "generated_by": "glasslab.methods.features.labels.describe_features",
         "corpus": corpus,
         "scanned_sequences": scan.sequences,
         "seq_len": seq_len,
