@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from typer.testing import CliRunner
 
+from glasslab.cli.app import flag_of
 from glasslab.cli.main import app
 
 from .test_cli import assert_error
@@ -41,9 +42,9 @@ def _float_options() -> list[tuple[tuple[str, ...], str]]:
             if "ArgumentInfo" in repr(getattr(hint, "__metadata__", ())):
                 needed.append(placeholder)
             elif defaults[name] is inspect.Parameter.empty:
-                needed += ["--" + name.replace("_", "-"), placeholder]
-            if float in (bare[name], *typing.get_args(bare[name])):
-                floats.append("--" + name.replace("_", "-"))
+                needed += [flag_of(callback, name), placeholder]
+            if float in (bare[name], *typing.get_args(bare[name])) or list[float] in typing.get_args(bare[name]):
+                floats.append(flag_of(callback, name))
         found += [((*words, *needed), flag) for flag in floats]
     return found
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 import glasslab.cli.main  # noqa: F401  (registers every command)
 from glasslab.cli.app import app
-from glasslab.cli.derived import COMMON, cli_fields, cli_metadata, is_argument, pair_parameters
+from glasslab.cli.derived import COMMON, cli_fields, cli_metadata, draws, is_argument, pair_parameters
 from glasslab.errors import InputError
 from glasslab.operations import OPERATIONS, operation
 from tests.test_server_helpers import client
@@ -60,7 +60,7 @@ def test_the_cli_command_offers_the_declared_options(spec):
     pairs = {n: pair_parameters(cli_metadata(f).pair) for n, f in cli_fields(spec).items() if cli_metadata(f).pair}
     expected = set(cli_fields(spec)) - set(pairs) | {p for two in pairs.values() for p in two}
     expected |= COMMON_PARAMS | DISPLAY.get(spec.name, set())
-    if not hasattr(spec.result, "figure"):
+    if not draws(spec.result):
         expected.discard("out_file")
     assert set(params) == expected
     for name, field in cli_fields(spec).items():

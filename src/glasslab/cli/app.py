@@ -62,19 +62,26 @@ def _check_finite(command: Callable[..., None], values: dict[str, object]) -> No
         items = value if isinstance(value, list | tuple) else [value]
         bad = next((item for item in items if isinstance(item, float) and not math.isfinite(item)), None)
         if bad is not None:
-            raise InputError(f"{_flag(command, name)} must be a finite number, not {bad}")
+            raise InputError(f"{flag_of(command, name)} must be a finite number, not {bad}")
 
 
-def _flag(command: Callable[..., None], name: str) -> str:
+def flag_of(command: Callable[..., None], name: str) -> str:
     """How the user wrote parameter ``name`` of ``command``: its longest declared flag, else --the-name."""
     try:
         hint = typing.get_type_hints(command, include_extras=True).get(name)
     except (NameError, TypeError):
         hint = None
+    return flag_from_hint(hint, name)
+
+
+def flag_from_hint(hint: object, name: str) -> str:
+    """The longest ``--flag`` a typer annotation declares for parameter ``name``; NAME for an argument."""
     for info in getattr(hint, "__metadata__", ()):
         if isinstance(info, typer.models.ArgumentInfo):
             return name.upper()
-        decls = [decl for decl in getattr(info, "param_decls", None) or () if decl.startswith("--")]
+        # In ``Annotated``, typer keeps an option's first flag in ``default`` and the others in ``param_decls``.
+        declared = (getattr(info, "default", None), *(getattr(info, "param_decls", None) or ()))
+        decls = [decl for decl in declared if isinstance(decl, str) and decl.startswith("--")]
         if decls:
             return max(decls, key=len)
     return "--" + name.replace("_", "-")

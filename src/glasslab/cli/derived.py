@@ -17,11 +17,25 @@ from typing import Annotated, Any, Literal
 
 import typer
 from pydantic.fields import FieldInfo
+from rich.markup import escape
 
 from ..errors import InputError
 from ..operations.options import Cli
 from ..operations.spec import OperationSpec
-from .app import DeviceOpt, DtypeOpt, JsonOpt, ModelOpt, OutOpt, app, emit, friendly_errors, load_model
+from ..views.result import Result
+from .app import (
+    DeviceOpt,
+    DtypeOpt,
+    JsonOpt,
+    ModelOpt,
+    OutOpt,
+    app,
+    emit,
+    flag_from_hint,
+    friendly_errors,
+    load_model,
+    out,
+)
 
 COMMON: dict[str, tuple[Any, Any]] = {
     "model": (ModelOpt, None),
@@ -45,12 +59,14 @@ def declare_command(
     display = display or {}
     parameters = [p for name, field in cli_fields(spec).items() for p in _parameters(name, field)]
     extras = dict(display, **COMMON)
-    if hasattr(spec.result, "figure"):
+    if draws(spec.result):
         extras["out_file"] = (OutOpt, None)
     parameters += [
         inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=a, default=d) for n, (a, d) in extras.items()
     ]
-    flags = {p.name: _flag_of(p) for p in parameters} | {name: "/".join(pair) for name, pair in _paired(spec).items()}
+    flags = {p.name: flag_from_hint(p.annotation, p.name) for p in parameters} | {
+        name: "/".join(pair) for name, pair in _paired(spec).items()
+    }
 
     def command(**values: Any) -> None:
         shown = {name: values.pop(name) for name in display}
@@ -84,7 +100,20 @@ def run_declared(
     """Validate ``values`` as the declared options (before any model loads), run, and print or write."""
     options = spec.validate(values, spell=lambda name: (flags or {}).get(name, "--" + name.replace("_", "-")))
     result = spec(load_model(model, dtype, device), options)
-    emit(result, as_json, out_file, lambda: show(result))
+    emit(result, as_json, out_file, lambda: (show(result), _caveat(result)))
+
+
+def draws(result_type: type) -> bool:
+    """Whether results of this type have a figure (``--out`` writes one; the base's figure() only refuses)."""
+    figure = getattr(result_type, "figure", None)
+    return figure is not None and figure is not Result.figure
+
+
+def _caveat(result: Any) -> None:
+    """Under the view, what the result does not prove: the same text its figure, report and panel carry."""
+    text = result.figure().caveat if draws(type(result)) else ""
+    if text:
+        out.print(f"[dim]What this does not prove: {escape(text)}[/]", highlight=False)
 
 
 def cli_fields(spec: OperationSpec) -> dict[str, FieldInfo]:
@@ -218,19 +247,3 @@ def _item_parser(field: FieldInfo) -> Callable[[str, str], Any] | None:
         inner = item
     metas = [*getattr(inner, "__metadata__", ()), *field.metadata]
     return next((m.parse for m in metas if isinstance(m, Cli) and m.parse is not None), None)
-
-
-def _flag_of(parameter: inspect.Parameter) -> str:
-    """How the user writes the parameter: its longest flag, or its name in capitals for an argument."""
-    for info in getattr(parameter.annotation, "__metadata__", ()):
-        if isinstance(info, typer.models.ArgumentInfo):
-            return parameter.name.upper()
-        # In ``Annotated``, typer keeps an option's first flag in ``default`` and the others in ``param_decls``.
-        decls = [
-            d
-            for d in (getattr(info, "default", None), *(getattr(info, "param_decls", None) or ()))
-            if isinstance(d, str) and d.startswith("--")
-        ]
-        if decls:
-            return max(decls, key=len)
-    return "--" + parameter.name.replace("_", "-")
