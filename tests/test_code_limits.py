@@ -28,8 +28,6 @@ ALLOWED: set[str] = {
     "cli/sae.py::sae_feature_command",
     # methods/*.py: modules and functions other engineers are editing now.
     "methods/ablation.py",
-    "methods/dla.py::logit_attribution",
-    "methods/logit_lens.py::logit_lens",
     "methods/patching.py",
     "methods/patching.py::prepare_sweep",
     "methods/path_patching.py::path_patching",

@@ -25,6 +25,7 @@ linearised the same way with the post-MLP norm's scale computed on the whole MLP
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -36,9 +37,10 @@ from ..model.run import Run
 from ..views.explanations import explanation
 from ..views.figures import Bars, Figure, Heatmap
 from ..views.result import Result
+from .dla_directions import check_position, effective_direction, neuron_effects, unembed_direction
 
 # ---------------------------------------------------------------------------------------------------
-# Unembedding directions and neuron weights
+# Deprecated (the directions now live in methods.dla_directions, re-exported here)
 
 
 def neuron_out_weights(model: Model, layer: int) -> torch.Tensor:
@@ -49,56 +51,6 @@ def neuron_out_weights(model: Model, layer: int) -> torch.Tensor:
         stacklevel=2,
     )
     return model.weights.W_out(layer)
-
-
-def _optional(model: Model, name: str, layer: int | None = None) -> torch.Tensor | None:
-    """A bias as float32, or None where the model has none."""
-    weight = model.weights.get(name, layer)
-    return None if weight is None else weight.detach().float()
-
-
-def unembed_direction(model: Model, target: int, versus: int | None) -> tuple[torch.Tensor, float]:
-    """``W_U[:, t] (- W_U[:, v])`` as [d_model] float32, and the unembedding bias's share of the logit."""
-    unembed = model.weights.W_U().detach()
-    direction = unembed[:, target].float() - (unembed[:, versus].float() if versus is not None else 0.0)
-    bias = _optional(model, "b_U")
-    constant = 0.0 if bias is None else float(bias[target] - (bias[versus] if versus is not None else 0.0))
-    return direction, constant
-
-
-def effective_direction(params: NormParams, scale: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
-    """``u`` with ``component · u`` = the component's share of the logit, final norm scale frozen."""
-    u = scale * params.weight * direction
-    return u - u.mean() if params.centre else u
-
-
-def check_position(position: int, n_tokens: int) -> int:
-    if not -n_tokens <= position < n_tokens:
-        raise InputError(
-            f"position {position} is out of range for a prompt of {n_tokens} tokens "
-            f"(valid: 0..{n_tokens - 1} or -{n_tokens}..-1)"
-        )
-    return position % n_tokens
-
-
-def neuron_effects(model: Model, layer: int, post: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per neuron at one position: (direct effect per unit of activation [d_mlp], contribution [d_mlp]).
-
-    ``post`` is the layer's ``mlp.post`` at that position [d_mlp]. In post-norm families the MLP's
-    post-norm is linearised with its scale frozen at its value on the whole MLP output.
-    """
-    w_out = model.weights.W_out(layer).detach().float().to(u.device)
-    post = post.float().to(u.device)
-    write = u
-    if model.arch.post_mlp_norm:
-        params = model.weights.post_mlp_norm(layer)
-        pre = post @ w_out
-        bias = _optional(model, "b_out", layer)
-        if bias is not None:
-            pre = pre + bias
-        write = params.scale(pre) * params.weight * u
-    per_unit = w_out @ write
-    return per_unit, post * per_unit
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -274,6 +226,67 @@ def attribution_hooks(neurons: bool) -> list[str]:
     return [*hooks, "blocks.*.mlp.post"] if neurons else hooks
 
 
+def _constant_shares(params: NormParams, direction: torch.Tensor, unembed_bias: float) -> dict[str, float]:
+    """The shares no component writes: the final norm's bias and the unembedding's bias, where present."""
+    constants: dict[str, float] = {}
+    if params.bias is not None:
+        constants["final norm bias"] = float(params.bias @ direction)
+    if unembed_bias:
+        constants["unembedding bias"] = unembed_bias
+    return constants
+
+
+def _lens_logits(
+    model: Model,
+    final_norm: torch.nn.Module,
+    cache: Mapping[str, torch.Tensor],
+    p: int,
+    direction: torch.Tensor,
+    unembed_bias: float,
+) -> tuple[list[float], float]:
+    """The logit lens after each layer (each residual through the real final norm) and the logit from the
+    model's own normalised final residual, both along ``direction``."""
+    resid = torch.stack([cache[f"blocks.{layer}.resid_post"][0, p] for layer in range(model.n_layers)])
+    with torch.inference_mode():
+        lens = (final_norm(resid).float() @ direction + unembed_bias).tolist()
+        normalised = float(cache["ln_final"][0, p].float() @ direction) + unembed_bias
+    return lens, normalised
+
+
+def _cumulative(start: float, attn: list[float], mlp: list[float]) -> list[float]:
+    """The running total of the direct shares after each layer (attention plus MLP), from ``start``."""
+    cumulative = [start]
+    for a, m in zip(attn, mlp, strict=True):
+        cumulative.append(cumulative[-1] + a + m)
+    return cumulative[1:]
+
+
+def _top_neurons(
+    model: Model, cache: Mapping[str, torch.Tensor], p: int, u: torch.Tensor, top_neurons: int
+) -> list[NeuronContribution]:
+    """The ``top_neurons`` MLP neurons, over all layers, with the largest direct share (in absolute value)."""
+    per_unit, contribution, activation = [], [], []
+    for layer in range(model.n_layers):
+        post = cache[f"blocks.{layer}.mlp.post"][0, p]
+        unit, contrib = neuron_effects(model, layer, post, u)
+        per_unit.append(unit)
+        contribution.append(contrib)
+        activation.append(post.float().to(u.device))
+    flat = torch.stack(contribution).flatten()
+    best = torch.topk(flat.abs(), min(top_neurons, flat.numel())).indices.tolist()
+    d_mlp = model.d_mlp
+    return [
+        NeuronContribution(
+            i // d_mlp,
+            i % d_mlp,
+            float(activation[i // d_mlp][i % d_mlp]),
+            float(per_unit[i // d_mlp][i % d_mlp]),
+            float(flat[i]),
+        )
+        for i in best
+    ]
+
+
 def logit_attribution(
     model: Model,
     prompt: str,
@@ -313,12 +326,7 @@ def logit_attribution(
     def share(name: str) -> torch.Tensor:
         return cache[name][0, p].float() @ u
 
-    constants: dict[str, float] = {}
-    if params.bias is not None:
-        constants["final norm bias"] = float(params.bias @ direction)
-    if unembed_bias:
-        constants["unembedding bias"] = unembed_bias
-
+    constants = _constant_shares(params, direction, unembed_bias)
     embed = float(share("blocks.0.resid_pre"))
     attn = [float(share(f"blocks.{layer}.attn_out")) for layer in range(model.n_layers)]
     mlp = [float(share(f"blocks.{layer}.mlp_out")) for layer in range(model.n_layers)]
@@ -326,41 +334,13 @@ def logit_attribution(
     has_bias = model.weights.has("b_O")
     attn_bias = [a - sum(h) for a, h in zip(attn, heads, strict=True)] if has_bias else None
 
-    const = sum(constants.values())
-    cumulative = [embed + const]
-    for a, m in zip(attn, mlp, strict=True):
-        cumulative.append(cumulative[-1] + a + m)
-    cumulative = cumulative[1:]
-    resid = torch.stack([cache[f"blocks.{layer}.resid_post"][0, p] for layer in range(model.n_layers)])
-    with torch.inference_mode():
-        lens = (final_norm(resid).float() @ direction + unembed_bias).tolist()
-        normalised = float(cache["ln_final"][0, p].float() @ direction) + unembed_bias
+    cumulative = _cumulative(embed + sum(constants.values()), attn, mlp)
+    lens, normalised = _lens_logits(model, final_norm, cache, p, direction, unembed_bias)
 
     logits = model.logits_at(run, [p])[0].float()
     logit = float(logits[target_id] - (logits[versus_id] if versus_id is not None else 0.0))
 
-    neurons: list[NeuronContribution] = []
-    if top_neurons:
-        per_unit, contribution, activation = [], [], []
-        for layer in range(model.n_layers):
-            post = cache[f"blocks.{layer}.mlp.post"][0, p]
-            unit, contrib = neuron_effects(model, layer, post, u)
-            per_unit.append(unit)
-            contribution.append(contrib)
-            activation.append(post.float().to(u.device))
-        flat = torch.stack(contribution).flatten()
-        best = torch.topk(flat.abs(), min(top_neurons, flat.numel())).indices.tolist()
-        d_mlp = model.d_mlp
-        neurons = [
-            NeuronContribution(
-                i // d_mlp,
-                i % d_mlp,
-                float(activation[i // d_mlp][i % d_mlp]),
-                float(per_unit[i // d_mlp][i % d_mlp]),
-                float(flat[i]),
-            )
-            for i in best
-        ]
+    neurons = _top_neurons(model, cache, p, u, top_neurons) if top_neurons else []
 
     return LogitAttribution(
         model=model.name,

@@ -199,15 +199,7 @@ def logit_lens(
 
     target_token = model.token_id(target, "target") if target is not None else None
     focus_row = decode_at.index(focus)
-    if candidates is not None:
-        candidate_ids = [model.token_id(c, "candidate") for c in candidates]
-        if not candidate_ids:
-            raise InputError("candidates is empty; give at least one token text, or leave it out")
-    else:
-        candidate_ids = torch.topk(output_log_probs[focus_row], k).indices.tolist()
-        if target_token is not None and target_token not in candidate_ids:
-            candidate_ids.append(target_token)
-    candidate_ids = list(dict.fromkeys(candidate_ids))
+    candidate_ids = _candidate_ids(model, candidates, output_log_probs[focus_row], k, target_token)
     keep = [decode_at.index(p) for p in chosen]
 
     layers = [EMBED_LAYER, *range(model.n_layers)]
@@ -249,6 +241,22 @@ def logit_lens(
         candidates=[_token(model, c, float(output_p[focus_row, c])) for c in candidate_ids],
         candidate_probability=cand_p,
     )
+
+
+def _candidate_ids(
+    model: Model, candidates: Sequence[str] | None, focus_log_probs: torch.Tensor, k: int, target: int | None
+) -> list[int]:
+    """The token ids to follow through the layers: ``candidates`` (first token each) if given, else the
+    output's top ``k`` at the focus position plus the target; duplicates dropped, order kept."""
+    if candidates is not None:
+        candidate_ids = [model.token_id(c, "candidate") for c in candidates]
+        if not candidate_ids:
+            raise InputError("candidates is empty; give at least one token text, or leave it out")
+    else:
+        candidate_ids = torch.topk(focus_log_probs, k).indices.tolist()
+        if target is not None and target not in candidate_ids:
+            candidate_ids.append(target)
+    return list(dict.fromkeys(candidate_ids))
 
 
 @dataclass(frozen=True)
