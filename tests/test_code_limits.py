@@ -30,7 +30,6 @@ ALLOWED: set[str] = {
     "methods/ablation.py",
     "methods/patching.py",
     "methods/patching.py::prepare_sweep",
-    "methods/path_patching.py::path_patching",
     "methods/steering.py",
     "methods/tuned_lens.py",
     "methods/tuned_lens.py::_refine",

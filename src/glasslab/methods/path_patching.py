@@ -259,13 +259,8 @@ def path_patching(
             "choose prompts (or a metric) that differ"
         )
 
-    n_prompts = base.tokens.shape[0]
-    per_pass = max(1, batch_size // n_prompts)
-    receiver_inputs = None
-    if parsed[0].site != LOGITS:
-        hooks = sorted({f"blocks.{r.layer}.attn.{r.site}" for r in parsed})
-        last = max(r.layer for r in parsed) + 1
-        receiver_inputs = model.run(base.tokens, attention_mask=base.attention_mask, cache=hooks, stop_at_layer=last)
+    per_pass = max(1, batch_size // base.tokens.shape[0])  # sender sets per forward pass
+    receiver_inputs = _receiver_inputs(model, parsed, base)
     values: list[float] = []
     for start in range(0, len(sets), per_pass):
         chunk = sets[start : start + per_pass]
@@ -290,6 +285,16 @@ def path_patching(
         rows,
         model.n_heads // model.n_kv_heads,
     )
+
+
+def _receiver_inputs(model: Model, parsed: list[Receiver], base: Run) -> Run | None:
+    """The base run's head inputs at the receivers (up to the last receiver's layer), to patch them into;
+    ``None`` where the receiver is the logits."""
+    if parsed[0].site == LOGITS:
+        return None
+    hooks = sorted({f"blocks.{r.layer}.attn.{r.site}" for r in parsed})
+    last = max(r.layer for r in parsed) + 1
+    return model.run(base.tokens, attention_mask=base.attention_mask, cache=hooks, stop_at_layer=last)
 
 
 def _chunk_values(
