@@ -19,9 +19,11 @@ PROMPT_FIELDS = ("prompt", "clean", "corrupted", "reference")  # texts the model
 
 
 def endpoints(glued: Sequence[Operation]) -> list[Operation]:
-    """The endpoints with server glue, then every other declared operation as declared."""
+    """The endpoints with server glue, then every other declared operation as declared (but those that
+    declare ``http=False``: they need local files or a second model)."""
     named = {op.name for op in glued}
-    return [*glued, *(declared(spec, _checked(spec)) for name, spec in DECLARED.items() if name not in named)]
+    offered = [spec for name, spec in DECLARED.items() if name not in named and spec.http]
+    return [*glued, *(declared(spec, _checked(spec)) for spec in offered)]
 
 
 def _checked(spec: OperationSpec):

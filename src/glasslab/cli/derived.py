@@ -43,6 +43,8 @@ COMMON: dict[str, tuple[Any, Any]] = {
     "device": (DeviceOpt, "cpu"),
     "as_json": (JsonOpt, False),
 }
+# Each declared operation's command words (``("compare", "models")`` for a sub-command), for tests and docs.
+COMMAND_WORDS: dict[str, tuple[str, ...]] = {}
 
 
 def declare_command(
@@ -51,11 +53,14 @@ def declare_command(
     *,
     display: dict[str, tuple[Any, Any]] | None = None,
     on: typer.Typer = app,
+    cli_name: str | None = None,
     renamed_from: str | None = None,
 ) -> None:
-    """Register ``spec`` as a command on ``on``. ``show(result, **display values)`` prints the readable view;
-    ``display`` maps a display flag's parameter name to its (typer annotation, default); ``renamed_from`` is
-    the command's old name, kept as a hidden deprecated alias."""
+    """Register ``spec`` as a command on ``on`` (a sub-app already added to ``app``), named ``cli_name`` where
+    the command's word differs from the operation's name (``compare models`` for ``compare-models``).
+    ``show(result, **display values)`` prints the readable view; ``display`` maps a display flag's parameter
+    name to its (typer annotation, default); ``renamed_from`` is the command's old name, kept as a hidden
+    deprecated alias."""
     display = display or {}
     parameters = [p for name, field in cli_fields(spec).items() for p in _parameters(name, field)]
     extras = dict(display, **COMMON)
@@ -79,11 +84,23 @@ def declare_command(
     command.__annotations__ = {p.name: p.annotation for p in parameters}
     command.__name__ = spec.name.replace("-", "_")
     command.__doc__ = spec.summary
-    on.command(spec.name)(friendly_errors(command))
+    word = cli_name or spec.name
+    on.command(word)(friendly_errors(command))
+    COMMAND_WORDS[spec.name] = (*_group_words(on), word)
     if renamed_from is not None:
         alias = functools.wraps(command)(lambda **values: command(**values))
         alias.__doc__ = f"Renamed: use `glasslab {spec.name}`."
         on.command(renamed_from, hidden=True, deprecated=True)(friendly_errors(alias))
+
+
+def _group_words(on: typer.Typer) -> tuple[str, ...]:
+    """The words that reach the sub-app ``on`` from ``glasslab`` (none for the main app)."""
+    if on is app:
+        return ()
+    names = [group.name for group in app.registered_groups if group.typer_instance is on]
+    if not names or names[0] is None:
+        raise RuntimeError("declare_command: add the sub-app to the main app before declaring its commands")
+    return (names[0],)
 
 
 def run_declared(
@@ -179,8 +196,8 @@ def _parameter(name: str, field: FieldInfo) -> inspect.Parameter:
     else:
         flags = meta.flags or (f"--{name.replace('_', '-')}",)
         info = typer.Option(*flags, help=_help(field))
-    if default == []:
-        default = None  # typer's repeatable options take None for "none given"
+    if default == [] or meta.whole:
+        default = None  # typer's repeatable and whole-text options take None for "none given"
     return inspect.Parameter(
         name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[annotation, info], default=default
     )
@@ -189,6 +206,8 @@ def _parameter(name: str, field: FieldInfo) -> inspect.Parameter:
 def _cli_type(annotation: Any, meta: Cli) -> Any:
     """What typer parses: the field's type, with text for values ``Cli.parse`` reads and for choices."""
     inner, optional = _unwrap_optional(annotation)
+    if meta.whole:  # one text that Cli.parse reads whole (9.1,10.0); none given: the declared default
+        return str | None
     if typing.get_origin(inner) is Annotated:
         inner = typing.get_args(inner)[0]
     if typing.get_origin(inner) is list:
@@ -232,7 +251,8 @@ def _parsed(spec: OperationSpec, values: dict[str, Any], flags: dict[str, str]) 
         field = fields[name]
         if value is None and not field.is_required():
             continue
-        parse = _item_parser(field)
+        meta = cli_metadata(field)
+        parse = meta.parse if meta.whole else _item_parser(field)
         if parse is not None and value is not None:
             flag = flags[name].lstrip("-")
             value = [parse(v, flag) for v in value] if isinstance(value, list) else parse(value, flag)

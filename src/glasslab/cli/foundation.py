@@ -1,52 +1,29 @@
-"""Commands of the foundation: info and hooks (predict and generate are declared operations: observe.py)."""
+"""Commands of the foundation: info and hooks, declared in ``glasslab.operations.describe``: here only how
+their results read (predict and generate are declared operations too: observe.py)."""
 
 from __future__ import annotations
-
-import json
-import sys
 
 from rich.markup import escape
 from rich.table import Table
 
-from .app import DeviceOpt, DtypeOpt, JsonOpt, ModelOpt, app, emit, friendly_errors, load_model, out
+from ..methods.info import ModelInfo
+from ..model.hooks import BLOCK_SITES, GLOBAL_SITES
+from ..operations import OPERATIONS
+from ..operations.describe import HookList
+from .app import out
+from .derived import declare_command
 
 
-@app.command()
-@friendly_errors
-def info(
-    model: ModelOpt = None, dtype: DtypeOpt = "float32", device: DeviceOpt = "cpu", as_json: JsonOpt = False
-) -> None:
-    """Describe a model: family, layers, heads, widths, vocabulary, and where it is stored."""
-    from ..methods.info import info as model_info
-
-    result = model_info(load_model(model, dtype, device))
-
-    def show() -> None:
-        table = Table(title=escape(result.name), show_header=False)
-        for key, value in result.rows():
-            table.add_row(escape(key), escape(value))
-        out.print(table)
-
-    emit(result, as_json, None, show)
+def show_info(result: ModelInfo) -> None:
+    table = Table(title=escape(result.name), show_header=False)
+    for key, value in result.rows():
+        table.add_row(escape(key), escape(value))
+    out.print(table)
 
 
-@app.command()
-@friendly_errors
-def hooks(
-    model: ModelOpt = None,
-    dtype: DtypeOpt = "float32",
-    device: DeviceOpt = "cpu",
-    as_json: JsonOpt = False,
-) -> None:
-    """List the model's hook names (the names caches and interventions use) with their shapes."""
-    from ..model.hooks import BLOCK_SITES, GLOBAL_SITES
-
-    loaded = load_model(model, dtype, device)
-    names = loaded.hooks()
-    if as_json:
-        sys.stdout.write(json.dumps({"kind": "hooks", "model": loaded.name, "hooks": names}, indent=2) + "\n")
-        return
-    table = Table(title=escape(f"{loaded.name}: {len(names)} hooks ({{L}} = 0..{loaded.n_layers - 1})"))
+def show_hooks(result: HookList) -> None:
+    names = result.hooks
+    table = Table(title=escape(f"{result.model}: {len(names)} hooks ({{L}} = 0..{result.n_layers - 1})"))
     table.add_column("name")
     table.add_column("shape and meaning")
     for name, (_, doc) in GLOBAL_SITES.items():
@@ -58,3 +35,7 @@ def hooks(
     for name in ("ln_final", "logits"):
         table.add_row(name, escape(GLOBAL_SITES[name][1]))
     out.print(table)
+
+
+declare_command(OPERATIONS["info"], show_info)
+declare_command(OPERATIONS["hooks"], show_hooks)

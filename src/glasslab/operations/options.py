@@ -24,13 +24,15 @@ from ..store import NAME_PATTERN
 class Cli:
     """How a field appears on the command line: its flags (default ``--field-name``), whether it is the
     command's positional argument, how one value is parsed from text (default: the field's type), or, for a
-    list of pairs, the two flags whose values are paired."""
+    list of pairs, the two flags whose values are paired. With ``whole``, ``parse`` reads the field's whole
+    value from one text (a list written ``9.1,10.0`` or a range ``2-10``, as older commands took it)."""
 
     flags: tuple[str, ...] = ()
     argument: bool = False
     parse: Callable[[str, str], Any] | None = None  # (text, flag) -> value, raising InputError
     # A list of (first, second) pairs given as two repeatable flags, zipped in order (--positive/--negative).
     pair: tuple[str, str] | None = None
+    whole: bool = False
 
 
 def parse_layer_index(text: str, flag: str, unit: str = "INDEX") -> tuple[int, int]:
@@ -39,6 +41,14 @@ def parse_layer_index(text: str, flag: str, unit: str = "INDEX") -> tuple[int, i
     if not (dot and layer.isdigit() and index.isdigit()):
         raise InputError(f"--{flag} takes LAYER.{unit}, e.g. 9.1; got '{text}'")
     return int(layer), int(index)
+
+
+def parse_list(text: str, flag: str, item: Callable[[str, str], Any] = lambda part, _: part) -> list[Any]:
+    """'a,b' -> [item('a'), item('b')] for options written as one comma-separated text; empty parts dropped."""
+    values = [item(part, flag) for part in (p.strip() for p in text.split(",")) if part]
+    if not values:
+        raise InputError(f"--{flag} is empty; give comma-separated values")
+    return values
 
 
 # -- limits (characters, tokens, sizes); docs/http-api.md quotes these -----------------------------------------

@@ -40,6 +40,9 @@ class OperationSpec:
     # Keyword arguments of the function that only Python callers pass (a cached forward pass, a lens object).
     python_only: frozenset[str] = frozenset()
     long: bool = False  # may take many seconds: the workbench runs it as a job
+    # False for operations no request may run (each says why): they need a file on this machine or load a
+    # second model; the CLI and Python still offer them, the server has no endpoint for them.
+    http: bool = True
 
     def arguments(self, options: Options) -> dict[str, Any]:
         """The function's keyword arguments from validated options (values as validated, not re-dumped)."""
