@@ -28,8 +28,6 @@ ALLOWED: set[str] = {
     "cli/sae.py::sae_feature_command",
     # methods/*.py: modules and functions other engineers are editing now.
     "methods/ablation.py",
-    "methods/patching.py",
-    "methods/patching.py::prepare_sweep",
     "methods/steering.py",
     "methods/tuned_lens.py",
     "methods/tuned_lens.py::_refine",
