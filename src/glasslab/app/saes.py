@@ -22,10 +22,12 @@ from ..methods.features.clamp import clamp_features, clamp_sweep
 from ..methods.features.dashboard import NEURONPEDIA, feature_dashboard
 from ..methods.features.encode import sae_features
 from ..model.model import Model
+from ..operations import OPERATIONS as DECLARED
+from ..operations.options import Options
 from ..sae import SAE, available_saes, load_sae
 from ..store import SAES, location
-from .ops import Ctx, NotFound, Operation, services, stamp
-from .schemas import FeatureClampBody, FeatureDashboardBody, SaeFeaturesBody, SaeLabelBody
+from .ops import Ctx, NotFound, Operation, declared, services, stamp
+from .schemas import FeatureClampBody, FeatureDashboardBody, SaeLabelBody
 from .state import ModelState
 
 router = APIRouter(prefix="/api", tags=["sae"])
@@ -57,7 +59,7 @@ def _folder(model: Model, name: str) -> Path | None:
     return None
 
 
-def sae_reads(state: ModelState, body: SaeFeaturesBody | FeatureDashboardBody | FeatureClampBody) -> tuple:
+def sae_reads(state: ModelState, body: Options) -> tuple:
     """The SAE a request reads and its files as they are now, the user's labels of it included: retrained,
     relabelled or deleted, it gets a new key, so neither a cached result nor a loaded copy of the old one is used."""
     name, folder = resolve(state.model, body.sae)
@@ -84,7 +86,7 @@ def _neuronpedia(sae: SAE) -> str | None:
     return f"{NEURONPEDIA}/{np_id}/{{feature}}" if np_id else None
 
 
-def features_op(ctx: Ctx, body: SaeFeaturesBody) -> dict:
+def features_op(ctx: Ctx, body: Options) -> dict:
     ctx.prompt(body.prompt)
     sae, name = load_listed(ctx.model, body.sae)
     result = sae_features(ctx.model, sae, body.prompt, top=body.top, max_density=body.max_density).to_dict()
@@ -117,14 +119,7 @@ def clamp_op(ctx: Ctx, body: FeatureClampBody) -> dict:
 
 
 OPERATIONS = [
-    Operation(
-        "sae-features",
-        SaeFeaturesBody,
-        features_op,
-        "The strongest SAE features at every token.",
-        "sae",
-        reads=sae_reads,
-    ),
+    declared(DECLARED["sae-features"], features_op, reads=sae_reads),
     Operation(
         "sae-dashboard",
         FeatureDashboardBody,

@@ -12,9 +12,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
+from ..operations.features import SaeName
 from ..operations.options import (  # the limits and types every operation's options share
     MAX_EXPERIMENT_BYTES,  # noqa: F401 (experiments.py reads it here)
-    MAX_K,
     MAX_LIST,
     MAX_NAME,
     MAX_NEW_TOKENS,
@@ -56,16 +56,6 @@ class ExperimentBody(Body):
 
 class RenameBody(Body):
     name: Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME, strip_whitespace=True)]
-
-
-SaeName = Annotated[str, StringConstraints(min_length=1, max_length=300)]
-
-
-class SaeFeaturesBody(PromptBody):
-    sae: SaeName | None = None  # a name from GET /api/saes; default the first on disk
-    top: int = Field(5, ge=1, le=MAX_K)
-    # Features firing on more than this share of tokens go to each token's "dense" list, not its "top".
-    max_density: float | None = Field(None, ge=0.0, le=1.0)
 
 
 class SaeLabelBody(Body):

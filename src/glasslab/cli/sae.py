@@ -1,5 +1,6 @@
 """``glasslab sae``: list SAEs, the features on a prompt, one feature's dashboard, clamp features.
 
+``sae features`` is declared in ``glasslab.operations.features``: here only how its result reads.
 The ``sae`` sub-app lives here; ``sae train`` and ``sae eval`` (cli/sae_training.py) add to it.
 """
 
@@ -12,6 +13,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import InputError
+from ..methods.features.encode import FeatureActivations
+from ..operations import OPERATIONS
 from .app import (
     DeviceOpt,
     DtypeOpt,
@@ -25,6 +28,7 @@ from .app import (
     out,
     parse_numbers,
 )
+from .derived import declare_command
 
 sae_app = typer.Typer(
     no_args_is_help=True,
@@ -93,52 +97,30 @@ def sae_list(
     emit(result, as_json, out_file, show)
 
 
-@sae_app.command("features")
-@friendly_errors
-def sae_features_command(
-    prompt: Annotated[str, typer.Argument(help="The text to encode.")],
-    sae: SaeOpt,
-    top: Annotated[int, typer.Option(help="Features shown per token.")] = 5,
-    max_density: Annotated[
-        float | None,
-        typer.Option(help="Set apart features that fire on more than this share of tokens (e.g. 0.1: dense ones)."),
-    ] = None,
-    any_model: AnyModelOpt = False,
-    model: ModelOpt = None,
-    dtype: DtypeOpt = "float32",
-    device: DeviceOpt = "cpu",
-    as_json: JsonOpt = False,
-    out_file: OutOpt = None,
-) -> None:
-    """The strongest SAE features at every token of a prompt, and what the SAE misses there."""
-    from ..methods.features.encode import sae_features
-
-    loaded, chosen = load_with_model(sae, model, dtype, device, any_model)
-    result = sae_features(loaded, chosen, prompt, top=top, max_density=max_density)
-
-    def show() -> None:
-        table = Table(
-            title=escape(f"{result.sae} at {result.hook}"),
-            caption="error: |activation - reconstruction| / |activation| (what the SAE misses)",
+def show_features(result: FeatureActivations) -> None:
+    table = Table(
+        title=escape(f"{result.sae} at {result.hook}"),
+        caption="error: |activation - reconstruction| / |activation| (what the SAE misses)",
+    )
+    if result.max_density is not None:
+        table.caption += f"; features on more than {result.max_density:.0%} of tokens set apart as dense"
+    for column in ("pos", "token", "top features (activation)", "L0", "error"):
+        table.add_column(column, justify="right" if column in ("pos", "L0", "error") else "left")
+    for token in result.tokens:
+        features = ", ".join(
+            f"{s.feature}" + (f" {s.label!r}" if s.label else "") + f" {s.activation:.2f}" for s in token.top
         )
-        if max_density is not None:
-            table.caption += f"; features on more than {max_density:.0%} of tokens set apart as dense"
-        for column in ("pos", "token", "top features (activation)", "L0", "error"):
-            table.add_column(column, justify="right" if column in ("pos", "L0", "error") else "left")
-        for token in result.tokens:
-            features = ", ".join(
-                f"{s.feature}" + (f" {s.label!r}" if s.label else "") + f" {s.activation:.2f}" for s in token.top
-            )
-            table.add_row(
-                str(token.position),
-                escape(repr(token.token)),
-                escape(features),
-                str(token.l0),
-                f"{token.relative_error:.3f}",
-            )
-        out.print(table)
+        table.add_row(
+            str(token.position),
+            escape(repr(token.token)),
+            escape(features),
+            str(token.l0),
+            f"{token.relative_error:.3f}",
+        )
+    out.print(table)
 
-    emit(result, as_json, out_file, show)
+
+declare_command(OPERATIONS["sae-features"], show_features, on=sae_app, cli_name="features")
 
 
 @sae_app.command("feature")
