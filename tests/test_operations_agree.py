@@ -114,7 +114,12 @@ def test_the_cli_and_python_refuse_the_same_out_of_range_value(spec):
 
 
 # Valid values of required options that are not prompts, in Python and on the command line.
-REQUIRED_LISTS = {"neurons": ([(0, 0)], ["--neuron", "0.0"]), "layer": (0, ["0"]), "neuron": (0, ["0"])}
+REQUIRED_LISTS = {
+    "neurons": ([(0, 0)], ["--neuron", "0.0"]),
+    "layer": (0, ["0"]),
+    "neuron": (0, ["0"]),
+    "feature": (0, ["0"]),
+}
 
 
 def _required(spec) -> tuple[dict, list[str]]:

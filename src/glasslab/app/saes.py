@@ -27,7 +27,7 @@ from ..operations.options import Options
 from ..sae import SAE, available_saes, load_sae
 from ..store import SAES, location
 from .ops import Ctx, NotFound, Operation, declared, services, stamp
-from .schemas import FeatureClampBody, FeatureDashboardBody, SaeLabelBody
+from .schemas import FeatureClampBody, SaeLabelBody
 from .state import ModelState
 
 router = APIRouter(prefix="/api", tags=["sae"])
@@ -93,7 +93,7 @@ def features_op(ctx: Ctx, body: Options) -> dict:
     return {**result, "sae_name": name, "neuronpedia": _neuronpedia(sae)}
 
 
-def dashboard_op(ctx: Ctx, body: FeatureDashboardBody) -> dict:
+def dashboard_op(ctx: Ctx, body: Options) -> dict:
     sae, name = load_listed(ctx.model, body.sae)
     result = feature_dashboard(ctx.model, sae, body.feature, sequences=body.sequences, seq_len=body.seq_len, k=body.k)
     result = result.to_dict()
@@ -120,16 +120,7 @@ def clamp_op(ctx: Ctx, body: FeatureClampBody) -> dict:
 
 OPERATIONS = [
     declared(DECLARED["sae-features"], features_op, reads=sae_reads),
-    Operation(
-        "sae-dashboard",
-        FeatureDashboardBody,
-        dashboard_op,
-        "A feature's dashboard: top contexts over the corpus (precomputed when the SAE has them), histogram, "
-        "promoted tokens.",
-        "sae",
-        long=True,
-        reads=sae_reads,
-    ),
+    declared(DECLARED["sae-dashboard"], dashboard_op, reads=sae_reads),
     Operation(
         "sae-clamp",
         FeatureClampBody,

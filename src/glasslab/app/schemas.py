@@ -65,16 +65,6 @@ class SaeLabelBody(Body):
     clear: bool = False  # remove your label: the SAE's own shows again
 
 
-class FeatureDashboardBody(Body):
-    sae: SaeName | None = None
-    feature: Index
-    # Sequences of the built-in corpus to scan live; left out, the SAE's precomputed dashboards are read when
-    # it has them (instant), else 64 sequences of 64 tokens are scanned.
-    sequences: int | None = Field(None, ge=1, le=512)
-    seq_len: int | None = Field(None, ge=8, le=256)
-    k: int = Field(10, ge=1, le=50)
-
-
 class SaePrecomputeBody(Body):
     sae: SaeName  # an SAE trained into the store (store:NAME); shipped ones come precomputed
     sequences: int = Field(1024, ge=16, le=8192)  # train-split sequences scanned for contexts and labels

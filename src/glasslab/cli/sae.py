@@ -1,6 +1,7 @@
 """``glasslab sae``: list SAEs, the features on a prompt, one feature's dashboard, clamp features.
 
-``sae features`` is declared in ``glasslab.operations.features``: here only how its result reads.
+``sae features`` and ``sae feature`` are declared in ``glasslab.operations.features``: here only how their
+results read.
 The ``sae`` sub-app lives here; ``sae train`` and ``sae eval`` (cli/sae_training.py) add to it.
 """
 
@@ -13,7 +14,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import InputError
-from ..methods.features.encode import FeatureActivations
+from ..methods.features.dashboard import FeatureDashboard
+from ..methods.features.encode import FeatureActivations, FeatureTrace
 from ..operations import OPERATIONS
 from .app import (
     DeviceOpt,
@@ -123,100 +125,50 @@ def show_features(result: FeatureActivations) -> None:
 declare_command(OPERATIONS["sae-features"], show_features, on=sae_app, cli_name="features")
 
 
-@sae_app.command("feature")
-@friendly_errors
-def sae_feature_command(
-    feature: Annotated[int, typer.Argument(help="The feature's index.")],
-    sae: SaeOpt,
-    text: Annotated[
-        str | None, typer.Option(help="Instead of a dashboard: the feature's activation on every token of TEXT.")
-    ] = None,
-    corpus: Annotated[
-        str | None,
-        typer.Option(
-            help="Scan this corpus live (builtin, a .txt/.jsonl file or folder, or hf:NAME) instead of "
-            "reading the SAE's precomputed dashboards."
-        ),
-    ] = None,
-    sequences: Annotated[
-        int | None, typer.Option(help="Sequences to scan live (default: precomputed, else 64).")
-    ] = None,
-    seq_len: Annotated[int | None, typer.Option(help="Tokens per sequence of a live scan (default 64).")] = None,
-    k: Annotated[int, typer.Option(help="Top-activating contexts to keep.")] = 10,
-    window: Annotated[int | None, typer.Option(help="Tokens shown either side of a live scan's peaks (8).")] = None,
-    fetch_label: Annotated[
-        bool, typer.Option("--fetch-label", help="Ask Neuronpedia for a label if none is cached (skipped offline).")
-    ] = False,
-    any_model: AnyModelOpt = False,
-    model: ModelOpt = None,
-    dtype: DtypeOpt = "float32",
-    device: DeviceOpt = "cpu",
-    as_json: JsonOpt = False,
-    out_file: OutOpt = None,
-) -> None:
-    """A feature's dashboard: top contexts over a corpus, histogram, density, promoted/suppressed tokens."""
-    loaded, chosen = load_with_model(sae, model, dtype, device, any_model)
-    if text is not None:
-        from ..methods.features.encode import feature_activations
+def show_trace(trace: FeatureTrace) -> None:
+    table = Table(title=escape(f"feature {trace.feature}" + (f" ({trace.label})" if trace.label else "")))
+    table.add_column("pos", justify="right")
+    table.add_column("token")
+    table.add_column("activation", justify="right")
+    for i, (token, value) in enumerate(zip(trace.tokens, trace.activations, strict=True)):
+        table.add_row(str(i), escape(repr(token)), f"{value:.3f}" if value else "")
+    out.print(table)
 
-        trace = feature_activations(loaded, chosen, feature, text)
 
-        def show_trace() -> None:
-            table = Table(title=escape(f"feature {feature}" + (f" ({trace.label})" if trace.label else "")))
-            table.add_column("pos", justify="right")
-            table.add_column("token")
-            table.add_column("activation", justify="right")
-            for i, (token, value) in enumerate(zip(trace.tokens, trace.activations, strict=True)):
-                table.add_row(str(i), escape(repr(token)), f"{value:.3f}" if value else "")
-            out.print(table)
-
-        emit(trace, as_json, out_file, show_trace)
+def show_dashboard(result: FeatureDashboard | FeatureTrace) -> None:
+    if isinstance(result, FeatureTrace):  # --text: the feature on every token of a text
+        show_trace(result)
         return
-
-    from ..methods.features.dashboard import feature_dashboard
-
-    result = feature_dashboard(
-        loaded,
-        chosen,
-        feature,
-        corpus=corpus,
-        sequences=sequences,
-        seq_len=seq_len,
-        k=k,
-        window=window,
-        fetch_label=fetch_label,
+    title = f"feature {result.feature} of {result.sae} at {result.hook}"
+    if result.label is not None:
+        title += f": {result.label.label} ({result.label.source})"
+    out.print(escape(title), highlight=False)
+    out.print(
+        f"fires on {result.density:.4%} of {result.tokens} tokens of {escape(result.corpus)}; "
+        f"max {result.max_activation:.4g}",
+        highlight=False,
     )
+    if result.neuronpedia:
+        out.print(f"Neuronpedia: {result.neuronpedia}", highlight=False)
+    if not result.contexts:
+        out.print("it never fired on the scanned text; scan more (--sequences) or another --corpus")
+    table = Table(title="top-activating contexts ([bold]peak token[/] in bold)")
+    table.add_column("max", justify="right")
+    table.add_column("context")
+    for context in result.contexts:
+        pieces = [escape(t) for t in context.tokens]
+        pieces[context.centre] = f"[bold reverse]{pieces[context.centre]}[/]"
+        table.add_row(f"{context.activation:.3f}", "".join(pieces).replace("\n", "\\n"))
+    if result.contexts:
+        out.print(table)
+    for name, effects in (("promotes", result.promotes), ("suppresses", result.suppresses)):
+        if effects:
+            out.print(f"{name}: " + ", ".join(escape(repr(t.token)) for t in effects), highlight=False)
+    if result.direction_note:
+        out.print(escape(result.direction_note), highlight=False)
 
-    def show() -> None:
-        title = f"feature {feature} of {result.sae} at {result.hook}"
-        if result.label is not None:
-            title += f": {result.label.label} ({result.label.source})"
-        out.print(escape(title), highlight=False)
-        out.print(
-            f"fires on {result.density:.4%} of {result.tokens} tokens of {escape(result.corpus)}; "
-            f"max {result.max_activation:.4g}",
-            highlight=False,
-        )
-        if result.neuronpedia:
-            out.print(f"Neuronpedia: {result.neuronpedia}", highlight=False)
-        if not result.contexts:
-            out.print("it never fired on the scanned text; scan more (--sequences) or another --corpus")
-        table = Table(title="top-activating contexts ([bold]peak token[/] in bold)")
-        table.add_column("max", justify="right")
-        table.add_column("context")
-        for context in result.contexts:
-            pieces = [escape(t) for t in context.tokens]
-            pieces[context.centre] = f"[bold reverse]{pieces[context.centre]}[/]"
-            table.add_row(f"{context.activation:.3f}", "".join(pieces).replace("\n", "\\n"))
-        if result.contexts:
-            out.print(table)
-        for name, effects in (("promotes", result.promotes), ("suppresses", result.suppresses)):
-            if effects:
-                out.print(f"{name}: " + ", ".join(escape(repr(t.token)) for t in effects), highlight=False)
-        if result.direction_note:
-            out.print(escape(result.direction_note), highlight=False)
 
-    emit(result, as_json, out_file, show)
+declare_command(OPERATIONS["sae-dashboard"], show_dashboard, on=sae_app, cli_name="feature")
 
 
 @sae_app.command("clamp")

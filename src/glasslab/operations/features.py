@@ -1,4 +1,5 @@
-"""Sparse-autoencoder operations: the features on a prompt and a search over the features' labels.
+"""Sparse-autoencoder operations: the features on a prompt, a feature's dashboard, a search over the features'
+labels.
 
 An SAE is named as ``glasslab sae list`` and ``GET /api/saes`` list it (default: the first one on this
 machine); locally it may also be a folder, which a request never names (``http_types``). The server resolves
@@ -15,10 +16,11 @@ from ..dictionaries.catalog import available_saes
 from ..dictionaries.loading import load_sae
 from ..dictionaries.sae import SAE
 from ..errors import InputError
-from ..methods.features.encode import FeatureActivations, sae_features
+from ..methods.features.dashboard import FeatureDashboard, feature_dashboard
+from ..methods.features.encode import FeatureActivations, FeatureTrace, feature_activations, sae_features
 from ..methods.features.search import MAX_QUERY_CHARS, FeatureSearch, search_features
 from ..model.model import Model
-from .options import MAX_K, Cli, Options, PromptOptions
+from .options import MAX_K, Cli, Index, Options, Prompt, PromptOptions
 from .spec import OperationSpec
 
 # A name from GET /api/saes (shipped, in the store, or a known hub release): over HTTP never a path.
@@ -72,6 +74,58 @@ class SaeSearchOptions(Options):
     any_model: AnyModel = False
 
 
+class FeatureDashboardOptions(Options):
+    feature: Annotated[Index, Field(description="The feature's index."), Cli(argument=True)]
+    sae: SaeOption = None
+    sequences: Annotated[
+        int | None, Field(ge=1, le=512, description="Sequences to scan live (default: precomputed, else 64).")
+    ] = None
+    seq_len: Annotated[
+        int | None, Field(ge=8, le=256, description="Tokens per sequence of a live scan (default 64).")
+    ] = None
+    k: Annotated[int, Field(ge=1, le=50, description="Top-activating contexts to keep.")] = 10
+    text: Annotated[
+        Prompt | None, Field(description="Instead of a dashboard: the feature's activation on every token of TEXT.")
+    ] = None
+    corpus: Annotated[
+        str | None,
+        Field(
+            max_length=500,
+            description="Scan this corpus live (builtin, a .txt/.jsonl file or folder, or hf:NAME) instead of "
+            "reading the SAE's precomputed dashboards.",
+        ),
+    ] = None
+    window: Annotated[
+        int | None, Field(ge=0, le=256, description="Tokens shown either side of a live scan's peaks (8).")
+    ] = None
+    fetch_label: Annotated[
+        bool, Field(description="Ask Neuronpedia for a label if none is cached (skipped offline).")
+    ] = False
+    any_model: AnyModel = False
+
+
+def dashboard(
+    model: Model,
+    feature: int,
+    *,
+    sae: str | None = None,
+    sequences: int | None = None,
+    seq_len: int | None = None,
+    k: int = 10,
+    text: str | None = None,
+    corpus: str | None = None,
+    window: int | None = None,
+    fetch_label: bool = False,
+    any_model: bool = False,
+) -> FeatureDashboard | FeatureTrace:
+    """A feature's dashboard (``feature_dashboard``), or with ``text`` its activation on every token of it."""
+    chosen = open_sae(model, sae, any_model)
+    if text is not None:
+        return feature_activations(model, chosen, feature, text)
+    scan = dict(corpus=corpus, sequences=sequences, seq_len=seq_len, k=k, window=window)
+    return feature_dashboard(model, chosen, feature, fetch_label=fetch_label, **scan)
+
+
 def features_on(
     model: Model,
     prompt: str,
@@ -109,6 +163,19 @@ OPERATIONS = [
         "The strongest SAE features at every token.",
         GROUP,
         local_only=frozenset({"any_model"}),
+        http_types=HTTP_SAE,
+    ),
+    OperationSpec(
+        "sae-dashboard",
+        FeatureDashboardOptions,
+        dashboard,
+        FeatureDashboard,
+        "A feature's dashboard: top contexts over the corpus (precomputed when the SAE has them), histogram, "
+        "promoted tokens.",
+        GROUP,
+        long=True,
+        # A file or folder on this machine, the network, another model's SAE: local faces only.
+        local_only=frozenset({"text", "corpus", "window", "fetch_label", "any_model"}),
         http_types=HTTP_SAE,
     ),
     OperationSpec(
