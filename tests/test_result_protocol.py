@@ -187,6 +187,7 @@ CONVERTED_MODULES = [
         "predict",
         "resid_stats",
         "steering",
+        "steering_vectors",
         "tuned_lens",
         "probing.result",
         "input_attribution.result",
