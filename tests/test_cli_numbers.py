@@ -38,7 +38,8 @@ def _float_options() -> list[tuple[tuple[str, ...], str]]:
         for name, hint in annotated.items():
             if name == "return":
                 continue
-            placeholder = "1" if int in (bare[name], *typing.get_args(bare[name])) else "the cat"
+            integers = (int, list[int])  # a declared list option is typed list[int] | None
+            placeholder = "1" if any(t in integers for t in (bare[name], *typing.get_args(bare[name]))) else "the cat"
             if "ArgumentInfo" in repr(getattr(hint, "__metadata__", ())):
                 needed.append(placeholder)
             elif defaults[name] is inspect.Parameter.empty:

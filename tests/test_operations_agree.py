@@ -119,6 +119,7 @@ REQUIRED_LISTS = {
     "layer": (0, ["0"]),
     "neuron": (0, ["0"]),
     "feature": (0, ["0"]),
+    "features": ([0], ["--feature", "0"]),
 }
 
 

@@ -26,8 +26,8 @@ from ..operations import OPERATIONS as DECLARED
 from ..operations.options import Options
 from ..sae import SAE, available_saes, load_sae
 from ..store import SAES, location
-from .ops import Ctx, NotFound, Operation, declared, services, stamp
-from .schemas import FeatureClampBody, SaeLabelBody
+from .ops import Ctx, NotFound, declared, services, stamp
+from .schemas import SaeLabelBody
 from .state import ModelState
 
 router = APIRouter(prefix="/api", tags=["sae"])
@@ -100,7 +100,7 @@ def dashboard_op(ctx: Ctx, body: Options) -> dict:
     return {**result, "sae_name": name}
 
 
-def clamp_op(ctx: Ctx, body: FeatureClampBody) -> dict:
+def clamp_op(ctx: Ctx, body: Options) -> dict:
     ctx.prompt(body.prompt)
     sae, name = load_listed(ctx.model, body.sae)
     options = dict(
@@ -121,13 +121,9 @@ def clamp_op(ctx: Ctx, body: FeatureClampBody) -> dict:
 OPERATIONS = [
     declared(DECLARED["sae-features"], features_op, reads=sae_reads),
     declared(DECLARED["sae-dashboard"], dashboard_op, reads=sae_reads),
-    Operation(
-        "sae-clamp",
-        FeatureClampBody,
+    declared(
+        DECLARED["sae-clamp"],
         clamp_op,
-        "Baseline vs features clamped (set, scaled or zeroed), or a sweep over amounts.",
-        "sae",
-        long=True,
         deterministic=lambda body: body.temperature == 0.0 or body.seed is not None,
         reads=sae_reads,
     ),

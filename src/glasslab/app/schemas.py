@@ -15,13 +15,9 @@ from pydantic import Field, StringConstraints
 from ..operations.features import SaeName
 from ..operations.options import (  # the limits and types every operation's options share
     MAX_EXPERIMENT_BYTES,  # noqa: F401 (experiments.py reads it here)
-    MAX_LIST,
     MAX_NAME,
-    MAX_NEW_TOKENS,
     MAX_PROMPT_CHARS,
-    MAX_SCALES,
     Index,
-    Position,
     PromptOptions,
     Seed,
     VectorName,
@@ -69,18 +65,6 @@ class SaePrecomputeBody(Body):
     sae: SaeName  # an SAE trained into the store (store:NAME); shipped ones come precomputed
     sequences: int = Field(1024, ge=16, le=8192)  # train-split sequences scanned for contexts and labels
     held_out_sequences: int = Field(256, ge=16, le=2048)  # test-split sequences for the detection scores
-
-
-class FeatureClampBody(PromptBody):
-    sae: SaeName | None = None
-    features: list[Index] = Field(min_length=1, max_length=64)
-    mode: Literal["value", "scale", "zero"] = "value"
-    amount: float | None = Field(None, ge=-1e4, le=1e4)  # the value or scale (not for zero)
-    amounts: list[Annotated[float, Field(ge=-1e4, le=1e4)]] | None = Field(None, min_length=1, max_length=MAX_SCALES)
-    positions: list[Position] | None = Field(None, max_length=MAX_LIST)
-    max_new_tokens: int = Field(20, ge=1, le=MAX_NEW_TOKENS)
-    temperature: float = Field(0.0, ge=0.0, le=5.0)
-    seed: Seed | None = None
 
 
 # An SAE trained from the workbench: a few minutes on 2 CPU cores for the default model's middle layers

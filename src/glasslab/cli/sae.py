@@ -1,8 +1,8 @@
 """``glasslab sae``: list SAEs, the features on a prompt, one feature's dashboard, clamp features.
 
-``sae features`` and ``sae feature`` are declared in ``glasslab.operations.features``: here only how their
-results read.
-The ``sae`` sub-app lives here; ``sae train`` and ``sae eval`` (cli/sae_training.py) add to it.
+``sae features``, ``sae feature`` and ``sae clamp`` are declared in ``glasslab.operations.features``: here
+only how their results read. The ``sae`` sub-app lives here; ``sae train`` and ``sae eval``
+(cli/sae_training.py) add to it.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import InputError
+from ..methods.features.clamp import FeatureClamp, FeatureClampSweep
 from ..methods.features.dashboard import FeatureDashboard
 from ..methods.features.encode import FeatureActivations, FeatureTrace
 from ..operations import OPERATIONS
@@ -28,7 +29,6 @@ from .app import (
     friendly_errors,
     load_model,
     out,
-    parse_numbers,
 )
 from .derived import declare_command
 
@@ -171,83 +171,41 @@ def show_dashboard(result: FeatureDashboard | FeatureTrace) -> None:
 declare_command(OPERATIONS["sae-dashboard"], show_dashboard, on=sae_app, cli_name="feature")
 
 
-@sae_app.command("clamp")
-@friendly_errors
-def sae_clamp_command(
-    prompt: Annotated[str, typer.Argument(help="The text to continue.")],
-    sae: SaeOpt,
-    feature: Annotated[list[int], typer.Option("--feature", "-f", help="A feature to clamp (repeatable).")],
-    value: Annotated[float | None, typer.Option(help="Set the features to this value.")] = None,
-    scale: Annotated[float | None, typer.Option(help="Multiply the features by this factor.")] = None,
-    zero: Annotated[bool, typer.Option("--zero", help="Set the features to 0.")] = False,
-    sweep: Annotated[
-        str | None, typer.Option(help="Comma-separated values (or factors with --sweep-scale), e.g. 0,5,10,20.")
-    ] = None,
-    sweep_scale: Annotated[bool, typer.Option("--sweep-scale", help="The sweep's numbers are factors.")] = False,
-    position: Annotated[
-        list[int] | None,
-        typer.Option("--position", "-p", help="Clamp only at these positions (repeatable; -1: the prompt's last)."),
-    ] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="How many tokens to generate.")] = 20,
-    temperature: Annotated[float, typer.Option(help="0 for greedy decoding; higher samples (same seed).")] = 0.0,
-    seed: Annotated[int | None, typer.Option(help="Random seed for sampling.")] = None,
-    any_model: AnyModelOpt = False,
-    model: ModelOpt = None,
-    dtype: DtypeOpt = "float32",
-    device: DeviceOpt = "cpu",
-    as_json: JsonOpt = False,
-    out_file: OutOpt = None,
-) -> None:
-    """Continue a prompt with and without SAE features clamped (or at several clamp values with --sweep)."""
-    from ..methods.features.clamp import clamp_features, clamp_sweep
+def show_sweep(result: FeatureClampSweep) -> None:
+    table = Table(
+        title=escape(f"{result.prompt!r}: features {', '.join(map(str, result.features))} at {result.hook}"),
+        caption=escape(f"baseline: {result.baseline!r}"),
+    )
+    for column in ("clamp", f"p({result.baseline_top!r})", "KL", "next", "continuation"):
+        table.add_column(escape(column), justify="right" if column in ("KL",) else "left")
+    table.add_row("baseline", f"{result.baseline_top_prob:.3f}", "0", "", escape(result.baseline))
+    for row in result.rows:
+        table.add_row(
+            f"{'x' if result.mode == 'scale' else '='}{row.amount:g}",
+            f"{row.baseline_top_prob:.3f}",
+            f"{row.kl:.3f}",
+            escape(repr(row.next_top)),
+            escape(row.completion.replace("\n", "\\n")),
+        )
+    out.print(table)
 
-    options = dict(positions=position or None, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
-    if sweep is not None:
-        if value is not None or scale is not None or zero:
-            raise InputError("--sweep replaces --value/--scale/--zero; give only the sweep's numbers")
-        amounts = parse_numbers(sweep, "sweep", "0,5,10")
-        loaded, chosen = load_with_model(sae, model, dtype, device, any_model)
-        mode = "scale" if sweep_scale else "value"
-        result = clamp_sweep(loaded, chosen, prompt, feature, amounts, mode=mode, **options)
 
-        def show_sweep() -> None:
-            table = Table(
-                title=escape(f"{prompt!r}: features {', '.join(map(str, result.features))} at {result.hook}"),
-                caption=escape(f"baseline: {result.baseline!r}"),
-            )
-            for column in ("clamp", f"p({result.baseline_top!r})", "KL", "next", "continuation"):
-                table.add_column(escape(column), justify="right" if column in ("KL",) else "left")
-            table.add_row("baseline", f"{result.baseline_top_prob:.3f}", "0", "", escape(result.baseline))
-            for row in result.rows:
-                table.add_row(
-                    f"{'x' if mode == 'scale' else '='}{row.amount:g}",
-                    f"{row.baseline_top_prob:.3f}",
-                    f"{row.kl:.3f}",
-                    escape(repr(row.next_top)),
-                    escape(row.completion.replace("\n", "\\n")),
-                )
-            out.print(table)
-
-        emit(result, as_json, out_file, show_sweep)
+def show_clamp(clamp: FeatureClamp | FeatureClampSweep) -> None:
+    if isinstance(clamp, FeatureClampSweep):  # --sweep: one row per amount
+        show_sweep(clamp)
         return
+    table = Table(title=escape(f"{clamp.describe()} at {clamp.hook}"))
+    table.add_column("")
+    table.add_column("next token")
+    table.add_column("continuation")
+    nt = clamp.next_token
+    table.add_row("baseline", escape(repr(nt.baseline_top)), escape(clamp.baseline.replace("\n", "\\n")))
+    table.add_row("clamped", escape(repr(nt.clamped_top)), escape(clamp.clamped.replace("\n", "\\n")))
+    out.print(table)
+    out.print(f"next-token KL(baseline || clamped): {nt.kl:.4f} nats", highlight=False)
 
-    if sum((value is not None, scale is not None, zero)) != 1:
-        raise InputError("choose exactly one of --value, --scale, --zero (or --sweep)")
-    loaded, chosen = load_with_model(sae, model, dtype, device, any_model)
-    clamp = clamp_features(loaded, chosen, prompt, feature, value=value, scale=scale, zero=zero, **options)
 
-    def show() -> None:
-        table = Table(title=escape(f"{clamp.describe()} at {clamp.hook}"))
-        table.add_column("")
-        table.add_column("next token")
-        table.add_column("continuation")
-        nt = clamp.next_token
-        table.add_row("baseline", escape(repr(nt.baseline_top)), escape(clamp.baseline.replace("\n", "\\n")))
-        table.add_row("clamped", escape(repr(nt.clamped_top)), escape(clamp.clamped.replace("\n", "\\n")))
-        out.print(table)
-        out.print(f"next-token KL(baseline || clamped): {nt.kl:.4f} nats", highlight=False)
-
-    emit(clamp, as_json, out_file, show)
+declare_command(OPERATIONS["sae-clamp"], show_clamp, on=sae_app, cli_name="clamp")
 
 
 @sae_app.command("label")

@@ -1,5 +1,5 @@
-"""Sparse-autoencoder operations: the features on a prompt, a feature's dashboard, a search over the features'
-labels.
+"""Sparse-autoencoder operations: the features on a prompt, a feature's dashboard, clamping features, a search
+over the features' labels.
 
 An SAE is named as ``glasslab sae list`` and ``GET /api/saes`` list it (default: the first one on this
 machine); locally it may also be a folder, which a request never names (``http_types``). The server resolves
@@ -8,7 +8,9 @@ the name against the loaded model itself and keeps loaded SAEs (app/saes.py).
 
 from __future__ import annotations
 
-from typing import Annotated
+import math
+from collections.abc import Sequence
+from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
@@ -16,11 +18,24 @@ from ..dictionaries.catalog import available_saes
 from ..dictionaries.loading import load_sae
 from ..dictionaries.sae import SAE
 from ..errors import InputError
+from ..methods.features.clamp import FeatureClamp, FeatureClampSweep, clamp_features, clamp_sweep
 from ..methods.features.dashboard import FeatureDashboard, feature_dashboard
 from ..methods.features.encode import FeatureActivations, FeatureTrace, feature_activations, sae_features
 from ..methods.features.search import MAX_QUERY_CHARS, FeatureSearch, search_features
 from ..model.model import Model
-from .options import MAX_K, Cli, Index, Options, Prompt, PromptOptions
+from .options import (
+    MAX_K,
+    MAX_LIST,
+    MAX_NEW_TOKENS,
+    MAX_SCALES,
+    Cli,
+    Index,
+    Options,
+    Position,
+    Prompt,
+    PromptOptions,
+    Seed,
+)
 from .spec import OperationSpec
 
 # A name from GET /api/saes (shipped, in the store, or a known hub release): over HTTP never a path.
@@ -126,6 +141,90 @@ def dashboard(
     return feature_dashboard(model, chosen, feature, fetch_label=fetch_label, **scan)
 
 
+Amount = Annotated[float, Field(ge=-1e4, le=1e4)]
+
+
+def parse_amounts(text: str, flag: str) -> list[float]:
+    """'0,5,10' -> [0.0, 5.0, 10.0] for --sweep, finite numbers only (like every number the CLI takes)."""
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise InputError(f"--{flag} must be comma-separated numbers like 0,5,10; got '{text}'") from None
+    bad = next((value for value in values if not math.isfinite(value)), None)
+    if bad is not None:
+        raise InputError(f"--{flag} must be finite numbers, not {bad}")
+    return values
+
+
+class FeatureClampOptions(PromptOptions):
+    """The workbench sends ``mode`` and ``amount`` (the server's own spelling, turned into ``value``, ``scale``
+    or ``zero`` by app/saes.py); the command line and Python name the clamp directly."""
+
+    sae: SaeOption = None
+    features: Annotated[
+        list[Index], Field(min_length=1, max_length=64, description="Features to clamp."), Cli(("--feature", "-f"))
+    ]
+    mode: Annotated[
+        Literal["value", "scale", "zero"], Field(description="Set the features to amount, scale them, or zero them.")
+    ] = "value"
+    amount: Annotated[Amount | None, Field(description="The value or scale (not for zero).")] = None
+    value: Annotated[Amount | None, Field(description="Set the features to this value.")] = None
+    scale: Annotated[Amount | None, Field(description="Multiply the features by this factor.")] = None
+    zero: Annotated[bool, Field(description="Set the features to 0.")] = False
+    amounts: Annotated[
+        list[Amount] | None,
+        Field(
+            min_length=1,
+            max_length=MAX_SCALES,
+            description="A sweep: the values (or factors) to clamp to, one continuation each, e.g. 0,5,10,20.",
+        ),
+        Cli(("--sweep",), parse=parse_amounts, whole=True),
+    ] = None
+    sweep_scale: Annotated[bool, Field(description="The sweep's numbers are factors.")] = False
+    positions: Annotated[
+        list[Position] | None,
+        Field(max_length=MAX_LIST, description="Clamp only at these positions (-1: the prompt's last)."),
+        Cli(("--position", "-p")),
+    ] = None
+    max_new_tokens: Annotated[int, Field(ge=1, le=MAX_NEW_TOKENS, description="How many tokens to generate.")] = 20
+    temperature: Annotated[
+        float, Field(ge=0.0, le=5.0, description="0 for greedy decoding; higher samples (same seed).")
+    ] = 0.0
+    seed: Annotated[Seed | None, Field(description="Random seed for sampling.")] = None
+    any_model: AnyModel = False
+
+
+def clamp(
+    model: Model,
+    prompt: str,
+    *,
+    features: Sequence[int],
+    sae: str | None = None,
+    value: float | None = None,
+    scale: float | None = None,
+    zero: bool = False,
+    amounts: Sequence[float] | None = None,
+    sweep_scale: bool = False,
+    positions: Sequence[int] | None = None,
+    max_new_tokens: int = 20,
+    temperature: float = 0.0,
+    seed: int | None = None,
+    any_model: bool = False,
+) -> FeatureClamp | FeatureClampSweep:
+    """``clamp_features`` (exactly one of value, scale and zero), or ``clamp_sweep`` over ``amounts``."""
+    chosen = sum((value is not None, scale is not None, zero))
+    if amounts is not None and chosen:
+        raise InputError("amounts (--sweep) replace value/scale/zero; give only the sweep's numbers")
+    if amounts is None and chosen != 1:
+        raise InputError("choose exactly one of value, scale, zero (--value, --scale, --zero), or a --sweep")
+    options = dict(positions=positions, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+    loaded = open_sae(model, sae, any_model)
+    if amounts is not None:
+        mode = "scale" if sweep_scale else "value"
+        return clamp_sweep(model, loaded, prompt, list(features), list(amounts), mode=mode, **options)
+    return clamp_features(model, loaded, prompt, list(features), value=value, scale=scale, zero=zero, **options)
+
+
 def features_on(
     model: Model,
     prompt: str,
@@ -176,6 +275,18 @@ OPERATIONS = [
         long=True,
         # A file or folder on this machine, the network, another model's SAE: local faces only.
         local_only=frozenset({"text", "corpus", "window", "fetch_label", "any_model"}),
+        http_types=HTTP_SAE,
+    ),
+    OperationSpec(
+        "sae-clamp",
+        FeatureClampOptions,
+        clamp,
+        FeatureClamp,
+        "Baseline vs features clamped (set, scaled or zeroed), or a sweep over amounts.",
+        GROUP,
+        long=True,
+        server_only=frozenset({"mode", "amount"}),
+        local_only=frozenset({"value", "scale", "zero", "sweep_scale", "any_model"}),
         http_types=HTTP_SAE,
     ),
     OperationSpec(
