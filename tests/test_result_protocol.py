@@ -189,6 +189,8 @@ CONVERTED_MODULES = [
         "steering",
         "steering_vectors",
         "tuned_lens",
+        "tuned_lens_artifact",
+        "tuned_lens_kl",
         "probing.result",
         "input_attribution.result",
         "input_attribution.compare",

@@ -27,7 +27,6 @@ import dataclasses
 import itertools
 import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -38,153 +37,21 @@ from ..data import batches, load_corpus, packed_sequences
 from ..errors import InputError
 from ..model.model import Model
 from ..progress import progress
-from ..store import TUNED_LENS, ArtifactNotFound, locate, location, resolve, save, verify
-from ..views.explanations import explanation, note
-from ..views.figures import Figure, Heatmap
-from ..views.result import Result
-from .logit_lens import CHUNK, EMBED_LAYER, layer_label, lens_hook
+from ..store import TUNED_LENS, save, verify
+from .logit_lens import CHUNK
 from .metrics import kl_divergence
+from .tuned_lens_artifact import (  # also re-exported: defined here before the lens got its own module
+    FORMAT,
+    TunedLens,
+    _hooks,
+    _normalise,
+    lens_folder,
+    load_tuned_lens,  # noqa: F401
+)
+from .tuned_lens_kl import LensKL, lens_kl  # noqa: F401  (re-exported, as above)
 
-FORMAT = 1
-_EPS = 1e-6  # inside rms(h), as in the models' RMSNorms
-_WEIGHTS, _META = "lens.safetensors", "lens.json"
 _SUMS, _STATE = "sums.safetensors", "state.json"
 _KL_WEIGHTS, _KL_STATE = "kl.safetensors", "kl.json"
-
-
-def lens_folder(model: Model) -> Path:
-    """The store folder of ``model``'s tuned lens (its ``lens/`` and ``checkpoint/``)."""
-    return location(TUNED_LENS, model.key)
-
-
-def _normalise(h: torch.Tensor) -> torch.Tensor:
-    return h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + _EPS)
-
-
-@dataclass(frozen=True, eq=False)
-class TunedLens(Result):
-    """Per-layer translators: ``weight[i]``, ``bias[i]`` serve layer ``i - 1`` (row 0 = embeddings, last = identity)."""
-
-    kind = "tuned_lens"
-    json_keys = (
-        "format",
-        "model",
-        "key",
-        "n_layers",
-        "d_model",
-        "tokens",
-        "corpus",
-        "seq_len",
-        "ridge",
-        "kl_steps",
-        "objective",
-        "translator",
-        "path",
-    )
-    translator = "W n(h) + b with n(h) = h / rms(h); identity at the last layer"
-
-    model: str
-    key: str
-    weight: torch.Tensor = field(repr=False)  # [n_layers + 1, d_model, d_model], float32, applied as n(h) @ weight
-    bias: torch.Tensor = field(repr=False)  # [n_layers + 1, d_model]
-    tokens: int  # positions the least-squares fit saw
-    corpus: str
-    seq_len: int
-    ridge: float
-    kl_steps: int
-    path: Path | None = None
-
-    @property
-    def n_layers(self) -> int:
-        return self.weight.shape[0] - 1
-
-    @property
-    def objective(self) -> str:
-        """Plain English: what produced these translators."""
-        fit = f"least squares on {self.tokens:,} tokens of {self.corpus} (ridge {self.ridge:g})"
-        if self.kl_steps:
-            return f"{fit}, then {self.kl_steps} Adam steps on KL(output || lens), the paper's objective"
-        return f"{fit}; not refined on the paper's KL objective"
-
-    def check_fits(self, model: Model) -> None:
-        if self.key != model.key or self.weight.shape[1:] != (model.d_model, model.d_model):
-            raise InputError(
-                f"this tuned lens was trained for {self.key}, not {model.key}; train one for this model "
-                "with: glasslab tuned-lens train"
-            )
-
-    def translate(self, layer: int, resid: torch.Tensor) -> torch.Tensor:
-        """Layer ``layer``'s residual (-1 = embeddings) mapped into the last layer's basis; identity at the last."""
-        if layer == self.n_layers - 1:
-            return resid
-        index = layer + 1
-        weight, bias = self.weight[index].to(resid.device), self.bias[index].to(resid.device)
-        return (_normalise(resid.float()) @ weight + bias).to(resid.dtype)
-
-    def save(self, folder: Path) -> Path:
-        """Write ``lens.safetensors`` + ``lens.json`` into ``folder`` atomically; returns ``folder``."""
-        with save(
-            TUNED_LENS, self.key, Path(folder), summary={"tokens": self.tokens, "kl_steps": self.kl_steps}
-        ) as tmp:
-            save_file({"weight": self.weight.contiguous(), "bias": self.bias.contiguous()}, str(tmp / _WEIGHTS))
-            meta = {k: v for k, v in self.to_dict().items() if k != "path"}
-            (tmp / _META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        return folder
-
-    def _json_format(self) -> int:
-        return FORMAT
-
-    def _json_d_model(self) -> int:
-        return self.weight.shape[1]
-
-
-def load_tuned_lens(model: Model, path: str | Path | None = None) -> TunedLens:
-    """The tuned lens stored for ``model`` (or the one at ``path``), checked against the model."""
-    where = Path(path) if path is not None else "lens"  # the store keeps one lens per model, named "lens"
-    try:
-        folder = resolve(TUNED_LENS, model.key, where)
-    except ArtifactNotFound:
-        folder = locate(TUNED_LENS, model.key, where)[0]
-        raise InputError(
-            f"no tuned lens for {model.name} at {folder}; train one with: glasslab tuned-lens train"
-        ) from None
-    try:
-        meta = json.loads((folder / _META).read_text(encoding="utf-8"))
-        tensors = load_file(str(folder / _WEIGHTS))
-        weight, bias = tensors["weight"].float(), tensors["bias"].float()
-        lens = TunedLens(
-            model=meta["model"],
-            key=meta["key"],
-            weight=weight,
-            bias=bias,
-            tokens=int(meta["tokens"]),
-            corpus=str(meta["corpus"]),
-            seq_len=int(meta["seq_len"]),
-            ridge=float(meta["ridge"]),
-            kl_steps=int(meta["kl_steps"]),
-            path=folder,
-        )
-        if meta.get("format") != FORMAT or weight.dim() != 3 or bias.shape != weight.shape[:2]:
-            raise ValueError("unexpected format or shapes")
-        if not (torch.isfinite(weight).all() and torch.isfinite(bias).all()):
-            raise ValueError("non-finite weights")
-    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as exc:
-        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-        raise InputError(
-            f"the tuned lens at {folder} is unreadable ({reason}); delete it and train again with: "
-            "glasslab tuned-lens train"
-        ) from None
-    if lens.n_layers != model.n_layers:
-        raise InputError(
-            f"the tuned lens at {folder} is for {lens.n_layers} layers, {model.name} has "
-            f"{model.n_layers}; train one for this model with: glasslab tuned-lens train"
-        )
-    lens.check_fits(model)
-    return lens
-
-
-def _hooks(model: Model) -> list[str]:
-    return [lens_hook(layer) for layer in range(EMBED_LAYER, model.n_layers)]
 
 
 def _features(run, name: str) -> torch.Tensor:
@@ -347,25 +214,7 @@ def _refine(
     }
     param = torch.nn.Parameter(torch.cat([lens.weight[:n], lens.bias[:n, None]], dim=1).clone())
     optimizer = torch.optim.Adam([param], lr=lr)
-    done = 0
-    if resume and (folder / _KL_STATE).exists():
-        try:
-            verify(folder, TUNED_LENS)
-            state = json.loads((folder / _KL_STATE).read_text(encoding="utf-8"))
-            saved = load_file(str(folder / _KL_WEIGHTS))
-        except (OSError, ValueError, SafetensorError):
-            raise InputError(
-                f"the KL-refinement checkpoint in {folder} is unreadable; delete it, or start over (--fresh)"
-            ) from None
-        if {k: state.get(k) for k in start} == start and state.get("steps", 0) <= steps:
-            with torch.no_grad():
-                param.copy_(saved["param"])
-            optimizer.state[param] = {
-                "step": torch.tensor(float(state["steps"])),
-                "exp_avg": saved["exp_avg"],
-                "exp_avg_sq": saved["exp_avg_sq"],
-            }
-            done = int(state["steps"])
+    done = _resume_refinement(folder, start, param, optimizer, steps) if resume else 0
     hooks = _hooks(model)
     stream = batches(packed_sequences(model, source, seq_len), batch_size)
     for batch in progress(
@@ -386,17 +235,7 @@ def _refine(
                 (kl_divergence(reference, log_probs).sum() / count).backward()
         optimizer.step()
         done += 1
-        moments = optimizer.state[param]
-        with save(TUNED_LENS, lens.key, folder, summary={"steps": done}) as tmp:
-            save_file(
-                {
-                    "param": param.detach().contiguous(),
-                    "exp_avg": moments["exp_avg"].contiguous(),
-                    "exp_avg_sq": moments["exp_avg_sq"].contiguous(),
-                },
-                str(tmp / _KL_WEIGHTS),
-            )
-            (tmp / _KL_STATE).write_text(json.dumps({**start, "steps": done}), encoding="utf-8")
+        _save_refinement(folder, lens.key, start, param, optimizer, done)
     if done < steps:
         raise InputError(f"the corpus ran out after {done} KL steps; ask for fewer --kl-steps")
     refined = param.detach()
@@ -405,116 +244,45 @@ def _refine(
     return weight, bias
 
 
-@dataclass(frozen=True)
-class LensKL(Result):
-    """Per-layer KL(model output || lens), in nats, averaged over held-out tokens, for both lenses."""
+def _resume_refinement(
+    folder: Path, start: dict, param: torch.nn.Parameter, optimizer: torch.optim.Adam, steps: int
+) -> int:
+    """Load the KL-refinement checkpoint into ``param`` and ``optimizer`` if it continues the same run (same
+    ``start`` settings, no more steps than asked); returns the steps already done (0 when starting afresh)."""
+    if not (folder / _KL_STATE).exists():
+        return 0
+    try:
+        verify(folder, TUNED_LENS)
+        state = json.loads((folder / _KL_STATE).read_text(encoding="utf-8"))
+        saved = load_file(str(folder / _KL_WEIGHTS))
+    except (OSError, ValueError, SafetensorError):
+        raise InputError(
+            f"the KL-refinement checkpoint in {folder} is unreadable; delete it, or start over (--fresh)"
+        ) from None
+    if {k: state.get(k) for k in start} != start or state.get("steps", 0) > steps:
+        return 0
+    with torch.no_grad():
+        param.copy_(saved["param"])
+    optimizer.state[param] = {
+        "step": torch.tensor(float(state["steps"])),
+        "exp_avg": saved["exp_avg"],
+        "exp_avg_sq": saved["exp_avg_sq"],
+    }
+    return int(state["steps"])
 
-    kind = "lens_kl"
-    json_keys = ("model", "corpus", "tokens", "unit", "tuned_lens_objective", "layers")
-    unit = "nats, KL(model output || lens), mean over tokens"
 
-    model: str
-    corpus: str
-    tokens: int
-    layers: list[int]  # -1 = embeddings
-    logit_lens: list[float]
-    tuned_lens: list[float] | None  # None when no tuned lens was given
-    tuned_note: str
-
-    def figure(self) -> Figure:
-        rows = [self.logit_lens] + ([self.tuned_lens] if self.tuned_lens is not None else [])
-        labels = ["logit lens"] + (["tuned lens"] if self.tuned_lens is not None else [])
-        return Figure(
-            f"{self.model}: how far each layer's lens is from the output",
-            [
-                Heatmap(
-                    "KL(output || lens) per layer, nats",
-                    rows,
-                    labels,
-                    [layer_label(layer) for layer in self.layers],
-                    row_title="lens",
-                    col_title="layer",
-                    value_label="nats",
-                    cell_text=[[f"{v:.2f}" for v in row] for row in rows],
-                )
-            ],
-            **explanation(
-                "lens_kl",
-                tokens=self.tokens,
-                corpus=self.corpus,
-                tuned=note("lens_kl", "tuned", note=self.tuned_note) if self.tuned_note else "",
-            ),
-        )
-
-    def _json_tuned_lens_objective(self) -> str | None:
-        return self.tuned_note or None
-
-    def _json_layers(self) -> list[dict]:
-        return [
+def _save_refinement(
+    folder: Path, key: str, start: dict, param: torch.nn.Parameter, optimizer: torch.optim.Adam, done: int
+) -> None:
+    """Checkpoint the translators and Adam's moments after ``done`` steps, atomically."""
+    moments = optimizer.state[param]
+    with save(TUNED_LENS, key, folder, summary={"steps": done}) as tmp:
+        save_file(
             {
-                "layer": layer,
-                "hook": lens_hook(layer),
-                "logit_lens_kl": self.logit_lens[i],
-                "tuned_lens_kl": self.tuned_lens[i] if self.tuned_lens is not None else None,
-            }
-            for i, layer in enumerate(self.layers)
-        ]
-
-
-def lens_kl(
-    model: Model,
-    corpus: str = "builtin",
-    *,
-    split: str | None = "test",
-    tokens: int = 4096,
-    seq_len: int = 128,
-    batch_size: int = 4,
-    lens: TunedLens | None = None,
-) -> LensKL:
-    """Mean KL(output || lens) per layer on about ``tokens`` tokens of ``corpus`` (default: the held-out split).
-
-    Positions 0 (BOS) are left out. The last layer is computed for the logit lens (it checks that the lens
-    reproduces the output: ~0); the tuned lens is the identity there, so it gets the same value.
-    """
-    if tokens < 1 or seq_len < 2 or batch_size < 1:
-        raise InputError("tokens, batch_size must be at least 1 and seq_len at least 2")
-    if lens is not None:
-        lens.check_fits(model)
-    source = load_corpus(corpus, split=split)
-    hooks = _hooks(model)
-    n_sequences = math.ceil(tokens / (seq_len - 1))
-    logit_sum = torch.zeros(len(hooks), dtype=torch.float64)
-    tuned_sum = torch.zeros(len(hooks), dtype=torch.float64)
-    count = 0
-    layers = list(range(EMBED_LAYER, model.n_layers))
-    for batch in progress(
-        batches(packed_sequences(model, source, seq_len, n_sequences), batch_size),
-        total=math.ceil(n_sequences / batch_size),
-        description="lens KL",
-        unit="batch",
-    ):
-        run = model.run(batch, cache=hooks, logits=False)
-        with torch.inference_mode():
-            flat = {name: run.cache[name][:, 1:].reshape(-1, model.d_model) for name in hooks}
-            for start in range(0, flat[hooks[0]].shape[0], CHUNK):
-                rows = slice(start, start + CHUNK)
-                reference = torch.log_softmax(model.unembed(flat[hooks[-1]][rows]).float(), dim=-1)
-                for i, layer in enumerate(layers):
-                    resid = flat[hooks[i]][rows]
-                    logit_sum[i] += _kl_sum(model, reference, resid)
-                    if lens is not None and layer != model.n_layers - 1:
-                        tuned_sum[i] += _kl_sum(model, reference, lens.translate(layer, resid))
-                count += flat[hooks[0]][rows].shape[0]
-    if count == 0:
-        raise InputError(f"corpus {source.describe()} gave no sequence of {seq_len} tokens; use a larger corpus")
-    logit = (logit_sum / count).tolist()
-    tuned = None
-    if lens is not None:
-        tuned = (tuned_sum / count).tolist()
-        tuned[-1] = logit[-1]  # identity translator at the last layer
-    return LensKL(model.name, source.describe(), count, layers, logit, tuned, lens.objective if lens else "")
-
-
-def _kl_sum(model: Model, reference: torch.Tensor, resid: torch.Tensor) -> float:
-    log_probs = torch.log_softmax(model.unembed(resid).float(), dim=-1)
-    return float(kl_divergence(reference, log_probs).sum())
+                "param": param.detach().contiguous(),
+                "exp_avg": moments["exp_avg"].contiguous(),
+                "exp_avg_sq": moments["exp_avg_sq"].contiguous(),
+            },
+            str(tmp / _KL_WEIGHTS),
+        )
+        (tmp / _KL_STATE).write_text(json.dumps({**start, "steps": done}), encoding="utf-8")
