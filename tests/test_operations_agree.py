@@ -11,6 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 import glasslab.cli.main  # noqa: F401  (registers every command)
+from glasslab.app.server import OPERATIONS as SERVER_OPERATIONS
 from glasslab.cli.app import app
 from glasslab.cli.derived import COMMAND_WORDS, COMMON, cli_fields, cli_metadata, draws, is_argument, pair_parameters
 from glasslab.errors import InputError
@@ -81,9 +82,7 @@ def test_the_cli_command_offers_the_declared_options(spec):
 
 @pytest.mark.parametrize("spec", HTTP_SPECS, ids=[spec.name for spec in HTTP_SPECS])
 def test_the_http_body_is_the_declared_options(spec, openapi):
-    route = openapi["paths"][f"/api/{spec.name}"]["post"]
-    reference = route["requestBody"]["content"]["application/json"]["schema"]["$ref"]
-    schema = openapi["components"]["schemas"][reference.rsplit("/", 1)[-1]]
+    schema, summary = _http_body(spec, openapi)
     fields = {n: f for n, f in spec.options.model_fields.items() if n not in spec.local_only}
     assert set(schema["properties"]) == set(fields)  # a request never names a file on the server
     assert set(schema.get("required", [])) == {n for n, f in fields.items() if f.is_required()}
@@ -92,7 +91,19 @@ def test_the_http_body_is_the_declared_options(spec, openapi):
         if not field.is_required() and field.default_factory is None:  # a factory's value is not in the schema
             assert prop.get("default") == field.default, name
         assert prop.get("description") == field.description, name
-    assert route["summary"].startswith(spec.summary)  # long ones add "prefer POST /api/jobs"
+    assert summary.startswith(spec.summary)  # long ones add "prefer POST /api/jobs"
+
+
+def _http_body(spec, openapi) -> tuple[dict, str]:
+    """The body's JSON schema and the summary, from OpenAPI; for a job-only operation (minutes of work: only
+    POST /api/jobs runs it, so it has no route of its own) from the server's operation."""
+    route = openapi["paths"].get(f"/api/{spec.name}", {}).get("post")
+    if route is None:
+        (op,) = [op for op in SERVER_OPERATIONS if op.name == spec.name]
+        assert op.job_only, spec.name
+        return op.schema.model_json_schema(), op.summary
+    reference = route["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    return openapi["components"]["schemas"][reference.rsplit("/", 1)[-1]], route["summary"]
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
@@ -120,6 +131,7 @@ REQUIRED_LISTS = {
     "neuron": (0, ["0"]),
     "feature": (0, ["0"]),
     "features": ([0], ["--feature", "0"]),
+    "sae": ("store:mine", ["--sae", "store:mine"]),
 }
 
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from ..errors import InputError
 from ..methods.features.labels import precompute_features
-from .ops import Ctx, Operation
+from ..operations import OPERATIONS as DECLARED
+from ..operations.options import Options
+from .ops import Ctx, declared
 from .sae_training import OnWorker
 from .saes import load_listed, resolve, sae_reads
-from .schemas import SaePrecomputeBody
 
 
-def _store_sae(ctx: Ctx, body: SaePrecomputeBody):
+def _store_sae(ctx: Ctx, body: Options):
     name, folder = resolve(ctx.model, body.sae)
     if not name.startswith("store:") or folder is None:
         raise InputError(
@@ -28,7 +29,7 @@ def _store_sae(ctx: Ctx, body: SaePrecomputeBody):
     return name, folder
 
 
-def precompute_op(ctx: Ctx, body: SaePrecomputeBody) -> dict:
+def precompute_op(ctx: Ctx, body: Options) -> dict:
     name, folder = _store_sae(ctx, body)
     sae, _ = load_listed(ctx.model, name)
     total = body.sequences + body.held_out_sequences
@@ -55,13 +56,9 @@ def precompute_op(ctx: Ctx, body: SaePrecomputeBody) -> dict:
 
 
 OPERATIONS = [
-    Operation(
-        "sae-precompute",
-        SaePrecomputeBody,
+    declared(
+        DECLARED["sae-precompute"],
         precompute_op,
-        "Precompute every dashboard and automatic label (with detection scores) of an SAE trained into the store.",
-        "sae",
-        long=True,
         deterministic=lambda body: False,
         off_worker=True,
         job_only=True,

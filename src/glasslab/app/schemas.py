@@ -61,12 +61,6 @@ class SaeLabelBody(Body):
     clear: bool = False  # remove your label: the SAE's own shows again
 
 
-class SaePrecomputeBody(Body):
-    sae: SaeName  # an SAE trained into the store (store:NAME); shipped ones come precomputed
-    sequences: int = Field(1024, ge=16, le=8192)  # train-split sequences scanned for contexts and labels
-    held_out_sequences: int = Field(256, ge=16, le=2048)  # test-split sequences for the detection scores
-
-
 # An SAE trained from the workbench: a few minutes on 2 CPU cores for the default model's middle layers
 # (the estimate measures it for the layer and machine); a rough SAE, not one that meets the quality target.
 TRAIN_HARVEST_TOKENS = 65_536
