@@ -1,4 +1,5 @@
-"""``glasslab sae train`` and ``glasslab sae eval``: train an SAE on any hook, measure any SAE."""
+"""``glasslab sae train`` and ``glasslab sae eval``: train an SAE on any hook, measure any SAE (``sae eval`` is
+declared in ``glasslab.operations.features``: here only how its result reads)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..methods.features.evaluate import SAEEvaluation
+from ..operations import OPERATIONS
 from .app import DeviceOpt, DtypeOpt, JsonOpt, ModelOpt, OutOpt, emit, friendly_errors, load_model, out
+from .derived import declare_command
 from .sae import sae_app
 
 CorpusOpt = Annotated[
@@ -55,7 +59,6 @@ def sae_train(
 ) -> None:
     """Train an SAE on a hook from a corpus (resumable: Ctrl-C keeps a checkpoint), then evaluate it."""
     from ..dictionaries.train import TrainConfig
-    from ..methods.features.evaluate import SAEEvaluation
     from ..methods.features.training import train_sae
 
     config = TrainConfig(
@@ -102,34 +105,7 @@ def sae_train(
     emit(result, as_json, out_file, show)
 
 
-@sae_app.command("eval")
-@friendly_errors
-def sae_eval(
-    sae: Annotated[str, typer.Option(help="A folder, default:HOOK, store:NAME, RELEASE/ID or OWNER/REPO.")],
-    corpus: CorpusOpt = "builtin",
-    tokens: EvalTokensOpt = 32768,
-    loss_tokens: EvalLossTokensOpt = 2048,
-    seq_len: Annotated[
-        int | None, typer.Option(help="Tokens per packed sequence (default: the SAE's training context).")
-    ] = None,
-    model: ModelOpt = None,
-    dtype: DtypeOpt = "float32",
-    device: DeviceOpt = "cpu",
-    as_json: JsonOpt = False,
-    out_file: OutOpt = None,
-) -> None:
-    """Measure an SAE on held-out text: L0, variance explained, loss recovered, dead and dense features."""
-    from ..dictionaries.loading import load_sae
-    from ..methods.features.evaluate import evaluate_sae
-
-    loaded = load_model(model, dtype, device)
-    result = evaluate_sae(
-        loaded, load_sae(sae, loaded), corpus=corpus, tokens=tokens, loss_tokens=loss_tokens, seq_len=seq_len
-    )
-    emit(result, as_json, out_file, lambda: _show_evaluation(result))
-
-
-def _show_evaluation(result) -> None:
+def _show_evaluation(result: SAEEvaluation) -> None:
     table = Table(title=escape(f"SAE at {result.hook} ({result.architecture}, {result.d_sae} features)"))
     table.add_column("measure")
     table.add_column("value", justify="right")
@@ -149,3 +125,6 @@ def _show_evaluation(result) -> None:
         f"{result.tokens:,} held-out tokens ({result.loss_tokens:,} for the losses), {result.corpus}"
     )
     out.print(table)
+
+
+declare_command(OPERATIONS["sae-eval"], _show_evaluation, on=sae_app, cli_name="eval")

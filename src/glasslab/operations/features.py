@@ -1,5 +1,5 @@
-"""Sparse-autoencoder operations: the features on a prompt, a feature's dashboard, clamping features, a search
-over the features' labels.
+"""Sparse-autoencoder operations: the features on a prompt, a feature's dashboard, clamping features, an SAE's
+quality on held-out text, a search over the features' labels.
 
 An SAE is named as ``glasslab sae list`` and ``GET /api/saes`` list it (default: the first one on this
 machine); locally it may also be a folder, which a request never names (``http_types``). The server resolves
@@ -21,6 +21,7 @@ from ..errors import InputError
 from ..methods.features.clamp import FeatureClamp, FeatureClampSweep, clamp_features, clamp_sweep
 from ..methods.features.dashboard import FeatureDashboard, feature_dashboard
 from ..methods.features.encode import FeatureActivations, FeatureTrace, feature_activations, sae_features
+from ..methods.features.evaluate import SAEEvaluation, evaluate_sae
 from ..methods.features.search import MAX_QUERY_CHARS, FeatureSearch, search_features
 from ..model.model import Model
 from .options import (
@@ -225,6 +226,44 @@ def clamp(
     return clamp_features(model, loaded, prompt, list(features), value=value, scale=scale, zero=zero, **options)
 
 
+class SaeEvalOptions(Options):
+    sae: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=500),
+        Field(description="A folder, default:HOOK, store:NAME, RELEASE/ID or OWNER/REPO."),
+        Cli(("--sae",)),
+    ]
+    corpus: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=500),
+        Field(description="builtin (offline text), a .txt/.jsonl file or folder, or hf:NAME. Its test split."),
+    ] = "builtin"
+    tokens: Annotated[
+        int, Field(ge=1, le=100_000_000, description="Held-out tokens for L0, variance explained, dead/dense features.")
+    ] = 32768
+    loss_tokens: Annotated[
+        int, Field(ge=0, le=10_000_000, description="Held-out tokens for the loss-recovered figures (4 full passes).")
+    ] = 2048
+    seq_len: Annotated[
+        int | None,
+        Field(ge=1, le=1_000_000, description="Tokens per packed sequence (default: the SAE's training context)."),
+    ] = None
+
+
+def evaluate(
+    model: Model,
+    *,
+    sae: str,
+    corpus: str = "builtin",
+    tokens: int = 32768,
+    loss_tokens: int = 2048,
+    seq_len: int | None = None,
+) -> SAEEvaluation:
+    """``evaluate_sae`` with the SAE named."""
+    chosen = open_sae(model, sae)
+    return evaluate_sae(model, chosen, corpus=corpus, tokens=tokens, loss_tokens=loss_tokens, seq_len=seq_len)
+
+
 def features_on(
     model: Model,
     prompt: str,
@@ -288,6 +327,16 @@ OPERATIONS = [
         server_only=frozenset({"mode", "amount"}),
         local_only=frozenset({"value", "scale", "zero", "sweep_scale", "any_model"}),
         http_types=HTTP_SAE,
+    ),
+    OperationSpec(
+        "sae-eval",
+        SaeEvalOptions,
+        evaluate,
+        SAEEvaluation,
+        "Measure an SAE on held-out text: L0, variance explained, loss recovered, dead and dense features.",
+        GROUP,
+        long=True,
+        http=False,  # reads a corpus named on this machine; the workbench evaluates while it trains
     ),
     OperationSpec(
         "sae-search",
