@@ -38,25 +38,9 @@ sae_app = typer.Typer(
 )
 app.add_typer(sae_app, name="sae")
 
-SaeOpt = Annotated[
-    str,
-    typer.Option(
-        "--sae",
-        "-s",
-        help="A folder, default:HOOK (shipped), store:NAME, RELEASE/ID or OWNER/REPO (glasslab sae list).",
-    ),
-]
 AnyModelOpt = Annotated[
     bool, typer.Option("--any-model", help="Use the SAE even though it names another model (same shape required).")
 ]
-CorpusOpt = Annotated[str, typer.Option(help="builtin (offline text), a .txt/.jsonl file or folder, or hf:NAME.")]
-
-
-def load_with_model(sae: str, model: str | None, dtype: str, device: str, any_model: bool):
-    from ..dictionaries.loading import load_sae
-
-    loaded = load_model(model, dtype, device)
-    return loaded, load_sae(sae, loaded, allow_other_model=any_model)
 
 
 @sae_app.command("list")
