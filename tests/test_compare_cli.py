@@ -121,7 +121,7 @@ def test_compare_side_effects_and_composition(cli, folders):
 
 def test_cli_errors_are_one_line(cli, folders):
     for args, message in (
-        (("compare", "prompts", A, B, "--method", "vibes"), "unknown method"),
+        (("compare", "prompts", A, B, "--method", "vibes"), "--method must be one of"),
         (("compare", "side-effects", A, "--target", "mary"), "nothing to apply"),
         (("compare", "side-effects", A, "--ablate-head", "x"), "LAYER.HEAD"),
         (("compare", "composition", "--top", "0"), "top"),

@@ -144,7 +144,7 @@ def _required(spec) -> tuple[dict, list[str]]:
             words += more
         elif field.is_required():
             values[name] = "the cat"
-            words.append("the cat")
+            words += ["the cat"] if is_argument(name, field) else [f"--{name.replace('_', '-')}", "the cat"]
     return values, words
 
 

@@ -15,7 +15,8 @@ from ..operations.options import Options
 from ..operations.spec import OperationSpec
 from .ops import Ctx, Operation, declared
 
-PROMPT_FIELDS = ("prompt", "clean", "corrupted", "reference")  # texts the model reads: limited in tokens
+# Texts the model reads: limited in tokens.
+PROMPT_FIELDS = ("prompt", "clean", "corrupted", "reference", "prompt_a", "prompt_b", "neutral")
 
 
 def endpoints(glued: Sequence[Operation]) -> list[Operation]:

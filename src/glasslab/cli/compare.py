@@ -1,4 +1,6 @@
-"""``glasslab compare ...``: two prompts, two models, side effects of an intervention, head composition."""
+"""``glasslab compare ...``: two prompts, two models, side effects of an intervention, head composition,
+feature influence. All but ``compare models`` (which loads two models of its own) are declared in
+``glasslab.operations.compare``: here only how their results read."""
 
 from __future__ import annotations
 
@@ -9,22 +11,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import InputError
-from .app import (
-    DeviceOpt,
-    DtypeOpt,
-    JsonOpt,
-    MetricOpt,
-    ModelOpt,
-    OutOpt,
-    TargetOpt,
-    VersusOpt,
-    app,
-    emit,
-    friendly_errors,
-    load_model,
-    out,
-    parse_layer_index,
-)
+from ..methods.compare.composition import MODE_NAMES, Composition
+from ..methods.compare.feature_influence import FeatureInfluence
+from ..methods.compare.prompts import PromptComparison
+from ..methods.compare.side_effects import SideEffects
+from ..operations import OPERATIONS
+from .app import DeviceOpt, DtypeOpt, JsonOpt, OutOpt, app, emit, friendly_errors, load_model, out
+from .derived import declare_command
 
 compare_app = typer.Typer(
     no_args_is_help=True, help="Compare two prompts, two models, a model with and without an intervention, heads."
@@ -32,15 +25,6 @@ compare_app = typer.Typer(
 app.add_typer(compare_app, name="compare")
 
 TopOpt = Annotated[int, typer.Option(help="How many of the largest changes to list.")]
-SAEOpt = Annotated[
-    str | None, typer.Option(help="An SAE: a folder, default:HOOK, store:NAME or RELEASE/ID (see glasslab sae).")
-]
-
-
-def _load_sae(source: str, model):
-    from ..dictionaries.loading import load_sae
-
-    return load_sae(source, model)
 
 
 def _changes_table(title: str, changes, caption: str = "") -> Table:
@@ -53,55 +37,12 @@ def _changes_table(title: str, changes, caption: str = "") -> Table:
     return table
 
 
-@compare_app.command("prompts")
-@friendly_errors
-def prompts(
-    prompt_a: Annotated[str, typer.Argument(help="Prompt A.")],
-    prompt_b: Annotated[str, typer.Argument(help="Prompt B, compared with A.")],
-    method: Annotated[
-        str, typer.Option(help="predict, attention, logit_lens, dla, neurons or sae (with --sae).")
-    ] = "predict",
-    align: Annotated[
-        str, typer.Option(help="auto, position, right, left, prefix_suffix or lcs (see docs/compare.md).")
-    ] = "auto",
-    position: Annotated[
-        int, typer.Option(help="Compared position: negative counts from each prompt's end; else A's, mapped to B.")
-    ] = -1,
-    target: TargetOpt = None,
-    versus: VersusOpt = None,
-    top: TopOpt = 10,
-    sae: SAEOpt = None,
-    model: ModelOpt = None,
-    dtype: DtypeOpt = "float32",
-    device: DeviceOpt = "cpu",
-    as_json: JsonOpt = False,
-    out_file: OutOpt = None,
-) -> None:
-    """Run one observation method on two prompts and show where they differ."""
-    from ..methods.compare.prompts import compare_prompts
-
-    loaded = load_model(model, dtype, device)
-    result = compare_prompts(
-        loaded,
-        prompt_a,
-        prompt_b,
-        method=method,
-        align_rule=align,
-        position=position,
-        target=target,
-        versus=versus,
-        k=top,
-        sae=_load_sae(sae, loaded) if sae else None,
+def show_prompts(result: PromptComparison) -> None:
+    facts = " · ".join(f"{k}: {v}" for k, v in result.facts.items())
+    caption = f"alignment {result.alignment.rule}, {len(result.alignment.pairs)} position pairs" + (
+        f" · {facts}" if facts else ""
     )
-
-    def show() -> None:
-        facts = " · ".join(f"{k}: {v}" for k, v in result.facts.items())
-        caption = f"alignment {result.alignment.rule}, {len(result.alignment.pairs)} position pairs" + (
-            f" · {facts}" if facts else ""
-        )
-        out.print(_changes_table(f"{result.method}: largest changes from A to B", result.changes, caption))
-
-    emit(result, as_json, out_file, show)
+    out.print(_changes_table(f"{result.method}: largest changes from A to B", result.changes, caption))
 
 
 @compare_app.command("models")
@@ -174,188 +115,67 @@ def models(
     emit(result, as_json, out_file, show)
 
 
-@compare_app.command("side-effects")
-@friendly_errors
-def side_effects_command(
-    prompt: Annotated[str | None, typer.Argument(help="The target prompt the intervention is meant to change.")] = None,
-    target: TargetOpt = None,
-    versus: VersusOpt = None,
-    metric: MetricOpt = None,
-    ablate_head: Annotated[
-        list[str] | None, typer.Option(help="Zero-ablate head LAYER.HEAD (repeatable), e.g. 5.1.")
-    ] = None,
-    ablate_neuron: Annotated[
-        list[str] | None, typer.Option(help="Zero-ablate neuron LAYER.NEURON (repeatable).")
-    ] = None,
-    steer: Annotated[str | None, typer.Option(help="Add a saved steering vector (name or folder).")] = None,
-    scale: Annotated[float, typer.Option(help="Steering scale for --steer.")] = 4.0,
-    corpus: Annotated[str, typer.Option(help="Reference text: builtin, a .txt/.jsonl file or folder, or none.")] = (
-        "builtin"
-    ),
-    sequences: Annotated[int, typer.Option(help="Reference sequences.")] = 8,
-    seq_len: Annotated[int, typer.Option(help="Tokens per reference sequence.")] = 64,
-    neutral: Annotated[
-        list[str] | None, typer.Option(help="Neutral prompts (repeatable; default: a built-in handful).")
-    ] = None,
-    model: ModelOpt = None,
-    dtype: DtypeOpt = "float32",
-    device: DeviceOpt = "cpu",
-    as_json: JsonOpt = False,
-    out_file: OutOpt = None,
-) -> None:
-    """Did an intervention do its job without breaking anything else? Targeted effect, reference loss, KL."""
-    from ..interventions import Ablate, Add
-    from ..methods.compare.side_effects import NEUTRAL_PROMPTS, side_effects
-    from ..methods.steering import load_steering_vector
-
-    loaded = load_model(model, dtype, device)
-    interventions = []
-    for text in ablate_head or []:
-        layer, head = parse_layer_index(text, "ablate-head", "HEAD")
-        interventions.append(Ablate(f"blocks.{layer}.attn.z", head=head))
-    for text in ablate_neuron or []:
-        layer, neuron = parse_layer_index(text, "ablate-neuron", "NEURON")
-        interventions.append(Ablate(f"blocks.{layer}.mlp.post", neuron=neuron))
-    if steer:
-        vector = load_steering_vector(loaded, steer)
-        interventions.append(Add(vector.hook, vector=vector.vector, scale=scale))
-    if not interventions:
-        raise InputError("nothing to apply; give --ablate-head, --ablate-neuron or --steer")
-    result = side_effects(
-        loaded,
-        interventions,
-        prompt=prompt,
-        target=target,
-        versus=versus,
-        metric=metric,
-        corpus=None if corpus == "none" else corpus,
-        sequences=sequences,
-        seq_len=seq_len,
-        neutral=neutral or NEUTRAL_PROMPTS,
-    )
-
-    def show() -> None:
-        table = Table(title=escape(f"side effects of {'; '.join(result.intervention)}"))
-        for column in ("measure", "before", "after", "change"):
-            table.add_column(column, justify="left" if column == "measure" else "right")
-        if result.target:
-            t = result.target
-            table.add_row(
-                escape(f"{t.metric} on {t.prompt!r}"), f"{t.before:.4f}", f"{t.after:.4f}", f"{t.change:+.4f}"
-            )
-        if result.corpus:
-            c = result.corpus
-            table.add_row(
-                escape(f"loss on {c.source}"),
-                f"{c.loss_before:.4f}",
-                f"{c.loss_after:.4f}",
-                f"{c.loss_after - c.loss_before:+.4f}",
-            )
-            table.add_row("KL(before || after), mean / max", "", "", f"{c.kl_mean:.4f} / {c.kl_max:.4f}")
-        for n in result.neutral:
-            table.add_row(
-                escape(f"{n.prompt!r}: next token, KL"),
-                escape(repr(n.top_before)),
-                escape(repr(n.top_after)),
-                f"{n.kl_last:.4f}",
-            )
-        out.print(table)
-
-    emit(result, as_json, out_file, show)
-
-
-@compare_app.command("composition")
-@friendly_errors
-def composition(
-    top: TopOpt = 10,
-    n_random: Annotated[int, typer.Option(help="Random weight draws for the baseline.")] = 32,
-    roles: Annotated[
-        bool, typer.Option(help="Also find previous-token and induction heads and label the pairs with them.")
-    ] = False,
-    role_threshold: Annotated[float, typer.Option(help="Role score from which a head is labelled.")] = 0.3,
-    seed: Annotated[int, typer.Option(help="Seed of the random baseline and the role sequences.")] = 0,
-    model: ModelOpt = None,
-    dtype: DtypeOpt = "float32",
-    device: DeviceOpt = "cpu",
-    as_json: JsonOpt = False,
-    out_file: OutOpt = None,
-) -> None:
-    """Q-, K- and V-composition scores between heads (Elhage et al. 2021), with a random baseline."""
-    from ..methods.compare.composition import MODE_NAMES, head_composition
-    from ..methods.head_roles import head_roles
-
-    loaded = load_model(model, dtype, device)
-    found = head_roles(loaded, seed=seed) if roles else None
-    result = head_composition(loaded, top=top, n_random=n_random, seed=seed, roles=found, role_threshold=role_threshold)
-
-    def show() -> None:
-        for mode, pairs in result.top.items():
-            mean, std, _ = result.baseline[mode]
-            median, mad, n = result.spread[mode]
-            table = Table(
-                title=escape(f"{MODE_NAMES[mode]}: strongest pairs"),
-                caption=f"random weights {mean:.4f} ± {std:.4f} · this model's {n} pairs: median {median:.4f}, "
-                f"MAD {mad:.4f}",
-            )
-            for column in ("writer -> reader", "score", "robust z", "z vs random", "roles"):
-                table.add_column(column, justify="left" if column in ("writer -> reader", "roles") else "right")
-            for p in pairs:
-                labels = f"{'/'.join(p.writer_roles) or '-'} -> {'/'.join(p.reader_roles) or '-'}"
-                table.add_row(p.label, f"{p.score:.4f}", f"{p.robust_z:.1f}", f"{p.z:.1f}", escape(labels))
-            out.print(table)
-        if result.role_pairs:
-            best = result.role_pairs[0]
-            out.print(f"strongest previous-token -> induction K-composition: {best.label} ({best.score:.4f})")
-
-    emit(result, as_json, out_file, show)
-
-
-@compare_app.command("features")
-@friendly_errors
-def features(
-    prompt: Annotated[str, typer.Argument(help="The text to trace features on.")],
-    upstream: Annotated[str, typer.Option(help="The upstream SAE (earlier hook): folder, default:HOOK, ...")],
-    downstream: Annotated[str, typer.Option(help="The downstream SAE (later hook).")],
-    position: Annotated[int, typer.Option(help="Position of the downstream features (-1: the last token).")] = -1,
-    feature: Annotated[
-        list[int] | None, typer.Option("--feature", "-f", help="Downstream features to explain (repeatable).")
-    ] = None,
-    downstream_top: Annotated[int, typer.Option(help="Without --feature: the most active ones, how many.")] = 5,
-    max_edges: Annotated[int, typer.Option(help="Edges kept in the graph (the strongest).")] = 20,
-    verify: Annotated[int, typer.Option(help="Check this many strongest edges by zeroing the source feature.")] = 3,
-    model: ModelOpt = None,
-    dtype: DtypeOpt = "float32",
-    device: DeviceOpt = "cpu",
-    as_json: JsonOpt = False,
-    out_file: OutOpt = None,
-) -> None:
-    """Which upstream SAE features drive which downstream ones on a prompt (gradient x activation)."""
-    from ..methods.compare.feature_influence import feature_influence
-
-    loaded = load_model(model, dtype, device)
-    result = feature_influence(
-        loaded,
-        prompt,
-        _load_sae(upstream, loaded),
-        _load_sae(downstream, loaded),
-        position=position,
-        features=feature or None,
-        downstream_top=downstream_top,
-        max_edges=max_edges,
-        verify=verify,
-    )
-
-    def show() -> None:
-        table = Table(
-            title=escape(f"{result.upstream_hook} -> {result.downstream_hook} at {result.tokens[result.position]!r}"),
-            caption="estimate: gradient x activation; patched: the real drop when the source feature is zeroed",
+def show_side_effects(result: SideEffects) -> None:
+    table = Table(title=escape(f"side effects of {'; '.join(result.intervention)}"))
+    for column in ("measure", "before", "after", "change"):
+        table.add_column(column, justify="left" if column == "measure" else "right")
+    if result.target:
+        t = result.target
+        table.add_row(escape(f"{t.metric} on {t.prompt!r}"), f"{t.before:.4f}", f"{t.after:.4f}", f"{t.change:+.4f}")
+    if result.corpus:
+        c = result.corpus
+        table.add_row(
+            escape(f"loss on {c.source}"),
+            f"{c.loss_before:.4f}",
+            f"{c.loss_after:.4f}",
+            f"{c.loss_after - c.loss_before:+.4f}",
         )
-        for column in ("source", "target", "estimate", "patched", "mostly from"):
-            table.add_column(column, justify="right")
-        for e in result.edges:
-            patched = "-" if e.patched is None else f"{e.patched:.4g}"
-            where = escape(f"{e.top_position} {result.tokens[e.top_position]!r}")
-            table.add_row(str(e.source), str(e.target), f"{e.weight:.4g}", patched, where)
-        out.print(table)
+        table.add_row("KL(before || after), mean / max", "", "", f"{c.kl_mean:.4f} / {c.kl_max:.4f}")
+    for n in result.neutral:
+        table.add_row(
+            escape(f"{n.prompt!r}: next token, KL"),
+            escape(repr(n.top_before)),
+            escape(repr(n.top_after)),
+            f"{n.kl_last:.4f}",
+        )
+    out.print(table)
 
-    emit(result, as_json, out_file, show)
+
+def show_composition(result: Composition) -> None:
+    for mode, pairs in result.top.items():
+        mean, std, _ = result.baseline[mode]
+        median, mad, n = result.spread[mode]
+        table = Table(
+            title=escape(f"{MODE_NAMES[mode]}: strongest pairs"),
+            caption=f"random weights {mean:.4f} ± {std:.4f} · this model's {n} pairs: median {median:.4f}, "
+            f"MAD {mad:.4f}",
+        )
+        for column in ("writer -> reader", "score", "robust z", "z vs random", "roles"):
+            table.add_column(column, justify="left" if column in ("writer -> reader", "roles") else "right")
+        for p in pairs:
+            labels = f"{'/'.join(p.writer_roles) or '-'} -> {'/'.join(p.reader_roles) or '-'}"
+            table.add_row(p.label, f"{p.score:.4f}", f"{p.robust_z:.1f}", f"{p.z:.1f}", escape(labels))
+        out.print(table)
+    if result.role_pairs:
+        best = result.role_pairs[0]
+        out.print(f"strongest previous-token -> induction K-composition: {best.label} ({best.score:.4f})")
+
+
+def show_features(result: FeatureInfluence) -> None:
+    table = Table(
+        title=escape(f"{result.upstream_hook} -> {result.downstream_hook} at {result.tokens[result.position]!r}"),
+        caption="estimate: gradient x activation; patched: the real drop when the source feature is zeroed",
+    )
+    for column in ("source", "target", "estimate", "patched", "mostly from"):
+        table.add_column(column, justify="right")
+    for e in result.edges:
+        patched = "-" if e.patched is None else f"{e.patched:.4g}"
+        where = escape(f"{e.top_position} {result.tokens[e.top_position]!r}")
+        table.add_row(str(e.source), str(e.target), f"{e.weight:.4g}", patched, where)
+    out.print(table)
+
+
+declare_command(OPERATIONS["compare-prompts"], show_prompts, on=compare_app, cli_name="prompts")
+declare_command(OPERATIONS["compare-side-effects"], show_side_effects, on=compare_app, cli_name="side-effects")
+declare_command(OPERATIONS["compare-composition"], show_composition, on=compare_app, cli_name="composition")
+declare_command(OPERATIONS["compare-features"], show_features, on=compare_app, cli_name="features")

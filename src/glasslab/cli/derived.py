@@ -145,8 +145,10 @@ def cli_metadata(field: FieldInfo) -> Cli:
 
 
 def is_argument(name: str, field: FieldInfo) -> bool:
-    """The prompt is the command's positional argument (as every command has it), else what ``Cli`` says."""
-    return cli_metadata(field).argument or name == "prompt"
+    """The prompt is the command's positional argument (as every command has it, unless ``Cli`` names its
+    flags: ``edit --prompt``), else what ``Cli`` says."""
+    meta = cli_metadata(field)
+    return meta.argument or (name == "prompt" and not meta.flags)
 
 
 def pair_parameters(pair: tuple[str, str]) -> tuple[str, str]:
@@ -194,8 +196,9 @@ def _parameter(name: str, field: FieldInfo) -> inspect.Parameter:
     if is_argument(name, field):
         info: Any = typer.Argument(help=field.description or "", show_default=False)
     else:
-        flags = meta.flags or (f"--{name.replace('_', '-')}",)
-        info = typer.Option(*flags, help=_help(field))
+        # A switch without named flags gets typer's --name/--no-name (a default of True must be turnable off).
+        named = meta.flags or (() if annotation is bool else (f"--{name.replace('_', '-')}",))
+        info = typer.Option(*named, help=_help(field))
     if default == [] or meta.whole:
         default = None  # typer's repeatable and whole-text options take None for "none given"
     return inspect.Parameter(

@@ -1,5 +1,6 @@
 """Commands of probing: probe (linear probes at every layer, control tasks, optional steering vector) and erase
-(LEACE concept erasure, judged by probes and the model's loss)."""
+(LEACE concept erasure, judged by probes and the model's loss; declared in ``glasslab.operations.probing``:
+here only how its result reads)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import InputError
+from ..methods.probing.erasure import Erasure
+from ..operations import OPERATIONS
 from .app import DeviceOpt, DtypeOpt, JsonOpt, ModelOpt, OutOpt, app, emit, err, friendly_errors, load_model, out
+from .derived import declare_command
 
 DatasetArg = Annotated[
     str,
@@ -125,83 +129,34 @@ def probe_command(
     emit(result, as_json, out_file, show)
 
 
-@app.command("erase")
-@friendly_errors
-def erase_command(
-    dataset: DatasetArg,
-    layer: Annotated[int | None, typer.Option(help="Erase at blocks.LAYER.SITE.")] = None,
-    hook: Annotated[str | None, typer.Option(help="Or at this hook, e.g. blocks.6.resid_post.")] = None,
-    site: Annotated[str, typer.Option(help="The site used with --layer.")] = "resid_post",
-    position: Annotated[
-        list[int] | None,
-        typer.Option(
-            "--position",
-            "-p",
-            help="Erase only at these positions in the model (repeatable; -1: last). Default: every position.",
+def show_erasure(result: Erasure) -> None:
+    table = Table(
+        title=escape(f"LEACE erasure of '{result.dataset}' at {result.hook} (rank {result.rank})"),
+        caption=escape(
+            f"{result.n_folds}-fold held-out accuracy; majority baseline {result.majority:.3f}; "
+            f"cross-covariance {result.cross_covariance_before:.3g} -> {result.cross_covariance_after:.2g}; "
+            f"mean squared edit {result.mean_squared_edit:.3g} of total variance {result.mean_squared_norm:.3g}"
         ),
-    ] = None,
-    probe: ProbeKindOpt = "logistic",
-    strength: StrengthOpt = 1.0,
-    n_folds: FoldsOpt = 5,
-    seed: SeedOpt = 0,
-    downstream: Annotated[
-        bool, typer.Option(help="Also probe every later layer with the eraser in the forward pass.")
-    ] = True,
-    loss: Annotated[bool, typer.Option(help="Also measure the loss change on a few neutral texts.")] = True,
-    batch_size: BatchOpt = 32,
-    model: ModelOpt = None,
-    dtype: DtypeOpt = "float32",
-    device: DeviceOpt = "cpu",
-    as_json: JsonOpt = False,
-    out_file: OutOpt = None,
-) -> None:
-    """Erase a concept with LEACE at one hook and report probe accuracy before and after, and the cost."""
-    from ..methods.probing import erase
-    from ..methods.probing.erasure import NEUTRAL_TEXTS
-
-    result = erase(
-        load_model(model, dtype, device),
-        dataset,
-        layer=layer,
-        hook=hook,
-        site=site,
-        position=position or None,
-        probe=probe,
-        strength=strength,
-        n_folds=n_folds,
-        seed=seed,
-        downstream=downstream,
-        neutral_texts=NEUTRAL_TEXTS if loss else None,
-        batch_size=batch_size,
     )
-
-    def show() -> None:
-        table = Table(
-            title=escape(f"LEACE erasure of '{result.dataset}' at {result.hook} (rank {result.rank})"),
-            caption=escape(
-                f"{result.n_folds}-fold held-out accuracy; majority baseline {result.majority:.3f}; "
-                f"cross-covariance {result.cross_covariance_before:.3g} -> {result.cross_covariance_after:.2g}; "
-                f"mean squared edit {result.mean_squared_edit:.3g} of total variance {result.mean_squared_norm:.3g}"
-            ),
-        )
-        table.add_column("where")
-        table.add_column("accuracy before", justify="right")
-        table.add_column("accuracy after", justify="right")
+    table.add_column("where")
+    table.add_column("accuracy before", justify="right")
+    table.add_column("accuracy after", justify="right")
+    table.add_row(
+        result.hook,
+        f"{result.accuracy_before:.3f} ± {result.accuracy_before_std:.3f}",
+        f"{result.accuracy_after:.3f} ± {result.accuracy_after_std:.3f}",
+    )
+    for score in result.downstream:
         table.add_row(
-            result.hook,
-            f"{result.accuracy_before:.3f} ± {result.accuracy_before_std:.3f}",
-            f"{result.accuracy_after:.3f} ± {result.accuracy_after_std:.3f}",
+            f"{score.hook} (erased in the run)", f"{score.accuracy_clean:.3f}", f"{score.accuracy_erased:.3f}"
         )
-        for score in result.downstream:
-            table.add_row(
-                f"{score.hook} (erased in the run)", f"{score.accuracy_clean:.3f}", f"{score.accuracy_erased:.3f}"
-            )
-        out.print(table)
-        if result.loss_before is not None:
-            out.print(
-                f"mean loss on {result.neutral_texts} neutral texts: {result.loss_before:.4f} -> "
-                f"{result.loss_after:.4f} nats (positions erased: {result.positions})",
-                highlight=False,
-            )
+    out.print(table)
+    if result.loss_before is not None:
+        out.print(
+            f"mean loss on {result.neutral_texts} neutral texts: {result.loss_before:.4f} -> "
+            f"{result.loss_after:.4f} nats (positions erased: {result.positions})",
+            highlight=False,
+        )
 
-    emit(result, as_json, out_file, show)
+
+declare_command(OPERATIONS["erase"], show_erasure)

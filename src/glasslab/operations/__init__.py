@@ -7,11 +7,41 @@ command and the HTTP endpoint follow (see docs/architecture.md).
 from __future__ import annotations
 
 from ..errors import InputError
-from . import attribute, circuits, components, describe, feature_files, features, intervene, observe, patching, steering
+from . import (
+    attribute,
+    circuits,
+    compare,
+    components,
+    describe,
+    edit,
+    feature_files,
+    features,
+    intervene,
+    lenses,
+    observe,
+    patching,
+    probing,
+    steering,
+)
 from .options import Cli, Options, PromptOptions
 from .spec import OperationSpec
 
-GROUPS = (describe, observe, components, intervene, patching, circuits, steering, attribute, features, feature_files)
+GROUPS = (
+    describe,
+    observe,
+    lenses,
+    components,
+    intervene,
+    patching,
+    circuits,
+    steering,
+    attribute,
+    edit,
+    probing,
+    compare,
+    features,
+    feature_files,
+)
 OPERATIONS: dict[str, OperationSpec] = {spec.name: spec for group in GROUPS for spec in group.OPERATIONS}
 
 

@@ -41,6 +41,9 @@ OPERATIONS = [
         ModelInfo,
         "Describe a model: family, layers, heads, widths, vocabulary, and where it is stored.",
         GROUP,
+        # Its answer names the model's folder on this machine; the server describes its model without it
+        # (GET /api/model).
+        http=False,
     ),
     OperationSpec(
         "hooks",
