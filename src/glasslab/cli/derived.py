@@ -55,12 +55,13 @@ def declare_command(
     on: typer.Typer = app,
     cli_name: str | None = None,
     renamed_from: str | None = None,
+    more_help: str = "",
 ) -> None:
     """Register ``spec`` as a command on ``on`` (a sub-app already added to ``app``), named ``cli_name`` where
     the command's word differs from the operation's name (``compare models`` for ``compare-models``).
     ``show(result, **display values)`` prints the readable view; ``display`` maps a display flag's parameter
     name to its (typer annotation, default); ``renamed_from`` is the command's old name, kept as a hidden
-    deprecated alias."""
+    deprecated alias; ``more_help`` follows the summary in ``--help``."""
     display = display or {}
     parameters = [p for name, field in cli_fields(spec).items() for p in _parameters(name, field)]
     extras = dict(display, **COMMON)
@@ -83,7 +84,7 @@ def declare_command(
     command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     command.__annotations__ = {p.name: p.annotation for p in parameters}
     command.__name__ = spec.name.replace("-", "_")
-    command.__doc__ = spec.summary
+    command.__doc__ = f"{spec.summary}\n\n{more_help}" if more_help else spec.summary
     word = cli_name or spec.name
     on.command(word)(friendly_errors(command))
     COMMAND_WORDS[spec.name] = (*_group_words(on), word)
