@@ -12,7 +12,7 @@ from glasslab.dictionaries.train import checkpoints_of
 from glasslab.methods.features.encode import sae_features
 from glasslab.methods.features.evaluate import evaluate_sae
 from glasslab.sae import load_sae
-from glasslab.store import store_path
+from glasslab.store import SAES, location, read_manifest, store_path
 
 from .deadlines import MODEL_S
 from .test_server_helpers import client, fingerprint, wait_job
@@ -75,6 +75,8 @@ def test_a_trained_sae_is_listed_by_layer_and_gives_features(served):
     assert [(s["name"], s["source"], s["layer"], s["hook"], s["d_sae"], s["on_disk"]) for s in saes] == [
         (NAME, "store", 1, "blocks.1.resid_post", 128, True)
     ]
+    manifest = read_manifest(location(SAES, model.key, NAME.removeprefix("store:")))
+    assert manifest["name"] == NAME.removeprefix("store:")  # the SAE's name, not its staging folder's
     sae = load_sae(NAME, model)
     got = c.post("/api/sae-features", json={"prompt": PROMPT, "sae": NAME, "top": 4}).json()
     same(got, sae_features(model, sae, PROMPT, top=4))

@@ -216,7 +216,7 @@ def train_dictionary(
     record = {**training, "evaluation": evaluation}
     density = state.fire_counts.double() / max(1, state.step * config.batch_size)
     summary = {"hook": config.hook, "architecture": config.architecture, "d_sae": sae.d_sae, "steps": state.step}
-    with save(SAES, model.key, target, summary=summary) as staging:
+    with save(SAES, model.key, target, summary=summary, name=name) as staging:
         write_sae_files(
             sae,
             staging,

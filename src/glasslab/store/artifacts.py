@@ -115,14 +115,21 @@ def list_artifacts(kind: ArtifactKind, model_key: str | None = None) -> list[Art
 
 @contextlib.contextmanager
 def save(
-    kind: ArtifactKind, model_key: str | None, name_or_path: str | Path, *, summary: dict[str, Any] | None = None
+    kind: ArtifactKind,
+    model_key: str | None,
+    name_or_path: str | Path,
+    *,
+    summary: dict[str, Any] | None = None,
+    name: str | None = None,
 ) -> Iterator[Path]:
     """Yield an empty staging folder; when the block succeeds, write its ``manifest.json`` and rename it to
     the artifact's place (replacing an older one). On any exception nothing is left and the old one stays.
 
     ``name_or_path`` is resolved as in ``locate``; ``summary`` (small, JSON) goes into the manifest, for listings.
+    ``name`` is the artifact's name when it is saved to a path first and moved into the store later (the
+    workbench's training renames its folder into place only if the job was not cancelled).
     """
-    folder, name = locate(kind, model_key, name_or_path)
+    folder, found = locate(kind, model_key, name_or_path)
     with atomic_directory(folder) as staging:
         yield staging
-        write_manifest(staging, kind, model_key, name if name is not None else folder.name, summary)
+        write_manifest(staging, kind, model_key, name or (found if found is not None else folder.name), summary)
