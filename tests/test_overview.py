@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 import glasslab as gl
 from glasslab.cli.app import app
+from glasslab.methods.logit_lens import logit_lens
 from glasslab.methods.overview import overview
 
 from .tiny import tiny_model
@@ -74,3 +75,16 @@ def test_overview_command(default_model, tmp_path):
     assert result.exit_code == 0, result.output
     assert "attention share" in result.stdout
     assert "What you see" in page.read_text()
+
+
+def test_asking_for_more_top_tokens_than_the_vocabulary_holds_gives_them_all():
+    # The server allows k up to 100; a tiny vocabulary (37 tokens) has fewer (found by the API fuzz test).
+    model = tiny_model("gpt2")
+    vocab = model.module(model.arch.unembed).out_features
+    assert vocab < 100
+    result = overview(model, "the cat sat", k=100)
+    assert len(result.prediction.top) == vocab
+    probabilities = [s.probability for s in result.prediction.top]
+    assert sum(probabilities) == pytest.approx(1.0, abs=1e-5) and probabilities == sorted(probabilities, reverse=True)
+    lens = logit_lens(model, "the cat sat", k=100)
+    assert all(len(cell) == vocab for row in lens.top for cell in row)

@@ -253,7 +253,7 @@ def _candidate_ids(
         if not candidate_ids:
             raise InputError("candidates is empty; give at least one token text, or leave it out")
     else:
-        candidate_ids = torch.topk(focus_log_probs, k).indices.tolist()
+        candidate_ids = torch.topk(focus_log_probs, min(k, focus_log_probs.shape[-1])).indices.tolist()
         if target is not None and target not in candidate_ids:
             candidate_ids.append(target)
     return list(dict.fromkeys(candidate_ids))
@@ -286,7 +286,7 @@ def _decode(
         log_probs = torch.log_softmax(model.unembed(resid[start : start + CHUNK]).float(), dim=-1)
         reference = output_log_probs[reference_rows[start : start + CHUNK]]
         stats.kl.extend(kl_divergence(reference, log_probs).tolist())
-        best = torch.topk(log_probs, k)
+        best = torch.topk(log_probs, min(k, log_probs.shape[-1]))
         for values, ids in zip(best.values.exp().tolist(), best.indices.tolist(), strict=True):
             stats.top.append(list(zip(ids, values, strict=True)))
         if target is not None:

@@ -106,7 +106,7 @@ def predict(
     log_probs = torch.log_softmax(logits, dim=-1)
     probs = log_probs.exp()
     entropy = float(-(probs * log_probs).sum())
-    top = torch.topk(logits, k)
+    top = torch.topk(logits, min(k, logits.shape[-1]))  # a vocabulary smaller than k: every token
 
     def score(token_id: int, rank: int | None = None) -> TokenScore:
         if rank is None:
