@@ -53,6 +53,8 @@ def builders(folder: Path) -> dict[str, Callable[[], object]]:
         "LogitLens": lambda: gl.logit_lens(model, PROMPT, k=3, target=" store"),
         "NeuronClamp": lambda: gl.clamp_neurons(model, PROMPT, [(0, 3), (1, 5)], scale=2.0, max_new_tokens=3),
         "Overview": lambda: gl.overview(model, PROMPT, k=3),
+        "NeuronsAtPosition": lambda: gl.top_neurons(model, PROMPT, top=3, **patch),
+        "NeuronProfile": lambda: gl.neuron_profile(model, 1, 3, corpus=corpus, sequences=4, seq_len=16, k=2),
         "ActivationPatching": lambda: gl.activation_patching(model, PROMPT, CORRUPTED, **patch, site="attn.z"),
         "PathPatching": lambda: gl.path_patching(model, PROMPT, CORRUPTED, senders=[(0, 1), (1, 2)], **patch),
         "Prediction": lambda: gl.predict(model, PROMPT, k=3, target=" mary"),

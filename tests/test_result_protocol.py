@@ -92,6 +92,12 @@ EXPECTED = {
         "model prompt neurons mode amount positions prompt_tokens baseline clamped baseline_tokens clamped_tokens "
         "first_difference baseline_values clamped_values",
     ),
+    "NeuronsAtPosition": ("neurons", "model prompt position context_token layer metric most_active most_relevant"),
+    "NeuronProfile": (
+        "neuron_profile",
+        "model layer neuron corpus sequences positions mean_activation max_activation contexts promotes suppresses "
+        "post_norm",
+    ),
     "Overview": ("overview", "model prediction attention logit_lens attribution"),
     "PathPatching": (
         "path_patching",
@@ -161,6 +167,9 @@ NESTED = [
     ("AblationSweep", ("ranked", 0), "component effect"),
     ("ActivationPatching", ("cells", 0), "site layer head position raw normalised"),
     ("SteeringVector", ("pairs", 0), "positive negative"),
+    ("NeuronsAtPosition", ("most_relevant", 0), "layer neuron activation contribution"),
+    ("NeuronProfile", ("contexts", 0), "activation sequence position tokens activations centre"),
+    ("NeuronProfile", ("suppresses", 0), "token token_id value"),
 ]
 
 
@@ -181,6 +190,7 @@ CONVERTED_MODULES = [
         "info",
         "logit_lens",
         "neuron_clamp",
+        "neurons",
         "overview",
         "patching",
         "path_patching",

@@ -18,8 +18,9 @@ import torch
 
 from ..errors import InputError
 from ..model.model import Model
+from ..views.explanations import explanation, note
 from ..views.figures import Bars, Figure, Heatmap
-from ..views.html import figure_html
+from ..views.result import Record, Result
 from .dla import (
     check_position,
     effective_direction,
@@ -35,7 +36,7 @@ from .features.scan import contexts_of, scan_features
 
 
 @dataclass(frozen=True)
-class NeuronScore:
+class NeuronScore(Record):
     layer: int
     neuron: int
     activation: float
@@ -43,7 +44,9 @@ class NeuronScore:
 
 
 @dataclass(frozen=True)
-class NeuronsAtPosition:
+class NeuronsAtPosition(Result):
+    kind = "neurons"
+
     model: str
     prompt: str
     position: int
@@ -52,22 +55,6 @@ class NeuronsAtPosition:
     metric: str | None  # e.g. "logit(' Paris') - logit(' London')"
     most_active: list[NeuronScore]  # by |activation|
     most_relevant: list[NeuronScore]  # by |contribution|; empty without a target
-
-    def to_dict(self) -> dict:
-        def score(s: NeuronScore) -> dict:
-            return {"layer": s.layer, "neuron": s.neuron, "activation": s.activation, "contribution": s.contribution}
-
-        return {
-            "kind": "neurons",
-            "model": self.model,
-            "prompt": self.prompt,
-            "position": self.position,
-            "context_token": self.context_token,
-            "layer": self.layer,
-            "metric": self.metric,
-            "most_active": [score(s) for s in self.most_active],
-            "most_relevant": [score(s) for s in self.most_relevant],
-        }
 
     def figure(self) -> Figure:
         panels = [
@@ -95,18 +82,8 @@ class NeuronsAtPosition:
         return Figure(
             f"{self.model}: MLP neurons after {self.context_token!r} (position {self.position}, {where})",
             panels,
-            what_you_see="The MLP neurons that fire hardest at this position"
-            + (", and those that push the chosen logit hardest directly." if self.most_relevant else "."),
-            how_to_read="A neuron's activation is its value at the input of the MLP's output projection; negative "
-            "values matter too in gated MLPs, so neurons are ranked by size. A neuron's direct share is its "
-            "activation times the logit change one unit of it writes straight to the output, with the final "
-            "norm's scale frozen (as in direct logit attribution).",
-            caveat="A large activation says nothing about meaning by itself, and direct shares ignore what the "
-            "neuron does through later layers; many neurons respond to several unrelated things.",
+            **explanation("neurons", relevant=note("neurons", "relevant" if self.most_relevant else "active_only")),
         )
-
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
 
 
 def top_neurons(
@@ -180,7 +157,9 @@ def top_neurons(
 
 
 @dataclass(frozen=True)
-class NeuronProfile:
+class NeuronProfile(Result):
+    kind = "neuron_profile"
+
     model: str
     layer: int
     neuron: int
@@ -193,36 +172,6 @@ class NeuronProfile:
     promotes: list[TokenEffect]  # largest direct logit effect per unit of activation
     suppresses: list[TokenEffect]  # most negative
     post_norm: bool  # the MLP output passes a post-norm: promotes/suppresses are a direction only
-
-    def to_dict(self) -> dict:
-        def effect(t: TokenEffect) -> dict:
-            return {"token": t.token, "token_id": t.token_id, "value": t.value}
-
-        return {
-            "kind": "neuron_profile",
-            "model": self.model,
-            "layer": self.layer,
-            "neuron": self.neuron,
-            "corpus": self.corpus,
-            "sequences": self.sequences,
-            "positions": self.positions,
-            "mean_activation": self.mean_activation,
-            "max_activation": self.max_activation,
-            "contexts": [
-                {
-                    "activation": c.activation,
-                    "sequence": c.sequence,
-                    "position": c.position,
-                    "tokens": c.tokens,
-                    "activations": c.activations,
-                    "centre": c.centre,
-                }
-                for c in self.contexts
-            ],
-            "promotes": [effect(t) for t in self.promotes],
-            "suppresses": [effect(t) for t in self.suppresses],
-            "post_norm": self.post_norm,
-        }
 
     def figure(self) -> Figure:
         # Align every window on its max token; cells outside a sequence take the lowest value, no text.
@@ -261,24 +210,10 @@ class NeuronProfile:
                 [t.value for t in self.suppresses],
             ),
         ]
-        note = (
-            " This model normalises the MLP's output before adding it, so these are a direction: the size "
-            "depends on the other neurons too."
-            if self.post_norm
-            else ""
-        )
         return Figure(
             f"{self.model}: neuron L{self.layer} N{self.neuron}",
             panels,
-            what_you_see="The stretches of text where this neuron fires most, and which next tokens its output "
-            "pushes up or down directly.",
-            how_to_read="Each row is one sequence of the corpus, centred on the token where the neuron's activation "
-            "peaks; colours show the activation at every token. The token lists project the neuron's output weights "
-            "through the final norm's weights and the unembedding (per unit of activation, final norm scale left "
-            "out: a positive factor that does not change the order)." + note,
-            caveat="Top examples show when a neuron fires most, not everything it does: weaker activations can "
-            "matter as much, a neuron can respond to several unrelated things, and the token lists ignore what "
-            "later layers do with its output.",
+            **explanation("neuron_profile", post_norm=note("neuron_profile", "post_norm") if self.post_norm else ""),
             extra={
                 "corpus": self.corpus,
                 "sequences": str(self.sequences),
@@ -286,9 +221,6 @@ class NeuronProfile:
                 "max": f"{self.max_activation:.4f}",
             },
         )
-
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
 
 
 def neuron_profile(

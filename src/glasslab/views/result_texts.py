@@ -169,6 +169,33 @@ RESULTS: dict[str, Explanation] = {
         "normally: clamping far outside their usual range can break the model in ways unrelated to their role, and an "
         "unchanged text does not prove they are unused (other neurons can compensate).",
     ),
+    "neurons": Explanation(
+        title="Neurons at a position",
+        see="The MLP neurons that fire hardest at this position{relevant}",
+        read="A neuron's activation is its value at the input of the MLP's output projection; negative values matter "
+        "too in gated MLPs, so neurons are ranked by size. A neuron's direct share is its activation times the logit "
+        "change one unit of it writes straight to the output, with the final norm's scale frozen (as in direct logit "
+        "attribution).",
+        caveat="A large activation says nothing about meaning by itself, and direct shares ignore what the neuron does "
+        "through later layers; many neurons respond to several unrelated things.",
+        notes={"relevant": ", and those that push the chosen logit hardest directly.", "active_only": "."},
+    ),
+    "neuron_profile": Explanation(
+        title="Neuron profile",
+        see="The stretches of text where this neuron fires most, and which next tokens its output pushes up or down "
+        "directly.",
+        read="Each row is one sequence of the corpus, centred on the token where the neuron's activation peaks; "
+        "colours show the activation at every token. The token lists project the neuron's output weights through the "
+        "final norm's weights and the unembedding (per unit of activation, final norm scale left out: a positive "
+        "factor that does not change the order).{post_norm}",
+        caveat="Top examples show when a neuron fires most, not everything it does: weaker activations can matter as "
+        "much, a neuron can respond to several unrelated things, and the token lists ignore what later layers do with "
+        "its output.",
+        notes={
+            "post_norm": " This model normalises the MLP's output before adding it, so these are a direction: the "
+            "size depends on the other neurons too."
+        },
+    ),
     "resid_norms": Explanation(
         title="Residual stream norms",
         see="How large the residual stream is entering and leaving each layer, and how large each attention and MLP "
