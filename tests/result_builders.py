@@ -53,6 +53,10 @@ def builders(folder: Path) -> dict[str, Callable[[], object]]:
         "LogitLens": lambda: gl.logit_lens(model, PROMPT, k=3, target=" store"),
         "NeuronClamp": lambda: gl.clamp_neurons(model, PROMPT, [(0, 3), (1, 5)], scale=2.0, max_new_tokens=3),
         "Overview": lambda: gl.overview(model, PROMPT, k=3),
+        "Composition": lambda: gl.head_composition(
+            model, top=3, n_random=4, roles=gl.head_roles(model, seq_len=6), role_threshold=0
+        ),
+        "GenerationComparison": lambda: gl.compare_generations(model, model, ["the cat"], max_new_tokens=3),
         "NeuronsAtPosition": lambda: gl.top_neurons(model, PROMPT, top=3, **patch),
         "NeuronProfile": lambda: gl.neuron_profile(model, 1, 3, corpus=corpus, sequences=4, seq_len=16, k=2),
         "ActivationPatching": lambda: gl.activation_patching(model, PROMPT, CORRUPTED, **patch, site="attn.z"),

@@ -98,6 +98,11 @@ EXPECTED = {
         "model layer neuron corpus sequences positions mean_activation max_activation contexts promotes suppresses "
         "post_norm",
     ),
+    "Composition": (
+        "composition",
+        "model n_layers n_heads heads scores baseline spread top roles previous_token_to_induction",
+    ),
+    "GenerationComparison": ("compare_generations", "model model_a model_b max_new_tokens rows"),
     "Overview": ("overview", "model prediction attention logit_lens attribution"),
     "PathPatching": (
         "path_patching",
@@ -170,6 +175,11 @@ NESTED = [
     ("NeuronsAtPosition", ("most_relevant", 0), "layer neuron activation contribution"),
     ("NeuronProfile", ("contexts", 0), "activation sequence position tokens activations centre"),
     ("NeuronProfile", ("suppresses", 0), "token token_id value"),
+    ("Composition", ("top", "k", 0), "mode writer reader score z rank robust_z"),
+    ("Composition", ("top", "k", 0, "writer"), "layer head roles"),
+    ("Composition", ("baseline", "q"), "mean std max draws"),
+    ("Composition", ("spread", "v"), "median mad pairs"),
+    ("GenerationComparison", ("rows", 0), "prompt a b identical common_prefix_chars"),
 ]
 
 
@@ -181,6 +191,8 @@ def results(tmp_path_factory) -> dict[str, Result]:
 CONVERTED_MODULES = [
     "glasslab.methods." + name
     for name in [
+        "compare.composition_result",
+        "compare.generations",
         "ablation",
         "attention",
         "attribution_patching",
@@ -270,6 +282,13 @@ def test_shaped_values_equal_what_the_old_code_computed(results):
     assert steering["logprob_measure"].startswith("log-probability") and steering["steered"][0]["scale"] == 0
     path_rows = results["PathPatching"].to_dict()["rows"]
     assert path_rows[0]["senders"] == [list(s) for s in results["PathPatching"].rows[0].senders]
+    composition = results["Composition"]
+    scores = composition.to_dict()["scores"]["k"]
+    assert scores[0][0] is None and scores[0][-1] == composition.score("k", (0, 0), (2, 3))
+    assert composition.to_dict()["previous_token_to_induction"] == [p.to_dict() for p in composition.role_pairs]
+    assert composition.role_pairs and set(composition.to_dict()["roles"]) <= set(composition.to_dict()["heads"])
+    generations = results["GenerationComparison"].to_dict()
+    assert generations["model"] == generations["model_a"] and generations["rows"][0]["identical"] is True
 
 
 @pytest.mark.parametrize("name", sorted(set(EXPECTED) - {"ModelInfo", "Generation", "TunedLens"}))

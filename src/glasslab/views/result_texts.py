@@ -196,6 +196,25 @@ RESULTS: dict[str, Explanation] = {
             "size depends on the other neurons too."
         },
     ),
+    "composition": Explanation(
+        title="Head composition",
+        see="For every pair of heads in different layers, how much of what the earlier head writes lands in the "
+        "later head's queries (Q), keys (K) or values (V), read from the weights alone.",
+        read="A score is the size of the product of the two heads' matrices relative to the sizes of each (0 = "
+        "orthogonal, 1 = perfectly aligned). Two yardsticks: random matrices of the same shapes, and the model's own "
+        "pairs (rank, and robust z = distance from their median in units of their spread). Induction heads typically "
+        "show K-composition with a previous-token head that stands out on both.",
+        caveat="Weights only: a high score is a possible path, not one the model uses on your text; rotary position "
+        "embeddings, biases and MLPs are left out. Test a path with path patching.",
+    ),
+    "compare_generations": Explanation(
+        title="Continuations side by side",
+        see="Each model's greedy continuation of the same prompts, and how long they agree.",
+        read="The models read text with different tokenizers, so only their text can be compared; a long shared start "
+        "means they continue alike.",
+        caveat="Greedy text from a few prompts is a thin sample of behaviour; it says nothing about the models' "
+        "internals.",
+    ),
     "resid_norms": Explanation(
         title="Residual stream norms",
         see="How large the residual stream is entering and leaving each layer, and how large each attention and MLP "

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ...views.explanations import explanation
 from ...views.figures import Bars, Figure, Heatmap
-from ...views.html import figure_html
+from ...views.result import Record, Result
 from .result import finite
 
 MODES: tuple[str, ...] = ("q", "k", "v")
@@ -16,7 +17,9 @@ MODE_NAMES = {"q": "Q-composition", "k": "K-composition", "v": "V-composition"}
 
 
 @dataclass(frozen=True)
-class CompositionPair:
+class CompositionPair(Record):
+    json_keys = ("mode", "writer", "reader", "score", "z", "rank", "robust_z")
+
     mode: str
     writer: tuple[int, int]  # (layer, head)
     reader: tuple[int, int]
@@ -32,21 +35,30 @@ class CompositionPair:
         (wl, wh), (rl, rh) = self.writer, self.reader
         return f"L{wl}H{wh} -> L{rl}H{rh}"
 
-    def to_dict(self) -> dict:
-        return {
-            "mode": self.mode,
-            "writer": {"layer": self.writer[0], "head": self.writer[1], "roles": self.writer_roles},
-            "reader": {"layer": self.reader[0], "head": self.reader[1], "roles": self.reader_roles},
-            "score": self.score,
-            "z": self.z,
-            "rank": self.rank,
-            "robust_z": self.robust_z,
-        }
+    def _json_writer(self) -> dict:
+        return {"layer": self.writer[0], "head": self.writer[1], "roles": self.writer_roles}
+
+    def _json_reader(self) -> dict:
+        return {"layer": self.reader[0], "head": self.reader[1], "roles": self.reader_roles}
 
 
 @dataclass(frozen=True)
-class Composition:
+class Composition(Result):
     """Composition scores ``scores[mode][wl, wh, rl, rh]`` (NaN unless ``wl < rl``) with a random baseline."""
+
+    kind = "composition"
+    json_keys = (
+        "model",
+        "n_layers",
+        "n_heads",
+        "heads",
+        "scores",
+        "baseline",
+        "spread",
+        "top",
+        "roles",
+        "previous_token_to_induction",
+    )
 
     model: str
     n_layers: int
@@ -62,27 +74,27 @@ class Composition:
     def score(self, mode: str, writer: tuple[int, int], reader: tuple[int, int]) -> float:
         return float(self.scores[mode][writer[0], writer[1], reader[0], reader[1]])
 
-    def to_dict(self) -> dict:
-        def grid(mode: str) -> list[list[float | None]]:
-            flat = self.scores[mode].reshape(self.n_layers * self.n_heads, -1)
-            return [[finite(v) for v in row] for row in flat.tolist()]
+    def _json_heads(self) -> list[str]:
+        return [f"L{lay}H{h}" for lay in range(self.n_layers) for h in range(self.n_heads)]
 
+    def _json_scores(self) -> dict[str, list[list[float | None]]]:
+        """Every head (row) into every head (column), flattened layer by layer; NaN (no path) becomes None."""
+        flat = {mode: self.scores[mode].reshape(self.n_layers * self.n_heads, -1).tolist() for mode in MODES}
+        return {mode: [[finite(v) for v in row] for row in rows] for mode, rows in flat.items()}
+
+    def _json_baseline(self) -> dict[str, dict]:
         return {
-            "kind": "composition",
-            "model": self.model,
-            "n_layers": self.n_layers,
-            "n_heads": self.n_heads,
-            "heads": [f"L{lay}H{h}" for lay in range(self.n_layers) for h in range(self.n_heads)],
-            "scores": {mode: grid(mode) for mode in MODES},
-            "baseline": {
-                mode: {"mean": m, "std": s, "max": x, "draws": self.n_random}
-                for mode, (m, s, x) in self.baseline.items()
-            },
-            "spread": {mode: {"median": m, "mad": d, "pairs": n} for mode, (m, d, n) in self.spread.items()},
-            "top": {mode: [p.to_dict() for p in pairs] for mode, pairs in self.top.items()},
-            "roles": {f"L{lay}H{h}": r for (lay, h), r in self.roles.items()},
-            "previous_token_to_induction": [p.to_dict() for p in self.role_pairs],
+            mode: {"mean": m, "std": s, "max": x, "draws": self.n_random} for mode, (m, s, x) in self.baseline.items()
         }
+
+    def _json_spread(self) -> dict[str, dict]:
+        return {mode: {"median": m, "mad": d, "pairs": n} for mode, (m, d, n) in self.spread.items()}
+
+    def _json_roles(self) -> dict[str, list[str]]:
+        return {f"L{lay}H{h}": r for (lay, h), r in self.roles.items()}
+
+    def _json_previous_token_to_induction(self) -> list[CompositionPair]:
+        return self.role_pairs
 
     def figure(self) -> Figure:
         labels = [f"L{lay}H{h}" for lay in range(self.n_layers) for h in range(self.n_heads)]
@@ -131,16 +143,6 @@ class Composition:
         return Figure(
             f"{self.model}: how heads compose",
             panels,
-            what_you_see="For every pair of heads in different layers, how much of what the earlier head writes "
-            "lands in the later head's queries (Q), keys (K) or values (V), read from the weights alone.",
-            how_to_read="A score is the size of the product of the two heads' matrices relative to the sizes of "
-            "each (0 = orthogonal, 1 = perfectly aligned). Two yardsticks: random matrices of the same shapes, and "
-            "the model's own pairs (rank, and robust z = distance from their median in units of their spread). "
-            "Induction heads typically show K-composition with a previous-token head that stands out on both.",
-            caveat="Weights only: a high score is a possible path, not one the model uses on your text; rotary "
-            "position embeddings, biases and MLPs are left out. Test a path with path patching.",
+            **explanation("composition"),
             extra=extra,
         )
-
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())

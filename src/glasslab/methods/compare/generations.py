@@ -10,12 +10,16 @@ from dataclasses import dataclass
 
 from ...errors import InputError
 from ...model.model import Model
+from ...views.explanations import explanation
 from ...views.figures import Bars, Figure
-from ...views.html import figure_html
+from ...views.result import Result
 
 
 @dataclass(frozen=True)
-class GenerationComparison:
+class GenerationComparison(Result):
+    kind = "compare_generations"
+    json_keys = ("model", "model_a", "model_b", "max_new_tokens", "rows")
+
     model_a: str
     model_b: str
     max_new_tokens: int
@@ -34,18 +38,14 @@ class GenerationComparison:
             out.append(n)
         return out
 
-    def to_dict(self) -> dict:
-        return {
-            "kind": "compare_generations",
-            "model": self.model_a,
-            "model_a": self.model_a,
-            "model_b": self.model_b,
-            "max_new_tokens": self.max_new_tokens,
-            "rows": [
-                {"prompt": p, "a": a, "b": b, "identical": a == b, "common_prefix_chars": n}
-                for p, a, b, n in zip(self.prompts, self.texts_a, self.texts_b, self.common_prefix, strict=True)
-            ],
-        }
+    def _json_model(self) -> str:
+        return self.model_a  # readers that show one model name show A's
+
+    def _json_rows(self) -> list[dict]:
+        return [
+            {"prompt": p, "a": a, "b": b, "identical": a == b, "common_prefix_chars": n}
+            for p, a, b, n in zip(self.prompts, self.texts_a, self.texts_b, self.common_prefix, strict=True)
+        ]
 
     def figure(self) -> Figure:
         extra = {}
@@ -61,16 +61,9 @@ class GenerationComparison:
                     "characters",
                 )
             ],
-            what_you_see="Each model's greedy continuation of the same prompts, and how long they agree.",
-            how_to_read="The models read text with different tokenizers, so only their text can be compared; "
-            "a long shared start means they continue alike.",
-            caveat="Greedy text from a few prompts is a thin sample of behaviour; it says nothing about the "
-            "models' internals.",
+            **explanation("compare_generations"),
             extra=extra,
         )
-
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
 
 
 def compare_generations(
