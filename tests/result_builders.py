@@ -57,6 +57,9 @@ def builders(folder: Path) -> dict[str, Callable[[], object]]:
             model, top=3, n_random=4, roles=gl.head_roles(model, seq_len=6), role_threshold=0
         ),
         "GenerationComparison": lambda: gl.compare_generations(model, model, ["the cat"], max_new_tokens=3),
+        "ModelComparison": lambda: gl.compare_models(
+            model, tiny_model("llama"), prompts=[PROMPT, "the cat sat on the mat"], batch_size=2, top=3
+        ),
         "NeuronsAtPosition": lambda: gl.top_neurons(model, PROMPT, top=3, **patch),
         "NeuronProfile": lambda: gl.neuron_profile(model, 1, 3, corpus=corpus, sequences=4, seq_len=16, k=2),
         "ActivationPatching": lambda: gl.activation_patching(model, PROMPT, CORRUPTED, **patch, site="attn.z"),

@@ -103,6 +103,11 @@ EXPECTED = {
         "model n_layers n_heads heads scores baseline spread top roles previous_token_to_induction",
     ),
     "GenerationComparison": ("compare_generations", "model model_a model_b max_new_tokens rows"),
+    "ModelComparison": (
+        "compare_models",
+        "model model_a model_b source sequences tokens cka kl loss_a loss_b head_distance top_heads top_sequences "
+        "top_positions notes",
+    ),
     "Overview": ("overview", "model prediction attention logit_lens attribution"),
     "PathPatching": (
         "path_patching",
@@ -180,6 +185,10 @@ NESTED = [
     ("Composition", ("baseline", "q"), "mean std max draws"),
     ("Composition", ("spread", "v"), "median mad pairs"),
     ("GenerationComparison", ("rows", 0), "prompt a b identical common_prefix_chars"),
+    ("ModelComparison", ("cka", 0), "layer_a layer_b cka"),
+    ("ModelComparison", ("top_heads", 0), "label a b diff"),
+    ("ModelComparison", ("top_sequences", 0), "index text kl loss_a loss_b"),
+    ("ModelComparison", ("top_positions", 0), "sequence position context kl top_a top_b"),
 ]
 
 
@@ -193,6 +202,8 @@ CONVERTED_MODULES = [
     for name in [
         "compare.composition_result",
         "compare.generations",
+        "compare.models_result",
+        "compare.result",
         "ablation",
         "attention",
         "attribution_patching",
@@ -289,6 +300,9 @@ def test_shaped_values_equal_what_the_old_code_computed(results):
     assert composition.role_pairs and set(composition.to_dict()["roles"]) <= set(composition.to_dict()["heads"])
     generations = results["GenerationComparison"].to_dict()
     assert generations["model"] == generations["model_a"] and generations["rows"][0]["identical"] is True
+    models = results["ModelComparison"]
+    assert models.to_dict()["model"] == models.model_a and models.to_dict()["cka"][0]["cka"] == models.cka[0]
+    assert models.to_dict()["top_heads"][0]["a"] is None  # the distance between the sides has no A or B
 
 
 @pytest.mark.parametrize("name", sorted(set(EXPECTED) - {"ModelInfo", "Generation", "TunedLens"}))

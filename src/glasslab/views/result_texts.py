@@ -215,6 +215,16 @@ RESULTS: dict[str, Explanation] = {
         caveat="Greedy text from a few prompts is a thin sample of behaviour; it says nothing about the models' "
         "internals.",
     ),
+    "compare_models": Explanation(
+        title="Two models compared",
+        see="How similar two models are inside (per layer), how differently they predict the same text, which "
+        "attention heads changed, and which texts and positions changed most.",
+        read="CKA compares the geometry of each layer's residual stream over the same tokens: 1 means the same up to "
+        "a rotation and a uniform scale, lower means the representations were reshaped. KL is the extra surprise of "
+        "B's predictions when A's are taken as the truth (0 = identical).",
+        caveat="CKA is insensitive to rotations, so a model whose features moved to new directions can still score 1; "
+        "a single corpus measures these differences on its kind of text only.",
+    ),
     "resid_norms": Explanation(
         title="Residual stream norms",
         see="How large the residual stream is entering and leaving each layer, and how large each attention and MLP "

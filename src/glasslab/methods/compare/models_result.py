@@ -8,13 +8,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ...views.explanations import explanation
 from ...views.figures import Bars, Figure, Heatmap
-from ...views.html import figure_html
+from ...views.result import Record, Result
 from .result import Change, finite
 
 
 @dataclass(frozen=True)
-class SequenceChange:
+class SequenceChange(Record):
     """One sequence (prompt) and how much the models' predictions on it differ."""
 
     index: int
@@ -23,12 +24,9 @@ class SequenceChange:
     loss_a: float
     loss_b: float
 
-    def to_dict(self) -> dict:
-        return {"index": self.index, "text": self.text, "kl": self.kl, "loss_a": self.loss_a, "loss_b": self.loss_b}
-
 
 @dataclass(frozen=True)
-class PositionChange:
+class PositionChange(Record):
     """One position where the next-token predictions differ most."""
 
     sequence: int
@@ -38,19 +36,28 @@ class PositionChange:
     top_a: str
     top_b: str
 
-    def to_dict(self) -> dict:
-        return {
-            "sequence": self.sequence,
-            "position": self.position,
-            "context": self.context,
-            "kl": self.kl,
-            "top_a": self.top_a,
-            "top_b": self.top_b,
-        }
-
 
 @dataclass(frozen=True)
-class ModelComparison:
+class ModelComparison(Result):
+    kind = "compare_models"
+    json_keys = (
+        "model",
+        "model_a",
+        "model_b",
+        "source",
+        "sequences",
+        "tokens",
+        "cka",
+        "kl",
+        "loss_a",
+        "loss_b",
+        "head_distance",
+        "top_heads",
+        "top_sequences",
+        "top_positions",
+        "notes",
+    )
+
     model_a: str
     model_b: str
     source: str
@@ -67,28 +74,13 @@ class ModelComparison:
     top_positions: list[PositionChange]
     notes: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict:
-        return {
-            "kind": "compare_models",
-            "model": self.model_a,
-            "model_a": self.model_a,
-            "model_b": self.model_b,
-            "source": self.source,
-            "sequences": self.sequences,
-            "tokens": self.tokens,
-            "cka": [
-                {"layer_a": la, "layer_b": lb, "cka": finite(c)}
-                for (la, lb), c in zip(self.layers, self.cka, strict=True)
-            ],
-            "kl": self.kl,
-            "loss_a": self.loss_a,
-            "loss_b": self.loss_b,
-            "head_distance": self.head_distance,
-            "top_heads": [c.to_dict() for c in self.top_heads],
-            "top_sequences": [s.to_dict() for s in self.top_sequences],
-            "top_positions": [p.to_dict() for p in self.top_positions],
-            "notes": self.notes,
-        }
+    def _json_model(self) -> str:
+        return self.model_a  # readers that show one model name show A's
+
+    def _json_cka(self) -> list[dict]:
+        return [
+            {"layer_a": la, "layer_b": lb, "cka": finite(c)} for (la, lb), c in zip(self.layers, self.cka, strict=True)
+        ]
 
     def figure(self) -> Figure:
         panels: list[Bars | Heatmap] = [
@@ -143,15 +135,6 @@ class ModelComparison:
         return Figure(
             f"{self.model_a} vs {self.model_b}",
             panels,
-            what_you_see="How similar two models are inside (per layer), how differently they predict the same "
-            "text, which attention heads changed, and which texts and positions changed most.",
-            how_to_read="CKA compares the geometry of each layer's residual stream over the same tokens: 1 means "
-            "the same up to a rotation and a uniform scale, lower means the representations were reshaped. KL is "
-            "the extra surprise of B's predictions when A's are taken as the truth (0 = identical).",
-            caveat="CKA is insensitive to rotations, so a model whose features moved to new directions can still "
-            "score 1; a single corpus measures these differences on its kind of text only.",
+            **explanation("compare_models"),
             extra=extra,
         )
-
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 from ...views.figures import Bars, Heatmap
+from ...views.result import Record
 
 
 def finite(value: float | None) -> float | None:
@@ -21,7 +22,7 @@ def finite(value: float | None) -> float | None:
 
 
 @dataclass(frozen=True)
-class Grid:
+class Grid(Record):
     """One quantity on a [row, column] grid for side A, side B and the difference ``b - a``.
 
     ``a``/``b`` may be None where only the difference is defined (e.g. a distance between the sides).
@@ -37,21 +38,16 @@ class Grid:
     col_title: str = ""
     value_label: str = ""
 
-    def to_dict(self) -> dict:
-        def clean(values: list[list[float]] | None) -> list[list[float | None]] | None:
-            return None if values is None else [[finite(v) for v in row] for row in values]
+    json_keys = ("title", "rows", "cols", "row_title", "col_title", "value_label", "a", "b", "diff")
 
-        return {
-            "title": self.title,
-            "rows": self.rows,
-            "cols": self.cols,
-            "row_title": self.row_title,
-            "col_title": self.col_title,
-            "value_label": self.value_label,
-            "a": clean(self.a),
-            "b": clean(self.b),
-            "diff": clean(self.diff),
-        }
+    def _json_a(self) -> list[list[float | None]] | None:
+        return _finite_grid(self.a)
+
+    def _json_b(self) -> list[list[float | None]] | None:
+        return _finite_grid(self.b)
+
+    def _json_diff(self) -> list[list[float | None]] | None:
+        return _finite_grid(self.diff)
 
     def heatmap(self) -> Heatmap:
         values = [[v if math.isfinite(v) else 0.0 for v in row] for row in self.diff]
@@ -80,7 +76,7 @@ class Grid:
 
 
 @dataclass(frozen=True)
-class Change:
+class Change(Record):
     """One difference between the sides, for ranked lists ("what changed most")."""
 
     label: str
@@ -88,8 +84,18 @@ class Change:
     b: float | None
     diff: float  # b - a, or a distance when a/b are None
 
-    def to_dict(self) -> dict:
-        return {"label": self.label, "a": finite(self.a), "b": finite(self.b), "diff": finite(self.diff)}
+    def _json_a(self) -> float | None:
+        return finite(self.a)
+
+    def _json_b(self) -> float | None:
+        return finite(self.b)
+
+    def _json_diff(self) -> float | None:
+        return finite(self.diff)
+
+
+def _finite_grid(values: list[list[float]] | None) -> list[list[float | None]] | None:
+    return None if values is None else [[finite(v) for v in row] for row in values]
 
 
 def changes_bars(title: str, changes: list[Change], value_label: str) -> Bars:
