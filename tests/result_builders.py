@@ -57,6 +57,7 @@ def builders(folder: Path) -> dict[str, Callable[[], object]]:
             model, top=3, n_random=4, roles=gl.head_roles(model, seq_len=6), role_threshold=0
         ),
         "GenerationComparison": lambda: gl.compare_generations(model, model, ["the cat"], max_new_tokens=3),
+        "PromptComparison": lambda: gl.compare_prompts(model, PROMPT, CORRUPTED, method="dla", **patch),
         "ModelComparison": lambda: gl.compare_models(
             model, tiny_model("llama"), prompts=[PROMPT, "the cat sat on the mat"], batch_size=2, top=3
         ),

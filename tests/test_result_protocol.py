@@ -103,6 +103,10 @@ EXPECTED = {
         "model n_layers n_heads heads scores baseline spread top roles previous_token_to_induction",
     ),
     "GenerationComparison": ("compare_generations", "model model_a model_b max_new_tokens rows"),
+    "PromptComparison": (
+        "compare_prompts",
+        "model method prompt_a prompt_b alignment positions grids changes facts details",
+    ),
     "ModelComparison": (
         "compare_models",
         "model model_a model_b source sequences tokens cka kl loss_a loss_b head_distance top_heads top_sequences "
@@ -189,6 +193,8 @@ NESTED = [
     ("ModelComparison", ("top_heads", 0), "label a b diff"),
     ("ModelComparison", ("top_sequences", 0), "index text kl loss_a loss_b"),
     ("ModelComparison", ("top_positions", 0), "sequence position context kl top_a top_b"),
+    ("PromptComparison", ("grids", 0), "title rows cols row_title col_title value_label a b diff"),
+    ("PromptComparison", ("changes", 0), "label a b diff"),
 ]
 
 
@@ -203,6 +209,7 @@ CONVERTED_MODULES = [
         "compare.composition_result",
         "compare.generations",
         "compare.models_result",
+        "compare.prompts",
         "compare.result",
         "ablation",
         "attention",
@@ -303,6 +310,9 @@ def test_shaped_values_equal_what_the_old_code_computed(results):
     models = results["ModelComparison"]
     assert models.to_dict()["model"] == models.model_a and models.to_dict()["cka"][0]["cka"] == models.cka[0]
     assert models.to_dict()["top_heads"][0]["a"] is None  # the distance between the sides has no A or B
+    prompts = results["PromptComparison"]
+    assert prompts.to_dict()["alignment"] == prompts.alignment.to_dict()
+    assert prompts.to_dict()["positions"] == list(prompts.positions)
 
 
 @pytest.mark.parametrize("name", sorted(set(EXPECTED) - {"ModelInfo", "Generation", "TunedLens"}))

@@ -225,6 +225,16 @@ RESULTS: dict[str, Explanation] = {
         caveat="CKA is insensitive to rotations, so a model whose features moved to new directions can still score 1; "
         "a single corpus measures these differences on its kind of text only.",
     ),
+    "compare_prompts": Explanation(
+        title="Two prompts compared",
+        see="The same {method} view of two prompts, shown as differences: where (which layer, head, position or "
+        "feature) prompt B differs from prompt A, and the largest single changes.",
+        read="Signed grids show B minus A (red: larger in B, blue: larger in A); unsigned grids show a distance "
+        "between the sides (0 = identical). Positions of prompts of different lengths are paired by the '{rule}' "
+        "alignment; columns name both tokens where they differ.",
+        caveat="A difference says that something changed, not that it caused the change in the output; patch or "
+        "ablate the component to test that. Unpaired positions are not compared.",
+    ),
     "resid_norms": Explanation(
         title="Residual stream norms",
         see="How large the residual stream is entering and leaving each layer, and how large each attention and MLP "

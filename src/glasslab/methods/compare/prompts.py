@@ -32,8 +32,9 @@ import torch
 from ...dictionaries.fit import check_fits
 from ...errors import InputError
 from ...model.model import Model
+from ...views.explanations import explanation
 from ...views.figures import Figure
-from ...views.html import figure_html
+from ...views.result import Result
 from ..dla import logit_attribution
 from ..metrics import kl_divergence
 from ..predict import predict
@@ -47,8 +48,10 @@ METHODS: tuple[str, ...] = ("predict", "attention", "logit_lens", "dla", "neuron
 
 
 @dataclass(frozen=True)
-class PromptComparison:
+class PromptComparison(Result):
     """One method run on two prompts, as grids of differences and a ranked list of the largest changes."""
+
+    kind = "compare_prompts"
 
     model: str
     method: str
@@ -61,20 +64,8 @@ class PromptComparison:
     facts: dict[str, str] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)  # JSON of each side's own result, where there is one
 
-    def to_dict(self) -> dict:
-        return {
-            "kind": "compare_prompts",
-            "model": self.model,
-            "method": self.method,
-            "prompt_a": self.prompt_a,
-            "prompt_b": self.prompt_b,
-            "alignment": self.alignment.to_dict(),
-            "positions": list(self.positions) if self.positions else None,
-            "grids": [g.to_dict() for g in self.grids],
-            "changes": [c.to_dict() for c in self.changes],
-            "facts": self.facts,
-            "details": self.details,
-        }
+    def _json_alignment(self) -> dict:
+        return self.alignment.to_dict()  # Alignment shapes its own JSON
 
     def figure(self) -> Figure:
         panels = [g.heatmap() for g in self.grids]
@@ -87,18 +78,9 @@ class PromptComparison:
         return Figure(
             f"{self.model}: {self.method} on two prompts",
             panels,
-            what_you_see=f"The same {self.method} view of two prompts, shown as differences: where (which layer, "
-            "head, position or feature) prompt B differs from prompt A, and the largest single changes.",
-            how_to_read="Signed grids show B minus A (red: larger in B, blue: larger in A); unsigned grids show a "
-            "distance between the sides (0 = identical). Positions of prompts of different lengths are paired by "
-            f"the '{self.alignment.rule}' alignment; columns name both tokens where they differ.",
-            caveat="A difference says that something changed, not that it caused the change in the output; "
-            "patch or ablate the component to test that. Unpaired positions are not compared.",
+            **explanation("compare_prompts", method=self.method, rule=self.alignment.rule),
             extra=extra,
         )
-
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
 
 
 def compare_prompts(
