@@ -58,6 +58,16 @@ def builders(folder: Path) -> dict[str, Callable[[], object]]:
         ),
         "GenerationComparison": lambda: gl.compare_generations(model, model, ["the cat"], max_new_tokens=3),
         "PromptComparison": lambda: gl.compare_prompts(model, PROMPT, CORRUPTED, method="dla", **patch),
+        "SideEffects": lambda: gl.side_effects(
+            model,
+            [gl.Ablate("blocks.1.attn.z", head=2)],
+            prompt=PROMPT,
+            **patch,
+            corpus=corpus,
+            sequences=2,
+            seq_len=16,
+            neutral=["the cat sat", "a dog ran"],
+        ),
         "ModelComparison": lambda: gl.compare_models(
             model, tiny_model("llama"), prompts=[PROMPT, "the cat sat on the mat"], batch_size=2, top=3
         ),

@@ -128,6 +128,7 @@ EXPECTED = {
         "majority chance best_hook layers",
     ),
     "ResidNorms": ("resid_norms", "model prompt tokens norms outliers"),
+    "SideEffects": ("side_effects", "model intervention target corpus neutral"),
     "Steering": (
         "steering",
         "model prompt vector positions temperature seed positive_token negative_token projection_measure "
@@ -195,6 +196,9 @@ NESTED = [
     ("ModelComparison", ("top_positions", 0), "sequence position context kl top_a top_b"),
     ("PromptComparison", ("grids", 0), "title rows cols row_title col_title value_label a b diff"),
     ("PromptComparison", ("changes", 0), "label a b diff"),
+    ("SideEffects", ("target",), "prompt metric before after change"),
+    ("SideEffects", ("corpus",), "source sequences tokens loss_before loss_after loss_change kl_mean kl_max"),
+    ("SideEffects", ("neutral", 0), "prompt loss_before loss_after kl_last kl_mean top_before top_after top_changed"),
 ]
 
 
@@ -210,6 +214,7 @@ CONVERTED_MODULES = [
         "compare.generations",
         "compare.models_result",
         "compare.prompts",
+        "compare.side_effects",
         "compare.result",
         "ablation",
         "attention",
@@ -313,6 +318,12 @@ def test_shaped_values_equal_what_the_old_code_computed(results):
     prompts = results["PromptComparison"]
     assert prompts.to_dict()["alignment"] == prompts.alignment.to_dict()
     assert prompts.to_dict()["positions"] == list(prompts.positions)
+    effects = results["SideEffects"]
+    assert effects.to_dict()["target"]["change"] == effects.target.change
+    assert effects.to_dict()["corpus"]["loss_change"] == effects.corpus.loss_after - effects.corpus.loss_before
+    assert [n["top_changed"] for n in effects.to_dict()["neutral"]] == [
+        n.top_before != n.top_after for n in effects.neutral
+    ]
 
 
 @pytest.mark.parametrize("name", sorted(set(EXPECTED) - {"ModelInfo", "Generation", "TunedLens"}))

@@ -235,6 +235,16 @@ RESULTS: dict[str, Explanation] = {
         caveat="A difference says that something changed, not that it caused the change in the output; patch or "
         "ablate the component to test that. Unpaired positions are not compared.",
     ),
+    "side_effects": Explanation(
+        title="Side effects of an intervention",
+        see="What the intervention did where it was aimed (the targeted metric), and what it did elsewhere: the loss "
+        "on reference text and how much predictions on unrelated prompts moved.",
+        read="A good intervention moves the targeted metric a lot while the reference loss barely changes and the KL "
+        "on neutral prompts stays near 0. KL(before || after) is the extra surprise of the changed model's predictions "
+        "when the unchanged model's are taken as the truth.",
+        caveat="A small number of neutral prompts and one reference corpus can miss a capability the intervention "
+        "broke; add prompts that exercise what you care about.",
+    ),
     "resid_norms": Explanation(
         title="Residual stream norms",
         see="How large the residual stream is entering and leaving each layer, and how large each attention and MLP "

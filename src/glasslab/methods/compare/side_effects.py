@@ -32,8 +32,9 @@ from ...errors import GlasslabError, InputError
 from ...model.hooks import InterventionLike
 from ...model.model import Model
 from ...progress import progress
+from ...views.explanations import explanation
 from ...views.figures import Bars, Figure
-from ...views.html import figure_html
+from ...views.result import Record, Result
 from ..metrics import Metric, kl_divergence, make_metric
 
 NEUTRAL_PROMPTS: tuple[str, ...] = (
@@ -50,7 +51,9 @@ InterventionInput = InterventionLike | Sequence[InterventionLike] | Scope
 
 
 @dataclass(frozen=True)
-class TargetEffect:
+class TargetEffect(Record):
+    json_keys = ("prompt", "metric", "before", "after", "change")
+
     prompt: str
     metric: str
     before: float
@@ -60,18 +63,11 @@ class TargetEffect:
     def change(self) -> float:
         return self.after - self.before
 
-    def to_dict(self) -> dict:
-        return {
-            "prompt": self.prompt,
-            "metric": self.metric,
-            "before": self.before,
-            "after": self.after,
-            "change": self.change,
-        }
-
 
 @dataclass(frozen=True)
-class CorpusEffect:
+class CorpusEffect(Record):
+    json_keys = ("source", "sequences", "tokens", "loss_before", "loss_after", "loss_change", "kl_mean", "kl_max")
+
     source: str
     sequences: int
     tokens: int
@@ -80,21 +76,14 @@ class CorpusEffect:
     kl_mean: float
     kl_max: float
 
-    def to_dict(self) -> dict:
-        return {
-            "source": self.source,
-            "sequences": self.sequences,
-            "tokens": self.tokens,
-            "loss_before": self.loss_before,
-            "loss_after": self.loss_after,
-            "loss_change": self.loss_after - self.loss_before,
-            "kl_mean": self.kl_mean,
-            "kl_max": self.kl_max,
-        }
+    def _json_loss_change(self) -> float:
+        return self.loss_after - self.loss_before
 
 
 @dataclass(frozen=True)
-class NeutralEffect:
+class NeutralEffect(Record):
+    json_keys = ("prompt", "loss_before", "loss_after", "kl_last", "kl_mean", "top_before", "top_after", "top_changed")
+
     prompt: str
     loss_before: float | None  # None for a one-token prompt
     loss_after: float | None
@@ -103,36 +92,19 @@ class NeutralEffect:
     top_before: str
     top_after: str
 
-    def to_dict(self) -> dict:
-        return {
-            "prompt": self.prompt,
-            "loss_before": self.loss_before,
-            "loss_after": self.loss_after,
-            "kl_last": self.kl_last,
-            "kl_mean": self.kl_mean,
-            "top_before": self.top_before,
-            "top_after": self.top_after,
-            "top_changed": self.top_before != self.top_after,
-        }
+    def _json_top_changed(self) -> bool:
+        return self.top_before != self.top_after
 
 
 @dataclass(frozen=True)
-class SideEffects:
+class SideEffects(Result):
+    kind = "side_effects"
+
     model: str
     intervention: list[str]  # what was applied, one line each
     target: TargetEffect | None
     corpus: CorpusEffect | None
     neutral: list[NeutralEffect]
-
-    def to_dict(self) -> dict:
-        return {
-            "kind": "side_effects",
-            "model": self.model,
-            "intervention": self.intervention,
-            "target": self.target.to_dict() if self.target else None,
-            "corpus": self.corpus.to_dict() if self.corpus else None,
-            "neutral": [n.to_dict() for n in self.neutral],
-        }
 
     def figure(self) -> Figure:
         panels = []
@@ -176,18 +148,9 @@ class SideEffects:
         return Figure(
             f"{self.model}: side effects of an intervention",
             panels,
-            what_you_see="What the intervention did where it was aimed (the targeted metric), and what it did "
-            "elsewhere: the loss on reference text and how much predictions on unrelated prompts moved.",
-            how_to_read="A good intervention moves the targeted metric a lot while the reference loss barely "
-            "changes and the KL on neutral prompts stays near 0. KL(before || after) is the extra surprise of the "
-            "changed model's predictions when the unchanged model's are taken as the truth.",
-            caveat="A small number of neutral prompts and one reference corpus can miss a capability the "
-            "intervention broke; add prompts that exercise what you care about.",
+            **explanation("side_effects"),
             extra=extra,
         )
-
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
 
 
 def _describe(item: Any) -> str:
