@@ -9,6 +9,7 @@ from pathlib import Path
 import glasslab as gl
 from glasslab.methods.probing import ProbeDataset, ProbeExample
 
+from .test_compare_features import random_sae
 from .tiny import WORDS, tiny_model
 
 PROMPT = "when mary and john went to the store john gave a drink to"
@@ -58,6 +59,9 @@ def builders(folder: Path) -> dict[str, Callable[[], object]]:
         ),
         "GenerationComparison": lambda: gl.compare_generations(model, model, ["the cat"], max_new_tokens=3),
         "PromptComparison": lambda: gl.compare_prompts(model, PROMPT, CORRUPTED, method="dla", **patch),
+        "FeatureInfluence": lambda: gl.feature_influence(
+            model, PROMPT, random_sae("blocks.0.resid_post", 0), random_sae("blocks.2.resid_post", 1), max_edges=4
+        ),
         "SideEffects": lambda: gl.side_effects(
             model,
             [gl.Ablate("blocks.1.attn.z", head=2)],

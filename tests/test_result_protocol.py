@@ -61,6 +61,10 @@ EXPECTED = {
         "accuracy_before_std accuracy_after accuracy_after_std cross_covariance_before cross_covariance_after "
         "mean_squared_edit mean_squared_norm positions downstream neutral_texts loss_before loss_after",
     ),
+    "FeatureInfluence": (
+        "feature_influence",
+        "model prompt tokens upstream_hook downstream_hook position nodes edges",
+    ),
     "Generation": (
         "generation",
         "model prompt completion prompt_tokens new_tokens new_token_ids temperature seed interventions",
@@ -197,6 +201,8 @@ NESTED = [
     ("PromptComparison", ("grids", 0), "title rows cols row_title col_title value_label a b diff"),
     ("PromptComparison", ("changes", 0), "label a b diff"),
     ("SideEffects", ("target",), "prompt metric before after change"),
+    ("FeatureInfluence", ("nodes", 0), "id hook feature activation side"),
+    ("FeatureInfluence", ("edges", 0), "source target weight top_position patched source_id target_id"),
     ("SideEffects", ("corpus",), "source sequences tokens loss_before loss_after loss_change kl_mean kl_max"),
     ("SideEffects", ("neutral", 0), "prompt loss_before loss_after kl_last kl_mean top_before top_after top_changed"),
 ]
@@ -211,6 +217,7 @@ CONVERTED_MODULES = [
     "glasslab.methods." + name
     for name in [
         "compare.composition_result",
+        "compare.feature_influence",
         "compare.generations",
         "compare.models_result",
         "compare.prompts",

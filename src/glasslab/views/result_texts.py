@@ -245,6 +245,18 @@ RESULTS: dict[str, Explanation] = {
         caveat="A small number of neutral prompts and one reference corpus can miss a capability the intervention "
         "broke; add prompts that exercise what you care about.",
     ),
+    "feature_influence": Explanation(
+        title="Feature influence",
+        see="For the most active features at {downstream_hook} on the token {token}, which features at "
+        "{upstream_hook} push them up (positive) or down (negative), as a small graph.",
+        read="An edge's weight is the upstream feature's activation times the downstream feature's gradient with "
+        "respect to it, summed over positions: roughly how much the downstream feature would drop if the upstream one "
+        "were switched off. The strongest edges are checked by really switching the upstream feature off; the two "
+        "numbers agree where the model is close to linear.",
+        caveat="Gradient x activation is a linear estimate: large or saturating effects can be over- or under-stated "
+        "(compare the patching check). Paths through attention to other positions are included; the SAE's "
+        "reconstruction error is held fixed.",
+    ),
     "resid_norms": Explanation(
         title="Residual stream norms",
         see="How large the residual stream is entering and leaving each layer, and how large each attention and MLP "

@@ -30,12 +30,15 @@ from ...errors import InputError
 from ...interventions.splice import FeatureEdit, SAESplice
 from ...model.hooks import ApplyContext, Layout
 from ...model.model import Model
+from ...views.explanations import explanation
 from ...views.figures import Bars, Figure, Heatmap
-from ...views.html import figure_html
+from ...views.result import Record, Result
 
 
 @dataclass(frozen=True)
-class FeatureNode:
+class FeatureNode(Record):
+    json_keys = ("id", "hook", "feature", "activation")
+
     hook: str
     feature: int
     activation: float  # at the compared position (downstream), or summed over positions (upstream)
@@ -44,30 +47,24 @@ class FeatureNode:
     def label(self) -> str:
         return f"{self.hook}#{self.feature}"
 
-    def to_dict(self) -> dict:
-        return {"id": self.label, "hook": self.hook, "feature": self.feature, "activation": self.activation}
+    def _json_id(self) -> str:
+        return self.label
 
 
 @dataclass(frozen=True)
-class FeatureEdge:
+class FeatureEdge(Record):
     source: int  # upstream feature
     target: int  # downstream feature
     weight: float  # gradient x activation, summed over upstream positions
     top_position: int  # the upstream position contributing most
     patched: float | None  # real drop of the target when the source is zeroed everywhere (None: not checked)
 
-    def to_dict(self) -> dict:
-        return {
-            "source": self.source,
-            "target": self.target,
-            "weight": self.weight,
-            "top_position": self.top_position,
-            "patched": self.patched,
-        }
-
 
 @dataclass(frozen=True)
-class FeatureInfluence:
+class FeatureInfluence(Result):
+    kind = "feature_influence"
+    json_keys = ("model", "prompt", "tokens", "upstream_hook", "downstream_hook", "position", "nodes", "edges")
+
     model: str
     prompt: str
     tokens: list[str]
@@ -79,23 +76,18 @@ class FeatureInfluence:
     edges: list[FeatureEdge]  # strongest first
     matrix: list[list[float]]  # [upstream node][downstream node] influence, 0 where pruned away
 
-    def to_dict(self) -> dict:
-        return {
-            "kind": "feature_influence",
-            "model": self.model,
-            "prompt": self.prompt,
-            "tokens": self.tokens,
-            "upstream_hook": self.upstream_hook,
-            "downstream_hook": self.downstream_hook,
-            "position": self.position,
-            "nodes": [n.to_dict() | {"side": "upstream"} for n in self.upstream]
-            + [n.to_dict() | {"side": "downstream"} for n in self.downstream],
-            "edges": [
-                e.to_dict()
-                | {"source_id": f"{self.upstream_hook}#{e.source}", "target_id": f"{self.downstream_hook}#{e.target}"}
-                for e in self.edges
-            ],
-        }
+    def _json_nodes(self) -> list[dict]:
+        return [n.to_dict() | {"side": "upstream"} for n in self.upstream] + [
+            n.to_dict() | {"side": "downstream"} for n in self.downstream
+        ]
+
+    def _json_edges(self) -> list[dict]:
+        """Each edge with the ids of the nodes it joins, so a graph view needs no other lookup."""
+        return [
+            e.to_dict()
+            | {"source_id": f"{self.upstream_hook}#{e.source}", "target_id": f"{self.downstream_hook}#{e.target}"}
+            for e in self.edges
+        ]
 
     def figure(self) -> Figure:
         labels = [f"{e.source} -> {e.target}" for e in self.edges]
@@ -138,21 +130,14 @@ class FeatureInfluence:
         return Figure(
             f"{self.model}: which features at {self.upstream_hook} drive features at {self.downstream_hook}",
             panels,
-            what_you_see=f"For the most active features at {self.downstream_hook} on the token "
-            f"{self.tokens[self.position]!r}, which features at {self.upstream_hook} push them up (positive) or "
-            "down (negative), as a small graph.",
-            how_to_read="An edge's weight is the upstream feature's activation times the downstream feature's "
-            "gradient with respect to it, summed over positions: roughly how much the downstream feature would "
-            "drop if the upstream one were switched off. The strongest edges are checked by really switching the "
-            "upstream feature off; the two numbers agree where the model is close to linear.",
-            caveat="Gradient x activation is a linear estimate: large or saturating effects can be over- or "
-            "under-stated (compare the patching check). Paths through attention to other positions are included; "
-            "the SAE's reconstruction error is held fixed.",
+            **explanation(
+                "feature_influence",
+                downstream_hook=self.downstream_hook,
+                token=repr(self.tokens[self.position]),
+                upstream_hook=self.upstream_hook,
+            ),
             extra={"prompt": self.prompt, "position": f"{self.position} {self.tokens[self.position]!r}"},
         )
-
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
 
 
 class _Leaf:
