@@ -200,6 +200,7 @@ NESTED = [
     ("ModelComparison", ("top_positions", 0), "sequence position context kl top_a top_b"),
     ("PromptComparison", ("grids", 0), "title rows cols row_title col_title value_label a b diff"),
     ("PromptComparison", ("changes", 0), "label a b diff"),
+    ("PromptComparison", ("alignment",), "rule tokens_a tokens_b pairs unmatched_a unmatched_b"),
     ("SideEffects", ("target",), "prompt metric before after change"),
     ("FeatureInfluence", ("nodes", 0), "id hook feature activation side"),
     ("FeatureInfluence", ("edges", 0), "source target weight top_position patched source_id target_id"),
@@ -216,6 +217,7 @@ def results(tmp_path_factory) -> dict[str, Result]:
 CONVERTED_MODULES = [
     "glasslab.methods." + name
     for name in [
+        "compare.alignment",
         "compare.composition_result",
         "compare.feature_influence",
         "compare.generations",

@@ -28,6 +28,7 @@ from typing import Literal
 import numpy as np
 
 from ...errors import InputError
+from ...views.result import Record
 
 Rule = Literal["auto", "position", "right", "left", "prefix_suffix", "lcs"]
 RULES: tuple[str, ...] = ("auto", "position", "right", "left", "prefix_suffix", "lcs")
@@ -35,8 +36,10 @@ _LCS_LIMIT = 1024  # tokens per prompt: the exact table is n_a x n_b, filled in 
 
 
 @dataclass(frozen=True)
-class Alignment:
+class Alignment(Record):
     """Which position of prompt A stands for which position of prompt B."""
+
+    json_keys = ("rule", "tokens_a", "tokens_b", "pairs", "unmatched_a", "unmatched_b")
 
     rule: str  # the rule applied (``auto`` resolved)
     tokens_a: list[str]
@@ -60,16 +63,6 @@ class Alignment:
         i, j = pair
         a, b = self.tokens_a[i], self.tokens_b[j]
         return f"{i} {a!r}" if (i == j and a == b) else f"{i} {a!r} | {j} {b!r}"
-
-    def to_dict(self) -> dict:
-        return {
-            "rule": self.rule,
-            "tokens_a": self.tokens_a,
-            "tokens_b": self.tokens_b,
-            "pairs": [list(p) for p in self.pairs],
-            "unmatched_a": self.unmatched_a,
-            "unmatched_b": self.unmatched_b,
-        }
 
 
 def align_ids(ids_a: Sequence[int], ids_b: Sequence[int], rule: str = "auto") -> tuple[str, list[tuple[int, int]]]:

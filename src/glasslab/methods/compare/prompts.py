@@ -64,9 +64,6 @@ class PromptComparison(Result):
     facts: dict[str, str] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)  # JSON of each side's own result, where there is one
 
-    def _json_alignment(self) -> dict:
-        return self.alignment.to_dict()  # Alignment shapes its own JSON
-
     def figure(self) -> Figure:
         panels = [g.heatmap() for g in self.grids]
         if self.changes:
