@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import glasslab as gl
+from glasslab.methods.features.encode import feature_activations, sae_features
 from glasslab.methods.probing import ProbeDataset, ProbeExample
 
 from .test_compare_features import random_sae
@@ -38,7 +39,10 @@ def builders(folder: Path) -> dict[str, Callable[[], object]]:
     vector = gl.make_steering_vector(model, PAIRS, layer=1)
     lens = gl.train_tuned_lens(model, corpus, tokens=200, seq_len=16, batch_size=2, folder=folder / "lens")
     patch = dict(target="mary", versus="john")
+    sae = random_sae("blocks.1.resid_post", 4)
     return {
+        "FeatureActivations": lambda: sae_features(model, sae, PROMPT, top=3),
+        "FeatureTrace": lambda: feature_activations(model, sae, 3, PROMPT),
         "Ablation": lambda: gl.ablate(model, PROMPT, target="mary", heads=[(0, 1)], attn_layers=[1]),
         "AblationSweep": lambda: gl.ablation_sweep(model, PROMPT, **patch, batch_size=5),
         "Attention": lambda: gl.attention(model, PROMPT, layer=1, head=2),

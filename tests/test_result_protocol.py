@@ -65,6 +65,11 @@ EXPECTED = {
         "feature_influence",
         "model prompt tokens upstream_hook downstream_hook position nodes edges",
     ),
+    "FeatureActivations": ("sae_features", "model sae hook prompt max_density tokens"),
+    "FeatureTrace": (
+        "sae_feature_trace",
+        "model sae hook feature label text tokens activations max_activation fires_on",
+    ),
     "Generation": (
         "generation",
         "model prompt completion prompt_tokens new_tokens new_token_ids temperature seed interventions",
@@ -203,6 +208,8 @@ NESTED = [
     ("PromptComparison", ("alignment",), "rule tokens_a tokens_b pairs unmatched_a unmatched_b"),
     ("SideEffects", ("target",), "prompt metric before after change"),
     ("FeatureInfluence", ("nodes", 0), "id hook feature activation side"),
+    ("FeatureActivations", ("tokens", 0), "position token l0 error_norm relative_error cosine top dense"),
+    ("FeatureActivations", ("tokens", 0, "top", 0), "feature activation label density detection"),
     ("FeatureInfluence", ("edges", 0), "source target weight top_position patched source_id target_id"),
     ("SideEffects", ("corpus",), "source sequences tokens loss_before loss_after loss_change kl_mean kl_max"),
     ("SideEffects", ("neutral", 0), "prompt loss_before loss_after kl_last kl_mean top_before top_after top_changed"),
@@ -217,6 +224,7 @@ def results(tmp_path_factory) -> dict[str, Result]:
 CONVERTED_MODULES = [
     "glasslab.methods." + name
     for name in [
+        "features.encode",
         "compare.alignment",
         "compare.composition_result",
         "compare.feature_influence",
@@ -327,6 +335,9 @@ def test_shaped_values_equal_what_the_old_code_computed(results):
     prompts = results["PromptComparison"]
     assert prompts.to_dict()["alignment"] == prompts.alignment.to_dict()
     assert prompts.to_dict()["positions"] == list(prompts.positions)
+    trace = results["FeatureTrace"]
+    assert trace.to_dict()["max_activation"] == max(trace.activations)
+    assert trace.to_dict()["fires_on"] == sum(a > 0 for a in trace.activations)
     effects = results["SideEffects"]
     assert effects.to_dict()["target"]["change"] == effects.target.change
     assert effects.to_dict()["corpus"]["loss_change"] == effects.corpus.loss_after - effects.corpus.loss_before

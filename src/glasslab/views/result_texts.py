@@ -257,6 +257,24 @@ RESULTS: dict[str, Explanation] = {
         "(compare the patching check). Paths through attention to other positions are included; the SAE's "
         "reconstruction error is held fixed.",
     ),
+    "sae_features": Explanation(
+        title="SAE features on a prompt",
+        see="For every token, the SAE features that fire most on the activation at this hook, and how much of the "
+        "activation the SAE fails to reconstruct.",
+        read="Each row is one feature (its label, if the SAE has a labels file); a cell is the feature's activation "
+        "at that token, blank where it is not among the token's strongest. The bars show the part of the activation "
+        "the SAE misses: 0 is a perfect reconstruction, 1 means it explains nothing.",
+        caveat="A feature's label summarises where it fires most on some corpus; on your text it may fire for another "
+        "reason. Features explain only the reconstructed part: a large error means much of what the model computes "
+        "here is not described by any feature.",
+    ),
+    "sae_feature_trace": Explanation(
+        title="One SAE feature on a text",
+        see="How strongly {name} fires on each token of your text.",
+        read="Darker cells are larger activations; most features are exactly 0 on most tokens.",
+        caveat="One text shows where the feature fires here, not what it means: compare with its dashboard (top "
+        "contexts over a corpus) before trusting a label.",
+    ),
     "resid_norms": Explanation(
         title="Residual stream norms",
         see="How large the residual stream is entering and leaving each layer, and how large each attention and MLP "

@@ -22,14 +22,15 @@ from ...dictionaries.loading import labels_of, origin_of
 from ...errors import InputError
 from ...model.model import Model
 from ...model.run import Run
+from ...views.explanations import explanation
 from ...views.figures import Bars, Figure, Heatmap
-from ...views.html import figure_html
+from ...views.result import Record, Result
 
 MAX_ROWS = 30  # features drawn in the prompt heatmap
 
 
 @dataclass(frozen=True)
-class FeatureScore:
+class FeatureScore(Record):
     feature: int
     activation: float
     label: str | None = None
@@ -38,8 +39,10 @@ class FeatureScore:
 
 
 @dataclass(frozen=True)
-class TokenFeatures:
+class TokenFeatures(Record):
     """One token: its strongest features, how many fire (L0), and the SAE's reconstruction error there."""
+
+    json_keys = ("position", "token", "l0", "error_norm", "relative_error", "cosine", "top", "dense")
 
     position: int
     token: str
@@ -52,36 +55,16 @@ class TokenFeatures:
 
 
 @dataclass(frozen=True)
-class FeatureActivations:
+class FeatureActivations(Result):
+    kind = "sae_features"
+    json_keys = ("model", "sae", "hook", "prompt", "max_density", "tokens")
+
     model: str
     sae: str
     hook: str
     prompt: str
     tokens: list[TokenFeatures]
     max_density: float | None = None  # features denser than this are in ``dense``, not ``top``
-
-    def to_dict(self) -> dict:
-        return {
-            "kind": "sae_features",
-            "model": self.model,
-            "sae": self.sae,
-            "hook": self.hook,
-            "prompt": self.prompt,
-            "max_density": self.max_density,
-            "tokens": [
-                {
-                    "position": t.position,
-                    "token": t.token,
-                    "l0": t.l0,
-                    "error_norm": t.error_norm,
-                    "relative_error": t.relative_error,
-                    "cosine": t.cosine,
-                    "top": [_score(s) for s in t.top],
-                    "dense": [_score(s) for s in t.dense],
-                }
-                for t in self.tokens
-            ],
-        }
 
     def features_shown(self) -> list[int]:
         """The features in the heatmap: every token's top ones, strongest first, at most ``MAX_ROWS``."""
@@ -124,24 +107,28 @@ class FeatureActivations:
         return Figure(
             f"{self.model}: SAE features at {self.hook} for {self.prompt!r}",
             panels,
-            what_you_see="For every token, the SAE features that fire most on the activation at this hook, and how "
-            "much of the activation the SAE fails to reconstruct.",
-            how_to_read="Each row is one feature (its label, if the SAE has a labels file); a cell is the feature's "
-            "activation at that token, blank where it is not among the token's strongest. The bars show the part "
-            "of the activation the SAE misses: 0 is a perfect reconstruction, 1 means it explains nothing.",
-            caveat="A feature's label summarises where it fires most on some corpus; on your text it may fire for "
-            "another reason. Features explain only the reconstructed part: a large error means much of what the "
-            "model computes here is not described by any feature.",
+            **explanation("sae_features"),
             extra={"sae": self.sae, "tokens": str(len(self.tokens))},
         )
 
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
-
 
 @dataclass(frozen=True)
-class FeatureTrace:
+class FeatureTrace(Result):
     """One feature's activation on every token of a text."""
+
+    kind = "sae_feature_trace"
+    json_keys = (
+        "model",
+        "sae",
+        "hook",
+        "feature",
+        "label",
+        "text",
+        "tokens",
+        "activations",
+        "max_activation",
+        "fires_on",
+    )
 
     model: str
     sae: str
@@ -152,20 +139,11 @@ class FeatureTrace:
     tokens: list[str]
     activations: list[float]
 
-    def to_dict(self) -> dict:
-        return {
-            "kind": "sae_feature_trace",
-            "model": self.model,
-            "sae": self.sae,
-            "hook": self.hook,
-            "feature": self.feature,
-            "label": self.label,
-            "text": self.text,
-            "tokens": self.tokens,
-            "activations": self.activations,
-            "max_activation": max(self.activations),
-            "fires_on": sum(a > 0 for a in self.activations),
-        }
+    def _json_max_activation(self) -> float:
+        return max(self.activations)
+
+    def _json_fires_on(self) -> int:
+        return sum(a > 0 for a in self.activations)
 
     def figure(self) -> Figure:
         name = f"feature {self.feature}" + (f" ({self.label})" if self.label else "")
@@ -183,15 +161,9 @@ class FeatureTrace:
                     hover=[[f"{t!r}: {a:.4f}" for t, a in zip(self.tokens, self.activations, strict=True)]],
                 )
             ],
-            what_you_see=f"How strongly {name} fires on each token of your text.",
-            how_to_read="Darker cells are larger activations; most features are exactly 0 on most tokens.",
-            caveat="One text shows where the feature fires here, not what it means: compare with its dashboard "
-            "(top contexts over a corpus) before trusting a label.",
+            **explanation("sae_feature_trace", name=name),
             extra={"sae": self.sae, "max": f"{max(self.activations):.4f}"},
         )
-
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
 
 
 def hook_activations(model: Model, sae: SAE, prompt: str | torch.Tensor, run: Run | None = None) -> torch.Tensor:
@@ -340,13 +312,3 @@ def _label(entry: FeatureLabel | None) -> str | None:
 def _detection(entry: FeatureLabel | None) -> float | None:
     score = (entry.extra.get("detection") or {}).get("f1") if entry is not None else None
     return float(score) if isinstance(score, int | float) else None
-
-
-def _score(s: FeatureScore) -> dict:
-    return {
-        "feature": s.feature,
-        "activation": s.activation,
-        "label": s.label,
-        "density": s.density,
-        "detection": s.detection,
-    }
