@@ -8,9 +8,11 @@ from pathlib import Path
 
 import glasslab as gl
 from glasslab.methods.features.encode import feature_activations, sae_features
+from glasslab.methods.features.search import search_features
 from glasslab.methods.probing import ProbeDataset, ProbeExample
 
 from .test_compare_features import random_sae
+from .test_sae_search import labelled
 from .tiny import WORDS, tiny_model
 
 PROMPT = "when mary and john went to the store john gave a drink to"
@@ -43,6 +45,7 @@ def builders(folder: Path) -> dict[str, Callable[[], object]]:
     return {
         "FeatureActivations": lambda: sae_features(model, sae, PROMPT, top=3),
         "FeatureTrace": lambda: feature_activations(model, sae, 3, PROMPT),
+        "FeatureSearch": lambda: search_features(model, labelled(model, folder / "sae"), "cat", top=5),
         "Ablation": lambda: gl.ablate(model, PROMPT, target="mary", heads=[(0, 1)], attn_layers=[1]),
         "AblationSweep": lambda: gl.ablation_sweep(model, PROMPT, **patch, batch_size=5),
         "Attention": lambda: gl.attention(model, PROMPT, layer=1, head=2),

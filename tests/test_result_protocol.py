@@ -66,6 +66,7 @@ EXPECTED = {
         "model prompt tokens upstream_hook downstream_hook position nodes edges",
     ),
     "FeatureActivations": ("sae_features", "model sae hook prompt max_density tokens"),
+    "FeatureSearch": ("sae_feature_search", "model sae hook query terms searched hits"),
     "FeatureTrace": (
         "sae_feature_trace",
         "model sae hook feature label text tokens activations max_activation fires_on",
@@ -210,6 +211,7 @@ NESTED = [
     ("FeatureInfluence", ("nodes", 0), "id hook feature activation side"),
     ("FeatureActivations", ("tokens", 0), "position token l0 error_norm relative_error cosine top dense"),
     ("FeatureActivations", ("tokens", 0, "top", 0), "feature activation label density detection"),
+    ("FeatureSearch", ("hits", 0), "feature label source score lexical meaning matched density"),
     ("FeatureInfluence", ("edges", 0), "source target weight top_position patched source_id target_id"),
     ("SideEffects", ("corpus",), "source sequences tokens loss_before loss_after loss_change kl_mean kl_max"),
     ("SideEffects", ("neutral", 0), "prompt loss_before loss_after kl_last kl_mean top_before top_after top_changed"),
@@ -225,6 +227,7 @@ CONVERTED_MODULES = [
     "glasslab.methods." + name
     for name in [
         "features.encode",
+        "features.search",
         "compare.alignment",
         "compare.composition_result",
         "compare.feature_influence",

@@ -275,6 +275,15 @@ RESULTS: dict[str, Explanation] = {
         caveat="One text shows where the feature fires here, not what it means: compare with its dashboard (top "
         "contexts over a corpus) before trusting a label.",
     ),
+    "sae_feature_search": Explanation(
+        title="Feature search",
+        see="The labelled features of {sae} whose labels best match your words, best first.",
+        read="A feature scores for the query's words found in its label (the words it fires on count most, its quoted "
+        "contexts least) plus the cosine between the query and the words it fires on in the model's own "
+        "token-embedding space. 'matched' says which word or nearby word made the match.",
+        caveat="This searches labels, which summarise a feature's top contexts on one corpus; a match is a lead, not "
+        "proof of what the feature does. Open its dashboard and check its contexts.",
+    ),
     "resid_norms": Explanation(
         title="Residual stream norms",
         see="How large the residual stream is entering and leaving each layer, and how large each attention and MLP "

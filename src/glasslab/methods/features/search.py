@@ -33,8 +33,9 @@ from ...dictionaries.labels_file import FeatureLabel
 from ...dictionaries.loading import labels_of, origin_of
 from ...errors import InputError
 from ...model.model import Model
+from ...views.explanations import explanation
 from ...views.figures import Bars, Figure
-from ...views.html import figure_html
+from ...views.result import Record, Result
 
 MAX_QUERY_CHARS = 200
 DENSE_ABOVE = 0.1  # exclude_dense skips features firing on more than this fraction of tokens
@@ -81,7 +82,7 @@ def stems(word: str) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class SearchHit:
+class SearchHit(Record):
     feature: int
     label: str
     source: str
@@ -93,7 +94,9 @@ class SearchHit:
 
 
 @dataclass(frozen=True)
-class FeatureSearch:
+class FeatureSearch(Result):
+    kind = "sae_feature_search"
+
     model: str
     sae: str
     hook: str
@@ -101,30 +104,6 @@ class FeatureSearch:
     terms: list[str]  # the query's words that were looked up (stop words left out)
     searched: int  # labelled features considered
     hits: list[SearchHit]
-
-    def to_dict(self) -> dict:
-        return {
-            "kind": "sae_feature_search",
-            "model": self.model,
-            "sae": self.sae,
-            "hook": self.hook,
-            "query": self.query,
-            "terms": self.terms,
-            "searched": self.searched,
-            "hits": [
-                {
-                    "feature": h.feature,
-                    "label": h.label,
-                    "source": h.source,
-                    "score": h.score,
-                    "lexical": h.lexical,
-                    "meaning": h.meaning,
-                    "matched": h.matched,
-                    "density": h.density,
-                }
-                for h in self.hits
-            ],
-        }
 
     def figure(self) -> Figure:
         return Figure(
@@ -140,17 +119,9 @@ class FeatureSearch:
                     ],
                 )
             ],
-            what_you_see=f"The labelled features of {self.sae} whose labels best match your words, best first.",
-            how_to_read="A feature scores for the query's words found in its label (the words it fires on count "
-            "most, its quoted contexts least) plus the cosine between the query and the words it fires on in the "
-            "model's own token-embedding space. 'matched' says which word or nearby word made the match.",
-            caveat="This searches labels, which summarise a feature's top contexts on one corpus; a match is a "
-            "lead, not proof of what the feature does. Open its dashboard and check its contexts.",
+            **explanation("sae_feature_search", sae=self.sae),
             extra={"sae": self.sae, "searched": f"{self.searched} labelled features"},
         )
-
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
 
 
 def search_features(model: Model, sae: SAE, query: str, *, top: int = 20, exclude_dense: bool = False) -> FeatureSearch:
