@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import glasslab as gl
+from glasslab.methods.features.dashboard import feature_dashboard
 from glasslab.methods.features.encode import feature_activations, sae_features
 from glasslab.methods.features.search import search_features
 from glasslab.methods.probing import ProbeDataset, ProbeExample
@@ -46,6 +47,9 @@ def builders(folder: Path) -> dict[str, Callable[[], object]]:
         "FeatureActivations": lambda: sae_features(model, sae, PROMPT, top=3),
         "FeatureTrace": lambda: feature_activations(model, sae, 3, PROMPT),
         "FeatureSearch": lambda: search_features(model, labelled(model, folder / "sae"), "cat", top=5),
+        "FeatureDashboard": lambda: feature_dashboard(
+            model, labelled(model, folder / "sae_dashboard"), 0, corpus=corpus, sequences=6, seq_len=16, k=3
+        ),
         "Ablation": lambda: gl.ablate(model, PROMPT, target="mary", heads=[(0, 1)], attn_layers=[1]),
         "AblationSweep": lambda: gl.ablation_sweep(model, PROMPT, **patch, batch_size=5),
         "Attention": lambda: gl.attention(model, PROMPT, layer=1, head=2),

@@ -66,6 +66,11 @@ EXPECTED = {
         "model prompt tokens upstream_hook downstream_hook position nodes edges",
     ),
     "FeatureActivations": ("sae_features", "model sae hook prompt max_density tokens"),
+    "FeatureDashboard": (
+        "sae_feature_dashboard",
+        "model sae hook feature label neuronpedia corpus sequences tokens density mean_activation max_activation "
+        "contexts histogram promotes suppresses direction_note",
+    ),
     "FeatureSearch": ("sae_feature_search", "model sae hook query terms searched hits"),
     "FeatureTrace": (
         "sae_feature_trace",
@@ -212,6 +217,8 @@ NESTED = [
     ("FeatureActivations", ("tokens", 0), "position token l0 error_norm relative_error cosine top dense"),
     ("FeatureActivations", ("tokens", 0, "top", 0), "feature activation label density detection"),
     ("FeatureSearch", ("hits", 0), "feature label source score lexical meaning matched density"),
+    ("FeatureDashboard", ("contexts", 0), "activation sequence position tokens activations centre"),
+    ("FeatureDashboard", ("histogram",), "edges counts"),
     ("FeatureInfluence", ("edges", 0), "source target weight top_position patched source_id target_id"),
     ("SideEffects", ("corpus",), "source sequences tokens loss_before loss_after loss_change kl_mean kl_max"),
     ("SideEffects", ("neutral", 0), "prompt loss_before loss_after kl_last kl_mean top_before top_after top_changed"),
@@ -226,6 +233,7 @@ def results(tmp_path_factory) -> dict[str, Result]:
 CONVERTED_MODULES = [
     "glasslab.methods." + name
     for name in [
+        "features.dashboard",
         "features.encode",
         "features.search",
         "compare.alignment",
@@ -338,6 +346,8 @@ def test_shaped_values_equal_what_the_old_code_computed(results):
     prompts = results["PromptComparison"]
     assert prompts.to_dict()["alignment"] == prompts.alignment.to_dict()
     assert prompts.to_dict()["positions"] == list(prompts.positions)
+    dashboard = results["FeatureDashboard"]
+    assert dashboard.to_dict()["label"] == dashboard.label.to_json()
     trace = results["FeatureTrace"]
     assert trace.to_dict()["max_activation"] == max(trace.activations)
     assert trace.to_dict()["fires_on"] == sum(a > 0 for a in trace.activations)

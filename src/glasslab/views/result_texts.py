@@ -284,6 +284,18 @@ RESULTS: dict[str, Explanation] = {
         caveat="This searches labels, which summarise a feature's top contexts on one corpus; a match is a lead, not "
         "proof of what the feature does. Open its dashboard and check its contexts.",
     ),
+    "sae_feature_dashboard": Explanation(
+        title="Feature dashboard",
+        see="The stretches of the corpus where this feature fires most, how its activations are spread, how often it "
+        "fires, and which next tokens its decoder direction pushes up or down.",
+        read="Each context row is one sequence, centred on the token where the feature peaks; colours show its "
+        "activation on each token. The histogram counts only tokens where it fires (density says how rare that is). "
+        "Promoted/suppressed tokens read the feature's decoder direction through the model's final norm weight and "
+        "unembedding, per unit of activation. {direction_note}",
+        caveat="Top contexts show when a feature fires most, not everything it does; weaker activations can matter "
+        "too. The token lists ignore what later layers do with the feature's output, and a label (automatic or not) "
+        "is a summary to check against these contexts, not a fact.",
+    ),
     "resid_norms": Explanation(
         title="Residual stream norms",
         see="How large the residual stream is entering and leaving each layer, and how large each attention and MLP "

@@ -23,8 +23,9 @@ from ...dictionaries.labels_file import FeatureLabel, read_labels, write_labels
 from ...dictionaries.loading import labels_folder, labels_of, origin_of
 from ...errors import InputError
 from ...model.model import Model
+from ...views.explanations import explanation
 from ...views.figures import Bars, Figure, Heatmap
-from ...views.html import figure_html
+from ...views.result import Result
 from .atlas import atlas_of
 from .basis import Context, DictionaryBasis, TokenEffect, token_effects
 from .encode import check_feature
@@ -35,7 +36,28 @@ NEURONPEDIA = "https://www.neuronpedia.org"
 
 # -- one feature's dashboard ----------------------------------------------------------------------------
 @dataclass(frozen=True)
-class FeatureDashboard:
+class FeatureDashboard(Result):
+    kind = "sae_feature_dashboard"
+    json_keys = (
+        "model",
+        "sae",
+        "hook",
+        "feature",
+        "label",
+        "neuronpedia",
+        "corpus",
+        "sequences",
+        "tokens",
+        "density",
+        "mean_activation",
+        "max_activation",
+        "contexts",
+        "histogram",
+        "promotes",
+        "suppresses",
+        "direction_note",
+    )
+
     model: str
     sae: str
     hook: str
@@ -55,40 +77,11 @@ class FeatureDashboard:
     suppresses: list[TokenEffect]
     direction_note: str  # how promotes/suppresses were read (or why there are none)
 
-    def to_dict(self) -> dict:
-        def effect(t: TokenEffect) -> dict:
-            return {"token": t.token, "token_id": t.token_id, "value": t.value}
+    def _json_label(self) -> dict | None:
+        return None if self.label is None else self.label.to_json()
 
-        return {
-            "kind": "sae_feature_dashboard",
-            "model": self.model,
-            "sae": self.sae,
-            "hook": self.hook,
-            "feature": self.feature,
-            "label": None if self.label is None else self.label.to_json(),
-            "neuronpedia": self.neuronpedia,
-            "corpus": self.corpus,
-            "sequences": self.sequences,
-            "tokens": self.tokens,
-            "density": self.density,
-            "mean_activation": self.mean_activation,
-            "max_activation": self.max_activation,
-            "contexts": [
-                {
-                    "activation": c.activation,
-                    "sequence": c.sequence,
-                    "position": c.position,
-                    "tokens": c.tokens,
-                    "activations": c.activations,
-                    "centre": c.centre,
-                }
-                for c in self.contexts
-            ],
-            "histogram": {"edges": self.histogram_edges, "counts": self.histogram_counts},
-            "promotes": [effect(t) for t in self.promotes],
-            "suppresses": [effect(t) for t in self.suppresses],
-            "direction_note": self.direction_note,
-        }
+    def _json_histogram(self) -> dict[str, list]:
+        return {"edges": self.histogram_edges, "counts": self.histogram_counts}
 
     def figure(self) -> Figure:
         panels: list[Heatmap | Bars] = []
@@ -119,20 +112,9 @@ class FeatureDashboard:
         return Figure(
             f"{self.model}: feature {self.feature} of the SAE at {self.hook}",
             panels,
-            what_you_see="The stretches of the corpus where this feature fires most, how its activations are "
-            "spread, how often it fires, and which next tokens its decoder direction pushes up or down.",
-            how_to_read="Each context row is one sequence, centred on the token where the feature peaks; colours "
-            "show its activation on each token. The histogram counts only tokens where it fires (density says "
-            "how rare that is). Promoted/suppressed tokens read the feature's decoder direction through the "
-            f"model's final norm weight and unembedding, per unit of activation. {self.direction_note}",
-            caveat="Top contexts show when a feature fires most, not everything it does; weaker activations can "
-            "matter too. The token lists ignore what later layers do with the feature's output, and a label "
-            "(automatic or not) is a summary to check against these contexts, not a fact.",
+            **explanation("sae_feature_dashboard", direction_note=self.direction_note),
             extra=extra,
         )
-
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
 
 
 def _contexts_heatmap(contexts: list[Context]) -> Heatmap:
