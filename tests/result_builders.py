@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import glasslab as gl
+from glasslab.methods.features.clamp import clamp_features, clamp_sweep
 from glasslab.methods.features.dashboard import feature_dashboard
 from glasslab.methods.features.encode import feature_activations, sae_features
 from glasslab.methods.features.search import search_features
@@ -46,6 +47,8 @@ def builders(folder: Path) -> dict[str, Callable[[], object]]:
     return {
         "FeatureActivations": lambda: sae_features(model, sae, PROMPT, top=3),
         "FeatureTrace": lambda: feature_activations(model, sae, 3, PROMPT),
+        "FeatureClamp": lambda: clamp_features(model, sae, PROMPT, [0, 4], value=5.0, max_new_tokens=3),
+        "FeatureClampSweep": lambda: clamp_sweep(model, sae, PROMPT, [0], [0.0, 10.0], max_new_tokens=3),
         "FeatureSearch": lambda: search_features(model, labelled(model, folder / "sae"), "cat", top=5),
         "FeatureDashboard": lambda: feature_dashboard(
             model, labelled(model, folder / "sae_dashboard"), 0, corpus=corpus, sequences=6, seq_len=16, k=3

@@ -66,6 +66,15 @@ EXPECTED = {
         "model prompt tokens upstream_hook downstream_hook position nodes edges",
     ),
     "FeatureActivations": ("sae_features", "model sae hook prompt max_density tokens"),
+    "FeatureClamp": (
+        "sae_feature_clamp",
+        "model sae hook prompt features labels mode amount positions next_token baseline clamped baseline_tokens "
+        "clamped_tokens first_difference baseline_values clamped_values",
+    ),
+    "FeatureClampSweep": (
+        "sae_clamp_sweep",
+        "model sae hook prompt features labels mode positions baseline baseline_top baseline_top_prob rows",
+    ),
     "FeatureDashboard": (
         "sae_feature_dashboard",
         "model sae hook feature label neuronpedia corpus sequences tokens density mean_activation max_activation "
@@ -219,6 +228,9 @@ NESTED = [
     ("FeatureSearch", ("hits", 0), "feature label source score lexical meaning matched density"),
     ("FeatureDashboard", ("contexts", 0), "activation sequence position tokens activations centre"),
     ("FeatureDashboard", ("histogram",), "edges counts"),
+    ("FeatureClamp", ("next_token",), "baseline_top clamped_top kl tokens"),
+    ("FeatureClamp", ("next_token", "tokens", 0), "token token_id baseline clamped"),
+    ("FeatureClampSweep", ("rows", 0), "amount completion next_top baseline_top_prob kl"),
     ("FeatureInfluence", ("edges", 0), "source target weight top_position patched source_id target_id"),
     ("SideEffects", ("corpus",), "source sequences tokens loss_before loss_after loss_change kl_mean kl_max"),
     ("SideEffects", ("neutral", 0), "prompt loss_before loss_after kl_last kl_mean top_before top_after top_changed"),
@@ -233,6 +245,7 @@ def results(tmp_path_factory) -> dict[str, Result]:
 CONVERTED_MODULES = [
     "glasslab.methods." + name
     for name in [
+        "features.clamp",
         "features.dashboard",
         "features.encode",
         "features.search",

@@ -8,6 +8,7 @@ result shares its caveat from here (``workbench_texts.py``).
 
 from __future__ import annotations
 
+from .feature_texts import FEATURE_RESULTS
 from .figures import Explanation
 
 RESULTS: dict[str, Explanation] = {
@@ -257,45 +258,6 @@ RESULTS: dict[str, Explanation] = {
         "(compare the patching check). Paths through attention to other positions are included; the SAE's "
         "reconstruction error is held fixed.",
     ),
-    "sae_features": Explanation(
-        title="SAE features on a prompt",
-        see="For every token, the SAE features that fire most on the activation at this hook, and how much of the "
-        "activation the SAE fails to reconstruct.",
-        read="Each row is one feature (its label, if the SAE has a labels file); a cell is the feature's activation "
-        "at that token, blank where it is not among the token's strongest. The bars show the part of the activation "
-        "the SAE misses: 0 is a perfect reconstruction, 1 means it explains nothing.",
-        caveat="A feature's label summarises where it fires most on some corpus; on your text it may fire for another "
-        "reason. Features explain only the reconstructed part: a large error means much of what the model computes "
-        "here is not described by any feature.",
-    ),
-    "sae_feature_trace": Explanation(
-        title="One SAE feature on a text",
-        see="How strongly {name} fires on each token of your text.",
-        read="Darker cells are larger activations; most features are exactly 0 on most tokens.",
-        caveat="One text shows where the feature fires here, not what it means: compare with its dashboard (top "
-        "contexts over a corpus) before trusting a label.",
-    ),
-    "sae_feature_search": Explanation(
-        title="Feature search",
-        see="The labelled features of {sae} whose labels best match your words, best first.",
-        read="A feature scores for the query's words found in its label (the words it fires on count most, its quoted "
-        "contexts least) plus the cosine between the query and the words it fires on in the model's own "
-        "token-embedding space. 'matched' says which word or nearby word made the match.",
-        caveat="This searches labels, which summarise a feature's top contexts on one corpus; a match is a lead, not "
-        "proof of what the feature does. Open its dashboard and check its contexts.",
-    ),
-    "sae_feature_dashboard": Explanation(
-        title="Feature dashboard",
-        see="The stretches of the corpus where this feature fires most, how its activations are spread, how often it "
-        "fires, and which next tokens its decoder direction pushes up or down.",
-        read="Each context row is one sequence, centred on the token where the feature peaks; colours show its "
-        "activation on each token. The histogram counts only tokens where it fires (density says how rare that is). "
-        "Promoted/suppressed tokens read the feature's decoder direction through the model's final norm weight and "
-        "unembedding, per unit of activation. {direction_note}",
-        caveat="Top contexts show when a feature fires most, not everything it does; weaker activations can matter "
-        "too. The token lists ignore what later layers do with the feature's output, and a label (automatic or not) "
-        "is a summary to check against these contexts, not a fact.",
-    ),
     "resid_norms": Explanation(
         title="Residual stream norms",
         see="How large the residual stream is entering and leaving each layer, and how large each attention and MLP "
@@ -392,3 +354,4 @@ RESULTS: dict[str, Explanation] = {
         notes={"tuned": " Tuned lens: {note}."},
     ),
 }
+RESULTS.update(FEATURE_RESULTS)

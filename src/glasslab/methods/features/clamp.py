@@ -25,13 +25,14 @@ from ...dictionaries.loading import labels_of, origin_of, validate
 from ...errors import InputError
 from ...interventions.splice import FeatureEdit, FeatureRecorder, SAESplice
 from ...model.model import Model
+from ...views.explanations import explanation
 from ...views.figures import Bars, Figure, Heatmap
-from ...views.html import figure_html
+from ...views.result import Record, Result
 from .encode import check_feature
 
 
 @dataclass(frozen=True)
-class TokenProb:
+class TokenProb(Record):
     token: str
     token_id: int
     baseline: float  # probability without the clamp
@@ -39,7 +40,7 @@ class TokenProb:
 
 
 @dataclass(frozen=True)
-class NextToken:
+class NextToken(Record):
     """The prediction after the prompt's last token, without and with the clamp."""
 
     baseline_top: str
@@ -47,20 +48,11 @@ class NextToken:
     kl: float  # KL(baseline || clamped) in nats
     tokens: list[TokenProb]  # each side's top tokens, by the larger of the two probabilities
 
-    def to_dict(self) -> dict:
-        return {
-            "baseline_top": self.baseline_top,
-            "clamped_top": self.clamped_top,
-            "kl": self.kl,
-            "tokens": [
-                {"token": t.token, "token_id": t.token_id, "baseline": t.baseline, "clamped": t.clamped}
-                for t in self.tokens
-            ],
-        }
-
 
 @dataclass(frozen=True)
-class FeatureClamp:
+class FeatureClamp(Result):
+    kind = "sae_feature_clamp"
+
     model: str
     sae: str
     hook: str
@@ -81,28 +73,6 @@ class FeatureClamp:
 
     def describe(self) -> str:
         return FeatureEdit(self.features, self.mode, self.amount, self.positions).describe()  # type: ignore[arg-type]
-
-    def to_dict(self) -> dict:
-        return {
-            "kind": "sae_feature_clamp",
-            "model": self.model,
-            "sae": self.sae,
-            "hook": self.hook,
-            "prompt": self.prompt,
-            "features": self.features,
-            "labels": self.labels,
-            "mode": self.mode,
-            "amount": self.amount,
-            "positions": self.positions,
-            "next_token": self.next_token.to_dict(),
-            "baseline": self.baseline,
-            "clamped": self.clamped,
-            "baseline_tokens": self.baseline_tokens,
-            "clamped_tokens": self.clamped_tokens,
-            "first_difference": self.first_difference,
-            "baseline_values": self.baseline_values,
-            "clamped_values": self.clamped_values,
-        }
 
     def figure(self) -> Figure:
         rows = [f"F{f}" + (f" {label}" if label else "") for f, label in zip(self.features, self.labels, strict=True)]
@@ -135,15 +105,7 @@ class FeatureClamp:
         return Figure(
             f"{self.model}: {self.describe()} at {self.hook}",
             panels,
-            what_you_see="How the model's next-token prediction and its continuation change when these SAE features "
-            "are forced, and the features' values at each position with and without the clamp.",
-            how_to_read="Bars above zero are tokens the clamp made more likely after your prompt. Both "
-            "generations start from the same prompt and settings; the clamp changes only the chosen features "
-            "(the SAE's reconstruction error is kept, so nothing else moves). Columns after the first "
-            "difference read different tokens in the two rows.",
-            caveat="A change shows the features can steer the output when forced, not what they do normally: "
-            "values far outside a feature's usual range (see its dashboard) can break the model in ways unrelated "
-            "to its meaning, and an unchanged text does not prove the feature is unused.",
+            **explanation("sae_feature_clamp"),
             extra={
                 "baseline": self.baseline,
                 "clamped": self.clamped,
@@ -152,30 +114,20 @@ class FeatureClamp:
             },
         )
 
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
-
 
 @dataclass(frozen=True)
-class SweepRow:
+class SweepRow(Record):
     amount: float
     completion: str
     next_top: str
     baseline_top_prob: float  # probability of the baseline's most likely next token under this clamp
     kl: float
 
-    def to_dict(self) -> dict:
-        return {
-            "amount": self.amount,
-            "completion": self.completion,
-            "next_top": self.next_top,
-            "baseline_top_prob": self.baseline_top_prob,
-            "kl": self.kl,
-        }
-
 
 @dataclass(frozen=True)
-class FeatureClampSweep:
+class FeatureClampSweep(Result):
+    kind = "sae_clamp_sweep"
+
     model: str
     sae: str
     hook: str
@@ -188,23 +140,6 @@ class FeatureClampSweep:
     baseline_top: str
     baseline_top_prob: float
     rows: list[SweepRow]
-
-    def to_dict(self) -> dict:
-        return {
-            "kind": "sae_clamp_sweep",
-            "model": self.model,
-            "sae": self.sae,
-            "hook": self.hook,
-            "prompt": self.prompt,
-            "features": self.features,
-            "labels": self.labels,
-            "mode": self.mode,
-            "positions": self.positions,
-            "baseline": self.baseline,
-            "baseline_top": self.baseline_top,
-            "baseline_top_prob": self.baseline_top_prob,
-            "rows": [row.to_dict() for row in self.rows],
-        }
 
     def figure(self) -> Figure:
         what = {"value": "set to", "scale": "scaled by"}[self.mode]
@@ -225,17 +160,9 @@ class FeatureClampSweep:
                 ),
                 Bars("KL(baseline || clamped) of the next token", labels, [row.kl for row in self.rows], "nats"),
             ],
-            what_you_see=f"The prompt's next-token prediction and continuation with {features} {what} each value.",
-            how_to_read="Each row forces the features to one value (or factor) and nothing else; the first bars "
-            "show how likely the model's own next token stays, the second how far the whole next-token "
-            "distribution moved (0: not at all). Hover a bar for the continuation.",
-            caveat="Large values can push the model off its usual activations: a big change at an extreme value "
-            "says little about what the feature does at its natural range.",
+            **explanation("sae_clamp_sweep", features=features, what=what),
             extra={"baseline": self.baseline},
         )
-
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
 
 
 def _edit(mode: str, features: list[int], amount: float, positions: Sequence[int] | None) -> FeatureEdit:
