@@ -26,7 +26,7 @@ from glasslab.dictionaries import (
     register,
     unregister,
 )
-from glasslab.dictionaries.checkpoints import TENSORS_FILE, restore_checkpoint, save_checkpoint
+from glasslab.dictionaries.checkpoints import TENSORS_FILE, restore_checkpoint, write_checkpoint
 from glasslab.dictionaries.train import TrainConfig, to_sae
 from glasslab.dictionaries.training import TrainingState, initialise, start_training, train_step
 from glasslab.errors import InputError
@@ -308,7 +308,8 @@ def test_the_trainer_trains_a_kind_registered_here(toy_kinds, tmp_path):
     initialise(toy, cfg, state, rows)
     losses = [train_step(toy, optimizer, cfg, state, rows)["mse"] for _ in range(cfg.steps)]
     assert sum(losses[-5:]) < 0.7 * sum(losses[:5])
-    save_checkpoint(tmp_path / "ckpt", {"n": 1}, toy, optimizer, state, rows)
+    (tmp_path / "ckpt").mkdir()
+    write_checkpoint(tmp_path / "ckpt", {"n": 1}, toy, optimizer, state, rows)
     assert {"param.W", "param.b", "adam.W.exp_avg"} <= set(load_file(tmp_path / "ckpt" / TENSORS_FILE))
     again = TiedReLU(DictionaryConfig("toy-tied-relu", D_IN, D_SAE, HOOK))
     resumed_optimizer, resumed = start_training(again, cfg), TrainingState()
@@ -349,7 +350,8 @@ def test_checkpoints_keep_the_tensor_names_older_checkpoints_have(tmp_path):
     state = TrainingState()
     initialise(sae, cfg, state, Rows(0))
     train_step(sae, optimizer, cfg, state, Rows(1))
-    save_checkpoint(tmp_path / "c", {}, sae, optimizer, state, Rows(1))
+    (tmp_path / "c").mkdir()
+    write_checkpoint(tmp_path / "c", {}, sae, optimizer, state, Rows(1))
     names = set(load_file(tmp_path / "c" / TENSORS_FILE))
     params = ("W_enc", "b_enc", "W_dec", "b_dec", "log_threshold")
     expected = {f"param.{n}" for n in params} | {f"adam.{n}.{m}" for n in params for m in ("exp_avg", "exp_avg_sq")}

@@ -17,7 +17,6 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import InputError
-from ..store import atomic_directory
 from .base import Dictionary
 from .training import TrainingState
 
@@ -31,19 +30,6 @@ class ResumableRows(Protocol):
     def state(self) -> dict[str, Any]: ...
 
     def restore(self, state: dict[str, Any]) -> None: ...
-
-
-def save_checkpoint(
-    folder: Path,
-    settings: dict[str, Any],
-    dictionary: Dictionary,
-    optimizer: torch.optim.Optimizer,
-    state: TrainingState,
-    rows: ResumableRows,
-) -> None:
-    """Write everything a resumed training needs to ``folder``, atomically (``write_checkpoint``'s files)."""
-    with atomic_directory(folder) as tmp:
-        write_checkpoint(tmp, settings, dictionary, optimizer, state, rows)
 
 
 def write_checkpoint(

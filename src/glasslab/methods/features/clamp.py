@@ -50,8 +50,9 @@ class NextToken(Record):
 
 
 @dataclass(frozen=True)
-class FeatureClamp(Result):
-    kind = "sae_feature_clamp"
+class _Clamped(Result):
+    """What every clamp result starts with: the model, the SAE and its hook, the prompt, the clamped features
+    and their labels, and how they were clamped."""
 
     model: str
     sae: str
@@ -59,7 +60,13 @@ class FeatureClamp(Result):
     prompt: str
     features: list[int]
     labels: list[str | None]
-    mode: str  # "value", "scale" or "zero"
+    mode: str  # "value", "scale" or "zero" ("value" or "scale" in a sweep)
+
+
+@dataclass(frozen=True)
+class FeatureClamp(_Clamped):
+    kind = "sae_feature_clamp"
+
     amount: float
     positions: list[int] | None  # None = every position
     next_token: NextToken
@@ -125,16 +132,9 @@ class SweepRow(Record):
 
 
 @dataclass(frozen=True)
-class FeatureClampSweep(Result):
+class FeatureClampSweep(_Clamped):
     kind = "sae_clamp_sweep"
 
-    model: str
-    sae: str
-    hook: str
-    prompt: str
-    features: list[int]
-    labels: list[str | None]
-    mode: str  # "value" or "scale"
     positions: list[int] | None
     baseline: str
     baseline_top: str
