@@ -144,7 +144,7 @@ def test_hooks_json(cli, folder, api_model):
     assert data["hooks"][0] == "embed"
     assert data["hooks"][-2:] == ["ln_final", "logits"]
     assert "blocks.2.resid_mid" in data["hooks"]
-    assert len(data["hooks"]) == 1 + 3 * 12 + 2
+    assert len(data["hooks"]) == 1 + 3 * 13 + 2
 
 
 # -- tables ----------------------------------------------------------------------------------------
@@ -201,7 +201,7 @@ def test_hooks_table(cli, folder):
     result = cli("hooks", "--model", folder)
     assert result.exit_code == 0, result.stderr
     out = result.stdout
-    assert "39 hooks" in out
+    assert "42 hooks" in out
     for name in ("embed", "blocks.{L}.resid_pre", "blocks.{L}.attn.head_out", "blocks.{L}.mlp.post", "logits"):
         assert name in out
     words = out.split()  # the table may wrap its second column at any space

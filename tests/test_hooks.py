@@ -14,6 +14,7 @@ SITES = [
     "resid_post",
     "attn_out",
     "mlp_out",
+    "mlp.in",
     "attn.q",
     "attn.k",
     "attn.v",

@@ -247,7 +247,8 @@ def test_mlp_out_is_down_projection_of_neurons(full_run):
 
 
 def test_attn_and_mlp_out_match_modules_on_their_inputs(full_run):
-    """The MLP read by hand from its input (the residual, normed by the block's own norm) gives mlp_out."""
+    """The MLP read by hand from its input (the residual, normed by the block's own norm) gives mlp_out,
+    and that normed input is ``mlp.in``."""
     model, run = full_run
     c, mask = run.cache, run.attention_mask
     if is_gpt2(model):
@@ -262,10 +263,12 @@ def test_attn_and_mlp_out_match_modules_on_their_inputs(full_run):
         n = f"blocks.{layer}."
         source = c[n + "resid_pre"] if model.parallel_residual else c[n + "resid_mid"]
         with torch.no_grad():
-            out = model.block_module(layer, model.arch.mlp)(model.block_module(layer, norm_name)(source))
+            normed = model.block_module(layer, norm_name)(source)
+            out = model.block_module(layer, model.arch.mlp)(normed)
             if model.arch.post_mlp_norm:
                 out = model.block_module(layer, model.arch.post_mlp_norm)(out)
         close(real(c[n + "mlp_out"], mask), real(out, mask))
+        close(real(c[n + "mlp.in"], mask), real(normed, mask))  # mlp.in is the normed residual
 
 
 # -- the real default model (Gemma 3 270M) -----------------------------------------------------------

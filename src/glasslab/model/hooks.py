@@ -32,6 +32,7 @@ BLOCK_SITES: dict[str, tuple[Layout, str]] = {
     "attn.pattern": ("pattern", "[batch, head, query_pos, key_pos]  attention weights (rows sum to 1)"),
     "attn.z": ("query_heads", "[batch, pos, head, d_head]  each head's weighted sum of values"),
     "attn.head_out": ("query_heads", "[batch, pos, head, d_model]  each head's write into the residual"),
+    "mlp.in": ("resid", "[batch, pos, d_model]  the MLP's input, after its pre-norm (transcoders read it)"),
     "mlp.post": ("neurons", "[batch, pos, d_mlp]  neuron activations (input of the MLP output projection)"),
 }
 GLOBAL_SITES: dict[str, tuple[Layout, str]] = {

@@ -24,6 +24,7 @@ Where each canonical hook lives (module paths come from the family's ``Architect
   full sum) and the norm weight: the shares then add up to ``attn_out`` exactly. An edit of
   ``head_out`` changes ``attn_out`` by the edit's sum over heads, with the norm scale held fixed;
   to let the norm react, edit ``attn.z`` instead.
+- ``mlp.in``: input of the MLP module, i.e. after the norm it reads through (what transcoders read).
 - ``mlp.post``: input of the MLP output projection (the neuron activations).
 """
 
@@ -192,6 +193,8 @@ class HookSession:
                 self._hook(m.block_module(layer, arch.post_attn_norm), "post", self._attn_out_hook(layer))
             else:
                 self._hook(m.block_module(layer, arch.attn), "post", self._attn_out_hook(layer))
+        if self.wants(n + "mlp.in"):
+            self._hook(m.block_module(layer, arch.mlp), "pre", self._mlp_in_hook(layer))
         if self.wants(n + "mlp.post"):
             self._hook(m.block_module(layer, arch.mlp_out_proj), "pre", self._neurons_hook(layer))
         if self.wants(n + "mlp_out"):
@@ -286,10 +289,16 @@ class HookSession:
         return hook
 
     def _neurons_hook(self, layer: int):
-        name = f"blocks.{layer}.mlp.post"
+        return self._first_argument_hook(f"blocks.{layer}.mlp.post", "neurons")
+
+    def _mlp_in_hook(self, layer: int):
+        return self._first_argument_hook(f"blocks.{layer}.mlp.in", "resid")
+
+    def _first_argument_hook(self, name: str, layout: str):
+        """A pre-hook that reads (and may replace) a module's first positional input."""
 
         def hook(_module, args):
-            new = self.process(name, args[0], "neurons")
+            new = self.process(name, args[0], layout)
             return None if new is args[0] else (new, *args[1:])
 
         return hook
