@@ -1,0 +1,97 @@
+"""Influence, pruning and the graph's scores, from the adjacency matrix of direct effects.
+
+``adjacency[t, s]`` is the direct effect of node ``s`` on node ``t``. Influence asks how much of what
+reaches the targets passes through each node: edges are taken by magnitude and each row is normalised to
+sum to 1 (a node's inputs as shares), and a node's influence is the target-weighted sum over every path
+from it to the targets of the product of those shares. The graph is acyclic (a feature only feeds later
+layers), so the path sum is exact after as many steps as the graph is deep.
+
+Scores (Ameisen et al. 2025): the **replacement score** is the share of the targets' end-to-end influence
+that starts at token embeddings rather than at error nodes (1 = the transcoders explain everything), and
+the **completeness score** is the share of each node's input that comes from non-error nodes, averaged
+over nodes weighted by their influence (targets weighted by their own weights).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+def normalised(adjacency: torch.Tensor) -> torch.Tensor:
+    """|adjacency| with each row scaled to sum to 1 (rows with no input stay zero)."""
+    magnitude = adjacency.abs()
+    return magnitude / magnitude.sum(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def node_influence(adjacency: torch.Tensor, target_weights: torch.Tensor, depth: int) -> torch.Tensor:
+    """[n] each node's influence on the weighted targets (``target_weights`` [n], zero off the targets)."""
+    shares = normalised(adjacency)
+    reach = target_weights.clone()
+    total = torch.zeros_like(target_weights)
+    for _ in range(depth):
+        reach = reach @ shares
+        total += reach
+        if not bool(reach.any()):
+            break
+    return total
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """Which nodes and edges survive pruning."""
+
+    nodes: torch.Tensor  # [n] bool
+    edges: torch.Tensor  # [n, n] bool, same layout as the adjacency
+
+
+def prune(
+    adjacency: torch.Tensor,
+    target_weights: torch.Tensor,
+    is_feature: torch.Tensor,
+    depth: int,
+    node_threshold: float,
+    edge_threshold: float,
+) -> Pruned:
+    """Keep the features that carry ``node_threshold`` of the influence, then the edges that carry
+    ``edge_threshold`` of what flows between the kept nodes; tokens, error nodes and targets stay unless
+    no kept edge touches them (targets always stay)."""
+    influence = node_influence(adjacency, target_weights, depth)
+    keep = ~is_feature | _top_share(influence, is_feature, node_threshold)
+    kept = adjacency * keep[:, None] * keep[None, :]
+    edge_score = normalised(kept) * (node_influence(kept, target_weights, depth) + target_weights)[:, None]
+    edges = _top_share(edge_score.flatten(), edge_score.flatten() > 0, edge_threshold).reshape(kept.shape)
+    touched = edges.any(dim=0) | edges.any(dim=1) | (target_weights > 0)
+    return Pruned(keep & touched, edges & touched[:, None] & touched[None, :])
+
+
+def _top_share(scores: torch.Tensor, eligible: torch.Tensor, share: float) -> torch.Tensor:
+    """The eligible entries whose scores, largest first, make up ``share`` of the eligible total."""
+    chosen = torch.zeros_like(eligible)
+    values = torch.where(eligible, scores, torch.zeros_like(scores))
+    total = float(values.sum())
+    if total <= 0:
+        return chosen
+    order = torch.argsort(values, descending=True)
+    cumulative = torch.cumsum(values[order], 0) / total
+    count = int(torch.searchsorted(cumulative, torch.tensor(share, dtype=cumulative.dtype)).item()) + 1
+    count = min(count, int(eligible.sum()))
+    chosen[order[:count]] = True
+    return chosen
+
+
+def scores(
+    adjacency: torch.Tensor, target_weights: torch.Tensor, is_error: torch.Tensor, is_token: torch.Tensor, depth: int
+) -> tuple[float, float]:
+    """(replacement score, completeness score) of a graph (see the module docstring)."""
+    influence = node_influence(adjacency, target_weights, depth)
+    from_errors = float(influence[is_error].sum())
+    from_tokens = float(influence[is_token].sum())
+    replacement = from_tokens / max(from_tokens + from_errors, 1e-12)
+    shares = normalised(adjacency)
+    has_input = adjacency.abs().sum(dim=1) > 0
+    clean_share = 1.0 - shares[:, is_error].sum(dim=1)
+    weight = (influence + target_weights) * has_input
+    completeness = float((clean_share * weight).sum() / weight.sum().clamp_min(1e-12))
+    return replacement, completeness

@@ -1,0 +1,194 @@
+"""The attribution graph as a result: nodes, pruned edges, scores, and the full adjacency for Python users.
+
+JSON carries the pruned graph (what a viewer draws) plus the scores of both the full and the pruned graph;
+``adjacency`` (every direct effect before pruning) stays on the Python object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from ...model.model import Model
+from ...views.explanations import explanation
+from ...views.figures import Bars, Figure
+from ...views.result import Record, Result
+from .build import Adjacency, LogitTarget
+from .influence import Pruned
+
+
+@dataclass(frozen=True)
+class GraphNode(Record):
+    """One node. ``id`` is stable across runs of the same prompt and transcoders."""
+
+    id: str  # "f:L:P:F" feature, "e:L:P" error, "t:P" token, "l:T" logit target
+    kind: str  # feature | error | token | logit
+    layer: int | None
+    position: int
+    feature: int | None
+    value: float  # activation (feature), error norm (error), logit (target); 0 for tokens
+    influence: float  # share of the targets' influence that passes through the node
+    label: str  # token text for tokens and targets; "" elsewhere (feature labels come from the transcoders)
+
+
+@dataclass(frozen=True)
+class GraphEdge(Record):
+    source: str
+    target: str
+    weight: float  # direct effect of source on target, in the target's units
+
+
+@dataclass(frozen=True)
+class GraphScores(Record):
+    replacement: float  # share of end-to-end influence that starts at tokens rather than error nodes
+    completeness: float  # share of the nodes' inputs that come from non-error nodes, influence-weighted
+
+
+@dataclass(frozen=True)
+class AttributionGraph(Result):
+    """An attribution graph of one prompt's next token (``attribution_graph``)."""
+
+    kind: ClassVar[str] = "attribution_graph"
+    json_keys: ClassVar[tuple[str, ...]] = (
+        "model",
+        "prompt",
+        "tokens",
+        "targets",
+        "nodes",
+        "edges",
+        "scores",
+        "pruned_scores",
+        "n_active_features",
+        "n_feature_nodes",
+        "replay_error",
+        "settings",
+    )
+
+    model: str
+    prompt: str
+    tokens: list[str]
+    targets: list[dict[str, Any]]
+    nodes: list[GraphNode]  # the pruned graph's nodes
+    edges: list[GraphEdge]  # the pruned graph's edges
+    scores: GraphScores  # of the full graph
+    pruned_scores: GraphScores
+    n_active_features: int
+    n_feature_nodes: int  # features computed as nodes before pruning (at most max_feature_nodes)
+    replay_error: float  # max |target readout| difference between the replacement and the model
+    settings: dict[str, Any]
+    adjacency: Adjacency = field(repr=False, compare=False)
+    all_node_ids: list[str] = field(repr=False, compare=False)
+
+    def node(self, node_id: str) -> GraphNode:
+        """A kept node by id."""
+        for node in self.nodes:
+            if node.id == node_id:
+                return node
+        raise KeyError(node_id)
+
+    def effect(self, source: str, target: str) -> float:
+        """The direct effect of one node on another in the full (unpruned) graph, by id."""
+        index = {node_id: i for i, node_id in enumerate(self.all_node_ids)}
+        return float(self.adjacency.matrix[index[target], index[source]])
+
+    def figure(self) -> Figure:
+        features = sorted((n for n in self.nodes if n.kind == "feature"), key=lambda n: -n.influence)[:20]
+        bars = Bars("Influence on the targets", [n.id for n in features], [n.influence for n in features], "influence")
+        targets = ", ".join(repr(t["label"]) for t in self.targets[:3])
+        scores = {
+            "replacement score": f"{self.scores.replacement:.3f}",
+            "completeness": f"{self.scores.completeness:.3f}",
+        }
+        return Figure(f"Attribution graph for {targets}", [bars], **explanation(self.kind), extra=scores)
+
+
+def node_ids(adjacency: Adjacency, targets: list[LogitTarget]) -> list[str]:
+    """Every node's id, in the adjacency's order."""
+    ids = [
+        f"f:{layer}:{position}:{feature}"
+        for layer, position, feature in zip(
+            adjacency.feature_layers.tolist(),
+            adjacency.feature_positions.tolist(),
+            adjacency.feature_ids.tolist(),
+            strict=True,
+        )
+    ]
+    ids += [f"e:{layer}:{position}" for layer in range(adjacency.n_layers) for position in range(adjacency.n_positions)]
+    ids += [f"t:{position}" for position in range(adjacency.n_positions)]
+    ids += [f"l:{t.token}" for t in targets]
+    return ids
+
+
+def make_result(
+    model: Model,
+    prompt: str,
+    tokens: torch.Tensor,
+    targets: list[LogitTarget],
+    adjacency: Adjacency,
+    pruned: Pruned,
+    *,
+    influence: torch.Tensor,
+    full_scores: tuple[float, float],
+    pruned_scores: tuple[float, float],
+    replay_error: float,
+    settings: dict[str, Any],
+    error_norms: torch.Tensor,
+) -> AttributionGraph:
+    """Assemble the result: kept nodes with their values and influence, kept edges by weight."""
+    ids = node_ids(adjacency, targets)
+    kinds = adjacency.kinds()
+    str_tokens = model.to_str_tokens(tokens)
+    n_features = adjacency.n_features
+    nodes = []
+    for i in torch.nonzero(pruned.nodes).flatten().tolist():
+        nodes.append(_node(i, ids[i], kinds[i], adjacency, targets, str_tokens, float(influence[i]), error_norms))
+    targets_at, sources_at = torch.nonzero(pruned.edges, as_tuple=True)
+    weights = adjacency.matrix[targets_at, sources_at]
+    order = torch.argsort(weights.abs(), descending=True).tolist()
+    edges = [GraphEdge(ids[int(sources_at[k])], ids[int(targets_at[k])], float(weights[k])) for k in order]
+    return AttributionGraph(
+        model=model.name,
+        prompt=prompt,
+        tokens=str_tokens,
+        targets=[
+            {"label": t.label, "token": t.token, "probability": t.probability, "weight": t.weight, "logit": t.logit}
+            for t in targets
+        ],
+        nodes=nodes,
+        edges=edges,
+        scores=GraphScores(*full_scores),
+        pruned_scores=GraphScores(*pruned_scores),
+        n_active_features=adjacency.n_active,
+        n_feature_nodes=n_features,
+        replay_error=replay_error,
+        settings=settings,
+        adjacency=adjacency,
+        all_node_ids=ids,
+    )
+
+
+def _node(
+    i: int,
+    node_id: str,
+    kind: str,
+    adjacency: Adjacency,
+    targets: list[LogitTarget],
+    str_tokens: list[str],
+    influence: float,
+    error_norms: torch.Tensor,
+) -> GraphNode:
+    n_features, n_positions = adjacency.n_features, adjacency.n_positions
+    if kind == "feature":
+        layer, position = int(adjacency.feature_layers[i]), int(adjacency.feature_positions[i])
+        feature, value = int(adjacency.feature_ids[i]), float(adjacency.feature_values[i])
+        return GraphNode(node_id, kind, layer, position, feature, value, influence, "")
+    if kind == "error":
+        layer, position = divmod(i - n_features, n_positions)
+        return GraphNode(node_id, kind, layer, position, None, float(error_norms[layer, position]), influence, "")
+    if kind == "token":
+        position = i - n_features - adjacency.n_layers * n_positions
+        return GraphNode(node_id, kind, None, position, None, 0.0, influence, str_tokens[position])
+    target = targets[i - (adjacency.matrix.shape[0] - len(targets))]
+    return GraphNode(node_id, kind, None, n_positions - 1, None, target.logit, influence, target.label)
