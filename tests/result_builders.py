@@ -13,6 +13,7 @@ from glasslab.methods.features.encode import feature_activations, sae_features
 from glasslab.methods.features.search import search_features
 from glasslab.methods.probing import ProbeDataset, ProbeExample
 
+from .result_builders_more import more_builders
 from .test_compare_features import random_sae
 from .test_sae_search import labelled
 from .tiny import WORDS, tiny_model
@@ -104,4 +105,5 @@ def builders(folder: Path) -> dict[str, Callable[[], object]]:
         "TunedLens": lambda: lens,
         "LensKL": lambda: gl.lens_kl(model, corpus, tokens=30, seq_len=16, batch_size=2, lens=lens),
         "Generation": lambda: model.generate("the cat", max_new_tokens=3),
+        **more_builders(model, corpus, folder),
     }

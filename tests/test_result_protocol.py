@@ -163,6 +163,34 @@ EXPECTED = {
         "format model key config_hash hook method position pairs_count pairs d_model norm pair_projections "
         "pair_cosines explained_variance name path",
     ),
+    "KeyStats": (
+        "key_statistics",
+        "model key layer hook corpus split tokens seq_len d_mlp trace seconds from_cache path",
+    ),
+    "Edit": ("edit", "format model key method facts layers delta_norms details name path applied"),
+    "EditEvaluation": ("edit_evaluation", "model method layers summary edit facts"),
+    "CausalTrace": (
+        "causal_trace",
+        "model prompt subject tokens subject_positions target target_id clean_prob corrupted_prob noise_std samples "
+        "seed window layers scores peaks forward_passes",
+    ),
+    "TrainingEstimate": (
+        "sae_training_estimate",
+        "hook seconds harvest_s train_s evaluate_s text_s fixed_s steps harvest_sequences evaluate_sequences "
+        "sequence_s step_s probe_s",
+    ),
+    "SAEEvaluation": (
+        "sae_evaluation",
+        "model hook architecture d_sae corpus tokens loss_tokens l0 fve mse dead_fraction dense_fraction loss_clean "
+        "loss_spliced loss_zero_ablation loss_mean_ablation loss_recovered_zero loss_recovered_mean",
+    ),
+    # The training record (training.json's) spread between the path and the evaluation.
+    "TrainedSAE": (
+        "sae_training",
+        "model path name command config d_in d_sae steps tokens_trained tokens_harvested epochs_over_pool "
+        "input_scale seconds cpu_seconds final dead_fraction_training never_fired_fraction_training history torch "
+        "threads evaluation",
+    ),
     "TunedLens": (
         "tuned_lens",
         "format model key n_layers d_model tokens corpus seq_len ridge kl_steps objective translator path",
@@ -234,6 +262,17 @@ NESTED = [
     ("FeatureInfluence", ("edges", 0), "source target weight top_position patched source_id target_id"),
     ("SideEffects", ("corpus",), "source sequences tokens loss_before loss_after loss_change kl_mean kl_max"),
     ("SideEffects", ("neutral", 0), "prompt loss_before loss_after kl_last kl_mean top_before top_after top_changed"),
+    ("Edit", ("facts", 0), "subject prompt target_true target_new paraphrases neighbours"),
+    ("EditEvaluation", ("facts", 0), "fact before after"),
+    (
+        "EditEvaluation",
+        ("facts", 0, "before"),
+        "efficacy generalisation specificity efficacy_margin generalisation_margin specificity_margin p_new p_true "
+        "fluency texts",
+    ),
+    ("EditEvaluation", ("summary", "efficacy"), "before after"),
+    ("EditEvaluation", ("edit",), "kind format model key method facts layers delta_norms details name path applied"),
+    ("CausalTrace", ("peaks", "mlp"), "layer position prob"),
 ]
 
 
@@ -249,6 +288,14 @@ CONVERTED_MODULES = [
         "features.dashboard",
         "features.encode",
         "features.search",
+        "features.estimate",
+        "features.evaluate",
+        "features.training",
+        "editing.edit",
+        "editing.evaluate",
+        "editing.facts",
+        "editing.stats",
+        "editing.tracing",
         "compare.alignment",
         "compare.composition_result",
         "compare.feature_influence",
@@ -372,7 +419,36 @@ def test_shaped_values_equal_what_the_old_code_computed(results):
     ]
 
 
-@pytest.mark.parametrize("name", sorted(set(EXPECTED) - {"ModelInfo", "Generation", "TunedLens"}))
+WITHOUT_FIGURE = {"ModelInfo", "Generation", "TunedLens", "KeyStats", "TrainingEstimate"}
+
+
+def test_editing_and_training_values_equal_what_the_old_code_computed(results):
+    edit = results["Edit"]
+    data = edit.to_dict()
+    assert data["format"] == 1 and data["applied"] is False and data["layers"] == list(edit.layers)
+    assert data["delta_norms"] == {str(layer): norm for layer, norm in edit.delta_norms().items()}
+    evaluation = results["EditEvaluation"]
+    assert evaluation.to_dict()["summary"] == evaluation.summary()
+    assert evaluation.to_dict()["facts"][0]["before"] == dict(evaluation.before[0].__dict__)
+    stats = results["KeyStats"].to_dict()
+    assert stats["hook"] == "blocks.0.mlp.post" and stats["d_mlp"] == results["KeyStats"].moment.shape[0]
+    assert isinstance(stats["trace"], float) and stats["path"] == str(results["KeyStats"].path)
+    trace = results["CausalTrace"]
+    assert trace.to_dict()["subject_positions"] == [trace.subject_start, trace.subject_end]
+    assert list(trace.to_dict()["peaks"]["mlp"].values()) == list(trace.peak("mlp"))
+    estimate = results["TrainingEstimate"]
+    assert estimate.to_dict()["seconds"] == round(estimate.seconds, 1)
+    assert estimate.to_dict()["step_s"] == estimate.step_s  # the measured rates are not rounded
+    sae_eval = results["SAEEvaluation"]
+    assert sae_eval.to_dict()["loss_zero_ablation"] == sae_eval.loss_zero
+    assert type(sae_eval).from_dict(sae_eval.to_dict()) == sae_eval
+    trained = results["TrainedSAE"]
+    assert (
+        trained.to_dict()["path"] == str(trained.path) and trained.to_dict()["seconds"] == trained.training["seconds"]
+    )
+
+
+@pytest.mark.parametrize("name", sorted(set(EXPECTED) - WITHOUT_FIGURE))
 def test_figures_carry_the_notes_from_the_one_place(results, name):
     result = results[name]
     figure = result.figure()

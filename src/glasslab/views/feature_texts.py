@@ -68,4 +68,20 @@ FEATURE_RESULTS: dict[str, Explanation] = {
         caveat="Large values can push the model off its usual activations: a big change at an extreme value says "
         "little about what the feature does at its natural range.",
     ),
+    "sae_evaluation": Explanation(
+        title="SAE quality",
+        see="How well the sparse autoencoder rebuilds the activation it reads, and how much of the model's ability to "
+        "predict the next token survives when the model reads the SAE's rebuild instead.",
+        read="Fraction of variance explained near 1 means the rebuild is close to the original activation. Loss "
+        "recovered compares the loss with the SAE spliced in to the clean model (1) and to the activation replaced by "
+        "its average or by zeros (0).",
+        caveat="Measured on {tokens} held-out tokens ({loss_tokens} for the losses) of {corpus}; other text can give "
+        "other figures. Dead = never active on these tokens.",
+    ),
+    "sae_training": Explanation(
+        title="SAE training",
+        see="How well the SAE rebuilt its training batches as training went on.",
+        read="Each bar is one training batch; 1 means a perfect rebuild.",
+        caveat="Training batches, not held-out text: run `glasslab sae eval` for held-out figures.",
+    ),
 }

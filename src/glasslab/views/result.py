@@ -7,7 +7,9 @@ dicts, enums, tensors and arrays become JSON values). A class shapes its JSON on
 
 - ``json_keys``: the output keys in order, when they differ from the fields (a computed key, a renamed or
   a dropped field);
-- ``_json_<key>(self)``: the value of one key, when it is not the attribute of that name.
+- ``_json_<key>(self)``: the value of one key, when it is not the attribute of that name;
+- ``json_spread``: keys whose value (a dict) is spread into the JSON at that place, its own keys replacing
+  earlier ones of the same name (as ``{..., **record, ...}`` does: an SAE's training record).
 
 ``Result`` adds the ``kind`` (first in the JSON), ``_repr_html_`` from ``figure()`` and ``save``.
 """
@@ -48,10 +50,18 @@ class Record:
     """A dataclass whose ``to_dict`` is derived from its fields (see the module docstring for the hooks)."""
 
     json_keys: ClassVar[tuple[str, ...]] = ()
+    json_spread: ClassVar[frozenset[str]] = frozenset()
 
     def to_dict(self) -> dict:
         keys = self.json_keys or tuple(f.name for f in fields(self))  # type: ignore[arg-type]
-        return {key: self._value_for_json(key) for key in keys}
+        data: dict = {}
+        for key in keys:
+            value = self._value_for_json(key)
+            if key in self.json_spread:
+                data.update(value)
+            else:
+                data[key] = value
+        return data
 
     def _value_for_json(self, key: str) -> Any:
         shape = getattr(self, f"_json_{key}", None)

@@ -8,6 +8,7 @@ result shares its caveat from here (``workbench_texts.py``).
 
 from __future__ import annotations
 
+from .editing_texts import EDITING_RESULTS
 from .feature_texts import FEATURE_RESULTS
 from .figures import Explanation
 
@@ -355,3 +356,4 @@ RESULTS: dict[str, Explanation] = {
     ),
 }
 RESULTS.update(FEATURE_RESULTS)
+RESULTS.update(EDITING_RESULTS)

@@ -29,8 +29,9 @@ from safetensors.torch import load_file, save_file
 from ...errors import GlasslabError, InputError
 from ...model.model import Model
 from ...store import EDITS, locate, resolve, save
+from ...views.explanations import explanation
 from ...views.figures import Bars, Figure
-from ...views.html import figure_html
+from ...views.result import Result
 from .facts import Fact, fact_from_dict
 
 FORMAT = 1
@@ -64,8 +65,13 @@ class _Applied:
 
 
 @dataclass(frozen=True, eq=False)
-class Edit:
+class Edit(Result):
     """Weight deltas for some layers' MLP output projections, made for one model (``key``)."""
+
+    kind = "edit"
+    json_keys = (
+        "format", "model", "key", "method", "facts", "layers", "delta_norms", "details", "name", "path", "applied",
+    )  # fmt: skip
 
     model: str
     key: str
@@ -142,21 +148,14 @@ class Edit:
             self.undo()
 
     # -- results -----------------------------------------------------------------------------------
-    def to_dict(self) -> dict:
-        return {
-            "kind": "edit",
-            "format": FORMAT,
-            "model": self.model,
-            "key": self.key,
-            "method": self.method,
-            "facts": [fact.to_dict() for fact in self.facts],
-            "layers": list(self.layers),
-            "delta_norms": {str(layer): norm for layer, norm in self.delta_norms().items()},
-            "details": self.details,
-            "name": self.name,
-            "path": str(self.path) if self.path else None,
-            "applied": self.is_applied,
-        }
+    def _json_format(self) -> int:
+        return FORMAT
+
+    def _json_delta_norms(self) -> dict[str, float]:
+        return {str(layer): norm for layer, norm in self.delta_norms().items()}
+
+    def _json_applied(self) -> bool:
+        return self.is_applied
 
     def figure(self) -> Figure:
         norms = self.delta_norms()
@@ -176,17 +175,12 @@ class Edit:
                     ],
                 )
             ],
-            what_you_see="Which MLP output projections the edit changes, and by how much. The facts it "
-            f"rewrites: {'; '.join(f.describe() for f in self.facts[:5])}" + (" ..." if len(self.facts) > 5 else ""),
-            how_to_read="ROME changes one layer by a rank-one matrix; MEMIT spreads the change over several "
-            "layers. Compare each bar with the weight's own norm (hover) to see how large the change is.",
-            caveat="The size of a change says nothing about whether it worked or what else it broke: read the "
-            "evaluation (efficacy, generalisation, specificity, fluency) before trusting an edit.",
+            **explanation(
+                self.kind,
+                facts="; ".join(f.describe() for f in self.facts[:5]) + (" ..." if len(self.facts) > 5 else ""),
+            ),
             extra={"method": self.method, "layers": ", ".join(map(str, self.layers))},
         )
-
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
 
     # -- saving ------------------------------------------------------------------------------------
     def save(self, name_or_path: str | Path) -> Edit:

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 
 from ...errors import InputError
 from ...model.model import Model
+from ...views.explanations import explanation
 from ...views.figures import Bars, Figure, Heatmap
-from ...views.html import figure_html
+from ...views.result import Record, Result
 from .edit import Edit
 from .facts import Fact
 from .prompts import score_targets
@@ -37,7 +38,7 @@ _WORD = re.compile(r"\w+|[^\w\s]")
 
 
 @dataclass(frozen=True)
-class FactScores:
+class FactScores(Record):
     """One fact's measures on one model state."""
 
     efficacy: float
@@ -51,13 +52,13 @@ class FactScores:
     fluency: float | None
     texts: list[str]
 
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
-
 
 @dataclass(frozen=True)
-class EditEvaluation:
+class EditEvaluation(Result):
     """Efficacy, generalisation, specificity and fluency of each fact, before and after an edit."""
+
+    kind = "edit_evaluation"
+    json_keys = ("model", "method", "layers", "summary", "edit", "facts")
 
     model: str
     method: str
@@ -87,19 +88,12 @@ class EditEvaluation:
 
         return [[m, fmt(v["before"], m), fmt(v["after"], m)] for m, v in self.summary().items()]
 
-    def to_dict(self) -> dict:
-        return {
-            "kind": "edit_evaluation",
-            "model": self.model,
-            "method": self.method,
-            "layers": self.layers,
-            "summary": self.summary(),
-            "edit": self.edit.to_dict() if self.edit is not None else None,
-            "facts": [
-                {"fact": fact.to_dict(), "before": b.to_dict(), "after": a.to_dict()}
-                for fact, b, a in zip(self.facts, self.before, self.after, strict=True)
-            ],
-        }
+    def _json_summary(self) -> dict[str, dict[str, float | None]]:
+        return self.summary()
+
+    def _json_facts(self) -> list[dict]:
+        rows = zip(self.facts, self.before, self.after, strict=True)
+        return [{"fact": fact, "before": before, "after": after} for fact, before, after in rows]
 
     def figure(self) -> Figure:
         columns = [f"{m} {when}" for m in MEASURES for when in ("before", "after")]
@@ -144,20 +138,9 @@ class EditEvaluation:
         return Figure(
             f"{self.model}: {self.method.upper()} edit of {len(self.facts)} fact(s), evaluated",
             panels,
-            what_you_see="For each rewritten fact: whether the new answer beats the old on the edit prompt "
-            "(efficacy), on paraphrases (generalisation), and whether other subjects with the old answer keep it "
-            "(specificity), measured on the model before and after the edit.",
-            how_to_read="A good edit takes efficacy and generalisation from about 0 to 1 while specificity stays "
-            "near 1 and fluency does not drop. Low specificity after the edit means it leaked to other subjects; "
-            "a fluency drop means the model started repeating itself.",
-            caveat="A handful of prompts per fact is a small sample: these are indications, not a benchmark. "
-            "Specificity only checks the neighbours listed, and beating the old answer is not the same as "
-            "knowing the new fact in every context.",
+            **explanation(self.kind),
             extra={"method": self.method, "layers": ", ".join(map(str, self.layers)), "facts": str(len(self.facts))},
         )
-
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
 
 
 def ngram_entropy(text: str, ns: Sequence[int] = (2, 3), weights: Sequence[float] = (2 / 3, 4 / 3)) -> float:

@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import InputError
+from ...views.result import Record
 
 _MAX_FACTS = 10_000
 
 
 @dataclass(frozen=True)
-class Fact:
+class Fact(Record):
     """One fact to rewrite: ``prompt.format(subject)`` should be completed by ``target_true``, then ``target_new``."""
 
     subject: str
@@ -58,16 +59,6 @@ class Fact:
     def text(self) -> str:
         """The edit prompt with the subject filled in."""
         return self.prompt.format(self.subject)
-
-    def to_dict(self) -> dict:
-        return {
-            "subject": self.subject,
-            "prompt": self.prompt,
-            "target_true": self.target_true,
-            "target_new": self.target_new,
-            "paraphrases": list(self.paraphrases),
-            "neighbours": list(self.neighbours),
-        }
 
     def describe(self) -> str:
         return f"{self.text}{self.target_true} -> {self.target_new}"

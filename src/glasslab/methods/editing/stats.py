@@ -32,14 +32,21 @@ from ...errors import InputError
 from ...model.model import Model
 from ...progress import progress
 from ...store import KEY_STATS, location, save, verify
+from ...views.result import Result
 
 FORMAT = 1
 _MOMENT, _META = "moment.safetensors", "stats.json"
 
 
 @dataclass(frozen=True, eq=False)
-class KeyStats:
+class KeyStats(Result):
     """``C = E[k k^T]`` of one layer's MLP keys over ``tokens`` corpus tokens (float64 ``[d_mlp, d_mlp]``)."""
+
+    kind = "key_statistics"
+    json_keys = (
+        "model", "key", "layer", "hook", "corpus", "split", "tokens", "seq_len", "d_mlp", "trace", "seconds",
+        "from_cache", "path",
+    )  # fmt: skip
 
     model: str
     key: str
@@ -53,23 +60,14 @@ class KeyStats:
     from_cache: bool
     path: Path | None
 
-    def to_dict(self) -> dict:
-        return {
-            "kind": "key_statistics",
-            "model": self.model,
-            "key": self.key,
-            "layer": self.layer,
-            "hook": f"blocks.{self.layer}.mlp.post",
-            "corpus": self.corpus,
-            "split": self.split,
-            "tokens": self.tokens,
-            "seq_len": self.seq_len,
-            "d_mlp": int(self.moment.shape[0]),
-            "trace": float(self.moment.trace()),
-            "seconds": self.seconds,
-            "from_cache": self.from_cache,
-            "path": str(self.path) if self.path else None,
-        }
+    def _json_hook(self) -> str:
+        return f"blocks.{self.layer}.mlp.post"
+
+    def _json_d_mlp(self) -> int:
+        return int(self.moment.shape[0])
+
+    def _json_trace(self) -> float:
+        return float(self.moment.trace())
 
 
 def stats_folder(model: Model, layer: int, corpus: str, split: Split, tokens: int, seq_len: int) -> Path:

@@ -33,8 +33,9 @@ from ...interventions.values import Replace
 from ...model.model import Model
 from ...model.run import Run
 from ...progress import progress
+from ...views.explanations import explanation
 from ...views.figures import Figure, Heatmap
-from ...views.html import figure_html
+from ...views.result import Result
 from ..metrics import Metric, make_metric
 from .facts import BUILTIN_FACTS
 from .prompts import subject_span
@@ -46,8 +47,14 @@ _NAMES = {"resid": "residual stream (entering the layer)", "mlp": "MLP output", 
 
 
 @dataclass(frozen=True)
-class CausalTrace:
+class CausalTrace(Result):
     """The answer's probability after restoring each (kind, layer, position) of a corrupted run."""
+
+    kind = "causal_trace"
+    json_keys = (
+        "model", "prompt", "subject", "tokens", "subject_positions", "target", "target_id", "clean_prob",
+        "corrupted_prob", "noise_std", "samples", "seed", "window", "layers", "scores", "peaks", "forward_passes",
+    )  # fmt: skip
 
     model: str
     prompt: str
@@ -83,29 +90,11 @@ class CausalTrace:
             raise InputError(f"this trace has no '{kind}' states; it traced {', '.join(self.scores)}")
         return self.scores[kind]
 
-    def to_dict(self) -> dict:
-        return {
-            "kind": "causal_trace",
-            "model": self.model,
-            "prompt": self.prompt,
-            "subject": self.subject,
-            "tokens": self.tokens,
-            "subject_positions": [self.subject_start, self.subject_end],
-            "target": self.target,
-            "target_id": self.target_id,
-            "clean_prob": self.clean_prob,
-            "corrupted_prob": self.corrupted_prob,
-            "noise_std": self.noise_std,
-            "samples": self.samples,
-            "seed": self.seed,
-            "window": self.window,
-            "layers": self.layers,
-            "scores": self.scores,
-            "peaks": {
-                kind: dict(zip(("layer", "position", "prob"), self.peak(kind), strict=True)) for kind in self.scores
-            },
-            "forward_passes": self.forward_passes,
-        }
+    def _json_subject_positions(self) -> list[int]:
+        return [self.subject_start, self.subject_end]
+
+    def _json_peaks(self) -> dict[str, dict[str, float]]:
+        return {kind: dict(zip(("layer", "position", "prob"), self.peak(kind), strict=True)) for kind in self.scores}
 
     def column_labels(self) -> list[str]:
         return [
@@ -139,16 +128,14 @@ class CausalTrace:
         return Figure(
             f"{self.model}: causal trace of {self.prompt!r} -> {self.target!r}",
             [self.heatmap(kind) for kind in self.scores],
-            what_you_see=f"Each cell is a run in which the subject {self.subject!r} was blurred with noise (so the "
-            f"model loses the fact) and one hidden state, at one layer and token, was put back to its clean value. "
-            f"The colour is the probability of {self.target!r} in that run, averaged over {self.samples} noise draws.",
-            how_to_read=f"Without any restoring the answer has p = {self.corrupted_prob:.3f}; in the clean run "
-            f"p = {self.clean_prob:.3f}. Bright cells are states that carry the fact by themselves. In the paper's "
-            "models the MLP outputs at the subject's last token (marked *) in early-middle layers light up, and "
-            "the residual stream at the last token in late layers.",
-            caveat="Restoring shows that a state is sufficient to recover the answer from this corruption, not that "
-            "the fact is stored there alone: the window restores several layers at once, information can be "
-            "redundant, and the picture depends on the noise level.",
+            **explanation(
+                self.kind,
+                subject=self.subject,
+                target=self.target,
+                samples=self.samples,
+                corrupted_prob=self.corrupted_prob,
+                clean_prob=self.clean_prob,
+            ),
             extra={
                 "clean p": f"{self.clean_prob:.4f}",
                 "corrupted p": f"{self.corrupted_prob:.4f}",
@@ -158,9 +145,6 @@ class CausalTrace:
             }
             | {f"{kind} peak": f"L{self.peak(kind)[0]} pos {self.peak(kind)[1]}" for kind in self.scores},
         )
-
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
 
 
 def default_window(n_layers: int) -> int:

@@ -34,6 +34,7 @@ from ...dictionaries.fit import hook_width
 from ...dictionaries.train import TrainConfig
 from ...errors import InputError
 from ...model.model import Model
+from ...views.result import Result
 from .training import train_sae
 
 EVALUATE_BATCH = 8  # sequences per forward pass in evaluate_sae (its default)
@@ -71,9 +72,19 @@ class _TimedRuns:
             self.passes.append((time.perf_counter() - start, len(prompts)))
 
 
+_ROUNDED = frozenset({"seconds", "harvest_s", "train_s", "evaluate_s", "text_s", "fixed_s", "probe_s"})
+
+
 @dataclass(frozen=True)
-class TrainingEstimate:
-    """The planned training's time, in parts, from what the probe measured."""
+class TrainingEstimate(Result):
+    """The planned training's time, in parts, from what the probe measured (seconds to 0.1 s in its JSON, but
+    the measured rates)."""
+
+    kind = "sae_training_estimate"
+    json_keys = (
+        "hook", "seconds", "harvest_s", "train_s", "evaluate_s", "text_s", "fixed_s", "steps", "harvest_sequences",
+        "evaluate_sequences", "sequence_s", "step_s", "probe_s",
+    )  # fmt: skip
 
     hook: str
     steps: int
@@ -101,23 +112,9 @@ class TrainingEstimate:
     def seconds(self) -> float:
         return self.fixed_s + self.text_s + self.harvest_s + self.train_s + self.evaluate_s
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": "sae_training_estimate",
-            "hook": self.hook,
-            "seconds": round(self.seconds, 1),
-            "harvest_s": round(self.harvest_s, 1),
-            "train_s": round(self.train_s, 1),
-            "evaluate_s": round(self.evaluate_s, 1),
-            "text_s": round(self.text_s, 1),
-            "fixed_s": round(self.fixed_s, 1),
-            "steps": self.steps,
-            "harvest_sequences": self.harvest_sequences,
-            "evaluate_sequences": self.evaluate_sequences,
-            "sequence_s": self.sequence_s,
-            "step_s": self.step_s,
-            "probe_s": round(self.probe_s, 1),
-        }
+    def _value_for_json(self, key: str) -> Any:
+        value = super()._value_for_json(key)
+        return round(value, 1) if key in _ROUNDED else value
 
 
 def estimate_training(

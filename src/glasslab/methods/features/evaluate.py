@@ -35,8 +35,9 @@ from ...dictionaries.fit import check_fits
 from ...errors import InputError
 from ...model.hooks import ApplyContext, Layout
 from ...model.model import Model
+from ...views.explanations import explanation
 from ...views.figures import Bars, Figure
-from ...views.html import figure_html
+from ...views.result import Result
 
 DENSE_THRESHOLD = 0.1  # a feature active on more than this fraction of tokens counts as dense
 _CHUNK = 256  # rows decoded over the full vocabulary at once
@@ -72,8 +73,15 @@ def splice(sae: SAE) -> AfterBOS:
 
 
 @dataclass(frozen=True)
-class SAEEvaluation:
+class SAEEvaluation(Result):
     """An SAE's quality on held-out text."""
+
+    kind = "sae_evaluation"
+    json_keys = (
+        "model", "hook", "architecture", "d_sae", "corpus", "tokens", "loss_tokens", "l0", "fve", "mse",
+        "dead_fraction", "dense_fraction", "loss_clean", "loss_spliced", "loss_zero_ablation", "loss_mean_ablation",
+        "loss_recovered_zero", "loss_recovered_mean",
+    )  # fmt: skip
 
     model: str
     hook: str
@@ -100,28 +108,11 @@ class SAEEvaluation:
     def loss_recovered_mean(self) -> float:
         return _recovered(self.loss_mean, self.loss_spliced, self.loss_clean)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": "sae_evaluation",
-            "model": self.model,
-            "hook": self.hook,
-            "architecture": self.architecture,
-            "d_sae": self.d_sae,
-            "corpus": self.corpus,
-            "tokens": self.tokens,
-            "loss_tokens": self.loss_tokens,
-            "l0": self.l0,
-            "fve": self.fve,
-            "mse": self.mse,
-            "dead_fraction": self.dead_fraction,
-            "dense_fraction": self.dense_fraction,
-            "loss_clean": self.loss_clean,
-            "loss_spliced": self.loss_spliced,
-            "loss_zero_ablation": self.loss_zero,
-            "loss_mean_ablation": self.loss_mean,
-            "loss_recovered_zero": self.loss_recovered_zero,
-            "loss_recovered_mean": self.loss_recovered_mean,
-        }
+    def _json_loss_zero_ablation(self) -> float:
+        return self.loss_zero
+
+    def _json_loss_mean_ablation(self) -> float:
+        return self.loss_mean
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SAEEvaluation:
@@ -145,28 +136,13 @@ class SAEEvaluation:
                     "nats per token",
                 ),
             ],
-            what_you_see=(
-                "How well the sparse autoencoder rebuilds the activation it reads, and how much of the model's "
-                "ability to predict the next token survives when the model reads the SAE's rebuild instead."
-            ),
-            how_to_read=(
-                "Fraction of variance explained near 1 means the rebuild is close to the original activation. "
-                "Loss recovered compares the loss with the SAE spliced in to the clean model (1) and to the "
-                "activation replaced by its average or by zeros (0)."
-            ),
-            caveat=(
-                f"Measured on {self.tokens} held-out tokens ({self.loss_tokens} for the losses) of "
-                f"{self.corpus}; other text can give other figures. Dead = never active on these tokens."
-            ),
+            **explanation(self.kind, tokens=self.tokens, loss_tokens=self.loss_tokens, corpus=self.corpus),
             extra={
                 "L0": f"{self.l0:.1f}",
                 "dead": f"{self.dead_fraction:.1%}",
                 "dense": f"{self.dense_fraction:.1%}",
             },
         )
-
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
 
 
 def _recovered(ablated: float, spliced: float, clean: float) -> float:

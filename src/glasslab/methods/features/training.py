@@ -12,31 +12,28 @@ from ...dictionaries import SAE
 from ...dictionaries.files import load_sae_folder
 from ...dictionaries.train import TrainConfig, TrainingCancelled, train_dictionary
 from ...model.model import Model
+from ...views.explanations import explanation
 from ...views.figures import Bars, Figure
-from ...views.html import figure_html
+from ...views.result import Result
 from .evaluate import SAEEvaluation, evaluate_sae
 
 __all__ = ["TrainConfig", "TrainedSAE", "TrainingCancelled", "train_sae"]
 
 
 @dataclass(frozen=True)
-class TrainedSAE:
-    """A finished training: where the SAE is, how it was trained and how good it is on held-out text."""
+class TrainedSAE(Result):
+    """A finished training: where the SAE is, how it was trained and how good it is on held-out text (its JSON
+    spreads the training record, as ``training.json`` keeps it, between the path and the evaluation)."""
+
+    kind = "sae_training"
+    json_keys = ("model", "path", "training", "evaluation")
+    json_spread = frozenset({"training"})
 
     path: Path
     model: str
     config: TrainConfig
     training: dict[str, Any]
     evaluation: dict[str, Any] | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": "sae_training",
-            "model": self.model,
-            "path": str(self.path),
-            **self.training,
-            "evaluation": self.evaluation,
-        }
 
     def load(self) -> SAE:
         return load_sae_folder(self.path)
@@ -56,13 +53,8 @@ class TrainedSAE:
                     "fraction",
                 )
             ],
-            what_you_see="How well the SAE rebuilt its training batches as training went on.",
-            how_to_read="Each bar is one training batch; 1 means a perfect rebuild.",
-            caveat="Training batches, not held-out text: run `glasslab sae eval` for held-out figures.",
+            **explanation(self.kind),
         )
-
-    def _repr_html_(self) -> str:
-        return figure_html(self.figure())
 
 
 def train_sae(
