@@ -61,7 +61,7 @@ def test_each_edge_is_the_change_its_source_makes_in_the_frozen_replacement(fami
     clean = clean_pass(family, family.to_tokens(PROMPT)[0], transcoders)
     frozen = FrozenReplacement(family, clean, transcoders)
     base_pre, base_final = frozen.run({}, "held")
-    directions = torch.stack([family.weights.W_U()[:, t["token"]].float() for t in graph.targets], dim=1)
+    directions = torch.stack([_demeaned_unembedding(family)[:, t["token"]] for t in graph.targets], dim=1)
     early = [i for i in range(adjacency.n_features) if int(adjacency.feature_layers[i]) < family.n_layers - 1]
     assert early, "the random transcoders should activate features below the last layer"
     for source in early[:: max(1, len(early) // 4)]:
@@ -101,7 +101,12 @@ def test_targets_follow_the_options(family):
 def _readout(model, token_text):
     token = model.to_tokens(token_text, prepend_bos=False)[0, 0]
     final = model.run(PROMPT, cache=["ln_final"]).cache["ln_final"][0, -1].float()
-    return float(final @ model.weights.W_U()[:, token].float())
+    return float(final @ _demeaned_unembedding(model)[:, token])
+
+
+def _demeaned_unembedding(model):
+    unembed = model.weights.W_U().float()
+    return unembed - unembed.mean(dim=1, keepdim=True)
 
 
 def test_max_feature_nodes_keeps_the_most_influential():
@@ -133,7 +138,8 @@ def test_influence_and_scores_on_a_hand_made_graph():
     assert abs(replacement - 0.625 / (0.625 + 0.375)) < 1e-6
     # f0 (influence 0.75) gets half its input from the error; the logit (weight 1) none
     assert abs(completeness - (0.75 * 0.5 + 1.0 * 1.0) / 1.75) < 1e-6
-    kept = prune(a, weights, torch.tensor([True, False, False, False]), 4, node_threshold=1.0, edge_threshold=1.0)
+    is_feature = torch.tensor([True, False, False, False])
+    kept = prune(a, weights, is_feature, is_error, 4, node_threshold=1.0, edge_threshold=1.0)
     assert kept.nodes.all() and int(kept.edges.sum()) == 4
 
 
@@ -172,3 +178,15 @@ def test_transcoders_of_another_model_are_refused():
     transcoders.n_layers = 2
     with pytest.raises(InputError, match="cover 2 layers"):
         attribution_graph(model, PROMPT, transcoders)
+
+
+def test_the_bos_position_is_a_constant_not_a_node():
+    model = tiny_model("llama")
+    graph = attribution_graph(model, PROMPT, RandomTranscoders(model), batch_size=32)
+    adjacency = graph.adjacency
+    assert int(adjacency.feature_positions.min()) >= 1
+    bos_errors = [
+        i for i, node_id in enumerate(graph.all_node_ids) if node_id.startswith("e:") and node_id.endswith(":0")
+    ]
+    assert len(bos_errors) == model.n_layers
+    assert float(adjacency.matrix[:, bos_errors].abs().max()) == 0.0  # set to zero by the code, not computed

@@ -55,7 +55,11 @@ def _effects_batch(forward: LinearisedPass, readouts: list[Readout]) -> torch.Te
     for leaf, grad in zip(leaves, grads, strict=True):
         product = leaf.detach() * grad if grad is not None else torch.zeros_like(leaf)
         columns.append(product if product.dim() == 2 else product.sum(-1))  # errors, embeddings: dot products
-    return torch.cat(columns, dim=1)[: len(readouts)].float()
+    rows = torch.cat(columns, dim=1)[: len(readouts)].float()
+    if forward.clean.first_position_constant:  # the BOS position's error terms are constants, not sources
+        n_features, n_positions = sum(f.shape[1] for f in forward.features), forward.clean.n_positions
+        rows[:, n_features : n_features + len(forward.errors) * n_positions : n_positions] = 0.0
+    return rows
 
 
 def _seeds(forward: LinearisedPass, readouts: list[Readout]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

@@ -58,7 +58,7 @@ def attribution_graph(
     is_feature = torch.tensor([k == "feature" for k in kinds])
     is_error = torch.tensor([k == "error" for k in kinds])
     is_token = torch.tensor([k == "token" for k in kinds])
-    pruned = prune(adjacency.matrix, weights, is_feature, depth, node_threshold, edge_threshold)
+    pruned = prune(adjacency.matrix, weights, is_feature, is_error, depth, node_threshold, edge_threshold)
     kept = adjacency.matrix * pruned.edges
     return make_result(
         model,
@@ -89,8 +89,11 @@ def choose_targets(
     max_logits: int,
     logit_probability: float,
 ) -> list[LogitTarget]:
-    """The graph's targets, each a direction in the final norm's output space (bias left out)."""
+    """The graph's targets, each a direction in the final norm's output space: a token's unembedding less the
+    mean over the vocabulary (a logit relative to the mean logit, which the softmax cannot tell from the logit
+    itself), bias left out."""
     unembed = model.weights.W_U().detach().float()
+    unembed = unembed - unembed.mean(dim=1, keepdim=True)
     probabilities = torch.softmax(clean.last_logits, dim=-1)
     if contrast is not None and target is None:
         raise InputError("--contrast needs --target: the graph explains target minus contrast")

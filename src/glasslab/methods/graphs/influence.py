@@ -50,20 +50,27 @@ def prune(
     adjacency: torch.Tensor,
     target_weights: torch.Tensor,
     is_feature: torch.Tensor,
+    is_error: torch.Tensor,
     depth: int,
     node_threshold: float,
     edge_threshold: float,
 ) -> Pruned:
-    """Keep the features that carry ``node_threshold`` of the influence, then the edges that carry
-    ``edge_threshold`` of what flows between the kept nodes; tokens, error nodes and targets stay unless
-    no kept edge touches them (targets always stay)."""
+    """Keep the features and error nodes that carry ``node_threshold`` of the influence (tokens and targets
+    always stay), then the edges that carry ``edge_threshold`` of what flows between kept nodes; then drop,
+    until none is left, features and error nodes with no kept edge out and features with no kept edge in."""
     influence = node_influence(adjacency, target_weights, depth)
-    keep = ~is_feature | _top_share(influence, is_feature, node_threshold)
+    prunable = is_feature | is_error
+    keep = ~prunable | _top_share(influence, prunable, node_threshold)
     kept = adjacency * keep[:, None] * keep[None, :]
     edge_score = normalised(kept) * (node_influence(kept, target_weights, depth) + target_weights)[:, None]
     edges = _top_share(edge_score.flatten(), edge_score.flatten() > 0, edge_threshold).reshape(kept.shape)
-    touched = edges.any(dim=0) | edges.any(dim=1) | (target_weights > 0)
-    return Pruned(keep & touched, edges & touched[:, None] & touched[None, :])
+    edges &= keep[:, None] & keep[None, :]
+    while True:
+        dangling = (prunable & keep & ~edges.any(dim=0)) | (is_feature & keep & ~edges.any(dim=1))
+        if not bool(dangling.any()):
+            return Pruned(keep, edges)
+        keep &= ~dangling
+        edges &= keep[:, None] & keep[None, :]
 
 
 def _top_share(scores: torch.Tensor, eligible: torch.Tensor, share: float) -> torch.Tensor:

@@ -73,6 +73,7 @@ class CleanPass:
     errors: list[torch.Tensor]  # per layer [pos, d_model]: mlp_out - the transcoders' reconstruction
     last_logits: torch.Tensor  # [vocab] float32 logits at the last position
     last_final: torch.Tensor  # [d_model] float32 final norm output at the last position (what logits read)
+    first_position_constant: bool  # the BOS position's MLP writes are constants, not nodes
 
     @property
     def n_positions(self) -> int:
@@ -96,21 +97,31 @@ def check_transcoders(model: Model, transcoders: Transcoders) -> None:
 
 
 def clean_pass(model: Model, tokens: torch.Tensor, transcoders: Transcoders) -> CleanPass:
-    """Run the prompt once; encode each layer's MLP input and keep what the transcoders miss as errors."""
+    """Run the prompt once; encode each layer's MLP input and keep what the transcoders miss as errors.
+
+    At a BOS first position every layer's MLP write is the same whatever the prompt (an attention sink), so
+    there its features are not nodes and its whole write, features included, is a constant error term
+    whose edges are left out (as circuit-tracer does).
+    """
     layers = range(model.n_layers)
     names = [f"blocks.{layer}.{site}" for layer in layers for site in ("mlp.in", "mlp_out")] + ["ln_final"]
+    bos = model.tokenizer.bos_token_id
+    first_constant = bos is not None and int(tokens[0]) == bos and tokens.numel() > 1
     with torch.no_grad():
         run = model.run(tokens[None], cache=names)
         inputs = [run.cache[f"blocks.{layer}.mlp.in"][0].float() for layer in layers]
         outputs = [run.cache[f"blocks.{layer}.mlp_out"][0].float() for layer in layers]
         acts = [transcoders.encode(layer, inputs[layer]).float() for layer in layers]
+        if first_constant:
+            for layer_acts in acts:
+                layer_acts[0] = 0.0
         errors = []
         for layer in layers:
             sources = {source: acts[source] for source in range(layer + 1)}
             errors.append(outputs[layer] - transcoders.reconstruct(layer, sources, inputs[layer]).float())
     active = [_active(layer, acts[layer]) for layer in layers]
     last = (run.logits[0, -1].float(), run.cache["ln_final"][0, -1].float())
-    return CleanPass(tokens, inputs, outputs, active, errors, *last)
+    return CleanPass(tokens, inputs, outputs, active, errors, *last, first_constant)
 
 
 def _active(layer: int, acts: torch.Tensor) -> ActiveFeatures:
