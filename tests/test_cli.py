@@ -147,6 +147,17 @@ def test_hooks_json(cli, folder, api_model):
     assert len(data["hooks"]) == 1 + 3 * 13 + 2
 
 
+def test_tokens_json_and_table(cli, folder, api_model):
+    # Declared once: the command's JSON is the HTTP endpoint's (tests/test_server.py), BOS first.
+    data = ok_json(cli("tokens", "the cat sat", "--model", folder, "--json"))
+    assert data["kind"] == "tokens" and data["n_tokens"] == len(data["tokens"])
+    assert [t["token_id"] for t in data["tokens"]] == api_model.to_tokens("the cat sat")[0].tolist()
+    assert [t["position"] for t in data["tokens"]] == list(range(data["n_tokens"]))
+    table = cli("tokens", "the cat sat", "--model", folder)
+    assert table.exit_code == 0, table.stderr
+    assert f"{data['n_tokens']} tokens" in table.stdout and "'cat'" in table.stdout.replace("' cat'", "'cat'")
+
+
 # -- tables ----------------------------------------------------------------------------------------
 def test_info_table(cli, folder):
     result = cli("info", "--model", folder)

@@ -12,6 +12,7 @@ import pytest
 import glasslab as gl
 from glasslab.app.ops import finite
 from glasslab.methods.steering import make_steering_vector
+from glasslab.operations.describe import token_strip
 
 from .test_server_helpers import client, fingerprint, wait_job
 from .tiny import save_tiny, tiny_model
@@ -97,6 +98,7 @@ def test_tokens_match_the_model(c, model):
     assert [t["token"] for t in got["tokens"]] == model.to_str_tokens(PROMPT)
     assert [t["token_id"] for t in got["tokens"]] == model.to_tokens(PROMPT)[0].tolist()
     assert got["n_tokens"] == len(model.to_str_tokens(PROMPT))
+    assert got == token_strip(model, PROMPT).to_dict()  # the declared operation, from the tokenizer copy
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from ..methods.dla import attribution_hooks
 from ..methods.overview import OVERVIEW_HOOKS
 from ..model.run import Run
 from ..operations import OPERATIONS as DECLARED
+from ..operations.describe import split_prompt
 from ..operations.observe import (
     AttentionOptions,
     DlaOptions,
@@ -21,9 +22,8 @@ from ..operations.observe import (
     OverviewOptions,
     PredictOptions,
 )
-from ..operations.options import MAX_ALL_PATTERNS
-from .ops import Ctx, Limits, Operation, declared
-from .schemas import TokensBody
+from ..operations.options import MAX_ALL_PATTERNS, PromptOptions
+from .ops import Ctx, Limits, declared
 from .state import ModelState
 
 NEURON_HOOKS = sorted({*OVERVIEW_HOOKS, *attribution_hooks(neurons=True)})
@@ -41,28 +41,16 @@ def shared_run(ctx: Ctx, prompt: str, *, neurons: bool = False) -> Run:
     return ctx.state.cached_run((key, prompt), lambda: ctx.model.run(prompt, cache=hooks, logits=False))
 
 
-def tokens(state: ModelState, limits: Limits, body: TokensBody) -> dict:
-    """The token strip, from the state's own tokenizer copy: it never waits behind model work. Same rule as
-    Model.tokenize: BOS first when the tokenizer has one."""
+def tokens(state: ModelState, limits: Limits, body: PromptOptions) -> dict:
+    """The declared ``tokens`` operation, from the state's own tokenizer copy: it never waits behind model work."""
     loaded = state.loaded
     with state.tokenizer_lock:
-        ids = loaded.tokenizer(body.prompt, add_special_tokens=False)["input_ids"]
-        bos = loaded.tokenizer.bos_token_id
-        ids = [bos, *ids] if bos is not None else ids
-        texts = [loaded.tokenizer.decode([t]) for t in ids]
-    model = loaded.model
-    if len(ids) > limits.max_prompt_tokens or (model.context_length and len(ids) > model.context_length):
+        strip = split_prompt(loaded.model.name, body.prompt, loaded.tokenizer)
+    model, n = loaded.model, len(strip.tokens)
+    if n > limits.max_prompt_tokens or (model.context_length and n > model.context_length):
         most = min(limits.max_prompt_tokens, model.context_length or limits.max_prompt_tokens)
-        raise InputError(f"prompt is {len(ids)} tokens; at most {most} are read here: shorten it")
-    return {
-        "kind": "tokens",
-        "model": model.name,
-        "prompt": body.prompt,
-        "n_tokens": len(ids),
-        "tokens": [
-            {"position": i, "token": text, "token_id": t} for i, (t, text) in enumerate(zip(ids, texts, strict=True))
-        ],
-    }
+        raise InputError(f"prompt is {n} tokens; at most {most} are read here: shorten it")
+    return strip.to_dict()
 
 
 def overview_op(ctx: Ctx, body: OverviewOptions) -> dict:
@@ -142,14 +130,7 @@ def _seeded(body: GenerateOptions) -> bool:
 
 
 OPERATIONS = [
-    Operation(
-        "tokens",
-        TokensBody,
-        lambda ctx, body: tokens(ctx.state, ctx.limits, body),
-        "The prompt's tokens (BOS first) with their ids.",
-        "analysis",
-        tokenizer_only=tokens,
-    ),
+    declared(DECLARED["tokens"], lambda ctx, body: tokens(ctx.state, ctx.limits, body), tokenizer_only=tokens),
     declared(DECLARED["overview"], overview_op),
     declared(DECLARED["predict"], predict_op),
     declared(DECLARED["attention"], attention_op),

@@ -27,10 +27,6 @@ from ..operations.options import Options as Body
 PromptBody = PromptOptions
 
 
-class TokensBody(PromptBody):
-    pass
-
-
 class LoadModelBody(Body):
     source: Annotated[str, StringConstraints(min_length=1, max_length=500)]
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"

@@ -1,4 +1,4 @@
-"""Commands of the foundation: info and hooks, declared in ``glasslab.operations.describe``: here only how
+"""Commands of the foundation: info, hooks and tokens, declared in ``glasslab.operations.describe``: here only how
 their results read (predict and generate are declared operations too: observe.py)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from rich.table import Table
 from ..methods.info import ModelInfo
 from ..model.hooks import BLOCK_SITES, GLOBAL_SITES
 from ..operations import OPERATIONS
-from ..operations.describe import HookList
+from ..operations.describe import HookList, TokenStrip
 from .app import out
 from .derived import declare_command
 
@@ -38,4 +38,16 @@ def show_hooks(result: HookList) -> None:
 
 
 declare_command(OPERATIONS["info"], show_info)
+
+
+def show_tokens(result: TokenStrip) -> None:
+    table = Table(title=escape(f"{result.model}: {len(result.tokens)} tokens"))
+    for column in ("pos", "token", "id"):
+        table.add_column(column, justify="left" if column == "token" else "right")
+    for piece in result.tokens:
+        table.add_row(str(piece.position), escape(repr(piece.token)), str(piece.token_id))
+    out.print(table)
+
+
 declare_command(OPERATIONS["hooks"], show_hooks)
+declare_command(OPERATIONS["tokens"], show_tokens)
