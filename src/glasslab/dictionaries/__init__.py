@@ -1,4 +1,4 @@
-"""Dictionaries: sparse codes of a model's activations (SAEs today, transcoders next), as a layer of
+"""Dictionaries: sparse codes of a model's activations (SAEs and transcoders), as a layer of
 their own: what a dictionary is, its architectures by name, and how any of them is trained.
 
 Below the methods that view dictionaries (``glasslab.methods.features``); above the model, data, store
@@ -14,6 +14,14 @@ from .base import Dictionary, LossSettings, StepInput, StepOutput
 from .config import NORMALIZATIONS, DictionaryConfig
 from .registry import architectures, dictionary_class, register, trainable_architectures, unregister
 from .sae import SAE, geometric_median
+from .transcoder import (
+    JumpReLUSkipTranscoder,
+    JumpReLUTranscoder,
+    SkipTranscoder,
+    TopKSkipTranscoder,
+    TopKTranscoder,
+    Transcoder,
+)
 
 __all__ = [
     "NORMALIZATIONS",
@@ -23,11 +31,17 @@ __all__ = [
     "DictionaryConfig",
     "GatedSAE",
     "JumpReLUSAE",
+    "JumpReLUSkipTranscoder",
+    "JumpReLUTranscoder",
     "LossSettings",
+    "SkipTranscoder",
     "StandardSAE",
     "StepInput",
     "StepOutput",
     "TopKSAE",
+    "TopKSkipTranscoder",
+    "TopKTranscoder",
+    "Transcoder",
     "architectures",
     "dictionary_class",
     "geometric_median",

@@ -90,20 +90,33 @@ class TopKSAE(SAE):
     def aux_loss(
         self, x: torch.Tensor, error: torch.Tensor, dead: torch.Tensor, settings: LossSettings
     ) -> torch.Tensor:
-        """AuxK (Gao et al. 2024): the top ``aux_k`` dead features model the main reconstruction's error.
+        """AuxK on the centred input ``x - b_dec`` (see ``auxk_loss``)."""
+        return auxk_loss(x - self.b_dec, error, dead, settings, self.W_enc, self.b_enc, self.W_dec)
 
-        Unnormalised, like the main loss, and scaled down while few features are dead. The paper's version
-        (normalised by ||e||^2, ~30x stronger here once FVE passes 0.95) was measured worse on the default
-        model's layer 6: 19% of features dead by step 696 against 6% with this one (docs/sae.md).
-        """
-        dead_ids = dead.nonzero().reshape(-1)
-        if dead_ids.numel() == 0 or settings.aux_coefficient == 0:
-            return torch.zeros(())
-        pre = torch.addmm(self.b_enc[dead_ids], x - self.b_dec, self.W_enc[:, dead_ids])
-        values, local = pre.topk(min(settings.aux_k, dead_ids.numel()), dim=-1, sorted=False)
-        recon = F.embedding_bag(dead_ids[local], self.W_dec, per_sample_weights=torch.relu(values), mode="sum")
-        scale = min(dead_ids.numel() / settings.aux_k, 1.0)
-        return settings.aux_coefficient * scale * (recon - error).pow(2).sum(-1).mean()
+
+def auxk_loss(
+    encoder_in: torch.Tensor,
+    error: torch.Tensor,
+    dead: torch.Tensor,
+    settings: LossSettings,
+    w_enc: torch.Tensor,
+    b_enc: torch.Tensor,
+    w_dec: torch.Tensor,
+) -> torch.Tensor:
+    """AuxK (Gao et al. 2024): the top ``aux_k`` dead features model the main reconstruction's error.
+
+    Unnormalised, like the main loss, and scaled down while few features are dead. The paper's version
+    (normalised by ||e||^2, ~30x stronger here once FVE passes 0.95) was measured worse on the default
+    model's layer 6: 19% of features dead by step 696 against 6% with this one (docs/sae.md).
+    """
+    dead_ids = dead.nonzero().reshape(-1)
+    if dead_ids.numel() == 0 or settings.aux_coefficient == 0:
+        return torch.zeros(())
+    pre = torch.addmm(b_enc[dead_ids], encoder_in, w_enc[:, dead_ids])
+    values, local = pre.topk(min(settings.aux_k, dead_ids.numel()), dim=-1, sorted=False)
+    recon = F.embedding_bag(dead_ids[local], w_dec, per_sample_weights=torch.relu(values), mode="sum")
+    scale = min(dead_ids.numel() / settings.aux_k, 1.0)
+    return settings.aux_coefficient * scale * (recon - error).pow(2).sum(-1).mean()
 
 
 @register
@@ -160,11 +173,11 @@ class JumpReLUSAE(SAE):
         penalty = batch.settings.l0_coefficient * Step.apply(pre, theta, bandwidth).sum(-1).mean()
         return self._dense_output(batch, features, penalty)
 
-    def finish_training(self, scale: float) -> None:
+    def finish_training(self, scale: float, target_scale: float | None = None) -> None:
         threshold = self.log_threshold.detach().exp()
         del self.log_threshold
         self.threshold = nn.Parameter(threshold)
-        super().finish_training(scale)
+        super().finish_training(scale, target_scale)
 
 
 @register

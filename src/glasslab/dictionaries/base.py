@@ -152,8 +152,9 @@ class Dictionary(nn.Module):
         """Draw the initial parameters from ``generator`` and unfreeze them."""
         raise InputError(f"glasslab cannot train '{self.architecture}' dictionaries")
 
-    def fit_to_sample(self, sample: torch.Tensor) -> None:
-        """Adjust the initial parameters to a normalised sample of inputs (e.g. a bias at their median)."""
+    def fit_to_sample(self, sample: torch.Tensor, target: torch.Tensor | None = None) -> None:
+        """Adjust the initial parameters to a normalised sample of inputs (e.g. a bias at their median) and,
+        for a transcoder, of the outputs it predicts (``target``; None for autoencoders)."""
 
     def loss(self, batch: StepInput) -> StepOutput:
         """One normalised batch's loss, with the parts the trainer records."""
@@ -165,7 +166,7 @@ class Dictionary(nn.Module):
     def after_optimizer_step(self) -> None:
         """Restore constraints the step broke (e.g. renormalise decoder rows); called under ``no_grad``."""
 
-    def finish_training(self, scale: float) -> None:
-        """Fold the input scale (training saw ``scale * x``) into the weights so the dictionary reads raw
-        activations, and freeze it."""
+    def finish_training(self, scale: float, target_scale: float | None = None) -> None:
+        """Fold the input scale (training saw ``scale * x``) and, for a transcoder, the target's (it predicted
+        ``target_scale * y``) into the weights so the dictionary reads and writes raw activations; freeze it."""
         raise InputError(f"glasslab cannot train '{self.architecture}' dictionaries")

@@ -59,6 +59,7 @@ def write_checkpoint(
         "config": settings,
         "step": state.step,
         "scale": state.scale,
+        "target_scale": state.target_scale,
         "seconds": state.seconds,
         "cpu_seconds": state.cpu_seconds,
         "history": state.history,
@@ -103,6 +104,7 @@ def restore_checkpoint(
                 "exp_avg_sq": tensors[f"adam.{n}.exp_avg_sq"].clone(),
             }
     state.step, state.scale = int(record["step"]), float(record["scale"])
+    state.target_scale = record.get("target_scale")  # checkpoints of autoencoders may predate it
     state.seconds, state.cpu_seconds = float(record["seconds"]), float(record["cpu_seconds"])
     state.history = list(record["history"])
     state.since_fired, state.fire_counts = tensors["since_fired"].clone(), tensors["fire_counts"].clone()

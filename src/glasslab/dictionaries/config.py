@@ -18,7 +18,9 @@ NORMALIZATIONS = ("none", "expected_average_only_in", "constant_norm_rescale", "
 
 @dataclass
 class DictionaryConfig:
-    """A dictionary's shape and reading conventions. ``hook`` is glasslab's canonical hook name."""
+    """A dictionary's shape and reading conventions. ``hook`` is glasslab's canonical hook name; a
+    transcoder also names the hook it predicts (``hook_out``) and its width (``d_out``); both None for an
+    autoencoder, whose output is its input."""
 
     architecture: str
     d_in: int
@@ -37,6 +39,13 @@ class DictionaryConfig:
     dataset_path: str | None = None
     neuronpedia_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    hook_out: str | None = None  # transcoders: the hook the dictionary predicts
+    d_out: int | None = None  # transcoders: the output width (None: d_in)
+
+    @property
+    def out_width(self) -> int:
+        """The width of what the dictionary rebuilds or predicts."""
+        return self.d_in if self.d_out is None else self.d_out
 
     def __post_init__(self) -> None:
         kind = dictionary_class(self.architecture)
@@ -45,9 +54,9 @@ class DictionaryConfig:
                 f"SAE normalize_activations '{self.normalize_activations}' is not supported; "
                 f"glasslab reads {', '.join(NORMALIZATIONS)}"
             )
-        for name in ("d_in", "d_sae", "k"):
+        for name in ("d_in", "d_sae", "k", "d_out"):
             value = getattr(self, name)
-            if name == "k" and value is None:
+            if name in ("k", "d_out") and value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
                 raise InputError(f"SAE {name} must be a positive whole number; got {value!r}")

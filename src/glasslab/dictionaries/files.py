@@ -17,7 +17,9 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import InputError
 from ..store import atomic_directory
+from .base import Dictionary
 from .memory import check_memory
+from .registry import dictionary_class
 from .sae import SAE
 from .sae_config import SAEConfig
 
@@ -50,10 +52,25 @@ def load_sae_folder(
 ) -> SAE:
     """Read and validate an SAE folder (SAELens layout): the file's tensor names and shapes are checked
     against cfg.json from its header, and the size against free memory, before anything is allocated."""
+    return load_dictionary_folder(folder, dtype=dtype, device=device, kind=SAE)  # type: ignore[return-value]
+
+
+def load_dictionary_folder(
+    folder: str | os.PathLike,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    kind: type[Dictionary] = Dictionary,
+) -> Dictionary:
+    """``load_sae_folder`` for any registered kind (transcoders too); ``kind`` refuses others in one line."""
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise InputError(f"SAE folder '{folder}' does not exist")
     cfg = read_config(folder)
+    built = dictionary_class(cfg.architecture)
+    if not issubclass(built, kind):
+        noun = "an SAE" if kind is SAE else f"a {kind.__name__}"
+        raise InputError(f"'{folder}' holds a '{cfg.architecture}' dictionary, not {noun}")
     weights_path = folder / WEIGHTS_FILE
     if not weights_path.is_file():
         raise InputError(f"no {WEIGHTS_FILE} in '{folder}'")
@@ -69,7 +86,7 @@ def load_sae_folder(
         tensors = load_file(weights_path)
     except (SafetensorError, OSError) as exc:
         raise InputError(f"'{weights_path}' is not a readable safetensors file ({exc}); download it again") from None
-    sae = SAE(cfg, dtype=dtype, device=device, optional=stored)
+    sae = built(cfg, dtype=dtype, device=device, optional=stored)
     check_tensors(tensors, sae, weights_path)
     with torch.no_grad():
         for name, param in sae.named_parameters():
@@ -95,7 +112,7 @@ def check_shapes(
             )
 
 
-def check_tensors(tensors: dict[str, torch.Tensor], sae: SAE, path: Path) -> None:
+def check_tensors(tensors: dict[str, torch.Tensor], sae: Dictionary, path: Path) -> None:
     check_shapes({name: tuple(t.shape) for name, t in tensors.items()}, sae.parameter_shapes(), sae.cfg, path)
     for name in sae.parameter_shapes():
         if not torch.isfinite(tensors[name].float()).all():
@@ -119,7 +136,7 @@ def save_sae(
 
 
 def write_sae_files(
-    sae: SAE,
+    sae: Dictionary,
     into: Path,
     *,
     dtype: torch.dtype | None = None,

@@ -23,6 +23,7 @@ _BLOCK_TO_TL = {
     "attn.z": "attn.hook_z",
     "attn.pattern": "attn.hook_pattern",
     "mlp.post": "mlp.hook_post",
+    "mlp.in": "ln2.hook_normalized",  # the MLP's normalised input (what transcoders read)
 }
 _GLOBAL_TO_TL = {"embed": "hook_embed", "ln_final": "ln_final.hook_normalized"}
 # TransformerLens's input of the second norm is the residual stream after attention.

@@ -153,7 +153,7 @@ class SAE(Dictionary):
         self.b_enc = nn.Parameter(torch.zeros(self.d_sae))
         self.b_dec = nn.Parameter(torch.zeros(self.d_in))
 
-    def fit_to_sample(self, sample: torch.Tensor) -> None:
+    def fit_to_sample(self, sample: torch.Tensor, target: torch.Tensor | None = None) -> None:
         """b_dec at the sample's geometric median: a robust centre for ``x - b_dec``."""
         with torch.no_grad():
             self.b_dec.copy_(geometric_median(sample[:8192]))
@@ -170,11 +170,12 @@ class SAE(Dictionary):
     def after_optimizer_step(self) -> None:
         self.W_dec /= self.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
-    def finish_training(self, scale: float) -> None:
+    def finish_training(self, scale: float, target_scale: float | None = None) -> None:
         """Trained on c x: pre = (c x - b_dec) W_enc + b_enc = c [(x - b_dec / c) W_enc + b_enc / c], and the
         reconstruction c x ~ f W_dec + b_dec. With b_enc, b_dec (and thresholds, see subclasses) divided by c
         the new pre-activations are pre / c, so the same features are chosen (TopK) or pass (ReLU, JumpReLU)
-        with activations f / c, and (f / c) W_dec + b_dec / c reconstructs x. Decoder rows keep unit norm."""
+        with activations f / c, and (f / c) W_dec + b_dec / c reconstructs x. Decoder rows keep unit norm.
+        An autoencoder's target is its input, so ``target_scale`` is ``scale`` or None."""
         for name, param in list(self.named_parameters()):
             value = param.detach() / scale if name in self.input_unit_parameters else param.detach()
             setattr(self, name, nn.Parameter(value.contiguous(), requires_grad=False))

@@ -20,9 +20,25 @@ __all__ = ["ARCHITECTURES", "NORMALIZATIONS", "SAEConfig"]
 ARCHITECTURES = architectures()  # the SAELens architectures glasslab reads (the registry may grow later)
 _DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16", "float64": "float64"}
 # Metadata keys with a field of their own; everything else in ``metadata`` is kept in ``extra``.
-_OWN_METADATA = ("model_name", "hook_name", "hook_head_index", "context_size", "prepend_bos", "dataset_path")
+_OWN_METADATA = (
+    "model_name",
+    "hook_name",
+    "hook_head_index",
+    "context_size",
+    "prepend_bos",
+    "dataset_path",
+    "hook_name_out",
+)
 # Keys that describe the file layout rather than the SAE; read above, never carried along.
-_LAYOUT_KEYS = ("metadata", "device", "hook_point", "activation_fn_str", "activation_fn_kwargs", "glasslab_hook")
+_LAYOUT_KEYS = (
+    "metadata",
+    "device",
+    "hook_point",
+    "activation_fn_str",
+    "activation_fn_kwargs",
+    "glasslab_hook",
+    "glasslab_hook_out",
+)
 
 
 @dataclass
@@ -45,6 +61,7 @@ class SAEConfig(DictionaryConfig):
         if architecture == "standard" and data.get("activation_fn_str") == "topk":
             architecture = "topk"
         k = data.get("k", kwargs.get("k"))
+        hook_out = merged.get("hook_name_out")
         known = {*_LAYOUT_KEYS, *cls.__dataclass_fields__}
         extra = {
             key: value for key, value in meta.items() if key not in (*_OWN_METADATA, *_LAYOUT_KEYS, "neuronpedia_id")
@@ -68,6 +85,8 @@ class SAEConfig(DictionaryConfig):
             dataset_path=merged.get("dataset_path"),
             neuronpedia_id=merged.get("neuronpedia_id"),
             extra=extra,
+            hook_out=from_transformer_lens(str(hook_out)) if hook_out else None,
+            d_out=_whole(data["d_out"]) if data.get("d_out") is not None else None,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -82,6 +101,8 @@ class SAEConfig(DictionaryConfig):
             "dataset_path": self.dataset_path,
             "neuronpedia_id": self.neuronpedia_id,
             "glasslab_hook": self.hook,
+            "hook_name_out": to_transformer_lens(self.hook_out) if self.hook_out else None,
+            "glasslab_hook_out": self.hook_out,
             **self.extra,
         }
         data = {
@@ -95,6 +116,8 @@ class SAEConfig(DictionaryConfig):
             "reshape_activations": self.reshape_activations,
             "metadata": {key: value for key, value in metadata.items() if value is not None},
         }
+        if self.d_out is not None:
+            data["d_out"] = self.d_out
         if dictionary_class(self.architecture).uses_k:
             data["k"] = own["k"]
             data["rescale_acts_by_decoder_norm"] = self.rescale_acts_by_decoder_norm

@@ -42,6 +42,7 @@ from .registry import dictionary_class, trainable_architectures
 from .sae import SAE, geometric_median
 from .sae_config import SAEConfig
 from .training import Clock, TrainingState, initialise, start_training, train_step
+from .transcoder import Transcoder
 
 __all__ = [
     "TRAINABLE",
@@ -59,7 +60,14 @@ __all__ = [
     "train_dictionary",
 ]
 
-TRAINABLE = trainable_architectures()  # the built-in ones; TrainConfig asks the registry each time
+
+def trainable_saes() -> tuple[str, ...]:
+    """The registered architectures this job trains: every trainable kind but transcoders, which need an
+    output to predict (``transcoder_train`` trains them)."""
+    return tuple(name for name in trainable_architectures() if not issubclass(dictionary_class(name), Transcoder))
+
+
+TRAINABLE = trainable_saes()  # the built-in ones; TrainConfig asks the registry each time
 
 
 # -- configuration --------------------------------------------------------------------------------
@@ -96,9 +104,7 @@ class TrainConfig:
     init_threshold: float = 0.2  # jumprelu
 
     def __post_init__(self) -> None:
-        trainable = trainable_architectures()
-        if self.architecture not in trainable:
-            raise InputError(f"glasslab trains {', '.join(trainable)} SAEs, not '{self.architecture}'")
+        self.check_architecture()
         checks = {
             "tokens": self.tokens,
             "batch_size": self.batch_size,
@@ -115,6 +121,11 @@ class TrainConfig:
             raise InputError(f"tokens ({self.tokens}) must be at least one batch ({self.batch_size})")
         if not (0 <= self.warmup < 1 and 0 <= self.decay <= 1 and self.warmup + self.decay <= 1):
             raise InputError("warmup and decay are fractions of the steps that add up to at most 1")
+
+    def check_architecture(self) -> None:
+        trainable = trainable_saes()
+        if self.architecture not in trainable:
+            raise InputError(f"glasslab trains {', '.join(trainable)} SAEs, not '{self.architecture}'")
 
     @property
     def steps(self) -> int:

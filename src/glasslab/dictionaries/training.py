@@ -37,12 +37,30 @@ class TrainingPlan(LossSettings, Protocol):
     def lr_at(self, step: int) -> float: ...
 
 
+Batch = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+"""An autoencoder's rows [n, d_in], or a transcoder's (input [n, d_in], target [n, d_out]) pairs."""
+
+
 class Rows(Protocol):
-    """Where training batches come from (``glasslab.dictionaries.activations.ShuffleBuffer``)."""
+    """Where training batches come from (``glasslab.dictionaries.activations.ShuffleBuffer``; transcoders'
+    rows are input/target pairs)."""
 
-    def peek(self, n: int) -> torch.Tensor: ...
+    def peek(self, n: int) -> Batch: ...
 
-    def next_batch(self, n: int) -> torch.Tensor: ...
+    def next_batch(self, n: int) -> Batch: ...
+
+
+def split(rows: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(input, target or None) of a batch of rows."""
+    return rows if isinstance(rows, tuple) else (rows, None)
+
+
+def _scale_for(sample: torch.Tensor, what: str, kind: str) -> float:
+    """The factor that makes ``sample``'s mean squared norm its width."""
+    mean_sq = float(sample.pow(2).sum(-1).mean())
+    if not mean_sq > 0:
+        raise InputError(f"the activations at {what} are all zero; {kind} cannot be trained there")
+    return math.sqrt(sample.shape[1] / mean_sq)
 
 
 @dataclass
@@ -51,6 +69,7 @@ class TrainingState:
 
     step: int = 0
     scale: float = 1.0  # multiply raw activations by this: mean squared norm becomes d_in
+    target_scale: float | None = None  # the same for a transcoder's targets (None: an autoencoder)
     seconds: float = 0.0  # wall-clock training time so far (harvest included), summed over resumed sessions
     cpu_seconds: float = 0.0  # this process's CPU time over the same spans (load-independent)
     history: list[dict[str, float]] = field(default_factory=list)
@@ -79,13 +98,14 @@ def start_training(dictionary: Dictionary, plan: TrainingPlan) -> torch.optim.Op
 
 
 def initialise(dictionary: Dictionary, plan: TrainingPlan, state: TrainingState, rows: Rows) -> None:
-    """The input scale from the first rows (mean squared norm -> d_in), then the dictionary's own fit to them."""
-    sample = rows.peek(min(plan.batch_size * 4, plan.buffer_tokens))
-    mean_sq = float(sample.pow(2).sum(-1).mean())
-    if not mean_sq > 0:
-        raise InputError(f"the activations at '{plan.hook}' are all zero; an SAE cannot be trained there")
-    state.scale = math.sqrt(sample.shape[1] / mean_sq)
-    dictionary.fit_to_sample(sample * state.scale)
+    """The input scale from the first rows (mean squared norm -> d_in; a transcoder's targets get a scale of
+    their own the same way), then the dictionary's own fit to them."""
+    sample, target = split(rows.peek(min(plan.batch_size * 4, plan.buffer_tokens)))
+    kind = "an SAE" if target is None else "a transcoder"
+    state.scale = _scale_for(sample, f"'{plan.hook}'", kind)
+    if target is not None:
+        state.target_scale = _scale_for(target, f"the output predicted from '{plan.hook}'", kind)
+    dictionary.fit_to_sample(sample * state.scale, None if target is None else target * state.target_scale)
     state.since_fired = torch.zeros(dictionary.d_sae, dtype=torch.long)
     state.fire_counts = torch.zeros(dictionary.d_sae, dtype=torch.long)
 
@@ -94,11 +114,14 @@ def train_step(
     dictionary: Dictionary, optimizer: torch.optim.Optimizer, plan: TrainingPlan, state: TrainingState, rows: Rows
 ) -> dict[str, float]:
     """One optimiser step on the next batch; returns its metrics (the history keeps about 50 of them)."""
-    x = rows.next_batch(plan.batch_size) * state.scale
+    x, target = split(rows.next_batch(plan.batch_size))
+    x = x * state.scale
+    if target is not None:
+        target = target * (state.target_scale or 1.0)
     for group in optimizer.param_groups:
         group["lr"] = plan.lr_at(state.step)
     dead = state.since_fired >= plan.dead_after_tokens
-    batch = StepInput(x, dead, plan)
+    batch = StepInput(x, dead, plan, target)
     out = dictionary.loss(batch)
     loss = out.loss
     optimizer.zero_grad(set_to_none=True)

@@ -1,4 +1,5 @@
-"""glasslab's on-disk store: converted models, SAEs, lenses, steering vectors, edits, statistics, experiments.
+"""glasslab's on-disk store: converted models, SAEs, transcoders, lenses, steering vectors, edits, statistics,
+experiments.
 
 The store is a per-user cache folder (``GLASSLAB_HOME`` overrides it). Every kind of artifact is declared
 once (``kinds``); ``location``/``locate``/``resolve`` turn a checked name (or, where allowed, a folder) into
@@ -22,6 +23,8 @@ from .kinds import (
     SAE_USER_LABELS,
     SAES,
     STEERING,
+    TRANSCODER_CHECKPOINTS,
+    TRANSCODERS,
     TUNED_LENS,
     WORDNET,
     ArtifactKind,
@@ -49,6 +52,8 @@ __all__ = [
     "SAE_USER_LABELS",
     "STEERING",
     "STORE_ENV",
+    "TRANSCODERS",
+    "TRANSCODER_CHECKPOINTS",
     "TUNED_LENS",
     "WORDNET",
     "Artifact",

@@ -90,6 +90,19 @@ SAES = ArtifactKind(
     hint="train one with: glasslab sae train --hook blocks.L.resid_post --name {name}",
 )
 SAE_CHECKPOINTS = ArtifactKind("sae-checkpoint", "sae-checkpoints", per_model=True, describe="SAE training checkpoint")
+TRANSCODERS = ArtifactKind(
+    "transcoders",
+    "transcoders",
+    per_model=True,
+    describe="transcoder set",
+    files=("transcoders.json",),
+    paths=True,
+    hint="train one with glasslab.dictionaries.transcoder_train.train_transcoders(model, config, name='{name}')",
+)
+"""One set per folder: ``transcoders.json`` and a SAELens-layout folder per layer (``layer-<L>/``)."""
+TRANSCODER_CHECKPOINTS = ArtifactKind(
+    "transcoder-checkpoint", "transcoder-checkpoints", per_model=True, describe="transcoder training checkpoint"
+)
 SAE_LABELS = ArtifactKind(
     "sae-labels", "sae-labels", per_model=False, describe="fetched SAE labels", files=("labels.json",)
 )
@@ -113,6 +126,8 @@ KINDS: dict[str, ArtifactKind] = {
         KEY_STATS,
         SAES,
         SAE_CHECKPOINTS,
+        TRANSCODERS,
+        TRANSCODER_CHECKPOINTS,
         SAE_LABELS,
         SAE_USER_LABELS,
         EXPERIMENTS,
