@@ -25,4 +25,15 @@ GRAPH_RESULTS: dict[str, Explanation] = {
         "to explain: where they are large, part of the computation is missing from the story. Features and their "
         "labels are only as good as the transcoders. Check a story by intervening on its features.",
     ),
+    "graph_intervention": Explanation(
+        title="Checking a graph by intervening on its features",
+        see="For each target, three changes when the chosen features are set to new activations: what the graph "
+        "predicts (summing direct effects along every path), what the replacement model does with attention and "
+        "norms frozen but features free to switch on and off, and what the real model does.",
+        read="Graph and frozen agree when the features' nonlinearities stay in their linear range; frozen and "
+        "unfrozen agree when attention and the MLPs do not react to the change. A large gap to unfrozen says the "
+        "graph's story misses how the model itself responds.",
+        caveat="One intervention on one prompt tests one part of the story. The real model is changed by adding the "
+        "features' decoder writes to the MLP outputs, so the transcoders' errors stay as they were.",
+    ),
 }

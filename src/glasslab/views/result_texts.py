@@ -11,6 +11,7 @@ from __future__ import annotations
 from .editing_texts import EDITING_RESULTS
 from .feature_texts import FEATURE_RESULTS
 from .figures import Explanation
+from .graph_texts import GRAPH_RESULTS
 
 RESULTS: dict[str, Explanation] = {
     "prediction": Explanation(
@@ -357,3 +358,4 @@ RESULTS: dict[str, Explanation] = {
 }
 RESULTS.update(FEATURE_RESULTS)
 RESULTS.update(EDITING_RESULTS)
+RESULTS.update(GRAPH_RESULTS)

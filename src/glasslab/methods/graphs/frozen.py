@@ -3,8 +3,10 @@
 Attention patterns are the clean pass's, every residual norm uses the clean pass's scale (as values, not
 only for gradients), and every MLP's output is ``transcoders' reconstruction + the clean error``. Feature
 activations are either **held** (the clean activations with the given overrides: the graph's direct
-effects are exactly the changes this gives) or **recomputed** from each layer's input through the
-transcoder's nonlinearity (with the overrides forced): how the frozen replacement really responds.
+effects are exactly the changes this gives), **linear** (each active feature moves by exactly the change
+of its pre-activation, inactive ones stay silent: the graph's path sums are exactly the changes this
+gives), or **recomputed** from each layer's input through the transcoder's nonlinearity (with the
+overrides forced): how the frozen replacement really responds.
 ``model_response`` runs the real model instead, with the feature's write added to the MLP's output and
 attention, norms and MLPs free to react.
 """
@@ -43,7 +45,9 @@ class FrozenReplacement:
         acts[active.positions, active.features] = active.values
         return acts
 
-    def run(self, overrides: Overrides, mode: Literal["held", "recomputed"]) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def run(
+        self, overrides: Overrides, mode: Literal["held", "linear", "recomputed"]
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
         """(per layer [pos, d_sae] pre-activations, [d_model] final norm output at the last position)."""
         inputs: dict[int, torch.Tensor] = {}
         acts: dict[int, torch.Tensor] = {}
@@ -64,7 +68,7 @@ class FrozenReplacement:
     def _output(self, layer: int, inputs: dict, acts: dict, overrides: Overrides, mode: str):
         def replace(original: torch.Tensor) -> torch.Tensor:
             x = inputs[layer]
-            current = self.clean_activations(layer) if mode == "held" else self.transcoders.encode(layer, x).float()
+            current = self._activations(layer, x, mode)
             for (at_layer, position, feature), value in overrides.items():
                 if at_layer == layer:
                     current[position, feature] = value
@@ -74,6 +78,17 @@ class FrozenReplacement:
             return out[None].to(original.dtype)
 
         return replace
+
+    def _activations(self, layer: int, x: torch.Tensor, mode: str) -> torch.Tensor:
+        if mode == "recomputed":
+            return self.transcoders.encode(layer, x).float()
+        current = self.clean_activations(layer)
+        if mode == "linear":
+            encoder, _bias = self.transcoders.encoder(layer)
+            active = self.clean.active[layer]
+            moved = (x - self.clean.inputs[layer]) @ encoder.float()
+            current[active.positions, active.features] += moved[active.positions, active.features]
+        return current
 
 
 def _keeper(inputs: dict[int, torch.Tensor], layer: int):

@@ -80,6 +80,7 @@ class AttributionGraph(Result):
     settings: dict[str, Any]
     adjacency: Adjacency = field(repr=False, compare=False)
     all_node_ids: list[str] = field(repr=False, compare=False)
+    directions: torch.Tensor = field(repr=False, compare=False)  # [d_model, n_targets] what each target reads
 
     def node(self, node_id: str) -> GraphNode:
         """A kept node by id."""
@@ -166,6 +167,7 @@ def make_result(
         settings=settings,
         adjacency=adjacency,
         all_node_ids=ids,
+        directions=torch.stack([t.direction for t in targets], dim=1),
     )
 
 
