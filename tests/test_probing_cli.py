@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 import glasslab.cli.main  # noqa: F401  (registers every command)
 from glasslab.cli.app import app
-from glasslab.cli.probe import parse_layers
 from glasslab.errors import InputError
+from glasslab.operations.probing import parse_layers
 
 from .tiny import save_tiny
 
@@ -95,7 +95,7 @@ def test_cli_errors_are_one_line(cli, tmp_path, numbers):
 
 
 def test_parse_layers():
-    assert parse_layers(None, 4) is None and parse_layers("all", 4) is None
-    assert parse_layers("3,0-1,1", 4) == [0, 1, 3]
-    with pytest.raises(InputError):
-        parse_layers("1-", 4)
+    assert parse_layers("", "layers") is None and parse_layers("all", "layers") is None
+    assert parse_layers("3,0-1,1", "layers") == [0, 1, 3]
+    with pytest.raises(InputError, match="--layers takes numbers"):
+        parse_layers("1-", "layers")

@@ -31,6 +31,7 @@ from .app import (
     OutOpt,
     app,
     emit,
+    err,
     flag_from_hint,
     friendly_errors,
     load_model,
@@ -43,6 +44,8 @@ COMMON: dict[str, tuple[Any, Any]] = {
     "device": (DeviceOpt, "cpu"),
     "as_json": (JsonOpt, False),
 }
+# What a command may print on stderr after its result (a file it wrote and how to use it), or None.
+Note = Callable[[Any, Any], str | None]  # (result, validated options) -> note
 # Each declared operation's command words (``("compare", "models")`` for a sub-command), for tests and docs.
 COMMAND_WORDS: dict[str, tuple[str, ...]] = {}
 
@@ -56,15 +59,19 @@ def declare_command(
     cli_name: str | None = None,
     renamed_from: str | None = None,
     more_help: str = "",
+    note: Note | None = None,
 ) -> None:
     """Register ``spec`` as a command on ``on`` (a sub-app already added to ``app``), named ``cli_name`` where
     the command's word differs from the operation's name (``compare models`` for ``compare-models``).
     ``show(result, **display values)`` prints the readable view; ``display`` maps a display flag's parameter
     name to its (typer annotation, default); ``renamed_from`` is the command's old name, kept as a hidden
-    deprecated alias; ``more_help`` follows the summary in ``--help``."""
+    deprecated alias; ``more_help`` follows the summary in ``--help``; ``note(result, options)`` is printed on
+    stderr after the result (so ``--json`` stays one JSON document). An operation that ``loads_models`` gets
+    no --model: its function loads what its options name."""
     display = display or {}
     parameters = [p for name, field in cli_fields(spec).items() for p in _parameters(name, field)]
-    extras = dict(display, **COMMON)
+    common = {name: value for name, value in COMMON.items() if not (spec.loads_models and name == "model")}
+    extras = dict(display, **common)
     if draws(spec.result):
         extras["out_file"] = (OutOpt, None)
     parameters += [
@@ -76,10 +83,11 @@ def declare_command(
 
     def command(**values: Any) -> None:
         shown = {name: values.pop(name) for name in display}
-        model, dtype, device, as_json = (values.pop(name) for name in COMMON)
+        model, dtype, device, as_json = (values.pop(name, None) for name in COMMON)
         out_file = values.pop("out_file", None)
         values = _parsed(spec, _zipped(_paired(spec), values), flags)
-        run_declared(spec, values, lambda result: show(result, **shown), model, dtype, device, as_json, out_file, flags)
+        view = functools.partial(show, **shown)
+        run_declared(spec, values, view, model, dtype, device, as_json, out_file, flags, note)
 
     command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     command.__annotations__ = {p.name: p.annotation for p in parameters}
@@ -114,11 +122,19 @@ def run_declared(
     as_json: bool,
     out_file: str | None = None,
     flags: dict[str, str] | None = None,
+    note: Note | None = None,
 ) -> None:
-    """Validate ``values`` as the declared options (before any model loads), run, and print or write."""
+    """Validate ``values`` as the declared options (before any model loads), run, and print or write (then
+    the command's note, on stderr)."""
     options = spec.validate(values, spell=lambda name: (flags or {}).get(name, "--" + name.replace("_", "-")))
-    result = spec(load_model(model, dtype, device), options)
+    if spec.loads_models:  # the function loads the models it names, as --model would
+        result = spec(lambda source: load_model(source, dtype, device), options)
+    else:
+        result = spec(load_model(model, dtype, device), options)
     emit(result, as_json, out_file, lambda: (show(result), _caveat(result)))
+    text = note(result, options) if note is not None else None
+    if text:
+        err.print(escape(text), highlight=False)
 
 
 def draws(result_type: type) -> bool:

@@ -43,6 +43,10 @@ class OperationSpec:
     # False for operations no request may run (each says why): they need a file on this machine or load a
     # second model; the CLI and Python still offer them, the server has no endpoint for them.
     http: bool = True
+    # True for an operation that loads the models it names itself (``compare models``: two of them): its
+    # function's first argument is a loader (source or None for the default -> Model) rather than a model,
+    # and the CLI offers no shared --model.
+    loads_models: bool = False
 
     def arguments(self, options: Options) -> dict[str, Any]:
         """The function's keyword arguments from validated options (values as validated, not re-dumped)."""
@@ -63,6 +67,7 @@ class OperationSpec:
         return create_model(self.options.__name__ + "Body", __base__=Options, **fields)
 
     def __call__(self, model: Any, options: Options) -> Any:
+        """Run on ``model`` (for ``loads_models``: on a loader of models) with the validated options."""
         return self.function(model, **self.arguments(options))
 
     def validate(self, values: dict[str, Any], spell: Callable[[str], str] = str) -> Options:

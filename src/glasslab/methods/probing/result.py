@@ -90,6 +90,9 @@ class Probing(Result):
     majority: float  # accuracy of always answering the most frequent class
     chance: float  # 1 / number of classes
     layers: list[LayerProbe]
+    # Where ``glasslab probe --save-vector`` saved the probe's direction as a steering vector (the command's
+    # note reads it; not in the JSON, which describes the probes).
+    saved_vector: str | None = None
 
     @property
     def best(self) -> LayerProbe:
