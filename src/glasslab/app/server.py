@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import GlasslabError
 from ..model.model import Model
-from . import analysis, explanations, interventions, sae_precompute, sae_search, sae_training, saes
+from . import analysis, explanations, graphs, interventions, sae_precompute, sae_search, sae_training, saes
 from .declared import endpoints
 from .experiments import ExperimentStore
 from .experiments import router as experiments_router
@@ -39,6 +39,7 @@ OPERATIONS = endpoints(
         *sae_search.OPERATIONS,
         *sae_precompute.OPERATIONS,
         *sae_training.OPERATIONS,
+        *graphs.OPERATIONS,
     ]
 )
 NOT_BUILT = """<!doctype html><html lang="en"><meta charset="utf-8"><title>glasslab</title>

@@ -1,4 +1,8 @@
-"""Write a result's figure to a file: ``.html`` (interactive), ``.png`` or ``.svg`` (static), ``.json``."""
+"""Write a result's figure to a file: ``.html`` (interactive), ``.png`` or ``.svg`` (static), ``.json``.
+
+A result with a page of its own (``html_page()``: the attribution graph's interactive viewer) writes that
+page as its ``.html``; every other result writes its figure's page.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +34,8 @@ def write_result(result, path: str | os.PathLike) -> Path:
         if suffix == ".json":
             scratch.write_text(json.dumps(result.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
         elif suffix == ".html":
-            scratch.write_text(page(result.figure()), encoding="utf-8")
+            own_page = getattr(result, "html_page", None)
+            scratch.write_text(own_page() if callable(own_page) else page(result.figure()), encoding="utf-8")
         else:
             figure: Figure = result.figure()
             save_static(figure, scratch.with_suffix(suffix))

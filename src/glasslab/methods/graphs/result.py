@@ -14,6 +14,7 @@ import torch
 from ...model.model import Model
 from ...views.explanations import explanation
 from ...views.figures import Bars, Figure
+from ...views.graph_page import graph_page
 from ...views.result import Record, Result
 from .build import Adjacency, LogitTarget
 from .influence import Pruned
@@ -81,6 +82,7 @@ class AttributionGraph(Result):
     adjacency: Adjacency = field(repr=False, compare=False)
     all_node_ids: list[str] = field(repr=False, compare=False)
     directions: torch.Tensor = field(repr=False, compare=False)  # [d_model, n_targets] what each target reads
+    token_ids: list[int] = field(repr=False, compare=False)  # the prompt's token ids (viewers name nodes by them)
 
     def node(self, node_id: str) -> GraphNode:
         """A kept node by id."""
@@ -103,6 +105,10 @@ class AttributionGraph(Result):
             "completeness": f"{self.scores.completeness:.3f}",
         }
         return Figure(f"Attribution graph for {targets}", [bars], **explanation(self.kind), extra=scores)
+
+    def html_page(self) -> str:
+        """The interactive page ``save("graph.html")`` writes: nodes by layer and position, edges by weight."""
+        return graph_page(self.to_dict(), self.adjacency.n_layers, explanation(self.kind))
 
 
 def node_ids(adjacency: Adjacency, targets: list[LogitTarget]) -> list[str]:
@@ -168,6 +174,7 @@ def make_result(
         adjacency=adjacency,
         all_node_ids=ids,
         directions=torch.stack([t.direction for t in targets], dim=1),
+        token_ids=[int(t) for t in tokens.tolist()],
     )
 
 
