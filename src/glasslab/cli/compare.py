@@ -1,30 +1,27 @@
 """``glasslab compare ...``: two prompts, two models, side effects of an intervention, head composition,
-feature influence. All but ``compare models`` (which loads two models of its own) are declared in
-``glasslab.operations.compare``: here only how their results read."""
+feature influence. All are declared in ``glasslab.operations.compare`` (``compare models`` loads its two
+models itself): here only how their results read."""
 
 from __future__ import annotations
-
-from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..errors import InputError
 from ..methods.compare.composition import MODE_NAMES, Composition
 from ..methods.compare.feature_influence import FeatureInfluence
+from ..methods.compare.generations import GenerationComparison
+from ..methods.compare.models_result import ModelComparison
 from ..methods.compare.prompts import PromptComparison
 from ..methods.compare.side_effects import SideEffects
 from ..operations import OPERATIONS
-from .app import DeviceOpt, DtypeOpt, JsonOpt, OutOpt, app, emit, friendly_errors, load_model, out
+from .app import app, out
 from .derived import declare_command
 
 compare_app = typer.Typer(
     no_args_is_help=True, help="Compare two prompts, two models, a model with and without an intervention, heads."
 )
 app.add_typer(compare_app, name="compare")
-
-TopOpt = Annotated[int, typer.Option(help="How many of the largest changes to list.")]
 
 
 def _changes_table(title: str, changes, caption: str = "") -> Table:
@@ -45,74 +42,38 @@ def show_prompts(result: PromptComparison) -> None:
     out.print(_changes_table(f"{result.method}: largest changes from A to B", result.changes, caption))
 
 
-@compare_app.command("models")
-@friendly_errors
-def models(
-    model_a: Annotated[str, typer.Argument(help="Model A: hub id, folder or .gguf ('default' for the offline one).")],
-    model_b: Annotated[str, typer.Argument(help="Model B, compared with A.")],
-    corpus: Annotated[str | None, typer.Option(help="builtin, a .txt/.jsonl file or folder, or hf:NAME.")] = None,
-    prompt: Annotated[
-        list[str] | None, typer.Option("--prompt", "-p", help="Compare on these prompts instead (repeatable).")
-    ] = None,
-    sequences: Annotated[int, typer.Option(help="Corpus sequences to compare on.")] = 16,
-    seq_len: Annotated[int, typer.Option(help="Tokens per corpus sequence.")] = 64,
-    batch_size: Annotated[int, typer.Option(help="Sequences per forward pass.")] = 4,
-    top: TopOpt = 10,
-    text: Annotated[
-        bool, typer.Option(help="Only put the continuations side by side (for models with different tokenizers).")
-    ] = False,
-    max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate per prompt with --text.")] = 20,
-    dtype: DtypeOpt = "float32",
-    device: DeviceOpt = "cpu",
-    as_json: JsonOpt = False,
-    out_file: OutOpt = None,
-) -> None:
-    """Compare two models: CKA per layer, output KL and loss, changed heads, prompts and positions."""
-    from ..methods.compare.models import compare_generations, compare_models
+def show_generations(generations: GenerationComparison) -> None:
+    table = Table(title=escape(f"{generations.model_a} vs {generations.model_b}"))
+    for column in ("prompt", "A", "B"):
+        table.add_column(column)
+    for p, x, y in zip(generations.prompts, generations.texts_a, generations.texts_b, strict=True):
+        table.add_row(escape(repr(p)), escape(repr(x)), escape(repr(y)))
+    out.print(table)
 
-    a = load_model(None if model_a == "default" else model_a, dtype, device)
-    b = load_model(None if model_b == "default" else model_b, dtype, device)
-    if text:
-        if not prompt:
-            raise InputError("--text compares continuations of prompts; give at least one --prompt")
-        generations = compare_generations(a, b, prompt, max_new_tokens=max_new_tokens)
 
-        def show_text() -> None:
-            table = Table(title=escape(f"{generations.model_a} vs {generations.model_b}"))
-            for column in ("prompt", "A", "B"):
-                table.add_column(column)
-            for p, x, y in zip(generations.prompts, generations.texts_a, generations.texts_b, strict=True):
-                table.add_row(escape(repr(p)), escape(repr(x)), escape(repr(y)))
-            out.print(table)
-
-        emit(generations, as_json, out_file, show_text)
+def show_models(result: ModelComparison | GenerationComparison) -> None:
+    if isinstance(result, GenerationComparison):  # --text: continuations side by side
+        show_generations(result)
         return
-    result = compare_models(
-        a, b, corpus=corpus, prompts=prompt, sequences=sequences, seq_len=seq_len, batch_size=batch_size, top=top
+    table = Table(
+        title=escape(f"{result.model_a} vs {result.model_b} on {result.source}"),
+        caption=escape(
+            f"loss A {result.loss_a:.4f}, B {result.loss_b:.4f} nats/token · KL(A || B) {result.kl:.4f} nats"
+        ),
     )
-
-    def show() -> None:
-        table = Table(
-            title=escape(f"{result.model_a} vs {result.model_b} on {result.source}"),
-            caption=escape(
-                f"loss A {result.loss_a:.4f}, B {result.loss_b:.4f} nats/token · KL(A || B) {result.kl:.4f} nats"
-            ),
-        )
-        table.add_column("layers (A / B)")
-        table.add_column("linear CKA", justify="right")
-        for (la, lb), value in zip(result.layers, result.cka, strict=True):
-            table.add_row(f"{la} / {lb}", f"{value:.4f}")
-        out.print(table)
-        if result.top_heads:
-            out.print(_changes_table("heads whose attention changed most (TV distance)", result.top_heads))
-        sequences_table = Table(title="sequences whose predictions changed most")
-        for column in ("KL", "loss A", "loss B", "text"):
-            sequences_table.add_column(column, justify="left" if column == "text" else "right")
-        for s in result.top_sequences:
-            sequences_table.add_row(f"{s.kl:.4f}", f"{s.loss_a:.3f}", f"{s.loss_b:.3f}", escape(repr(s.text)))
-        out.print(sequences_table)
-
-    emit(result, as_json, out_file, show)
+    table.add_column("layers (A / B)")
+    table.add_column("linear CKA", justify="right")
+    for (la, lb), value in zip(result.layers, result.cka, strict=True):
+        table.add_row(f"{la} / {lb}", f"{value:.4f}")
+    out.print(table)
+    if result.top_heads:
+        out.print(_changes_table("heads whose attention changed most (TV distance)", result.top_heads))
+    sequences_table = Table(title="sequences whose predictions changed most")
+    for column in ("KL", "loss A", "loss B", "text"):
+        sequences_table.add_column(column, justify="left" if column == "text" else "right")
+    for s in result.top_sequences:
+        sequences_table.add_row(f"{s.kl:.4f}", f"{s.loss_a:.3f}", f"{s.loss_b:.3f}", escape(repr(s.text)))
+    out.print(sequences_table)
 
 
 def show_side_effects(result: SideEffects) -> None:
@@ -176,6 +137,7 @@ def show_features(result: FeatureInfluence) -> None:
 
 
 declare_command(OPERATIONS["compare-prompts"], show_prompts, on=compare_app, cli_name="prompts")
+declare_command(OPERATIONS["compare-models"], show_models, on=compare_app, cli_name="models")
 declare_command(OPERATIONS["compare-side-effects"], show_side_effects, on=compare_app, cli_name="side-effects")
 declare_command(OPERATIONS["compare-composition"], show_composition, on=compare_app, cli_name="composition")
 declare_command(OPERATIONS["compare-features"], show_features, on=compare_app, cli_name="features")

@@ -1,13 +1,12 @@
-"""Comparisons on one model: two prompts, head composition, the side effects of an intervention, and which
-upstream SAE features drive which downstream ones. (``compare models`` loads a second model and stays a
-command of its own: cli/compare.py.)"""
+"""Comparisons: two prompts, two models (loaded by the operation itself), head composition, the side effects
+of an intervention, and which upstream SAE features drive which downstream ones."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from ..dictionaries.loading import load_sae
 from ..errors import InputError
@@ -15,6 +14,9 @@ from ..interventions import Ablate, Add
 from ..methods.compare.alignment import RULES
 from ..methods.compare.composition import Composition, head_composition
 from ..methods.compare.feature_influence import FeatureInfluence, feature_influence
+from ..methods.compare.generations import GenerationComparison, compare_generations
+from ..methods.compare.models import compare_models
+from ..methods.compare.models_result import ModelComparison
 from ..methods.compare.prompts import METHODS, PromptComparison, compare_prompts
 from ..methods.compare.side_effects import NEUTRAL_PROMPTS, SideEffects, side_effects
 from ..methods.head_roles import head_roles
@@ -129,6 +131,61 @@ class FeaturesOptions(PromptOptions):
     ] = 3
 
 
+ModelSource = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+
+
+class CompareModelsOptions(Options):
+    model_a: Annotated[
+        ModelSource,
+        Field(description="Model A: hub id, folder or .gguf ('default' for the offline one)."),
+        Cli(argument=True),
+    ]
+    model_b: Annotated[ModelSource, Field(description="Model B, compared with A."), Cli(argument=True)]
+    corpus: Annotated[
+        str | None, Field(max_length=1000, description="builtin, a .txt/.jsonl file or folder, or hf:NAME.")
+    ] = None
+    prompt: Annotated[
+        list[Prompt] | None,
+        Field(max_length=MAX_LIST, description="Compare on these prompts instead (repeatable)."),
+        Cli(("--prompt", "-p")),
+    ] = None
+    sequences: Annotated[int, Field(ge=1, le=1_000_000, description="Corpus sequences to compare on.")] = 16
+    seq_len: Annotated[int, Field(ge=1, le=1_000_000, description="Tokens per corpus sequence.")] = 64
+    batch_size: Annotated[int, Field(ge=1, le=65_536, description="Sequences per forward pass.")] = 4
+    top: Top = 10
+    text: Annotated[
+        bool, Field(description="Only put the continuations side by side (for models with different tokenizers).")
+    ] = False
+    max_new_tokens: Annotated[int, Field(ge=1, le=10_000, description="Tokens to generate per prompt with --text.")] = (
+        20
+    )
+
+
+def two_models(
+    load: Callable[[str | None], Model],
+    model_a: str,
+    model_b: str,
+    *,
+    corpus: str | None = None,
+    prompt: Sequence[str] | None = None,
+    sequences: int = 16,
+    seq_len: int = 64,
+    batch_size: int = 4,
+    top: int = 10,
+    text: bool = False,
+    max_new_tokens: int = 20,
+) -> ModelComparison | GenerationComparison:
+    """``compare_models`` on two models ``load`` reads ('default': the offline one), or with ``text`` their
+    continuations of ``prompt`` side by side (``compare_generations``)."""
+    if text and not prompt:
+        raise InputError("--text compares continuations of prompts; give at least one --prompt")
+    a, b = (load(None if source == "default" else source) for source in (model_a, model_b))
+    if text:
+        return compare_generations(a, b, list(prompt or ()), max_new_tokens=max_new_tokens)
+    sizes = dict(sequences=sequences, seq_len=seq_len, batch_size=batch_size, top=top)
+    return compare_models(a, b, corpus=corpus, prompts=prompt, **sizes)
+
+
 def two_prompts(
     model: Model,
     prompt_a: str,
@@ -240,6 +297,18 @@ OPERATIONS = [
         GROUP,
         # An SAE source may be a folder here or a download: a request compares without one.
         local_only=frozenset({"sae"}),
+    ),
+    OperationSpec(
+        "compare-models",
+        CompareModelsOptions,
+        two_models,
+        ModelComparison,
+        "Compare two models: CKA per layer, output KL and loss, changed heads, prompts and positions.",
+        GROUP,
+        long=True,
+        # It loads two models of its own (named by hub id or a folder on this machine); the server serves one.
+        http=False,
+        loads_models=True,
     ),
     OperationSpec(
         "compare-composition",
