@@ -152,3 +152,19 @@ def test_bad_training_settings_get_one_line_errors(model):
         with pytest.raises(InputError) as caught:
             bad()
         assert "\n" not in str(caught.value)
+
+
+def test_the_time_estimate_measures_the_harvest_and_the_steps(model, tmp_path):
+    from glasslab.dictionaries.transcoder_estimate import estimate_transcoder_training
+    from glasslab.store import TRANSCODERS, list_artifacts
+
+    cfg = config(tokens=40 * 128, model_batch=4)
+    estimate = estimate_transcoder_training(model, cfg, documents=documents(40, 0), probe_steps=3)
+    assert estimate.steps == 40 and estimate.layers == 3 and estimate.tokens == 40 * 128
+    assert estimate.harvest_sequences == 344  # 5,120 rows at 15 per sequence: 342 sequences, in passes of 4
+    assert estimate.sequence_s > 0 and estimate.step_s > 0
+    parts = estimate.fixed_s + estimate.harvest_s + estimate.train_s
+    assert estimate.seconds == pytest.approx(parts) and estimate.to_dict()["tokens"] == 40 * 128
+    assert list_artifacts(TRANSCODERS, model.key) == []
+    with pytest.raises(InputError, match="at least 2 steps"):
+        estimate_transcoder_training(model, cfg, probe_steps=1)
