@@ -13,9 +13,8 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 
 from ..dictionaries.hub import RELEASES
-from ..dictionaries.labels_file import FeatureLabel
-from ..dictionaries.loading import SHIPPED_ROOT, labels_of
-from ..dictionaries.user_labels import clear_feature_label, folder_for, sae_key, set_feature_label
+from ..dictionaries.loading import SHIPPED_ROOT
+from ..dictionaries.user_labels import folder_for, sae_key
 from ..errors import InputError
 from ..methods.features.atlas import ATLAS_FILE
 from ..methods.features.clamp import clamp_features, clamp_sweep
@@ -23,11 +22,11 @@ from ..methods.features.dashboard import NEURONPEDIA, feature_dashboard
 from ..methods.features.encode import sae_features
 from ..model.model import Model
 from ..operations import OPERATIONS as DECLARED
+from ..operations.feature_files import write_label
 from ..operations.options import Options
 from ..sae import SAE, available_saes, load_sae
 from ..store import SAES, location
 from .ops import Ctx, NotFound, declared, services, stamp
-from .schemas import SaeLabelBody
 from .state import ModelState
 
 router = APIRouter(prefix="/api", tags=["sae"])
@@ -118,7 +117,17 @@ def clamp_op(ctx: Ctx, body: Options) -> dict:
     return {**result.to_dict(), "sae_name": name}
 
 
+def label_op(ctx: Ctx, body: Options) -> dict:
+    """Kept in glasslab's store (``glasslab.sae.set_feature_label``), never in the SAE's own files; cached
+    features and dashboards of the SAE are recomputed (``sae_reads`` stamps the user's labels)."""
+    sae, name = load_listed(ctx.model, body.sae)
+    return write_label(sae, name, body.feature, body.label, body.clear).to_dict()
+
+
 OPERATIONS = [
+    # The store's SAEs change as SAEs are trained or deleted: listed afresh on every request.
+    declared(DECLARED["sae-list"], deterministic=lambda body: False),
+    declared(DECLARED["sae-label"], label_op, deterministic=lambda body: False),
     declared(DECLARED["sae-features"], features_op, reads=sae_reads),
     declared(DECLARED["sae-dashboard"], dashboard_op, reads=sae_reads),
     declared(
@@ -142,19 +151,3 @@ def list_saes(request: Request) -> dict:
     plan = services(request).sae_training
     training = {"architecture": "topk", "d_sae": plan["expansion"] * model.d_model, **plan}
     return {"kind": "saes", "model": model.name, "n_layers": model.n_layers, "saes": saes, "training": training}
-
-
-@router.post("/sae-label", summary="Write (or clear) your own label of an SAE feature; it shows over the SAE's.")
-def post_label(body: SaeLabelBody, request: Request) -> dict:
-    """Kept in glasslab's store (``glasslab.sae.set_feature_label``), never in the SAE's own files; cached
-    features and dashboards of the SAE are recomputed (``sae_reads`` stamps the user's labels)."""
-    if body.clear and body.label:
-        raise InputError("label: give a label or clear it, not both")
-    sae, name = load_listed(services(request).state.model, body.sae)
-    if body.clear:
-        clear_feature_label(sae, body.feature)
-        entry: FeatureLabel | None = labels_of(sae).get(body.feature)
-    else:
-        entry = set_feature_label(sae, body.feature, body.label or "")
-    label = None if entry is None else entry.to_json()
-    return {"kind": "sae_label", "sae": name, "feature": body.feature, "label": label}

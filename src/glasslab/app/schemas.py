@@ -12,7 +12,6 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
-from ..operations.features import SaeName
 from ..operations.options import (  # the limits and types every operation's options share
     MAX_EXPERIMENT_BYTES,  # noqa: F401 (experiments.py reads it here)
     MAX_NAME,
@@ -48,13 +47,6 @@ class ExperimentBody(Body):
 
 class RenameBody(Body):
     name: Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME, strip_whitespace=True)]
-
-
-class SaeLabelBody(Body):
-    sae: SaeName | None = None
-    feature: Index
-    label: Annotated[str, StringConstraints(max_length=1000)] | None = None  # checked: 1..200 characters
-    clear: bool = False  # remove your label: the SAE's own shows again
 
 
 # An SAE trained from the workbench: a few minutes on 2 CPU cores for the default model's middle layers

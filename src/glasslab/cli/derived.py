@@ -83,7 +83,7 @@ def declare_command(
 
     def command(**values: Any) -> None:
         shown = {name: values.pop(name) for name in display}
-        model, dtype, device, as_json = (values.pop(name, None) for name in COMMON)
+        model, dtype, device, as_json = (values.pop(name) if name in common else None for name in COMMON)
         out_file = values.pop("out_file", None)
         values = _parsed(spec, _zipped(_paired(spec), values), flags)
         view = functools.partial(show, **shown)

@@ -1,35 +1,23 @@
-"""``glasslab sae``: list SAEs, the features on a prompt, one feature's dashboard, clamp features.
+"""``glasslab sae``: list SAEs, the features on a prompt, one feature's dashboard, clamp features, label them.
 
-``sae features``, ``sae feature`` and ``sae clamp`` are declared in ``glasslab.operations.features``: here
-only how their results read. The ``sae`` sub-app lives here; ``sae train`` and ``sae eval``
-(cli/sae_training.py) add to it.
+``sae list``, ``sae label``, ``sae features``, ``sae feature`` and ``sae clamp`` are declared in
+``glasslab.operations`` (features, feature_files): here only how their results read. The ``sae`` sub-app
+lives here; ``sae train`` and ``sae eval`` (cli/sae_training.py) add to it.
 """
 
 from __future__ import annotations
-
-from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..errors import InputError
+from ..dictionaries.catalog import SAECatalog
 from ..methods.features.clamp import FeatureClamp, FeatureClampSweep
 from ..methods.features.dashboard import FeatureDashboard
 from ..methods.features.encode import FeatureActivations, FeatureTrace
 from ..operations import OPERATIONS
-from .app import (
-    DeviceOpt,
-    DtypeOpt,
-    JsonOpt,
-    ModelOpt,
-    OutOpt,
-    app,
-    emit,
-    friendly_errors,
-    load_model,
-    out,
-)
+from ..operations.feature_files import LabelEdit
+from .app import app, out
 from .derived import declare_command
 
 sae_app = typer.Typer(
@@ -38,49 +26,31 @@ sae_app = typer.Typer(
 )
 app.add_typer(sae_app, name="sae")
 
-AnyModelOpt = Annotated[
-    bool, typer.Option("--any-model", help="Use the SAE even though it names another model (same shape required).")
-]
+
+def show_catalog(result: SAECatalog) -> None:
+    if not result.saes:
+        out.print(
+            f"no SAE known for {escape(result.model)}; train one: glasslab sae train --hook blocks.L.resid_post",
+            highlight=False,
+        )
+        return
+    table = Table(title=escape(f"SAEs for {result.model}"), caption="pass a name to --sae")
+    for column in ("name", "source", "hook", "features", "on disk", "labels"):
+        # Names are to be copied: fold long ones over lines, never cut them.
+        table.add_column(column, justify="right" if column == "features" else "left", overflow="fold")
+    for sae in result.saes:
+        table.add_row(
+            escape(sae.name),
+            sae.source,
+            escape(sae.hook),
+            "?" if sae.d_sae is None else str(sae.d_sae),
+            "yes" if sae.on_disk else "download",
+            "yes" if sae.labels else "",
+        )
+    out.print(table)
 
 
-@sae_app.command("list")
-@friendly_errors
-def sae_list(
-    model: ModelOpt = None,
-    dtype: DtypeOpt = "float32",
-    device: DeviceOpt = "cpu",
-    as_json: JsonOpt = False,
-    out_file: OutOpt = None,
-) -> None:
-    """SAEs known for the model: shipped with glasslab, trained into the store, published on the hub."""
-    from ..dictionaries.catalog import SAECatalog, available_saes
-
-    loaded = load_model(model, dtype, device)
-    result = SAECatalog(loaded.name, available_saes(loaded))
-
-    def show() -> None:
-        if not result.saes:
-            out.print(
-                f"no SAE known for {escape(loaded.name)}; train one: glasslab sae train --hook blocks.L.resid_post",
-                highlight=False,
-            )
-            return
-        table = Table(title=escape(f"SAEs for {loaded.name}"), caption="pass a name to --sae")
-        for column in ("name", "source", "hook", "features", "on disk", "labels"):
-            # Names are to be copied: fold long ones over lines, never cut them.
-            table.add_column(column, justify="right" if column == "features" else "left", overflow="fold")
-        for sae in result.saes:
-            table.add_row(
-                escape(sae.name),
-                sae.source,
-                escape(sae.hook),
-                "?" if sae.d_sae is None else str(sae.d_sae),
-                "yes" if sae.on_disk else "download",
-                "yes" if sae.labels else "",
-            )
-        out.print(table)
-
-    emit(result, as_json, out_file, show)
+declare_command(OPERATIONS["sae-list"], show_catalog, on=sae_app, cli_name="list")
 
 
 def show_features(result: FeatureActivations) -> None:
@@ -192,33 +162,17 @@ def show_clamp(clamp: FeatureClamp | FeatureClampSweep) -> None:
 declare_command(OPERATIONS["sae-clamp"], show_clamp, on=sae_app, cli_name="clamp")
 
 
-@sae_app.command("label")
-@friendly_errors
-def sae_label_command(
-    sae: Annotated[str, typer.Argument(help="The SAE, named as --sae elsewhere (glasslab sae list).")],
-    feature: Annotated[int, typer.Argument(help="The feature's index.")],
-    text: Annotated[str | None, typer.Argument(help="Your label (one line, at most 200 characters).")] = None,
-    clear: Annotated[bool, typer.Option("--clear", help="Remove your label: the SAE's own shows again.")] = False,
-    any_model: AnyModelOpt = False,
-    model: ModelOpt = None,
-    dtype: DtypeOpt = "float32",
-    device: DeviceOpt = "cpu",
-) -> None:
-    """Write your own label of a feature, kept in glasslab's store; it replaces the SAE's label everywhere."""
-    from ..dictionaries.loading import labels_of, load_sae
-    from ..dictionaries.user_labels import clear_feature_label, set_feature_label
-
-    if clear == (text is not None):
-        raise InputError("give the label's text, or --clear to remove your label (not both)")
-    # A model is needed only to find an SAE in its store (store:NAME) or to check the SAE against it.
-    loaded = load_model(model, dtype, device) if model is not None or sae.startswith("store:") else None
-    chosen = load_sae(sae, loaded, allow_other_model=any_model)
-    if clear:
-        had = clear_feature_label(chosen, feature)
-        entry = labels_of(chosen).get(feature)
-        now = "no label" if entry is None else f"{entry.label!r} ({entry.source})"
-        said = "your label removed" if had else "had no label of yours"
-        out.print(escape(f"feature {feature}: {said}; {now}"), highlight=False)
+def show_label(result: LabelEdit) -> None:
+    if result.cleared is not None:
+        now = "no label" if result.label is None else f"{result.label.label!r} ({result.label.source})"
+        said = "your label removed" if result.cleared else "had no label of yours"
+        out.print(escape(f"feature {result.feature}: {said}; {now}"), highlight=False)
         return
-    entry = set_feature_label(chosen, feature, text or "")
-    out.print(escape(f"feature {feature} of {sae}: {entry.label!r} (user), kept in glasslab's store"), highlight=False)
+    label = result.label.label if result.label is not None else ""
+    out.print(
+        escape(f"feature {result.feature} of {result.sae}: {label!r} (user), kept in glasslab's store"),
+        highlight=False,
+    )
+
+
+declare_command(OPERATIONS["sae-label"], show_label, on=sae_app, cli_name="label")

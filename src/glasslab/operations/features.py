@@ -53,14 +53,17 @@ SaeOption = Annotated[
 AnyModel = Annotated[bool, Field(description="Use the SAE even though it names another model (same shape required).")]
 
 
+def first_sae(model: Model) -> str:
+    """The name of the first SAE on this machine for ``model`` (what an SAE option left out means)."""
+    on_disk = [known.name for known in available_saes(model) if known.on_disk]
+    if not on_disk:
+        raise InputError(f"no SAE is on this machine for {model.name}; name one with --sae (glasslab sae list)")
+    return on_disk[0]
+
+
 def open_sae(model: Model, name: str | None, any_model: bool = False) -> SAE:
     """The SAE called ``name`` (a listed name or a folder), or the first one on this machine for ``model``."""
-    if name is None:
-        on_disk = [known.name for known in available_saes(model) if known.on_disk]
-        if not on_disk:
-            raise InputError(f"no SAE is on this machine for {model.name}; name one with --sae (glasslab sae list)")
-        name = on_disk[0]
-    return load_sae(name, model, allow_other_model=any_model)
+    return load_sae(first_sae(model) if name is None else name, model, allow_other_model=any_model)
 
 
 class SaeFeaturesOptions(PromptOptions):
