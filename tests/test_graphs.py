@@ -137,8 +137,8 @@ def test_influence_and_scores_on_a_hand_made_graph():
     is_error, is_token = torch.tensor([False, True, False, False]), torch.tensor([False, False, True, False])
     replacement, completeness = scores(a, weights, is_error, is_token, depth=4)
     assert abs(replacement - 0.625 / (0.625 + 0.375)) < 1e-6
-    # f0 (influence 0.75) gets half its input from the error; the logit (weight 1) none
-    assert abs(completeness - (0.75 * 0.5 + 1.0 * 1.0) / 1.75) < 1e-6
+    # f0 (influence 0.75) gets half its input from the error; the logit (weight 1) none; e0 and t0 have no input
+    assert abs(completeness - (0.75 * 0.5 + 0.375 + 0.625 + 1.0) / 2.75) < 1e-6
     is_feature = torch.tensor([True, False, False, False])
     kept = prune(a, weights, is_feature, is_error, 4, node_threshold=1.0, edge_threshold=1.0)
     assert kept.nodes.all() and int(kept.edges.sum()) == 4

@@ -140,23 +140,11 @@ def test_the_replacement_score_matches(graphs):
     assert abs(graph.scores.replacement - peer()[0][variant]["replacement_score"]) <= 1e-5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="circuit-tracer weights every node by its influence, nodes without inputs (tokens, errors) counting "
-    "as wholly complete; glasslab weights only nodes with inputs (methods/graphs/influence.py, has_input)",
-)
 def test_the_completeness_score_matches(graphs):
     variant, graph = graphs
     assert abs(graph.scores.completeness - peer()[0][variant]["completeness_score"]) <= 1e-5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="circuit-tracer keeps the nodes that carry node_threshold of every node's influence, tokens included; "
-    "glasslab takes the share among features and error nodes only (methods/graphs/influence.py, prune)",
-)
 def test_the_pruned_nodes_and_edges_match(graphs, model):
     variant, graph = graphs
     peer_ids = peer_node_ids(variant, model.n_layers)

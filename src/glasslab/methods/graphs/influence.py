@@ -9,7 +9,8 @@ layers), so the path sum is exact after as many steps as the graph is deep.
 Scores (Ameisen et al. 2025): the **replacement score** is the share of the targets' end-to-end influence
 that starts at token embeddings rather than at error nodes (1 = the transcoders explain everything), and
 the **completeness score** is the share of each node's input that comes from non-error nodes, averaged
-over nodes weighted by their influence (targets weighted by their own weights).
+over nodes weighted by their influence (targets weighted by their own weights; nodes with no input count
+as wholly explained), as circuit-tracer defines them.
 """
 
 from __future__ import annotations
@@ -55,37 +56,33 @@ def prune(
     node_threshold: float,
     edge_threshold: float,
 ) -> Pruned:
-    """Keep the features and error nodes that carry ``node_threshold`` of the influence (tokens and targets
-    always stay), then the edges that carry ``edge_threshold`` of what flows between kept nodes; then drop,
-    until none is left, features and error nodes with no kept edge out and features with no kept edge in."""
+    """Keep the nodes whose influence, largest first, makes up ``node_threshold`` of all nodes' influence
+    (tokens and targets always stay), then the edges whose scores make up ``edge_threshold`` of all edges'
+    scores; then drop, until none is left, features and error nodes with no kept edge out and features with
+    no kept edge in. (These are circuit-tracer's rules, so its graphs and glasslab's prune alike.)"""
     influence = node_influence(adjacency, target_weights, depth)
     prunable = is_feature | is_error
-    keep = ~prunable | _top_share(influence, prunable, node_threshold)
+    keep = ~prunable | (influence >= _share_threshold(influence, node_threshold))
     kept = adjacency * keep[:, None] * keep[None, :]
     edge_score = normalised(kept) * (node_influence(kept, target_weights, depth) + target_weights)[:, None]
-    edges = _top_share(edge_score.flatten(), edge_score.flatten() > 0, edge_threshold).reshape(kept.shape)
-    edges &= keep[:, None] & keep[None, :]
+    edges = (edge_score >= _share_threshold(edge_score.flatten(), edge_threshold)) & (edge_score > 0)
     while True:
+        edges &= keep[:, None] & keep[None, :]
         dangling = (prunable & keep & ~edges.any(dim=0)) | (is_feature & keep & ~edges.any(dim=1))
         if not bool(dangling.any()):
             return Pruned(keep, edges)
         keep &= ~dangling
-        edges &= keep[:, None] & keep[None, :]
 
 
-def _top_share(scores: torch.Tensor, eligible: torch.Tensor, share: float) -> torch.Tensor:
-    """The eligible entries whose scores, largest first, make up ``share`` of the eligible total."""
-    chosen = torch.zeros_like(eligible)
-    values = torch.where(eligible, scores, torch.zeros_like(scores))
-    total = float(values.sum())
+def _share_threshold(scores: torch.Tensor, share: float) -> float:
+    """The smallest score among those that, largest first, make up ``share`` of the total."""
+    ordered = torch.sort(scores, descending=True).values
+    total = float(ordered.sum())
     if total <= 0:
-        return chosen
-    order = torch.argsort(values, descending=True)
-    cumulative = torch.cumsum(values[order], 0) / total
-    count = int(torch.searchsorted(cumulative, torch.tensor(share, dtype=cumulative.dtype)).item()) + 1
-    count = min(count, int(eligible.sum()))
-    chosen[order[:count]] = True
-    return chosen
+        return float("inf")
+    cumulative = torch.cumsum(ordered, 0) / total
+    index = int(torch.searchsorted(cumulative, torch.tensor(share, dtype=cumulative.dtype)).item())
+    return float(ordered[min(index, len(ordered) - 1)])
 
 
 def scores(
@@ -97,8 +94,7 @@ def scores(
     from_tokens = float(influence[is_token].sum())
     replacement = from_tokens / max(from_tokens + from_errors, 1e-12)
     shares = normalised(adjacency)
-    has_input = adjacency.abs().sum(dim=1) > 0
-    clean_share = 1.0 - shares[:, is_error].sum(dim=1)
-    weight = (influence + target_weights) * has_input
+    clean_share = 1.0 - shares[:, is_error].sum(dim=1)  # nodes with no input (tokens, errors) count as whole
+    weight = influence + target_weights
     completeness = float((clean_share * weight).sum() / weight.sum().clamp_min(1e-12))
     return replacement, completeness

@@ -143,6 +143,7 @@ class LinearisedPass:
         self.features = [a.values.to(dtype).expand(batch, -1).clone().requires_grad_(True) for a in clean.active]
         self.errors = [e.to(dtype).expand(batch, -1, -1).clone().requires_grad_(True) for e in clean.errors]
         self.inputs: dict[int, torch.Tensor] = {}
+        self._spread_cache: dict[int, torch.Tensor] = {}
         self._decoders = self._decoder_rows()
         interventions = [Replace("blocks.*.attn.pattern", fn=lambda pattern: pattern.detach())]
         for layer in range(model.n_layers):
@@ -165,6 +166,19 @@ class LinearisedPass:
                     rows[source, target] = decoder[self.clean.active[source].features].to(dtype)
         return rows
 
+    def _spread(self, source: int) -> torch.Tensor:
+        """[batch, pos, n_active_source]: each active feature's activation at its own position, zero elsewhere.
+
+        Decoding is then one matrix product with the decoder rows, whose backward is a matrix product too
+        (far faster than scattering a [batch, n_active, d_model] tensor of writes)."""
+        spread = self._spread_cache.get(source)
+        if spread is None:
+            active = self.clean.active[source]
+            at_position = torch.zeros(self.clean.n_positions, len(active), dtype=self.features[source].dtype)
+            at_position[active.positions, torch.arange(len(active))] = 1.0
+            spread = self._spread_cache[source] = self.features[source][:, None, :] * at_position[None]
+        return spread
+
     def _keep_input(self, layer: int):
         def keep(x: torch.Tensor) -> torch.Tensor:
             self.inputs[layer] = x
@@ -177,9 +191,7 @@ class LinearisedPass:
             out = self.errors[layer] + self.transcoders.output_bias(layer).to(original.dtype)
             for (source, target), rows in self._decoders.items():
                 if target == layer:
-                    positions = self.clean.active[source].positions
-                    writes = self.features[source][:, :, None] * rows[None]
-                    out = out.index_add(1, positions, writes)
+                    out = out + self._spread(source) @ rows
             skip = self.transcoders.skip(layer)
             if skip is not None:
                 out = out + self.inputs[layer] @ skip.to(original.dtype)
