@@ -54,3 +54,15 @@ def test_bad_hook_is_one_line(setup, tmp_path):
     )  # fmt: skip
     assert result.exit_code == 2
     assert "layer 7" in result.stderr and "Traceback" not in result.output
+
+
+def test_estimate_by_layer(setup, tmp_path):
+    env = {"GLASSLAB_HOME": str(tmp_path / "store")}
+    common = ("--model", setup / "tiny", "--corpus", setup / "corpus.jsonl")
+    sizes = ("--expansion", "2", "--k", "4", "--tokens", "2048", "--batch-size", "256", "--seq-len", "16")
+    result = cli("sae", "estimate", "--layer", "1", *sizes, "--eval-tokens", "0", *common, "--json", env=env)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["kind"] == "sae_training_estimate" and data["hook"] == "blocks.1.resid_post" and data["steps"] == 8
+    both = cli("sae", "estimate", "--layer", "1", "--hook", "blocks.1.resid_post", *common, env=env)
+    assert both.exit_code == 2 and "not both" in both.stderr

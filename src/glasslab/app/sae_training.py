@@ -23,9 +23,11 @@ from ..errors import InputError
 from ..methods.features.estimate import estimate_training
 from ..methods.features.training import train_sae
 from ..model.model import Model
+from ..operations import OPERATIONS as DECLARED
+from ..operations.options import Options
 from ..store import SAES, location, staging_folder
-from .ops import Ctx, Operation
-from .schemas import SaeTrainBody
+from .ops import Ctx, declared
+from .schemas import TRAIN_HARVEST_TOKENS, WORKBENCH_TRAINING
 from .state import Cancelled, ModelState, cancellable
 
 MAX_MEMORY = 4 * 2**30  # bytes a workbench training may hold: the activation pool and the SAE with Adam
@@ -57,21 +59,33 @@ class OnWorker:
         return result
 
 
+TRAIN = DECLARED["sae-train"]
+ESTIMATE = DECLARED["sae-train-estimate"]
+
+
 def sae_training_plan(sizes: dict) -> dict:
-    """The sizes the workbench proposes (every field of ``SaeTrainBody`` but the layer and name), checked."""
-    fields = SaeTrainBody.model_validate({"layer": 0, **sizes}).model_dump()
-    return {name: value for name, value in fields.items() if name not in ("layer", "name")}
+    """The sizes the workbench proposes (``WORKBENCH_TRAINING``, with ``sizes`` over it), checked as a request."""
+    plan = {**WORKBENCH_TRAINING, **sizes}
+    TRAIN.http_options.model_validate({"layer": 0, **plan})
+    return plan
 
 
-def _config(ctx: Ctx, body: SaeTrainBody) -> TrainConfig:
+def _harvest(body: Options) -> int:
+    """Rows read from the model: the server holds them all in memory, so never 'the whole corpus'."""
+    return body.harvest_tokens if body.harvest_tokens is not None else TRAIN_HARVEST_TOKENS
+
+
+def _config(ctx: Ctx, body: Options) -> TrainConfig:
     """The trainer's settings for the request, checked against the model (layer, k, memory)."""
+    if body.layer is None:
+        raise InputError("layer: say which layer's resid_post the SAE reads")
     ctx.layer(body.layer)
     model = ctx.model
     d_in = model.d_model
     width = body.expansion * d_in
     if body.k > width:
         raise InputError(f"k: {body.k} is more than the SAE's {width} features; lower k or raise expansion")
-    memory = 4 * d_in * (2 * body.harvest_tokens + 8 * width)  # pool (and its refill) + weights, grads, Adam
+    memory = 4 * d_in * (2 * _harvest(body) + 8 * width)  # pool (and its refill) + weights, grads, Adam
     if memory > MAX_MEMORY:
         raise InputError(
             f"this training would hold about {memory / 2**30:.1f} GiB in memory (the workbench allows "
@@ -83,19 +97,19 @@ def _config(ctx: Ctx, body: SaeTrainBody) -> TrainConfig:
         expansion=body.expansion,
         k=body.k,
         tokens=body.tokens,
-        harvest_tokens=body.harvest_tokens,
-        buffer_tokens=body.harvest_tokens,  # every row read stays in the pool: the harvest is done once
+        harvest_tokens=_harvest(body),
+        buffer_tokens=_harvest(body),  # every row read stays in the pool: the harvest is done once
         batch_size=body.batch_size,
         seed=body.seed,
         seq_len=min(128, model.context_length or 128),
     )
 
 
-def _name(config: TrainConfig, body: SaeTrainBody, d_in: int) -> str:
+def _name(config: TrainConfig, body: Options, d_in: int) -> str:
     return body.name or f"{default_name(config, d_in)}-app"
 
 
-def _plan(ctx: Ctx, config: TrainConfig, name: str, body: SaeTrainBody) -> dict[str, Any]:
+def _plan(ctx: Ctx, config: TrainConfig, name: str, body: Options) -> dict[str, Any]:
     return {
         "layer": body.layer,
         "hook": config.hook,
@@ -113,7 +127,7 @@ def _plan(ctx: Ctx, config: TrainConfig, name: str, body: SaeTrainBody) -> dict[
     }
 
 
-def estimate_op(ctx: Ctx, body: SaeTrainBody) -> dict:
+def estimate_op(ctx: Ctx, body: Options) -> dict:
     config = _config(ctx, body)
     name = _name(config, body, ctx.model.d_model)
     ctx.job.report(stage="measuring this machine: one batch of activations and a few training steps")
@@ -154,7 +168,7 @@ class _Progress:
             self._report("evaluating on held-out text", 0, self.evaluate_tokens)
 
 
-def check_training(ctx: Ctx, body: SaeTrainBody) -> tuple[TrainConfig, str]:
+def check_training(ctx: Ctx, body: Options) -> tuple[TrainConfig, str]:
     """The settings and the SAE's name, refused (400) for a bad layer or size or a name already taken."""
     config = _config(ctx, body)
     name = _name(config, body, ctx.model.d_model)
@@ -165,7 +179,7 @@ def check_training(ctx: Ctx, body: SaeTrainBody) -> tuple[TrainConfig, str]:
     return config, name
 
 
-def train_op(ctx: Ctx, body: SaeTrainBody) -> dict:
+def train_op(ctx: Ctx, body: Options) -> dict:
     config, name = check_training(ctx, body)
     model = ctx.model
     final = location(SAES, model.key, name)
@@ -211,25 +225,17 @@ def train_op(ctx: Ctx, body: SaeTrainBody) -> dict:
 
 
 OPERATIONS = [
-    Operation(
-        "sae-train-estimate",
-        SaeTrainBody,
+    declared(
+        ESTIMATE,
         estimate_op,
-        "How long training an SAE for a layer would take here (measured: a probe of the real trainer).",
-        "sae",
-        long=True,
         deterministic=lambda body: False,
         off_worker=True,
         job_only=True,
         precheck=_config,
     ),
-    Operation(
-        "sae-train",
-        SaeTrainBody,
+    declared(
+        TRAIN,
         train_op,
-        "Train a TopK SAE on a layer's resid_post into the store (then listed as store:NAME).",
-        "sae",
-        long=True,
         deterministic=lambda body: False,
         off_worker=True,
         job_only=True,

@@ -16,10 +16,7 @@ from ..operations.options import (  # the limits and types every operation's opt
     MAX_EXPERIMENT_BYTES,  # noqa: F401 (experiments.py reads it here)
     MAX_NAME,
     MAX_PROMPT_CHARS,
-    Index,
     PromptOptions,
-    Seed,
-    VectorName,
 )
 from ..operations.options import Options as Body
 
@@ -49,21 +46,18 @@ class RenameBody(Body):
     name: Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME, strip_whitespace=True)]
 
 
-# An SAE trained from the workbench: a few minutes on 2 CPU cores for the default model's middle layers
-# (the estimate measures it for the layer and machine); a rough SAE, not one that meets the quality target.
+# The sizes the workbench proposes for an SAE it trains (GET /api/saes "training", sent with each request): a
+# few minutes on 2 CPU cores for the default model's middle layers (the estimate measures it for the layer and
+# machine); a rough SAE, not one that meets the quality target. A request leaving one out gets the declared
+# default (glasslab.operations.sae_training), but harvest_tokens: the server's pool is in memory.
 TRAIN_HARVEST_TOKENS = 65_536
 TRAIN_TOKENS = 262_144  # 64 steps of 4096: each harvested row is seen about 4 times
-MAX_TRAIN_TOKENS = 4_194_304
-MAX_HARVEST_TOKENS = 524_288
-
-
-class SaeTrainBody(Body):
-    layer: Index  # the SAE reads blocks.<layer>.resid_post
-    expansion: int = Field(8, ge=1, le=64)  # features = expansion x the model's width
-    k: int = Field(32, ge=1, le=512)  # active features per token (TopK)
-    tokens: int = Field(TRAIN_TOKENS, ge=64, le=MAX_TRAIN_TOKENS)  # activation rows trained on (steps x batch)
-    harvest_tokens: int = Field(TRAIN_HARVEST_TOKENS, ge=64, le=MAX_HARVEST_TOKENS)  # rows read from the model
-    batch_size: int = Field(4096, ge=64, le=16_384)
-    evaluate_tokens: int = Field(4096, ge=0, le=65_536)  # held-out tokens for FVE, L0 and dead features
-    seed: Seed = 0
-    name: VectorName | None = None  # a plain name, as for vectors; default: <hook>-topk-<width>-k<k>-app
+WORKBENCH_TRAINING = {
+    "expansion": 8,
+    "k": 32,
+    "tokens": TRAIN_TOKENS,
+    "harvest_tokens": TRAIN_HARVEST_TOKENS,
+    "batch_size": 4096,
+    "evaluate_tokens": 4096,
+    "seed": 0,
+}

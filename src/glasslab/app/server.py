@@ -70,7 +70,8 @@ def create_app(
     load models from. ``experiments_db``: the SQLite file (default: ``experiments.sqlite`` in the store).
     ``cache_results=False`` recomputes every request, forward pass included (tests of isolation).
     ``wait_s``: how long a request waits for a busy model before a 503. ``sae_training``: the sizes the
-    workbench proposes when it trains an SAE for a layer (fields of ``SaeTrainBody``; default: its defaults).
+    workbench proposes when it trains an SAE for a layer (fields of the sae-train request; default:
+    ``WORKBENCH_TRAINING``).
     """
     app = FastAPI(
         title="glasslab",

@@ -60,14 +60,16 @@ def declare_command(
     renamed_from: str | None = None,
     more_help: str = "",
     note: Note | None = None,
+    passes: Callable[[], dict[str, Any]] | None = None,
 ) -> None:
     """Register ``spec`` as a command on ``on`` (a sub-app already added to ``app``), named ``cli_name`` where
     the command's word differs from the operation's name (``compare models`` for ``compare-models``).
     ``show(result, **display values)`` prints the readable view; ``display`` maps a display flag's parameter
     name to its (typer annotation, default); ``renamed_from`` is the command's old name, kept as a hidden
     deprecated alias; ``more_help`` follows the summary in ``--help``; ``note(result, options)`` is printed on
-    stderr after the result (so ``--json`` stays one JSON document). An operation that ``loads_models`` gets
-    no --model: its function loads what its options name."""
+    stderr after the result (so ``--json`` stays one JSON document); ``passes()`` gives arguments of the
+    function's ``python_only`` that the command supplies itself (the command line it records). An operation
+    that ``loads_models`` gets no --model: its function loads what its options name."""
     display = display or {}
     parameters = [p for name, field in cli_fields(spec).items() for p in _parameters(name, field)]
     common = {name: value for name, value in COMMON.items() if not (spec.loads_models and name == "model")}
@@ -87,7 +89,8 @@ def declare_command(
         out_file = values.pop("out_file", None)
         values = _parsed(spec, _zipped(_paired(spec), values), flags)
         view = functools.partial(show, **shown)
-        run_declared(spec, values, view, model, dtype, device, as_json, out_file, flags, note)
+        given = passes() if passes is not None else {}
+        run_declared(spec, values, view, model, dtype, device, as_json, out_file, flags, note, given)
 
     command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     command.__annotations__ = {p.name: p.annotation for p in parameters}
@@ -123,14 +126,14 @@ def run_declared(
     out_file: str | None = None,
     flags: dict[str, str] | None = None,
     note: Note | None = None,
+    passed: dict[str, Any] | None = None,
 ) -> None:
     """Validate ``values`` as the declared options (before any model loads), run, and print or write (then
     the command's note, on stderr)."""
     options = spec.validate(values, spell=lambda name: (flags or {}).get(name, "--" + name.replace("_", "-")))
-    if spec.loads_models:  # the function loads the models it names, as --model would
-        result = spec(lambda source: load_model(source, dtype, device), options)
-    else:
-        result = spec(load_model(model, dtype, device), options)
+    # An operation that loads the models it names gets a loader that reads them as --model would.
+    load = (lambda source: load_model(source, dtype, device)) if spec.loads_models else load_model(model, dtype, device)
+    result = spec.function(load, **spec.arguments(options), **(passed or {}))
     emit(result, as_json, out_file, lambda: (show(result), _caveat(result)))
     text = note(result, options) if note is not None else None
     if text:

@@ -1,108 +1,48 @@
-"""``glasslab sae train`` and ``glasslab sae eval``: train an SAE on any hook, measure any SAE (``sae eval`` is
-declared in ``glasslab.operations.features``: here only how its result reads)."""
+"""``glasslab sae train``, ``glasslab sae estimate`` and ``glasslab sae eval``: train an SAE on any hook, say
+how long that would take here, measure any SAE. Declared in ``glasslab.operations`` (sae_training,
+features): here only how their results read."""
 
 from __future__ import annotations
 
 import shlex
 import sys
-from typing import Annotated
 
-import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..methods.features.estimate import TrainingEstimate
 from ..methods.features.evaluate import SAEEvaluation
+from ..methods.features.training import TrainedSAE
 from ..operations import OPERATIONS
-from .app import DeviceOpt, DtypeOpt, JsonOpt, ModelOpt, OutOpt, emit, friendly_errors, load_model, out
+from .app import out
 from .derived import declare_command
 from .sae import sae_app
 
-CorpusOpt = Annotated[
-    str, typer.Option(help="builtin (offline text), a .txt/.jsonl file or folder, or hf:NAME. Its train split.")
-]
-EvalTokensOpt = Annotated[int, typer.Option(help="Held-out tokens for L0, variance explained, dead/dense features.")]
-EvalLossTokensOpt = Annotated[int, typer.Option(help="Held-out tokens for the loss-recovered figures (4 full passes).")]
 
-
-@sae_app.command("train")
-@friendly_errors
-def sae_train(
-    hook: Annotated[str, typer.Option(help="The hook to read, e.g. blocks.6.resid_post.")],
-    corpus: CorpusOpt = "builtin",
-    architecture: Annotated[str, typer.Option(help="topk, jumprelu or standard (ReLU + L1).")] = "topk",
-    expansion: Annotated[int, typer.Option(help="Features per input dimension (d_sae = expansion x d_in).")] = 8,
-    k: Annotated[int, typer.Option(help="TopK: active features per token.")] = 32,
-    tokens: Annotated[int, typer.Option(help="Activations the SAE trains on (steps x batch size).")] = 2_000_000,
-    harvest_tokens: Annotated[
-        int | None, typer.Option(help="Read at most this many tokens through the model (default: the corpus).")
-    ] = None,
-    buffer_tokens: Annotated[int, typer.Option(help="Activations held in memory for shuffling and reuse.")] = 500_000,
-    batch_size: Annotated[int, typer.Option(help="Activations per training step.")] = 4096,
-    lr: Annotated[float, typer.Option(help="Adam learning rate (after warm-up, before the final decay).")] = 1e-3,
-    l1: Annotated[float, typer.Option(help="standard: L1 coefficient.")] = 5.0,
-    l0: Annotated[float, typer.Option(help="jumprelu: L0 coefficient.")] = 0.5,
-    dead_after: Annotated[
-        int, typer.Option(help="topk: a feature silent for this many training tokens is dead and gets the AuxK loss.")
-    ] = 16_384,
-    seed: Annotated[int, typer.Option(help="Random seed (initialisation and shuffling).")] = 0,
-    seq_len: Annotated[int, typer.Option(help="Tokens per packed sequence.")] = 128,
-    name: Annotated[str | None, typer.Option(help="Name in the store (default: hook-architecture-width).")] = None,
-    save_to: Annotated[str | None, typer.Option(help="Save into this folder instead of the store.")] = None,
-    fresh: Annotated[bool, typer.Option("--fresh", help="Discard a checkpoint of this name and start over.")] = False,
-    eval_tokens: EvalTokensOpt = 32768,
-    eval_loss_tokens: EvalLossTokensOpt = 2048,
-    model: ModelOpt = None,
-    dtype: DtypeOpt = "float32",
-    device: DeviceOpt = "cpu",
-    as_json: JsonOpt = False,
-    out_file: OutOpt = None,
-) -> None:
-    """Train an SAE on a hook from a corpus (resumable: Ctrl-C keeps a checkpoint), then evaluate it."""
-    from ..dictionaries.train import TrainConfig
-    from ..methods.features.training import train_sae
-
-    config = TrainConfig(
-        hook=hook,
-        architecture=architecture,
-        expansion=expansion,
-        k=k,
-        tokens=tokens,
-        harvest_tokens=harvest_tokens,
-        buffer_tokens=buffer_tokens,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        corpus=corpus,
-        seq_len=seq_len,
-        l1_coefficient=l1,
-        l0_coefficient=l0,
-        dead_after_tokens=dead_after,
+def show_training(result: TrainedSAE) -> None:
+    facts = result.training
+    out.print(
+        f"trained {escape(facts['name'])}: {facts['d_sae']} features, {facts['tokens_trained']:,} tokens "
+        f"({facts['tokens_harvested']:,} read from the model) in {facts['seconds']:.0f} s",
+        highlight=False,
     )
-    loaded = load_model(model, dtype, device)
-    loaded.hook_spec(hook)  # a wrong hook fails before anything is read
-    result = train_sae(
-        loaded,
-        config,
-        name=name,
-        out=save_to,
-        fresh=fresh,
-        evaluate_tokens=eval_tokens,
-        evaluate_loss_tokens=eval_loss_tokens,
-        command=shlex.join(["glasslab", *sys.argv[1:]]),
+    out.print(f"saved to {escape(str(result.path))}", highlight=False)
+    if result.evaluation:
+        _show_evaluation(SAEEvaluation.from_dict(result.evaluation))
+
+
+def show_estimate(result: TrainingEstimate) -> None:
+    out.print(
+        f"training an SAE at {escape(result.hook)} would take about {result.seconds:.0f} s here: "
+        f"{result.harvest_s:.0f} s reading activations ({result.harvest_sequences:,} sequences), "
+        f"{result.train_s:.0f} s for {result.steps:,} steps, {result.evaluate_s:.0f} s evaluating",
+        highlight=False,
     )
 
-    def show() -> None:
-        facts = result.training
-        out.print(
-            f"trained {escape(facts['name'])}: {facts['d_sae']} features, {facts['tokens_trained']:,} tokens "
-            f"({facts['tokens_harvested']:,} read from the model) in {facts['seconds']:.0f} s",
-            highlight=False,
-        )
-        out.print(f"saved to {escape(str(result.path))}", highlight=False)
-        if result.evaluation:
-            _show_evaluation(SAEEvaluation.from_dict(result.evaluation))
 
-    emit(result, as_json, out_file, show)
+def _command_line() -> dict[str, str]:
+    """The command that ran, recorded with the SAE it trains."""
+    return {"command": shlex.join(["glasslab", *sys.argv[1:]])}
 
 
 def _show_evaluation(result: SAEEvaluation) -> None:
@@ -127,4 +67,6 @@ def _show_evaluation(result: SAEEvaluation) -> None:
     out.print(table)
 
 
+declare_command(OPERATIONS["sae-train"], show_training, on=sae_app, cli_name="train", passes=_command_line)
+declare_command(OPERATIONS["sae-train-estimate"], show_estimate, on=sae_app, cli_name="estimate")
 declare_command(OPERATIONS["sae-eval"], _show_evaluation, on=sae_app, cli_name="eval")

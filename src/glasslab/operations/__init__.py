@@ -22,6 +22,7 @@ from . import (
     observe,
     patching,
     probing,
+    sae_training,
     steering,
 )
 from .options import Cli, Options, PromptOptions
@@ -43,6 +44,7 @@ GROUPS = (
     compare,
     features,
     feature_files,
+    sae_training,
 )
 OPERATIONS: dict[str, OperationSpec] = {spec.name: spec for group in GROUPS for spec in group.OPERATIONS}
 
