@@ -1,5 +1,5 @@
-"""``glasslab graph``: an attribution graph of the prompt's next token (declared in
-``glasslab.operations.graphs``: here only how it reads in a terminal)."""
+"""``glasslab graph``: an attribution graph of the prompt's next token, and ``glasslab graph-intervene``: a check
+of it by setting features (declared in ``glasslab.operations.graphs``: here only how they read in a terminal)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..methods.graphs import AttributionGraph
+from ..methods.graphs.intervene import GraphIntervention
 from ..operations import OPERATIONS
 from .app import out
 from .derived import declare_command
@@ -44,4 +45,22 @@ declare_command(
     show_graph,
     more_help="Example: glasslab graph 'The capital of France is' --transcoders mine --target ' Paris' "
     "--out graph.html",
+)
+
+
+def show_intervention(result: GraphIntervention) -> None:
+    changes = ", ".join(f"{node}={value:g}" for node, value in result.changes.items())
+    table = Table(title=escape(f"changes of each target (logit - mean) when {changes}"))
+    for column in ("target", "graph predicts", "frozen attention", "real model"):
+        table.add_column(column, justify="left" if column == "target" else "right")
+    for t in result.targets:
+        table.add_row(escape(repr(t.label)), f"{t.graph:+.4f}", f"{t.frozen:+.4f}", f"{t.unfrozen:+.4f}")
+    out.print(table)
+
+
+declare_command(
+    OPERATIONS["graph-intervene"],
+    show_intervention,
+    more_help="Example: glasslab graph-intervene 'The capital of France is' -t mine --target ' Paris' "
+    "--change f:3:5:120=0 (node ids as glasslab graph --json lists them)",
 )

@@ -1,4 +1,5 @@
-"""Attribution graphs: how a prompt's next token is computed through transcoder features (issue 20).
+"""Attribution graphs: how a prompt's next token is computed through transcoder features (issue 20), and
+checking a graph by intervening on its features (``graph-intervene``).
 
 A transcoder set is named as ``TranscoderSet.load`` reads it: a name in the store for the loaded model, or
 locally a folder. A request names only a store name (``http_types``), never a folder on the server.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
@@ -16,9 +17,10 @@ from ..dictionaries.transcoder_set import TranscoderSet
 from ..errors import InputError
 from ..methods.graphs import AttributionGraph, attribution_graph
 from ..methods.graphs.export import to_neuronpedia
+from ..methods.graphs.intervene import GraphIntervention, intervene_on_graph
 from ..model.model import Model
 from ..store import NAME_PATTERN
-from .options import MAX_BATCH, MAX_K, Cli, PromptOptions, Token
+from .options import MAX_BATCH, MAX_K, MAX_LIST, Cli, PromptOptions, Token
 from .spec import OperationSpec
 
 MAX_FEATURE_NODES = 16_384  # the adjacency is square in the node count: 16k nodes are a 1 GiB float32 matrix
@@ -26,7 +28,9 @@ TranscodersName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]  # ove
 Share = Annotated[float, Field(gt=0.0, le=1.0)]
 
 
-class GraphOptions(PromptOptions):
+class GraphSettings(PromptOptions):
+    """What a graph is built from: the options of ``attribution_graph`` with the set by name."""
+
     transcoders: Annotated[
         str,
         StringConstraints(min_length=1, max_length=500),
@@ -64,6 +68,12 @@ class GraphOptions(PromptOptions):
     batch_size: Annotated[
         int, Field(ge=1, le=MAX_BATCH, description="Rows per backward pass (memory against speed).")
     ] = 64
+
+
+GRAPH_SETTINGS = frozenset(GraphSettings.model_fields)  # what identifies a graph (the server's cache key)
+
+
+class GraphOptions(GraphSettings):
     neuronpedia: Annotated[
         str | None,
         Field(
@@ -92,23 +102,42 @@ def build_graph(
     """``attribution_graph`` with the transcoder set loaded by name or folder (checked against ``model``), and
     the graph also written for Neuronpedia's viewer when ``neuronpedia`` names a file."""
     destination = _writable(neuronpedia) if neuronpedia else None
-    graph = attribution_graph(
-        model,
-        prompt,
-        TranscoderSet.load(transcoders, model),
-        target=target,
-        contrast=contrast,
-        max_logits=max_logits,
-        logit_probability=logit_probability,
-        max_feature_nodes=max_feature_nodes,
-        node_threshold=node_threshold,
-        edge_threshold=edge_threshold,
-        batch_size=batch_size,
-        transcoders_name=transcoders,
-    )
+    settings = dict(target=target, contrast=contrast, max_logits=max_logits, logit_probability=logit_probability)
+    pruning = dict(max_feature_nodes=max_feature_nodes, node_threshold=node_threshold, edge_threshold=edge_threshold)
+    graph, _ = traced(model, prompt, transcoders, batch_size=batch_size, **settings, **pruning)
     if destination is not None:
         destination.write_text(json.dumps(to_neuronpedia(graph), indent=2, ensure_ascii=False), encoding="utf-8")
     return graph
+
+
+def traced(model: Model, prompt: str, transcoders: str, **settings: Any) -> tuple[AttributionGraph, TranscoderSet]:
+    """The graph of ``prompt`` through the set named ``transcoders`` (the rest of ``GraphSettings`` as keywords),
+    and the set itself: an intervention on the graph runs through the same transcoders."""
+    loaded = TranscoderSet.load(transcoders, model)
+    return attribution_graph(model, prompt, loaded, transcoders_name=transcoders, **settings), loaded
+
+
+def intervene_graph(
+    model: Model,
+    prompt: str,
+    *,
+    transcoders: str,
+    target: str | None = None,
+    contrast: str | None = None,
+    max_logits: int = 10,
+    logit_probability: float = 0.95,
+    max_feature_nodes: int = 4096,
+    node_threshold: float = 0.8,
+    edge_threshold: float = 0.98,
+    batch_size: int = 64,
+    changes: dict[str, float] | None = None,
+) -> GraphIntervention:
+    """Build the graph as ``graph`` does, set each feature node in ``changes`` to its new activation, and compare
+    what the graph predicts for each target with the frozen replacement and the real model."""
+    settings = dict(target=target, contrast=contrast, max_logits=max_logits, logit_probability=logit_probability)
+    pruning = dict(max_feature_nodes=max_feature_nodes, node_threshold=node_threshold, edge_threshold=edge_threshold)
+    graph, loaded = traced(model, prompt, transcoders, batch_size=batch_size, **settings, **pruning)
+    return intervene_on_graph(model, graph, loaded, dict(changes or {}))
 
 
 def _writable(path: str) -> Path:
@@ -121,6 +150,39 @@ def _writable(path: str) -> Path:
     return target
 
 
+def parse_changes(text: str, flag: str) -> dict[str, float]:
+    """'f:3:5:120=0,f:2:1:7=2.5' -> {'f:3:5:120': 0.0, 'f:2:1:7': 2.5} for --change."""
+    changes = {}
+    for part in (p.strip() for p in text.split(",")):
+        node, _, value = (piece.strip() for piece in part.partition("="))
+        if not node or not _is_number(value):
+            raise InputError(f"--{flag} takes NODE=VALUE pairs separated by commas, e.g. f:3:5:120=0; got '{part}'")
+        changes[node] = float(value)
+    return changes
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+NodeId = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
+class GraphInterventionOptions(GraphSettings):
+    changes: Annotated[
+        dict[NodeId, float] | None,
+        Field(
+            max_length=MAX_LIST,
+            description="Feature nodes to set and their new activations (0 ablates), e.g. f:3:5:120=0.",
+        ),
+        Cli(("--change",), parse=parse_changes, whole=True),
+    ] = None
+
+
 OPERATIONS = [
     OperationSpec(
         "graph",
@@ -131,6 +193,16 @@ OPERATIONS = [
         "circuits",
         long=True,
         local_only=frozenset({"neuronpedia"}),
+        http_types=(("transcoders", TranscodersName),),
+    ),
+    OperationSpec(
+        "graph-intervene",
+        GraphInterventionOptions,
+        intervene_graph,
+        GraphIntervention,
+        "Check an attribution graph: set feature nodes to new activations; the graph's prediction vs the model's.",
+        "circuits",
+        long=True,
         http_types=(("transcoders", TranscodersName),),
     ),
 ]
