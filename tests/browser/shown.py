@@ -20,6 +20,7 @@ PANELS = [
     "ablation",
     "patching",
     "circuit",
+    "graph",
 ]
 
 

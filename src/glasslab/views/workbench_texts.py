@@ -189,9 +189,25 @@ PANELS: dict[str, Explanation] = {
         ),
         caveat=RESULTS["circuit"].caveat,
     ),
+    "graph": Explanation(
+        title="Attribution graph",
+        see=RESULTS["attribution_graph"].see,
+        read=RESULTS["attribution_graph"].read
+        + " Choose a transcoder set and press Build; hover a node for its scores, click it for its details (Shift+"
+        "click adds it to the selection), group selected nodes into one supernode, drag the slider to hide the "
+        "weakest edges, and set a selected feature to 0 or a multiple of its activation to check the graph "
+        "against the model.",
+        caveat=RESULTS["attribution_graph"].caveat,
+    ),
 }
 
 CONTROLS: dict[str, str] = {
+    "graphSet": (
+        "The transcoder set that replaces the model's MLPs (one transcoder per layer, saved in your glasslab store)"
+    ),
+    "graphTarget": "Explain this one next token (leave empty: the model's top predictions)",
+    "graphShare": "Show only the strongest edges: those carrying this share of the total |weight|",
+    "graphMultiple": "The selected features' new activation as a multiple of their own: 0 switches them off",
     "prompt": ("Type any text; the model reads it and every panel explains what happens inside. Ctrl+Enter analyses."),
     "analyse": ("Run the model once on the prompt; every panel then reads from this one analysis (Ctrl+Enter)"),
     "tokens": (

@@ -5,6 +5,7 @@
 // loadExplanations() fills these objects in place before the first render (main.js awaits it first).
 
 export const PANELS = {};
+export const RESULTS = {}; // results' notes by kind (a panel showing a result reads them here)
 export const CONTROLS = {};
 export const TUTORIAL = [];
 
@@ -14,6 +15,7 @@ export async function loadExplanations() {
   if (!response.ok) throw new Error(`could not load the explanations (HTTP ${response.status})`);
   const texts = await response.json();
   Object.assign(PANELS, texts.panels);
+  Object.assign(RESULTS, texts.results);
   Object.assign(CONTROLS, texts.controls);
   TUTORIAL.splice(0, TUTORIAL.length, ...texts.tutorial);
 }

@@ -11,6 +11,7 @@ import * as steering from './steering.js';
 import * as ablation from './ablation.js';
 import * as patching from './patching.js';
 import * as circuit from './circuit.js';
+import * as graph from './graph.js';
 
 export const PANEL_ORDER = [
   ['predictions', predictions],
@@ -24,6 +25,7 @@ export const PANEL_ORDER = [
   ['ablation', ablation],
   ['patching', patching],
   ['circuit', circuit],
+  ['graph', graph],
 ];
 
 export const PANELS = Object.fromEntries(PANEL_ORDER);
