@@ -2,7 +2,8 @@
 
 Reading validates every tensor's name, shape and finiteness before the SAE is used, so a truncated or
 mismatched file fails with one line instead of a shape error deep inside a forward pass. Writing goes
-through a temporary folder renamed into place, so an interrupted save never leaves a half-written SAE.
+through the store's ``save`` (a temporary folder renamed into place, with a manifest), so an interrupted save
+never leaves a half-written SAE.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from ..errors import InputError
-from ..store import atomic_directory
+from ..store import SAES, save
 from .base import Dictionary
 from .memory import check_memory
 from .registry import dictionary_class
@@ -127,11 +128,13 @@ def save_sae(
     extra_files: dict[str, bytes] | None = None,
     sparsity: torch.Tensor | None = None,
 ) -> Path:
-    """Write ``sae`` to ``folder`` atomically (replacing what was there); ``extra_files`` (name -> bytes),
-    such as training metrics or labels, are written beside it in the same atomic step."""
+    """Write ``sae`` to ``folder`` atomically (replacing what was there) with the store's ``manifest.json``;
+    ``extra_files`` (name -> bytes), such as training metrics or labels, are written beside it in the same
+    atomic step."""
     final = Path(folder).expanduser()
-    with atomic_directory(final) as tmp:
-        write_sae_files(sae, tmp, dtype=dtype, extra_files=extra_files, sparsity=sparsity)
+    summary = {"hook": sae.cfg.hook, "architecture": sae.cfg.architecture, "d_sae": sae.d_sae}
+    with save(SAES, None, final, summary=summary) as staging:
+        write_sae_files(sae, staging, dtype=dtype, extra_files=extra_files, sparsity=sparsity)
     return final
 
 
@@ -144,7 +147,7 @@ def write_sae_files(
     sparsity: torch.Tensor | None = None,
 ) -> None:
     """``save_sae``'s files, written into the folder ``into`` (a staging folder: the caller makes it atomic,
-    with ``atomic_directory`` or ``glasslab.store.save``)."""
+    with ``glasslab.store.save``)."""
     dtype = dtype or next(sae.parameters()).dtype
     cfg = sae.cfg.to_json()
     cfg["dtype"] = str(dtype).removeprefix("torch.")

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..store import replace_files
 
 LABELS_FILE = "labels.json"
 FORMAT = 1
@@ -63,16 +64,13 @@ def labels_json(labels: Mapping[int, FeatureLabel], **provenance: Any) -> bytes:
 
 
 def write_labels(folder: str | os.PathLike, labels: Mapping[int, FeatureLabel], **provenance: Any) -> Path:
-    """Write ``labels.json`` into an existing SAE folder (temp file + rename: never half-written)."""
+    """Write ``labels.json`` into an existing SAE folder (temp file + rename: never half-written), recorded in
+    the folder's manifest when it has one (so the saved SAE still verifies)."""
     target = Path(folder).expanduser() / LABELS_FILE
     if not target.parent.is_dir():
         raise InputError(f"SAE folder '{target.parent}' does not exist")
-    scratch = target.with_name(f".{LABELS_FILE}.{os.getpid()}.tmp")
-    try:
-        scratch.write_bytes(labels_json(labels, **provenance))
-        os.replace(scratch, target)
-    finally:
-        scratch.unlink(missing_ok=True)
+    content = labels_json(labels, **provenance)
+    replace_files(target.parent, {LABELS_FILE: lambda path: path.write_bytes(content)})
     return target
 
 

@@ -3,8 +3,9 @@ experiments.
 
 The store is a per-user cache folder (``GLASSLAB_HOME`` overrides it). Every kind of artifact is declared
 once (``kinds``); ``location``/``locate``/``resolve`` turn a checked name (or, where allowed, a folder) into
-its place, ``list_artifacts`` lists what is saved, and ``save`` writes atomically with a ``manifest.json``
-that readers verify. ``Checkpoints`` keeps resumable training state. docs/store.md describes the layout.
+its place, ``list_artifacts`` lists what is saved, ``save`` writes atomically with a ``manifest.json`` that
+readers verify, and ``replace_files`` rewrites files of a saved artifact, its manifest kept true. ``Checkpoints``
+keeps resumable training state. docs/store.md describes the layout.
 """
 
 from .artifacts import Artifact, ArtifactNotFound, list_artifacts, locate, location, resolve, save
@@ -35,6 +36,7 @@ from .manifest import MANIFEST, DamagedArtifact, read_manifest, verify
 from .paths import STORE_ENV, atomic_directory, staging_folder, store_path, store_root
 from .paths import _pid_alive as _pid_alive  # tests check the stale-partial rules through the package
 from .paths import _pid_of as _pid_of
+from .rewrite import replace_files
 
 __all__ = [
     "EDITS",
@@ -68,6 +70,7 @@ __all__ = [
     "locate",
     "location",
     "read_manifest",
+    "replace_files",
     "resolve",
     "save",
     "staging_folder",

@@ -25,6 +25,7 @@ from ...dictionaries import SAE
 from ...dictionaries.loading import origin_of
 from ...errors import InputError
 from ...model.model import Model
+from ...store import replace_files
 from .basis import TokenEffect
 from .scan import FeatureScan
 
@@ -166,16 +167,12 @@ def atlas_bytes(atlas: Atlas) -> bytes:
 
 
 def write_atlas(folder: str | os.PathLike, atlas: Atlas) -> Path:
-    """Write the atlas into an SAE folder (temp file + rename: a reader never sees half a file)."""
+    """Write the atlas into an SAE folder (temp file + rename: a reader never sees half a file), recorded in the
+    folder's manifest when it has one (so the saved SAE still verifies)."""
     target = Path(folder).expanduser() / ATLAS_FILE
     if not target.parent.is_dir():
         raise InputError(f"SAE folder '{target.parent}' does not exist")
-    scratch = target.with_name(f".{ATLAS_FILE}.{os.getpid()}.tmp")
-    try:
-        save_file(atlas.tensors, scratch, metadata=_metadata(atlas))
-        os.replace(scratch, target)
-    finally:
-        scratch.unlink(missing_ok=True)
+    replace_files(target.parent, {ATLAS_FILE: lambda path: save_file(atlas.tensors, path, metadata=_metadata(atlas))})
     return target
 
 
