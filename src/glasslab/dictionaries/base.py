@@ -1,7 +1,7 @@
 """The ``Dictionary``: a module that encodes an activation into sparse features and decodes them back,
 and that knows how to train itself.
 
-A kind of dictionary (an SAE architecture, later a transcoder) is one subclass that declares its
+A kind of dictionary (an SAE architecture, a transcoder) is one subclass that declares its
 parameters' shapes, its encode/decode and, if glasslab trains it, its ``loss`` and training hooks; the
 trainer (``training.py``) only calls these, so it never asks which kind it is training. Registering the
 subclass (``registry.register``) makes configs with its architecture name build it.

@@ -2,12 +2,12 @@
 
 The training's time is the harvest (one forward pass through every trained layer per batch of
 sequences) plus the steps (one step per layer each); both are measured by running the real trainer on a
-probe of the planned training (the same layers, kind, width, k, batch size and forward batches; one
-training batch of activations and a few steps, saved to a temporary folder) and scaled to the planned
-sizes. Per-pass and per-step times are medians, so the first pass's and step's warm-up is not multiplied
-by hundreds. The harvest is counted as ``min(tokens, harvest_tokens)`` rows: an upper bound when the
-corpus holds fewer tokens (the buffer then reuses what it read). Reading the text and the held-out
-evaluation are not part of the estimate.
+probe of the planned training (the same layers, kind, width, k, batch size and forward batches; a
+training batch and at least three forward passes of activations, and a few steps, saved to a temporary
+folder) and scaled to the planned sizes. Per-pass and per-step times are medians, so the first pass's
+and step's warm-up is not multiplied by hundreds. The harvest is counted as ``min(tokens,
+harvest_tokens)`` rows: an upper bound when the corpus holds fewer tokens (the buffer then reuses what it
+read). Reading the text and the held-out evaluation are not part of the estimate.
 """
 
 from __future__ import annotations
@@ -99,12 +99,9 @@ def estimate_transcoder_training(
     if probe_steps < 2:
         raise InputError(f"the probe needs at least 2 steps to time one, got {probe_steps}")
     layers = config.layers_of(model)
-    probe = replace(
-        config,
-        tokens=config.batch_size * probe_steps,
-        harvest_tokens=config.batch_size,
-        buffer_tokens=config.batch_size,
-    )
+    # At least three forward passes, so the median is not the first (cold) one.
+    harvest = max(config.batch_size, 3 * config.model_batch * rows_per_sequence(model, config.seq_len))
+    probe = replace(config, tokens=config.batch_size * probe_steps, harvest_tokens=harvest, buffer_tokens=harvest)
     timed = _TimedRuns(model)
     step_ends: list[float] = []
     with tempfile.TemporaryDirectory(prefix="glasslab-estimate-") as tmp:

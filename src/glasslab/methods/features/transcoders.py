@@ -105,7 +105,7 @@ def evaluate_transcoders(
 ) -> TranscoderEvaluation:
     """Evaluate ``transcoders`` on ``tokens`` held-out tokens (per-layer figures) and ``loss_tokens``
     (losses, four full passes each), in sequences of ``seq_len``."""
-    transcoders.check_fits(model, allow_other_model=True)
+    transcoders.check_fits(model)
     if tokens < 1 or loss_tokens < 0:
         raise InputError(f"evaluate on at least one token (got tokens={tokens}, loss_tokens={loss_tokens})")
     seq_len = min(seq_len, model.context_length or seq_len)
