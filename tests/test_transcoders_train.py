@@ -168,3 +168,22 @@ def test_the_time_estimate_measures_the_harvest_and_the_steps(model, tmp_path):
     assert list_artifacts(TRANSCODERS, model.key) == []
     with pytest.raises(InputError, match="at least 2 steps"):
         estimate_transcoder_training(model, cfg, probe_steps=1)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "gpt_neox", "llama", "gemma2", "gemma3"])
+def test_the_harvest_pairs_each_layers_mlp_input_with_its_output(family):
+    """One pass gives every layer's (mlp.in, mlp_out) after BOS, as the model's own cache has them
+    (Gemma's post-norms included, GPT-NeoX's parallel residual)."""
+    from glasslab.dictionaries.transcoder_train import TranscodersStream
+
+    tiny = tiny_model(family)
+    docs = documents(6, 4)
+    stream = TranscodersStream(tiny, "blocks.*.mlp.in", docs, SEQ_LEN, 4, layers=(0, 2))
+    rows = torch.cat(list(stream.rows()))
+    sequences = torch.stack(list(packed_sequences(tiny, docs, SEQ_LEN)))
+    run = tiny.run(sequences, cache=["blocks.*.mlp.in", "blocks.*.mlp_out"], logits=False)
+    for index, layer in enumerate((0, 2)):
+        x, y = stream.pair(rows, index)
+        for got, hook in ((x, f"blocks.{layer}.mlp.in"), (y, f"blocks.{layer}.mlp_out")):
+            want = run.cache[hook][:, 1:].reshape(-1, tiny.d_model)
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
