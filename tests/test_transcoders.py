@@ -166,6 +166,9 @@ def test_bad_configs_and_inputs_get_one_line_errors():
     assert "\n" not in str(caught.value)
     with pytest.raises(InputError, match="needs k"):
         config("topk_transcoder", k=None)
+    with pytest.raises(InputError, match="no input normalisation, not 'layer_norm'"):
+        config("transcoder", normalize_activations="layer_norm")
+    assert config("transcoder", normalize_activations="expected_average_only_in").d_out == D_OUT
     with pytest.raises(InputError, match="d_out must be a positive"):
         config("transcoder", d_out=0)
     transcoders = TranscoderSet({0: random_transcoder("topk_transcoder")}, n_layers=3)

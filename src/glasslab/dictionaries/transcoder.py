@@ -62,9 +62,10 @@ class Transcoder(Dictionary):
                 f"a {cls.architecture} reads its input uncentred: set apply_b_dec_to_input=False "
                 "(its b_dec is in the output's space)"
             )
-        if cfg.normalize_activations != "none":
+        # "expected_average_only_in" scales only during training; released files have it folded in.
+        if cfg.normalize_activations not in ("none", "expected_average_only_in"):
             raise InputError(
-                f"glasslab reads transcoders with normalize_activations 'none' only, not {cfg.normalize_activations!r}"
+                f"glasslab reads transcoders that need no input normalisation, not {cfg.normalize_activations!r}"
             )
 
     @property
