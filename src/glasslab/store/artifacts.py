@@ -56,15 +56,23 @@ def location(kind: ArtifactKind, model_key: str | None = None, name: str | None 
 
 def locate(kind: ArtifactKind, model_key: str | None, name_or_path: str | Path) -> tuple[Path, str | None]:
     """(folder, name): a valid name (a ``str``) is its folder in the store; a ``Path``, or any other text,
-    is a local folder when ``kind`` allows paths (name None), else InputError. Nothing is checked on disk."""
+    is a local folder when ``kind`` allows paths (name None), else InputError. A ``Path`` directly inside the
+    kind's own folder is that artifact, for kinds whose folder names glasslab makes itself from text the name
+    rule refuses (a GGUF file's stem with a space). Nothing is checked on disk."""
     text = str(name_or_path)
     if not text.strip():
         raise InputError(f"give the {kind.describe} a name (letters, digits, '.', '_', '-') or a folder path")
     if isinstance(name_or_path, str) and _looks_like_name(text, kind):
         return location(kind, model_key, text), text
+    if isinstance(name_or_path, Path) and not kind.paths and _in_own_folder(name_or_path, kind, model_key):
+        return name_or_path, name_or_path.name
     if not kind.paths:
         return location(kind, model_key, check_name(text, kind)), text  # a bad name raises, saying what fits
     return Path(text).expanduser(), None
+
+
+def _in_own_folder(folder: Path, kind: ArtifactKind, model_key: str | None) -> bool:
+    return kind.name_parts == 1 and folder.name not in ("", ".", "..") and folder.parent == location(kind, model_key)
 
 
 def _looks_like_name(text: str, kind: ArtifactKind) -> bool:
