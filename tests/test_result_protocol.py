@@ -543,3 +543,20 @@ def test_explanations_fill_their_fields_and_notes():
     assert set(notes) == {"what_you_see", "how_to_read", "caveat"}
     assert note("lens_kl", "tuned", note="fitted") == " Tuned lens: fitted."
     assert Figure("t", [], **explanation("prediction")).caveat == RESULTS["prediction"].caveat
+
+
+def test_the_precompute_result_is_on_the_protocol_with_the_json_it_had():
+    from types import SimpleNamespace
+
+    from glasslab.dictionaries.labels_file import FeatureLabel
+    from glasslab.methods.features.labels import Described
+    from glasslab.operations.feature_files import Precomputed
+
+    atlas = SimpleNamespace(corpus="words.txt (train split)", sequences=16, tokens=256, features=[0, 3, 5])
+    labels = {0: FeatureLabel("cats", "auto", {"concept": "animal"}), 3: FeatureLabel("dogs", "auto")}
+    described = Described(labels, atlas, {})  # type: ignore[arg-type]
+    result = Precomputed.of(described, "store:mine", Path("/store/saes/mine"))
+    # what the hand-written to_dict returned: the summary, then the SAE as named and its folder
+    old = {**described.summary(), "sae": "store:mine", "folder": "/store/saes/mine"}
+    assert isinstance(result, Result) and "to_dict" not in vars(Precomputed)
+    assert json.dumps(result.to_dict(), indent=2) == json.dumps(old, indent=2)

@@ -11,10 +11,9 @@ from .sae import sae_app
 
 
 def show_precomputed(result: Precomputed) -> None:
-    summary = result.summary
     out.print(
-        f"{summary['dashboards']} dashboards and {summary['labels']} labels ({summary['concepts']} naming a class) "
-        f"from {summary['tokens']:,} tokens of {summary['corpus']}, written to {summary['folder']}",
+        f"{result.dashboards} dashboards and {result.labels} labels ({result.concepts} naming a class) "
+        f"from {result.tokens:,} tokens of {result.corpus}, written to {result.folder}",
         highlight=False,
     )
 

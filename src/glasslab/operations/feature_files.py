@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
@@ -20,7 +21,7 @@ from ..dictionaries.loading import labels_of, load_sae, origin_of
 from ..dictionaries.sae import SAE
 from ..dictionaries.user_labels import clear_feature_label, set_feature_label
 from ..errors import InputError
-from ..methods.features.labels import precompute_features
+from ..methods.features.labels import Described, precompute_features
 from ..model.model import Model
 from ..views.result import Result
 from .features import AnyModel, SaeName, first_sae, open_sae
@@ -29,13 +30,24 @@ from .spec import OperationSpec
 
 
 @dataclass(frozen=True)
-class Precomputed:
-    """What ``precompute`` wrote (``Described.summary``), with the SAE as named and its folder."""
+class Precomputed(Result):
+    """What ``precompute`` wrote (the counts of ``Described.summary``), with the SAE as named and its folder."""
 
-    summary: dict
+    kind = "sae_precompute"
 
-    def to_dict(self) -> dict:
-        return dict(self.summary)
+    corpus: str
+    sequences: int
+    tokens: int
+    dashboards: int
+    labels: int
+    concepts: int
+    sae: str
+    folder: str
+
+    @classmethod
+    def of(cls, described: Described, sae: str, folder: Path) -> Precomputed:
+        counts = {key: value for key, value in described.summary().items() if key != "kind"}
+        return cls(**counts, sae=sae, folder=str(folder))
 
 
 class SaeListOptions(Options):
@@ -167,7 +179,7 @@ def precompute(
     described = precompute_features(
         model, chosen, origin.folder, sequences=sequences, held_out_sequences=held_out_sequences, **options
     )
-    return Precomputed({**described.summary(), "sae": sae, "folder": str(origin.folder)})
+    return Precomputed.of(described, sae, origin.folder)
 
 
 GROUP = "sae"
