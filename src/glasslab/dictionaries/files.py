@@ -62,12 +62,15 @@ def load_dictionary_folder(
     dtype: torch.dtype = torch.float32,
     device: str | torch.device = "cpu",
     kind: type[Dictionary] = Dictionary,
+    config: SAEConfig | None = None,
 ) -> Dictionary:
-    """``load_sae_folder`` for any registered kind (transcoders too); ``kind`` refuses others in one line."""
+    """``load_sae_folder`` for any registered kind (transcoders too); ``kind`` refuses others in one line.
+    ``config`` replaces the folder's ``cfg.json`` as read (published transcoders whose hook names need
+    translating first: ``transcoder_layouts``)."""
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise InputError(f"SAE folder '{folder}' does not exist")
-    cfg = read_config(folder)
+    cfg = config or read_config(folder)
     built = dictionary_class(cfg.architecture)
     if not issubclass(built, kind):
         noun = "an SAE" if kind is SAE else f"a {kind.__name__}"
