@@ -23,7 +23,10 @@ _BLOCK_TO_TL = {
     "attn.z": "attn.hook_z",
     "attn.pattern": "attn.hook_pattern",
     "mlp.post": "mlp.hook_post",
-    "mlp.in": "ln2.hook_normalized",  # the MLP's normalised input (what transcoders read)
+    # Nearest, not equal: TransformerLens's hook_normalized is before the norm's weight and bias, mlp.in after
+    # them. Published transcoders reading it get the norm folded in (transcoder_layouts); glasslab's own files
+    # keep their canonical hook in metadata (glasslab_hook) and are read back as saved.
+    "mlp.in": "ln2.hook_normalized",
 }
 _GLOBAL_TO_TL = {"embed": "hook_embed", "ln_final": "ln_final.hook_normalized"}
 # TransformerLens's input of the second norm is the residual stream after attention.
