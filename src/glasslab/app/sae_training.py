@@ -11,10 +11,12 @@ training leaves no SAE (the trainer keeps its checkpoint; the same training star
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from ..dictionaries.activations import rows_per_sequence
@@ -25,13 +27,13 @@ from ..methods.features.training import train_sae
 from ..model.model import Model
 from ..operations import OPERATIONS as DECLARED
 from ..operations.options import Options
-from ..store import SAES, location, staging_folder
+from ..store import SAES, ArtifactKind, location, staging_folder
 from .ops import Ctx, declared
 from .schemas import TRAIN_HARVEST_TOKENS, WORKBENCH_TRAINING
 from .state import Cancelled, ModelState, cancellable
 
 MAX_MEMORY = 4 * 2**30  # bytes a workbench training may hold: the activation pool and the SAE with Adam
-_training: set[tuple[str, str]] = set()  # (model key, SAE name) of trainings running now
+_training: set[tuple[str, str, str]] = set()  # (kind, model key, name) of trainings running now
 _training_lock = threading.Lock()
 
 
@@ -40,8 +42,15 @@ class OnWorker:
     requests, and stops when the job is cancelled or the model was switched meanwhile. Tokenizing uses a
     private copy of the tokenizer (the worker may be using the model's at the same moment)."""
 
-    def __init__(self, state: ModelState, model: Model, cancel: threading.Event, on_run: Callable[[int], None]):
-        self._state, self._model, self._cancel, self._on_run = state, model, cancel, on_run
+    def __init__(
+        self,
+        state: ModelState,
+        model: Model,
+        cancel: threading.Event,
+        on_run: Callable[[int], None],
+        what: str = "an SAE",
+    ):
+        self._state, self._model, self._cancel, self._on_run, self._what = state, model, cancel, on_run, what
         self.tokenizer = copy.deepcopy(model.tokenizer)
 
     def __getattr__(self, name: str) -> Any:
@@ -50,11 +59,11 @@ class OnWorker:
     def run(self, prompts, **options):
         def work(current: Model):
             if current is not self._model:
-                raise InputError("the model was switched while the SAE trained; load it again and start over")
+                raise InputError(f"the model was switched while training {self._what}; load it again and start over")
             with cancellable(current, self._cancel):
                 return current.run(prompts, **options)
 
-        result = self._state.run("training an SAE", work, cancel=self._cancel)
+        result = self._state.run(f"training {self._what}", work, cancel=self._cancel)
         self._on_run(len(prompts))
         return result
 
@@ -179,19 +188,36 @@ def check_training(ctx: Ctx, body: Options) -> tuple[TrainConfig, str]:
     return config, name
 
 
-def train_op(ctx: Ctx, body: Options) -> dict:
-    config, name = check_training(ctx, body)
-    model = ctx.model
-    final = location(SAES, model.key, name)
-    key = (model.key, name)
+@contextlib.contextmanager
+def staged(ctx: Ctx, kind: ArtifactKind, name: str, what: str) -> Iterator[Path]:
+    """A hidden folder to train ``what`` into, renamed to ``store:name`` of ``kind`` when the ``with`` block ends
+    unless the job was cancelled meanwhile; one training of a name at a time. A cancelled training
+    (``TrainingCancelled``, ``Cancelled``) leaves nothing: the trainer keeps its checkpoint."""
+    final = location(kind, ctx.model.key, name)
+    key = (kind.name, ctx.model.key, name)
     with _training_lock:
         if key in _training:
             raise InputError(f"store:{name} is being trained already; wait for that job or cancel it")
         _training.add(key)
     staging = staging_folder(final)  # hidden from listings; removed by a later save if this process dies
     try:
+        yield staging
+        if not ctx.job.commit():
+            raise Cancelled("the job was cancelled")
+        staging.rename(final)
+    except TrainingCancelled:
+        raise Cancelled(f"the training was cancelled; no {what} was saved") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        with _training_lock:
+            _training.discard(key)
+
+
+def train_op(ctx: Ctx, body: Options) -> dict:
+    config, name = check_training(ctx, body)
+    with staged(ctx, SAES, name, "SAE") as staging:
         progress = _Progress(ctx, config, body.evaluate_tokens)
-        worker_model = OnWorker(ctx.state, model, ctx.job.cancel, progress.forward)
+        worker_model = OnWorker(ctx.state, ctx.model, ctx.job.cancel, progress.forward)
         trained = train_sae(
             worker_model,  # type: ignore[arg-type]
             config,
@@ -202,15 +228,6 @@ def train_op(ctx: Ctx, body: Options) -> dict:
             on_step=progress.step,
             command=f"workbench: train an SAE for layer {body.layer}",
         )
-        if not ctx.job.commit():
-            raise Cancelled("the job was cancelled")
-        staging.rename(final)
-    except TrainingCancelled:
-        raise Cancelled("the training was cancelled; no SAE was saved") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        with _training_lock:
-            _training.discard(key)
     return {
         "kind": "sae_training",
         "name": f"store:{name}",

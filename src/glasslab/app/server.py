@@ -18,7 +18,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import GlasslabError
 from ..model.model import Model
-from . import analysis, explanations, graphs, interventions, sae_precompute, sae_search, sae_training, saes
+from . import (
+    analysis,
+    explanations,
+    graphs,
+    interventions,
+    sae_precompute,
+    sae_search,
+    sae_training,
+    saes,
+    transcoder_training,
+)
 from .declared import endpoints
 from .experiments import ExperimentStore
 from .experiments import router as experiments_router
@@ -40,6 +50,7 @@ OPERATIONS = endpoints(
         *sae_precompute.OPERATIONS,
         *sae_training.OPERATIONS,
         *graphs.OPERATIONS,
+        *transcoder_training.OPERATIONS,
     ]
 )
 NOT_BUILT = """<!doctype html><html lang="en"><meta charset="utf-8"><title>glasslab</title>

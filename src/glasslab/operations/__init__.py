@@ -24,6 +24,7 @@ from . import (
     probing,
     sae_training,
     steering,
+    transcoders,
 )
 from .options import Cli, Options, PromptOptions
 from .spec import OperationSpec
@@ -45,6 +46,7 @@ GROUPS = (
     features,
     feature_files,
     sae_training,
+    transcoders,
 )
 OPERATIONS: dict[str, OperationSpec] = {spec.name: spec for group in GROUPS for spec in group.OPERATIONS}
 

@@ -31,6 +31,9 @@ from ...dictionaries.transcoder_train import TranscodersStream
 from ...errors import InputError
 from ...interventions import Replace
 from ...model.model import Model
+from ...views.explanations import explanation
+from ...views.figures import Bars, Figure
+from ...views.result import Result
 from .evaluate import next_token_loss
 
 Predict = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -49,8 +52,14 @@ class LayerFit:
 
 
 @dataclass(frozen=True)
-class TranscoderEvaluation:
+class TranscoderEvaluation(Result):
     """A transcoder set's quality on held-out text."""
+
+    kind = "transcoder_evaluation"
+    json_keys = (
+        "model", "corpus", "tokens", "loss_tokens", "layers", "loss_clean", "loss_replaced", "loss_zero_ablation",
+        "loss_mean_ablation", "loss_recovered_zero", "loss_recovered_mean",
+    )  # fmt: skip
 
     model: str
     corpus: str
@@ -70,21 +79,58 @@ class TranscoderEvaluation:
     def loss_recovered_mean(self) -> float:
         return recovered(self.loss_mean, self.loss_replaced, self.loss_clean)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": "transcoder_evaluation",
-            "model": self.model,
-            "corpus": self.corpus,
-            "tokens": self.tokens,
-            "loss_tokens": self.loss_tokens,
-            "layers": [vars(fit) for fit in self.layers],
-            "loss_clean": self.loss_clean,
-            "loss_replaced": self.loss_replaced,
-            "loss_zero_ablation": self.loss_zero,
-            "loss_mean_ablation": self.loss_mean,
-            "loss_recovered_zero": self.loss_recovered_zero,
-            "loss_recovered_mean": self.loss_recovered_mean,
-        }
+    def _json_loss_zero_ablation(self) -> float:
+        return self.loss_zero
+
+    def _json_loss_mean_ablation(self) -> float:
+        return self.loss_mean
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TranscoderEvaluation:
+        """The evaluation from its JSON (as ``training.json`` keeps it)."""
+        return cls(
+            model=data["model"],
+            corpus=data["corpus"],
+            tokens=data["tokens"],
+            loss_tokens=data["loss_tokens"],
+            layers=tuple(LayerFit(**fit) for fit in data["layers"]),
+            loss_clean=_number(data["loss_clean"]),
+            loss_replaced=_number(data["loss_replaced"]),
+            loss_zero=_number(data["loss_zero_ablation"]),
+            loss_mean=_number(data["loss_mean_ablation"]),
+        )
+
+    def figure(self) -> Figure:
+        """Per-layer FVE bars, then the losses with every MLP replaced."""
+        losses = ["clean model", "every MLP replaced", "mean-ablated", "zero-ablated"]
+        return Figure(
+            title=f"Transcoder set quality on {self.model} ({len(self.layers)} layers)",
+            panels=[
+                Bars(
+                    "Fraction of the MLP output's variance each layer's transcoder explains",
+                    [f"layer {fit.layer}" for fit in self.layers],
+                    [fit.fve for fit in self.layers],
+                    "fraction",
+                    hover=[f"L0 {fit.l0:.1f}, dead {fit.dead_fraction:.1%}" for fit in self.layers],
+                ),
+                Bars(
+                    "Next-token loss on held-out text",
+                    losses,
+                    [self.loss_clean, self.loss_replaced, self.loss_mean, self.loss_zero],
+                    "nats per token",
+                ),
+            ],
+            **explanation(self.kind, tokens=self.tokens, loss_tokens=self.loss_tokens, corpus=self.corpus),
+            extra={
+                "loss recovered (mean)": f"{self.loss_recovered_mean:.3f}",
+                "loss recovered (zero)": f"{self.loss_recovered_zero:.3f}",
+            },
+        )
+
+
+def _number(value: float | None) -> float:
+    """A loss as JSON keeps it: null (not measured) back to NaN."""
+    return math.nan if value is None else float(value)
 
 
 def recovered(ablated: float, replaced: float, clean: float) -> float:
