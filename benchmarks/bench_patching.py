@@ -22,8 +22,8 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # TransformerLens's per-cell progres
 import torch
 
 import glasslab as gl
-from glasslab.methods.attribution_patching import attribution_patching
-from glasslab.methods.patching import activation_patching
+from glasslab.methods.patch.attribution_patching import attribution_patching
+from glasslab.methods.patch.patching import activation_patching
 
 CLEAN = "After the long day at work, when Mary and John went to the store, John gave a drink to"
 CORRUPTED = "After the long day at work, when Mary and John went to the store, Mary gave a drink to"

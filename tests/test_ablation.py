@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 import glasslab as gl
 import glasslab.cli.ablation  # registers the commands
 from glasslab.cli.app import app
-from glasslab.methods.ablation import ablate, ablation_sweep, mean_activations
+from glasslab.methods.intervene.ablation import ablate, ablation_sweep, mean_activations
 
 from .tiny import save_tiny, tiny_hf, tiny_model
 

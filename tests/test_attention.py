@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 import glasslab as gl
 import glasslab.cli.observe  # registers the commands
 from glasslab.cli.app import app
-from glasslab.methods.attention import attention, sliding_windows
+from glasslab.methods.observe.attention import attention, sliding_windows
 
 from .tiny import save_tiny, tiny_model
 

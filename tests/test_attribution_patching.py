@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import glasslab as gl
-from glasslab.methods.attribution_patching import attribution_patching, pearson
 from glasslab.methods.metrics import make_metric
+from glasslab.methods.patch.attribution_patching import attribution_patching, pearson
 
 from .tiny import tiny_model
 

@@ -13,9 +13,9 @@ import glasslab as gl
 import glasslab.cli.circuit  # registers path-patch and circuit
 from glasslab.cli.app import app
 from glasslab.errors import InputError
-from glasslab.methods.circuit import build_circuit, circuit
-from glasslab.methods.patching import activation_patching
-from glasslab.methods.path_patching import PathEffect, PathPatching, path_patching
+from glasslab.methods.patch.circuit import build_circuit, circuit
+from glasslab.methods.patch.patching import activation_patching
+from glasslab.methods.patch.path_patching import PathEffect, PathPatching, path_patching
 
 from .tiny import save_tiny, tiny_model
 

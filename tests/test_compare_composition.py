@@ -15,7 +15,7 @@ from glasslab.methods.compare.composition import (
     input_norm,
     random_baseline,
 )
-from glasslab.methods.head_roles import head_roles
+from glasslab.methods.observe.head_roles import head_roles
 from glasslab.model.norms import norm_params
 from glasslab.views.html import figure_html
 

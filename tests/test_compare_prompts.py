@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from glasslab.errors import InputError
+from glasslab.methods.attribute.dla import logit_attribution
 from glasslab.methods.compare.alignment import Alignment, align, align_ids
 from glasslab.methods.compare.prompts import attention_distance, compare_prompts
-from glasslab.methods.dla import logit_attribution
 from glasslab.methods.metrics import kl_divergence
 from glasslab.views.html import figure_html
 

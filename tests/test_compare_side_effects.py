@@ -1,4 +1,4 @@
-"""Side-effect reports: a no-op changes nothing, a known ablation matches methods.ablation and hand runs,
+"""Side-effect reports: a no-op changes nothing, a known ablation matches methods.intervene.ablation and hand runs,
 weight edits given as context-manager factories are measured and checked for restoring the model."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import torch
 
 import glasslab as gl
 from glasslab.errors import GlasslabError, InputError
-from glasslab.methods.ablation import ablate
 from glasslab.methods.compare.side_effects import side_effects
+from glasslab.methods.intervene.ablation import ablate
 from glasslab.methods.metrics import make_metric
 from glasslab.views.html import figure_html
 

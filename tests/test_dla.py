@@ -8,7 +8,7 @@ import torch
 
 import glasslab as gl
 from glasslab.errors import InputError
-from glasslab.methods.dla import (
+from glasslab.methods.attribute.dla import (
     effective_direction,
     logit_attribution,
     neuron_effects,

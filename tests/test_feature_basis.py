@@ -13,7 +13,7 @@ from glasslab.dictionaries.sae_config import SAEConfig
 from glasslab.methods.features.basis import DictionaryBasis, NeuronBasis, token_effects
 from glasslab.methods.features.dashboard import feature_dashboard
 from glasslab.methods.features.scan import contexts_of, scan_features
-from glasslab.methods.neurons import neuron_profile
+from glasslab.methods.observe.neurons import neuron_profile
 from tests.tiny import WORDS, tiny_model
 
 LAYER, NEURON = 1, 5

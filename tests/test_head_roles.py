@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 import glasslab as gl
 import glasslab.cli.observe  # registers the commands
 from glasslab.cli.app import app
-from glasslab.methods.attention import attention
-from glasslab.methods.head_roles import ROLES, head_roles, ordinary_token_ids, repeated_random_tokens
+from glasslab.methods.observe.attention import attention
+from glasslab.methods.observe.head_roles import ROLES, head_roles, ordinary_token_ids, repeated_random_tokens
 
 from .tiny import save_tiny, tiny_model
 

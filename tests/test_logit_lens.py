@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 import glasslab.cli.lens  # noqa: F401  (registers the commands)
 from glasslab.cli.app import app
 from glasslab.errors import InputError
-from glasslab.methods.logit_lens import EMBED_LAYER, logit_lens
+from glasslab.methods.lenses.logit_lens import EMBED_LAYER, logit_lens
 from glasslab.views.html import figure_html
 
 from .tiny import save_tiny, tiny_model

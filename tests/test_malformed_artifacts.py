@@ -23,8 +23,8 @@ from safetensors.torch import load_file, save_file
 import glasslab as gl
 from glasslab.methods.editing import Fact, key_statistics, rome
 from glasslab.methods.editing.edit import load_edit
-from glasslab.methods.steering import load_steering_vector, make_steering_vector
-from glasslab.methods.tuned_lens import load_tuned_lens, train_tuned_lens
+from glasslab.methods.intervene.steering import load_steering_vector, make_steering_vector
+from glasslab.methods.lenses.tuned_lens import load_tuned_lens, train_tuned_lens
 from glasslab.sae import SAE, SAEConfig, load_sae, save_sae
 
 from .tiny import WORDS, tiny_model

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 import glasslab as gl
 import glasslab.cli.ablation  # registers the commands
 from glasslab.cli.app import app
-from glasslab.methods.neuron_clamp import clamp_neurons
+from glasslab.methods.intervene.neuron_clamp import clamp_neurons
 
 from .tiny import save_tiny, tiny_model
 from .tolerance import assert_greedy

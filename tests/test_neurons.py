@@ -11,7 +11,7 @@ import torch
 import glasslab as gl
 from glasslab.data import load_corpus, packed_sequences
 from glasslab.errors import InputError
-from glasslab.methods.neurons import neuron_profile, top_neurons
+from glasslab.methods.observe.neurons import neuron_profile, top_neurons
 
 from .test_dla import frozen_scale_removal
 from .tiny import WORDS, tiny_model

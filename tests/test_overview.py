@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 import glasslab as gl
 from glasslab.cli.app import app
-from glasslab.methods.logit_lens import logit_lens
-from glasslab.methods.overview import overview
+from glasslab.methods.lenses.logit_lens import logit_lens
+from glasslab.methods.observe.overview import overview
 
 from .tiny import tiny_model
 from .tolerance import assert_same_ranking

@@ -9,7 +9,7 @@ import torch
 
 import glasslab as gl
 from glasslab.methods.metrics import make_metric
-from glasslab.methods.patching import activation_patching
+from glasslab.methods.patch.patching import activation_patching
 
 from .tiny import tiny_model
 

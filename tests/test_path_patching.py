@@ -8,7 +8,7 @@ import torch
 
 import glasslab as gl
 from glasslab.errors import InputError
-from glasslab.methods.path_patching import path_patching
+from glasslab.methods.patch.path_patching import path_patching
 
 from .tiny import tiny_model
 

@@ -14,13 +14,13 @@ import torch
 
 import glasslab as gl
 from glasslab.errors import InputError
+from glasslab.methods.intervene.steering import load_steering_vector
 from glasslab.methods.probing import erase, harvest, probe, probe_hooks, probe_vector, score_layers
 from glasslab.methods.probing.control import control_labels, selectivity
 from glasslab.methods.probing.datasets import ProbeDataset, ProbeExample, load_probe_dataset
 from glasslab.methods.probing.erasure import NEUTRAL_TEXTS
 from glasslab.methods.probing.probe import class_indices
 from glasslab.methods.probing.probes import fit_direction, make_folds
-from glasslab.methods.steering import load_steering_vector
 from glasslab.views.html import figure_html
 
 from .tiny import tiny_model

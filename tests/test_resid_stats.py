@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 import glasslab as gl
 import glasslab.cli.components  # registers its commands
 from glasslab.cli.app import app
-from glasslab.methods.dla import logit_attribution
-from glasslab.methods.resid_stats import KINDS, resid_norms
+from glasslab.methods.attribute.dla import logit_attribution
+from glasslab.methods.observe.resid_stats import KINDS, resid_norms
 
 from .tiny import save_tiny
 

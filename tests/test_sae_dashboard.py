@@ -22,7 +22,7 @@ from glasslab.methods.features.dashboard import (
     fetch_neuronpedia_labels,
 )
 from glasslab.methods.features.scan import _Histogram, scan_features
-from glasslab.methods.neurons import _output_tokens
+from glasslab.methods.observe.neurons import _output_tokens
 from glasslab.sae import save_sae
 from tests.test_sae_splice import random_sae
 from tests.tiny import WORDS, tiny_model

@@ -11,7 +11,7 @@ import pytest
 
 import glasslab as gl
 from glasslab.app.ops import finite
-from glasslab.methods.steering import make_steering_vector
+from glasslab.methods.intervene.steering import make_steering_vector
 from glasslab.operations.describe import token_strip
 
 from .test_server_helpers import client, fingerprint, wait_job

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from glasslab.methods.features.encode import sae_features
-from glasslab.methods.steering import make_steering_vector
+from glasslab.methods.intervene.steering import make_steering_vector
 from glasslab.sae import SAE, SAEConfig, load_sae, save_sae
 from glasslab.store import store_path
 

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 import glasslab as gl
 import glasslab.cli.steering  # registers the commands
 from glasslab.cli.app import app
-from glasslab.methods.steering import load_steering_vector, make_steering_vector, steer
+from glasslab.methods.intervene.steering import load_steering_vector, make_steering_vector, steer
 from glasslab.views.html import figure_html
 
 from .tiny import save_tiny, tiny_model
@@ -199,7 +199,7 @@ def test_bad_inputs_are_one_line_errors(model):
 def test_a_difference_at_rounding_level_is_zero(model, monkeypatch, relative):
     """Identical prompts in two batch rows can differ in the last bits (1.7e-6 seen on one CPU): that is no
     direction to steer along. Rounding is simulated on the real activations; a real difference still passes."""
-    import glasslab.methods.steering_vectors as steering
+    import glasslab.methods.intervene.steering_vectors as steering
 
     real = steering._pair_activations
 

@@ -319,7 +319,7 @@ def write_corpus(folder: Path, words: list[str]) -> Path:
 
 
 def test_steering_vectors_save_and_load_through_the_store(home):
-    from glasslab.methods.steering import load_steering_vector, make_steering_vector
+    from glasslab.methods.intervene.steering import load_steering_vector, make_steering_vector
 
     from .tiny import tiny_model
 
@@ -344,7 +344,7 @@ def test_tuned_lens_and_its_checkpoint_are_checked_against_their_manifests(home,
     import torch
     from safetensors.torch import load_file, save_file
 
-    from glasslab.methods.tuned_lens import load_tuned_lens, train_tuned_lens
+    from glasslab.methods.lenses.tuned_lens import load_tuned_lens, train_tuned_lens
 
     from .tiny import WORDS, tiny_model
 

@@ -14,8 +14,8 @@ import glasslab.cli.lens  # noqa: F401  (registers the commands)
 from glasslab.cli.app import app
 from glasslab.data import batches, load_corpus, packed_sequences
 from glasslab.errors import InputError
-from glasslab.methods.logit_lens import logit_lens
-from glasslab.methods.tuned_lens import lens_kl, load_tuned_lens, train_tuned_lens
+from glasslab.methods.lenses.logit_lens import logit_lens
+from glasslab.methods.lenses.tuned_lens import lens_kl, load_tuned_lens, train_tuned_lens
 
 from .tiny import WORDS, save_tiny, tiny_model
 

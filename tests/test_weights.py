@@ -14,7 +14,7 @@ import torch
 
 import glasslab as gl
 from glasslab.errors import InputError, UnsupportedModelError
-from glasslab.methods.dla import neuron_out_weights
+from glasslab.methods.attribute.dla import neuron_out_weights
 from glasslab.model.architectures import architecture_for
 from glasslab.model.weights import NORMS, SHAPES
 

@@ -10,10 +10,7 @@
 from .dictionaries.train import TrainConfig
 from .errors import GlasslabError, HookNameError, InputError, ModelLoadError, UnsupportedModelError
 from .interventions import Ablate, Add, Clamp, Intervention, Patch, Replace
-from .methods.ablation import Ablation, AblationSweep, MeanActivations, ablate, ablation_sweep, mean_activations
-from .methods.attention import Attention, attention
-from .methods.attribution_patching import AttributionPatching, attribution_patching
-from .methods.circuit import Circuit, build_circuit, circuit
+from .methods.attribute.dla import LogitAttribution, logit_attribution
 from .methods.compare import (
     Alignment,
     Composition,
@@ -30,7 +27,6 @@ from .methods.compare import (
     head_composition,
     side_effects,
 )
-from .methods.dla import LogitAttribution, logit_attribution
 from .methods.editing import (
     CausalTrace,
     Edit,
@@ -51,8 +47,6 @@ from .methods.features.dashboard import FeatureDashboard, feature_dashboard, fea
 from .methods.features.encode import FeatureActivations, FeatureTrace, feature_activations, sae_features
 from .methods.features.evaluate import evaluate_sae
 from .methods.features.training import train_sae
-from .methods.head_roles import HeadRoles, head_roles
-from .methods.info import ModelInfo, info
 from .methods.input_attribution import (
     AttributionComparison,
     Faithfulness,
@@ -62,13 +56,29 @@ from .methods.input_attribution import (
     compare_attributions,
     faithfulness,
 )
-from .methods.logit_lens import LogitLens, logit_lens
-from .methods.neuron_clamp import NeuronClamp, clamp_neurons
-from .methods.neurons import NeuronProfile, NeuronsAtPosition, neuron_profile, top_neurons
-from .methods.overview import Overview, overview
-from .methods.patching import ActivationPatching, activation_patching
-from .methods.path_patching import PathPatching, path_patching
-from .methods.predict import Prediction, predict
+from .methods.intervene.ablation import (
+    Ablation,
+    AblationSweep,
+    MeanActivations,
+    ablate,
+    ablation_sweep,
+    mean_activations,
+)
+from .methods.intervene.neuron_clamp import NeuronClamp, clamp_neurons
+from .methods.intervene.steering import Steering, SteeringVector, load_steering_vector, make_steering_vector, steer
+from .methods.lenses.logit_lens import LogitLens, logit_lens
+from .methods.lenses.tuned_lens import LensKL, TunedLens, lens_kl, load_tuned_lens, train_tuned_lens
+from .methods.observe.attention import Attention, attention
+from .methods.observe.head_roles import HeadRoles, head_roles
+from .methods.observe.info import ModelInfo, info
+from .methods.observe.neurons import NeuronProfile, NeuronsAtPosition, neuron_profile, top_neurons
+from .methods.observe.overview import Overview, overview
+from .methods.observe.predict import Prediction, predict
+from .methods.observe.resid_stats import ResidNorms, resid_norms
+from .methods.patch.attribution_patching import AttributionPatching, attribution_patching
+from .methods.patch.circuit import Circuit, build_circuit, circuit
+from .methods.patch.patching import ActivationPatching, activation_patching
+from .methods.patch.path_patching import PathPatching, path_patching
 from .methods.probing import (
     ConceptEraser,
     Erasure,
@@ -81,9 +91,6 @@ from .methods.probing import (
     probe,
     probe_vector,
 )
-from .methods.resid_stats import ResidNorms, resid_norms
-from .methods.steering import Steering, SteeringVector, load_steering_vector, make_steering_vector, steer
-from .methods.tuned_lens import LensKL, TunedLens, lens_kl, load_tuned_lens, train_tuned_lens
 from .model import ActivationCache, Generation, Model, Run, load
 from .sae import SAE, FeatureEdit, SAESplice, available_saes, load_sae
 

@@ -8,8 +8,8 @@ token, head or panel of the same prompt decodes from it instead of running the m
 from __future__ import annotations
 
 from ..errors import InputError
-from ..methods.dla import attribution_hooks
-from ..methods.overview import OVERVIEW_HOOKS
+from ..methods.attribute.dla import attribution_hooks
+from ..methods.observe.overview import OVERVIEW_HOOKS
 from ..model.run import Run
 from ..operations import OPERATIONS as DECLARED
 from ..operations.describe import split_prompt

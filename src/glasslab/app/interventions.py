@@ -13,9 +13,9 @@ from fastapi import APIRouter, HTTPException, Path, Request
 
 from ..errors import InputError
 from ..interventions import Ablate, Clamp
-from ..methods.ablation import MeanActivations, components, mean_activations
-from ..methods.predict import predict
-from ..methods.steering import load_steering_vector
+from ..methods.intervene.ablation import MeanActivations, components, mean_activations
+from ..methods.intervene.steering import load_steering_vector
+from ..methods.observe.predict import predict
 from ..operations import OPERATIONS as DECLARED
 from ..operations.intervene import AblateOptions, AblationSweepOptions
 from ..operations.patching import CircuitOptions, PatchOptions

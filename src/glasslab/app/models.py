@@ -19,7 +19,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 
 from ..errors import InputError
-from ..methods.info import info
+from ..methods.observe.info import info
 from ..model.loading import load
 from .jobs import Job
 from .ops import Services, services

@@ -9,8 +9,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..methods.ablation import Ablation, AblationSweep
-from ..methods.neuron_clamp import NeuronClamp
+from ..methods.intervene.ablation import Ablation, AblationSweep
+from ..methods.intervene.neuron_clamp import NeuronClamp
 from ..operations import OPERATIONS
 from .app import (
     out,

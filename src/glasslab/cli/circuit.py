@@ -9,8 +9,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..methods.circuit import Circuit
-from ..methods.path_patching import PathPatching
+from ..methods.patch.circuit import Circuit
+from ..methods.patch.path_patching import PathPatching
 from ..operations import OPERATIONS
 from .app import out
 from .derived import declare_command

@@ -6,8 +6,8 @@ from __future__ import annotations
 from rich.markup import escape
 from rich.table import Table
 
-from ..methods.neurons import NeuronProfile
-from ..methods.resid_stats import ResidNorms
+from ..methods.observe.neurons import NeuronProfile
+from ..methods.observe.resid_stats import ResidNorms
 from ..operations import OPERATIONS
 from .app import out
 from .derived import declare_command

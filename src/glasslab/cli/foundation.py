@@ -6,7 +6,7 @@ from __future__ import annotations
 from rich.markup import escape
 from rich.table import Table
 
-from ..methods.info import ModelInfo
+from ..methods.observe.info import ModelInfo
 from ..model.hooks import BLOCK_SITES, GLOBAL_SITES
 from ..operations import OPERATIONS
 from ..operations.describe import HookList, TokenStrip

@@ -7,8 +7,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..methods.logit_lens import LogitLens, layer_label
-from ..methods.tuned_lens import LensKL, TunedLens
+from ..methods.lenses.logit_lens import LogitLens, layer_label
+from ..methods.lenses.tuned_lens import LensKL, TunedLens
 from ..operations import OPERATIONS
 from .app import app, out
 from .derived import declare_command

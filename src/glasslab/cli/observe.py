@@ -9,11 +9,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..methods.attention import Attention
-from ..methods.dla import LogitAttribution
-from ..methods.head_roles import ROLES, HeadRoles
-from ..methods.neurons import NeuronsAtPosition
-from ..methods.predict import Prediction
+from ..methods.attribute.dla import LogitAttribution
+from ..methods.observe.attention import Attention
+from ..methods.observe.head_roles import ROLES, HeadRoles
+from ..methods.observe.neurons import NeuronsAtPosition
+from ..methods.observe.predict import Prediction
 from ..model.generation import Generation
 from ..operations import OPERATIONS
 from .app import out

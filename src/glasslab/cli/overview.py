@@ -6,7 +6,7 @@ from __future__ import annotations
 from rich.markup import escape
 from rich.table import Table
 
-from ..methods.overview import Overview
+from ..methods.observe.overview import Overview
 from ..operations import OPERATIONS
 from .app import out
 from .derived import declare_command

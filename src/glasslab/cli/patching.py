@@ -6,8 +6,8 @@ from __future__ import annotations
 from rich.markup import escape
 from rich.table import Table
 
-from ..methods.attribution_patching import AttributionPatching
-from ..methods.patching import ActivationPatching
+from ..methods.patch.attribution_patching import AttributionPatching
+from ..methods.patch.patching import ActivationPatching
 from ..operations import OPERATIONS
 from .app import out
 from .derived import declare_command

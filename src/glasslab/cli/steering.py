@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..methods.steering import Steering, SteeringVector
+from ..methods.intervene.steering import Steering, SteeringVector
 from ..operations import OPERATIONS
 from .app import DeviceOpt, DtypeOpt, JsonOpt, ModelOpt, OutOpt, app, friendly_errors, out, parse_numbers
 from .derived import declare_command, run_declared

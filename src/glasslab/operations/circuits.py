@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import Field
 
 from ..errors import InputError
-from ..methods.path_patching import LOGITS, PathPatching, path_patching
+from ..methods.patch.path_patching import LOGITS, PathPatching, path_patching
 from ..model.model import Model
 from .options import MAX_LIST, Cli, HeadRef, Metric, Position, parse_layer_index, parse_list
 from .patching import PairOptions

@@ -19,8 +19,8 @@ from ..methods.compare.models import compare_models
 from ..methods.compare.models_result import ModelComparison
 from ..methods.compare.prompts import METHODS, PromptComparison, compare_prompts
 from ..methods.compare.side_effects import NEUTRAL_PROMPTS, SideEffects, side_effects
-from ..methods.head_roles import head_roles
-from ..methods.steering import load_steering_vector
+from ..methods.intervene.steering import load_steering_vector
+from ..methods.observe.head_roles import head_roles
 from ..model.model import Model
 from .options import (
     MAX_K,

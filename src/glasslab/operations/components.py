@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from ..methods.neurons import NeuronProfile, neuron_profile
+from ..methods.observe.neurons import NeuronProfile, neuron_profile
 from .options import MAX_BATCH, MAX_K, Cli, Index, Options
 from .spec import OperationSpec
 

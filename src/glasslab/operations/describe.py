@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..methods.info import ModelInfo, info
+from ..methods.observe.info import ModelInfo, info
 from ..model.model import Model
 from ..views.result import Record, Result
 from .options import Options, PromptOptions

@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from ..methods.ablation import Ablation, AblationSweep, ablate, ablation_sweep
-from ..methods.neuron_clamp import NeuronClamp, clamp_neurons
+from ..methods.intervene.ablation import Ablation, AblationSweep, ablate, ablation_sweep
+from ..methods.intervene.neuron_clamp import NeuronClamp, clamp_neurons
 from .options import (
     MAX_BATCH,
     MAX_K,

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from ..methods.tuned_lens import LensKL, TunedLens, lens_kl, load_tuned_lens, train_tuned_lens
+from ..methods.lenses.tuned_lens import LensKL, TunedLens, lens_kl, load_tuned_lens, train_tuned_lens
 from ..model.model import Model
 from .options import MAX_BATCH, Cli, Options
 from .spec import OperationSpec

@@ -7,15 +7,15 @@ from typing import Annotated
 
 from pydantic import Field
 
-from ..methods.attention import Attention, attention
-from ..methods.dla import LogitAttribution, logit_attribution
-from ..methods.head_roles import HeadRoles, head_roles
-from ..methods.logit_lens import LogitLens, logit_lens
-from ..methods.neurons import NeuronsAtPosition, top_neurons
-from ..methods.overview import Overview, overview
-from ..methods.predict import Prediction, predict
-from ..methods.resid_stats import ResidNorms, resid_norms
-from ..methods.tuned_lens import load_tuned_lens
+from ..methods.attribute.dla import LogitAttribution, logit_attribution
+from ..methods.lenses.logit_lens import LogitLens, logit_lens
+from ..methods.lenses.tuned_lens import load_tuned_lens
+from ..methods.observe.attention import Attention, attention
+from ..methods.observe.head_roles import HeadRoles, head_roles
+from ..methods.observe.neurons import NeuronsAtPosition, top_neurons
+from ..methods.observe.overview import Overview, overview
+from ..methods.observe.predict import Prediction, predict
+from ..methods.observe.resid_stats import ResidNorms, resid_norms
 from ..model.generation import Generation
 from ..model.model import Model
 from ..model.run import Run

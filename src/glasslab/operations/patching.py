@@ -9,9 +9,9 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from ..errors import InputError
-from ..methods.attribution_patching import AttributionPatching, attribution_patching
-from ..methods.circuit import Circuit, circuit
-from ..methods.patching import ActivationPatching, activation_patching
+from ..methods.patch.attribution_patching import AttributionPatching, attribution_patching
+from ..methods.patch.circuit import Circuit, circuit
+from ..methods.patch.patching import ActivationPatching, activation_patching
 from ..model.model import Model
 from .options import MAX_BATCH, MAX_LIST, Cli, Index, Metric, Options, Position, Prompt, Token
 from .spec import OperationSpec

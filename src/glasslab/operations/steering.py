@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from ..errors import InputError
-from ..methods.steering import Steering, SteeringVector, load_steering_vector, make_steering_vector, steer
+from ..methods.intervene.steering import Steering, SteeringVector, load_steering_vector, make_steering_vector, steer
 from ..model.model import Model
 from .options import (
     MAX_LIST,

@@ -202,7 +202,7 @@ def head_composition(
 ) -> Composition:
     """Q-, K- and V-composition scores between every pair of heads in different layers (module doc).
 
-    ``roles``: a ``HeadRoles`` result (``methods.head_roles``); heads scoring at least
+    ``roles``: a ``HeadRoles`` result (``methods.observe.head_roles``); heads scoring at least
     ``role_threshold`` in a role are labelled with it, and the K-composition pairs from previous-token
     heads into induction heads are listed.
     """

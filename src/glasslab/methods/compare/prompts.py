@@ -7,7 +7,7 @@ Methods and what is compared (``b - a`` unless a distance is stated):
 - ``attention``: per head, the total-variation distance between the two attention rows of each
   aligned query pair (keys mapped through the alignment; weight on keys without a partner counts in
   full), averaged over aligned queries after the first; plus the change of each head summary
-  (row max, entropy, distance, first-token weight) from ``methods.attention``.
+  (row max, entropy, distance, first-token weight) from ``methods.observe.attention``.
 - ``logit_lens``: per layer (embeddings first) and aligned position, KL(A || B) between the two logit
   lens distributions; with ``target``, the change of its lens probability.
 - ``dla``: direct logit attribution of ``target`` (minus ``versus``) at the compared positions: the
@@ -35,9 +35,9 @@ from ...model.model import Model
 from ...views.explanations import explanation
 from ...views.figures import Figure
 from ...views.result import Result
-from ..dla import logit_attribution
+from ..attribute.dla import logit_attribution
 from ..metrics import kl_divergence
-from ..predict import predict
+from ..observe.predict import predict
 from .alignment import Alignment, align
 from .prompts_aligned import attention_distance, attention_fields, logit_lens_fields, pair_labels
 from .result import Change, Grid, changes_bars, top_changes

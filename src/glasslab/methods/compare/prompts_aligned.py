@@ -6,9 +6,9 @@ from __future__ import annotations
 import torch
 
 from ...errors import InputError
-from ..attention import all_patterns, summarise
-from ..logit_lens import CHUNK, EMBED_LAYER, layer_label, lens_hook
+from ..lenses.logit_lens import CHUNK, EMBED_LAYER, layer_label, lens_hook
 from ..metrics import kl_divergence
+from ..observe.attention import all_patterns, summarise
 from .alignment import Alignment
 from .result import Change, Grid, top_changes
 

@@ -21,7 +21,7 @@ import torch
 from ...errors import InputError
 from ...model.model import Model
 from ...progress import progress
-from ..steering import SteeringVector, vector_hook
+from ..intervene.steering import SteeringVector, vector_hook
 from .activations import Activations, harvest, probe_hooks
 from .control import control_labels, selectivity
 from .datasets import ProbeDataset, load_probe_dataset

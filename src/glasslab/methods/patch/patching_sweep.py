@@ -1,5 +1,5 @@
-"""The sweep behind activation and attribution patching (``methods.patching``,
-``methods.attribution_patching``): check the inputs, run both prompts once caching the site, lay out the
+"""The sweep behind activation and attribution patching (``methods.patch.patching``,
+``methods.patch.attribution_patching``): check the inputs, run both prompts once caching the site, lay out the
 cells (layer x position or layer x head), and run the patched copies in batches, one cell per batch row.
 """
 
@@ -11,12 +11,12 @@ from typing import Literal
 
 import torch
 
-from ..errors import InputError
-from ..interventions.values import Replace
-from ..model.model import Model
-from ..model.run import Run
-from ..progress import progress
-from .metrics import Metric, make_metric, normalised
+from ...errors import InputError
+from ...interventions.values import Replace
+from ...model.model import Model
+from ...model.run import Run
+from ...progress import progress
+from ..metrics import Metric, make_metric, normalised
 
 STREAM_SITES = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")
 HEAD_SITES = ("attn.head_out", "attn.z", "attn.q", "attn.k", "attn.v", "attn.pattern")

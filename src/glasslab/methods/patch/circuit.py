@@ -20,12 +20,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..errors import InputError
-from ..model.model import Model
-from ..views.explanations import explanation
-from ..views.figures import Bars, Figure, Heatmap
-from ..views.result import Record, Result
-from .metrics import make_metric, normalised
+from ...errors import InputError
+from ...model.model import Model
+from ...views.explanations import explanation
+from ...views.figures import Bars, Figure, Heatmap
+from ...views.result import Record, Result
+from ..metrics import make_metric, normalised
 from .patching import activation_patching
 from .path_patching import LOGITS, PathPatching, path_patching
 

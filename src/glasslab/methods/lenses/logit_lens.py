@@ -6,7 +6,7 @@ and position. The first row, layer ``-1``, decodes ``blocks.0.resid_pre``: the e
 position embeddings), i.e. what the model knows before any block has run. The last layer's row is the
 model's own output exactly.
 
-With ``lens=`` a tuned lens (``methods.tuned_lens``), each residual is first passed through that layer's
+With ``lens=`` a tuned lens (``methods.lenses.tuned_lens``), each residual is first passed through that layer's
 learned affine translator; everything else is the same.
 
 Memory: only top-k, target and candidate statistics are kept; the [positions, vocab] logits of one layer
@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..errors import InputError
-from ..model.model import Model
-from ..model.run import Run
-from ..views.explanations import explanation, note
-from ..views.figures import Figure, Heatmap
-from ..views.result import Result
-from .metrics import kl_divergence
+from ...errors import InputError
+from ...model.model import Model
+from ...model.run import Run
+from ...views.explanations import explanation, note
+from ...views.figures import Figure, Heatmap
+from ...views.result import Result
+from ..metrics import kl_divergence
 
 if TYPE_CHECKING:
     from .tuned_lens import TunedLens

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..model.model import Model
-from ..model.run import Run
-from ..views.explanations import explanation
-from ..views.figures import Figure
-from ..views.result import Result
+from ...model.model import Model
+from ...model.run import Run
+from ...views.explanations import explanation
+from ...views.figures import Figure
+from ...views.result import Result
+from ..attribute.dla import LogitAttribution, attribution_hooks, logit_attribution
+from ..lenses.logit_lens import LogitLens, logit_lens
 from .attention import Attention, attention
-from .dla import LogitAttribution, attribution_hooks, logit_attribution
-from .logit_lens import LogitLens, logit_lens
 from .predict import Prediction, predict
 
 OVERVIEW_HOOKS = sorted({*attribution_hooks(neurons=False), "blocks.*.attn.pattern"})

@@ -1,15 +1,15 @@
-"""The linearised directions behind direct logit attribution (``methods.dla``): the unembedding direction of a
+"""The linearised directions behind direct logit attribution (``methods.attribute.dla``): the unembedding direction of a
 token (minus another's), that direction through the final norm with its scale frozen, and each MLP neuron's
-direct effect along it. Shared with ``methods.neurons``, which ranks neurons by the same direct effect.
+direct effect along it. Shared with ``methods.observe.neurons``, which ranks neurons by the same direct effect.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..errors import InputError
-from ..model.model import Model
-from ..model.norms import NormParams
+from ...errors import InputError
+from ...model.model import Model
+from ...model.norms import NormParams
 
 
 def _optional(model: Model, name: str, layer: int | None = None) -> torch.Tensor | None:

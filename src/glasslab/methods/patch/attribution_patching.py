@@ -20,11 +20,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ..interventions.values import Replace
-from ..model.model import Model
-from ..views.explanations import explanation, note
-from ..views.figures import Figure
-from .metrics import Metric
+from ...interventions.values import Replace
+from ...model.model import Model
+from ...views.explanations import explanation, note
+from ...views.figures import Figure
+from ..metrics import Metric
 from .patching import ActivationPatching, Align, PatchTable, PositionChoice, Prompt, prepare_sweep, run_sweep
 
 

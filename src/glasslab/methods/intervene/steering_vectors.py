@@ -1,5 +1,5 @@
-"""Steering vectors made, saved and loaded (``methods.steering`` applies them): the vector from contrastive
-prompt pairs by ``caa``, ``actadd`` or ``pca``, and its store layout (see ``methods.steering``'s docstring).
+"""Steering vectors made, saved and loaded (``methods.intervene.steering`` applies them): the vector from contrastive
+prompt pairs by ``caa``, ``actadd`` or ``pca``, and its store layout (see ``methods.intervene.steering``'s docstring).
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..errors import GlasslabError, InputError
-from ..model.model import Model
-from ..store import STEERING, locate, resolve, save
-from ..views.explanations import explanation
-from ..views.figures import Bars, Figure
-from ..views.result import Result
+from ...errors import GlasslabError, InputError
+from ...model.model import Model
+from ...store import STEERING, locate, resolve, save
+from ...views.explanations import explanation
+from ...views.figures import Bars, Figure
+from ...views.result import Result
 
 Method = Literal["caa", "actadd", "pca"]
 METHODS: tuple[str, ...] = ("caa", "actadd", "pca")

@@ -31,12 +31,12 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import InputError
-from ..interventions import Add, Replace
-from ..model.model import Model
-from ..views.explanations import explanation
-from ..views.figures import Bars, Figure
-from ..views.result import Record, Result
+from ...errors import InputError
+from ...interventions import Add, Replace
+from ...model.model import Model
+from ...views.explanations import explanation
+from ...views.figures import Bars, Figure
+from ...views.result import Record, Result
 from .steering_vectors import (  # also re-exported: defined here before the vectors got their own module
     FORMAT,  # noqa: F401
     METHODS,  # noqa: F401

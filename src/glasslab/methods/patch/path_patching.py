@@ -31,14 +31,14 @@ from typing import Literal
 
 import torch
 
-from ..errors import InputError
-from ..interventions import Patch, Replace
-from ..model.model import Model
-from ..model.run import Run
-from ..views.explanations import explanation
-from ..views.figures import Bars, Figure, Heatmap
-from ..views.result import Record, Result
-from .metrics import Metric, make_metric
+from ...errors import InputError
+from ...interventions import Patch, Replace
+from ...model.model import Model
+from ...model.run import Run
+from ...views.explanations import explanation
+from ...views.figures import Bars, Figure, Heatmap
+from ...views.result import Record, Result
+from ..metrics import Metric, make_metric
 
 Direction = Literal["noising", "denoising"]
 Head = tuple[int, int]

@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..errors import InputError
-from ..model.model import Model
-from ..progress import progress
-from ..views.explanations import explanation
-from ..views.figures import Figure, Heatmap
-from ..views.result import Result
+from ...errors import InputError
+from ...model.model import Model
+from ...progress import progress
+from ...views.explanations import explanation
+from ...views.figures import Figure, Heatmap
+from ...views.result import Result
 from .attention import all_patterns, sliding_windows
 
 ROLES = ("previous_token", "induction", "duplicate_token", "sink")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..model.model import Model
-from ..views.html import html_table
-from ..views.result import Result
+from ...model.model import Model
+from ...views.html import html_table
+from ...views.result import Result
 
 
 @dataclass(frozen=True)

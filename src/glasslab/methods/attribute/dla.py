@@ -30,23 +30,23 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import InputError
-from ..model.model import Model
-from ..model.norms import NormParams, check_norm
-from ..model.run import Run
-from ..views.explanations import explanation
-from ..views.figures import Bars, Figure, Heatmap
-from ..views.result import Result
+from ...errors import InputError
+from ...model.model import Model
+from ...model.norms import NormParams, check_norm
+from ...model.run import Run
+from ...views.explanations import explanation
+from ...views.figures import Bars, Figure, Heatmap
+from ...views.result import Result
 from .dla_directions import check_position, effective_direction, neuron_effects, unembed_direction
 
 # ---------------------------------------------------------------------------------------------------
-# Deprecated (the directions now live in methods.dla_directions, re-exported here)
+# Deprecated (the directions now live in methods.attribute.dla_directions, re-exported here)
 
 
 def neuron_out_weights(model: Model, layer: int) -> torch.Tensor:
     """Deprecated: ``model.weights.W_out(layer)``, [d_mlp, d_model]."""
     warnings.warn(
-        "glasslab.methods.dla.neuron_out_weights is deprecated; use model.weights.W_out(layer)",
+        "glasslab.methods.attribute.dla.neuron_out_weights is deprecated; use model.weights.W_out(layer)",
         DeprecationWarning,
         stacklevel=2,
     )

@@ -33,13 +33,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..data import batches, load_corpus, packed_sequences
-from ..errors import InputError
-from ..model.model import Model
-from ..progress import progress
-from ..store import TUNED_LENS, save, verify
+from ...data import batches, load_corpus, packed_sequences
+from ...errors import InputError
+from ...model.model import Model
+from ...progress import progress
+from ...store import TUNED_LENS, save, verify
+from ..metrics import kl_divergence
 from .logit_lens import CHUNK
-from .metrics import kl_divergence
 from .tuned_lens_artifact import (  # also re-exported: defined here before the lens got its own module
     FORMAT,
     TunedLens,

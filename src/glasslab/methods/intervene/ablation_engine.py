@@ -1,6 +1,6 @@
-"""What ``methods.ablation`` ablates and how: the components (heads, attention and MLP blocks, neurons),
+"""What ``methods.intervene.ablation`` ablates and how: the components (heads, attention and MLP blocks, neurons),
 the mean activations for ``how="mean"``, and the batched engine in which row ``i`` of a forward pass carries
-ablation plan ``i`` (see ``methods.ablation``'s docstring for the sites and the batching).
+ablation plan ``i`` (see ``methods.intervene.ablation``'s docstring for the sites and the batching).
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from typing import Literal
 
 import torch
 
-from ..data import Corpus, batches, load_corpus, packed_sequences
-from ..errors import InputError
-from ..interventions import Replace
-from ..model.model import Model
-from ..progress import progress
-from .metrics import Metric, make_metric
+from ...data import Corpus, batches, load_corpus, packed_sequences
+from ...errors import InputError
+from ...interventions import Replace
+from ...model.model import Model
+from ...progress import progress
+from ..metrics import Metric, make_metric
 
 How = Literal["zero", "mean", "resample"]
 HOWS = ("zero", "mean", "resample")

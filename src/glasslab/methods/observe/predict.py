@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import InputError
-from ..model.model import Model
-from ..model.run import Run
-from ..views.explanations import explanation
-from ..views.figures import Bars, Figure
-from ..views.result import Result
+from ...errors import InputError
+from ...model.model import Model
+from ...model.run import Run
+from ...views.explanations import explanation
+from ...views.figures import Bars, Figure
+from ...views.result import Result
 
 
 @dataclass(frozen=True)

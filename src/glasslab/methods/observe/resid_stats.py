@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import InputError
-from ..model.model import Model
-from ..views.explanations import explanation
-from ..views.figures import Figure, Heatmap
-from ..views.result import Result
+from ...errors import InputError
+from ...model.model import Model
+from ...views.explanations import explanation
+from ...views.figures import Figure, Heatmap
+from ...views.result import Result
 
 KINDS = ("resid_pre", "resid_post", "attn_out", "mlp_out")
 

@@ -29,12 +29,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from ..errors import InputError
-from ..model.model import Model
-from ..views.explanations import explanation, note
-from ..views.figures import Figure, Heatmap
-from ..views.result import Result
-from .metrics import Metric
+from ...errors import InputError
+from ...model.model import Model
+from ...views.explanations import explanation, note
+from ...views.figures import Figure, Heatmap
+from ...views.result import Result
+from ..metrics import Metric
 from .patching_sweep import (  # also re-exported: defined here before the sweep got its own module
     HEAD_SITES,  # noqa: F401
     SITES,  # noqa: F401

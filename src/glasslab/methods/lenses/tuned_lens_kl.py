@@ -1,5 +1,5 @@
 """How far each layer's lens is from the model's output: mean KL(output || lens) per layer on held-out text,
-for the logit lens and, given one, the tuned lens (``methods.tuned_lens``).
+for the logit lens and, given one, the tuned lens (``methods.lenses.tuned_lens``).
 """
 
 from __future__ import annotations
@@ -9,15 +9,15 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data import batches, load_corpus, packed_sequences
-from ..errors import InputError
-from ..model.model import Model
-from ..progress import progress
-from ..views.explanations import explanation, note
-from ..views.figures import Figure, Heatmap
-from ..views.result import Result
+from ...data import batches, load_corpus, packed_sequences
+from ...errors import InputError
+from ...model.model import Model
+from ...progress import progress
+from ...views.explanations import explanation, note
+from ...views.figures import Figure, Heatmap
+from ...views.result import Result
+from ..metrics import kl_divergence
 from .logit_lens import CHUNK, EMBED_LAYER, layer_label, lens_hook
-from .metrics import kl_divergence
 from .tuned_lens_artifact import TunedLens, _hooks
 
 

@@ -2,7 +2,7 @@
 
 A neuron is one coordinate of ``blocks.{L}.mlp.post`` (the input of the MLP's output projection);
 it writes ``activation * W_out[n]`` into the residual stream. Its direct effect on a logit is that
-write through the final norm with its scale frozen (see ``dla.py``); in post-norm families (Gemma
+write through the final norm with its scale frozen (see ``methods.attribute.dla``); in post-norm families (Gemma
 2/3) the MLP's post-norm is linearised the same way.
 
 ``neuron_profile`` is the feature view of the identity basis (``features.basis.NeuronBasis``): the same
@@ -16,20 +16,20 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import InputError
-from ..model.model import Model
-from ..views.explanations import explanation, note
-from ..views.figures import Bars, Figure, Heatmap
-from ..views.result import Record, Result
-from .dla import (
+from ...errors import InputError
+from ...model.model import Model
+from ...views.explanations import explanation, note
+from ...views.figures import Bars, Figure, Heatmap
+from ...views.result import Record, Result
+from ..attribute.dla import (
     check_position,
     effective_direction,
     neuron_effects,
     unembed_direction,
 )
-from .features.basis import Context, NeuronBasis, TokenEffect, token_effects
-from .features.basis import direct_token_effects as direct_token_effects  # its home before the basis
-from .features.scan import contexts_of, scan_features
+from ..features.basis import Context, NeuronBasis, TokenEffect, token_effects
+from ..features.basis import direct_token_effects as direct_token_effects  # its home before the basis
+from ..features.scan import contexts_of, scan_features
 
 # ---------------------------------------------------------------------------------------------------
 # Neurons at one position

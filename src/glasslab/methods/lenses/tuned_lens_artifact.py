@@ -1,5 +1,5 @@
-"""The tuned lens as an artifact (``methods.tuned_lens`` trains it): the per-layer translators, applying
-them, and saving and loading them at the store's ``tuned-lens/<key>/lens/`` (see ``methods.tuned_lens``).
+"""The tuned lens as an artifact (``methods.lenses.tuned_lens`` trains it): the per-layer translators, applying
+them, and saving and loading them at the store's ``tuned-lens/<key>/lens/`` (see ``methods.lenses.tuned_lens``).
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..errors import InputError
-from ..model.model import Model
-from ..store import TUNED_LENS, ArtifactNotFound, locate, location, resolve, save
-from ..views.result import Result
+from ...errors import InputError
+from ...model.model import Model
+from ...store import TUNED_LENS, ArtifactNotFound, locate, location, resolve, save
+from ...views.result import Result
 from .logit_lens import EMBED_LAYER, lens_hook
 
 FORMAT = 1

@@ -26,11 +26,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from ..errors import InputError
-from ..model.model import Model
-from ..views.explanations import explanation
-from ..views.figures import Bars, Figure, Heatmap
-from ..views.result import Result
+from ...errors import InputError
+from ...model.model import Model
+from ...views.explanations import explanation
+from ...views.figures import Bars, Figure, Heatmap
+from ...views.result import Result
 from .ablation_engine import (  # also re-exported: defined here before the engine got its own module
     HOWS,  # noqa: F401
     Component,

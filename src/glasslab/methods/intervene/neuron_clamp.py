@@ -19,13 +19,13 @@ from typing import Literal
 
 import torch
 
-from ..errors import InputError
-from ..interventions import Clamp, Intervention, Replace
-from ..model.generation import Generation
-from ..model.model import Model
-from ..views.explanations import explanation
-from ..views.figures import Figure, Heatmap
-from ..views.result import Result
+from ...errors import InputError
+from ...interventions import Clamp, Intervention, Replace
+from ...model.generation import Generation
+from ...model.model import Model
+from ...views.explanations import explanation
+from ...views.figures import Figure, Heatmap
+from ...views.result import Result
 
 Mode = Literal["value", "scale", "zero"]
 

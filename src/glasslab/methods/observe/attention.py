@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..errors import InputError
-from ..model.model import Model
-from ..model.run import Run
-from ..views.explanations import explanation
-from ..views.figures import Figure, Heatmap
-from ..views.result import Record, Result
+from ...errors import InputError
+from ...model.model import Model
+from ...model.run import Run
+from ...views.explanations import explanation
+from ...views.figures import Figure, Heatmap
+from ...views.result import Record, Result
 
 # The HTML/PNG grid of one pattern shows at most this many positions (the last ones); results keep all.
 SHOWN_POSITIONS = 64
