@@ -48,9 +48,13 @@ def test_train_then_list_eval_and_graph(setup):
     assert listed.exit_code == 0, listed.output
     assert [s["name"] for s in json.loads(listed.stdout)["sets"]] == ["mine"]
 
-    evaluated = cli(setup, "transcoders", "eval", "mine", *common, "--tokens", "150", "--loss-tokens", "15")
+    figure = setup / "eval.html"
+    evaluated = cli(
+        setup, "transcoders", "eval", "mine", *common, "--tokens", "150", "--loss-tokens", "15", "-o", figure
+    )
     assert evaluated.exit_code == 0, evaluated.output
     assert "FVE" in evaluated.stdout and "loss recovered" in evaluated.stdout
+    assert "layer 2" in figure.read_text()  # the per-layer FVE bars
 
     graph = cli(setup, "graph", "when mary and john went", "-t", "mine", "--max-feature-nodes", "32", "--json")
     assert graph.exit_code == 0, graph.output
