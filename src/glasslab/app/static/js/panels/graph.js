@@ -1,7 +1,8 @@
 // The attribution graph: the prompt's next token explained through transcoder features. The user picks a
-// transcoder set from the store (transcoder-sets) and builds the graph (the graph job, with progress); the
-// panel draws it (graphview.js, shared with the standalone graph.html), with a pruning slider, hover scores,
-// click-to-select details, supernodes, an intervention on selected features and the Neuronpedia export.
+// transcoder set from the store (transcoder-sets), or builds one when there is none (graphbuild.js), and builds
+// the graph (the graph job, with progress); the panel draws it (graphview.js, shared with the standalone
+// graph.html), with a pruning slider, hover scores, click-to-select details, supernodes, an intervention on
+// selected features and the Neuronpedia export.
 
 import { download, fmt, h, hideTip, plural, showTip, showToken, slug } from '../dom.js';
 import { call, cached, job } from '../api.js';
@@ -10,6 +11,7 @@ import { CONTROLS } from '../explain.js';
 import { drawGraph } from '../graphview.js';
 import { setting, setSetting, state } from '../store.js';
 import { action, button, errorLine, field, frame, need, progressText, refresh } from './common.js';
+import { buildBox, builtNote } from './graphbuild.js';
 import { details, hoverText, intervention, merged } from './graphselect.js';
 
 const SETS = ['transcoder-sets', {}];
@@ -32,11 +34,10 @@ export function render(root) {
   const listed = need(el, 'the transcoder sets in your store', () => cached(...SETS), () => call(...SETS));
   if (!listed) return;
   if (!listed.sets.length) {
-    el.append(h('p.empty-state', { role: 'note' }, `No transcoder set for ${listed.model} is in your glasslab store. `
-      + 'A graph replaces every MLP by a transcoder: train a set with glasslab.dictionaries.transcoder_train.train_transcoders'
-      + "(model, config, name='mine') (or save one with TranscoderSet.save), then come back here."));
+    buildBox(el, listed);
     return;
   }
+  builtNote(el, listed.model);
   const set = chosenSet(listed.sets);
   const body = graphBody(set);
   const out = h('div.results');
