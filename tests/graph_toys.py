@@ -15,8 +15,18 @@ import torch
 
 
 class RandomTranscoders:
-    def __init__(self, model, d_sae: int = 48, *, skip: bool = False, cross_layer: bool = False, seed: int = 0):
+    def __init__(
+        self,
+        model,
+        d_sae: int = 48,
+        *,
+        skip: bool = False,
+        cross_layer: bool = False,
+        seed: int = 0,
+        reads: str = "mlp.in",
+    ):
         generator = torch.Generator().manual_seed(seed)
+        self.reads = reads
         d, self.n_layers, self.cross_layer = model.d_model, model.n_layers, cross_layer
 
         def draw(*shape, scale=1.0):
@@ -34,7 +44,7 @@ class RandomTranscoders:
         self.W_skip = [draw(d, d, scale=0.01) for _ in range(self.n_layers)] if skip else None
 
     def input_hook(self, layer: int) -> str:
-        return f"blocks.{layer}.mlp.in"
+        return f"blocks.{layer}.{self.reads}"
 
     def output_hook(self, layer: int) -> str:
         return f"blocks.{layer}.mlp_out"

@@ -53,7 +53,7 @@ class FrozenReplacement:
         acts: dict[int, torch.Tensor] = {}
         interventions = [Replace(name, fn=_constant(pattern)) for name, pattern in self.patterns.items()]
         for layer in range(self.model.n_layers):
-            interventions.append(Replace(f"blocks.{layer}.mlp.in", fn=_keeper(inputs, layer)))
+            interventions.append(Replace(self.transcoders.input_hook(layer), fn=_keeper(inputs, layer)))
             interventions.append(
                 Replace(f"blocks.{layer}.mlp_out", fn=self._output(layer, inputs, acts, overrides, mode))
             )

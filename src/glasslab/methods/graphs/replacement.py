@@ -67,7 +67,7 @@ class CleanPass:
     """The model's own pass over the prompt and what the replacement takes from it."""
 
     tokens: torch.Tensor  # [pos] token ids
-    inputs: list[torch.Tensor]  # per layer [pos, d_in]: mlp.in
+    inputs: list[torch.Tensor]  # per layer [pos, d_in]: what the transcoder reads (mlp.in or resid_mid)
     outputs: list[torch.Tensor]  # per layer [pos, d_model]: mlp_out
     active: list[ActiveFeatures]  # per layer
     errors: list[torch.Tensor]  # per layer [pos, d_model]: mlp_out - the transcoders' reconstruction
@@ -80,6 +80,9 @@ class CleanPass:
         return int(self.tokens.numel())
 
 
+INPUT_SITES = ("mlp.in", "resid_mid")  # what a transcoder may read: the MLP's input, or the residual before its norm
+
+
 def check_transcoders(model: Model, transcoders: Transcoders) -> None:
     """Refuse, in one line, transcoders made for another model or reading other hooks."""
     if transcoders.n_layers != model.n_layers:
@@ -89,10 +92,13 @@ def check_transcoders(model: Model, transcoders: Transcoders) -> None:
         )
     for layer in range(model.n_layers):
         read, write = transcoders.input_hook(layer), transcoders.output_hook(layer)
-        if (read, write) != (f"blocks.{layer}.mlp.in", f"blocks.{layer}.mlp_out"):
+        reads = {
+            f"blocks.{layer}.{site}" for site in INPUT_SITES if not (site == "resid_mid" and model.parallel_residual)
+        }
+        if read not in reads or write != f"blocks.{layer}.mlp_out":
             raise InputError(
                 f"layer {layer}'s transcoder reads {read} and writes {write}; an attribution graph needs "
-                f"transcoders from blocks.{layer}.mlp.in to blocks.{layer}.mlp_out"
+                f"transcoders from blocks.{layer}.mlp.in (or resid_mid) to blocks.{layer}.mlp_out"
             )
 
 
@@ -104,12 +110,13 @@ def clean_pass(model: Model, tokens: torch.Tensor, transcoders: Transcoders) -> 
     whose edges are left out (as circuit-tracer does).
     """
     layers = range(model.n_layers)
-    names = [f"blocks.{layer}.{site}" for layer in layers for site in ("mlp.in", "mlp_out")] + ["ln_final"]
+    reads = [transcoders.input_hook(layer) for layer in layers]
+    names = reads + [f"blocks.{layer}.mlp_out" for layer in layers] + ["ln_final"]
     bos = model.tokenizer.bos_token_id
     first_constant = bos is not None and int(tokens[0]) == bos and tokens.numel() > 1
     with torch.no_grad():
         run = model.run(tokens[None], cache=names)
-        inputs = [run.cache[f"blocks.{layer}.mlp.in"][0].float() for layer in layers]
+        inputs = [run.cache[reads[layer]][0].float() for layer in layers]
         outputs = [run.cache[f"blocks.{layer}.mlp_out"][0].float() for layer in layers]
         acts = [transcoders.encode(layer, inputs[layer]).float() for layer in layers]
         if first_constant:
@@ -147,7 +154,8 @@ class LinearisedPass:
         self._decoders = self._decoder_rows()
         interventions = [Replace("blocks.*.attn.pattern", fn=lambda pattern: pattern.detach())]
         for layer in range(model.n_layers):
-            interventions.append(Replace(f"blocks.{layer}.mlp.in", fn=self._keep_input(layer)))
+            read = transcoders.input_hook(layer)
+            interventions.append(Replace(read, fn=self._keep_input(layer, detach=read.endswith("mlp.in"))))
             interventions.append(Replace(f"blocks.{layer}.mlp_out", fn=self._replacement_output(layer)))
         tokens = clean.tokens[None].expand(batch, -1)
         with torch.enable_grad(), frozen_norms(model):
@@ -179,10 +187,12 @@ class LinearisedPass:
             spread = self._spread_cache[source] = self.features[source][:, None, :] * at_position[None]
         return spread
 
-    def _keep_input(self, layer: int):
+    def _keep_input(self, layer: int, *, detach: bool):
         def keep(x: torch.Tensor) -> torch.Tensor:
             self.inputs[layer] = x
-            return x.detach()  # the real MLP's output is replaced, so no gradient need flow into it
+            # The real MLP's output is replaced, so no gradient need flow into it; the residual stream
+            # (resid_mid) flows on and keeps its graph.
+            return x.detach() if detach else x
 
         return keep
 
