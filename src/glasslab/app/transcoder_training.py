@@ -145,6 +145,8 @@ OPERATIONS = [
         TRAIN, train_op, deterministic=lambda body: False, off_worker=True, job_only=True, precheck=check_training
     ),
     declared(DECLARED["transcoders-eval"], reads=transcoder_reads),
+    # A feature's dashboard is answered afresh when the set's files change (a precompute writes its labels).
+    declared(DECLARED["transcoders-dashboard"], reads=transcoder_reads),
     # Sets are built and deleted while the server runs: listed afresh on every request.
     declared(DECLARED["transcoders-list"], deterministic=lambda body: False),
 ]

@@ -1,5 +1,6 @@
-"""``glasslab transcoders train|estimate|eval|list``: build a transcoder set for attribution graphs, say how long
-that takes here, measure a set, list the sets in the store. Declared in ``glasslab.operations.transcoders``:
+"""``glasslab transcoders train|estimate|eval|list|feature|precompute``: build a transcoder set for attribution
+graphs, say how long that takes here, measure a set, list the sets in the store, show a feature's dashboard,
+label every feature of a set. Declared in ``glasslab.operations.transcoders`` and ``.transcoder_features``:
 here only how their results read."""
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..dictionaries.transcoder_estimate import TranscoderTrainingEstimate
+from ..methods.features.transcoder_features import TranscodersPrecomputed
 from ..methods.features.transcoder_training import TrainedTranscoders, TranscoderSets
 from ..methods.features.transcoders import TranscoderEvaluation
 from ..operations import OPERATIONS
 from .app import app, err, out
 from .derived import declare_command
+from .sae import show_dashboard
 
 transcoders_app = typer.Typer(
     no_args_is_help=True, help="Transcoder sets (one per layer, replacing the MLPs) for attribution graphs."
@@ -83,6 +86,19 @@ def show_sets(result: TranscoderSets) -> None:
     out.print(table)
 
 
+def show_precomputed(result: TranscodersPrecomputed) -> None:
+    for layer, counts in result.layers.items():
+        out.print(
+            f"layer {layer}: {counts['dashboards']} dashboards and {counts['labels']} labels "
+            f"({counts['concepts']} naming a class)",
+            highlight=False,
+        )
+    out.print(
+        escape(f"from {result.tokens:,} tokens of {result.corpus} per layer, written into {result.folder}"),
+        highlight=False,
+    )
+
+
 def _training_arguments() -> dict[str, Any]:
     """The command line that ran (recorded in training.json) and the estimate printed before training."""
     return {
@@ -102,3 +118,11 @@ declare_command(
 declare_command(OPERATIONS["transcoders-estimate"], show_estimate, on=transcoders_app, cli_name="estimate")
 declare_command(OPERATIONS["transcoders-eval"], show_evaluation, on=transcoders_app, cli_name="eval")
 declare_command(OPERATIONS["transcoders-list"], show_sets, on=transcoders_app, cli_name="list")
+declare_command(
+    OPERATIONS["transcoders-dashboard"],
+    show_dashboard,
+    on=transcoders_app,
+    cli_name="feature",
+    more_help="Example: glasslab transcoders feature mine 3 120 (layer 3, feature 120 of the set 'mine')",
+)
+declare_command(OPERATIONS["transcoders-precompute"], show_precomputed, on=transcoders_app, cli_name="precompute")

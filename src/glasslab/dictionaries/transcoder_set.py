@@ -13,7 +13,7 @@ manifest through ``glasslab.store``.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from ..store import TRANSCODERS, is_name, resolve, save
 from .files import load_dictionary_folder, write_sae_files
 from .fit import hook_width
 from .hub import same_model
+from .origins import SAEOrigin, with_origin
 from .transcoder import Transcoder
 
 SET_FILE = "transcoders.json"
@@ -46,6 +47,7 @@ class TranscoderSet:
             raise InputError(f"layers {bad} are outside the model's 0..{n_layers - 1}")
         self.n_layers = n_layers
         self.model_name = model_name
+        self.folder: Path | None = None  # where it was loaded from (its labels and dashboards sit beside each layer)
         self._by_layer = dict(sorted(transcoders.items()))
 
     @property
@@ -197,18 +199,31 @@ class TranscoderSet:
         dtype: torch.dtype = torch.float32,
         device: str | torch.device = "cpu",
         allow_other_model: bool = False,
+        layers: Sequence[int] | None = None,
     ) -> TranscoderSet:
-        """A saved set, by store name (for ``model`` or ``model_key``) or folder; checked against ``model``."""
+        """A saved set, by store name (for ``model`` or ``model_key``) or folder; checked against ``model``.
+        ``layers`` reads only those layers' transcoders (one feature's dashboard needs one layer). Each
+        transcoder knows its folder (``origin``): its labels and precomputed dashboards sit there."""
         key = model.key if model is not None else model_key
         if key is None and is_name(name_or_path):
             raise InputError(f"'{name_or_path}' names a transcoder set of one model in the store: pass the model")
         folder = resolve(TRANSCODERS, key, name_or_path)
         description = _read_description(folder)
+        folders = {int(text): sub for text, sub in description["folders"].items()}
+        missing = sorted(set(layers or ()) - set(folders))
+        if missing:
+            raise InputError(
+                f"the transcoder set '{name_or_path}' has no layer {missing[0]} (it has {sorted(folders)})"
+            )
         transcoders = {}
-        for text, sub in description["folders"].items():
+        for layer, sub in folders.items():
+            if layers is not None and layer not in layers:
+                continue
             loaded = load_dictionary_folder(folder / sub, dtype=dtype, device=device, kind=Transcoder)
-            transcoders[int(text)] = loaded  # type: ignore[assignment]
+            origin = SAEOrigin(source=f"{name_or_path} layer {layer}", folder=folder / sub)
+            transcoders[layer] = with_origin(loaded, origin)  # type: ignore[arg-type]
         found = cls(transcoders, n_layers=int(description["n_layers"]), model_name=description.get("model_name"))
+        found.folder = folder
         if model is not None:
             found.check_fits(model, allow_other_model=allow_other_model)
         return found

@@ -24,6 +24,7 @@ from . import (
     probing,
     sae_training,
     steering,
+    transcoder_features,
     transcoders,
 )
 from .options import Cli, Options, PromptOptions
@@ -47,6 +48,7 @@ GROUPS = (
     feature_files,
     sae_training,
     transcoders,
+    transcoder_features,
 )
 OPERATIONS: dict[str, OperationSpec] = {spec.name: spec for group in GROUPS for spec in group.OPERATIONS}
 

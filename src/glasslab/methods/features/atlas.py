@@ -21,12 +21,11 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save, save_file
 
-from ...dictionaries import SAE
 from ...dictionaries.loading import origin_of
 from ...errors import InputError
 from ...model.model import Model
 from ...store import replace_files
-from .basis import TokenEffect
+from .basis import FeatureDictionary, TokenEffect
 from .scan import FeatureScan
 
 ATLAS_FILE = "dashboards.safetensors"
@@ -123,7 +122,7 @@ class Atlas:
 
 def make_atlas(
     scan: FeatureScan,
-    sae: SAE,
+    sae: FeatureDictionary,
     promotes: list[list[TokenEffect]],
     suppresses: list[list[TokenEffect]],
     direction_note: str,
@@ -181,7 +180,7 @@ def _metadata(atlas: Atlas) -> dict[str, str]:
     return {"format": FORMAT, "atlas": json.dumps({f: getattr(atlas, f) for f in fields})}
 
 
-def read_atlas(folder: str | os.PathLike | None, sae: SAE) -> Atlas | None:
+def read_atlas(folder: str | os.PathLike | None, sae: FeatureDictionary) -> Atlas | None:
     """The atlas beside an SAE, or None when there is none; a damaged or mismatched file is a one-line
     error (it would otherwise show wrong dashboards)."""
     if folder is None:
@@ -209,7 +208,7 @@ def read_atlas(folder: str | os.PathLike | None, sae: SAE) -> Atlas | None:
     return Atlas(features=features, tensors=tensors, **info)
 
 
-def atlas_of(sae: SAE) -> Atlas | None:
+def atlas_of(sae: FeatureDictionary) -> Atlas | None:
     """The SAE's atlas (read once, then kept on the SAE), or None."""
     if getattr(sae, "atlas_cache", None) is None:
         sae.atlas_cache = read_atlas(origin_of(sae).folder, sae) or False

@@ -3,7 +3,9 @@
 A ``FeatureBasis`` maps the hook's activation to feature values and gives what one unit of each feature
 writes into the residual stream. Neurons are the identity basis of ``blocks.L.mlp.post`` (each writes its
 ``W_out`` row); an SAE's features are its encoder's output (each writes its decoder row through what
-follows the hook). The top-activating-contexts scan (``scan.scan_features``) and the promoted/suppressed
+follows the hook); a transcoder's features are read from its input (``blocks.L.mlp.in``) and each writes its
+decoder row into the residual stream (its output, ``mlp_out``, is what the MLP adds there). The
+top-activating-contexts scan (``scan.scan_features``) and the promoted/suppressed
 tokens (``token_effects``) read a basis only, so ``neuron_profile`` and the SAE dashboard are one view.
 """
 
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from ...dictionaries import SAE
+from ...dictionaries.transcoder import Transcoder
 from ...errors import InputError
 from ...model.model import Model
 
@@ -127,9 +130,38 @@ class DictionaryBasis(FeatureBasis):
             raise InputError(f"feature {feature} is out of range for this SAE (valid: 0..{self.size - 1})")
 
 
-def basis_of(source: SAE | FeatureBasis) -> FeatureBasis:
-    """A basis as given, or an SAE's features."""
-    return source if isinstance(source, FeatureBasis) else DictionaryBasis(source)
+class TranscoderBasis(FeatureBasis):
+    """A transcoder's features at its input hook: its encoder's output, each writing its decoder row into the
+    residual stream (the transcoder predicts ``mlp_out``, which the block adds to the stream as it is)."""
+
+    signed = False
+
+    def __init__(self, transcoder: Transcoder) -> None:
+        self.transcoder, self.hook, self.size = transcoder, transcoder.hook, transcoder.d_sae
+
+    def values(self, act: torch.Tensor) -> torch.Tensor:
+        transcoder = self.transcoder
+        return transcoder.encode(act.to(transcoder.W_enc.device).float())
+
+    def writes(self, model: Model, features: list[int]) -> tuple[torch.Tensor | None, str]:
+        output = self.transcoder.hook_out
+        if output is not None and model.hook_spec(output).site != "mlp_out":
+            return None, f"This transcoder predicts {output}, not a residual write, so no token lists are shown."
+        return self.transcoder.W_dec[features].detach().float(), ""
+
+    def check(self, feature: int) -> None:
+        if not 0 <= feature < self.size:
+            raise InputError(f"feature {feature} is out of range for this transcoder (valid: 0..{self.size - 1})")
+
+
+FeatureDictionary = SAE | Transcoder  # what the dashboards, labels and the atlas read features of
+
+
+def basis_of(source: FeatureDictionary | FeatureBasis) -> FeatureBasis:
+    """A basis as given, or a dictionary's features (an SAE's or a transcoder's)."""
+    if isinstance(source, FeatureBasis):
+        return source
+    return TranscoderBasis(source) if isinstance(source, Transcoder) else DictionaryBasis(source)
 
 
 def token_effects(

@@ -27,8 +27,7 @@ from ...views.explanations import explanation
 from ...views.figures import Bars, Figure, Heatmap
 from ...views.result import Result
 from .atlas import atlas_of
-from .basis import Context, DictionaryBasis, TokenEffect, token_effects
-from .encode import check_feature
+from .basis import Context, FeatureDictionary, TokenEffect, basis_of, token_effects
 from .scan import FeatureScan, contexts_of, scan_features
 
 NEURONPEDIA = "https://www.neuronpedia.org"
@@ -110,7 +109,7 @@ class FeatureDashboard(Result):
         if self.neuronpedia:
             extra["Neuronpedia"] = self.neuronpedia
         return Figure(
-            f"{self.model}: feature {self.feature} of the SAE at {self.hook}",
+            f"{self.model}: feature {self.feature} of {self.sae} at {self.hook}",
             panels,
             **explanation("sae_feature_dashboard", direction_note=self.direction_note),
             extra=extra,
@@ -143,7 +142,7 @@ def _contexts_heatmap(contexts: list[Context]) -> Heatmap:
 
 def feature_dashboard(
     model: Model,
-    sae: SAE,
+    sae: FeatureDictionary,
     feature: int,
     *,
     top_tokens: int = 10,
@@ -151,7 +150,8 @@ def feature_dashboard(
     precomputed: bool = True,
     **scan_options,
 ) -> FeatureDashboard:
-    """The dashboard of one feature (see ``feature_dashboards``). ``fetch_label`` asks Neuronpedia for a
+    """The dashboard of one feature of an SAE or a transcoder (a ``TranscoderSet``'s layer: ``transcoders[L]``;
+    see ``feature_dashboards``). ``fetch_label`` asks Neuronpedia for a
     label when none is cached (quietly skipped offline)."""
     return feature_dashboards(
         model, sae, [feature], top_tokens=top_tokens, fetch_label=fetch_label, precomputed=precomputed, **scan_options
@@ -160,7 +160,7 @@ def feature_dashboard(
 
 def feature_dashboards(
     model: Model,
-    sae: SAE,
+    sae: FeatureDictionary,
     features: Sequence[int] | None = None,
     *,
     top_tokens: int = 10,
@@ -181,7 +181,7 @@ def feature_dashboards(
     if atlas is not None and set(options) <= {"k", "batch_size"} and options.get("k", 0) <= atlas.contexts:
         chosen = list(range(sae.d_sae)) if features is None else [int(f) for f in features]
         for feature in chosen:
-            check_feature(sae, feature)
+            basis_of(sae).check(feature)
         scan = atlas.scan(chosen)
         if "k" in options:
             scan = dataclasses.replace(scan, top_values=scan.top_values[:, : options["k"]])
@@ -199,7 +199,7 @@ def feature_dashboards(
 
 def _dashboard(
     model: Model,
-    sae: SAE,
+    sae: FeatureDictionary,
     scan: FeatureScan,
     i: int,
     promotes: list[TokenEffect],
@@ -237,7 +237,7 @@ def _dashboard(
 # -- what the decoder direction does to the logits ------------------------------------------------------
 def decoder_logit_effects(
     model: Model,
-    sae: SAE,
+    sae: FeatureDictionary,
     features: Sequence[int],
     top: int,
     chunk: int = 256,
@@ -245,14 +245,14 @@ def decoder_logit_effects(
     allowed: torch.Tensor | None = None,
 ) -> tuple[list[list[TokenEffect]], list[list[TokenEffect]], str]:
     """Per feature, the ``top`` tokens whose logits one unit of it raises and lowers most directly (among
-    ``allowed`` tokens, bool [vocab], when given): ``token_effects`` of the SAE's basis."""
-    return token_effects(model, DictionaryBasis(sae), features, top, chunk, allowed=allowed)
+    ``allowed`` tokens, bool [vocab], when given): ``token_effects`` of the dictionary's basis."""
+    return token_effects(model, basis_of(sae), features, top, chunk, allowed=allowed)
 
 
-def residual_writes(model: Model, sae: SAE, features: list[int]) -> tuple[torch.Tensor | None, str]:
+def residual_writes(model: Model, sae: FeatureDictionary, features: list[int]) -> tuple[torch.Tensor | None, str]:
     """[F, d_model]: what one unit of each feature adds to the residual stream (None where the hook has no
     direct path to it), and a note for the reader."""
-    return DictionaryBasis(sae).writes(model, features)
+    return basis_of(sae).writes(model, features)
 
 
 # -- Neuronpedia ----------------------------------------------------------------------------------------

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import torch
 
 from ...data import batches, load_corpus, packed_sequences
-from ...dictionaries import SAE
 from ...model.model import Model
 from ...progress import progress
+from .basis import FeatureDictionary, basis_of
 from .concepts import normalise, wordnet
 from .encode import stop_after
 
@@ -66,7 +66,7 @@ def base_forms(words: list[str]) -> list[str]:
 
 def detection_scores(
     model: Model,
-    sae: SAE,
+    sae: FeatureDictionary,
     word_sets: Mapping[int, set[str]],
     *,
     corpus: str = "builtin",
@@ -87,7 +87,7 @@ def detection_scores(
         ids_of.setdefault(word, []).append(i)
         if base != word:
             ids_of.setdefault(base, []).append(i)
-    width = sae.d_sae
+    width, basis = sae.d_sae, basis_of(sae)
     keys = []  # token id * d_sae + feature, for every (token, feature) the label predicts
     for feature in features:
         ids = {i for word in word_sets[feature] for i in ids_of.get(word, ())}
@@ -106,7 +106,7 @@ def detection_scores(
     for batch in progress(stream, total=math.ceil(sequences / batch_size), description="scoring labels"):
         with torch.inference_mode():
             act = model.run(batch, cache=[sae.hook], **stop_after(model, sae.hook)).cache[sae.hook]
-            acts = sae.encode(sae.read(act).to(sae.W_enc.device).float())[:, skip:, index.to(sae.W_enc.device)]
+            acts = basis.values(act)[:, skip:, index.to(sae.W_enc.device)]
         ids = batch[:, skip:].reshape(-1)
         on = acts.reshape(len(ids), len(features)).cpu() > 0
         token_counts += torch.bincount(ids, minlength=model.vocab_size)[: model.vocab_size]

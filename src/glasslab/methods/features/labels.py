@@ -34,6 +34,7 @@ from ...dictionaries.fit import check_fits
 from ...dictionaries.labels_file import LABELS_FILE, FeatureLabel, labels_json, read_labels, write_labels
 from ...model.model import Model
 from .atlas import ATLAS_FILE, Atlas, atlas_bytes, make_atlas, write_atlas
+from .basis import FeatureDictionary
 from .concepts import normalise, shared_concept
 from .dashboard import decoder_logit_effects
 from .detection import detection_scores
@@ -66,7 +67,7 @@ class Described:
 
 def describe_features(
     model: Model,
-    sae: SAE,
+    sae: FeatureDictionary,
     *,
     training_density: torch.Tensor | None = None,
     corpus: str = "builtin",
@@ -103,7 +104,7 @@ def describe_features(
     return Described(labels, atlas, provenance)
 
 
-def auto_labels(model: Model, sae: SAE, **options) -> dict[int, FeatureLabel]:
+def auto_labels(model: Model, sae: FeatureDictionary, **options) -> dict[int, FeatureLabel]:
     """The automatic labels alone (``describe_features``' options)."""
     return describe_features(model, sae, **options).labels
 

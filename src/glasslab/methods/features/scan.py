@@ -21,11 +21,10 @@ from dataclasses import dataclass
 import torch
 
 from ...data import batches, load_corpus, packed_sequences
-from ...dictionaries import SAE
 from ...errors import InputError
 from ...model.model import Model
 from ...progress import progress
-from .basis import Context, FeatureBasis, basis_of
+from .basis import Context, FeatureBasis, FeatureDictionary, basis_of
 from .encode import stop_after
 
 
@@ -52,7 +51,7 @@ class FeatureScan:
 
 def scan_features(
     model: Model,
-    sae: SAE | FeatureBasis,
+    sae: FeatureDictionary | FeatureBasis,
     features: Sequence[int] | None = None,
     *,
     corpus: str = "builtin",

@@ -6,11 +6,16 @@ JSON carries the pruned graph (what a viewer draws) plus the scores of both the 
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 
+from ...dictionaries.labels_file import FeatureLabel
+from ...dictionaries.loading import labels_of
+from ...dictionaries.transcoder_set import TranscoderSet
 from ...model.model import Model
 from ...views.explanations import explanation
 from ...views.figures import Bars, Figure
@@ -31,7 +36,7 @@ class GraphNode(Record):
     feature: int | None
     value: float  # activation (feature), error norm (error), logit (target); 0 for tokens
     influence: float  # share of the targets' influence that passes through the node
-    label: str  # token text for tokens and targets; "" elsewhere (feature labels come from the transcoders)
+    label: str  # token text for tokens and targets; a feature's label from its transcoder set ("" if none)
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,25 @@ class AttributionGraph(Result):
         return graph_page(self.to_dict(), self.adjacency.n_layers, explanation(self.kind))
 
 
+FeatureLabels = Callable[[int, int], str]  # (layer, feature) -> its label, "" when it has none
+
+
+def transcoder_labels(transcoders: object) -> FeatureLabels:
+    """The labels of a set's features (``glasslab transcoders precompute`` writes them beside each layer; a
+    person's own labels over them), read per layer when first asked for; "" for a set without labels files
+    (one not loaded from a folder, a cross-layer set)."""
+    by_layer: dict[int, dict[int, FeatureLabel]] = {}
+
+    def label(layer: int, feature: int) -> str:
+        if layer not in by_layer:
+            known = isinstance(transcoders, TranscoderSet) and layer in transcoders.layers
+            by_layer[layer] = labels_of(transcoders.transcoder(layer)) if known else {}  # type: ignore[union-attr]
+        entry = by_layer[layer].get(feature)
+        return "" if entry is None else entry.label
+
+    return label
+
+
 def node_ids(adjacency: Adjacency, targets: list[LogitTarget]) -> list[str]:
     """Every node's id, in the adjacency's order."""
     ids = [
@@ -142,15 +166,20 @@ def make_result(
     replay_error: float,
     settings: dict[str, Any],
     error_norms: torch.Tensor,
+    labels: FeatureLabels | None = None,
 ) -> AttributionGraph:
-    """Assemble the result: kept nodes with their values and influence, kept edges by weight."""
+    """Assemble the result: kept nodes with their values, influence and (features, with ``labels``, e.g.
+    ``transcoder_labels(transcoders)``) labels, kept edges by weight."""
     ids = node_ids(adjacency, targets)
     kinds = adjacency.kinds()
     str_tokens = model.to_str_tokens(tokens)
     n_features = adjacency.n_features
     nodes = []
     for i in torch.nonzero(pruned.nodes).flatten().tolist():
-        nodes.append(_node(i, ids[i], kinds[i], adjacency, targets, str_tokens, float(influence[i]), error_norms))
+        node = _node(i, ids[i], kinds[i], adjacency, targets, str_tokens, float(influence[i]), error_norms)
+        if labels is not None and node.kind == "feature":
+            node = dataclasses.replace(node, label=labels(int(node.layer), int(node.feature)))  # type: ignore[arg-type]
+        nodes.append(node)
     targets_at, sources_at = torch.nonzero(pruned.edges, as_tuple=True)
     weights = adjacency.matrix[targets_at, sources_at]
     order = torch.argsort(weights.abs(), descending=True).tolist()
