@@ -1,7 +1,8 @@
 """The attribution-graph panel in Chromium, on a tiny model with a set of random transcoders saved in a temporary
 store: the graph is built and drawn (every node the API kept), the slider hides edges, a click shows a node's
-details, grouping makes a supernode, an intervention shows the graph's, the frozen and the real change (the
-API's numbers) and the Neuronpedia JSON downloads; the standalone graph.html draws with the same module."""
+details and its feature's dashboard, grouping makes a supernode, an intervention shows the graph's, the frozen
+and the real change (the API's numbers) and the Neuronpedia JSON downloads; the standalone graph.html draws
+with the same module."""
 
 from __future__ import annotations
 
@@ -66,7 +67,19 @@ def test_build_prune_select_group_and_intervene(open_page, graph_server):
     page.page.locator(f'#panel svg .node[data-id="{first["id"]}"]').click()
     details = page.page.inner_text("#panel .node-details")
     assert first["id"] in details and shows(details, "activation {}", first["value"])
-    assert "No dashboard" in details
+    # Clicking a feature node opens its dashboard (the transcoders-dashboard endpoint; this set has no
+    # precomputed dashboards, so a live scan) in the details box.
+    page.page.wait_for_selector("#panel .graph-dashboard .dashboard-facts", timeout=120_000)
+    dash = server.post(
+        "transcoders-dashboard", {"transcoders": "mine", "layer": first["layer"], "feature": first["feature"], "k": 10}
+    )
+    shown = page.page.inner_text("#panel .graph-dashboard")
+    assert f"Feature {first['feature']} of layer {first['layer']}" in shown
+    assert f"of the {dash['tokens']:,} tokens" in shown and "No label" in shown
+    tops = page.page.locator("#panel .graph-dashboard table.dashboard-contexts tbody tr").all_inner_texts()
+    assert len(tops) == min(5, len(dash["contexts"]))
+    for row, context in zip(tops, dash["contexts"], strict=False):
+        assert shows(row, "{}", context["activation"])
 
     page.page.fill("#graph-multiple", "0")
     page.page.click("#graph-intervene")

@@ -6,7 +6,8 @@
 import { fmt, h, plural, showToken, signed } from '../dom.js';
 import { cached, job } from '../api.js';
 import { CONTROLS, RESULTS } from '../explain.js';
-import { errorLine, field, progressText } from './common.js';
+import { errorLine, field, need, progressText } from './common.js';
+import { dashboardFacts, dashboardView } from './dashboardview.js';
 
 export const GROUPABLE = new Set(['feature', 'error']); // tokens and targets keep their own rows
 
@@ -80,11 +81,11 @@ export function details(box, graph, ui, redraw) {
         + `${n.kind === 'feature' ? `; label: ${n.label || 'none (the transcoders carry no labels)'}` : ''}`
         + `${n.kind === 'supernode' ? `; grouped ${n.label}` : ''}.`),
       h('p.small', {}, `Strongest inputs: ${strongest(graph, n.id, 'in')}. Strongest outputs: ${strongest(graph, n.id, 'out')}.`),
-      n.kind === 'feature' ? h('p.small.no-dashboard', {}, 'No dashboard: glasslab builds feature dashboards (top contexts, '
-        + 'pushed tokens) for SAEs only, not yet for transcoder features.') : null,
       n.kind === 'supernode' ? h('button.small', { type: 'button', title: 'Draw the members of this supernode as separate nodes again', onclick: () => { ui.groups = ui.groups.filter((g) => g.id !== n.id); ui.selected = new Set(n.members); redraw(); } }, 'Ungroup') : null));
   }
   if (chosen.length > 6) box.append(h('p.small', {}, `\u2026 and ${chosen.length - 6} more selected.`));
+  const feature = chosen.find((n) => n.kind === 'feature');
+  if (feature && graph.settings?.transcoders) featureDashboard(box, graph.settings.transcoders, feature);
   const groupable = chosen.filter((n) => GROUPABLE.has(n.kind));
   if (groupable.length >= 2) {
     box.append(h('button.group-nodes', {
@@ -99,6 +100,24 @@ export function details(box, graph, ui, redraw) {
       },
     }, `Group ${groupable.length} selected nodes into a supernode`));
   }
+}
+
+/** The dashboard of a feature node (the first one selected): its transcoder feature's top contexts, histogram and
+ * pushed tokens, read from the set's precomputed dashboards when it has them, else scanned (a job). */
+function featureDashboard(box, set, n) {
+  const body = { transcoders: set, layer: n.layer, feature: n.feature, k: 10 };
+  const section = h('section.dashboard.graph-dashboard', { dataset: { id: n.id } },
+    h('h3', {}, `Feature ${n.feature} of layer ${n.layer}: dashboard`));
+  box.append(section);
+  const dash = need(section, `the dashboard of ${n.id}`, () => cached('transcoders-dashboard', body),
+    () => job('transcoders-dashboard', body, (j) => {
+      const line = section.querySelector('.loading');
+      if (line) line.textContent = `Scanning the corpus for ${n.id}: ${progressText(j)}`;
+    }));
+  if (!dash) return;
+  section.append(h('p.facts.dashboard-label', {}, dash.label ? `Label: ${dash.label.label} (${dash.label.source})`
+    : 'No label: glasslab transcoders precompute labels every feature of the set.'), dashboardFacts(dash));
+  dashboardView(section, dash, n.feature, { contexts: 5 });
 }
 
 /** The feature nodes behind the selection (a supernode stands for its feature members), with activations. */

@@ -12,6 +12,7 @@ import { plain } from '../errors.js';
 import { CONTROLS } from '../explain.js';
 import { position, setting, setSetting, state } from '../store.js';
 import { button, errorLine, field, frame, need, progressText, refresh } from './common.js';
+import { dashboardFacts, dashboardView } from './dashboardview.js';
 import { featureClamp } from './featureclamp.js';
 import { featureDemo } from './featuredemo.js';
 import { detectionLine, precomputeBox } from './saeprecompute.js';
@@ -351,37 +352,10 @@ function dashboard(el, feature) {
   }));
   if (!dash) return;
   featureLabel(box, body.sae, feature, dash);
-  box.append(h('p.facts.dashboard-facts', {}, `Fires on ${pct(dash.density ?? 0)} of the ${dash.tokens.toLocaleString()} tokens `
-    + `of ${dash.corpus} it was read on (${dash.sequences.toLocaleString()} sequence${dash.sequences === 1 ? '' : 's'}); strongest activation ${fmt(dash.max_activation)}.`));
+  box.append(dashboardFacts(dash));
   detectionLine(box, dash.label);
   const start = clamping.feature === feature;
   if (start) clamping.feature = null;
   featureClamp(box, body.sae, feature, dash, { start });
-  const contexts = dash.contexts || [];
-  if (contexts.length) {
-    box.append(h('table.compare', {}, h('caption', {}, 'Where it fires most (the strongest token in bold)'),
-      h('tbody', {}, ...contexts.slice(0, 8).map((c) => h('tr', {}, h('td', {}, fmt(c.activation)),
-        h('td.text', {}, ...c.tokens.map((t, i) => (i === c.centre ? h('strong', {}, showToken(t)) : showToken(t)))))))));
-  }
-  const hist = dash.histogram || { edges: [], counts: [] };
-  if (hist.counts.length) {
-    chart(box, {
-      kind: 'bars',
-      title: `How strongly feature ${feature} fires where it fires (tokens per activation range)`,
-      labels: hist.counts.map((_, i) => `${fmt(hist.edges[i])}–${fmt(hist.edges[i + 1])}`),
-      values: hist.counts,
-      format: (v) => v.toLocaleString(), // counts of tokens: whole numbers
-      valueLabel: 'tokens',
-    }, { json: dash });
-  }
-  const effects = [...(dash.promotes || []).slice(0, 6), ...(dash.suppresses || []).slice(0, 6)];
-  if (effects.length) {
-    chart(box, {
-      kind: 'bars',
-      title: `Tokens feature ${feature} pushes up (orange) and down (blue) directly`,
-      labels: effects.map((t) => showToken(t.token)),
-      values: effects.map((t) => t.value),
-      valueLabel: 'logit change per unit of activation',
-    }, { json: dash });
-  }
+  dashboardView(box, dash, feature);
 }
