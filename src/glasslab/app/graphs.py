@@ -1,6 +1,6 @@
 """The attribution-graph endpoints: ``POST /api/graph`` (the declared operation), ``graph-intervene`` (set
 features of that graph and compare), ``graph-neuronpedia`` (the graph as Neuronpedia's viewer reads it) and
-``transcoder-sets`` (the sets in the store for the loaded model).
+``transcoder-sets`` (the sets shipped for the loaded model, then those in the store).
 
 The transcoder set's files are in every result's cache key, so a set saved again under the same name is never
 answered from a stale cached graph. A request names a set by its store name only (the body's type refuses
@@ -13,6 +13,8 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
+from ..dictionaries.hub import same_model
+from ..dictionaries.transcoder_catalog import shipped_transcoders
 from ..dictionaries.transcoder_set import TranscoderSet
 from ..methods.graphs import AttributionGraph
 from ..methods.graphs.export import to_neuronpedia
@@ -75,8 +77,18 @@ class NoOptions(Options):
 
 def transcoder_sets(ctx: Ctx, body: Options) -> dict:
     """Each set with its summary (architecture, layers, width) as saved, newest files included."""
-    sets = [artifact.to_dict() for artifact in list_artifacts(TRANSCODERS, ctx.model.key)]
+    sets = _shipped_sets(ctx.model) + [artifact.to_dict() for artifact in list_artifacts(TRANSCODERS, ctx.model.key)]
     return {"kind": "transcoder_sets", "model": ctx.model.name, "n_layers": ctx.model.n_layers, "sets": sets}
+
+
+def _shipped_sets(model) -> list[dict]:
+    """The sets shipped for ``model``, named as requests name them (``default:NAME``)."""
+    found = []
+    for name, _folder, made_for in shipped_transcoders():
+        if made_for and same_model(made_for, model.name):
+            described = {"kind": TRANSCODERS.name, "name": f"default:{name}", "created": None, "bytes": None}
+            found.append({**described, "glasslab_version": None, "summary": {"shipped": True}})
+    return found
 
 
 OPERATIONS = [

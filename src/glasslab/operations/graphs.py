@@ -1,7 +1,8 @@
 """Attribution graphs: how a prompt's next token is computed through transcoder features (issue 20), and
 checking a graph by intervening on its features (``graph-intervene``).
 
-A transcoder set is named as ``TranscoderSet.load`` reads it: a name in the store for the loaded model, or
+A transcoder set is named as ``open_transcoders`` reads it: ``default`` (shipped), a name in the store for the
+loaded model, or
 locally a folder. A request names only a store name (``http_types``), never a folder on the server.
 """
 
@@ -13,18 +14,20 @@ from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
-from ..dictionaries.transcoder_set import TranscoderSet
+from ..dictionaries.transcoder_catalog import open_transcoders
 from ..errors import InputError
 from ..methods.graphs import AttributionGraph, attribution_graph
 from ..methods.graphs.export import to_neuronpedia
 from ..methods.graphs.intervene import GraphIntervention, intervene_on_graph
+from ..methods.graphs.replacement import Transcoders
 from ..model.model import Model
 from ..store import NAME_PATTERN
 from .options import MAX_BATCH, MAX_K, MAX_LIST, Cli, PromptOptions, Token
 from .spec import OperationSpec
 
 MAX_FEATURE_NODES = 16_384  # the adjacency is square in the node count: 16k nodes are a 1 GiB float32 matrix
-TranscodersName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]  # over HTTP: a store name only
+# Over HTTP: a store name, or a shipped set (``default``, ``default:NAME``); never a path.
+TranscodersName = Annotated[str, StringConstraints(pattern=rf"^default:{NAME_PATTERN[1:-1]}$|{NAME_PATTERN}")]
 Share = Annotated[float, Field(gt=0.0, le=1.0)]
 
 
@@ -34,9 +37,12 @@ class GraphSettings(PromptOptions):
     transcoders: Annotated[
         str,
         StringConstraints(min_length=1, max_length=500),
-        Field(description="The transcoder set: its name in the store for this model; locally also a folder."),
+        Field(
+            description="The transcoder set: 'default' (shipped for the offline default model), its name in the "
+            "store for this model; locally also a folder in any published layout."
+        ),
         Cli(("--transcoders", "-t")),
-    ]
+    ] = "default"
     target: Annotated[
         Token | None,
         Field(description="Explain this one token (e.g. ' Paris') instead of the top logits."),
@@ -88,7 +94,7 @@ def build_graph(
     model: Model,
     prompt: str,
     *,
-    transcoders: str,
+    transcoders: str = "default",
     target: str | None = None,
     contrast: str | None = None,
     max_logits: int = 10,
@@ -110,10 +116,10 @@ def build_graph(
     return graph
 
 
-def traced(model: Model, prompt: str, transcoders: str, **settings: Any) -> tuple[AttributionGraph, TranscoderSet]:
+def traced(model: Model, prompt: str, transcoders: str, **settings: Any) -> tuple[AttributionGraph, Transcoders]:
     """The graph of ``prompt`` through the set named ``transcoders`` (the rest of ``GraphSettings`` as keywords),
     and the set itself: an intervention on the graph runs through the same transcoders."""
-    loaded = TranscoderSet.load(transcoders, model)
+    loaded = open_transcoders(transcoders, model)
     return attribution_graph(model, prompt, loaded, transcoders_name=transcoders, **settings), loaded
 
 
@@ -121,7 +127,7 @@ def intervene_graph(
     model: Model,
     prompt: str,
     *,
-    transcoders: str,
+    transcoders: str = "default",
     target: str | None = None,
     contrast: str | None = None,
     max_logits: int = 10,

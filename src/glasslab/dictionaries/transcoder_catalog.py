@@ -1,0 +1,69 @@
+"""Finding a transcoder set by what a user types: ``default`` (shipped for the offline default model), a
+name in the store, a folder in any published layout, or a hub repository.
+
+The shipped sets live in the package (``glasslab/sae/shipped_transcoders/<name>``, a glasslab set folder
+with its ``training.json``), so the offline default model has transcoders, and so attribution graphs, with
+no training and no network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..errors import InputError
+from ..model.model import Model
+from ..store import is_name
+from .cross_layer import CrossLayerTranscoderSet
+from .hub import same_model
+from .published_transcoders import load_transcoders
+from .transcoder_set import SET_FILE, TranscoderSet
+
+SHIPPED_TRANSCODERS = Path(__file__).resolve().parents[1] / "sae" / "shipped_transcoders"
+DEFAULT = "default"
+
+
+def shipped_transcoders() -> Iterator[tuple[str, Path, str | None]]:
+    """(name, folder, model name) of each set shipped with glasslab."""
+    if not SHIPPED_TRANSCODERS.is_dir():
+        return
+    for folder in sorted(SHIPPED_TRANSCODERS.iterdir()):
+        try:
+            description = json.loads((folder / SET_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # a damaged shipped folder is reported when it is opened by name, not while listing
+        yield folder.name, folder, description.get("model_name")
+
+
+def open_transcoders(name_or_path: str | os.PathLike, model: Model) -> TranscoderSet | CrossLayerTranscoderSet:
+    """The set ``name_or_path`` names for ``model``: ``default`` or ``default:NAME`` (shipped), a store name,
+    a folder (any published layout) or a hub repository ``OWNER/REPO``."""
+    text = str(name_or_path)
+    if text == DEFAULT or text.startswith(DEFAULT + ":"):
+        return TranscoderSet.load(_shipped_folder(text.removeprefix(DEFAULT).removeprefix(":"), model), model)
+    if is_name(text) and not Path(text).expanduser().is_dir():
+        return TranscoderSet.load(text, model)
+    return load_transcoders(text, model)
+
+
+def _shipped_folder(name: str, model: Model) -> Path:
+    fitting = [
+        (n, folder) for n, folder, made_for in shipped_transcoders() if made_for and same_model(made_for, model.name)
+    ]
+    if name:
+        for n, folder in fitting:
+            if n == name:
+                return folder
+        raise InputError(f"no transcoder set '{name}' is shipped for {model.name}; shipped: {_names(fitting)}")
+    if not fitting:
+        raise InputError(
+            f"no transcoder set is shipped for {model.name}; train one with `glasslab transcoders train` "
+            "or name one in the store or a folder"
+        )
+    return fitting[0][1]
+
+
+def _names(fitting: list[tuple[str, Path]]) -> str:
+    return ", ".join(name for name, _ in fitting) or "none"
