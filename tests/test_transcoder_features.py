@@ -6,7 +6,6 @@ export's ``clerp``); the HTTP endpoint answers the Python API's dashboard."""
 
 from __future__ import annotations
 
-import functools
 import json
 import random
 
@@ -25,9 +24,8 @@ from glasslab.methods.features.atlas import atlas_of
 from glasslab.methods.features.dashboard import feature_dashboards
 from glasslab.methods.features.transcoder_features import precompute_transcoders, transcoder_dashboard
 from glasslab.methods.graphs import attribution_graph
-from glasslab.methods.graphs import graph as graph_module
 from glasslab.methods.graphs.export import to_neuronpedia
-from glasslab.methods.graphs.result import make_result, transcoder_labels
+from glasslab.methods.graphs.result import transcoder_labels
 from glasslab.store import TRANSCODERS, location, verify
 
 from .graph_sets import random_transcoder_set
@@ -90,7 +88,7 @@ def test_a_dashboard_equals_a_brute_force_scan_and_pushes_its_decoder_row(setup)
         TranscoderSet.load("mine", model, layers=[9])
 
 
-def test_precompute_writes_labels_and_dashboards_the_manifest_verifies_and_graph_nodes_carry_labels(setup, monkeypatch):
+def test_precompute_writes_labels_and_dashboards_the_manifest_verifies_and_graph_nodes_carry_labels(setup):
     model, corpus, _ = setup
     folder = location(TRANSCODERS, model.key, "mine")
     write_labels(folder / "layer-0", {2: FeatureLabel("my reading", "user")})  # outside the manifest, kept
@@ -115,8 +113,7 @@ def test_precompute_writes_labels_and_dashboards_the_manifest_verifies_and_graph
     assert stored.label is not None and stored.label.source == "auto"
     assert [c.tokens for c in stored.contexts] == [c.tokens for c in live.contexts]
     assert stored.density == live.density and stored.histogram_counts == live.histogram_counts
-    # Graph nodes carry the labels (make_result's lookup, as attribution_graph passes it) and so does clerp.
-    monkeypatch.setattr(graph_module, "make_result", functools.partial(make_result, labels=transcoder_labels(reloaded)))
+    # Graph nodes carry the labels and so does clerp.
     graph = attribution_graph(model, PROMPT, reloaded, target=" mat")
     features = [n for n in graph.nodes if n.kind == "feature"]
     assert features

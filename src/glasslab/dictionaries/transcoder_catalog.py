@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ..errors import InputError
@@ -37,14 +37,20 @@ def shipped_transcoders() -> Iterator[tuple[str, Path, str | None]]:
         yield folder.name, folder, description.get("model_name")
 
 
-def open_transcoders(name_or_path: str | os.PathLike, model: Model) -> TranscoderSet | CrossLayerTranscoderSet:
+def open_transcoders(
+    name_or_path: str | os.PathLike, model: Model, *, layers: Sequence[int] | None = None
+) -> TranscoderSet | CrossLayerTranscoderSet:
     """The set ``name_or_path`` names for ``model``: ``default`` or ``default:NAME`` (shipped), a store name,
-    a folder (any published layout) or a hub repository ``OWNER/REPO``."""
+    a folder (any published layout) or a hub repository ``OWNER/REPO``. ``layers`` reads only those layers of
+    a glasslab set (one feature's dashboard needs one layer)."""
     text = str(name_or_path)
     if text == DEFAULT or text.startswith(DEFAULT + ":"):
-        return TranscoderSet.load(_shipped_folder(text.removeprefix(DEFAULT).removeprefix(":"), model), model)
+        folder = _shipped_folder(text.removeprefix(DEFAULT).removeprefix(":"), model)
+        return TranscoderSet.load(folder, model, layers=layers)
     if is_name(text) and not Path(text).expanduser().is_dir():
-        return TranscoderSet.load(text, model)
+        return TranscoderSet.load(text, model, layers=layers)
+    if layers is not None and (Path(text).expanduser() / SET_FILE).is_file():
+        return TranscoderSet.load(Path(text).expanduser(), model, layers=layers)
     return load_transcoders(text, model)
 
 

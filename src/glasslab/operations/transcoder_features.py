@@ -1,7 +1,8 @@
 """Transcoder features as features (issue 20 item 5): one feature's dashboard, and every feature of a set
 labelled with its dashboard precomputed (``glasslab transcoders feature|precompute``).
 
-A set is named as ``TranscoderSet.load`` reads it: a name in the store for the loaded model, or locally a
+A set is named as ``open_transcoders`` reads it: ``default`` (shipped), a name in the store for the loaded
+model, or locally a
 folder; a request names only a store name. The precompute scans the corpus once per layer (minutes to hours on
 a real model), so it is offered on the command line and in Python only.
 """
@@ -13,7 +14,7 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
-from ..dictionaries.transcoder_set import TranscoderSet
+from ..dictionaries.transcoder_catalog import open_transcoders
 from ..methods.features.dashboard import FeatureDashboard
 from ..methods.features.transcoder_features import (
     TranscodersPrecomputed,
@@ -68,7 +69,7 @@ def feature(
 ) -> FeatureDashboard:
     """A transcoder feature's dashboard: top contexts, histogram, the tokens its decoder row pushes (read from
     the set's precomputed dashboards when it has them; only that layer's transcoder is loaded)."""
-    loaded = TranscoderSet.load(transcoders, model, layers=[layer])
+    loaded = open_transcoders(transcoders, model, layers=[layer])
     scan = dict(corpus=corpus, sequences=sequences, seq_len=seq_len, k=k)
     return transcoder_dashboard(model, loaded, layer, feature, **scan)
 
@@ -105,7 +106,7 @@ def precompute(
 ) -> TranscodersPrecomputed:
     """Label every feature of a set and precompute every dashboard: one scan of the corpus per layer, written
     beside each layer in the set's folder (its manifest kept valid)."""
-    loaded = TranscoderSet.load(transcoders, model, layers=None if layers is None else list(layers))
+    loaded = open_transcoders(transcoders, model, layers=None if layers is None else list(layers))
     return precompute_transcoders(
         model,
         loaded,

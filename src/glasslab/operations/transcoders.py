@@ -14,8 +14,8 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
+from ..dictionaries.transcoder_catalog import open_transcoders
 from ..dictionaries.transcoder_estimate import TranscoderTrainingEstimate, estimate_transcoder_training
-from ..dictionaries.transcoder_set import TranscoderSet
 from ..dictionaries.transcoder_train import TranscoderTrainConfig
 from ..methods.features.transcoder_training import (
     TrainedTranscoders,
@@ -217,7 +217,7 @@ def evaluate(
     seq_len: int = 128,
 ) -> TranscoderEvaluation:
     """Per-layer FVE, L0 and dead features, and loss recovered with every MLP replaced, on the test split."""
-    loaded = TranscoderSet.load(transcoders, model)
+    loaded = open_transcoders(transcoders, model)
     return evaluate_transcoders(model, loaded, corpus=corpus, tokens=tokens, loss_tokens=loss_tokens, seq_len=seq_len)
 
 

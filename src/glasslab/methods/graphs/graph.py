@@ -16,7 +16,7 @@ from ...model.model import Model
 from .build import Adjacency, LogitTarget, build_adjacency
 from .influence import node_influence, prune, scores
 from .replacement import CleanPass, LinearisedPass, Transcoders, check_transcoders, clean_pass
-from .result import AttributionGraph, make_result
+from .result import AttributionGraph, make_result, transcoder_labels
 
 
 def attribution_graph(
@@ -70,6 +70,7 @@ def attribution_graph(
         influence=node_influence(adjacency.matrix, weights, depth),
         full_scores=scores(adjacency.matrix, weights, is_error, is_token, depth),
         pruned_scores=scores(kept, weights, is_error, is_token, depth),
+        labels=transcoder_labels(transcoders),
         error_norms=torch.stack([error.norm(dim=-1) for error in clean.errors]),
         replay_error=float((replayed - torch.tensor([t.logit for t in targets])).abs().max()),
         settings={
