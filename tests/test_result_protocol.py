@@ -560,3 +560,49 @@ def test_the_precompute_result_is_on_the_protocol_with_the_json_it_had():
     old = {**described.summary(), "sae": "store:mine", "folder": "/store/saes/mine"}
     assert isinstance(result, Result) and "to_dict" not in vars(Precomputed)
     assert json.dumps(result.to_dict(), indent=2) == json.dumps(old, indent=2)
+
+
+def test_sae_catalog_and_transcoder_estimate_keep_their_json():
+    """Both were hand-written dicts; the derived JSON keeps their keys, order and rounding."""
+    from glasslab.dictionaries.catalog import KnownSAE, SAECatalog
+    from glasslab.dictionaries.transcoder_estimate import TranscoderTrainingEstimate
+
+    known = KnownSAE("default:x", "shipped", "blocks.3.resid_post", 1280, "topk", True, None, True)
+    assert SAECatalog("m", [known]).to_dict() == {
+        "kind": "sae_list",
+        "model": "m",
+        "saes": [
+            {
+                "name": "default:x",
+                "source": "shipped",
+                "hook": "blocks.3.resid_post",
+                "d_sae": 1280,
+                "architecture": "topk",
+                "on_disk": True,
+                "neuronpedia": None,
+                "labels": True,
+            }
+        ],
+    }
+    estimate = TranscoderTrainingEstimate(18, 200, 409600, 3200, 0.25, 7.04, 3.33, 12.345)
+    data = estimate.to_dict()
+    assert list(data) == [
+        "kind",
+        "seconds",
+        "harvest_s",
+        "train_s",
+        "fixed_s",
+        "tokens_per_s",
+        "layers",
+        "steps",
+        "tokens",
+        "harvest_sequences",
+        "sequence_s",
+        "step_s",
+        "probe_s",
+    ]
+    assert data["kind"] == "transcoder_training_estimate"
+    assert data["seconds"] == round(3.33 + 0.25 * 3200 + 7.04 * 200, 1) and data["probe_s"] == 12.3
+    assert data["tokens_per_s"] == round(409600 / (3.33 + 0.25 * 3200 + 7.04 * 200), 1)
+    assert estimate.figure().title == "About 37 minutes"
+    assert SAECatalog("m", []).figure().caveat.startswith("Only SAEs glasslab knows of are listed")

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from ..errors import GlasslabError
 from ..model.model import Model
 from ..store import SAES, list_artifacts
+from ..views.explanations import explanation
+from ..views.figures import Bars, Figure
+from ..views.result import Record, Result
 from .files import WEIGHTS_FILE, read_config
 from .hub import RELEASES, Release, same_model
 from .labels_file import LABELS_FILE
@@ -17,7 +21,7 @@ from .sae_config import SAEConfig
 
 
 @dataclass(frozen=True)
-class KnownSAE:
+class KnownSAE(Record):
     """An SAE that can be loaded for a model: pass ``name`` to ``load_sae``."""
 
     name: str
@@ -28,18 +32,6 @@ class KnownSAE:
     on_disk: bool  # shipped, in the store, or already in the Hugging Face cache
     neuronpedia: str | None = None
     labels: bool = False  # a labels.json is beside it
-
-    def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "source": self.source,
-            "hook": self.hook,
-            "d_sae": self.d_sae,
-            "architecture": self.architecture,
-            "on_disk": self.on_disk,
-            "neuronpedia": self.neuronpedia,
-            "labels": self.labels,
-        }
 
 
 def available_saes(model: Model) -> list[KnownSAE]:
@@ -113,40 +105,23 @@ def _cached(release: Release, sae_id: str) -> bool:
 
 
 @dataclass(frozen=True)
-class SAECatalog:
+class SAECatalog(Result):
     """``available_saes`` as a result (for ``glasslab sae list`` and the app)."""
+
+    kind: ClassVar[str] = "sae_list"
 
     model: str
     saes: list[KnownSAE]
 
-    def to_dict(self) -> dict:
-        return {"kind": "sae_list", "model": self.model, "saes": [sae.to_dict() for sae in self.saes]}
-
-    def figure(self):
-        from ..views.figures import Bars, Figure
-
-        return Figure(
-            f"{self.model}: SAEs known for this model",
-            [
-                Bars(
-                    "features per SAE",
-                    [sae.name for sae in self.saes],
-                    [float(sae.d_sae or 0) for sae in self.saes],
-                    "features (0: known once downloaded)",
-                    hover=[
-                        f"{sae.name}: {sae.source}, {sae.hook}, {'on disk' if sae.on_disk else 'download needed'}"
-                        for sae in self.saes
-                    ],
-                )
+    def figure(self) -> Figure:
+        bars = Bars(
+            "features per SAE",
+            [sae.name for sae in self.saes],
+            [float(sae.d_sae or 0) for sae in self.saes],
+            "features (0: known once downloaded)",
+            hover=[
+                f"{sae.name}: {sae.source}, {sae.hook}, {'on disk' if sae.on_disk else 'download needed'}"
+                for sae in self.saes
             ],
-            what_you_see="The SAEs glasslab can load for this model: shipped with glasslab, trained by you into the "
-            "store, and published ones on the Hugging Face hub.",
-            how_to_read="Pass a name to load_sae(name, model) or to --sae. Hub SAEs need a download unless they are "
-            "already in the Hugging Face cache.",
-            caveat="Only SAEs glasslab knows of are listed; any SAELens-layout folder or hub repo loads too.",
         )
-
-    def _repr_html_(self) -> str:
-        from ..views.html import figure_html
-
-        return figure_html(self.figure())
+        return Figure(f"{self.model}: SAEs known for this model", [bars], **explanation(self.kind))

@@ -19,10 +19,13 @@ import time
 from dataclasses import dataclass, replace
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import InputError
 from ..model.model import Model
+from ..views.explanations import explanation
+from ..views.figures import Bars, Figure
+from ..views.result import Result
 from .activations import rows_per_sequence
 from .transcoder_train import TranscoderTrainConfig, train_transcoders
 
@@ -46,8 +49,24 @@ class _TimedRuns:
 
 
 @dataclass(frozen=True)
-class TranscoderTrainingEstimate:
+class TranscoderTrainingEstimate(Result):
     """The planned training's time, in parts, from what the probe measured."""
+
+    kind: ClassVar[str] = "transcoder_training_estimate"
+    json_keys: ClassVar[tuple[str, ...]] = (
+        "seconds",
+        "harvest_s",
+        "train_s",
+        "fixed_s",
+        "tokens_per_s",
+        "layers",
+        "steps",
+        "tokens",
+        "harvest_sequences",
+        "sequence_s",
+        "step_s",
+        "probe_s",
+    )
 
     layers: int
     steps: int
@@ -74,22 +93,28 @@ class TranscoderTrainingEstimate:
     def tokens_per_s(self) -> float:
         return self.tokens / self.seconds if self.seconds > 0 else math.nan
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": "transcoder_training_estimate",
-            "seconds": round(self.seconds, 1),
-            "harvest_s": round(self.harvest_s, 1),
-            "train_s": round(self.train_s, 1),
-            "fixed_s": round(self.fixed_s, 1),
-            "tokens_per_s": round(self.tokens_per_s, 1),
-            "layers": self.layers,
-            "steps": self.steps,
-            "tokens": self.tokens,
-            "harvest_sequences": self.harvest_sequences,
-            "sequence_s": self.sequence_s,
-            "step_s": self.step_s,
-            "probe_s": round(self.probe_s, 1),
-        }
+    def figure(self) -> Figure:
+        parts = ["harvest", "training", "set-up and saving"]
+        bars = Bars("Estimated time", parts, [self.harvest_s, self.train_s, self.fixed_s], "seconds")
+        return Figure(f"About {self.seconds / 60:.0f} minutes", [bars], **explanation(self.kind))
+
+    def _json_seconds(self) -> float:
+        return round(self.seconds, 1)
+
+    def _json_harvest_s(self) -> float:
+        return round(self.harvest_s, 1)
+
+    def _json_train_s(self) -> float:
+        return round(self.train_s, 1)
+
+    def _json_fixed_s(self) -> float:
+        return round(self.fixed_s, 1)
+
+    def _json_tokens_per_s(self) -> float:
+        return round(self.tokens_per_s, 1)
+
+    def _json_probe_s(self) -> float:
+        return round(self.probe_s, 1)
 
 
 def estimate_transcoder_training(

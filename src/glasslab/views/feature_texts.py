@@ -84,4 +84,12 @@ FEATURE_RESULTS: dict[str, Explanation] = {
         read="Each bar is one training batch; 1 means a perfect rebuild.",
         caveat="Training batches, not held-out text: run `glasslab sae eval` for held-out figures.",
     ),
+    "sae_list": Explanation(
+        title="SAEs known for this model",
+        see="The SAEs glasslab can load for this model: shipped with glasslab, trained by you into the store, and "
+        "published ones on the Hugging Face hub.",
+        read="Pass a name to load_sae(name, model) or to --sae. Hub SAEs need a download unless they are already in "
+        "the Hugging Face cache.",
+        caveat="Only SAEs glasslab knows of are listed; any SAELens-layout folder or hub repo loads too.",
+    ),
 }

@@ -48,4 +48,12 @@ TRANSCODER_RESULTS: dict[str, Explanation] = {
         read="Each set has a transcoder for some or all layers; its summary gives the kind and the width.",
         caveat="A set listed here was made for this model; one made for another model is listed under that model.",
     ),
+    "transcoder_training_estimate": Explanation(
+        title="How long building transcoders would take",
+        see="The planned training's time in parts: harvesting the MLPs' inputs and outputs from text, the training "
+        "steps of every layer's transcoder, and the rest (set-up, saving).",
+        read="Each part is a short probe's measured time on this machine, scaled to the planned tokens and steps.",
+        caveat="Measured in seconds on this machine as it is now: other work running beside the training makes it "
+        "slower.",
+    ),
 }
