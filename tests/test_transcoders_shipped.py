@@ -26,7 +26,7 @@ def shipped_set(default_model):
 
 
 def test_the_shipped_set_is_whole_and_was_trained_on_english(default_model, shipped_set):
-    name, folder, made_for = SHIPPED[0]
+    _name, folder, made_for = SHIPPED[0]
     assert made_for == default_model.name
     assert shipped_set.layers == list(range(default_model.n_layers))
     verify(folder, TRANSCODERS, deep=True)  # every file as the manifest recorded it
