@@ -2,15 +2,15 @@
 
 For each prompt length (10 tokens up to 128), one child process loads the default model (Gemma 3 270M)
 and a transcoder set, builds one graph and reports its wall time, the active features and nodes, and the
-process's peak resident memory (so each length's peak is its own). With ``--transcoders NAME`` a trained
-set from the store is used; otherwise a random TopK set (``--width``, ``--k``) of the same shape, whose
-active-feature count (k per token and layer) is what sets the cost.
+process's peak resident memory (so each length's peak is its own). With ``--transcoders NAME`` (``default``:
+the shipped set) a trained set is used; otherwise a random TopK set (``--width``, ``--k``) of the same shape,
+whose active-feature count (k per token and layer) is what sets the cost.
 
-circuit-tracer is not timed beside it: it cannot be installed beside glasslab (it pins transformers<=4.57.3
-and huggingface-hub<1.0; glasslab needs transformers 5), and its TransformerLens backend has no entry for
-Gemma 3 270M. ``scripts/peers/circuit_tracer_graph.py`` runs it in its own virtual environment on a tiny model.
+circuit-tracer cannot be installed beside glasslab (it pins transformers<=4.57.3 and huggingface-hub<1.0;
+glasslab needs transformers 5), so it runs in its own virtual environment: ``scripts/peers/circuit_tracer_graph.py``
+compares it on a tiny model; ``benchmarks/bench_graph_circuit_tracer.py`` (where present) times it on this model.
 
-Run: .venv/bin/python benchmarks/bench_graph.py [--lengths 10 32 64 128] [--transcoders NAME]
+Run: .venv/bin/python benchmarks/bench_graph.py [--lengths 10 32 64 128] [--transcoders default]
 """
 
 from __future__ import annotations
@@ -61,16 +61,13 @@ def random_transcoders(model, width: int, k: int):
 
 def child(length: int, transcoders_name: str | None, width: int, k: int, batch_size: int) -> dict:
     import glasslab as gl
-    from glasslab.dictionaries.transcoder_set import TranscoderSet
+    from glasslab.dictionaries.transcoder_catalog import open_transcoders
     from glasslab.methods.graphs import attribution_graph
 
     model = gl.load()
     ids = model.to_tokens(TEXT)[0][:length]
     prompt = model.tokenizer.decode(ids[1:])  # the BOS is added back by the graph's tokenisation
-    if transcoders_name:
-        transcoders = TranscoderSet.load(transcoders_name, model)
-    else:
-        transcoders = random_transcoders(model, width, k)
+    transcoders = open_transcoders(transcoders_name, model) if transcoders_name else random_transcoders(model, width, k)
     start = time.perf_counter()
     graph = attribution_graph(model, prompt, transcoders, batch_size=batch_size, target=None)
     seconds = time.perf_counter() - start
