@@ -30,17 +30,24 @@ function layout(graph, nLayers) {
     widths.push(Math.max(90, 18 * most + 12));
   }
   const left = 60;
-  const rowH = 70;
   const top = 70; // room for the targets' slanted names
   const starts = [left];
   widths.forEach((w) => starts.push(starts[starts.length - 1] + w));
+  // Layers with no node kept get a thin band: a deep model's graph would otherwise be mostly empty rows.
+  const used = new Set(Object.keys(cells).map((k) => Number(k.split(':')[0])));
+  const rowY = [];
+  let y = top;
+  for (let r = nLayers + 1; r >= 0; r--) {
+    rowY[r] = y;
+    y += used.has(r) ? 70 : 24;
+  }
   const at = {};
   for (const [k, list] of Object.entries(cells)) {
     const [r, p] = k.split(':').map(Number);
     list.sort((a, b) => b.influence - a.influence);
-    list.forEach((n, i) => { at[n.id] = [starts[p] + ((i + 0.5) * widths[p]) / list.length, top + (nLayers + 1 - r) * rowH]; });
+    list.forEach((n, i) => { at[n.id] = [starts[p] + ((i + 0.5) * widths[p]) / list.length, rowY[r]]; });
   }
-  return { at, starts, widths, rowH, top, width: starts[P] + 20, height: top + (nLayers + 2) * rowH + 30 };
+  return { at, starts, widths, rowY, width: starts[P] + 20, height: y + 30 };
 }
 
 function el(name, attrs, parent) {
@@ -70,7 +77,7 @@ export function drawGraph(parent, graph, nLayers, handlers = {}) {
   svg.setAttribute('height', place.height);
   svg.setAttribute('font-family', 'system-ui, sans-serif');
   const rowName = (r) => (r === 0 ? 'emb' : r === L + 1 ? 'logit' : `L${r - 1}`);
-  for (let r = 0; r <= L + 1; r++) text(svg, 8, place.top + (L + 1 - r) * place.rowH + 4, rowName(r), 'start');
+  for (let r = 0; r <= L + 1; r++) text(svg, 8, place.rowY[r] + 4, rowName(r), 'start');
   graph.tokens.forEach((t, p) => text(svg, place.starts[p] + place.widths[p] / 2, place.height - 8, JSON.stringify(t)));
   const edgeLayer = el('g', {}, svg);
   const nodeLayer = el('g', {}, svg);
@@ -118,6 +125,7 @@ export function drawGraph(parent, graph, nLayers, handlers = {}) {
   }
   if (handlers.background) svg.addEventListener('click', () => handlers.background());
   parent.appendChild(svg);
+  parent.scrollTop = parent.scrollHeight; // a scrolling canvas opens on the tokens, where the graph starts
 
   function show({ share = 1, chosen = new Set() } = {}) {
     const lit = new Set();
