@@ -116,3 +116,24 @@ def test_the_command_prints_the_three_changes(tmp_path, monkeypatch):
     assert data["changes"] == {feature: 0.0} and set(data["targets"][0]) == {"label", "graph", "frozen", "unfrozen"}
     bad = CliRunner().invoke(app, [*args, "--change", "f:0:1:1"])
     assert bad.exit_code == 2 and "--change takes NODE=VALUE pairs" in bad.output
+
+
+def test_a_shipped_set_is_listed_first_and_draws(setup, tmp_path, monkeypatch):
+    """A set shipped for the model (here a tiny one, put where shipped sets live) is listed by the name a request
+    gives it, with its kind, layers and width, and a graph is drawn through it by that name."""
+    from glasslab.dictionaries import transcoder_catalog
+
+    model, c, _, _ = setup
+    shipped = random_transcoder_set(model)
+    shipped.model_name = model.name  # what a shipped set records, and how it is matched to the model
+    shipped.save(tmp_path / "tiny-set", model.key)
+    monkeypatch.setattr(transcoder_catalog, "SHIPPED_TRANSCODERS", tmp_path)
+    listed = c.post("/api/transcoder-sets", json={}).json()["sets"]
+    assert [entry["name"] for entry in listed] == ["default:tiny-set", "mine"]
+    assert listed[0]["summary"] == {"shipped": True, "architecture": "transcoder", "layers": 3, "d_sae": 24}
+    for name in ("default", "default:tiny-set"):
+        drawn = c.post("/api/graph", json={**BODY, "transcoders": name})
+        assert drawn.status_code == 200, drawn.text
+        assert drawn.json()["kind"] == "attribution_graph"
+    missing = c.post("/api/graph", json={**BODY, "transcoders": "default:other"})
+    assert missing.status_code == 400 and "no transcoder set 'other' is shipped" in missing.text

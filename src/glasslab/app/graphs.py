@@ -14,15 +14,16 @@ import threading
 from collections import OrderedDict
 
 from ..dictionaries.hub import same_model
-from ..dictionaries.transcoder_catalog import shipped_transcoders
+from ..dictionaries.transcoder_catalog import set_folder, shipped_summary, shipped_transcoders
 from ..dictionaries.transcoder_set import TranscoderSet
+from ..errors import InputError
 from ..methods.graphs import AttributionGraph
 from ..methods.graphs.export import to_neuronpedia
 from ..methods.graphs.intervene import intervene_on_graph
 from ..operations import OPERATIONS as DECLARED
 from ..operations.graphs import GRAPH_SETTINGS, traced
 from ..operations.options import Options
-from ..store import TRANSCODERS, ArtifactNotFound, list_artifacts, location
+from ..store import TRANSCODERS, ArtifactNotFound, list_artifacts
 from .ops import Ctx, NotFound, Operation, declared, stamp
 from .state import ModelState
 
@@ -34,7 +35,11 @@ _graphs_lock = threading.Lock()
 
 def transcoder_reads(state: ModelState, body: Options) -> tuple:
     """The set a request reads and its files (description and manifest) as they are now."""
-    return body.transcoders, stamp(location(TRANSCODERS, state.model.key, body.transcoders))
+    try:
+        folder = set_folder(body.transcoders, state.model)
+    except InputError:
+        return body.transcoders, ("missing",)  # the operation itself says what is wrong
+    return body.transcoders, stamp(folder)
 
 
 def built(ctx: Ctx, body: Options) -> tuple[AttributionGraph, TranscoderSet]:
@@ -84,10 +89,10 @@ def transcoder_sets(ctx: Ctx, body: Options) -> dict:
 def _shipped_sets(model) -> list[dict]:
     """The sets shipped for ``model``, named as requests name them (``default:NAME``)."""
     found = []
-    for name, _folder, made_for in shipped_transcoders():
+    for name, folder, made_for in shipped_transcoders():
         if made_for and same_model(made_for, model.name):
             described = {"kind": TRANSCODERS.name, "name": f"default:{name}", "created": None, "bytes": None}
-            found.append({**described, "glasslab_version": None, "summary": {"shipped": True}})
+            found.append({**described, "glasslab_version": None, "summary": shipped_summary(folder)})
     return found
 
 

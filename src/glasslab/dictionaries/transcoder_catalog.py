@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..model.model import Model
-from ..store import is_name
+from ..store import TRANSCODERS, is_name, location
 from .cross_layer import CrossLayerTranscoderSet
 from .hub import same_model
 from .published_transcoders import load_transcoders
@@ -52,6 +52,22 @@ def open_transcoders(
     if layers is not None and (Path(text).expanduser() / SET_FILE).is_file():
         return TranscoderSet.load(Path(text).expanduser(), model, layers=layers)
     return load_transcoders(text, model)
+
+
+def set_folder(name: str, model: Model) -> Path:
+    """The folder a set's name refers to (shipped or in the store), so callers can notice when its files change."""
+    if name == DEFAULT or name.startswith(DEFAULT + ":"):
+        return _shipped_folder(name.removeprefix(DEFAULT).removeprefix(":"), model)
+    return location(TRANSCODERS, model.key, name)
+
+
+def shipped_summary(folder: Path) -> dict:
+    """What a listing says of a shipped set: its kind, layers and width, read from its files."""
+    description = json.loads((folder / SET_FILE).read_text(encoding="utf-8"))
+    first = folder / description["folders"][str(description["layers"][0])] / "cfg.json"
+    config = json.loads(first.read_text(encoding="utf-8"))
+    layers = len(description["layers"])
+    return {"shipped": True, "architecture": config.get("architecture"), "layers": layers, "d_sae": config.get("d_sae")}
 
 
 def _shipped_folder(name: str, model: Model) -> Path:

@@ -118,7 +118,8 @@ def _visit(
         if visited:
             influence[torch.tensor(visited)] = -1.0
         step = min(4 * forward.batch, max_feature_nodes - len(visited))
-        batch = torch.argsort(influence, descending=True)[:step].tolist()
+        # In readout order (by layer), so each backward batch holds targets of nearby layers and stops early.
+        batch = sorted(torch.argsort(influence, descending=True)[:step].tolist())
         rows = torch.cat([rows, effects(forward, [readouts[i] for i in batch])])
         visited += batch
     order = torch.tensor(visited)

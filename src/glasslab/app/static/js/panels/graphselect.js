@@ -116,7 +116,7 @@ function featureDashboard(box, set, n) {
     }));
   if (!dash) return;
   section.append(h('p.facts.dashboard-label', {}, dash.label ? `Label: ${dash.label.label} (${dash.label.source})`
-    : 'No label: glasslab transcoders precompute labels every feature of the set.'), dashboardFacts(dash));
+    : 'No label yet: `glasslab transcoders precompute SET` labels every feature of a set.'), dashboardFacts(dash));
   dashboardView(section, dash, n.feature, { contexts: 5 });
 }
 
