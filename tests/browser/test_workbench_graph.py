@@ -54,8 +54,10 @@ def test_build_prune_select_group_and_intervene(open_page, graph_server):
     svg = page.page.locator("#panel .graph-canvas svg")
     assert page.page.locator("#panel .graph-canvas svg .node").count() == len(api["nodes"])
     assert shows(page.page.inner_text("#panel .graph-scores"), "replacement score\t{}", api["scores"]["replacement"])
+    first_shown = int(svg.get_attribute("data-edges-shown"))  # the edges carrying half the |weight|
+    page.page.locator("#graph-share").fill("100")
     all_edges = int(svg.get_attribute("data-edges-shown"))
-    assert all_edges == len(api["edges"]) > 10
+    assert all_edges == len(api["edges"]) > 10 and 0 < first_shown < all_edges
 
     page.page.locator("#graph-share").fill("20")
     fewer = int(svg.get_attribute("data-edges-shown"))

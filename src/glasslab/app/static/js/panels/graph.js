@@ -16,7 +16,8 @@ import { details, hoverText, intervention, merged } from './graphselect.js';
 
 const SETS = ['transcoder-sets', {}];
 // What the user did with the graph on screen; kept across re-renders, reset when another graph is shown.
-const ui = { key: null, selected: new Set(), groups: [], count: 0, share: 1, multiple: 0, intervened: null };
+// share: the edges first shown carry half the total |weight|; every edge of a real model's graph is a tangle.
+const ui = { key: null, selected: new Set(), groups: [], count: 0, share: 0.5, multiple: 0, intervened: null };
 
 function chosenSet(sets) {
   const pick = setting('graph', 'set', null);
