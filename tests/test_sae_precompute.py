@@ -32,8 +32,11 @@ def folder(tmp_path_factory):
 def model(folder, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("GLASSLAB_HOME", str(tmp_path / "store"))
-    corpus = tmp_path / "words.txt"
-    corpus.write_text("\n".join(" ".join(WORDS[i:] + WORDS[:i]) for i in range(len(WORDS))) * 8)
+    # Many documents: a .txt file is one document, put in the train or test split by a hash of its path, so a
+    # one-file corpus lands wholly in the test split for one temporary folder in ten.
+    corpus = tmp_path / "words.jsonl"
+    lines = [json.dumps({"text": " ".join(WORDS[i:] + WORDS[:i])}) for i in range(len(WORDS))] * 8
+    corpus.write_text("\n".join(lines) + "\n")
     loaded = gl.load(folder)
     saved = save_sae(random_sae(loaded), store_path("saes", loaded.key, "mine"))
     (saved / "training.json").write_text(json.dumps({"config": {"corpus": str(corpus)}}))
