@@ -71,6 +71,7 @@ def attribution_graph(
         full_scores=scores(adjacency.matrix, weights, is_error, is_token, depth),
         pruned_scores=scores(kept, weights, is_error, is_token, depth),
         labels=transcoder_labels(transcoders),
+        clean=clean,
         error_norms=torch.stack([error.norm(dim=-1) for error in clean.errors]),
         replay_error=float((replayed - torch.tensor([t.logit for t in targets])).abs().max()),
         settings={

@@ -66,7 +66,8 @@ def intervene_on_graph(
     if not changes:
         raise InputError("give at least one feature node to change, e.g. {'f:3:5:120': 0.0}")
     overrides = _overrides(graph, changes)
-    clean = clean_pass(model, model.to_tokens(graph.prompt)[0], transcoders)
+    # The pass the graph was built on; a graph made otherwise gets its own.
+    clean = graph.clean or clean_pass(model, model.to_tokens(graph.prompt)[0], transcoders)
     directions = graph.directions
     frozen = FrozenReplacement(model, clean, transcoders)
     _, base = frozen.run({}, "recomputed")

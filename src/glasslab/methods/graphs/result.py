@@ -23,6 +23,7 @@ from ...views.graph_page import graph_page
 from ...views.result import Record, Result
 from .build import Adjacency, LogitTarget
 from .influence import Pruned
+from .replacement import CleanPass
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ class AttributionGraph(Result):
     all_node_ids: list[str] = field(repr=False, compare=False)
     directions: torch.Tensor = field(repr=False, compare=False)  # [d_model, n_targets] what each target reads
     token_ids: list[int] = field(repr=False, compare=False)  # the prompt's token ids (viewers name nodes by them)
+    clean: CleanPass | None = field(default=None, repr=False, compare=False)  # the pass the graph was built on
 
     def node(self, node_id: str) -> GraphNode:
         """A kept node by id."""
@@ -167,6 +169,7 @@ def make_result(
     settings: dict[str, Any],
     error_norms: torch.Tensor,
     labels: FeatureLabels | None = None,
+    clean: CleanPass | None = None,
 ) -> AttributionGraph:
     """Assemble the result: kept nodes with their values, influence and (features, with ``labels``, e.g.
     ``transcoder_labels(transcoders)``) labels, kept edges by weight."""
@@ -204,6 +207,7 @@ def make_result(
         all_node_ids=ids,
         directions=torch.stack([t.direction for t in targets], dim=1),
         token_ids=[int(t) for t in tokens.tolist()],
+        clean=clean,
     )
 
 
