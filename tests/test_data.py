@@ -65,6 +65,21 @@ def test_text_files_and_folders(tmp_path):
     assert list(load_corpus(str(sub), text_field="body")) == ["a dog ran", "to the park"]
 
 
+def test_a_text_file_splits_by_paragraph_the_same_wherever_it_lies(tmp_path):
+    text = "\n\n".join(f"paragraph {n} says something\nover two lines" for n in range(200)) + "\n"
+    places = [tmp_path / "here", tmp_path / "there" / "deeper"]
+    for place in places:
+        place.mkdir(parents=True)
+        (place / "book.txt").write_text(text)
+    everything = list(load_corpus(str(places[0] / "book.txt")))
+    assert len(everything) == 200 and everything[3] == "paragraph 3 says something\nover two lines"
+    splits = [[list(load_corpus(str(place / "book.txt"), split=s)) for s in ("train", "test")] for place in places]
+    assert splits[0] == splits[1]  # the split is the file's, not its folder's
+    train, test = splits[0]
+    assert sorted(train + test) == sorted(everything) and train and test
+    assert [list(load_corpus(str(place), split="test")) for place in places] == [test, test]
+
+
 @pytest.mark.parametrize(
     "content, fragment",
     [("not json\n", "is not valid JSON"), (json.dumps({"other": 1}) + "\n", "no string field 'text'")],

@@ -26,6 +26,7 @@ import ast
 import hashlib
 import json
 import lzma
+import re
 import sysconfig
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from ..errors import InputError
 Split = Literal["train", "test"] | None
 _TEST_FRACTION = 0.1
 _MIN_CHARS = 80  # shorter docstrings carry little text
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
 
 
 @dataclass(frozen=True)
@@ -122,10 +124,17 @@ def _docstrings(path: Path, label: str) -> Iterator[tuple[str, str]]:
 
 
 def _file_documents(path: Path, text_field: str) -> Iterator[tuple[str, str]]:
+    """Each ``.txt`` paragraph (text between blank lines) or ``.jsonl`` line is a document.
+
+    A document's id is its file's path inside the corpus plus its number, so the train/test split of a
+    file or folder is the same wherever it lies, and a single ``.txt`` file splits by paragraph rather
+    than falling wholly into one split.
+    """
     files = sorted(p for p in path.rglob("*") if p.suffix in (".txt", ".jsonl")) if path.is_dir() else [path]
     for file in files:
+        name = file.relative_to(path).as_posix() if path.is_dir() else file.name
         if file.suffix == ".txt":
-            yield str(file), file.read_text(encoding="utf-8", errors="replace")
+            yield from _paragraphs(file, name)
             continue
         with file.open(encoding="utf-8") as lines:
             for number, line in enumerate(lines, 1):
@@ -137,7 +146,7 @@ def _file_documents(path: Path, text_field: str) -> Iterator[tuple[str, str]]:
                     raise InputError(f"{file}:{number} is not valid JSON; each line must be one JSON object") from None
                 if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
                     raise InputError(f"{file}:{number} has no string field '{text_field}'; pass text_field=...")
-                yield f"{file}:{number}", record[text_field]
+                yield f"{name}:{number}", record[text_field]
 
 
 def _hf_documents(spec: str, text_field: str) -> Iterator[tuple[str, str]]:
@@ -168,3 +177,10 @@ NAMED: dict[str, Callable[[], Iterator[tuple[str, str]]]] = {
     "english": lambda: _shipped_documents("corpus.jsonl.xz"),
     "english-outside": lambda: _shipped_documents("outside.jsonl.xz"),
 }
+
+
+def _paragraphs(file: Path, name: str) -> Iterator[tuple[str, str]]:
+    text = file.read_text(encoding="utf-8", errors="replace")
+    blocks = (block.strip() for block in _BLANK_LINE.split(text))
+    for number, block in enumerate((block for block in blocks if block), 1):
+        yield f"{name}:{number}", block
