@@ -26,6 +26,7 @@ from ..errors import ModelLoadError
 from ..store import GGUF_MODELS, MODELS, ArtifactKind, DamagedArtifact, location, save, verify
 from .architectures import architecture_for
 from .model import Model
+from .offload import check_device_map, placement
 
 DEFAULT_MODEL_NAME = "gemma-3-270m"
 _DTYPES = {
@@ -49,6 +50,9 @@ def load(
     dtype: str | torch.dtype = "float32",
     device: str = "cpu",
     device_map: str | dict | None = None,
+    max_memory: dict | None = None,
+    offload_folder: str | os.PathLike | None = None,
+    offload_buffers: bool = False,
     trust_remote_code: bool = False,
     revision: str | None = None,
 ) -> Model:
@@ -56,26 +60,31 @@ def load(
 
     ``source`` is None (the offline default, Gemma 3 270M), a local folder, a ``.gguf`` file or a
     Hugging Face hub id (honouring ``HF_HUB_OFFLINE`` and the HF cache). ``device`` is ``cpu``,
-    ``cuda``, ``mps`` or ``auto``; ``device_map`` (e.g. ``"auto"``) splits a model over several GPUs
-    with accelerate. Remote code runs only with ``trust_remote_code=True``.
+    ``cuda``, ``mps`` or ``auto``. ``device_map`` (``"auto"`` or a dict of module name to GPU index,
+    ``"cpu"`` or ``"disk"``) spreads the model over several GPUs and offloads what does not fit to the CPU or
+    disk with accelerate, ``max_memory`` (e.g. ``{0: "20GiB", "cpu": "60GiB"}``) caps each device for
+    ``"auto"``, and ``offload_folder`` takes disk-offloaded weights that cannot be read in place from the
+    model's own safetensors (docs/offload.md).
+    Remote code runs only with ``trust_remote_code=True``.
     """
     torch_dtype = _resolve_dtype(dtype)
     device = _resolve_device(device)
+    placement_options = placement(device_map, max_memory, offload_folder, offload_buffers)
     if source is None or str(source) in ("default", DEFAULT_MODEL_NAME):
         folder = ensure_default_model()
-        return _load_folder(folder, DEFAULT_MODEL_NAME, torch_dtype, device, device_map, False, stored=True)
+        return _load_folder(folder, DEFAULT_MODEL_NAME, torch_dtype, device, placement_options, False, stored=True)
     text = str(source)
     path = Path(text).expanduser()
     if text.endswith(".gguf"):
         if not path.is_file():
             raise ModelLoadError(f"GGUF file '{text}' does not exist; check the path")
         folder = ensure_converted_gguf(path)
-        return _load_folder(folder, path.stem, torch_dtype, device, device_map, False, stored=True)
+        return _load_folder(folder, path.stem, torch_dtype, device, placement_options, False, stored=True)
     if path.is_dir():
-        return _load_folder(path, path.name, torch_dtype, device, device_map, trust_remote_code, stored=False)
+        return _load_folder(path, path.name, torch_dtype, device, placement_options, trust_remote_code, stored=False)
     if path.suffix or text.startswith((".", "/", "~")):
         raise ModelLoadError(f"'{text}' is not a folder or .gguf file; check the path")
-    return _load_hub(text, torch_dtype, device, device_map, trust_remote_code, revision)
+    return _load_hub(text, torch_dtype, device, placement_options, trust_remote_code, revision)
 
 
 # -- sources ---------------------------------------------------------------------------------------
@@ -165,8 +174,17 @@ def _is_complete(folder: Path, kind: ArtifactKind) -> bool:
 
 # -- loading ---------------------------------------------------------------------------------------
 def _load_folder(
-    folder: Path, name: str, dtype, device, device_map, trust_remote_code: bool, *, stored: bool, hub: bool = False
+    folder: Path,
+    name: str,
+    dtype,
+    device,
+    placement_options: dict,
+    trust_remote_code: bool,
+    *,
+    stored: bool,
+    hub: bool = False,
 ) -> Model:
+    """``placement_options``: the device_map and offload arguments for ``from_pretrained`` (empty: none)."""
     remedy = (
         f"delete {folder} and load again to rebuild it" if stored else "check the folder or download the model again"
     )
@@ -187,17 +205,19 @@ def _load_folder(
             hf_model = AutoModelForCausalLM.from_pretrained(
                 folder,
                 dtype=dtype,
-                device_map=device_map,
                 trust_remote_code=trust_remote_code,
                 local_files_only=True,
                 use_safetensors=True,  # never fall back to pickle weights lying beside broken safetensors
+                **placement_options,
             )
     except Exception as exc:
         raise ModelLoadError(
             f"could not load the model in {folder} ({_first_line(exc)}); it may be corrupt or truncated: {remedy}"
         ) from None
-    if device_map is None:
+    if not placement_options:
         hf_model.to(device)
+    elif isinstance(placement_options["device_map"], dict):
+        check_device_map(hf_model, placement_options["device_map"])
     return Model(hf_model, tokenizer, arch, name=name, stored_at=folder.resolve())
 
 
@@ -245,7 +265,9 @@ def _check_vocabulary(folder: Path, tokenizer, config) -> None:
         )
 
 
-def _load_hub(repo_id: str, dtype, device, device_map, trust_remote_code: bool, revision: str | None) -> Model:
+def _load_hub(
+    repo_id: str, dtype, device, placement_options: dict, trust_remote_code: bool, revision: str | None
+) -> Model:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
@@ -267,7 +289,9 @@ def _load_hub(repo_id: str, dtype, device, device_map, trust_remote_code: bool, 
         raise ModelLoadError(f"no model '{repo_id}' on the Hugging Face hub; check the id") from None
     except HfHubHTTPError as exc:
         raise ModelLoadError(f"the hub refused '{repo_id}' ({_first_line(exc)}); check the id and your token") from None
-    return _load_folder(Path(folder), repo_id, dtype, device, device_map, trust_remote_code, stored=False, hub=True)
+    return _load_folder(
+        Path(folder), repo_id, dtype, device, placement_options, trust_remote_code, stored=False, hub=True
+    )
 
 
 def _resolve_dtype(dtype: str | torch.dtype) -> torch.dtype | str:

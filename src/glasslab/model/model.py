@@ -18,6 +18,7 @@ from ..errors import InputError
 from .architectures import Architecture
 from .generation import Generation, generate
 from .hooks import HookName, InterventionLike, all_hook_names, expand_hook_names, parse_hook_name
+from .offload import execution_device
 from .run import ActivationCache, Run
 from .session import HookSession, StopForward
 from .weights import Weights
@@ -134,7 +135,9 @@ class Model:
 
     @property
     def device(self) -> torch.device:
-        return self.module(self.arch.embed).weight.device
+        """Where inputs go: the embedding's device, or where accelerate runs it (its weight may be offloaded)."""
+        embed = self.module(self.arch.embed)
+        return execution_device(embed) or embed.weight.device
 
     @property
     def dtype(self) -> torch.dtype:

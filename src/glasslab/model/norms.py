@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import GlasslabError
+from .offload import execution_device, onloaded
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,8 @@ def norm_params(module: torch.nn.Module) -> NormParams:
     """
     if isinstance(module, torch.nn.LayerNorm):
         d = module.normalized_shape[-1]
-        weight = module.weight.float() if module.weight is not None else torch.ones(d)
-        bias = module.bias.float() if module.bias is not None else None
+        weight = onloaded(module, "weight", module.weight).float() if module.weight is not None else torch.ones(d)
+        bias = onloaded(module, "bias", module.bias).float() if module.bias is not None else None
         return NormParams(True, weight.detach(), None if bias is None else bias.detach(), float(module.eps))
     eps = getattr(module, "eps", None)
     if eps is None:
@@ -56,8 +57,11 @@ def norm_params(module: torch.nn.Module) -> NormParams:
     weight_param = getattr(module, "weight", None)
     if eps is None or weight_param is None:
         raise GlasslabError(f"cannot linearise norm {type(module).__name__}: expected a LayerNorm or an RMSNorm")
-    ones = torch.ones(weight_param.shape[-1], dtype=weight_param.dtype, device=weight_param.device)
-    with torch.inference_mode():  # forward(), not __call__: the probe must not fire a run's hooks on this norm
+    device = execution_device(module) or weight_param.device  # an offloaded weight lies on meta
+    ones = torch.ones(weight_param.shape[-1], dtype=weight_param.dtype, device=device)
+    # forward(), not __call__: the probe must not fire a run's hooks on this norm (accelerate's, which load an
+    # offloaded weight, wrap forward itself)
+    with torch.inference_mode():
         weight = module.forward(ones).float() * math.sqrt(1.0 + float(eps))
     return NormParams(False, weight.clone(), None, float(eps))
 

@@ -23,6 +23,7 @@ import torch
 
 from ..errors import InputError
 from .norms import NormParams, norm_params
+from .offload import is_offloaded, onloaded
 
 if TYPE_CHECKING:
     from .model import Model
@@ -212,10 +213,16 @@ class Weights:
 
     # -- writing ------------------------------------------------------------------------------------
     def parameter(self, name: str, layer: int | None = None) -> torch.nn.Parameter:
-        """The module parameter holding ``name`` (for fused q/k/v, the whole fused matrix)."""
+        """The module parameter holding ``name`` (for fused q/k/v, the whole fused matrix), to write through:
+        refused where accelerate offloaded it, since a write there would be lost when the module next runs."""
         parameter, _ = self._locate(name, layer)
         if parameter is None:
             raise InputError(self._absent(name))
+        if is_offloaded(parameter):
+            raise InputError(
+                f"{name} is offloaded (device_map put it on the CPU or disk), so it cannot be edited in place; "
+                "load the model without offload to edit it"
+            )
         return parameter
 
     def from_module_layout(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
@@ -237,6 +244,7 @@ class Weights:
     def add_(self, name: str, delta: torch.Tensor, *, layer: int | None = None) -> None:
         """Change the model in place so that ``name`` becomes ``name + delta`` (canonical orientation)."""
         self._check_writable(name)
+        self.parameter(name, layer)  # refuses an offloaded weight
         target = self.read(name, layer)
         if target.shape != delta.shape:
             raise InputError(f"{name} is {tuple(target.shape)} here, the delta is {tuple(delta.shape)}")
@@ -245,7 +253,15 @@ class Weights:
 
     # -- where each weight lives ----------------------------------------------------------------------
     def _locate(self, name: str, layer: int | None) -> tuple[torch.nn.Parameter | None, _View]:
-        """The parameter holding ``name`` (None if this model lacks it) and the view that makes it canonical."""
+        """The parameter holding ``name`` (None if this model lacks it) and the view that makes it canonical;
+        for a parameter accelerate offloaded (on ``meta``), the view reads its value from the offload first."""
+        parameter, view, module = self._find(name, layer)
+        if not is_offloaded(parameter):
+            return parameter, view
+        kind = "weight" if name.startswith("W") else "bias"
+        return parameter, lambda tensor: view(onloaded(module, kind, tensor))
+
+    def _find(self, name: str, layer: int | None) -> tuple[torch.nn.Parameter | None, _View, torch.nn.Module | None]:
         if name not in SHAPES:
             raise InputError(_unknown(name, SHAPES))
         arch, model = self._arch, self._model
@@ -253,9 +269,10 @@ class Weights:
             self._check_global(name, layer)
             path = {"W_E": arch.embed, "W_pos": arch.pos_embed, "W_U": arch.unembed, "b_U": arch.unembed}[name]
             if path is None:
-                return None, _identity
+                return None, _identity, None
+            module = model.module(path)
             kind = "weight" if name.startswith("W") else "bias"
-            return _param(model.module(path), kind), (lambda w: w.T) if name == "W_U" else _identity
+            return _param(module, kind), (lambda w: w.T) if name == "W_U" else _identity, module
         layer = self._check_layer(name, layer)
         kind = "weight" if name.startswith("W") else "bias"
         if name[2:] in _QKV:
@@ -267,15 +284,16 @@ class Weights:
             "out": arch.mlp_out_proj,
         }[name[2:]]
         if path is None:
-            return None, _identity
-        parameter = _param(model.block_module(layer, path), kind)
+            return None, _identity, None
+        module = model.block_module(layer, path)
+        parameter = _param(module, kind)
         if kind == "bias":
-            return parameter, _identity
+            return parameter, _identity, module
         if name == "W_O":
-            return parameter, lambda w: self._input_major(w).unflatten(0, (model.n_heads, model.d_head))
-        return parameter, self._input_major
+            return parameter, lambda w: self._input_major(w).unflatten(0, (model.n_heads, model.d_head)), module
+        return parameter, self._input_major, module
 
-    def _qkv(self, which: str, layer: int, kind: str) -> tuple[torch.nn.Parameter | None, _View]:
+    def _qkv(self, which: str, layer: int, kind: str) -> tuple[torch.nn.Parameter | None, _View, torch.nn.Module]:
         """Q, K or V from separate or fused projections: the output dimension split into [heads, d_head]."""
         arch, model = self._arch, self._model
         index, dh = _QKV[which], model.d_head
@@ -298,8 +316,8 @@ class Weights:
                 return t.unflatten(-1, (model.n_heads, 3, dh)).select(-2, index)
 
         if kind == "bias":
-            return _param(module, "bias"), part
-        return _param(module, "weight"), lambda w: part(self._input_major(w)).movedim(-2, 0)
+            return _param(module, "bias"), part, module
+        return _param(module, "weight"), lambda w: part(self._input_major(w)).movedim(-2, 0), module
 
     def _input_major(self, weight: torch.Tensor) -> torch.Tensor:
         """[d_in, d_out] from a block projection's weight, whatever the family stores."""
