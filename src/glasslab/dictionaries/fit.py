@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
+from ..activations.rows import hook_width
 from ..errors import GlasslabError, InputError
 from ..model.model import Model
 from .sae import SAE
 
-
-def hook_width(model: Model, hook: str, head_index: int | None = None) -> int:
-    """The width of one token's activation at ``hook`` as an SAE sees it (heads flattened)."""
-    spec = model.hook_spec(hook)
-    if spec.layout == "resid":
-        return model.d_model
-    if spec.layout == "neurons":
-        return model.d_mlp
-    if spec.layout in ("query_heads", "kv_heads"):
-        heads = model.n_heads if spec.layout == "query_heads" else model.n_kv_heads
-        if spec.site == "attn.head_out":
-            raise InputError(f"'{hook}' holds one residual-width vector per head; train the SAE on attn_out instead")
-        return model.d_head if head_index is not None else heads * model.d_head
-    raise InputError(f"an SAE cannot read '{hook}' (attention patterns and logits are not activations to encode)")
+__all__ = ["check_fits", "hook_width"]
 
 
 def check_fits(sae: SAE, model: Model) -> None:

@@ -23,6 +23,7 @@ from . import (
     patching,
     probing,
     sae_training,
+    scale,
     steering,
     transcoder_features,
     transcoders,
@@ -49,6 +50,7 @@ GROUPS = (
     sae_training,
     transcoders,
     transcoder_features,
+    scale,
 )
 OPERATIONS: dict[str, OperationSpec] = {spec.name: spec for group in GROUPS for spec in group.OPERATIONS}
 

@@ -12,6 +12,7 @@ from .editing_texts import EDITING_RESULTS
 from .feature_texts import FEATURE_RESULTS
 from .figures import Explanation
 from .graph_texts import GRAPH_RESULTS
+from .scale_texts import SCALE_RESULTS
 from .transcoder_texts import TRANSCODER_RESULTS
 
 RESULTS: dict[str, Explanation] = {
@@ -361,3 +362,4 @@ RESULTS.update(FEATURE_RESULTS)
 RESULTS.update(EDITING_RESULTS)
 RESULTS.update(GRAPH_RESULTS)
 RESULTS.update(TRANSCODER_RESULTS)
+RESULTS.update(SCALE_RESULTS)

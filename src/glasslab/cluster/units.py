@@ -1,0 +1,130 @@
+"""Run a job's units in this process or on Ray actors, with one progress bar for all of them.
+
+On Ray each worker is an actor that loads the model once (``ModelRecipe``) and runs units as they are
+handed to it, two at a time so it never waits for the driver. The workers outlive one job: the next job on
+the same model (in the same Ray session) reuses them instead of starting processes and loading the model
+again; a job on another model replaces them. Actors are restartable and their calls
+retried (``max_restarts``/``max_task_retries``): a worker killed mid-unit is started again and the unit
+run again, so every unit is done once. Units must therefore be idempotent (a harvest shard is written
+under its own name, atomically). An error a unit raises itself (bad input) stops the job.
+"""
+
+from __future__ import annotations
+
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from tqdm.auto import tqdm
+
+from ..progress import progress_enabled
+from .connect import ClusterSpec
+from .recipe import ModelRecipe
+
+if TYPE_CHECKING:
+    from ..model.model import Model
+
+Unit = TypeVar("Unit")
+Result = TypeVar("Result")
+_IN_FLIGHT_PER_WORKER = 2
+_RETRIES = 3
+
+
+class UnitJob(ABC, Generic[Unit, Result]):
+    """A picklable job: its settings, and ``run`` for one unit on a given model (None for model-free jobs)."""
+
+    @abstractmethod
+    def run(self, model: Model | None, unit: Unit) -> Result: ...
+
+
+class _Worker:
+    """A Ray actor: the model, loaded once, running any job's units on it."""
+
+    def __init__(self, recipe: ModelRecipe | None) -> None:
+        self.model = recipe.load() if recipe is not None else None
+
+    def run(self, job: UnitJob, unit: Any) -> Any:
+        return job.run(self.model, unit)
+
+
+_pool: dict[tuple, list[Any]] = {}  # the live workers, by (Ray job, model recipe, resources, count)
+
+
+def _workers(ray: Any, spec: ClusterSpec, recipe: ModelRecipe | None) -> list[Any]:
+    """The workers for ``recipe``: the live ones if they run it, else new ones (the old ones stopped)."""
+    count = spec.worker_count(ray)
+    key = (ray.get_runtime_context().get_job_id(), recipe, spec.gpus_per_worker, count)
+    if key not in _pool:
+        for old_key in list(_pool):
+            stale = _pool.pop(old_key)
+            if old_key[0] == key[0]:  # workers of an earlier Ray session are gone with it
+                for worker in stale:
+                    ray.kill(worker)
+        actor = ray.remote(num_cpus=1, num_gpus=spec.gpus_per_worker, max_restarts=_RETRIES, max_task_retries=_RETRIES)
+        _pool[key] = [actor(_Worker).remote(recipe) for _ in range(count)]
+    return _pool[key]
+
+
+def run_units(
+    job: UnitJob[Unit, Result],
+    units: Iterable[Unit],
+    *,
+    model: Model | None,
+    spec: ClusterSpec,
+    description: str,
+    total: int | None = None,
+    weight: Callable[[Unit], int] = lambda unit: 1,
+    unit_name: str = "unit",
+) -> Iterator[tuple[Unit, Result]]:
+    """``(unit, result)`` pairs as units finish (in order locally; in completion order on Ray)."""
+    bar = tqdm(total=total, desc=description, unit=unit_name, disable=not progress_enabled(), file=sys.stderr)
+    try:
+        pairs = _on_ray(job, units, model, spec) if spec.distributed else ((u, job.run(model, u)) for u in units)
+        for unit, result in pairs:
+            bar.update(weight(unit))
+            yield unit, result
+    finally:
+        bar.close()
+
+
+def _on_ray(job: UnitJob, units: Iterable[Any], model: Model | None, spec: ClusterSpec) -> Iterator[tuple[Any, Any]]:
+    ray = spec.connect()
+    recipe = None if model is None else ModelRecipe.of(model, "cuda" if spec.gpus_per_worker > 0 else "cpu")
+    workers = _workers(ray, spec, recipe)
+    pending = iter(units)
+    in_flight: dict[Any, tuple[int, Any]] = {}  # result ref -> (worker index, unit)
+
+    def submit(index: int) -> bool:
+        unit = next(pending, _DONE)
+        if unit is _DONE:
+            return False
+        in_flight[workers[index].run.remote(job, unit)] = (index, unit)
+        return True
+
+    try:
+        for index in range(len(workers)):
+            for _ in range(_IN_FLIGHT_PER_WORKER):
+                submit(index)
+        while in_flight:
+            [ready], _ = ray.wait(list(in_flight), num_returns=1)
+            index, unit = in_flight.pop(ready)
+            result = _result(ray, ready)
+            submit(index)
+            yield unit, result
+    finally:
+        for ref in in_flight:  # a job stopped early (an error, a caller that stopped reading) leaves none running
+            ray.cancel(ref)
+
+
+def _result(ray: Any, ref: Any) -> Any:
+    """The unit's result; an error the job raised comes back as itself (a one-line InputError stays one)."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as error:
+        cause = error.as_instanceof_cause()
+        original = getattr(error, "cause", None)
+        raise (original if isinstance(original, Exception) else cause) from None
+
+
+_DONE = object()

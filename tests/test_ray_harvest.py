@@ -1,0 +1,134 @@
+"""Harvests on a local Ray cluster of two workers: the same shards as in this process, a worker killed
+mid-harvest, and a harvest whose driver died finished by running the same command again."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import glasslab as gl
+from glasslab.activations import HarvestedRows, ShardFolder, harvest, open_harvest
+from glasslab.activations.shards import decode_shard
+from glasslab.cluster import ClusterSpec
+from tests.tiny import WORDS, save_tiny
+from tests.tolerance import slack
+
+ray = pytest.importorskip("ray", reason="the Ray tests need the ray extra (pip install 'glasslab[ray]')")
+
+HOOKS = ["blocks.0.resid_post", "blocks.1.mlp.post"]
+SIZES = {"tokens": 360, "seq_len": 16, "shard_tokens": 45}  # 8 shards of 3 sequences
+
+
+def documents(n: int = 60) -> list[str]:
+    rng = random.Random(1)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 40))) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> gl.Model:
+    folder = tmp_path_factory.mktemp("model")
+    save_tiny("llama", folder)
+    return gl.load(str(folder))
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    spec = ClusterSpec("local", workers=2)
+    spec.connect()
+    yield spec
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def local_harvest(model, tmp_path_factory):
+    return harvest(model, HOOKS, str(tmp_path_factory.mktemp("local") / "h"), documents=documents(), **SIZES)
+
+
+def assert_same_harvest(got, expected) -> None:
+    """The same shards (sequences, documents, tokens) and rows equal up to float rounding."""
+    strip = [{k: v for k, v in vars(s).items() if k not in ("sha256", "bytes")} for s in got.manifest.ordered()]
+    assert strip == [
+        {k: v for k, v in vars(s).items() if k not in ("sha256", "bytes")} for s in expected.manifest.ordered()
+    ]
+    for ours, theirs in zip(got.manifest.ordered(), expected.manifest.ordered(), strict=True):
+        a, b = decode_shard(ShardFolder(got.url), ours), decode_shard(ShardFolder(expected.url), theirs)
+        assert torch.equal(a["tokens"], b["tokens"]) and torch.equal(a["documents"], b["documents"])
+    for hook in HOOKS:
+        rows = torch.cat(list(HarvestedRows(got.url, hook).rows()))
+        reference = torch.cat(list(HarvestedRows(expected.url, hook).rows()))
+        assert rows.shape == reference.shape and torch.allclose(rows, reference, atol=slack(reference), rtol=0)
+
+
+def test_a_distributed_harvest_writes_what_the_local_one_writes(model, cluster, local_harvest, tmp_path):
+    done = harvest(model, HOOKS, str(tmp_path / "h"), documents=documents(), cluster=cluster, **SIZES)
+    assert done.shards_run == len(done.manifest.shards) == 8 and done.manifest.complete
+    assert_same_harvest(done, local_harvest)
+
+
+def ray_workers() -> list[int]:
+    """The PIDs of this machine's harvest workers (Ray names an actor's process after its class)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(b"ray::_Worker"):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def test_a_worker_killed_mid_harvest_leaves_no_shard_missing_or_twice(model, cluster, local_harvest, tmp_path):
+    killed: list[int] = []
+
+    def kill_a_worker(record) -> None:
+        if not killed:
+            victims = ray_workers()
+            assert victims, "no Ray worker process found to kill"
+            os.kill(victims[0], signal.SIGKILL)
+            killed.append(victims[0])
+
+    out = tmp_path / "h"
+    done = harvest(model, HOOKS, str(out), documents=documents(), cluster=cluster, on_shard=kill_a_worker, **SIZES)
+    assert killed and killed[0] not in ray_workers()
+    assert sorted(done.manifest.shards) == list(range(8))
+    assert sorted(p.name for p in out.iterdir()) == ["harvest.json"] + [f"shard-{i:06d}.safetensors" for i in range(8)]
+    assert_same_harvest(done, local_harvest)
+
+
+def test_a_harvest_whose_driver_died_finishes_with_the_same_command(model, tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"text": text}) + "\n" for text in documents()))
+    out = tmp_path / "h"
+    folder = model.stored_at
+    dies = (
+        "import os, signal, glasslab as gl\n"
+        "from glasslab.activations import harvest\n"
+        "def die(record):\n"
+        "    if record.index == 2:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        f"harvest(gl.load({str(folder)!r}), {HOOKS!r}, {str(out)!r}, corpus={str(corpus)!r},\n"
+        f"        on_shard=die, **{SIZES!r})\n"
+    )
+    env = {**os.environ, "GLASSLAB_PROGRESS": "0"}
+    died = subprocess.run([sys.executable, "-c", dies], env=env, capture_output=True, timeout=300)
+    assert died.returncode == -signal.SIGKILL, died.stderr.decode()[-2000:]
+    partial = json.loads((out / "harvest.json").read_text())
+    assert not partial["complete"] and [s["index"] for s in partial["shards"]] == [0, 1, 2]
+    command = [str(Path(sys.executable).parent / "glasslab"), "harvest", ",".join(HOOKS), "--out", str(out)]
+    command += ["--model", str(folder), "--corpus", str(corpus), "--json"]
+    command += [f"--{k.replace('_', '-')}={v}" for k, v in SIZES.items()]
+    again = subprocess.run(command, env=env, capture_output=True, timeout=300)
+    assert again.returncode == 0, again.stderr.decode()[-2000:]
+    result = json.loads(again.stdout)
+    assert result["shards_kept"] == 3 and result["shards_run"] == 5 and result["rows"] == 360
+    whole = harvest(model, HOOKS, str(tmp_path / "whole"), corpus=str(corpus), **SIZES)
+    assert_same_harvest(SimpleNamespace(url=str(out), manifest=open_harvest(str(out))[1]), whole)
