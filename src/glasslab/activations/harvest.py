@@ -136,12 +136,14 @@ def harvest(
     dtype: str = "float32",
     cluster: str | ClusterSpec | None = None,
     workers: int | None = None,
+    worker_gpus: float = 0.0,
     fresh: bool = False,
     documents: Iterable[str] | None = None,
     on_shard: Callable[[ShardRecord], None] | None = None,
 ) -> Harvest:
     """Harvest ``tokens`` activation rows at ``hooks`` into ``out`` (a folder or fsspec URL), resuming a
-    harvest with the same settings there unless ``fresh``. ``documents`` replaces the corpus's text."""
+    harvest with the same settings there unless ``fresh``. ``cluster`` (with ``workers``, each with
+    ``worker_gpus`` GPUs) runs it on Ray; ``documents`` replaces the corpus's text."""
     names = tuple(model.expand_hooks(hooks))
     if not names:
         raise InputError("no hooks given; name at least one hook (see 'glasslab hooks')")
@@ -170,7 +172,7 @@ def harvest(
     text = documents if documents is not None else load_corpus(corpus, split=split)  # type: ignore[arg-type]
     todo = (unit for unit in plan_shards(model, text, settings) if unit.index not in done)
     job = HarvestJob(folder.url, names, dtype, model_batch)
-    spec = cluster_spec(cluster, workers)
+    spec = cluster_spec(cluster, workers, worker_gpus)
     run = 0
     for _, record in run_units(
         job,

@@ -74,8 +74,10 @@ class ClusterSpec:
         return max(1, int(resources.get("CPU", 1)))
 
 
-def cluster_spec(cluster: str | ClusterSpec | None, workers: int | None = None) -> ClusterSpec:
-    """A ``ClusterSpec`` from the ``cluster`` option every corpus job takes (None: this process)."""
+def cluster_spec(
+    cluster: str | ClusterSpec | None, workers: int | None = None, worker_gpus: float = 0.0
+) -> ClusterSpec:
+    """A ``ClusterSpec`` from the options every corpus job takes (``cluster`` None: this process)."""
     if isinstance(cluster, ClusterSpec):
         return cluster
-    return ClusterSpec(address=cluster, workers=workers)
+    return ClusterSpec(address=cluster, workers=workers, gpus_per_worker=worker_gpus)

@@ -1,5 +1,6 @@
 """How a worker gets the driver's model: load the same folder with the same dtype, under the same name (so
-its store key, and every artifact keyed by it, is the driver's)."""
+its store key, and every artifact keyed by it, is the driver's). On another node, where that folder may not
+exist, the offline default is converted into that node's store and a hub model is loaded by its id."""
 
 from __future__ import annotations
 
@@ -30,12 +31,15 @@ class ModelRecipe:
 
     def load(self) -> Model:
         """The model, on this worker (checked to be the driver's by its store key)."""
-        from ..model.loading import load
+        from ..model.loading import DEFAULT_MODEL_NAME, load
 
-        if not Path(self.folder).is_dir():
-            raise InputError(f"model folder '{self.folder}' is not on this worker; keep the store on shared storage")
-        model = load(self.folder, dtype=self.dtype, device=self.device)
-        model.name = self.name
+        if Path(self.folder).is_dir():
+            model = load(self.folder, dtype=self.dtype, device=self.device)
+            model.name = self.name
+        elif self.name == DEFAULT_MODEL_NAME or "snapshots" in Path(self.folder).parts:  # default or hub download
+            model = load(self.name, dtype=self.dtype, device=self.device)
+        else:
+            raise InputError(f"model folder '{self.folder}' is not on this worker; put it on storage every node reads")
         if model.key != self.key:
             raise InputError(f"the worker loaded '{model.key}', not the driver's '{self.key}'")
         return model

@@ -17,7 +17,13 @@ ClusterAddress = Annotated[
     StringConstraints(min_length=1, max_length=500),
     Field(description="Run on Ray: local (start one here), auto (the running cluster) or an address (default: here)."),
 ]
-Workers = Annotated[int | None, Field(ge=1, le=100_000, description="Ray workers (default: one per CPU).")]
+Workers = Annotated[
+    int | None,
+    Field(ge=1, le=100_000, description="Ray workers (default: one per CPU, or per GPU with --worker-gpus)."),
+]
+WorkerGpus = Annotated[
+    float, Field(ge=0.0, le=64.0, description="GPUs each Ray worker takes (the model runs on cuda).")
+]
 
 
 class HarvestOptions(Options):
@@ -47,6 +53,7 @@ class HarvestOptions(Options):
     ] = "float32"
     cluster: ClusterAddress = None
     workers: Workers = None
+    worker_gpus: WorkerGpus = 0.0
     fresh: Annotated[
         bool, Field(description="Delete a different harvest in the folder and start over."), Cli(("--fresh",))
     ] = False
@@ -65,13 +72,15 @@ def harvest_activations(
     store_dtype: str = "float32",
     cluster: str | None = None,
     workers: int | None = None,
+    worker_gpus: float = 0.0,
     fresh: bool = False,
 ) -> Harvest:
     """Harvest the corpus's train split at ``hooks`` into ``out``; the same command again resumes it."""
     names = [name.strip() for name in hooks.split(",") if name.strip()]
     return harvest(
         model, names, out, corpus=corpus, tokens=tokens, seq_len=seq_len, shard_tokens=shard_tokens,
-        model_batch=model_batch, dtype=store_dtype, cluster=cluster, workers=workers, fresh=fresh,
+        model_batch=model_batch, dtype=store_dtype, cluster=cluster, workers=workers, worker_gpus=worker_gpus,
+        fresh=fresh,
     )  # fmt: skip
 
 
