@@ -18,31 +18,27 @@ from __future__ import annotations
 import copy
 import json
 import math
-import sys
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from tqdm.auto import tqdm
 
-from ..data import load_corpus
-from ..errors import GlasslabError, InputError
+from ..errors import InputError
 from ..model.model import Model
-from ..progress import progress_enabled
 from ..store import SAE_CHECKPOINTS, SAES, Checkpoints, location, save
-from .activations import ActivationStream, ShuffleBuffer
 from .autograd import JumpReLU, Step, TopKEncode, decode_sparse
-from .checkpoints import STATE_FILE, TENSORS_FILE, restore_checkpoint, write_checkpoint
 from .files import write_sae_files
 from .fit import hook_width
 from .registry import dictionary_class, trainable_architectures
 from .sae import SAE, geometric_median
-from .sae_config import SAEConfig
-from .training import Clock, TrainingState, initialise, start_training, train_step
+from .sae_loop import Trained, TrainingCancelled, run_training, sae_config
 from .transcoder import Transcoder
+
+if TYPE_CHECKING:
+    from ..cluster import ClusterSpec
 
 __all__ = [
     "TRAINABLE",
@@ -146,10 +142,6 @@ class TrainConfig:
         return self.lr
 
 
-class TrainingCancelled(GlasslabError):
-    """Ctrl-C (or a callback) stopped training; a checkpoint was written and no SAE was saved."""
-
-
 # -- the training job -------------------------------------------------------------------------------
 def default_name(cfg: TrainConfig, d_in: int) -> str:
     """e.g. ``blocks.6.resid_post-topk-5120-k32``: hook, architecture, width (and k)."""
@@ -188,6 +180,8 @@ def train_dictionary(
     fresh: bool = False,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
     command: str | None = None,
+    cluster: str | ClusterSpec | None = None,
+    workers: int | None = None,
 ) -> TrainingRun:
     """Train an SAE on ``config.hook`` of ``model`` and save it (SAELens layout) to the store or ``out``.
 
@@ -196,38 +190,38 @@ def train_dictionary(
     resumed unless ``fresh``. ``evaluate(sae)`` measures the trained SAE before it is saved (the methods
     layer's held-out evaluation, ``glasslab.methods.features.training.train_sae``); its record is written
     beside the SAE in ``training.json``.
+
+    ``cluster`` (``local``, ``auto`` or an address; None: this process) trains data-parallel on ``workers``
+    Ray Train workers (``parallel.py``): the same loop on every worker, each on an equal slice of every
+    batch, so ``config.batch_size`` must divide among them. There ``on_step`` runs on every worker (it must
+    be picklable; each sees the same metrics); the SAE is saved and evaluated here.
     """
     d_in = hook_width(model, config.hook, config.head_index)
-    sae = _untrained_sae(model, config, d_in)
+    sae_config(model, config, d_in)  # a config the architecture refuses fails here
     name = name or default_name(config, d_in)
     if "/" in name or name.startswith("."):
         raise InputError(f"SAE name '{name}' must be a plain name (no '/', not starting with '.')")
     final = Path(out).expanduser() if out else location(SAES, model.key, name)  # a bad name fails here, not after
-    target: str | Path = final if out else name
     checkpoints = checkpoints_of(model, name)
     if fresh:
         checkpoints.clear()
-    corpus_docs = documents if documents is not None else load_corpus(config.corpus, split="train")
-    stream = ActivationStream(
-        model, config.hook, corpus_docs, config.seq_len, config.model_batch, config.head_index, config.harvest_tokens
-    )
-    buffer = ShuffleBuffer(stream, config.buffer_tokens, seed=config.seed + 1)
-    optimizer = start_training(sae, config)
-    state = TrainingState()
-    clock = Clock(state)
-    resume_from = _resumable(checkpoints)
-    if resume_from is not None:
-        restore_checkpoint(resume_from, asdict(config), sae, optimizer, state, buffer)
+    spec = _distributed(cluster, workers)
+    if spec is not None:
+        from .parallel import train_on_cluster  # Ray only for a cluster
+
+        trained = train_on_cluster(spec, model, config, name, documents, checkpoint_every, on_step)
     else:
-        initialise(sae, config, state, buffer)
-    _run(config, sae, optimizer, state, buffer, clock, checkpoints, checkpoint_every, on_step)
+        trained = run_training(model, config, checkpoints, documents, checkpoint_every, on_step)
+    sae, state = trained.sae, trained.state
     sae.finish_training(state.scale)
     evaluation = evaluate(sae) if evaluate is not None else None
-    training = _training_record(config, state, buffer, d_in, sae.d_sae, name, command)
+    training = _training_record(config, trained, d_in, name, command)
+    if spec is not None:
+        training["workers"] = trained.workers
     record = {**training, "evaluation": evaluation}
     density = state.fire_counts.double() / max(1, state.step * config.batch_size)
     summary = {"hook": config.hook, "architecture": config.architecture, "d_sae": sae.d_sae, "steps": state.step}
-    with save(SAES, model.key, target, summary=summary, name=name) as staging:
+    with save(SAES, model.key, final if out else name, summary=summary, name=name) as staging:
         write_sae_files(
             sae,
             staging,
@@ -238,93 +232,14 @@ def train_dictionary(
     return TrainingRun(final, training, evaluation)
 
 
-def _resumable(checkpoints: Checkpoints) -> Path | None:
-    """The newest complete checkpoint, or one written before checkpoints had step folders (its files
-    directly in the folder), or None."""
-    latest = checkpoints.latest()
-    if latest is not None:
-        return latest[1]
-    return checkpoints.folder if (checkpoints.folder / STATE_FILE).is_file() else None
+def _distributed(cluster: str | ClusterSpec | None, workers: int | None) -> ClusterSpec | None:
+    """The cluster to train on, or None for this process (the cluster layer is not even imported then)."""
+    if cluster is None:
+        return None
+    from ..cluster import cluster_spec
 
-
-def _save_checkpoint(checkpoints: Checkpoints, settings: dict[str, Any], sae: SAE, optimizer, state, buffer) -> None:
-    """A new ``step-<N>`` checkpoint; an older-layout one beside it goes once the new one is complete."""
-    with checkpoints.save(state.step) as staging:
-        write_checkpoint(staging, settings, sae, optimizer, state, buffer)
-    for legacy in (TENSORS_FILE, STATE_FILE):
-        (checkpoints.folder / legacy).unlink(missing_ok=True)
-
-
-def _untrained_sae(model: Model, config: TrainConfig, d_in: int) -> SAE:
-    """The SAE to train, with the config it will be saved with (its architecture checks the settings)."""
-    kind = dictionary_class(config.architecture)
-    cfg = SAEConfig(
-        architecture=config.architecture,
-        d_in=d_in,
-        d_sae=config.width(d_in),
-        hook=config.hook,
-        model_name=model.name,
-        k=config.k if kind.uses_k else None,
-        hook_head_index=config.head_index,
-        context_size=config.seq_len,
-        prepend_bos=True,
-        dataset_path=config.corpus,
-    )
-    kind.check_training(cfg)
-    return SAE(cfg)
-
-
-def _run(
-    config: TrainConfig,
-    sae: SAE,
-    optimizer: torch.optim.Optimizer,
-    state: TrainingState,
-    buffer: ShuffleBuffer,
-    clock: Clock,
-    checkpoints: Checkpoints,
-    checkpoint_every: int,
-    on_step: Callable[[int, dict[str, float]], None] | None,
-) -> None:
-    """Steps until ``config.steps``, with a progress bar and checkpoints; Ctrl-C checkpoints and cancels."""
-    settings = asdict(config)
-    bar = tqdm(
-        total=config.steps,
-        initial=state.step,
-        desc=f"training SAE on {config.hook}",
-        unit="step",
-        disable=not progress_enabled(),
-        file=sys.stderr,
-    )
-    last_saved = state.step
-    try:
-        while state.step < config.steps:
-            metrics = train_step(sae, optimizer, config, state, buffer)
-            bar.update(1)
-            if state.step % 5 == 0 or state.step == config.steps:
-                bar.set_postfix(
-                    loss=f"{metrics['loss']:.3g}",
-                    fve=f"{metrics['fve']:.3f}",
-                    l0=f"{metrics['l0']:.1f}",
-                    dead=f"{metrics['dead']:.1%}",
-                    read=buffer.read,
-                )
-            if on_step is not None:
-                on_step(state.step, metrics)
-            if checkpoint_every and state.step % checkpoint_every == 0 and state.step < config.steps:
-                clock.lap()
-                _save_checkpoint(checkpoints, settings, sae, optimizer, state, buffer)
-                last_saved = state.step
-    except KeyboardInterrupt:
-        bar.close()
-        clock.lap()
-        if state.step > last_saved:
-            _save_checkpoint(checkpoints, settings, sae, optimizer, state, buffer)
-        raise TrainingCancelled(
-            f"training stopped at step {state.step}/{config.steps}; checkpoint kept in '{checkpoints.folder}': "
-            "run the same command again to resume (no SAE was saved)"
-        ) from None
-    bar.close()
-    clock.lap()
+    spec = cluster_spec(cluster, workers)
+    return spec if spec.distributed else None
 
 
 def to_sae(config: TrainConfig, params: SAE, scale: float, *, model_name: str | None, d_in: int) -> SAE:
@@ -340,25 +255,20 @@ def to_sae(config: TrainConfig, params: SAE, scale: float, *, model_name: str | 
 
 
 def _training_record(
-    config: TrainConfig,
-    state: TrainingState,
-    buffer: ShuffleBuffer,
-    d_in: int,
-    d_sae: int,
-    name: str,
-    command: str | None,
+    config: TrainConfig, trained: Trained, d_in: int, name: str, command: str | None
 ) -> dict[str, Any]:
+    state = trained.state
     density = state.fire_counts.double() / max(1, state.step * config.batch_size)
     return {
         "name": name,
         "command": command,
         "config": asdict(config),
         "d_in": d_in,
-        "d_sae": d_sae,
+        "d_sae": trained.sae.d_sae,
         "steps": state.step,
         "tokens_trained": state.step * config.batch_size,
-        "tokens_harvested": buffer.read,
-        "epochs_over_pool": buffer.epochs,
+        "tokens_harvested": trained.harvested,
+        "epochs_over_pool": trained.epochs,
         "input_scale": state.scale,
         "seconds": round(state.seconds, 1),
         "cpu_seconds": round(state.cpu_seconds, 1),

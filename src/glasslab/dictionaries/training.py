@@ -6,6 +6,9 @@ layers); ``finish_training`` folds the scale into the weights. A feature silent 
 rows counts as dead (losses such as AuxK revive it). Every step is a function of the state kept here,
 the dictionary's parameters, Adam's moments and the rows' position, so checkpoints (``checkpoints.py``)
 resume exactly.
+
+The same step serves data-parallel training (``parallel.py``): every rank draws the same whole batch, takes
+its equal slice of it and sums what it counts with the others (``Peers``); alone, the slice is the batch.
 """
 
 from __future__ import annotations
@@ -13,12 +16,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import torch
 
 from ..errors import InputError
-from .base import Dictionary, LossSettings, StepInput
+from .base import Dictionary, LossSettings, StepInput, StepOutput
+
+T = TypeVar("T")
 
 
 class TrainingPlan(LossSettings, Protocol):
@@ -77,6 +82,40 @@ class TrainingState:
     fire_counts: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
 
 
+class Peers:
+    """The processes training one dictionary together. Alone (this class): rank 0 of 1, the whole batch and
+    nothing to sum. Data-parallel ranks (``parallel.DataParallelPeers``) each take an equal slice of every
+    batch; every loss is a mean over its rows, so averaging the ranks' gradients gives the whole batch's."""
+
+    rank: int = 0
+    world: int = 1
+
+    def agree(self, value: T) -> T:
+        """Rank 0's ``value``, on every rank (e.g. which checkpoint to resume from)."""
+        return value
+
+    def replicate(self, dictionary: Dictionary) -> None:
+        """Start sharing ``dictionary``'s gradients (called once its parameters are final: after a restore)."""
+
+    def loss(self, dictionary: Dictionary, batch: StepInput) -> StepOutput:
+        """This rank's loss on its slice; its backward pass leaves the ranks' mean gradient."""
+        return dictionary.loss(batch)
+
+    def total(self, values: torch.Tensor) -> torch.Tensor:
+        """``values`` summed over the ranks."""
+        return values
+
+    def share(self, batch: StepInput) -> StepInput:
+        """This rank's equal slice of the whole batch (the batch itself when alone)."""
+        n = batch.x.shape[0]
+        rows = slice(self.rank * n // self.world, (self.rank + 1) * n // self.world)
+        target = None if batch.target is None else batch.target[rows]
+        return StepInput(batch.x[rows], batch.dead, batch.settings, target)
+
+
+ALONE = Peers()
+
+
 class Clock:
     """Adds wall-clock and CPU time to the state at each lap (checkpoints include them)."""
 
@@ -111,9 +150,15 @@ def initialise(dictionary: Dictionary, plan: TrainingPlan, state: TrainingState,
 
 
 def train_step(
-    dictionary: Dictionary, optimizer: torch.optim.Optimizer, plan: TrainingPlan, state: TrainingState, rows: Rows
+    dictionary: Dictionary,
+    optimizer: torch.optim.Optimizer,
+    plan: TrainingPlan,
+    state: TrainingState,
+    rows: Rows,
+    peers: Peers = ALONE,
 ) -> dict[str, float]:
-    """One optimiser step on the next batch; returns its metrics (the history keeps about 50 of them)."""
+    """One optimiser step on the next batch; returns its metrics (the history keeps about 50 of them).
+    Data-parallel ranks step on their slices and keep identical states (``Peers``)."""
     x, target = split(rows.next_batch(plan.batch_size))
     x = x * state.scale
     if target is not None:
@@ -122,28 +167,29 @@ def train_step(
         group["lr"] = plan.lr_at(state.step)
     dead = state.since_fired >= plan.dead_after_tokens
     batch = StepInput(x, dead, plan, target)
-    out = dictionary.loss(batch)
-    loss = out.loss
+    out = peers.loss(dictionary, peers.share(batch))
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    out.loss.backward()
     with torch.no_grad():
         dictionary.before_optimizer_step()
     optimizer.step()
     with torch.no_grad():
         dictionary.after_optimizer_step()
+    fired = peers.total(out.fired.long())
     state.since_fired += x.shape[0]
-    state.since_fired[out.fired > 0] = 0
-    state.fire_counts += out.fired.long()
+    state.since_fired[fired > 0] = 0
+    state.fire_counts += fired
     state.step += 1
-    squared = float(out.error.pow(2).sum())
+    parts = torch.tensor([float(out.loss.detach()), float(out.error.pow(2).sum()), out.l0], dtype=torch.float64)
+    loss, squared, l0 = peers.total(parts).tolist()
     variance = float((batch.wanted - batch.wanted.mean(0)).pow(2).sum())
     metrics = {
         "step": state.step,
         "tokens": state.step * plan.batch_size,
-        "loss": float(loss.detach()),
+        "loss": loss / peers.world,
         "mse": squared / x.shape[0],
         "fve": 1 - squared / max(variance, 1e-12),
-        "l0": out.l0,
+        "l0": l0 / peers.world,
         "dead": float(dead.float().mean()),
     }
     if not math.isfinite(metrics["loss"]):

@@ -20,6 +20,7 @@ from ..methods.features.estimate import TrainingEstimate, estimate_training
 from ..methods.features.training import TrainedSAE, train_sae
 from ..model.model import Model
 from .options import Cli, Index, Options, Seed, VectorName
+from .scale import ClusterAddress, Workers
 from .spec import OperationSpec
 
 MAX_TRAIN_TOKENS = 4_194_304  # a request's limits (the server keeps its pool in memory)
@@ -88,6 +89,8 @@ class TrainSizes(Options):
 
 
 class SaeTrainOptions(TrainSizes):
+    cluster: ClusterAddress = None
+    workers: Workers = None
     save_to: Annotated[
         str | None, Field(min_length=1, max_length=1000, description="Save into this folder instead of the store.")
     ] = None
@@ -163,13 +166,16 @@ def train(
     seq_len: int = 128,
     name: str | None = None,
     evaluate_tokens: int = 32768,
+    cluster: str | None = None,
+    workers: int | None = None,
     save_to: str | None = None,
     fresh: bool = False,
     evaluate_loss_tokens: int = 2048,
     command: str | None = None,
 ) -> TrainedSAE:
     """``train_sae`` with the settings as options (resumable: an interrupted training keeps a checkpoint), then
-    its evaluation; ``command`` is recorded with the SAE (the command line that ran)."""
+    its evaluation; ``command`` is recorded with the SAE (the command line that ran). ``cluster`` trains it
+    data-parallel on Ray (``workers`` must divide ``batch_size``)."""
     config = train_config(
         hook,
         layer,
@@ -190,7 +196,10 @@ def train(
     )
     model.hook_spec(config.hook)  # a wrong hook fails before anything is read
     evaluation = dict(evaluate_tokens=evaluate_tokens, evaluate_loss_tokens=evaluate_loss_tokens)
-    return train_sae(model, config, name=name, out=save_to, fresh=fresh, command=command, **evaluation)
+    cluster_options = dict(cluster=cluster, workers=workers)
+    return train_sae(
+        model, config, name=name, out=save_to, fresh=fresh, command=command, **evaluation, **cluster_options
+    )
 
 
 def estimate(
@@ -259,7 +268,7 @@ OPERATIONS = [
         "Train an SAE on a hook from a corpus (resumable: Ctrl-C keeps a checkpoint), then evaluate it.",
         GROUP,
         long=True,
-        local_only=LOCAL | {"save_to", "fresh", "evaluate_loss_tokens"},
+        local_only=LOCAL | {"save_to", "fresh", "evaluate_loss_tokens", "cluster", "workers"},
         http_types=HTTP_SIZES,
         python_only=frozenset({"command"}),
     ),

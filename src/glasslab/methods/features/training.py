@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...dictionaries import SAE
 from ...dictionaries.files import load_sae_folder
@@ -16,6 +16,9 @@ from ...views.explanations import explanation
 from ...views.figures import Bars, Figure
 from ...views.result import Result
 from .evaluate import SAEEvaluation, evaluate_sae
+
+if TYPE_CHECKING:
+    from ...cluster import ClusterSpec
 
 __all__ = ["TrainConfig", "TrainedSAE", "TrainingCancelled", "train_sae"]
 
@@ -70,6 +73,8 @@ def train_sae(
     fresh: bool = False,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
     command: str | None = None,
+    cluster: str | ClusterSpec | None = None,
+    workers: int | None = None,
 ) -> TrainedSAE:
     """Train an SAE on ``config.hook`` of ``model`` and save it (SAELens layout) to the store or ``out``.
 
@@ -77,7 +82,9 @@ def train_sae(
     (raise KeyboardInterrupt in it to cancel). An existing checkpoint of the same name and config is
     resumed unless ``fresh``. After training, the SAE is evaluated on ``evaluate_tokens`` held-out tokens
     of the corpus's test split (``evaluate_loss_tokens`` for the losses; 0 skips it) and the metrics are
-    written beside it in ``training.json``.
+    written beside it in ``training.json``. ``cluster`` (``local``, ``auto`` or an address) trains
+    data-parallel on ``workers`` Ray Train workers (``glasslab.dictionaries.parallel``; the evaluation runs
+    here); ``on_step`` then runs on every worker.
     """
 
     def evaluation(sae: SAE) -> dict[str, Any] | None:
@@ -103,5 +110,7 @@ def train_sae(
         fresh=fresh,
         on_step=on_step,
         command=command,
+        cluster=cluster,
+        workers=workers,
     )
     return TrainedSAE(run.path, model.name, config, run.training, run.evaluation)
