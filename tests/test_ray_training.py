@@ -8,6 +8,8 @@ import json
 import os
 import random
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -171,3 +173,17 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint(model, cluster, tmp_pa
     assert_same_curve(
         json.loads((out / "training.json").read_text()), json.loads((parallel_run / "training.json").read_text())
     )
+
+
+def test_training_in_this_process_never_imports_ray(tmp_path):
+    script = f"""
+import sys
+from glasslab.dictionaries.train import TrainConfig, train_dictionary
+from tests.tiny import tiny_model
+config = TrainConfig(**{dict(config(tokens=4 * 64).__dict__)!r})
+train_dictionary(tiny_model("gpt2"), config, documents={documents(10)!r}, out={str(tmp_path / "sae")!r})
+assert "ray" not in sys.modules, "local training imported ray"
+"""
+    env = {**os.environ, "GLASSLAB_HOME": str(tmp_path / "store"), "GLASSLAB_PROGRESS": "0"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]

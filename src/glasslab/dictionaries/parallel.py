@@ -151,7 +151,11 @@ def train_on_cluster(
         _worker,
         train_loop_config={"job": job},
         torch_config=TorchConfig(backend="gloo"),
-        scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus),
+        scaling_config=ScalingConfig(
+            num_workers=workers,
+            use_gpu=gpus,
+            resources_per_worker={"CPU": 1, "GPU": spec.gpus_per_worker} if gpus else None,
+        ),
         run_config=RunConfig(
             name=f"train-{name}",
             storage_path=str(checkpoints_of(model, name).folder / "ray-train"),

@@ -182,6 +182,7 @@ def train_dictionary(
     command: str | None = None,
     cluster: str | ClusterSpec | None = None,
     workers: int | None = None,
+    worker_gpus: float = 0.0,
 ) -> TrainingRun:
     """Train an SAE on ``config.hook`` of ``model`` and save it (SAELens layout) to the store or ``out``.
 
@@ -192,9 +193,10 @@ def train_dictionary(
     beside the SAE in ``training.json``.
 
     ``cluster`` (``local``, ``auto`` or an address; None: this process) trains data-parallel on ``workers``
-    Ray Train workers (``parallel.py``): the same loop on every worker, each on an equal slice of every
-    batch, so ``config.batch_size`` must divide among them. There ``on_step`` runs on every worker (it must
-    be picklable; each sees the same metrics); the SAE is saved and evaluated here.
+    Ray Train workers (``parallel.py``; ``worker_gpus`` each, for the model's forward passes): the same loop
+    on every worker, each on an equal slice of every batch, so ``config.batch_size`` must divide among them.
+    There ``on_step`` runs on every worker (it must be picklable; each sees the same metrics); the SAE is
+    saved and evaluated here.
     """
     d_in = hook_width(model, config.hook, config.head_index)
     sae_config(model, config, d_in)  # a config the architecture refuses fails here
@@ -205,7 +207,7 @@ def train_dictionary(
     checkpoints = checkpoints_of(model, name)
     if fresh:
         checkpoints.clear()
-    spec = _distributed(cluster, workers)
+    spec = _distributed(cluster, workers, worker_gpus)
     if spec is not None:
         from .parallel import train_on_cluster  # Ray only for a cluster
 
@@ -232,13 +234,13 @@ def train_dictionary(
     return TrainingRun(final, training, evaluation)
 
 
-def _distributed(cluster: str | ClusterSpec | None, workers: int | None) -> ClusterSpec | None:
+def _distributed(cluster: str | ClusterSpec | None, workers: int | None, worker_gpus: float) -> ClusterSpec | None:
     """The cluster to train on, or None for this process (the cluster layer is not even imported then)."""
     if cluster is None:
         return None
     from ..cluster import cluster_spec
 
-    spec = cluster_spec(cluster, workers)
+    spec = cluster_spec(cluster, workers, worker_gpus)
     return spec if spec.distributed else None
 
 

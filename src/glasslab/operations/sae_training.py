@@ -20,7 +20,7 @@ from ..methods.features.estimate import TrainingEstimate, estimate_training
 from ..methods.features.training import TrainedSAE, train_sae
 from ..model.model import Model
 from .options import Cli, Index, Options, Seed, VectorName
-from .scale import ClusterAddress, Workers
+from .scale import ClusterAddress, WorkerGpus, Workers
 from .spec import OperationSpec
 
 MAX_TRAIN_TOKENS = 4_194_304  # a request's limits (the server keeps its pool in memory)
@@ -91,6 +91,7 @@ class TrainSizes(Options):
 class SaeTrainOptions(TrainSizes):
     cluster: ClusterAddress = None
     workers: Workers = None
+    worker_gpus: WorkerGpus = 0.0
     save_to: Annotated[
         str | None, Field(min_length=1, max_length=1000, description="Save into this folder instead of the store.")
     ] = None
@@ -168,6 +169,7 @@ def train(
     evaluate_tokens: int = 32768,
     cluster: str | None = None,
     workers: int | None = None,
+    worker_gpus: float = 0.0,
     save_to: str | None = None,
     fresh: bool = False,
     evaluate_loss_tokens: int = 2048,
@@ -196,7 +198,7 @@ def train(
     )
     model.hook_spec(config.hook)  # a wrong hook fails before anything is read
     evaluation = dict(evaluate_tokens=evaluate_tokens, evaluate_loss_tokens=evaluate_loss_tokens)
-    cluster_options = dict(cluster=cluster, workers=workers)
+    cluster_options = dict(cluster=cluster, workers=workers, worker_gpus=worker_gpus)
     return train_sae(
         model, config, name=name, out=save_to, fresh=fresh, command=command, **evaluation, **cluster_options
     )
@@ -268,7 +270,7 @@ OPERATIONS = [
         "Train an SAE on a hook from a corpus (resumable: Ctrl-C keeps a checkpoint), then evaluate it.",
         GROUP,
         long=True,
-        local_only=LOCAL | {"save_to", "fresh", "evaluate_loss_tokens", "cluster", "workers"},
+        local_only=LOCAL | {"save_to", "fresh", "evaluate_loss_tokens", "cluster", "workers", "worker_gpus"},
         http_types=HTTP_SIZES,
         python_only=frozenset({"command"}),
     ),

@@ -75,6 +75,7 @@ def train_sae(
     command: str | None = None,
     cluster: str | ClusterSpec | None = None,
     workers: int | None = None,
+    worker_gpus: float = 0.0,
 ) -> TrainedSAE:
     """Train an SAE on ``config.hook`` of ``model`` and save it (SAELens layout) to the store or ``out``.
 
@@ -83,8 +84,8 @@ def train_sae(
     resumed unless ``fresh``. After training, the SAE is evaluated on ``evaluate_tokens`` held-out tokens
     of the corpus's test split (``evaluate_loss_tokens`` for the losses; 0 skips it) and the metrics are
     written beside it in ``training.json``. ``cluster`` (``local``, ``auto`` or an address) trains
-    data-parallel on ``workers`` Ray Train workers (``glasslab.dictionaries.parallel``; the evaluation runs
-    here); ``on_step`` then runs on every worker.
+    data-parallel on ``workers`` Ray Train workers with ``worker_gpus`` each (``glasslab.dictionaries.parallel``;
+    the evaluation runs here); ``on_step`` then runs on every worker.
     """
 
     def evaluation(sae: SAE) -> dict[str, Any] | None:
@@ -112,5 +113,6 @@ def train_sae(
         command=command,
         cluster=cluster,
         workers=workers,
+        worker_gpus=worker_gpus,
     )
     return TrainedSAE(run.path, model.name, config, run.training, run.evaluation)
