@@ -20,7 +20,7 @@ pytest.importorskip("ray.train", reason="data-parallel training needs the ray ex
 import ray
 
 import glasslab as gl
-from glasslab.dictionaries.train import TrainConfig, train_dictionary
+from glasslab.dictionaries.train import TrainConfig, TrainingCancelled, checkpoints_of, train_dictionary
 from glasslab.errors import InputError
 from glasslab.sae import load_sae_folder
 from tests.tiny import WORDS, save_tiny
@@ -178,7 +178,7 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint(model, cluster, tmp_pa
 def test_training_in_this_process_never_imports_ray(tmp_path):
     script = f"""
 import sys
-from glasslab.dictionaries.train import TrainConfig, train_dictionary
+from glasslab.dictionaries.train import TrainConfig, TrainingCancelled, checkpoints_of, train_dictionary
 from tests.tiny import tiny_model
 config = TrainConfig(**{dict(config(tokens=4 * 64).__dict__)!r})
 train_dictionary(tiny_model("gpt2"), config, documents={documents(10)!r}, out={str(tmp_path / "sae")!r})
@@ -187,3 +187,25 @@ assert "ray" not in sys.modules, "local training imported ray"
     env = {**os.environ, "GLASSLAB_HOME": str(tmp_path / "store"), "GLASSLAB_PROGRESS": "0"}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+class CancelAt:
+    """on_step for every worker: cancel at ``step`` (each rank sees the same steps, so all stop together)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def __call__(self, step: int, metrics: dict[str, float]) -> None:
+        if step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_a_cancelled_cluster_training_keeps_its_checkpoint_and_resumes(model, cluster, tmp_path, parallel_run):
+    out = tmp_path / "sae"
+    options = dict(name="cancelled", cluster=cluster, workers=WORKERS, checkpoint_every=1000)
+    with pytest.raises(TrainingCancelled, match="stopped at step 15/60"):
+        train(model, out, on_step=CancelAt(15), **options)
+    assert not out.exists()
+    assert checkpoints_of(model, "cancelled").latest()[0] == 15
+    train(model, out, **options)
+    assert_same_sae(out, parallel_run)
