@@ -11,6 +11,8 @@ SAE reads raw activations and needs no normaliser. Decoder rows are kept at unit
 Training is resumable (an atomic checkpoint every ``checkpoint_every`` steps and on Ctrl-C; running
 the same training again continues where it stopped, with the same result as an uninterrupted run) and
 the SAE is written once, atomically, at the end, in SAELens's layout with ``training.json`` beside it.
+The loop itself is ``sae_loop.py``'s; ``cluster=`` runs it data-parallel on Ray Train workers
+(``parallel.py``) and the SAE is saved here all the same.
 """
 
 from __future__ import annotations
