@@ -21,7 +21,8 @@ from glasslab.methods.features.dashboard import (
     feature_dashboards,
     fetch_neuronpedia_labels,
 )
-from glasslab.methods.features.scan import _Histogram, scan_features
+from glasslab.methods.features.scan import scan_features
+from glasslab.methods.features.scan_parts import Histogram
 from glasslab.methods.observe.neurons import _output_tokens
 from glasslab.sae import save_sae
 from tests.test_sae_splice import random_sae
@@ -83,7 +84,7 @@ def test_streamed_scan_equals_a_brute_force_scan(corpus):
 
 def test_growing_histogram_stays_exact():
     generator = torch.Generator().manual_seed(0)
-    histogram = _Histogram(3, 10)
+    histogram = Histogram(3, 10)
     seen = []
     for scale in (0.01, 0.5, 3.0, 100.0, 1.0):  # maxima grow, then shrink
         values = torch.randn(50, 3, generator=generator) * scale
