@@ -72,3 +72,13 @@ def test_a_worker_reloads_the_drivers_model_and_checks_it(tmp_path):
         replace(recipe, key="another-key").load()
     with pytest.raises(gl.InputError, match="not on this worker"):
         replace(recipe, folder=str(tmp_path / "elsewhere")).load()
+
+
+@pytest.mark.parametrize(
+    "address, fragment", [("127.0.0.1:1", "nothing answers at '127.0.0.1:1'"), ("no-port", "not HOST:PORT")]
+)
+def test_an_address_nothing_answers_at_is_a_one_line_error_at_once(address, fragment):
+    pytest.importorskip("ray")
+    with pytest.raises(gl.InputError, match=fragment) as error:
+        ClusterSpec(address).connect()
+    assert "\n" not in str(error.value)

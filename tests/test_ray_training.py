@@ -110,9 +110,11 @@ def assert_same_curve(got: dict, want: dict) -> None:
 
 def test_an_unreachable_cluster_address_is_a_one_line_error(model, tmp_path):
     assert not ray.is_initialized()  # the module's cluster starts later; connect() would reuse it
-    with pytest.raises(InputError, match="could not reach the Ray cluster") as caught:
+    with pytest.raises(InputError, match="not HOST:PORT") as caught:
         train(model, tmp_path / "sae", cluster="definitely not an address", workers=WORKERS)
     assert "\n" not in str(caught.value)
+    with pytest.raises(InputError, match="nothing answers at '127.0.0.1:1'"):
+        train(model, tmp_path / "sae", cluster="127.0.0.1:1", workers=WORKERS)
 
 
 def test_a_batch_that_does_not_divide_among_the_workers_is_refused(model, cluster, tmp_path):

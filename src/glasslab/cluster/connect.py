@@ -4,12 +4,14 @@ other value is an address (``ray://head:10001`` or ``head:6379``). Ray is an opt
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from types import ModuleType
 
 from ..errors import InputError
 
 # Settings a worker must share with the driver: the store (models, dictionaries) and the offline switches.
+_REACH_SECONDS = 5.0
 _SHARED_ENV = ("GLASSLAB_HOME", "HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
 
 
@@ -46,6 +48,7 @@ class ClusterSpec:
         """Ray, initialised for this spec (an existing connection in this process is reused)."""
         ray = ray_module()
         if not ray.is_initialized():
+            self._check_reachable()
             env = {name: os.environ[name] for name in _SHARED_ENV if name in os.environ}
             address = None if self.address == "local" else self.address
             try:
@@ -63,6 +66,21 @@ class ClusterSpec:
                     "or use --cluster local"
                 ) from None
         return ray
+
+    def _check_reachable(self) -> None:
+        """A one-line error at once for an address nothing answers at (Ray itself retries for minutes)."""
+        if self.address in (None, "local", "auto"):
+            return
+        host, _, port = self.address.removeprefix("ray://").rpartition(":")
+        if not host or not port.isdigit():
+            raise InputError(f"cluster address '{self.address}' is not HOST:PORT or ray://HOST:PORT")
+        try:
+            socket.create_connection((host, int(port)), timeout=_REACH_SECONDS).close()
+        except OSError as exc:
+            raise InputError(
+                f"nothing answers at '{self.address}' ({exc.strerror or type(exc).__name__}); check the address, "
+                "or use --cluster local"
+            ) from None
 
     def worker_count(self, ray: ModuleType) -> int:
         """The workers to start: as asked, else one per GPU (GPU workers) or CPU the cluster has."""

@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from tqdm.auto import tqdm
 
+from ..activations import HarvestedRows
 from ..data import load_corpus
-from ..errors import GlasslabError
+from ..data.corpus import canonical_corpus
+from ..errors import GlasslabError, InputError
 from ..model.model import Model
 from ..progress import progress_enabled
 from ..store import Checkpoints
@@ -64,11 +66,7 @@ def run_training(
     checkpoint in ``checkpoints`` if any (rank 0's choice), else from scratch."""
     d_in = hook_width(model, config.hook, config.head_index)
     sae = SAE(sae_config(model, config, d_in))
-    corpus_docs = documents if documents is not None else load_corpus(config.corpus, split="train")
-    stream = ActivationStream(
-        model, config.hook, corpus_docs, config.seq_len, config.model_batch, config.head_index, config.harvest_tokens
-    )
-    buffer = ShuffleBuffer(stream, config.buffer_tokens, seed=config.seed + 1)
+    buffer = ShuffleBuffer(_rows(model, config, documents), config.buffer_tokens, seed=config.seed + 1)
     optimizer = start_training(sae, config)
     state = TrainingState()
     clock = Clock(state)
@@ -80,6 +78,25 @@ def run_training(
     peers.replicate(sae)
     _run(config, sae, optimizer, state, buffer, clock, checkpoints, checkpoint_every, on_step, peers, progress)
     return Trained(sae, state, buffer.read, buffer.epochs, peers.world)
+
+
+def _rows(model: Model, config: TrainConfig, documents: Iterable[str] | None) -> ActivationStream | HarvestedRows:
+    """Where the rows come from: a harvest (``config.activations``) or the model run on the corpus."""
+    if config.activations is not None:
+        if config.head_index is not None:
+            raise InputError("a harvest holds every head of a per-head hook; train on it without a head index")
+        rows = HarvestedRows(config.activations, config.hook, model_key=model.key, max_rows=config.harvest_tokens)
+        harvested = rows.manifest.settings
+        if (canonical_corpus(harvested.corpus), harvested.seq_len) != (canonical_corpus(config.corpus), config.seq_len):
+            raise InputError(
+                f"the harvest read {harvested.corpus} in sequences of {harvested.seq_len} tokens; pass the same "
+                f"corpus and seq_len (the SAE records them), not {config.corpus} and {config.seq_len}"
+            )
+        return rows
+    corpus_docs = documents if documents is not None else load_corpus(config.corpus, split="train")
+    return ActivationStream(
+        model, config.hook, corpus_docs, config.seq_len, config.model_batch, config.head_index, config.harvest_tokens
+    )
 
 
 def _resumable(checkpoints: Checkpoints) -> Path | None:

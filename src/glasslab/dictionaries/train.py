@@ -80,6 +80,7 @@ class TrainConfig:
     k: int = 32  # topk: active features per token
     tokens: int = 2_000_000  # activation rows the SAE trains on (steps * batch_size)
     harvest_tokens: int | None = None  # rows read from the model at most (None: as many as the corpus gives)
+    activations: str | None = None  # a harvest (folder or URL) to read the rows from instead of the model
     buffer_tokens: int = 500_000  # rows held in memory for shuffling (and reused once the corpus ends)
     batch_size: int = 4096
     lr: float = 1e-3

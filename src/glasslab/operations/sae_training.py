@@ -10,6 +10,7 @@ takes tighter bounds (``http_types``): the server holds the activations in memor
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
 from pydantic import Field
@@ -89,6 +90,14 @@ class TrainSizes(Options):
 
 
 class SaeTrainOptions(TrainSizes):
+    activations: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=2000,
+            description="Read the rows from a harvest (glasslab harvest: its --out) instead of the model.",
+        ),
+    ] = None
     cluster: ClusterAddress = None
     workers: Workers = None
     worker_gpus: WorkerGpus = 0.0
@@ -167,6 +176,7 @@ def train(
     seq_len: int = 128,
     name: str | None = None,
     evaluate_tokens: int = 32768,
+    activations: str | None = None,
     cluster: str | None = None,
     workers: int | None = None,
     worker_gpus: float = 0.0,
@@ -176,8 +186,9 @@ def train(
     command: str | None = None,
 ) -> TrainedSAE:
     """``train_sae`` with the settings as options (resumable: an interrupted training keeps a checkpoint), then
-    its evaluation; ``command`` is recorded with the SAE (the command line that ran). ``cluster`` trains it
-    data-parallel on Ray (``workers`` must divide ``batch_size``)."""
+    its evaluation; ``command`` is recorded with the SAE (the command line that ran). ``activations`` reads
+    the rows from a harvest instead of the model; ``cluster`` trains it data-parallel on Ray (``workers`` must
+    divide ``batch_size``)."""
     config = train_config(
         hook,
         layer,
@@ -197,6 +208,7 @@ def train(
         seq_len=seq_len,
     )
     model.hook_spec(config.hook)  # a wrong hook fails before anything is read
+    config = replace(config, activations=activations)
     evaluation = dict(evaluate_tokens=evaluate_tokens, evaluate_loss_tokens=evaluate_loss_tokens)
     cluster_options = dict(cluster=cluster, workers=workers, worker_gpus=worker_gpus)
     return train_sae(
@@ -270,7 +282,8 @@ OPERATIONS = [
         "Train an SAE on a hook from a corpus (resumable: Ctrl-C keeps a checkpoint), then evaluate it.",
         GROUP,
         long=True,
-        local_only=LOCAL | {"save_to", "fresh", "evaluate_loss_tokens", "cluster", "workers", "worker_gpus"},
+        local_only=LOCAL
+        | {"save_to", "fresh", "evaluate_loss_tokens", "activations", "cluster", "workers", "worker_gpus"},
         http_types=HTTP_SIZES,
         python_only=frozenset({"command"}),
     ),
