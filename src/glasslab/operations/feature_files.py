@@ -26,6 +26,7 @@ from ..model.model import Model
 from ..views.result import Result
 from .features import AnyModel, SaeName, first_sae, open_sae
 from .options import Cli, Index, Options
+from .scale import ClusterAddress, Workers
 from .spec import OperationSpec
 
 
@@ -156,6 +157,8 @@ class PrecomputeOptions(Options):
         Field(max_length=500, description="Corpus to scan (default: the SAE's training corpus, else builtin)."),
     ] = None
     any_model: AnyModel = False
+    cluster: ClusterAddress = None
+    workers: Workers = None
 
 
 def precompute(
@@ -166,9 +169,12 @@ def precompute(
     held_out_sequences: int = 256,
     corpus: str | None = None,
     any_model: bool = False,
+    cluster: str | None = None,
+    workers: int | None = None,
 ) -> Precomputed:
     """Write labels.json (automatic labels with detection scores) and every feature's dashboard beside an SAE
-    saved in a folder of yours (the store or a path), so its dashboards open at once."""
+    saved in a folder of yours (the store or a path), so its dashboards open at once; ``cluster`` scans the
+    corpus on Ray."""
     if sae.startswith("default:"):
         raise InputError("shipped SAEs come with their dashboards and labels precomputed; nothing to do")
     chosen = open_sae(model, sae, any_model)
@@ -177,7 +183,14 @@ def precompute(
         raise InputError(f"'{sae}' is not saved in a folder of yours (store:NAME or a path); nothing was written")
     options = {"corpus": corpus} if corpus else {}
     described = precompute_features(
-        model, chosen, origin.folder, sequences=sequences, held_out_sequences=held_out_sequences, **options
+        model,
+        chosen,
+        origin.folder,
+        sequences=sequences,
+        held_out_sequences=held_out_sequences,
+        cluster=cluster,
+        workers=workers,
+        **options,
     )
     return Precomputed.of(described, sae, origin.folder)
 
@@ -212,7 +225,8 @@ OPERATIONS = [
         "Precompute every dashboard and automatic label (with detection scores) of an SAE trained into the store.",
         GROUP,
         long=True,
-        local_only=frozenset({"corpus", "any_model"}),
+        # A request never names a cluster or its workers: only the operator decides where the server runs work.
+        local_only=frozenset({"corpus", "any_model", "cluster", "workers"}),
         http_types=(("sae", SaeName),),
     ),
 ]

@@ -25,6 +25,7 @@ from ..model.model import Model
 from .graphs import TranscodersName
 from .options import MAX_LIST, Cli, Index, Options
 from .probing import parse_layers
+from .scale import ClusterAddress, Workers
 from .spec import OperationSpec
 
 SetName = Annotated[
@@ -92,6 +93,8 @@ class TranscoderPrecomputeOptions(Options):
         Field(min_length=1, max_length=MAX_LIST, description="Only these layers, e.g. 0,4,8 or 2-10 (default: all)."),
         Cli(parse=parse_layers, whole=True),
     ] = None
+    cluster: ClusterAddress = None
+    workers: Workers = None
 
 
 def precompute(
@@ -103,6 +106,8 @@ def precompute(
     corpus: str | None = None,
     seq_len: int = 128,
     layers: Sequence[int] | None = None,
+    cluster: str | None = None,
+    workers: int | None = None,
 ) -> TranscodersPrecomputed:
     """Label every feature of a set and precompute every dashboard: one scan of the corpus per layer, written
     beside each layer in the set's folder (its manifest kept valid)."""
@@ -115,6 +120,8 @@ def precompute(
         tokens=tokens,
         held_out_tokens=held_out_tokens,
         seq_len=seq_len,
+        cluster=cluster,
+        workers=workers,
     )
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from ...cluster import ClusterSpec
 from ...dictionaries import SAE
 from ...dictionaries.files import SPARSITY_FILE, load_sae_folder, save_sae, sparsity_density
 from ...dictionaries.fit import check_fits
@@ -75,14 +76,26 @@ def describe_features(
     seq_len: int | None = None,
     contexts: int = 20,
     held_out_sequences: int = 256,
+    cluster: str | ClusterSpec | None = None,
+    workers: int | None = None,
 ) -> Described:
     """Labels (with detection scores) for every feature that fires in the scan or had
     ``training_density > 0``, and the atlas of every feature that fired: ``sequences`` packed sequences of
     ``seq_len`` tokens (default: the SAE's training context) of ``corpus``'s train split, scored on
-    ``held_out_sequences`` of its test split."""
+    ``held_out_sequences`` of its test split. ``cluster``/``workers`` run the scan on Ray (``scan_features``)."""
     seq_len = seq_len or min(sae.cfg.context_size or 128, model.context_length or 128)
     scan = scan_features(
-        model, sae, None, corpus=corpus, split="train", sequences=sequences, seq_len=seq_len, k=contexts, window=_WINDOW
+        model,
+        sae,
+        None,
+        corpus=corpus,
+        split="train",
+        sequences=sequences,
+        seq_len=seq_len,
+        k=contexts,
+        window=_WINDOW,
+        cluster=cluster,
+        workers=workers,
     )
     common = scan.token_counts >= _COMMON  # tokens the corpus really uses, not stray pieces seen once
     common[[i for i in model.tokenizer.all_special_ids if i < len(common)]] = False  # <bos>, <eos>, <pad>

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ...cluster import ClusterSpec
 from ...dictionaries.labels_file import LABELS_FILE, labels_json, read_labels
 from ...dictionaries.transcoder_set import TranscoderSet, layer_folder
 from ...errors import InputError
@@ -57,11 +58,14 @@ def precompute_transcoders(
     tokens: int = 131_072,
     held_out_tokens: int = 32_768,
     seq_len: int = 128,
+    cluster: str | ClusterSpec | None = None,
+    workers: int | None = None,
 ) -> TranscodersPrecomputed:
     """Label every feature and precompute every dashboard of each layer (``layers``: default all) of a set
     loaded from its folder: ``tokens`` of the corpus's train split scanned per layer (default corpus: the set's
     training corpus), each label's detection score on ``held_out_tokens`` of its test split. Labels a person
-    wrote are kept; each layer's files replace the old ones at once."""
+    wrote are kept; each layer's files replace the old ones at once. ``cluster``/``workers`` run the scans on
+    Ray (``scan_features``)."""
     if transcoders.folder is None:
         raise InputError("this transcoder set was not loaded from a folder: save it, then load it by name")
     chosen = transcoders.layers if layers is None else [int(layer) for layer in layers]
@@ -75,6 +79,8 @@ def precompute_transcoders(
         "sequences": max(1, math.ceil(tokens / seq_len)),
         "held_out_sequences": max(1, math.ceil(held_out_tokens / seq_len)),
         "seq_len": seq_len,
+        "cluster": cluster,
+        "workers": workers,
     }
     written: dict[int, dict[str, int]] = {}
     for layer in chosen:  # each scan shows its own progress, named by the layer's hook
