@@ -1,4 +1,5 @@
-"""An SAE trained from a harvest (``activations=``) is the SAE trained from the live model on the same rows."""
+"""An SAE or a transcoder set trained from a harvest (``activations=``) is the one trained from the live model on
+the same rows, and the model is not run."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import torch
 import glasslab as gl
 from glasslab.activations import harvest
 from glasslab.dictionaries.train import TrainConfig
+from glasslab.dictionaries.transcoder_set import TranscoderSet
+from glasslab.dictionaries.transcoder_train import TranscoderTrainConfig, train_transcoders
 from glasslab.methods.features.training import train_sae
 from glasslab.sae import load_sae_folder
 from tests.tiny import WORDS, tiny_model
@@ -74,3 +77,30 @@ def test_a_harvest_of_other_text_or_another_model_is_refused(model, corpus, tmp_
         train_sae(
             model, config(corpus, hook="blocks.0.resid_post", activations=url), out=tmp_path / "d", evaluate_tokens=0
         )
+
+
+def test_a_transcoder_set_trained_from_a_harvest_is_the_one_trained_live(model, corpus, tmp_path, monkeypatch):
+    layers = range(model.n_layers)
+    hooks = [hook for layer in layers for hook in (f"blocks.{layer}.mlp.in", f"blocks.{layer}.mlp_out")]
+    url = harvest(model, hooks, str(tmp_path / "h"), corpus=corpus, tokens=1500, seq_len=16, shard_tokens=240).url
+    base = dict(architecture="topk_skip_transcoder", expansion=2, k=4, tokens=8 * 128, batch_size=128)
+    cfg = TranscoderTrainConfig(
+        **base, buffer_tokens=1000, seq_len=16, corpus=corpus, harvest_tokens=1500, model_batch=16
+    )
+    live = TranscoderSet.load(train_transcoders(model, cfg, out=tmp_path / "live").path, model)
+
+    def not_run(*args, **kwargs):
+        raise AssertionError("training from a harvest ran the model")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(model, "run", not_run)
+        run = train_transcoders(model, replace(cfg, activations=url), out=tmp_path / "stored")
+    stored = TranscoderSet.load(run.path, model)
+    assert run.training["tokens_harvested"] == 1500
+    for layer in live.layers:
+        for name, param in live[layer].named_parameters():
+            scale = float(param.abs().max())
+            torch.testing.assert_close(getattr(stored[layer], name), param, rtol=0, atol=1e-4 * scale)
+    with pytest.raises(gl.InputError, match=r"has no 'blocks\.0\.mlp\.in"):
+        only_resid = harvest(model, HOOK, str(tmp_path / "r"), corpus=corpus, tokens=300, seq_len=16).url
+        train_transcoders(model, replace(cfg, activations=only_resid), out=tmp_path / "x")

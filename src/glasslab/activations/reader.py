@@ -7,7 +7,7 @@ model, and a resumed training re-reads exactly the rows it had.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -29,15 +29,21 @@ def open_harvest(url: str, *, model_key: str | None = None) -> tuple[ShardFolder
 
 
 class HarvestedRows:
-    """Rows ``[n, width]`` (float32) at ``hook`` of a harvest, at most ``max_rows`` of them."""
+    """Rows ``[n, width]`` (float32) at ``hooks`` of a harvest, at most ``max_rows`` of them; several hooks'
+    rows side by side in the order given (a transcoder reads an MLP's input and output together)."""
 
-    def __init__(self, url: str, hook: str, *, model_key: str | None = None, max_rows: int | None = None) -> None:
+    def __init__(
+        self, url: str, hooks: str | Sequence[str], *, model_key: str | None = None, max_rows: int | None = None
+    ) -> None:
         self.folder, self.manifest = open_harvest(url, model_key=model_key)
-        if hook not in self.manifest.settings.hooks:
+        self.hooks = [hooks] if isinstance(hooks, str) else list(hooks)
+        if not self.hooks:
+            raise InputError("no hooks given; name the harvested hooks to read")
+        missing = [hook for hook in self.hooks if hook not in self.manifest.settings.hooks]
+        if missing:
             held = ", ".join(self.manifest.settings.hooks)
-            raise InputError(f"the harvest in '{url}' has no '{hook}' (it holds {held})")
-        self.hook = hook
-        self.width = self.manifest.widths[hook]
+            raise InputError(f"the harvest in '{url}' has no '{', '.join(missing)}' (it holds {held})")
+        self.width = sum(self.manifest.widths[hook] for hook in self.hooks)
         self.max_rows = max_rows
 
     def rows(self, start: int = 0) -> Iterator[torch.Tensor]:
@@ -50,5 +56,6 @@ class HarvestedRows:
                 continue
             if first >= end:
                 return
-            rows = decode_shard(self.folder, shard)[self.hook]
-            yield rows[max(0, start - first) : end - first].float()
+            tensors = decode_shard(self.folder, shard)
+            rows = torch.cat([tensors[hook].float() for hook in self.hooks], dim=1)
+            yield rows[max(0, start - first) : end - first]

@@ -13,12 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
+from ..activations.reader import HarvestedRows
 from ..activations.rows import hook_rows, hook_width, rows_per_sequence, skips_bos, stop_layer
 from ..data import batches, packed_sequences
+from ..data.corpus import canonical_corpus
 from ..errors import InputError
 from ..model.model import Model
 
@@ -172,3 +174,22 @@ class ShuffleBuffer:
         self._cursor = int(state["cursor"])
         self._order = state["order"].long()
         self.generator.set_state(state["generator"])
+
+
+Rows = TypeVar("Rows", bound=HarvestedRows)
+
+
+def harvested_rows(model: Model, config: Any, hooks: list[str], kind: type[Rows] = HarvestedRows) -> Rows:
+    """``config.activations``'s rows at ``hooks`` (side by side, read by ``kind``), checked to be this model's
+    and to come from the corpus and sequence length ``config`` (a ``TrainConfig``) names, which the trained
+    dictionary records as its own."""
+    if config.head_index is not None:
+        raise InputError("a harvest holds every head of a per-head hook; train on it without a head index")
+    rows = kind(config.activations, hooks, model_key=model.key, max_rows=config.harvest_tokens)
+    harvested = rows.manifest.settings
+    if (canonical_corpus(harvested.corpus), harvested.seq_len) != (canonical_corpus(config.corpus), config.seq_len):
+        raise InputError(
+            f"the harvest read {harvested.corpus} in sequences of {harvested.seq_len} tokens; pass the same "
+            f"corpus and seq_len (the trained dictionary records them), not {config.corpus} and {config.seq_len}"
+        )
+    return rows

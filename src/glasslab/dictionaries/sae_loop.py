@@ -19,12 +19,11 @@ from tqdm.auto import tqdm
 
 from ..activations import HarvestedRows
 from ..data import load_corpus
-from ..data.corpus import canonical_corpus
-from ..errors import GlasslabError, InputError
+from ..errors import GlasslabError
 from ..model.model import Model
 from ..progress import progress_enabled
 from ..store import Checkpoints
-from .activations import ActivationStream, ShuffleBuffer
+from .activations import ActivationStream, ShuffleBuffer, harvested_rows
 from .checkpoints import STATE_FILE, TENSORS_FILE, restore_checkpoint, write_checkpoint
 from .fit import hook_width
 from .registry import dictionary_class
@@ -83,16 +82,7 @@ def run_training(
 def _rows(model: Model, config: TrainConfig, documents: Iterable[str] | None) -> ActivationStream | HarvestedRows:
     """Where the rows come from: a harvest (``config.activations``) or the model run on the corpus."""
     if config.activations is not None:
-        if config.head_index is not None:
-            raise InputError("a harvest holds every head of a per-head hook; train on it without a head index")
-        rows = HarvestedRows(config.activations, config.hook, model_key=model.key, max_rows=config.harvest_tokens)
-        harvested = rows.manifest.settings
-        if (canonical_corpus(harvested.corpus), harvested.seq_len) != (canonical_corpus(config.corpus), config.seq_len):
-            raise InputError(
-                f"the harvest read {harvested.corpus} in sequences of {harvested.seq_len} tokens; pass the same "
-                f"corpus and seq_len (the SAE records them), not {config.corpus} and {config.seq_len}"
-            )
-        return rows
+        return harvested_rows(model, config, [config.hook])
     corpus_docs = documents if documents is not None else load_corpus(config.corpus, split="train")
     return ActivationStream(
         model, config.hook, corpus_docs, config.seq_len, config.model_batch, config.head_index, config.harvest_tokens

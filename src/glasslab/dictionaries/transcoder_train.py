@@ -21,12 +21,13 @@ from typing import Any
 
 import torch
 
+from ..activations import HarvestedRows
 from ..data import load_corpus
 from ..errors import InputError
 from ..model.model import Model
 from ..progress import progress
 from ..store import TRANSCODER_CHECKPOINTS, TRANSCODERS, Checkpoints, location
-from .activations import ActivationStream, ShuffleBuffer, skips_bos
+from .activations import ActivationStream, ShuffleBuffer, harvested_rows, skips_bos
 from .checkpoints import restore_checkpoint, write_checkpoint
 from .registry import dictionary_class, trainable_architectures
 from .sae_config import SAEConfig
@@ -78,7 +79,7 @@ class TranscodersStream(ActivationStream):
     layers: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        self.hooks = [hook for layer in self.layers for hook in (f"blocks.{layer}.mlp.in", f"blocks.{layer}.mlp_out")]
+        self.hooks = pair_hooks(self.layers)
         self.width = len(self.hooks) * self.model.d_model
         self.stop = max(self.layers) + 1
         self.rows_per_sequence = self.seq_len - (1 if skips_bos(self.model) else 0)
@@ -97,9 +98,24 @@ class TranscodersStream(ActivationStream):
         return rows
 
     def pair(self, rows: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The ``index``-th listed layer's (input, target) columns of ``rows``."""
-        d = self.model.d_model
-        return rows[:, 2 * index * d : (2 * index + 1) * d], rows[:, (2 * index + 1) * d : (2 * index + 2) * d]
+        return layer_pair(rows, index, self.model.d_model)
+
+
+class HarvestedPairs(HarvestedRows):
+    """The same rows as ``TranscodersStream``, read from a harvest of every layer's mlp.in and mlp_out."""
+
+    def pair(self, rows: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return layer_pair(rows, index, self.width // len(self.hooks))
+
+
+def layer_pair(rows: torch.Tensor, index: int, d: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``index``-th listed layer's (input, target) columns of ``[in_0, out_0, in_1, out_1, ...]`` rows."""
+    return rows[:, 2 * index * d : (2 * index + 1) * d], rows[:, (2 * index + 1) * d : (2 * index + 2) * d]
+
+
+def pair_hooks(layers: Iterable[int]) -> list[str]:
+    """Each layer's MLP input and output hooks, in the order the rows hold them."""
+    return [hook for layer in layers for hook in (f"blocks.{layer}.mlp.in", f"blocks.{layer}.mlp_out")]
 
 
 class _LayerRows:
@@ -153,6 +169,18 @@ class TranscoderTrainingRun:
     evaluation: dict[str, Any] | None
 
 
+def _stream(
+    model: Model, config: TranscoderTrainConfig, layers: tuple[int, ...], documents: Iterable[str] | None
+) -> TranscodersStream | HarvestedPairs:
+    """Every layer's (input, output) rows: from a harvest (``config.activations``) or the model on the corpus."""
+    if config.activations is not None:
+        return harvested_rows(model, config, pair_hooks(layers), HarvestedPairs)
+    docs = documents if documents is not None else load_corpus(config.corpus, split="train")
+    return TranscodersStream(
+        model, config.hook, docs, config.seq_len, config.model_batch, max_rows=config.harvest_tokens, layers=layers
+    )
+
+
 def train_transcoders(
     model: Model,
     config: TranscoderTrainConfig,
@@ -180,10 +208,7 @@ def train_transcoders(
     checkpoints = Checkpoints(location(TRANSCODER_CHECKPOINTS, model.key, name), TRANSCODER_CHECKPOINTS, model.key)
     if fresh:
         checkpoints.clear()
-    docs = documents if documents is not None else load_corpus(config.corpus, split="train")
-    stream = TranscodersStream(
-        model, config.hook, docs, config.seq_len, config.model_batch, max_rows=config.harvest_tokens, layers=layers
-    )
+    stream = _stream(model, config, layers, documents)
     buffer = ShuffleBuffer(stream, config.buffer_tokens, seed=config.seed + 1)
     runs = [_start_layer(model, config, layer, index, buffer, stream) for index, layer in enumerate(layers)]
     clock = Clock(runs[0].state)

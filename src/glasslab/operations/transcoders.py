@@ -10,6 +10,7 @@ the sizes bounded (``http_types``): the server holds the shuffle buffer of every
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Annotated
 
 from pydantic import Field, StringConstraints
@@ -75,6 +76,11 @@ class TranscoderSizes(Options):
 
 
 class TranscoderTrainOptions(TranscoderSizes):
+    activations: Annotated[
+        str | None,
+        StringConstraints(min_length=1, max_length=2000),
+        Field(description="Read every layer's mlp.in and mlp_out from a harvest (its --out) instead of the model."),
+    ] = None
     name: Annotated[
         str | None,
         StringConstraints(min_length=1, max_length=200),
@@ -145,6 +151,7 @@ def train(
     seed: int = 0,
     seq_len: int = 128,
     layers: Sequence[int] | None = None,
+    activations: str | None = None,
     name: str | None = None,
     fresh: bool = False,
     evaluate_tokens: int = 16384,
@@ -154,13 +161,15 @@ def train(
 ) -> TrainedTranscoders:
     """Train a transcoder for every layer (or ``layers``) from one harvest, evaluate the set on the corpus's test
     split and save it with ``training.json`` (resumable: an interrupted training keeps a checkpoint). With
-    ``announce``, the training is first measured (``estimate``) and the estimate handed to it."""
+    ``announce``, the training is first measured (``estimate``) and the estimate handed to it. ``activations``
+    reads the MLPs' inputs and outputs from a harvest instead of running the model."""
     config = train_config(
         architecture=architecture, d_sae=d_sae, expansion=expansion, k=k, tokens=tokens,
         harvest_tokens=harvest_tokens, buffer_tokens=buffer_tokens, batch_size=batch_size, lr=lr, corpus=corpus,
         seed=seed, seq_len=seq_len, layers=layers,
     )  # fmt: skip
-    if announce is not None:
+    config = replace(config, activations=activations)
+    if announce is not None and activations is None:  # the estimate times the model's pass a harvest replaces
         announce(estimate_transcoder_training(model, config))
     evaluation = dict(evaluate_tokens=evaluate_tokens, evaluate_loss_tokens=evaluate_loss_tokens)
     return train_transcoder_set(model, config, name=name, fresh=fresh, command=command, **evaluation)
@@ -251,7 +260,7 @@ OPERATIONS = [
         "Build a transcoder set: one transcoder per layer from one pass of text, then evaluated (resumable).",
         GROUP,
         long=True,
-        local_only=frozenset({"corpus", "fresh", "evaluate_loss_tokens"}),
+        local_only=frozenset({"corpus", "fresh", "evaluate_loss_tokens", "activations"}),
         http_types=HTTP_SIZES,
         python_only=frozenset({"command", "announce"}),
     ),
