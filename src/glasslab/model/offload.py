@@ -123,7 +123,7 @@ def _checked_device(device: object, where: str) -> int | str:
 
 def _memory_size(key: object, size: object) -> int | str:
     """A size in bytes or as text ("2GiB", "500MB"), checked the way accelerate will read it."""
-    from accelerate.utils import convert_file_size_to_int
+    from accelerate.utils import convert_file_size_to_int  # imported only when a placement is asked for
 
     try:
         if isinstance(size, bool) or convert_file_size_to_int(size) <= 0:
