@@ -39,7 +39,16 @@ def model_info(svc: Services) -> dict:
         "key": loaded.model.key,
         "context_length": loaded.model.context_length,
         "max_prompt_tokens": svc.limits.max_prompt_tokens,
+        "cluster": _cluster(svc),
     }
+
+
+def _cluster(svc: Services) -> dict | None:
+    """Whether long jobs may run on a Ray cluster (``serve --cluster``): its workers (None: one per CPU), never
+    its address."""
+    if svc.cluster is None:
+        return None
+    return {"workers": svc.cluster.workers, "worker_gpus": svc.cluster.gpus_per_worker}
 
 
 def check_source(source: str, roots: list[Path]) -> str:
@@ -85,7 +94,9 @@ def load_job(svc: Services, body: LoadModelBody, source: str):
     return work
 
 
-@router.get("/model", summary="The loaded model: name, family, sizes, source, the server's prompt limit.")
+@router.get(
+    "/model", summary="The loaded model: name, family, sizes, source; the server's prompt limit and Ray cluster."
+)
 def get_model(request: Request) -> dict:
     return model_info(services(request))
 

@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 
@@ -27,6 +27,9 @@ from ..operations.options import Options as Body
 from ..operations.spec import OperationSpec
 from .jobs import Job, JobManager
 from .state import ModelState, cancellable
+
+if TYPE_CHECKING:
+    from ..cluster import ClusterSpec
 
 
 class NotFound(InputError):
@@ -64,6 +67,9 @@ class Services:
     cache_results: bool = True
     sae_training: dict = field(default_factory=dict)  # the sizes the workbench offers for training an SAE
     extras: dict = field(default_factory=dict)
+    # The Ray cluster the operator started the server with (``glasslab serve --cluster``): a request may ask
+    # to use it, never name another. Connected to only when a job runs on it.
+    cluster: ClusterSpec | None = None
 
 
 def services(request: Request) -> Services:
@@ -76,6 +82,7 @@ class Ctx:
     model: Model
     limits: Limits
     job: Job | None = None
+    cluster: ClusterSpec | None = None  # the server's Ray cluster, if it was started with one
 
     def prompt(self, text: str, what: str = "prompt") -> int:
         """The prompt's length in tokens (BOS included), refusing one over the server's limit."""
@@ -152,7 +159,7 @@ def execute(services: Services, op: Operation, body: Body, job: Job | None = Non
     if op.tokenizer_only is not None:
         return op.tokenizer_only(state, services.limits, body)
     if op.off_worker:
-        return finite(op.run(Ctx(state, state.model, services.limits, job), body))
+        return finite(op.run(Ctx(state, state.model, services.limits, job, services.cluster), body))
     cancel = job.cancel if job is not None else None
 
     def tick() -> None:
@@ -160,7 +167,7 @@ def execute(services: Services, op: Operation, body: Body, job: Job | None = Non
             job.done += 1
 
     def work(model: Model) -> dict:
-        ctx = Ctx(state, model, services.limits, job)
+        ctx = Ctx(state, model, services.limits, job, services.cluster)
         if job is None:
             return finite(op.run(ctx, body))
         job.report(stage="running")

@@ -41,7 +41,7 @@ def operation_router(operations: list[Operation]) -> APIRouter:
             raise HTTPException(422, f"params: {describe(exc.errors())}") from None
         svc = services(request)
         if op.precheck is not None:
-            op.precheck(Ctx(svc.state, svc.state.model, svc.limits), params)
+            op.precheck(Ctx(svc.state, svc.state.model, svc.limits, cluster=svc.cluster), params)
 
         def work(job: Job) -> dict:
             return execute(svc, op, params, job)

@@ -7,6 +7,10 @@ one batch at a time and in turn with every other request, so the workbench keeps
 trains. The SAE is a TopK SAE on ``blocks.<layer>.resid_post``, written to the store (``store:NAME``)
 through a hidden folder that is renamed into place only if the job was not cancelled: a cancelled
 training leaves no SAE (the trainer keeps its checkpoint; the same training started again resumes).
+
+A request with ``on_cluster`` trains data-parallel on the Ray cluster the server was started with
+(``glasslab serve --cluster``; ``on_cluster.py``): the Ray workers load the model from its folder and run
+the forward passes themselves, and only the held-out evaluation runs here, on the model worker.
 """
 
 from __future__ import annotations
@@ -23,11 +27,12 @@ from ..dictionaries.activations import rows_per_sequence
 from ..dictionaries.train import TrainConfig, TrainingCancelled, default_name
 from ..errors import InputError
 from ..methods.features.estimate import estimate_training
-from ..methods.features.training import train_sae
+from ..methods.features.training import TrainedSAE, train_sae
 from ..model.model import Model
 from ..operations import OPERATIONS as DECLARED
 from ..operations.options import Options
 from ..store import SAES, ArtifactKind, location, staging_folder
+from .on_cluster import STARTED, check_cluster, followed
 from .ops import Ctx, declared
 from .schemas import TRAIN_HARVEST_TOKENS, WORKBENCH_TRAINING
 from .state import Cancelled, ModelState, cancellable
@@ -153,6 +158,7 @@ class _Progress:
         self.job, self.config, self.evaluate_tokens = ctx.job, config, evaluate_tokens
         self.rows_per_sequence = rows_per_sequence(ctx.model, config.seq_len)
         self.phase, self.rows = "harvest", 0
+        self._lock = threading.Lock()  # on a cluster, steps are shown from another thread
         self._report("reading activations from the model", 0, config.harvest_tokens)
 
     def _report(self, stage: str, done: int, total: int, metrics: dict | None = None) -> None:
@@ -169,17 +175,38 @@ class _Progress:
     def step(self, step: int, metrics: dict[str, float]) -> None:
         if self.job.cancel.is_set():
             raise KeyboardInterrupt  # the trainer's way to stop: it writes a checkpoint and saves no SAE
+        self.show_step(step, metrics)
+
+    def show_step(self, step: int, metrics: dict[str, float]) -> None:
         shown = {key: metrics[key] for key in ("loss", "fve", "l0", "dead") if key in metrics}
-        self.phase = "train"
-        self._report("training", step, self.config.steps, shown)
-        if step == self.config.steps and self.evaluate_tokens:
+        with self._lock:
+            if self.phase == "evaluate":  # a cluster's last step, polled after the evaluation began
+                return
+            self.phase = "train"
+            self._report("training", step, self.config.steps, shown)
+        if step == self.config.steps:
+            self.evaluating()
+
+    def evaluating(self) -> None:
+        """The held-out evaluation begins (once)."""
+        with self._lock:
+            if self.phase == "evaluate" or not self.evaluate_tokens:
+                return
             self.phase, self.rows = "evaluate", 0
             self._report("evaluating on held-out text", 0, self.evaluate_tokens)
 
+    def evaluation_forward(self, sequences: int) -> None:
+        """A forward pass here while training on a cluster: the workers run the rest, so it is the evaluation's."""
+        self.evaluating()
+        self.forward(sequences)
+
 
 def check_training(ctx: Ctx, body: Options) -> tuple[TrainConfig, str]:
-    """The settings and the SAE's name, refused (400) for a bad layer or size or a name already taken."""
+    """The settings and the SAE's name, refused (400) for a bad layer or size, a name already taken or a
+    cluster this server lacks."""
     config = _config(ctx, body)
+    if body.on_cluster:
+        check_cluster(ctx, config.batch_size)
     name = _name(config, body, ctx.model.d_model)
     if location(SAES, ctx.model.key, name).exists():
         raise InputError(
@@ -213,21 +240,29 @@ def staged(ctx: Ctx, kind: ArtifactKind, name: str, what: str) -> Iterator[Path]
             _training.discard(key)
 
 
+def _train(ctx: Ctx, config: TrainConfig, name: str, body: Options, staging: Path) -> TrainedSAE:
+    """Train into ``staging``: here (the forward passes on the model worker) or on the server's cluster."""
+    progress = _Progress(ctx, config, body.evaluate_tokens)
+    settings = dict(
+        name=name,
+        out=staging,
+        evaluate_tokens=body.evaluate_tokens,
+        evaluate_loss_tokens=0,  # losses need four full passes each: `glasslab sae eval` measures them
+        command=f"workbench: train an SAE for layer {body.layer}",
+    )
+    if not body.on_cluster:
+        worker_model = OnWorker(ctx.state, ctx.model, ctx.job.cancel, progress.forward)
+        return train_sae(worker_model, config, on_step=progress.step, **settings)  # type: ignore[arg-type]
+    ctx.job.report(stage=STARTED, done=0, total=0)
+    driver_model = OnWorker(ctx.state, ctx.model, ctx.job.cancel, progress.evaluation_forward)
+    with followed(ctx, progress.show_step) as on_step:
+        return train_sae(driver_model, config, on_step=on_step, cluster=ctx.cluster, **settings)  # type: ignore[arg-type]
+
+
 def train_op(ctx: Ctx, body: Options) -> dict:
     config, name = check_training(ctx, body)
     with staged(ctx, SAES, name, "SAE") as staging:
-        progress = _Progress(ctx, config, body.evaluate_tokens)
-        worker_model = OnWorker(ctx.state, ctx.model, ctx.job.cancel, progress.forward)
-        trained = train_sae(
-            worker_model,  # type: ignore[arg-type]
-            config,
-            name=name,
-            out=staging,
-            evaluate_tokens=body.evaluate_tokens,
-            evaluate_loss_tokens=0,  # losses need four full passes each: `glasslab sae eval` measures them
-            on_step=progress.step,
-            command=f"workbench: train an SAE for layer {body.layer}",
-        )
+        trained = _train(ctx, config, name, body, staging)
     return {
         "kind": "sae_training",
         "name": f"store:{name}",

@@ -16,6 +16,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..cluster import ClusterSpec
 from ..errors import GlasslabError
 from ..model.model import Model
 from . import (
@@ -72,6 +73,7 @@ def create_app(
     cache_results: bool = True,
     wait_s: float = 300.0,
     sae_training: dict | None = None,
+    cluster: ClusterSpec | None = None,
     static_dir: Path = STATIC,
 ) -> FastAPI:
     """The app serving ``model``.
@@ -82,7 +84,8 @@ def create_app(
     ``cache_results=False`` recomputes every request, forward pass included (tests of isolation).
     ``wait_s``: how long a request waits for a busy model before a 503. ``sae_training``: the sizes the
     workbench proposes when it trains an SAE for a layer (fields of the sae-train request; default:
-    ``WORKBENCH_TRAINING``).
+    ``WORKBENCH_TRAINING``). ``cluster``: the Ray cluster a request may ask its long jobs to run on
+    (``on_cluster``); it is connected to only when such a job runs, and no request can name another.
     """
     app = FastAPI(
         title="glasslab",
@@ -100,6 +103,7 @@ def create_app(
         experiments=ExperimentStore(experiments_db),
         cache_results=cache_results,
         sae_training=sae_training_plan(sae_training or {}),
+        cluster=cluster if cluster is not None and cluster.distributed else None,
     )
     app.include_router(models_router)
     app.include_router(explanations.router)

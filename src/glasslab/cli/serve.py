@@ -90,12 +90,30 @@ def serve(
     ] = None,
     dtype: DtypeOpt = "float32",
     device: DeviceOpt = "cpu",
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            help="A Ray cluster the workbench's long jobs may run on when asked: local (start one here), auto "
+            "(the running cluster) or an address. Connected to only when such a job runs."
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Ray workers (default: one per CPU, or per GPU with --worker-gpus).", min=1)
+    ] = None,
+    worker_gpus: Annotated[
+        float, typer.Option(help="GPUs each Ray worker takes (the model runs on cuda).", min=0.0)
+    ] = 0.0,
 ) -> None:
     """Start the workbench: a local web app (and JSON API) over one loaded model."""
     import uvicorn
 
     from ..app.security import is_loopback, new_token
     from ..app.server import create_app
+    from ..cluster import cluster_spec
+
+    if cluster is None and (workers is not None or worker_gpus):
+        raise InputError("--workers and --worker-gpus size a Ray cluster: give --cluster local, auto or an address")
+    on_ray = cluster_spec(cluster, workers, worker_gpus) if cluster is not None else None
 
     if token is not None and len(token) < 8:
         raise InputError("--token must be at least 8 characters")
@@ -104,13 +122,15 @@ def serve(
     check_port(host, port)
     loaded = _load_with_progress(model, dtype, device)
     application = create_app(
-        loaded, source=model or "default", token=token, hosts=[host], model_roots=allow_models or ()
+        loaded, source=model or "default", token=token, hosts=[host], model_roots=allow_models or (), cluster=on_ray
     )
     shown_host = f"[{host}]" if ":" in host else host
     url = f"http://{shown_host}:{port}/" + (f"?token={token}" if token else "")
     out.print(f"glasslab workbench: {escape(url)}  (Ctrl-C to stop)", highlight=False, soft_wrap=True)
     if not is_loopback(host):
         err.print(f"listening on {escape(host)}: anyone who can reach it needs the token above", highlight=False)
+    if on_ray is not None:
+        err.print(f"long jobs may run on the Ray cluster '{escape(str(cluster))}' when asked", highlight=False)
     config = uvicorn.Config(application, host=host, port=port, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     if not no_browser:

@@ -112,6 +112,10 @@ class SaeTrainOptions(TrainSizes):
         Field(ge=0, le=10_000_000, description="Held-out tokens for the loss-recovered figures (4 full passes)."),
         Cli(("--eval-loss-tokens",)),
     ] = 2048
+    on_cluster: Annotated[
+        bool,
+        Field(description="Train on the Ray cluster the server was started with (glasslab serve --cluster)."),
+    ] = False
 
 
 def train_config(
@@ -286,6 +290,9 @@ OPERATIONS = [
         | {"save_to", "fresh", "evaluate_loss_tokens", "activations", "cluster", "workers", "worker_gpus"},
         http_types=HTTP_SIZES,
         python_only=frozenset({"command"}),
+        # A request may only ask for the cluster the server's operator chose (a request naming an address would
+        # steer the server); the CLI and Python name their cluster themselves (cluster, workers, worker_gpus).
+        server_only=frozenset({"on_cluster"}),
     ),
     OperationSpec(
         "sae-train-estimate",
