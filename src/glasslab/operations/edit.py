@@ -9,10 +9,22 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from ..errors import InputError
-from ..methods.editing import Edit, EditEvaluation, Fact, builtin_facts, evaluate_edit, load_facts, memit, rome
-from ..methods.editing.tracing import CausalTrace, causal_trace
+from ..methods.editing import (
+    Edit,
+    EditEvaluation,
+    Fact,
+    builtin_facts,
+    evaluate_edit,
+    key_statistics,
+    load_facts,
+    memit,
+    rome,
+)
+from ..methods.editing.memit import default_layers
+from ..methods.editing.tracing import CausalTrace, causal_trace, traced_layer
 from ..model.model import Model
 from .options import MAX_BATCH, MAX_LIST, MAX_REFERENCE, MAX_SEEDS, Cli, Index, Options, Prompt, PromptOptions, Token
+from .scale import ClusterAddress, WorkerGpus, Workers
 from .spec import OperationSpec
 
 Seed = Annotated[int, Field(ge=0, le=MAX_SEEDS, description="Random seed (noise draws, prefixes).")]
@@ -104,6 +116,9 @@ class EditOptions(Options):
     stats_tokens: Annotated[
         int, Field(ge=1, le=100_000_000, description="Tokens to measure the key statistics on (cached).")
     ] = 50_000
+    cluster: ClusterAddress = None
+    workers: Workers = None
+    worker_gpus: WorkerGpus = 0.0
     steps: Annotated[int, Field(ge=1, le=10_000, description="Optimisation steps for the new values.")] = 20
     fluency: Annotated[bool, Field(description="Also measure fluency (generates text before and after).")] = True
     save: Annotated[
@@ -127,13 +142,17 @@ def edit_facts(
     layers: Sequence[int] | None = None,
     corpus: str = "builtin",
     stats_tokens: int = 50_000,
+    cluster: str | None = None,
+    workers: int | None = None,
+    worker_gpus: float = 0.0,
     steps: int = 20,
     fluency: bool = True,
     save: str | None = None,
     seed: int = 0,
 ) -> EditEvaluation:
     """One fact (``subject``, ``prompt``, ``target``) or ``facts`` rewritten by ROME or MEMIT, saved under
-    ``save`` when given, and evaluated before and after (the model ends unchanged)."""
+    ``save`` when given, and evaluated before and after (the model ends unchanged). ``cluster`` measures
+    the key statistics (when not cached) on Ray workers."""
     if facts is not None:
         if subject or prompt or target:
             raise InputError("give either --facts or --subject/--prompt/--target, not both")
@@ -141,15 +160,22 @@ def edit_facts(
     else:
         fact_list = [_fact(model, subject, prompt, target, target_true, paraphrases or [], neighbours or [])]
     stats = dict(corpus=corpus, stats_tokens=stats_tokens, steps=steps, seed=seed)
+    scale = dict(corpus=corpus, tokens=stats_tokens, cluster=cluster, workers=workers, worker_gpus=worker_gpus)
     if method == "rome":
         if len(fact_list) != 1:
             raise InputError(f"ROME rewrites one fact but {len(fact_list)} were given; use --method memit")
         if layers is not None:
             raise InputError("--layers is for MEMIT; give ROME one --layer")
+        if cluster is not None:  # measured on Ray here, where rome() would measure them in this process
+            layer = traced_layer(model, fact_list[0], seed=seed) if layer is None else layer
+            stats["stats"] = key_statistics(model, layer, **scale)[layer]
         made: Edit = rome(model, fact_list[0], layer=layer, **stats)
     else:
         if layer is not None:
             raise InputError("--layer is for ROME; give MEMIT --layers a,b,c")
+        if cluster is not None:
+            chosen = default_layers(model.n_layers) if layers is None else layers
+            stats["stats"] = key_statistics(model, chosen, **scale)
         made = memit(model, fact_list, layers=layers, **stats)
     if save:
         made = made.save(save)
@@ -207,7 +233,7 @@ OPERATIONS = [
         EditEvaluation,
         "Rewrite a fact with ROME (or many with MEMIT) and show efficacy, generalisation, specificity and fluency.",
         GROUP,
-        local_only=frozenset({"facts", "corpus", "save"}),
+        local_only=frozenset({"facts", "corpus", "save", "cluster", "workers", "worker_gpus"}),
         long=True,
         # It rewrites the served model's weights while it measures (other requests would read the edited
         # model) and reads facts and corpora from files here: the CLI and Python run it, the server does not.

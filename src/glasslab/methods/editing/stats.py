@@ -6,7 +6,9 @@ meets in ordinary text (whose spread ``C`` measures) change as little as possibl
 
 ``C`` is estimated over a corpus from ``glasslab.data`` (streamed, packed into BOS-led sequences), BOS
 positions left out: an edit key is never a BOS, and BOS activations are outliers in many models. Several
-layers are measured in one pass. Each layer's result is cached in the store (``glasslab.store.KEY_STATS``) under
+layers are measured in one pass, summed in units of sequences here or on Ray workers (``--cluster``; see
+``methods.corpus_sums``) with the same result. Each layer's result is cached in the store
+(``glasslab.store.KEY_STATS``) under
 ``editing/<model key>/key-stats/<corpus, split, tokens, sequence length>/layer-<L>`` as
 ``moment.safetensors`` (float64 ``C``) and ``stats.json``, written atomically with the store's manifest, so a
 later edit reuses it.
@@ -26,13 +28,14 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ...data import batches, load_corpus, packed_sequences
+from ...cluster import ClusterSpec, cluster_spec
+from ...data import load_corpus
 from ...data.corpus import Split, canonical_corpus
 from ...errors import InputError
 from ...model.model import Model
-from ...progress import progress
 from ...store import KEY_STATS, location, save, verify
 from ...views.result import Result
+from ..corpus_sums import PartialSums, SequenceUnit, SumJob, plan_units, sum_units
 
 FORMAT = 1
 _MOMENT, _META = "moment.safetensors", "stats.json"
@@ -90,11 +93,16 @@ def key_statistics(
     seq_len: int | None = None,
     batch_size: int = 8,
     cache: bool = True,
+    cluster: str | ClusterSpec | None = None,
+    workers: int | None = None,
+    worker_gpus: float = 0.0,
 ) -> dict[int, KeyStats]:
     """``C`` for each layer, from the store when cached, else measured in one streamed pass and stored.
 
     ``tokens``: how many corpus tokens (BOS excluded) to average over; ``seq_len`` tokens per sequence
     (default 128, or the context window if shorter). ``cache=False`` measures afresh and stores nothing.
+    ``cluster`` (``local``, ``auto`` or an address) measures on Ray workers (``workers``, each with
+    ``worker_gpus`` GPUs): the same statistics, cached the same way.
     """
     if seq_len is None:
         seq_len = min(128, model.context_length or 128)
@@ -109,35 +117,56 @@ def key_statistics(
             stats = _read(model, stats_folder(model, layer, corpus, split, tokens, seq_len))
             if stats is not None:
                 found[layer] = stats
+    spec = cluster_spec(cluster, workers, worker_gpus)
     missing = [layer for layer in layer_list if layer not in found]
     if missing:
-        measured = _measure(model, missing, corpus, split, tokens, seq_len, batch_size)
+        measured = _measure(model, missing, corpus, split, tokens, seq_len, batch_size, spec)
         for layer, stats in measured.items():
             found[layer] = _write(stats) if cache else stats
     return {layer: found[layer] for layer in layer_list}
 
 
+@dataclass(frozen=True)
+class KeyMomentJob(SumJob):
+    """``sum k k^T`` of a unit's MLP keys at each of ``hooks``, BOS positions (``first``) left out."""
+
+    hooks: tuple[str, ...]
+    first: int
+    batch_size: int
+
+    def run(self, model: Model | None, unit: SequenceUnit) -> PartialSums:
+        assert model is not None
+        stop = max(model.hook_spec(hook).layer for hook in self.hooks) + 1
+        sums = {hook: torch.zeros(model.d_mlp, model.d_mlp, dtype=torch.float64) for hook in self.hooks}
+        for batch in unit.tokens.split(self.batch_size):
+            run = model.run(batch, cache=list(self.hooks), stop_at_layer=stop)
+            for hook in self.hooks:
+                keys = run.cache[hook][:, self.first :].reshape(-1, model.d_mlp).double().cpu()
+                if not torch.isfinite(keys).all():
+                    layer = model.hook_spec(hook).layer
+                    raise InputError(f"the MLP keys at layer {layer} hold NaN or infinity; load the model in float32")
+                sums[hook] += keys.T @ keys
+        return PartialSums(sums, unit.tokens.shape[0] * (unit.tokens.shape[1] - self.first))
+
+
 def _measure(
-    model: Model, layers: list[int], corpus: str, split: Split, tokens: int, seq_len: int, batch_size: int
+    model: Model,
+    layers: list[int],
+    corpus: str,
+    split: Split,
+    tokens: int,
+    seq_len: int,
+    batch_size: int,
+    spec: ClusterSpec,
 ) -> dict[int, KeyStats]:
     started = time.perf_counter()
     first = 1 if model.tokenizer.bos_token_id is not None else 0
-    per_sequence = seq_len - first
-    n_sequences = -(-tokens // per_sequence)
-    documents = load_corpus(corpus, split=split)
-    sequences = packed_sequences(model, documents, seq_len, limit=n_sequences)
+    n_sequences = -(-tokens // (seq_len - first))
     hooks = {layer: f"blocks.{layer}.mlp.post" for layer in layers}
-    sums = {layer: torch.zeros(model.d_mlp, model.d_mlp, dtype=torch.float64) for layer in layers}
-    seen = 0
-    total = -(-n_sequences // batch_size)
-    for batch in progress(batches(sequences, batch_size), total=total, description="key statistics", unit="batch"):
-        run = model.run(batch, cache=list(hooks.values()), stop_at_layer=max(layers) + 1)
-        for layer, hook in hooks.items():
-            keys = run.cache[hook][:, first:].reshape(-1, model.d_mlp).double().cpu()
-            if not torch.isfinite(keys).all():
-                raise InputError(f"the MLP keys at layer {layer} hold NaN or infinity; load the model in float32")
-            sums[layer] += keys.T @ keys
-        seen += batch.shape[0] * per_sequence
+    units = plan_units(model, load_corpus(corpus, split=split), seq_len, n_sequences, batch_size)
+    job = KeyMomentJob(tuple(hooks.values()), first, batch_size)
+    total = sum_units(job, units, model=model, spec=spec, description="key statistics", sequences=n_sequences)
+    seen = total.count
     if seen < tokens:
         raise InputError(
             f"the corpus '{corpus}' gave only {seen} tokens but {tokens} were asked for; ask for fewer or use a "
@@ -153,7 +182,7 @@ def _measure(
             split=split,
             tokens=seen,
             seq_len=seq_len,
-            moment=sums[layer] / seen,
+            moment=total.sums[hooks[layer]] / seen,
             seconds=seconds,
             from_cache=False,
             path=stats_folder(model, layer, corpus, split, tokens, seq_len),

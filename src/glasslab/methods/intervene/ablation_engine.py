@@ -6,7 +6,6 @@ ablation plan ``i`` (see ``methods.intervene.ablation``'s docstring for the site
 from __future__ import annotations
 
 import functools
-import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,11 +13,13 @@ from typing import Literal
 
 import torch
 
-from ...data import Corpus, batches, load_corpus, packed_sequences
+from ...cluster import ClusterSpec, cluster_spec
+from ...data import Corpus, load_corpus
 from ...errors import InputError
 from ...interventions import Replace
 from ...model.model import Model
 from ...progress import progress
+from ..corpus_sums import PartialSums, SequenceUnit, SumJob, plan_units, sum_units
 from ..metrics import Metric, make_metric
 
 How = Literal["zero", "mean", "resample"]
@@ -102,50 +103,73 @@ def mean_activations(
     sequences: int = 64,
     seq_len: int = 64,
     batch_size: int = 16,
+    cluster: str | ClusterSpec | None = None,
+    workers: int | None = None,
+    worker_gpus: float = 0.0,
 ) -> MeanActivations:
     """Mean of each hook's activation over a corpus (``sequences`` packed sequences of ``seq_len``
     tokens, streamed in batches) or over reference ``prompts``, excluding each sequence's BOS position.
 
-    One pass computes every hook's mean and stops after the last layer any of them needs.
+    One pass computes every hook's mean and stops after the last layer any of them needs. ``cluster``
+    (``local``, ``auto`` or an address) averages a corpus on Ray workers (``workers``, each with
+    ``worker_gpus`` GPUs), with the same result; reference prompts, one forward pass, always run here.
     """
     if (corpus is None) == (prompts is None):
         raise InputError("give either a corpus or reference prompts to average over, not both or neither")
+    spec = cluster_spec(cluster, workers, worker_gpus)
     names = model.expand_hooks(list(hooks))
     layers = [model.hook_spec(n).layer for n in names]
     if any(layer is None for layer in layers):
         raise InputError("mean ablation works on block hooks (blocks.L....), not embed/ln_final/logits")
-    stop = max(layers) + 1
-    skip = 1 if model.tokenizer.bos_token_id is not None else 0
-    sums: dict[str, torch.Tensor] = {}
-    count = 0
-
-    def accumulate(tokens: torch.Tensor, mask: torch.Tensor | None) -> None:
-        nonlocal count
-        run = model.run(tokens, cache=names, stop_at_layer=stop, attention_mask=mask)
-        weights = run.attention_mask[:, skip:].to(torch.float64)
-        count += int(weights.sum())
-        for name in names:
-            act = run.cache[name][:, skip:].to(torch.float64)
-            w = weights.to(act.device).view(*weights.shape, *([1] * (act.dim() - 2)))
-            total = (act * w).sum(dim=(0, 1))
-            sums[name] = sums[name] + total if name in sums else total
-
+    job = MeanJob(tuple(names), max(layers) + 1, 1 if model.tokenizer.bos_token_id is not None else 0, batch_size)
     if prompts is not None:
         tokens = model.tokenize(list(prompts))
-        accumulate(tokens.input_ids, tokens.attention_mask)
+        total = job.sums(model, tokens.input_ids, tokens.attention_mask)
         source = _count(len(tokens.input_ids), "reference prompt")
     else:
         if sequences < 1:
             raise InputError(f"sequences must be at least 1, got {sequences}")
+        if batch_size < 1:
+            raise InputError(f"batch_size must be at least 1, got {batch_size}")
         text = corpus if isinstance(corpus, Corpus) else load_corpus(corpus)
-        stream = batches(packed_sequences(model, text, seq_len, limit=sequences), batch_size)
-        for batch in progress(stream, total=math.ceil(sequences / batch_size), description="mean activations"):
-            accumulate(batch, None)
+        units = plan_units(model, text, seq_len, sequences, batch_size)
+        total = sum_units(job, units, model=model, spec=spec, description="mean activations", sequences=sequences)
         source = f"corpus {text.describe()}"
-    if count == 0:
+    if total.count == 0:
         raise InputError("no tokens to average over (besides BOS); give longer reference prompts or more text")
-    values = {name: (total / count).to(model.dtype) for name, total in sums.items()}
-    return MeanActivations(values, f"{source}, {count} tokens", count)
+    values = {
+        name: (sum_ / total.count).to(device=model.device, dtype=model.dtype) for name, sum_ in total.sums.items()
+    }
+    return MeanActivations(values, f"{source}, {total.count} tokens", total.count)
+
+
+@dataclass(frozen=True)
+class MeanJob(SumJob):
+    """Each hook's activation summed over a unit's tokens, the first ``skip`` (BOS) of each sequence left out;
+    the model runs up to layer ``stop``."""
+
+    hooks: tuple[str, ...]
+    stop: int
+    skip: int
+    batch_size: int
+
+    def run(self, model: Model | None, unit: SequenceUnit) -> PartialSums:
+        assert model is not None
+        total = PartialSums({}, 0)
+        for batch in unit.tokens.split(self.batch_size):
+            total += self.sums(model, batch, None)
+        return total
+
+    def sums(self, model: Model, tokens: torch.Tensor, mask: torch.Tensor | None) -> PartialSums:
+        """The float64 sums (on the CPU) over one forward pass's tokens that ``mask`` keeps (None: all)."""
+        run = model.run(tokens, cache=list(self.hooks), stop_at_layer=self.stop, attention_mask=mask)
+        weights = run.attention_mask[:, self.skip :].to(torch.float64)
+        sums = {}
+        for name in self.hooks:
+            act = run.cache[name][:, self.skip :].to(torch.float64)
+            w = weights.to(act.device).view(*weights.shape, *([1] * (act.dim() - 2)))
+            sums[name] = (act * w).sum(dim=(0, 1)).cpu()
+        return PartialSums(sums, int(weights.sum()))
 
 
 def _count(n: int, noun: str) -> str:
