@@ -110,7 +110,8 @@ function noSaeHere(el, key) {
 // -- training an SAE for a layer ------------------------------------------------------------------------
 // One training at a time from this page; its state survives re-renders and panel switches, and its progress
 // is written into the panel in place (no re-render every poll).
-const training = { estimates: {}, measuring: null, job: null, layer: null, model: null, error: null, outcome: null };
+// onCluster: the box ticked to train on the server's Ray cluster (GET /api/model `cluster`; only when it has one).
+const training = { estimates: {}, measuring: null, job: null, layer: null, model: null, error: null, outcome: null, onCluster: false };
 
 function duration(s) {
   if (!Number.isFinite(s)) return '?';
@@ -183,7 +184,8 @@ function showProgress(j) {
 async function train(key) {
   Object.assign(training, { layer: key, model: state.model?.name, error: null, outcome: null, job: null });
   try {
-    const j = await poll('sae-train', trainBody(key), (p) => {
+    const onCluster = Boolean(state.model?.cluster && training.onCluster);
+    const j = await poll('sae-train', { ...trainBody(key), ...(onCluster ? { on_cluster: true } : {}) }, (p) => {
       const first = !training.job;
       training.job = p;
       if (first) refresh();
@@ -246,9 +248,21 @@ function trainBox(el, key) {
       + `measured just now from one batch of activations and a few training steps (other work on this machine can change it). `
       + `It will be saved as ${est.plan.name}.`;
   }
+  clusterChoice(box, m?.cluster);
   box.append(h('div.controls', {},
     button(est ? 'Measure again' : 'Estimate the time', CONTROLS.saeEstimate, () => estimate(key)),
     est ? button(`Train the SAE (about ${duration(est.seconds)})`, CONTROLS.saeTrain, () => train(key), 'primary') : null));
+}
+
+/** A tick box to train on the Ray cluster the server was started with (`glasslab serve --cluster`), if any. */
+function clusterChoice(box, cluster) {
+  if (!cluster) return;
+  const workers = cluster.workers ? plural(cluster.workers, 'worker') : 'one worker per CPU';
+  const tick = h('input#sae-on-cluster', { type: 'checkbox', checked: training.onCluster });
+  tick.addEventListener('change', () => { training.onCluster = tick.checked; });
+  box.append(h('div.controls.cluster-toggle', {}, h('label.check', {}, tick, ` Run on the Ray cluster (${workers})`)),
+    h('p.muted.cluster-note', {}, 'Ray workers then load the model, read the activations and share every training step, '
+      + 'and this machine only checks the finished SAE (the time estimate is still measured here).'));
 }
 
 function trainedNote(el) {
