@@ -128,7 +128,7 @@ def test_a_training_on_the_cluster_saves_an_sae_with_progress(on_ray):
     assert all(j["total"] == 24 for j in seen if j["stage"] == "training")
     assert set(job["metrics"]) == {"loss", "fve", "l0", "dead"}
     result = job["result"]
-    assert result["steps"] == 24 and result["evaluation"]["tokens"] == 256
+    assert result["steps"] == 24 and result["evaluation"]["tokens"] == 256 and result["workers"] == WORKERS
     name = result["name"].removeprefix("store:")
     record = json.loads((location(SAES, model.key, name) / "training.json").read_text())
     assert record["workers"] == WORKERS

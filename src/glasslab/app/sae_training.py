@@ -272,6 +272,7 @@ def train_op(ctx: Ctx, body: Options) -> dict:
         "tokens_harvested": trained.training["tokens_harvested"],
         "final": trained.training["final"],
         "dead_fraction_training": trained.training["dead_fraction_training"],
+        "workers": trained.training.get("workers"),  # Ray workers that trained it; None: trained here
         "evaluation": trained.evaluation,
     }
 

@@ -269,7 +269,7 @@ function trainedNote(el) {
   const r = training.outcome;
   if (!r || r.name !== chosenSae()) return;
   const ev = r.evaluation;
-  el.append(h('p.facts.trained-note', {}, `${r.name} was trained here in ${duration(r.seconds)} (${plural(r.steps, 'step')}). `,
+  el.append(h('p.facts.trained-note', {}, `${r.name} was trained ${r.workers ? `on the Ray cluster (${plural(r.workers, 'worker')})` : 'here'} in ${duration(r.seconds)} (${plural(r.steps, 'step')}). `,
     ev ? `On ${ev.tokens.toLocaleString()} held-out tokens it explains ${pct(ev.fve)} of the activation's variance with ${fmt(ev.l0, 1)} features per token; ${pct(ev.dead_fraction)} of its features never fired there. ` : '',
     'A quick SAE is rough: treat its features as hints.'));
 }
