@@ -18,11 +18,9 @@ import torch
 import glasslab as gl
 from glasslab.activations import HarvestedRows, ShardFolder, harvest, open_harvest
 from glasslab.activations.shards import decode_shard
-from glasslab.cluster import ClusterSpec
-from tests.tiny import WORDS, save_tiny
+from tests.ray_support import folder_model, local_cluster
+from tests.tiny import WORDS
 from tests.tolerance import slack
-
-ray = pytest.importorskip("ray", reason="the Ray tests need the ray extra (pip install 'glasslab[ray]')")
 
 HOOKS = ["blocks.0.resid_post", "blocks.1.mlp.post"]
 SIZES = {"tokens": 360, "seq_len": 16, "shard_tokens": 45}  # 8 shards of 3 sequences
@@ -35,17 +33,13 @@ def documents(n: int = 60) -> list[str]:
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> gl.Model:
-    folder = tmp_path_factory.mktemp("model")
-    save_tiny("llama", folder)
-    return gl.load(str(folder))
+    return folder_model(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    spec = ClusterSpec("local", workers=2)
-    spec.connect()
-    yield spec
-    ray.shutdown()
+    with local_cluster() as spec:
+        yield spec
 
 
 @pytest.fixture(scope="module")

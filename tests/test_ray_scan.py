@@ -11,13 +11,14 @@ import pytest
 import torch
 
 import glasslab as gl
-from glasslab.cluster import ClusterSpec
+from glasslab.data import SequenceUnit
 from glasslab.errors import InputError
 from glasslab.methods.features.basis import FeatureBasis, NeuronBasis
 from glasslab.methods.features.labels import describe_features
 from glasslab.methods.features.scan import FeatureScan, scan_features
-from glasslab.methods.features.scan_parts import Histogram, ScanJob, ScanMerger, ScanState, ScanUnit, plan_units
-from tests.tiny import WORDS, save_tiny, tiny_model, tiny_sae
+from glasslab.methods.features.scan_parts import Histogram, ScanJob, ScanMerger, ScanState, plan_units
+from tests.ray_support import folder_model, local_cluster
+from tests.tiny import WORDS, tiny_model, tiny_sae
 from tests.tolerance import slack
 
 SCAN = dict(sequences=40, seq_len=16, batch_size=2, k=5, window=3, bins=8)  # units of 16: 16 + 16 + 8 sequences
@@ -65,7 +66,7 @@ def test_partial_scans_merged_in_any_order_equal_one_pass_in_order(kind):
     assert [u.first_sequence for u in units] == [0, 8, 16, 24]
     job = ScanJob(basis, tuple(range(basis.size)), 4, 2, 6, 1, 2)
     parts = [job.run(model, unit) for unit in units]
-    whole = job.run(model, ScanUnit(0, 0, torch.cat([u.tokens for u in units])))  # one pass, same batches
+    whole = job.run(model, SequenceUnit(0, 0, torch.cat([u.tokens for u in units])))  # one pass, same batches
     for order in itertools.islice(itertools.permutations(range(len(units))), 0, None, 5):
         merger = ScanMerger(ScanState(basis.size, 4, 2, 6, model.vocab_size, signed=basis.signed))
         for i in order:
@@ -101,9 +102,7 @@ def test_histograms_of_parts_merge_into_the_histogram_of_the_whole():
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> gl.Model:
-    folder = tmp_path_factory.mktemp("model")
-    save_tiny("llama", folder)
-    return gl.load(str(folder))
+    return folder_model(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -115,11 +114,8 @@ def corpus(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray = pytest.importorskip("ray", reason="the Ray tests need the ray extra (pip install 'glasslab[ray]')")
-    spec = ClusterSpec("local", workers=2)
-    spec.connect()
-    yield spec
-    ray.shutdown()
+    with local_cluster() as spec:
+        yield spec
 
 
 def assert_same_scan(got: FeatureScan, expected: FeatureScan) -> None:

@@ -12,14 +12,15 @@ import torch
 
 import glasslab as gl
 from glasslab.cluster import ClusterSpec
-from glasslab.data import batches, load_corpus, packed_sequences
+from glasslab.data import SequenceUnit, batches, load_corpus, packed_sequences
 from glasslab.errors import InputError
 from glasslab.methods import corpus_sums
-from glasslab.methods.corpus_sums import PartialSums, SequenceUnit, SumJob, plan_units, sum_units
+from glasslab.methods.corpus_sums import PartialSums, SumJob, plan_units, sum_units
 from glasslab.methods.editing.stats import key_statistics
 from glasslab.methods.intervene.ablation_engine import mean_activations
 from glasslab.operations.edit import edit_facts
-from tests.tiny import WORDS, save_tiny, tiny_model
+from tests.ray_support import folder_model, local_cluster
+from tests.tiny import WORDS, tiny_model
 
 LAYERS = [0, 2]
 HOOKS = ["blocks.0.mlp.post", "blocks.1.attn.z"]
@@ -94,25 +95,20 @@ def test_partial_sums_are_added_in_unit_order_whatever_order_they_arrive_in(monk
         yield from reversed(done)
 
     monkeypatch.setattr(corpus_sums, "run_units", backwards)
-    units = [SequenceUnit(i, torch.zeros(1, 2, dtype=torch.long)) for i in range(3)]
+    units = [SequenceUnit(i, i, torch.zeros(1, 2, dtype=torch.long)) for i in range(3)]
     total = sum_units(Given(), units, model=None, spec=ClusterSpec(), description="", sequences=3)
     assert float(total.sums["x"]) == 0.0 and total.count == 6
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> gl.Model:
-    folder = tmp_path_factory.mktemp("model")
-    save_tiny("llama", folder)
-    return gl.load(str(folder))
+    return folder_model(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def cluster(home):
-    ray = pytest.importorskip("ray", reason="the Ray tests need the ray extra (pip install 'glasslab[ray]')")
-    spec = ClusterSpec("local", workers=2)
-    spec.connect()
-    yield spec
-    ray.shutdown()
+    with local_cluster() as spec:
+        yield spec
 
 
 def test_key_statistics_on_ray_are_the_local_ones_and_cached_alike(model, corpus, cluster):

@@ -20,6 +20,7 @@ pytest.importorskip("ray.train", reason="data-parallel training needs the ray ex
 import ray
 
 import glasslab as gl
+from glasslab.activations import harvest
 from glasslab.dictionaries.train import TrainConfig, TrainingCancelled, checkpoints_of, train_dictionary
 from glasslab.errors import InputError
 from glasslab.sae import load_sae_folder
@@ -113,7 +114,7 @@ def test_an_unreachable_cluster_address_is_a_one_line_error(model, tmp_path):
     with pytest.raises(InputError, match="not HOST:PORT") as caught:
         train(model, tmp_path / "sae", cluster="definitely not an address", workers=WORKERS)
     assert "\n" not in str(caught.value)
-    with pytest.raises(InputError, match="nothing answers at '127.0.0.1:1'"):
+    with pytest.raises(InputError, match=r"nothing answers at '127\.0\.0\.1:1'"):
         train(model, tmp_path / "sae", cluster="127.0.0.1:1", workers=WORKERS)
 
 
@@ -211,3 +212,13 @@ def test_a_cancelled_cluster_training_keeps_its_checkpoint_and_resumes(model, cl
     assert checkpoints_of(model, "cancelled").latest()[0] == 15
     train(model, out, **options)
     assert_same_sae(out, parallel_run)
+
+
+@pytest.mark.timeout(900)  # a training that cannot get the kept workers' CPUs would wait for ever
+def test_a_training_after_a_harvest_on_the_cluster_gets_the_cpus_the_harvest_kept(model, cluster, store):
+    corpus = store.parent / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"text": text}) + "\n" for text in documents()))
+    url = harvest(model, HOOK, str(store.parent / "h"), corpus=str(corpus), tokens=600, seq_len=16, cluster=cluster).url
+    settings = config(tokens=4 * 64, corpus=str(corpus), activations=url, harvest_tokens=600)
+    run = train_dictionary(model, settings, out=store.parent / "from-harvest", cluster=cluster, workers=WORKERS)
+    assert run.training["steps"] == 4 and run.training["tokens_harvested"] == 600

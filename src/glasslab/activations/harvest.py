@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from ..cluster import ClusterSpec, UnitJob, cluster_spec, run_units
-from ..data import load_corpus, packed_with_documents
+from ..data import SequenceUnit, load_corpus, sequence_units
 from ..errors import InputError
 from ..model.model import Model
 from ..views.result import Result
@@ -36,17 +36,7 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 
 @dataclass(frozen=True)
-class ShardUnit:
-    """One shard to harvest: consecutive packed sequences and their tokens' documents."""
-
-    index: int
-    first_sequence: int
-    tokens: torch.Tensor  # [sequences, seq_len]
-    documents: torch.Tensor  # [sequences, seq_len]
-
-
-@dataclass(frozen=True)
-class HarvestJob(UnitJob[ShardUnit, ShardRecord]):
+class HarvestJob(UnitJob[SequenceUnit, ShardRecord]):
     """Run the model on a shard's sequences and write the shard (the same code locally and on workers)."""
 
     url: str
@@ -54,7 +44,7 @@ class HarvestJob(UnitJob[ShardUnit, ShardRecord]):
     dtype: str
     model_batch: int
 
-    def run(self, model: Model | None, unit: ShardUnit) -> ShardRecord:
+    def run(self, model: Model | None, unit: SequenceUnit) -> ShardRecord:
         assert model is not None
         stops = [stop_layer(model, hook) for hook in self.hooks]
         stop = None if None in stops else max(s for s in stops if s is not None)
@@ -71,11 +61,12 @@ class HarvestJob(UnitJob[ShardUnit, ShardRecord]):
                 per_hook[hook].append(rows)
         tensors = {hook: torch.cat(chunks) for hook, chunks in per_hook.items()}
         tensors[TOKENS] = unit.tokens.to(torch.int32)
-        tensors[DOCUMENTS] = unit.documents.to(torch.int32)
+        documents = unit.documents if unit.documents is not None else torch.full_like(unit.tokens, -1)
+        tensors[DOCUMENTS] = documents.to(torch.int32)
         data, digest = encode_shard(tensors)
         name = shard_name(unit.index)
         ShardFolder(self.url).write(name, data)
-        owned = unit.documents[unit.documents >= 0]
+        owned = documents[documents >= 0]
         return ShardRecord(
             index=unit.index,
             file=name,
@@ -195,22 +186,9 @@ def harvest(
     return Harvest(folder.url, manifest, run, len(done))
 
 
-def plan_shards(model: Model, documents: Iterable[str], settings: HarvestSettings) -> Iterator[ShardUnit]:
+def plan_shards(model: Model, documents: Iterable[str], settings: HarvestSettings) -> Iterator[SequenceUnit]:
     """The harvest's shards in order: the corpus packed into sequences, cut every ``shard_sequences``."""
-    packed = packed_with_documents(model, documents, settings.seq_len, limit=settings.sequences)
-    group: list[tuple[torch.Tensor, torch.Tensor]] = []
-    index = first = 0
-    for pair in packed:
-        group.append(pair)
-        if len(group) == settings.shard_sequences:
-            yield _unit(index, first, group)
-            index, first, group = index + 1, first + len(group), []
-    if group:
-        yield _unit(index, first, group)
-
-
-def _unit(index: int, first: int, group: list[tuple[torch.Tensor, torch.Tensor]]) -> ShardUnit:
-    return ShardUnit(index, first, torch.stack([t for t, _ in group]), torch.stack([d for _, d in group]))
+    return sequence_units(model, documents, settings.seq_len, settings.shard_sequences, limit=settings.sequences)
 
 
 def _start(folder: ShardFolder, settings: HarvestSettings, fresh: bool) -> Manifest:

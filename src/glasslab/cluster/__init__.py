@@ -9,6 +9,14 @@ a job finishes with every unit done once. ``ModelRecipe`` is how a worker loads 
 
 from .connect import ClusterSpec, cluster_spec, ray_module
 from .recipe import ModelRecipe
-from .units import UnitJob, run_units
+from .units import UnitJob, release_workers, run_units
 
-__all__ = ["ClusterSpec", "ModelRecipe", "UnitJob", "cluster_spec", "ray_module", "run_units"]
+__all__ = [
+    "ClusterSpec",
+    "ModelRecipe",
+    "UnitJob",
+    "cluster_spec",
+    "ray_module",
+    "release_workers",
+    "run_units",
+]

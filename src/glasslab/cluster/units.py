@@ -3,10 +3,10 @@
 On Ray each worker is an actor that loads the model once (``ModelRecipe``) and runs units as they are
 handed to it, two at a time so it never waits for the driver. The workers outlive one job: the next job on
 the same model (in the same Ray session) reuses them instead of starting processes and loading the model
-again; a job on another model replaces them. Actors are restartable and their calls
-retried (``max_restarts``/``max_task_retries``): a worker killed mid-unit is started again and the unit
-run again, so every unit is done once. Units must therefore be idempotent (a harvest shard is written
-under its own name, atomically). An error a unit raises itself (bad input) stops the job.
+again; a job on another model replaces them, and ``release_workers`` hands their resources back. Actors are
+restartable and their calls retried (``max_restarts``/``max_task_retries``): a worker killed mid-unit is
+started again and the unit run again, so every unit is done once. Units must therefore be idempotent (a
+harvest shard is written under its own name, atomically). An error a unit raises itself stops the job.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from tqdm.auto import tqdm
 
 from ..progress import progress_enabled
-from .connect import ClusterSpec
+from .connect import ClusterSpec, ray_module
 from .recipe import ModelRecipe
 
 if TYPE_CHECKING:
@@ -56,14 +56,24 @@ def _workers(ray: Any, spec: ClusterSpec, recipe: ModelRecipe | None) -> list[An
     count = spec.worker_count(ray)
     key = (ray.get_runtime_context().get_job_id(), recipe, spec.gpus_per_worker, count)
     if key not in _pool:
-        for old_key in list(_pool):
-            stale = _pool.pop(old_key)
-            if old_key[0] == key[0]:  # workers of an earlier Ray session are gone with it
-                for worker in stale:
-                    ray.kill(worker)
+        release_workers()  # workers of another model; those of an earlier Ray session are gone with it
         actor = ray.remote(num_cpus=1, num_gpus=spec.gpus_per_worker, max_restarts=_RETRIES, max_task_retries=_RETRIES)
         _pool[key] = [actor(_Worker).remote(recipe) for _ in range(count)]
     return _pool[key]
+
+
+def release_workers() -> None:
+    """Stop the workers kept for the next job, giving their CPUs and GPUs back to the cluster (a job that
+    needs them, such as a data-parallel training, calls this first: kept workers would hold them forever)."""
+    if not _pool:
+        return
+    ray = ray_module()
+    current = ray.get_runtime_context().get_job_id() if ray.is_initialized() else None
+    for key in list(_pool):
+        stale = _pool.pop(key)
+        if key[0] == current:
+            for worker in stale:
+                ray.kill(worker)
 
 
 def run_units(
@@ -92,6 +102,7 @@ def _on_ray(job: UnitJob, units: Iterable[Any], model: Model | None, spec: Clust
     ray = spec.connect()
     recipe = None if model is None else ModelRecipe.of(model, "cuda" if spec.gpus_per_worker > 0 else "cpu")
     workers = _workers(ray, spec, recipe)
+    shipped = ray.put(job)  # once per job, not with every unit: a job may carry a large SAE
     pending = iter(units)
     in_flight: dict[Any, tuple[int, Any]] = {}  # result ref -> (worker index, unit)
 
@@ -99,7 +110,7 @@ def _on_ray(job: UnitJob, units: Iterable[Any], model: Model | None, spec: Clust
         unit = next(pending, _DONE)
         if unit is _DONE:
             return False
-        in_flight[workers[index].run.remote(job, unit)] = (index, unit)
+        in_flight[workers[index].run.remote(shipped, unit)] = (index, unit)
         return True
 
     try:

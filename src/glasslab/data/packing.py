@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -54,6 +55,37 @@ def packed_with_documents(
             made += 1
             if limit is not None and made >= limit:
                 return
+
+
+@dataclass(frozen=True)
+class SequenceUnit:
+    """Consecutive packed sequences: unit ``index`` of a corpus job (a harvest shard, a slice of a scan or of
+    a sum), whose first sequence is sequence ``first_sequence`` of the job."""
+
+    index: int
+    first_sequence: int
+    tokens: torch.Tensor  # [sequences, seq_len]
+    documents: torch.Tensor | None = None  # [sequences, seq_len]: each token's document (BOS -1), when kept
+
+
+def sequence_units(
+    model: Model, documents: Iterable[str], seq_len: int, unit_sequences: int, limit: int | None = None
+) -> Iterator[SequenceUnit]:
+    """The packed sequences of ``documents`` (at most ``limit``) cut every ``unit_sequences``, in order: the
+    units a corpus job hands to its workers, the same wherever they run."""
+    group: list[tuple[torch.Tensor, torch.Tensor]] = []
+    index = first = 0
+    for pair in packed_with_documents(model, documents, seq_len, limit):
+        group.append(pair)
+        if len(group) == unit_sequences:
+            yield _unit(index, first, group)
+            index, first, group = index + 1, first + len(group), []
+    if group:
+        yield _unit(index, first, group)
+
+
+def _unit(index: int, first: int, group: list[tuple[torch.Tensor, torch.Tensor]]) -> SequenceUnit:
+    return SequenceUnit(index, first, torch.stack([t for t, _ in group]), torch.stack([d for _, d in group]))
 
 
 def batches(sequences: Iterable[torch.Tensor], batch_size: int) -> Iterator[torch.Tensor]:

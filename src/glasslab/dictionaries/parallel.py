@@ -27,7 +27,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from ..cluster import ClusterSpec, ModelRecipe
+from ..cluster import ClusterSpec, ModelRecipe, release_workers
 from ..errors import GlasslabError, InputError
 from ..model.model import Model
 from ..progress import progress_enabled
@@ -126,6 +126,7 @@ def train_on_cluster(
 ) -> Trained:
     """Train on ``spec``'s cluster and return rank 0's trained SAE and state (the driver saves it)."""
     ray = spec.connect()
+    release_workers()  # a harvest's or scan's kept workers would hold the CPUs the training group needs
     workers = spec.worker_count(ray)
     if config.batch_size % workers:
         raise InputError(

@@ -16,18 +16,10 @@ from dataclasses import dataclass
 import torch
 
 from ..cluster import ClusterSpec, UnitJob, run_units
-from ..data import batches, packed_sequences
+from ..data import SequenceUnit, sequence_units
 from ..model.model import Model
 
 BATCHES_PER_UNIT = 8  # the work one worker is handed at a time, in batches of sequences
-
-
-@dataclass(frozen=True)
-class SequenceUnit:
-    """Consecutive packed sequences: unit ``index`` of the plan."""
-
-    index: int
-    tokens: torch.Tensor  # [sequences, seq_len]
 
 
 @dataclass(frozen=True)
@@ -50,9 +42,7 @@ def plan_units(
     model: Model, documents: Iterable[str], seq_len: int, sequences: int, batch_size: int
 ) -> Iterator[SequenceUnit]:
     """``sequences`` packed sequences of ``documents`` in units of ``BATCHES_PER_UNIT`` batches, in order."""
-    packed = packed_sequences(model, documents, seq_len, limit=sequences)
-    for index, tokens in enumerate(batches(packed, batch_size * BATCHES_PER_UNIT)):
-        yield SequenceUnit(index, tokens)
+    return sequence_units(model, documents, seq_len, batch_size * BATCHES_PER_UNIT, limit=sequences)
 
 
 def sum_units(

@@ -20,30 +20,17 @@ import torch
 from torch import Tensor
 
 from ...cluster import UnitJob
-from ...data import batches, packed_sequences
+from ...data import SequenceUnit, sequence_units
 from ...model.model import Model
 from .basis import FeatureBasis
 from .encode import stop_after
 
 
-@dataclass(frozen=True)
-class ScanUnit:
-    """Consecutive packed sequences of the scan, the first being sequence ``first_sequence`` of the scan."""
-
-    index: int
-    first_sequence: int
-    tokens: torch.Tensor  # [sequences, seq_len]
-
-
 def plan_units(
     model: Model, documents: Iterable[str], seq_len: int, sequences: int, unit_sequences: int
-) -> Iterator[ScanUnit]:
+) -> Iterator[SequenceUnit]:
     """The scan's units in order: ``sequences`` packed sequences cut every ``unit_sequences``."""
-    packed = packed_sequences(model, documents, seq_len, limit=sequences)
-    first = 0
-    for index, tokens in enumerate(batches(packed, unit_sequences)):
-        yield ScanUnit(index, first, tokens)
-        first += tokens.shape[0]
+    return sequence_units(model, documents, seq_len, unit_sequences, limit=sequences)
 
 
 class TopContexts:
@@ -205,7 +192,7 @@ class ScanMerger:
 
 
 @dataclass(frozen=True)
-class ScanJob(UnitJob[ScanUnit, ScanState]):
+class ScanJob(UnitJob[SequenceUnit, ScanState]):
     """Scan one unit's sequences for ``features`` of ``basis`` (the same code in this process and on workers)."""
 
     basis: FeatureBasis
@@ -216,7 +203,7 @@ class ScanJob(UnitJob[ScanUnit, ScanState]):
     skip: int  # leading positions that never count (BOS)
     batch_size: int
 
-    def run(self, model: Model | None, unit: ScanUnit) -> ScanState:
+    def run(self, model: Model | None, unit: SequenceUnit) -> ScanState:
         assert model is not None
         hook = self.basis.hook
         state = ScanState(
