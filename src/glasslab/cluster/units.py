@@ -48,13 +48,20 @@ class _Worker:
         return job.run(self.model, unit)
 
 
-_pool: dict[tuple, list[Any]] = {}  # the live workers, by (Ray job, model recipe, resources, count)
+_pool: dict[tuple, list[Any]] = {}  # the live workers, by (Ray session, model recipe, resources, count)
+
+
+def _session(ray: Any) -> tuple[str, str]:
+    """This connection to Ray: its job and the node it runs on (a new local cluster numbers its jobs from 1
+    again, but its node is new), so handles of an earlier session are never reused."""
+    context = ray.get_runtime_context()
+    return context.get_job_id(), context.get_node_id()
 
 
 def _workers(ray: Any, spec: ClusterSpec, recipe: ModelRecipe | None) -> list[Any]:
     """The workers for ``recipe``: the live ones if they run it, else new ones (the old ones stopped)."""
     count = spec.worker_count(ray)
-    key = (ray.get_runtime_context().get_job_id(), recipe, spec.gpus_per_worker, count)
+    key = (_session(ray), recipe, spec.gpus_per_worker, count)
     if key not in _pool:
         release_workers()  # workers of another model; those of an earlier Ray session are gone with it
         actor = ray.remote(num_cpus=1, num_gpus=spec.gpus_per_worker, max_restarts=_RETRIES, max_task_retries=_RETRIES)
@@ -68,7 +75,7 @@ def release_workers() -> None:
     if not _pool:
         return
     ray = ray_module()
-    current = ray.get_runtime_context().get_job_id() if ray.is_initialized() else None
+    current = _session(ray) if ray.is_initialized() else None
     for key in list(_pool):
         stale = _pool.pop(key)
         if key[0] == current:
