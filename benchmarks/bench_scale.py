@@ -1,7 +1,13 @@
-"""Scale benchmark (issue 21): harvest throughput in this process and on a local Ray cluster with 1 and 2
-workers, the scaling ratio, and each worker's memory, on the offline default model (Gemma 3 270M, CPU).
+"""Scale benchmark (issue 21): harvest and SAE-training throughput in this process and on a local Ray cluster
+with 1 and 2 workers, the scaling ratios, and each worker's memory, on the offline default model (Gemma 3
+270M, CPU).
 
     .venv/bin/python benchmarks/bench_scale.py [--tokens 32768] [--hook blocks.6.resid_post] [--repeats 3]
+        [--train-tokens 65536]
+
+The training reads the last harvest (``activations=``), so it times the SAE's steps and not the model; its
+figure is the training loop's own time (``training.json``'s seconds), without Ray Train's start-up, which
+the total wall time shown beside it includes.
 
 Each setting first runs a small harvest so its workers have started and loaded the model (they are then
 reused), then times --repeats harvests of --tokens rows (medians). Settings run one after another rather
@@ -21,6 +27,8 @@ from pathlib import Path
 import glasslab as gl
 from glasslab.activations import harvest
 from glasslab.cluster import ClusterSpec
+from glasslab.dictionaries.train import TrainConfig
+from glasslab.methods.features.training import train_sae
 
 SETTINGS = {"in this process": None, "Ray, 1 worker": 1, "Ray, 2 workers": 2}
 
@@ -38,11 +46,21 @@ def worker_memory_mb() -> list[float]:
     return sizes
 
 
+def train_seconds(model: gl.Model, url: str, hook: str, tokens: int, workers: int | None, out: Path) -> tuple:
+    """(training-loop seconds, wall seconds) of a TopK SAE (expansion 8, k 32, batch 4096) read from ``url``."""
+    config = TrainConfig(hook=hook, tokens=tokens, buffer_tokens=tokens, activations=url)
+    cluster = {} if workers is None else {"cluster": "local", "workers": workers}
+    start = time.perf_counter()
+    run = train_sae(model, config, out=out, evaluate_tokens=0, fresh=True, **cluster)
+    return run.training["seconds"], time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=32_768)
     parser.add_argument("--hook", default="blocks.6.resid_post")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--train-tokens", type=int, default=65_536)
     args = parser.parse_args()
     model = gl.load()
     folder = Path(tempfile.mkdtemp(prefix="glasslab-bench-scale-"))
@@ -68,6 +86,20 @@ def main() -> None:
             f"  worker RSS MB: {rss}"
         )
     print(f"scaling, 2 workers / 1 worker: {seconds['Ray, 1 worker'] / seconds['Ray, 2 workers']:.2f}x")
+    url = str(folder / "h0")
+    trained = {
+        name: train_seconds(model, url, args.hook, args.train_tokens, w, folder / f"sae{w}")
+        for name, w in SETTINGS.items()
+    }
+    print(f"SAE training on {args.train_tokens:,} harvested rows (TopK, 5,120 features, k 32, batch 4,096)")
+    loop_base = trained["in this process"][0]
+    for name, (loop, wall) in trained.items():
+        print(
+            f"  {name:<16} loop {loop:7.1f} s  {args.train_tokens / loop:8,.0f} rows/s  {loop_base / loop:5.2f}x here"
+            f"  (wall {wall:.1f} s)"
+        )
+    one, two = trained["Ray, 1 worker"][0], trained["Ray, 2 workers"][0]
+    print(f"scaling, 2 workers / 1 worker: {one / two:.2f}x")
 
 
 if __name__ == "__main__":
