@@ -148,3 +148,25 @@ def test_reading_what_is_not_a_harvest_is_a_clear_error(model, tmp_path):
         HarvestedRows(done.url, HOOKS[1])
     with pytest.raises(gl.InputError, match="of model"):
         open_harvest(done.url, model_key="another-model")
+
+
+def test_a_relative_folder_is_named_by_its_absolute_path(model, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    done = harvest(model, HOOKS[0], "acts", tokens=60, seq_len=16, documents=documents())
+    assert done.url == str(tmp_path / "acts")  # what workers in other folders are handed
+
+
+def test_a_doctored_manifest_names_no_file_outside_the_folder(model, tmp_path):
+    done = harvest(model, HOOKS[0], str(tmp_path / "h"), tokens=60, seq_len=16, documents=documents())
+    manifest = tmp_path / "h" / "harvest.json"
+    manifest.write_text(manifest.read_text().replace('"shard-000000.safetensors"', '"../../secret"'))
+    with pytest.raises(gl.InputError, match="not a glasslab harvest manifest"):
+        HarvestedRows(done.url, HOOKS[0])
+
+
+def test_fresh_with_a_hook_that_has_no_rows_keeps_the_old_harvest(model, tmp_path):
+    out = str(tmp_path / "h")
+    harvest(model, HOOKS[0], out, tokens=60, seq_len=16, documents=documents())
+    with pytest.raises(gl.InputError, match="cannot read"):
+        harvest(model, "blocks.0.attn.pattern", out, tokens=60, seq_len=16, documents=documents(), fresh=True)
+    assert ShardFolder(out).manifest() is not None

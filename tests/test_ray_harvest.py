@@ -69,15 +69,25 @@ def test_a_distributed_harvest_writes_what_the_local_one_writes(model, cluster, 
 
 
 def ray_workers() -> list[int]:
-    """The PIDs of this machine's harvest workers (Ray names an actor's process after its class)."""
+    """The PIDs of this test's harvest workers: processes Ray names after the actor's class that descend from
+    this process (another run's workers on the same machine are left alone)."""
     pids = []
     for entry in Path("/proc").iterdir():
         try:
-            if entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(b"ray::_Worker"):
+            named = entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(b"ray::_Worker")
+            if named and descends_from_us(int(entry.name)):
                 pids.append(int(entry.name))
         except OSError:
             continue
     return pids
+
+
+def descends_from_us(pid: int) -> bool:
+    while pid > 1:
+        if pid == os.getpid():
+            return True
+        pid = int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    return False
 
 
 def test_a_worker_killed_mid_harvest_leaves_no_shard_missing_or_twice(model, cluster, local_harvest, tmp_path):
@@ -126,3 +136,13 @@ def test_a_harvest_whose_driver_died_finishes_with_the_same_command(model, tmp_p
     assert result["shards_kept"] == 3 and result["shards_run"] == 5 and result["rows"] == 360
     whole = harvest(model, HOOKS, str(tmp_path / "whole"), corpus=str(corpus), **SIZES)
     assert_same_harvest(SimpleNamespace(url=str(out), manifest=open_harvest(str(out))[1]), whole)
+
+
+def test_a_worker_that_cannot_load_the_model_is_a_one_line_error(model, cluster, tmp_path_factory, tmp_path):
+    moved = folder_model(tmp_path_factory, "gpt2")
+    Path(moved.stored_at).rename(tmp_path / "elsewhere")  # the workers will not find it
+    with pytest.raises(gl.InputError) as error:
+        harvest(moved, HOOKS[0], str(tmp_path / "h"), documents=documents(), cluster=cluster, **SIZES)
+    assert "is not on this worker" in str(error.value) and "\n" not in str(error.value)
+    again = harvest(model, HOOKS[0], str(tmp_path / "again"), documents=documents(), cluster=cluster, **SIZES)
+    assert again.manifest.complete  # the failed workers were not kept for the next job

@@ -222,3 +222,18 @@ def test_a_training_after_a_harvest_on_the_cluster_gets_the_cpus_the_harvest_kep
     settings = config(tokens=4 * 64, corpus=str(corpus), activations=url, harvest_tokens=600)
     run = train_dictionary(model, settings, out=store.parent / "from-harvest", cluster=cluster, workers=WORKERS)
     assert run.training["steps"] == 4 and run.training["tokens_harvested"] == 600
+
+
+def refuse_on_rank_one(step: int, metrics: dict) -> None:
+    """An error of glasslab's own on one rank only (ranks call on_step; this must pickle)."""
+    from ray import train as ray_train
+
+    if step == 3 and ray_train.get_context().get_world_rank() == 1:
+        raise InputError("rank 1 refuses step 3")
+
+
+@pytest.mark.timeout(600)  # without the abort, rank 0 would wait in its all-reduce for gloo's 30 minutes
+def test_an_error_on_one_rank_stops_the_whole_training_at_once(model, cluster, tmp_path):
+    with pytest.raises(InputError, match="rank 1 refuses step 3") as caught:
+        train(model, tmp_path / "sae", cluster=cluster, workers=WORKERS, on_step=refuse_on_rank_one)
+    assert "\n" not in str(caught.value)

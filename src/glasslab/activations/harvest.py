@@ -156,9 +156,10 @@ def harvest(
         shard_sequences=math.ceil(shard_tokens / per_sequence),
         sequences=math.ceil(tokens / per_sequence),
     )
+    widths = {hook: _width(model, hook) for hook in names}  # a hook with no rows fails before --fresh deletes
     folder = ShardFolder(out)
     manifest = _start(folder, settings, fresh)
-    manifest.widths = {hook: _width(model, hook) for hook in names}
+    manifest.widths = widths
     done = set(manifest.shards)
     text = documents if documents is not None else load_corpus(corpus, split=split)  # type: ignore[arg-type]
     todo = (unit for unit in plan_shards(model, text, settings) if unit.index not in done)
@@ -183,6 +184,7 @@ def harvest(
         raise InputError(f"corpus '{settings.corpus}' has too little text for one sequence of {seq_len} tokens")
     manifest.complete = True
     folder.save_manifest(manifest)
+    folder.remove_partials()
     return Harvest(folder.url, manifest, run, len(done))
 
 

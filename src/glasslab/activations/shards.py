@@ -91,6 +91,8 @@ class Manifest:
             shards = {}
             for item in record["shards"]:
                 shard = ShardRecord(**{**item, "documents": tuple(item["documents"])})
+                if shard.file != shard_name(shard.index):  # a doctored manifest names no file outside the folder
+                    raise ValueError(f"shard {shard.index} is named '{shard.file}'")
                 shards[shard.index] = shard
             return cls(settings, dict(record["widths"]), shards, bool(record["complete"]))
         except (ValueError, KeyError, TypeError) as exc:
@@ -105,7 +107,9 @@ class ShardFolder:
             self.fs, self.root = fsspec.core.url_to_fs(str(url))
         except (ImportError, ValueError) as exc:
             raise InputError(f"cannot open '{url}' ({exc}); give a folder or an fsspec URL") from None
-        self.url = str(url)
+        local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
+        # A local folder by its absolute path: workers (and Ray Train's ranks) run in folders of their own.
+        self.url = self.root if local else str(url)
 
     def path(self, name: str) -> str:
         return posixpath.join(self.root, name)
@@ -129,6 +133,13 @@ class ShardFolder:
 
     def save_manifest(self, manifest: Manifest) -> None:
         self.write(MANIFEST, manifest.to_json().encode())
+
+    def remove_partials(self) -> None:
+        """Files a write left behind when it failed (a worker killed mid-write): never part of the harvest."""
+        if self.fs.exists(self.root):
+            for path in self.fs.ls(self.root, detail=False):
+                if posixpath.basename(path).endswith(".partial"):
+                    self.fs.rm(path)
 
     def remove_all(self) -> None:
         """Every shard, manifest and partial file of a harvest (``fresh``); other files are left alone."""

@@ -49,11 +49,12 @@ class ClusterSpec:
         ray = ray_module()
         if not ray.is_initialized():
             self._check_reachable()
-            env = {name: os.environ[name] for name in _SHARED_ENV if name in os.environ}
-            address = None if self.address == "local" else self.address
+            # A cluster started here shares this process's store; a remote one keeps each node's own settings.
+            local = self.address == "local"
+            env = {name: os.environ[name] for name in _SHARED_ENV if name in os.environ} if local else {}
             try:
                 ray.init(
-                    address=address,
+                    address=self.address,  # "local" starts one even where RAY_ADDRESS names another
                     runtime_env={"env_vars": env} if env else None,
                     include_dashboard=False,
                     log_to_driver=False,

@@ -11,6 +11,7 @@ harvest shard is written under its own name, atomically). An error a unit raises
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from tqdm.auto import tqdm
 
+from ..errors import GlasslabError
 from ..progress import progress_enabled
 from .connect import ClusterSpec, ray_module
 from .recipe import ModelRecipe
@@ -39,12 +41,19 @@ class UnitJob(ABC, Generic[Unit, Result]):
 
 
 class _Worker:
-    """A Ray actor: the model, loaded once, running any job's units on it."""
+    """A Ray actor: the model, loaded once, running any job's units on it. A model it cannot load (its folder
+    is not on this node) is reported by each unit as the one-line error it is, not as a dead actor."""
 
     def __init__(self, recipe: ModelRecipe | None) -> None:
-        self.model = recipe.load() if recipe is not None else None
+        self.model, self.failure = None, None
+        try:
+            self.model = recipe.load() if recipe is not None else None
+        except GlasslabError as error:
+            self.failure = error
 
     def run(self, job: UnitJob, unit: Any) -> Any:
+        if self.failure is not None:
+            raise self.failure
         return job.run(self.model, unit)
 
 
@@ -127,12 +136,17 @@ def _on_ray(job: UnitJob, units: Iterable[Any], model: Model | None, spec: Clust
         while in_flight:
             [ready], _ = ray.wait(list(in_flight), num_returns=1)
             index, unit = in_flight.pop(ready)
-            result = _result(ray, ready)
+            try:
+                result = _result(ray, ready)
+            except BaseException:
+                release_workers()  # the next job starts workers afresh rather than reuse ones that failed
+                raise
             submit(index)
             yield unit, result
     finally:
         for ref in in_flight:  # a job stopped early (an error, a caller that stopped reading) leaves none running
-            ray.cancel(ref)
+            with contextlib.suppress(Exception):  # its worker may be gone already
+                ray.cancel(ref)
 
 
 def _result(ray: Any, ref: Any) -> Any:

@@ -15,10 +15,12 @@ use their GPU for the model's forward passes.
 
 from __future__ import annotations
 
+import _thread
 import sys
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,6 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from ..cluster import ClusterSpec, ModelRecipe, release_workers
+from ..data.corpus import NAMED
 from ..errors import GlasslabError, InputError
 from ..model.model import Model
 from ..progress import progress_enabled
@@ -137,36 +140,50 @@ def train_on_cluster(
     from ray.train.torch import TorchConfig, TorchTrainer
     from ray.util.queue import Empty, Queue
 
-    queue = Queue(actor_options={"num_cpus": 0})
     gpus = spec.gpus_per_worker > 0
-    job = _Job(
-        ModelRecipe.of(model, "cuda" if gpus else "cpu"),
-        config,
-        name,
-        None if documents is None else list(documents),
-        checkpoint_every,
-        on_step,
-        queue,
-    )
-    trainer = TorchTrainer(
-        _worker,
-        train_loop_config={"job": job},
-        torch_config=TorchConfig(backend="gloo"),
-        scaling_config=ScalingConfig(
-            num_workers=workers,
-            use_gpu=gpus,
-            resources_per_worker={"CPU": 1, "GPU": spec.gpus_per_worker} if gpus else None,
-        ),
-        run_config=RunConfig(
-            name=f"train-{name}",
-            storage_path=str(checkpoints_of(model, name).folder / "ray-train"),
-            failure_config=FailureConfig(max_failures=MAX_FAILURES),
-        ),
-    )
-    try:
+    recipe = ModelRecipe.of(model, "cuda" if gpus else "cpu")
+    config = _with_absolute_paths(config)
+    queue = Queue(actor_options={"num_cpus": 0})
+    try:  # the queue's actor goes whatever fails below
+        job = _Job(
+            recipe,
+            config,
+            name,
+            None if documents is None else list(documents),
+            checkpoint_every,
+            on_step,
+            queue,
+        )
+        trainer = TorchTrainer(
+            _worker,
+            train_loop_config={"job": job},
+            torch_config=TorchConfig(backend="gloo"),
+            scaling_config=ScalingConfig(
+                num_workers=workers,
+                use_gpu=gpus,
+                resources_per_worker={"CPU": 1, "GPU": spec.gpus_per_worker} if gpus else None,
+            ),
+            run_config=RunConfig(
+                name=f"train-{name}",
+                storage_path=str(checkpoints_of(model, name).folder / "ray-train"),
+                failure_config=FailureConfig(max_failures=MAX_FAILURES),
+            ),
+        )
         return _follow(trainer, queue, Empty, config, workers)
     finally:
         ray.kill(queue.actor)
+
+
+def _with_absolute_paths(config: TrainConfig) -> TrainConfig:
+    """``config`` with a local harvest or corpus file named by its absolute path: Ray Train runs each rank in
+    a folder of its own, where a relative path names nothing."""
+    changes = {}
+    for field in ("activations", "corpus"):
+        value = getattr(config, field)
+        named = field == "corpus" and (value in NAMED or value.startswith("hf:"))
+        if value and not named and "://" not in value and Path(value).expanduser().exists():
+            changes[field] = str(Path(value).expanduser().resolve())
+    return replace(config, **changes)
 
 
 def _follow(trainer: Any, queue: Any, empty: type[Exception], config: TrainConfig, workers: int) -> Trained:
@@ -191,14 +208,19 @@ def _follow(trainer: Any, queue: Any, empty: type[Exception], config: TrainConfi
             if kind == "step":
                 bar.update(int(payload["step"]) - bar.n)  # a restart goes back to its checkpoint's step
                 bar.set_postfix(loss=f"{payload['loss']:.3g}", fve=f"{payload['fve']:.3f}", l0=f"{payload['l0']:.1f}")
-            else:
-                outcome.append((kind, payload))
+                continue
+            outcome.append((kind, payload))
+            if kind == "error":  # the other ranks wait in a collective for the one that stopped: abort the run
+                _thread.interrupt_main()
 
     follower = threading.Thread(target=follow, name="sae-training-progress", daemon=True)
     follower.start()
     failure: Exception | None = None
     try:
         trainer.fit()
+    except (KeyboardInterrupt, SystemExit):  # Ray Train's Ctrl-C handler aborted the run and exits
+        if not outcome:  # a real Ctrl-C; else a rank's error, which interrupted this thread to abort the run
+            raise
     except Exception as error:  # Ray Train gave up (MAX_FAILURES restarts), or could not start
         failure = error
     finally:
