@@ -98,7 +98,14 @@ def _resumable(checkpoints: Checkpoints) -> Path | None:
     return checkpoints.folder if (checkpoints.folder / STATE_FILE).is_file() else None
 
 
-def _save_checkpoint(checkpoints: Checkpoints, settings: dict[str, Any], sae: SAE, optimizer, state, buffer) -> None:
+def _save_checkpoint(
+    checkpoints: Checkpoints,
+    settings: dict[str, Any],
+    sae: SAE,
+    optimizer: torch.optim.Optimizer,
+    state: TrainingState,
+    buffer: ShuffleBuffer,
+) -> None:
     """A new ``step-<N>`` checkpoint; an older-layout one beside it goes once the new one is complete."""
     with checkpoints.save(state.step) as staging:
         write_checkpoint(staging, settings, sae, optimizer, state, buffer)
