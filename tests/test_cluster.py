@@ -39,7 +39,7 @@ def test_an_error_a_unit_raises_stops_the_job():
     "kwargs, fragment",
     [
         ({"workers": 0}, "workers must be at least 1"),
-        ({"gpus_per_worker": -1}, "gpus_per_worker"),
+        ({"gpus_per_worker": -1}, "worker-gpus"),
         ({"address": " "}, "empty"),
     ],
 )

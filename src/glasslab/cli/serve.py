@@ -98,11 +98,9 @@ def serve(
         ),
     ] = None,
     workers: Annotated[
-        int | None, typer.Option(help="Ray workers (default: one per CPU, or per GPU with --worker-gpus).", min=1)
+        int | None, typer.Option(help="Ray workers (default: one per CPU, or per GPU with --worker-gpus).")
     ] = None,
-    worker_gpus: Annotated[
-        float, typer.Option(help="GPUs each Ray worker takes (the model runs on cuda).", min=0.0)
-    ] = 0.0,
+    worker_gpus: Annotated[float, typer.Option(help="GPUs each Ray worker takes (the model runs on cuda).")] = 0.0,
 ) -> None:
     """Start the workbench: a local web app (and JSON API) over one loaded model."""
     import uvicorn

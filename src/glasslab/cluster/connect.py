@@ -36,7 +36,7 @@ class ClusterSpec:
         if self.workers is not None and self.workers < 1:
             raise InputError(f"workers must be at least 1, got {self.workers}")
         if self.gpus_per_worker < 0:
-            raise InputError(f"gpus_per_worker must be 0 or more, got {self.gpus_per_worker}")
+            raise InputError(f"the GPUs per worker (--worker-gpus) must be 0 or more, got {self.gpus_per_worker}")
         if self.address is not None and not self.address.strip():
             raise InputError("the cluster address is empty; give 'local', 'auto' or host:port")
 

@@ -95,7 +95,7 @@ class _Job:
 
 def _worker(settings: dict[str, _Job]) -> None:
     """One rank: the local loop with data-parallel peers. An error of glasslab's own (bad input, a NaN loss,
-    a cancel) goes to the driver and ends the rank normally, since a restart would only repeat it."""
+    a cancel) goes to the driver, which stops the run rather than let a restart repeat it."""
     job = settings["job"]
     peers = DataParallelPeers()
 
@@ -111,9 +111,12 @@ def _worker(settings: dict[str, _Job]) -> None:
         trained = run_training(
             model, job.config, checkpoints, job.documents, job.checkpoint_every, on_step, peers, progress=False
         )
+    except TrainingCancelled as cancelled:  # every rank stops at the same step, so none waits for another
+        job.queue.put(("error", cancelled))
+        return
     except GlasslabError as error:
         job.queue.put(("error", error))
-        return
+        raise  # Ray Train then stops the group: the other ranks would wait in a collective for this one
     if peers.rank == 0:
         job.queue.put(("done", trained))
 
@@ -191,6 +194,7 @@ def _follow(trainer: Any, queue: Any, empty: type[Exception], config: TrainConfi
     steps; rank 0's trained SAE, or the error that stopped it."""
     outcome: list[tuple[str, Any]] = []
     fitted = threading.Event()
+    in_main_thread = threading.current_thread() is threading.main_thread()
     bar = tqdm(
         total=config.steps,
         desc=f"training SAE on {config.hook} ({workers} workers)",
@@ -210,8 +214,8 @@ def _follow(trainer: Any, queue: Any, empty: type[Exception], config: TrainConfi
                 bar.set_postfix(loss=f"{payload['loss']:.3g}", fve=f"{payload['fve']:.3f}", l0=f"{payload['l0']:.1f}")
                 continue
             outcome.append((kind, payload))
-            if kind == "error":  # the other ranks wait in a collective for the one that stopped: abort the run
-                _thread.interrupt_main()
+            if kind == "error" and in_main_thread:  # abort at once: a restart would only repeat the error
+                _thread.interrupt_main()  # (elsewhere Ray Train has no Ctrl-C handler: its restarts run out)
 
     follower = threading.Thread(target=follow, name="sae-training-progress", daemon=True)
     follower.start()
