@@ -17,6 +17,7 @@ from glasslab.errors import InputError
 from glasslab.methods import corpus_sums
 from glasslab.methods.corpus_sums import PartialSums, SumJob, plan_units, sum_units
 from glasslab.methods.editing.stats import key_statistics
+from glasslab.methods.intervene.ablation import ablate
 from glasslab.methods.intervene.ablation_engine import mean_activations
 from glasslab.operations.edit import edit_facts
 from tests.ray_support import folder_model, local_cluster
@@ -145,6 +146,17 @@ def test_corpus_means_on_ray_are_the_local_ones(model, corpus, cluster):
     assert distributed.tokens == local.tokens and distributed.source == local.source
     for hook in HOOKS:
         assert_close(distributed.values[hook], local.values[hook])
+
+
+def test_mean_ablation_with_its_corpus_pass_on_ray_is_the_local_one(model, corpus, cluster):
+    options = dict(target=" the", heads=[(1, 0)], mlp_layers=[0], how="mean", corpus=corpus)
+    local = ablate(model, "the cat sat on the", **options)
+    distributed = ablate(model, "the cat sat on the", cluster=cluster, workers=2, **options)
+    assert distributed.reference == local.reference and "tokens" in str(local.reference)
+    scale = max(1.0, abs(local.clean))
+    assert abs(distributed.ablated - local.ablated) <= 1e-5 * scale
+    with pytest.raises(InputError, match="a cluster runs mean ablation's pass over a corpus"):
+        ablate(model, "the cat sat on the", target=" the", heads=[(1, 0)], cluster=cluster)
 
 
 def test_a_model_not_loaded_from_a_folder_is_refused_on_a_cluster(corpus, cluster):

@@ -27,6 +27,7 @@ from .options import (
     Seed,
     Token,
 )
+from .scale import ClusterAddress, Workers
 from .spec import OperationSpec
 
 How = Literal["zero", "mean", "resample"]
@@ -64,6 +65,8 @@ class AblationBase(MetricOptions):
     ] = None
     seed: Annotated[Seed, Field(description="Seed for resample ablation's draws.")] = 0
     samples: Annotated[int, Field(ge=1, le=16, description="Resample draws to average over.")] = 1
+    cluster: ClusterAddress = None
+    workers: Workers = None
 
 
 def _components(description: str) -> Any:
@@ -119,7 +122,7 @@ OPERATIONS = [
         "Knock out heads, attention/MLP blocks or neurons together and compare a metric with the clean run.",
         GROUP,
         server_only=frozenset({"predictions_k"}),
-        local_only=frozenset({"corpus"}),
+        local_only=frozenset({"corpus", "cluster", "workers"}),
         python_only=frozenset({"means"}),
     ),
     OperationSpec(
@@ -129,7 +132,7 @@ OPERATIONS = [
         AblationSweep,
         "Ablate every head (or every layer's attention and MLP) in turn: the metric's change per component.",
         GROUP,
-        local_only=frozenset({"corpus"}),
+        local_only=frozenset({"corpus", "cluster", "workers"}),
         python_only=frozenset({"means"}),
         long=True,
     ),

@@ -92,6 +92,8 @@ def ablate(
     means: MeanActivations | None = None,
     seed: int = 0,
     samples: int = 1,
+    cluster: str | None = None,
+    workers: int | None = None,
 ) -> Ablation:
     """Ablate the named components together and compare ``metric`` with the clean run.
 
@@ -99,6 +101,7 @@ def ablate(
     ``position``. ``ablate_positions`` limits the ablation to those token positions (negative: from the
     end). ``how="mean"`` averages over ``reference`` prompts, else ``corpus`` (default builtin), unless
     precomputed ``means`` are given; ``how="resample"`` draws ``samples`` reference prompts with ``seed``.
+    ``cluster`` (and ``workers``) runs the corpus pass of mean ablation on Ray.
     """
     chosen = components(model, heads=heads, attn_layers=attn_layers, mlp_layers=mlp_layers, neurons=neurons)
     hooks = sorted({c.hook for c in chosen}, key=model.hooks().index)
@@ -117,6 +120,8 @@ def ablate(
         means=means,
         seed=seed,
         samples=samples,
+        cluster=cluster,
+        workers=workers,
     )
     ablated = float(_ablated_values(model, tokens, chosen_metric, [chosen], source, rows=samples)[0])
     return Ablation(
@@ -233,6 +238,8 @@ def ablation_sweep(
     seed: int = 0,
     samples: int = 1,
     batch_size: int = 64,
+    cluster: str | None = None,
+    workers: int | None = None,
 ) -> AblationSweep:
     """Ablate every head (``over="heads"``) or every layer's attention and MLP (``"layers"``) alone and
     return the metric's change as a layer x head (or layer x {attn, mlp}) table.
@@ -266,6 +273,8 @@ def ablation_sweep(
         means=means,
         seed=seed,
         samples=samples,
+        cluster=cluster,
+        workers=workers,
     )
     values = _ablated_values(model, tokens, chosen_metric, plans, source, rows=batch_size)
     table = values.view(model.n_layers, len(columns))

@@ -257,6 +257,8 @@ def _prepare(
     means: MeanActivations | None,
     seed: int,
     samples: int,
+    cluster: str | None = None,
+    workers: int | None = None,
 ) -> tuple[torch.Tensor, Metric, float, _Source, str | None]:
     """Tokens, metric, clean value, the ablation source and a description of what it averages over."""
     if how not in HOWS:
@@ -271,6 +273,8 @@ def _prepare(
         raise InputError("give one source of ablation values: reference prompts, a corpus or precomputed means")
     if how == "resample" and (corpus or means):
         raise InputError("resample ablation draws from reference prompts; a corpus or means is for how='mean'")
+    if cluster is not None and (how != "mean" or reference or means is not None):
+        raise InputError("a cluster runs mean ablation's pass over a corpus; the other ablations run here")
     tokens = model.to_tokens(prompt)
     n_pos = tokens.shape[1]
     chosen_metric = make_metric(model, metric, target=target, versus=versus, position=position)
@@ -291,7 +295,12 @@ def _prepare(
     if how == "mean":
         if means is None:
             means = mean_activations(
-                model, hooks, prompts=reference, corpus=None if reference else (corpus or "builtin")
+                model,
+                hooks,
+                prompts=reference,
+                corpus=None if reference else (corpus or "builtin"),
+                cluster=cluster,
+                workers=workers,
             )
         means.require(hooks)
         mean_values, described = means.values, means.source
