@@ -156,7 +156,7 @@ def harvest(
         shard_sequences=math.ceil(shard_tokens / per_sequence),
         sequences=math.ceil(tokens / per_sequence),
     )
-    widths = {hook: _width(model, hook) for hook in names}  # a hook with no rows fails before --fresh deletes
+    widths = {hook: hook_width(model, hook) for hook in names}  # a hook with no rows fails before --fresh deletes
     folder = ShardFolder(out)
     manifest = _start(folder, settings, fresh)
     manifest.widths = widths
@@ -204,7 +204,3 @@ def _start(folder: ShardFolder, settings: HarvestSettings, fresh: bool) -> Manif
         held = f"{existing.settings.model}: {', '.join(existing.settings.hooks)}"
         raise InputError(f"'{folder.url}' holds a different harvest ({held}); use another folder, or pass fresh")
     return existing
-
-
-def _width(model: Model, hook: str) -> int:
-    return hook_width(model, hook, None)
