@@ -65,8 +65,10 @@ def show_lens_kl(result: LensKL) -> None:
 
 TRAIN_HELP = """Each translator is fitted in closed form (ridge regression from the layer's normalised residual to
 the last layer's), which is fast and resumable: interrupt it and run the same command again to continue, or
-ask for more --tokens to extend a finished fit. The paper (Belrose et al. 2023) trains on KL instead;
---kl-steps adds that refinement. The saved lens says which objective made it."""
+ask for more --tokens to extend a finished fit. --cluster local|auto|ADDRESS [--workers N] sums over the
+corpus on Ray workers (checkpointed after whole units of 8 batches). The paper (Belrose et al. 2023) trains
+on KL instead; --kl-steps adds that refinement, always in this process. The saved lens says which objective
+made it."""
 declare_command(OPERATIONS["tuned-lens-train"], show_tuned_lens, on=tuned_app, cli_name="train", more_help=TRAIN_HELP)
 declare_command(OPERATIONS["tuned-lens-info"], show_tuned_lens, on=tuned_app, cli_name="info")
 declare_command(OPERATIONS["lens-kl"], show_lens_kl)

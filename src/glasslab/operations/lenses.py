@@ -9,6 +9,7 @@ from pydantic import Field
 from ..methods.lenses.tuned_lens import LensKL, TunedLens, lens_kl, load_tuned_lens, train_tuned_lens
 from ..model.model import Model
 from .options import MAX_BATCH, Cli, Options
+from .scale import ClusterAddress, Workers
 from .spec import OperationSpec
 
 Corpus = Annotated[
@@ -41,11 +42,14 @@ class TrainOptions(Options):
         Field(
             ge=0,
             le=1_000_000,
-            description="Then refine this many steps on the paper's KL objective (slow on a CPU: minutes per step).",
+            description="Then refine this many steps on the paper's KL objective, in this process (slow on a CPU: "
+            "minutes per step).",
         ),
     ] = 0
     kl_lr: Annotated[float, Field(gt=0.0, le=1.0, description="Adam learning rate of the KL refinement.")] = 1e-3
     fresh: Annotated[bool, Field(description="Ignore the stored checkpoint and start over.")] = False
+    cluster: ClusterAddress = None
+    workers: Workers = None
 
 
 class InfoOptions(Options):
@@ -74,8 +78,10 @@ def train_lens(
     kl_steps: int = 0,
     kl_lr: float = 1e-3,
     fresh: bool = False,
+    cluster: str | None = None,
+    workers: int | None = None,
 ) -> TunedLens:
-    """``train_tuned_lens``, resuming the stored checkpoint unless ``fresh``."""
+    """``train_tuned_lens``, resuming the stored checkpoint unless ``fresh``; ``cluster`` sums on Ray."""
     return train_tuned_lens(
         model,
         corpus,
@@ -86,6 +92,8 @@ def train_lens(
         kl_steps=kl_steps,
         kl_lr=kl_lr,
         resume=not fresh,
+        cluster=cluster,
+        workers=workers,
     )
 
 
@@ -120,7 +128,7 @@ OPERATIONS = [
         TunedLens,
         "Fit a tuned lens on a corpus's train split and save it to the store.",
         GROUP,
-        local_only=frozenset({"corpus"}),
+        local_only=frozenset({"corpus", "cluster", "workers"}),
         long=True,
         # It trains for minutes and writes the model's stored lens: the server has no plan for that (SAE
         # training has one), so no request may start it.

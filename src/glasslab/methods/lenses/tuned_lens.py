@@ -9,7 +9,8 @@ in closed form first:
 by ridge regression from layer l's RMS-normalised residual stream to the last layer's RMS-normalised residual
 (the final norm's input up to its scale, which the final norm ignores). The regression's sufficient statistics
 (X^T X, X^T Y) are summed over streamed corpus batches, which is what makes training resumable: the running
-sums and the number of sequences seen are the checkpoint. Optionally (``kl_steps > 0``) the fitted translators
+sums and the number of sequences seen are the checkpoint. The sums are one job's (``tuned_lens_sums``), run in
+this process or, with ``cluster=``, on Ray workers. Optionally (``kl_steps > 0``) the fitted translators
 are then refined with Adam on the paper's KL objective. A lens records which objective produced it.
 
 Rows: the lens has a translator for the embeddings (``blocks.0.resid_pre``, layer -1) and for layers
@@ -33,6 +34,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ...cluster import ClusterSpec, cluster_spec
 from ...data import batches, load_corpus, packed_sequences
 from ...errors import InputError
 from ...model.model import Model
@@ -49,15 +51,9 @@ from .tuned_lens_artifact import (  # also re-exported: defined here before the 
     load_tuned_lens,  # noqa: F401
 )
 from .tuned_lens_kl import LensKL, lens_kl  # noqa: F401  (re-exported, as above)
+from .tuned_lens_sums import LensSumJob, LensSums, add_units, lens_units, load_sums, save_sums, unit_sequences
 
-_SUMS, _STATE = "sums.safetensors", "state.json"
 _KL_WEIGHTS, _KL_STATE = "kl.safetensors", "kl.json"
-
-
-def _features(run, name: str) -> torch.Tensor:
-    """[tokens, d_model + 1]: the normalised residual at positions 1.. with a constant 1 for the bias, float64."""
-    h = run.cache[name][:, 1:].reshape(-1, run.cache[name].shape[-1]).double()
-    return torch.cat([_normalise(h), torch.ones(h.shape[0], 1, dtype=h.dtype, device=h.device)], dim=1)
 
 
 def train_tuned_lens(
@@ -73,14 +69,18 @@ def train_tuned_lens(
     resume: bool = True,
     checkpoint_every: int = 10,
     folder: str | Path | None = None,
+    cluster: str | ClusterSpec | None = None,
+    workers: int | None = None,
 ) -> TunedLens:
     """Fit a tuned lens on ``tokens`` tokens of ``corpus``'s train split and save it to the store.
 
     Least squares in closed form (resumable: the running sums are checkpointed every ``checkpoint_every``
     batches, and a re-run, or one asking for more ``tokens``, continues from them; ``resume=False`` starts
-    over). ``ridge`` is relative to the features' mean square, so it is unit-free. ``kl_steps > 0`` then
-    refines by Adam on KL(output || lens), the paper's objective: each step unembeds every layer of a
-    batch, minutes per step on a CPU, seconds on a GPU. Returns the saved lens.
+    over). ``ridge`` is relative to the features' mean square, so it is unit-free. ``cluster`` (``local``,
+    ``auto`` or an address, with ``workers``) sums on Ray workers, checkpointed after whole units of
+    batches. ``kl_steps > 0`` then refines by Adam on KL(output || lens), the paper's objective, in this
+    process: each step unembeds every layer of a batch, minutes per step on a CPU, seconds on a GPU.
+    Returns the saved lens.
     """
     for name, value, low in (
         ("tokens", tokens, 1),
@@ -92,46 +92,34 @@ def train_tuned_lens(
             raise InputError(f"{name} must be at least {low}, got {value}")
     if kl_steps < 0 or ridge < 0 or kl_lr <= 0:
         raise InputError("kl_steps and ridge must be >= 0 and kl_lr > 0")
+    spec = cluster_spec(cluster, workers)
     source = load_corpus(corpus, split="train")
     root = Path(folder).expanduser() if folder is not None else lens_folder(model)
     n_sequences = math.ceil(tokens / (seq_len - 1))
     fingerprint = {"key": model.key, "corpus": source.describe(), "seq_len": seq_len, "format": FORMAT}
 
-    gram, cross, done, seen = _load_sums(model, root / "checkpoint", fingerprint) if resume else (None, None, 0, 0)
-    if done > n_sequences:
+    sums = (load_sums(model, root / "checkpoint", fingerprint) if resume else None) or LensSums.empty(model)
+    if sums.sequences > n_sequences:
         raise InputError(
-            f"the checkpoint in {root} already holds {seen:,} tokens, more than the {tokens:,} asked; ask for at "
-            "least that many, or start over (--fresh / resume=False)"
+            f"the checkpoint in {root} already holds {sums.tokens:,} tokens, more than the {tokens:,} asked; ask "
+            "for at least that many, or start over (--fresh / resume=False)"
         )
-    n, d = model.n_layers, model.d_model
-    if gram is None:
-        gram = torch.zeros(n, d + 1, d + 1, dtype=torch.float64)
-        cross = torch.zeros(n, d + 1, d, dtype=torch.float64)
-    hooks = _hooks(model)
-    sequences = itertools.islice(packed_sequences(model, source, seq_len, n_sequences), done, None)
-    remaining = math.ceil((n_sequences - done) / batch_size)
-    since_save = 0
-    for batch in progress(
-        batches(sequences, batch_size), total=remaining, description="tuned lens: least squares", unit="batch"
-    ):
-        run = model.run(batch, cache=hooks, logits=False)
-        target = _features(run, hooks[-1])[:, :d].cpu()
-        for i, name in enumerate(hooks[:-1]):
-            x = _features(run, name).cpu()
-            gram[i] += x.T @ x
-            cross[i] += x.T @ target
-        done += batch.shape[0]
-        seen += batch.shape[0] * (seq_len - 1)
-        since_save += 1
-        if since_save == checkpoint_every:
-            _save_sums(root / "checkpoint", fingerprint, gram, cross, done, seen)
-            since_save = 0
-    if seen == 0:
+    units = lens_units(model, source, seq_len, sums.sequences, n_sequences, unit_sequences(spec, batch_size))
+    add_units(
+        LensSumJob(tuple(_hooks(model)), batch_size),
+        units,
+        sums,
+        model=model,
+        spec=spec,
+        batches_left=math.ceil((n_sequences - sums.sequences) / batch_size),
+        checkpoint_every=checkpoint_every,
+        checkpoint=lambda running: save_sums(root / "checkpoint", fingerprint, running),
+    )
+    if sums.tokens == 0:
         raise InputError(f"corpus {source.describe()} gave no sequence of {seq_len} tokens; use a larger corpus")
-    if since_save:
-        _save_sums(root / "checkpoint", fingerprint, gram, cross, done, seen)
 
-    weight, bias = _solve(gram, cross, ridge)
+    seen = sums.tokens
+    weight, bias = _solve(sums.gram, sums.cross, ridge)
     lens = TunedLens(model.name, model.key, weight, bias, seen, source.describe(), seq_len, ridge, 0)
     if kl_steps:
         weight, bias = _refine(
@@ -155,35 +143,6 @@ def _solve(gram: torch.Tensor, cross: torch.Tensor, ridge: float) -> tuple[torch
     weight = torch.cat([torch.stack(weights), torch.eye(d, dtype=torch.float64)[None]])
     bias = torch.cat([torch.stack(biases), torch.zeros(1, d, dtype=torch.float64)])
     return weight.float(), bias.float()  # the last row (identity) is never applied; it keeps rows = layers
-
-
-def _save_sums(folder: Path, fingerprint: dict, gram, cross, done: int, seen: int) -> None:
-    with save(TUNED_LENS, fingerprint["key"], folder, summary={"sequences": done, "tokens": seen}) as tmp:
-        save_file({"gram": gram.contiguous(), "cross": cross.contiguous()}, str(tmp / _SUMS))
-        state = {**fingerprint, "sequences": done, "tokens": seen}
-        (tmp / _STATE).write_text(json.dumps(state, indent=2), encoding="utf-8")
-
-
-def _load_sums(model: Model, folder: Path, fingerprint: dict):
-    """The checkpoint's sums if it exists and was made by the same model, corpus and sequence length."""
-    if not (folder / _STATE).exists():
-        return None, None, 0, 0
-    try:
-        verify(folder, TUNED_LENS)  # a checkpoint that lost or cut a file is not resumed from
-        state = json.loads((folder / _STATE).read_text(encoding="utf-8"))
-        tensors = load_file(str(folder / _SUMS))
-        gram, cross = tensors["gram"], tensors["cross"]
-        shape_ok = gram.shape == (model.n_layers, model.d_model + 1, model.d_model + 1)
-    except (OSError, ValueError, KeyError, SafetensorError):
-        raise InputError(
-            f"the tuned-lens checkpoint in {folder} is unreadable; delete it, or start over (--fresh / resume=False)"
-        ) from None
-    if not shape_ok or any(state.get(k) != v for k, v in fingerprint.items()):
-        raise InputError(
-            f"the tuned-lens checkpoint in {folder} was made with other settings ({state.get('corpus')}, seq_len "
-            f"{state.get('seq_len')}); use those, or start over (--fresh / resume=False)"
-        )
-    return gram, cross, int(state["sequences"]), int(state["tokens"])
 
 
 def _refine(
