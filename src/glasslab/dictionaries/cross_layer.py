@@ -6,12 +6,18 @@ Held in glasslab's orientation (matrices act on row vectors): per layer ``W_enc 
 optional JumpReLU ``threshold``, ``W_dec[s] [d_sae, n_layers - s, d_out]`` (target ``t`` at index ``t - s``),
 ``b_dec [d_out]`` per target layer and an optional skip ``[d_in, d_out]`` per layer. Readers for
 circuit-tracer's and Gemma Scope 2's files are in ``published_transcoders``.
+
+Its features are features like a per-layer transcoder's: ``transcoder(s)`` views source layer s as one
+transcoder (its encoder; the sum of its decoders), so dashboards, labels and ``precompute_transcoders`` read
+it as they read ``TranscoderSet.transcoder(s)``; a set loaded from a folder keeps them in ``layer-<s>/``
+there, as a per-layer set does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -19,6 +25,11 @@ from ..errors import InputError
 from ..model.model import Model
 from .fit import hook_width
 from .hub import same_model
+from .origins import SAEOrigin, with_origin
+from .registry import dictionary_class
+from .sae_config import SAEConfig
+from .transcoder import Transcoder
+from .transcoder_set import layer_folder
 
 
 @dataclass
@@ -48,6 +59,9 @@ class CrossLayerTranscoderSet:
             raise InputError(f"{source}: a cross-layer transcoder needs at least one layer")
         self.n_layers = len(layers)
         self.model_name = model_name
+        self.source = source
+        self.folder: Path | None = None  # where it was loaded from (its labels and dashboards go in layer-<s>/)
+        self._views: dict[int, Transcoder] = {}  # transcoder(s), kept so their labels and atlas are read once
         self._layers = list(layers)
         self._inputs = list(input_hooks or [f"blocks.{layer}.mlp.in" for layer in range(self.n_layers)])
         for layer, weights in enumerate(self._layers):
@@ -147,6 +161,39 @@ class CrossLayerTranscoderSet:
         if x.shape[-1] != width:
             raise InputError(f"{what} activations must be {width} wide, got {x.shape[-1]}")
 
+    # -- features ---------------------------------------------------------------------------------------------
+    def transcoder(self, layer: int) -> Transcoder:
+        """Source layer ``layer``'s features as one transcoder, for their dashboards and labels: its encoder
+        at ``input_hook(layer)`` (activation contexts are read there, as for a per-layer transcoder) and, as
+        decoder, the sum of its decoders over the target layers ``layer..n_layers - 1``. Every target's
+        ``mlp_out`` is added to the residual stream as it is, so that sum is the feature's whole write into the
+        stream, and the tokens it pushes directly (through the final norm and unembedding) are the sum's.
+        Its ``forward`` therefore predicts no single layer's output (``reconstruct`` does) and it has no skip.
+        Kept per layer; its folder (``origin``) is ``layer-<layer>/`` of the set's folder, when it has one."""
+        if layer not in self._views:
+            weights = self._weights(layer)
+            (d_in, d_sae), d_out = weights.W_enc.shape, weights.b_dec.shape[-1]
+            config = SAEConfig(
+                architecture="jumprelu_transcoder" if weights.threshold is not None else "transcoder",
+                d_in=int(d_in),
+                d_sae=int(d_sae),
+                hook=self._inputs[layer],
+                hook_out=self.output_hook(layer),
+                d_out=int(d_out),
+                model_name=self.model_name,
+                apply_b_dec_to_input=False,
+            )
+            view = dictionary_class(config.architecture)(config, dtype=weights.W_enc.dtype, device=weights.W_enc.device)
+            tensors = {"W_enc": weights.W_enc, "b_enc": weights.b_enc, "W_dec": weights.W_dec.sum(1)}
+            tensors |= {"b_dec": weights.b_dec, "threshold": weights.threshold}
+            with torch.no_grad():
+                for name, param in view.named_parameters():
+                    param.copy_(tensors[name])  # type: ignore[arg-type]
+            folder = None if self.folder is None else self.folder / layer_folder(layer)
+            origin = SAEOrigin(source=f"{self.source} layer {layer}", folder=folder)
+            self._views[layer] = with_origin(view, origin)  # type: ignore[arg-type]
+        return self._views[layer]
+
     # -- models ---------------------------------------------------------------------------------------------
     def check_fits(self, model: Model, *, allow_other_model: bool = False) -> None:
         """One-line error if the set was made for another model (layer count, widths, name)."""
@@ -165,6 +212,7 @@ class CrossLayerTranscoderSet:
                 )
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> CrossLayerTranscoderSet:
+        self._views.clear()  # built again from the moved weights
         for weights in self._layers:
             for name in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold", "skip"):
                 value = getattr(weights, name)

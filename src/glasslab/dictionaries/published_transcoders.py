@@ -93,10 +93,10 @@ def _from_folder(
     if (folder / SET_FILE).is_file():
         return TranscoderSet.load(folder, model, allow_other_model=True)  # the name is checked by the caller
     if (folder / CIRCUIT_TRACER_CONFIG).is_file():
-        return _from_config(_read_yaml(folder / CIRCUIT_TRACER_CONFIG), _local(folder), model, hooks)
+        return _kept_in(folder, _from_config(_read_yaml(folder / CIRCUIT_TRACER_CONFIG), _local(folder), model, hooks))
     if (folder / "W_enc_0.safetensors").is_file():
         config = {"model_kind": "cross_layer_transcoder"}
-        return _from_config(config, _local(folder), model, (hooks[0] or "hook_resid_mid", hooks[1]))
+        return _kept_in(folder, _from_config(config, _local(folder), model, (hooks[0] or "hook_resid_mid", hooks[1])))
     single = _one_transcoder(folder, model)
     if single is not None:
         return _per_layer_set([single], model)
@@ -109,6 +109,15 @@ def _from_folder(
             + (f" matching '{select}'" if select else "")
         )
     return _per_layer_set(transcoders, model)
+
+
+def _kept_in(folder: Path, found: TranscoderSet | CrossLayerTranscoderSet) -> TranscoderSet | CrossLayerTranscoderSet:
+    """A cross-layer transcoder read from a local folder knows it: its labels and dashboards go in
+    ``layer-<s>/`` there (``precompute_transcoders``). A per-layer set in a published layout stays without one,
+    as before (its layers' folders are the publisher's)."""
+    if isinstance(found, CrossLayerTranscoderSet):
+        found.folder = folder
+    return found
 
 
 def _one_transcoder(folder: Path, model: Model | None) -> Transcoder | None:

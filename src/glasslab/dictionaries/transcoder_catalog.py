@@ -18,11 +18,13 @@ from ..model.model import Model
 from ..store import TRANSCODERS, is_name, location
 from .cross_layer import CrossLayerTranscoderSet
 from .hub import same_model
-from .published_transcoders import load_transcoders
+from .published_transcoders import CIRCUIT_TRACER_CONFIG, load_transcoders
 from .transcoder_set import SET_FILE, TranscoderSet
 
 SHIPPED_TRANSCODERS = Path(__file__).resolve().parents[1] / "sae" / "shipped_transcoders"
 DEFAULT = "default"
+# What marks a circuit-tracer set (a cross-layer transcoder among them) copied into the store as it was published.
+PUBLISHED_SETS = (CIRCUIT_TRACER_CONFIG, "W_enc_0.safetensors")
 
 
 def shipped_transcoders() -> Iterator[tuple[str, Path, str | None]]:
@@ -40,14 +42,18 @@ def shipped_transcoders() -> Iterator[tuple[str, Path, str | None]]:
 def open_transcoders(
     name_or_path: str | os.PathLike, model: Model, *, layers: Sequence[int] | None = None
 ) -> TranscoderSet | CrossLayerTranscoderSet:
-    """The set ``name_or_path`` names for ``model``: ``default`` or ``default:NAME`` (shipped), a store name,
-    a folder (any published layout) or a hub repository ``OWNER/REPO``. ``layers`` reads only those layers of
-    a glasslab set (one feature's dashboard needs one layer)."""
+    """The set ``name_or_path`` names for ``model``: ``default`` or ``default:NAME`` (shipped), a store name
+    (a glasslab set, or a folder in a published layout copied into the store, so a request can name a
+    cross-layer transcoder), a folder (any published layout) or a hub repository ``OWNER/REPO``. ``layers``
+    reads only those layers of a glasslab set (one feature's dashboard needs one layer)."""
     text = str(name_or_path)
     if text == DEFAULT or text.startswith(DEFAULT + ":"):
         folder = _shipped_folder(text.removeprefix(DEFAULT).removeprefix(":"), model)
         return TranscoderSet.load(folder, model, layers=layers)
     if is_name(text) and not Path(text).expanduser().is_dir():
+        stored = location(TRANSCODERS, model.key, text)
+        if not (stored / SET_FILE).is_file() and any((stored / name).is_file() for name in PUBLISHED_SETS):
+            return load_transcoders(stored, model)
         return TranscoderSet.load(text, model, layers=layers)
     if layers is not None and (Path(text).expanduser() / SET_FILE).is_file():
         return TranscoderSet.load(Path(text).expanduser(), model, layers=layers)

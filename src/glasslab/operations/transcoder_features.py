@@ -2,9 +2,10 @@
 labelled with its dashboard precomputed (``glasslab transcoders feature|precompute``).
 
 A set is named as ``open_transcoders`` reads it: ``default`` (shipped), a name in the store for the loaded
-model, or locally a
-folder; a request names only a store name. The precompute scans the corpus once per layer (minutes to hours on
-a real model), so it is offered on the command line and in Python only.
+model (a glasslab set, or a published layout copied there, e.g. a cross-layer transcoder), or locally a
+folder; a request names only a store name. A cross-layer transcoder's features are named by source layer. The
+precompute scans the corpus once per layer (minutes to hours on a real model), so it is offered on the command
+line and in Python only.
 """
 
 from __future__ import annotations
@@ -38,7 +39,11 @@ SetName = Annotated[
 
 class TranscoderDashboardOptions(Options):
     transcoders: SetName
-    layer: Annotated[Index, Field(description="The feature's layer."), Cli(argument=True)]
+    layer: Annotated[
+        Index,
+        Field(description="The feature's layer (a cross-layer transcoder's: its source layer)."),
+        Cli(argument=True),
+    ]
     feature: Annotated[Index, Field(description="The feature's index in its layer."), Cli(argument=True)]
     sequences: Annotated[
         int | None, Field(ge=1, le=512, description="Sequences to scan live (default: precomputed, else 64).")

@@ -8,6 +8,11 @@ feature)`` works as for an SAE. A set loaded with ``TranscoderSet.load`` knows i
 transcoders`` scans the corpus once per layer and writes each layer's ``labels.json`` and atlas
 (``dashboards.safetensors``) beside its weights, recorded in the set's one manifest, so the set still verifies
 and every dashboard afterwards is a file lookup.
+
+A cross-layer transcoder (``CrossLayerTranscoderSet``) is read the same way: ``transcoders.transcoder(s)`` is
+source layer s's features, read from its input by its encoder and pushing tokens by the sum of its decoders
+over every later layer (their whole write into the residual stream); loaded from a folder, its files go in
+``layer-<s>/`` there (recorded in a manifest where the folder has one).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...cluster import ClusterSpec
+from ...dictionaries.cross_layer import CrossLayerTranscoderSet
 from ...dictionaries.labels_file import LABELS_FILE, labels_json, read_labels
 from ...dictionaries.transcoder_set import TranscoderSet, layer_folder
 from ...errors import InputError
@@ -27,9 +33,11 @@ from .atlas import ATLAS_FILE, atlas_bytes
 from .dashboard import FeatureDashboard, feature_dashboard
 from .labels import _training_corpus, describe_features
 
+AnySet = TranscoderSet | CrossLayerTranscoderSet  # what a dashboard or a precompute reads, per (source) layer
+
 
 def transcoder_dashboard(
-    model: Model, transcoders: TranscoderSet, layer: int, feature: int, **options: Any
+    model: Model, transcoders: AnySet, layer: int, feature: int, **options: Any
 ) -> FeatureDashboard:
     """The dashboard of ``feature`` of layer ``layer``'s transcoder (``feature_dashboard``'s options): read from
     the set's precomputed atlas when it has one, else a live scan."""
@@ -51,7 +59,7 @@ class TranscodersPrecomputed(Result):
 
 def precompute_transcoders(
     model: Model,
-    transcoders: TranscoderSet,
+    transcoders: AnySet,
     *,
     layers: list[int] | None = None,
     corpus: str | None = None,
@@ -66,6 +74,10 @@ def precompute_transcoders(
     training corpus), each label's detection score on ``held_out_tokens`` of its test split. Labels a person
     wrote are kept; each layer's files replace the old ones at once. ``cluster``/``workers`` run the scans on
     Ray (``scan_features``)."""
+    if transcoders.folder is None and isinstance(transcoders, CrossLayerTranscoderSet):
+        raise InputError(
+            "this cross-layer transcoder was not read from a local folder: download it, then name the folder"
+        )
     if transcoders.folder is None:
         raise InputError("this transcoder set was not loaded from a folder: save it, then load it by name")
     chosen = transcoders.layers if layers is None else [int(layer) for layer in layers]
@@ -95,19 +107,21 @@ def precompute_transcoders(
     )
 
 
-def _precompute_layer(model: Model, transcoders: TranscoderSet, layer: int, options: dict[str, Any]) -> dict:
+def _precompute_layer(model: Model, transcoders: AnySet, layer: int, options: dict[str, Any]) -> dict:
     """One layer's labels and atlas, written into its folder through the set's manifest; their summary."""
     transcoder = transcoders.transcoder(layer)
     described = describe_features(model, transcoder, **options)
-    sub = layer_folder(layer)
-    kept = read_labels(transcoders.folder / sub, transcoder.d_sae)  # type: ignore[operator]
+    sub, folder = layer_folder(layer), transcoders.folder
+    assert folder is not None  # precompute_transcoders refuses a set without one
+    (folder / sub).mkdir(exist_ok=True)  # a published cross-layer transcoder's first precompute makes it
+    kept = read_labels(folder / sub, transcoder.d_sae)
     labels = {**described.labels, **{f: entry for f, entry in kept.items() if entry.source != "auto"}}
     files = {
         f"{sub}/{ATLAS_FILE}": atlas_bytes(described.atlas),
         f"{sub}/{LABELS_FILE}": labels_json(labels, **described.provenance),
     }
     replace_files(
-        transcoders.folder,  # type: ignore[arg-type]
+        folder,
         {name: lambda path, content=content: path.write_bytes(content) for name, content in files.items()},
     )
     transcoder.labels_cache = transcoder.atlas_cache = None  # read the new files on the next dashboard

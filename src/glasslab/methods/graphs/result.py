@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from ...dictionaries.cross_layer import CrossLayerTranscoderSet
 from ...dictionaries.labels_file import FeatureLabel
 from ...dictionaries.loading import labels_of
 from ...dictionaries.transcoder_set import TranscoderSet
@@ -122,14 +123,14 @@ FeatureLabels = Callable[[int, int], str]  # (layer, feature) -> its label, "" w
 
 
 def transcoder_labels(transcoders: object) -> FeatureLabels:
-    """The labels of a set's features (``glasslab transcoders precompute`` writes them beside each layer; a
-    person's own labels over them), read per layer when first asked for; "" for a set without labels files
-    (one not loaded from a folder, a cross-layer set)."""
+    """The labels of a set's features, per-layer or cross-layer (``glasslab transcoders precompute`` writes
+    them beside each (source) layer; a person's own labels over them), read per layer when first asked for;
+    "" for a set without labels files (one not loaded from a folder)."""
     by_layer: dict[int, dict[int, FeatureLabel]] = {}
 
     def label(layer: int, feature: int) -> str:
         if layer not in by_layer:
-            known = isinstance(transcoders, TranscoderSet) and layer in transcoders.layers
+            known = isinstance(transcoders, TranscoderSet | CrossLayerTranscoderSet) and layer in transcoders.layers
             by_layer[layer] = labels_of(transcoders.transcoder(layer)) if known else {}  # type: ignore[union-attr]
         entry = by_layer[layer].get(feature)
         return "" if entry is None else entry.label
