@@ -37,8 +37,8 @@ class TopKEncode(torch.autograd.Function):
         grad = (grad_acts * active).reshape(-1)
         flat = indices.reshape(-1)
         d_sae = w_enc.shape[1]
-        grad_b_enc = torch.zeros(d_sae, dtype=grad.dtype).index_add_(0, flat, grad)
-        rows = torch.arange(indices.shape[0]).repeat_interleave(indices.shape[1])
+        grad_b_enc = torch.zeros(d_sae, dtype=grad.dtype, device=grad.device).index_add_(0, flat, grad)
+        rows = torch.arange(indices.shape[0], device=flat.device).repeat_interleave(indices.shape[1])
         sparse = torch.sparse_coo_tensor(
             torch.stack([flat, rows]), grad, (d_sae, indices.shape[0]), check_invariants=False
         )

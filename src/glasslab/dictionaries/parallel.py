@@ -9,8 +9,12 @@ whole batch's gradient and the ranks reproduce the local training up to float ro
 metrics are summed over the ranks, so every rank keeps the identical state. Rank 0 alone writes checkpoints
 to the store and sends each step's metrics and the trained SAE to the driver, which shows one progress bar
 and saves the SAE. A worker that dies makes Ray Train restart the group (``FailureConfig``), which resumes
-from the newest checkpoint in the store. The SAE itself trains on CPU, as locally, hence gloo: GPU workers
-use their GPU for the model's forward passes.
+from the newest checkpoint in the store. Workers with a whole GPU each train on it and join by NCCL; CPU
+workers (and workers sharing a GPU, which NCCL refuses) by gloo.
+
+A transcoder set trains the same way (``transcoder_train.py``): every layer's transcoder is a replica of its
+own, stepped on the same slice. What differs between the two is a ``ClusterTraining``: ``run_on_cluster``
+starts the group, follows rank 0 and returns what rank 0 trained.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
@@ -55,62 +59,136 @@ class _LossOf(nn.Module):
 
 
 class DataParallelPeers(Peers):
-    """This process as one rank of the default torch process group."""
+    """This process as one rank of the default torch process group, training on ``device`` (its GPU, if it
+    has one: batches, dictionaries and the counters summed go there; what the step keeps stays on CPU)."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: torch.device) -> None:
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
-        self.replica: DistributedDataParallel | None = None
+        self.device = device
+        self.replicas: dict[int, DistributedDataParallel] = {}  # by id of the dictionary: a set has several
 
     def agree(self, value: T) -> T:
         chosen = [value]
-        dist.broadcast_object_list(chosen, src=0)
+        dist.broadcast_object_list(chosen, src=0, device=self.device)
         return chosen[0]
 
-    def replicate(self, dictionary: Dictionary) -> None:
-        self.replica = DistributedDataParallel(_LossOf(dictionary))
+    def replicate(self, dictionary: Dictionary, optimizer: torch.optim.Optimizer | None = None) -> None:
+        dictionary.to(self.device)
+        if optimizer is not None:  # a restored optimizer's moments are on CPU
+            for moments in optimizer.state.values():
+                for key, value in moments.items():
+                    if key != "step" and isinstance(value, torch.Tensor):
+                        moments[key] = value.to(self.device)
+        on_gpu = self.device.type == "cuda"
+        module = _LossOf(dictionary)
+        self.replicas[id(dictionary)] = DistributedDataParallel(module, device_ids=[self.device] if on_gpu else None)
 
     def loss(self, dictionary: Dictionary, batch: StepInput) -> StepOutput:
-        if self.replica is None or self.replica.module.dictionary is not dictionary:
+        replica = self.replicas.get(id(dictionary))
+        if replica is None or replica.module.dictionary is not dictionary:
             raise RuntimeError("replicate(dictionary) must come before its first step")
-        return self.replica(batch)
+        return replica(batch)
 
     def total(self, values: torch.Tensor) -> torch.Tensor:
-        summed = values.clone()
+        summed = values.to(self.device, copy=True)
         dist.all_reduce(summed)
-        return summed
+        return summed.cpu()
+
+    def share(self, batch: StepInput) -> StepInput:
+        mine = super().share(batch)
+        target = None if mine.target is None else mine.target.to(self.device)
+        return StepInput(mine.x.to(self.device), mine.dead.to(self.device), mine.settings, target)
+
+
+class ClusterTraining(Protocol):
+    """One kind of training on a cluster: picklable (every worker gets a copy), ``run`` on every rank."""
+
+    what: str  # "SAE training": for the progress bar and errors
+    product: str  # "SAE": what was not saved when it stops
+    steps: int
+    batch_size: int
+
+    def storage(self, model: Model) -> Path:
+        """Ray Train's own folder for this training (beside its checkpoints)."""
+        ...
+
+    def run(self, model: Model, peers: Peers, on_step: Callable[[int, Any], None]) -> Any:
+        """The local loop as one rank; rank 0's result goes to the driver (on CPU)."""
+        ...
+
+    def headline(self, metrics: Any) -> dict[str, float]:
+        """A step's loss, fve and l0, for the driver's progress bar."""
+        ...
 
 
 @dataclass(frozen=True)
-class _Job:
-    """What every worker needs: picklable settings, and the queue rank 0 reports to."""
+class _SaeTraining:
+    """An SAE's training (``sae_loop.run_training``) as a ``ClusterTraining``."""
 
-    recipe: ModelRecipe
     config: TrainConfig
     name: str
     documents: list[str] | None
     checkpoint_every: int
-    on_step: Callable[[int, dict[str, float]], None] | None
+    what: str = "SAE training"
+    product: str = "SAE"
+
+    @property
+    def steps(self) -> int:
+        return self.config.steps
+
+    @property
+    def batch_size(self) -> int:
+        return self.config.batch_size
+
+    def storage(self, model: Model) -> Path:
+        return checkpoints_of(model, self.name).folder / "ray-train"
+
+    def run(self, model: Model, peers: Peers, on_step: Callable[[int, Any], None]) -> Trained:
+        checkpoints = checkpoints_of(model, self.name)
+        config, documents, every = self.config, self.documents, self.checkpoint_every
+        trained = run_training(model, config, checkpoints, documents, every, on_step, peers, progress=False)
+        trained.sae.cpu()
+        return trained
+
+    def headline(self, metrics: dict[str, float]) -> dict[str, float]:
+        return metrics
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What every worker needs: the model's recipe, the training, the caller's on_step, rank 0's queue."""
+
+    recipe: ModelRecipe
+    training: ClusterTraining
+    on_step: Callable[[int, Any], None] | None
     queue: Any  # ray.util.queue.Queue
+
+
+def _rank_device(gpus: bool) -> torch.device:
+    """This rank's GPU where the workers were given GPUs (Ray Train picks which), else the CPU."""
+    if not gpus:
+        return torch.device("cpu")
+    from ray.train.torch import get_device
+
+    device = get_device()
+    torch.cuda.set_device(device)
+    return device
 
 
 def _worker(settings: dict[str, _Job]) -> None:
     """One rank: the local loop with data-parallel peers. An error of glasslab's own (bad input, a NaN loss,
     a cancel) goes to the driver, which stops the run rather than let a restart repeat it."""
     job = settings["job"]
-    peers = DataParallelPeers()
+    peers = DataParallelPeers(_rank_device(job.recipe.device == "cuda"))
 
-    def on_step(step: int, metrics: dict[str, float]) -> None:
+    def on_step(step: int, metrics: Any) -> None:
         if job.on_step is not None:
             job.on_step(step, metrics)
         if peers.rank == 0:
-            job.queue.put(("step", metrics))
+            job.queue.put(("step", {"step": step, **job.training.headline(metrics)}))
 
     try:
-        model = job.recipe.load()
-        checkpoints = checkpoints_of(model, job.name)
-        trained = run_training(
-            model, job.config, checkpoints, job.documents, job.checkpoint_every, on_step, peers, progress=False
-        )
+        trained = job.training.run(job.recipe.load(), peers, on_step)
     except TrainingCancelled as cancelled:  # every rank stops at the same step, so none waits for another
         job.queue.put(("error", cancelled))
         return
@@ -131,12 +209,22 @@ def train_on_cluster(
     on_step: Callable[[int, dict[str, float]], None] | None,
 ) -> Trained:
     """Train on ``spec``'s cluster and return rank 0's trained SAE and state (the driver saves it)."""
+    docs = None if documents is None else list(documents)
+    training = _SaeTraining(with_absolute_paths(config), name, docs, checkpoint_every)
+    return run_on_cluster(spec, model, training, on_step)
+
+
+def run_on_cluster(
+    spec: ClusterSpec, model: Model, training: ClusterTraining, on_step: Callable[[int, Any], None] | None
+) -> Any:
+    """Run ``training`` data-parallel on ``spec``'s cluster (NCCL between ranks with a GPU each, else gloo) and
+    return rank 0's result; its config's local paths must already be absolute (``with_absolute_paths``)."""
     ray = spec.connect()
     release_workers()  # a harvest's or scan's kept workers would hold the CPUs the training group needs
     workers = spec.worker_count(ray)
-    if config.batch_size % workers:
+    if training.batch_size % workers:
         raise InputError(
-            f"batch_size {config.batch_size} does not divide among {workers} workers; "
+            f"batch_size {training.batch_size} does not divide among {workers} workers; "
             f"use a multiple of {workers} or other --workers"
         )
     from ray.train import FailureConfig, RunConfig, ScalingConfig
@@ -144,40 +232,36 @@ def train_on_cluster(
     from ray.util.queue import Empty, Queue
 
     gpus = spec.gpus_per_worker > 0
-    recipe = ModelRecipe.of(model, "cuda" if gpus else "cpu")
-    config = _with_absolute_paths(config)
     queue = Queue(actor_options={"num_cpus": 0})
     try:  # the queue's actor goes whatever fails below
-        job = _Job(
-            recipe,
-            config,
-            name,
-            None if documents is None else list(documents),
-            checkpoint_every,
-            on_step,
-            queue,
-        )
+        job = _Job(ModelRecipe.of(model, "cuda" if gpus else "cpu"), training, on_step, queue)
         trainer = TorchTrainer(
             _worker,
             train_loop_config={"job": job},
-            torch_config=TorchConfig(backend="gloo"),
+            torch_config=TorchConfig(backend=backend_for(spec.gpus_per_worker)),
             scaling_config=ScalingConfig(
                 num_workers=workers,
                 use_gpu=gpus,
                 resources_per_worker={"CPU": 1, "GPU": spec.gpus_per_worker} if gpus else None,
             ),
             run_config=RunConfig(
-                name=f"train-{name}",
-                storage_path=str(checkpoints_of(model, name).folder / "ray-train"),
+                name=f"train-{training.storage(model).parent.name}",
+                storage_path=str(training.storage(model)),
                 failure_config=FailureConfig(max_failures=MAX_FAILURES),
             ),
         )
-        return _follow(trainer, queue, Empty, config, workers)
+        return _follow(trainer, queue, Empty, training, workers)
     finally:
         ray.kill(queue.actor)
 
 
-def _with_absolute_paths(config: TrainConfig) -> TrainConfig:
+def backend_for(gpus_per_worker: float) -> str:
+    """NCCL where every rank has a GPU of its own; gloo on CPUs, and where ranks share a GPU (NCCL refuses two
+    ranks on one device; gloo reduces CUDA tensors too)."""
+    return "nccl" if gpus_per_worker >= 1 else "gloo"
+
+
+def with_absolute_paths(config: TrainConfig) -> TrainConfig:
     """``config`` with a local harvest or corpus file named by its absolute path: Ray Train runs each rank in
     a folder of its own, where a relative path names nothing."""
     changes = {}
@@ -189,15 +273,15 @@ def _with_absolute_paths(config: TrainConfig) -> TrainConfig:
     return replace(config, **changes)
 
 
-def _follow(trainer: Any, queue: Any, empty: type[Exception], config: TrainConfig, workers: int) -> Trained:
+def _follow(trainer: Any, queue: Any, empty: type[Exception], training: ClusterTraining, workers: int) -> Any:
     """Run ``trainer`` here (Ray Train's own Ctrl-C handler then aborts the run) while a thread shows rank 0's
-    steps; rank 0's trained SAE, or the error that stopped it."""
+    steps; rank 0's result, or the error that stopped it."""
     outcome: list[tuple[str, Any]] = []
     fitted = threading.Event()
     in_main_thread = threading.current_thread() is threading.main_thread()
     bar = tqdm(
-        total=config.steps,
-        desc=f"training SAE on {config.hook} ({workers} workers)",
+        total=training.steps,
+        desc=f"{training.what} ({workers} workers)",
         unit="step",
         disable=not progress_enabled(),
         file=sys.stderr,
@@ -217,7 +301,7 @@ def _follow(trainer: Any, queue: Any, empty: type[Exception], config: TrainConfi
             if kind == "error" and in_main_thread:  # abort at once: a restart would only repeat the error
                 _thread.interrupt_main()  # (elsewhere Ray Train has no Ctrl-C handler: its restarts run out)
 
-    follower = threading.Thread(target=follow, name="sae-training-progress", daemon=True)
+    follower = threading.Thread(target=follow, name="cluster-training-progress", daemon=True)
     follower.start()
     failure: Exception | None = None
     try:
@@ -236,12 +320,10 @@ def _follow(trainer: Any, queue: Any, empty: type[Exception], config: TrainConfi
         raise payload
     if failure is not None:
         first = (str(failure).strip().splitlines() or [type(failure).__name__])[0][:300]
-        raise GlasslabError(f"SAE training on the cluster failed ({first}); run it again to resume")
+        raise GlasslabError(f"{training.what} on the cluster failed ({first}); run it again to resume")
     if kind != "done":
         raise TrainingCancelled(
-            f"training on the cluster stopped at step {bar.n}/{config.steps}; its last checkpoint is kept: "
-            "run the same command again to resume (no SAE was saved)"
+            f"training on the cluster stopped at step {bar.n}/{training.steps}; its last checkpoint is kept: "
+            f"run the same command again to resume (no {training.product} was saved)"
         )
-    trained: Trained = payload
-    trained.workers = workers
-    return trained
+    return payload

@@ -74,7 +74,7 @@ def run_training(
         restore_checkpoint(resume_from, asdict(config), sae, optimizer, state, buffer)
     else:
         initialise(sae, config, state, buffer)
-    peers.replicate(sae)
+    peers.replicate(sae, optimizer)
     _run(config, sae, optimizer, state, buffer, clock, checkpoints, checkpoint_every, on_step, peers, progress)
     return Trained(sae, state, buffer.read, buffer.epochs, peers.world)
 

@@ -94,8 +94,9 @@ class Peers:
         """Rank 0's ``value``, on every rank (e.g. which checkpoint to resume from)."""
         return value
 
-    def replicate(self, dictionary: Dictionary) -> None:
-        """Start sharing ``dictionary``'s gradients (called once its parameters are final: after a restore)."""
+    def replicate(self, dictionary: Dictionary, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Start sharing ``dictionary``'s gradients (called once its parameters are final: after a restore); a
+        rank with a GPU moves the dictionary and ``optimizer``'s moments onto it."""
 
     def loss(self, dictionary: Dictionary, batch: StepInput) -> StepOutput:
         """This rank's loss on its slice; its backward pass leaves the ranks' mean gradient."""

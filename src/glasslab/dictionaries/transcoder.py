@@ -265,7 +265,7 @@ class TopKTranscoder(Transcoder):
         if batch.target is None:
             raise InputError("a transcoder trains on (input, target) pairs; these rows have no target")
         x = batch.x
-        uncentred = torch.zeros(self.d_in, dtype=x.dtype)
+        uncentred = torch.zeros(self.d_in, dtype=x.dtype, device=x.device)
         acts, indices = TopKEncode.apply(x, uncentred, self.W_enc, self.b_enc, self.k)
         error = batch.wanted - (decode_sparse(acts, indices, self.W_dec, self.b_dec) + self.skip(x))
         return StepOutput(

@@ -5,10 +5,14 @@ step on the same shuffled batch of tokens.
 The optimisation is the trainer's (``training.py``) for each layer, unchanged: rows are (input, target)
 pairs, each scaled to mean squared norm equal to its width, folded into the weights at the end
 (``Transcoder.finish_training``). One shuffle buffer holds all layers' pairs side by side (BOS left out,
-as for SAEs: see ``activations.py``), so the model runs once per batch of sequences whatever the number
-of layers; its memory is ``buffer_tokens x layers x 2 x d_model`` floats. Checkpoints (every layer's
-parameters, Adam moments and counters, and the buffer's position) go through the store's
-``Checkpoints`` and resume exactly; the set is written once, atomically, at the end.
+as for SAEs: see ``activations.py``; the rows are ``transcoder_rows.py``'s), so the model runs once per batch
+of sequences whatever the number of layers; its memory is ``buffer_tokens x layers x 2 x d_model`` floats.
+Checkpoints (every layer's parameters, Adam moments and counters, and the buffer's position) go through the
+store's ``Checkpoints`` and resume exactly; the set is written once, atomically, at the end.
+
+``cluster=`` runs the same loop data-parallel on Ray Train workers (``parallel.py``), as SAE training does:
+every rank reads the same harvest, draws the same batch and steps every layer on its slice of it, the ranks
+averaging each layer's gradient; rank 0 writes the checkpoints and the set is saved here.
 """
 
 from __future__ import annotations
@@ -17,26 +21,30 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..activations import HarvestedRows
-from ..data import load_corpus
 from ..errors import InputError
 from ..model.model import Model
 from ..progress import progress
 from ..store import TRANSCODER_CHECKPOINTS, TRANSCODERS, Checkpoints, location
-from .activations import ActivationStream, ShuffleBuffer, harvested_rows, skips_bos
+from .activations import ShuffleBuffer
 from .checkpoints import restore_checkpoint, write_checkpoint
 from .registry import dictionary_class, trainable_architectures
 from .sae_config import SAEConfig
 from .train import TrainConfig, TrainingCancelled
-from .training import Batch, Clock, TrainingState, initialise, start_training, train_step
+from .training import ALONE, Clock, Peers, TrainingState, initialise, start_training, train_step
 from .transcoder import Transcoder
+from .transcoder_rows import HarvestedPairs, LayerRows, RestoredAlready, TranscodersStream, pair_stream
 from .transcoder_set import TranscoderSet, layer_folder
 
+if TYPE_CHECKING:
+    from ..cluster import ClusterSpec
+
 __all__ = ["TranscoderTrainConfig", "TranscoderTrainingRun", "TranscodersStream", "train_transcoders"]
+
+StepCallback = Callable[[int, dict[int, dict[str, float]]], None]
 
 
 def trainable_transcoders() -> tuple[str, ...]:
@@ -72,83 +80,6 @@ class TranscoderTrainConfig(TrainConfig):
 
 
 @dataclass
-class TranscodersStream(ActivationStream):
-    """Rows of every listed layer's (mlp.in, mlp_out) side by side: ``[in_0, out_0, in_1, out_1, ...]``,
-    each ``d_model`` wide, from one forward pass per batch of sequences (stopped after the last layer)."""
-
-    layers: tuple[int, ...] = ()
-
-    def __post_init__(self) -> None:
-        self.hooks = pair_hooks(self.layers)
-        self.width = len(self.hooks) * self.model.d_model
-        self.stop = max(self.layers) + 1
-        self.rows_per_sequence = self.seq_len - (1 if skips_bos(self.model) else 0)
-        if self.rows_per_sequence < 1:
-            raise InputError(f"seq_len {self.seq_len} leaves no token after BOS; use at least 2")
-        self.rows_per_batch = self.rows_per_sequence * self.batch_size
-
-    def _activations(self, batch: torch.Tensor) -> torch.Tensor:
-        run = self.model.run(batch, cache=self.hooks, logits=False, stop_at_layer=self.stop)
-        act = torch.cat([run.cache[hook] for hook in self.hooks], dim=-1)
-        if skips_bos(self.model):
-            act = act[:, 1:]
-        rows = act.reshape(-1, self.width).float().cpu()
-        if not torch.isfinite(rows).all():
-            raise InputError("the model produced NaN or infinite MLP activations; load it in float32")
-        return rows
-
-    def pair(self, rows: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return layer_pair(rows, index, self.model.d_model)
-
-
-class HarvestedPairs(HarvestedRows):
-    """The same rows as ``TranscodersStream``, read from a harvest of every layer's mlp.in and mlp_out."""
-
-    def pair(self, rows: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return layer_pair(rows, index, self.width // len(self.hooks))
-
-
-def layer_pair(rows: torch.Tensor, index: int, d: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``index``-th listed layer's (input, target) columns of ``[in_0, out_0, in_1, out_1, ...]`` rows."""
-    return rows[:, 2 * index * d : (2 * index + 1) * d], rows[:, (2 * index + 1) * d : (2 * index + 2) * d]
-
-
-def pair_hooks(layers: Iterable[int]) -> list[str]:
-    """Each layer's MLP input and output hooks, in the order the rows hold them."""
-    return [hook for layer in layers for hook in (f"blocks.{layer}.mlp.in", f"blocks.{layer}.mlp_out")]
-
-
-class _LayerRows:
-    """One layer's view of the shared buffer: ``next_batch`` hands out that layer's columns of the batch
-    drawn for this step (every layer trains on the same tokens), ``peek`` those of the buffer's next rows."""
-
-    def __init__(self, buffer: ShuffleBuffer, stream: TranscodersStream, index: int) -> None:
-        self.buffer, self.stream, self.index = buffer, stream, index
-        self.current: torch.Tensor | None = None
-
-    def peek(self, n: int) -> Batch:
-        return self.stream.pair(self.buffer.peek(n), self.index)
-
-    def next_batch(self, n: int) -> Batch:
-        if self.current is None:
-            raise RuntimeError("the shared batch was not drawn for this step")
-        return self.stream.pair(self.current, self.index)
-
-
-class _RestoredAlready:
-    """The buffer for every layer's checkpoint after the first: its state is saved with each, restored once."""
-
-    def __init__(self, buffer: ShuffleBuffer) -> None:
-        self.buffer = buffer
-
-    def state(self) -> dict[str, Any]:
-        return self.buffer.state()
-
-    def restore(self, state: dict[str, Any]) -> None:
-        return None
-
-
-@dataclass
 class _Layer:
     """One layer's training: its transcoder, optimiser, trainer state and rows."""
 
@@ -156,8 +87,19 @@ class _Layer:
     transcoder: Transcoder
     optimizer: torch.optim.Optimizer
     state: TrainingState
-    rows: _LayerRows
+    rows: LayerRows
     plan: TranscoderTrainConfig
+
+
+@dataclass
+class TrainedLayers:
+    """What the loop leaves for saving: each layer's transcoder still in training units and its state."""
+
+    transcoders: dict[int, Transcoder]
+    states: dict[int, TrainingState]
+    harvested: int  # rows read from the model
+    epochs: int  # reuses of the whole pool
+    workers: int = 1  # data-parallel ranks
 
 
 @dataclass(frozen=True)
@@ -167,18 +109,6 @@ class TranscoderTrainingRun:
     path: Path
     training: dict[str, Any]
     evaluation: dict[str, Any] | None
-
-
-def _stream(
-    model: Model, config: TranscoderTrainConfig, layers: tuple[int, ...], documents: Iterable[str] | None
-) -> TranscodersStream | HarvestedPairs:
-    """Every layer's (input, output) rows: from a harvest (``config.activations``) or the model on the corpus."""
-    if config.activations is not None:
-        return harvested_rows(model, config, pair_hooks(layers), HarvestedPairs)
-    docs = documents if documents is not None else load_corpus(config.corpus, split="train")
-    return TranscodersStream(
-        model, config.hook, docs, config.seq_len, config.model_batch, max_rows=config.harvest_tokens, layers=layers
-    )
 
 
 def train_transcoders(
@@ -191,8 +121,11 @@ def train_transcoders(
     evaluate: Callable[[TranscoderSet], dict[str, Any] | None] | None = None,
     checkpoint_every: int = 50,
     fresh: bool = False,
-    on_step: Callable[[int, dict[int, dict[str, float]]], None] | None = None,
+    on_step: StepCallback | None = None,
     command: str | None = None,
+    cluster: str | ClusterSpec | None = None,
+    workers: int | None = None,
+    worker_gpus: float = 0.0,
 ) -> TranscoderTrainingRun:
     """Train ``config.architecture`` transcoders for ``config``'s layers of ``model`` from one harvest and
     save them as a ``TranscoderSet`` (store name ``name`` or folder ``out``).
@@ -200,40 +133,101 @@ def train_transcoders(
     ``on_step(step, metrics by layer)`` runs after every step (raise KeyboardInterrupt in it to cancel: a
     checkpoint is written and ``TrainingCancelled`` raised); a checkpoint of the same name and settings is
     resumed unless ``fresh``. ``evaluate(transcoders)`` measures the trained set before it is saved.
+
+    ``cluster`` (``local``, ``auto`` or an address; None: this process) trains data-parallel on ``workers``
+    Ray Train workers with ``worker_gpus`` each, from the harvest ``config.activations`` (each rank running the
+    model over the corpus would repeat every layer's forward passes), so ``config.batch_size`` must divide
+    among them; ``on_step`` then runs on every worker (it must be picklable).
     """
+    spec = training_cluster(cluster, workers, worker_gpus, config)
     layers = config.layers_of(model)
     name = name or default_set_name(config, model)
     target: str | Path = Path(out).expanduser() if out else name
     location(TRANSCODERS, model.key, None if out else name)  # a bad name fails now, not after training
-    checkpoints = Checkpoints(location(TRANSCODER_CHECKPOINTS, model.key, name), TRANSCODER_CHECKPOINTS, model.key)
+    checkpoints = transcoder_checkpoints(model, name)
     if fresh:
         checkpoints.clear()
-    stream = _stream(model, config, layers, documents)
-    buffer = ShuffleBuffer(stream, config.buffer_tokens, seed=config.seed + 1)
-    runs = [_start_layer(model, config, layer, index, buffer, stream) for index, layer in enumerate(layers)]
-    clock = Clock(runs[0].state)
-    latest = checkpoints.latest()
-    if latest is not None:
-        for index, run in enumerate(runs):
-            rows = buffer if index == 0 else _RestoredAlready(buffer)
-            restore_checkpoint(
-                latest[1] / layer_folder(run.layer), _settings(config), run.transcoder, run.optimizer, run.state, rows
-            )
+    if spec is not None:
+        from .parallel import run_on_cluster, with_absolute_paths  # Ray only for a cluster
+
+        job = _SetOnCluster(with_absolute_paths(config), layers, name, checkpoint_every)
+        trained: TrainedLayers = run_on_cluster(spec, model, job, on_step)
     else:
-        for run in runs:
-            initialise(run.transcoder, run.plan, run.state, run.rows)
-    _loop(config, runs, buffer, clock, checkpoints, checkpoint_every, on_step)
-    for run in runs:
-        run.transcoder.finish_training(run.state.scale, run.state.target_scale)
-    transcoders = TranscoderSet(
-        {run.layer: run.transcoder for run in runs}, n_layers=model.n_layers, model_name=model.name
-    )
+        trained = run_transcoder_training(model, config, layers, checkpoints, documents, checkpoint_every, on_step)
+    for layer, transcoder in trained.transcoders.items():
+        transcoder.finish_training(trained.states[layer].scale, trained.states[layer].target_scale)
+    transcoders = TranscoderSet(trained.transcoders, n_layers=model.n_layers, model_name=model.name)
     evaluation = evaluate(transcoders) if evaluate is not None else None
-    training = _record(config, runs, buffer, name, command)
+    training = _record(config, trained, name, command)
+    if spec is not None:
+        training["workers"] = trained.workers
     record = (json.dumps({**training, "evaluation": evaluation}, indent=2) + "\n").encode()
     path = transcoders.save(target, model.key, extra_files={"training.json": record})
     checkpoints.clear()
     return TranscoderTrainingRun(path, training, evaluation)
+
+
+def training_cluster(
+    cluster: str | ClusterSpec | None, workers: int | None, worker_gpus: float, config: TranscoderTrainConfig
+) -> ClusterSpec | None:
+    """The cluster to train on, or None for this process (the cluster layer is not even imported then); a
+    one-line error for options that cannot go together (checked before anything runs)."""
+    if cluster is None:
+        if workers is not None or worker_gpus:
+            raise InputError("--workers and --worker-gpus size a cluster's training: give --cluster too")
+        return None
+    if config.activations is None:
+        raise InputError(
+            "training transcoders on a cluster reads a harvest: give --activations (glasslab harvest "
+            "'blocks.*.mlp.in,blocks.*.mlp_out' --out DIR writes one)"
+        )
+    from ..cluster import cluster_spec
+
+    spec = cluster_spec(cluster, workers, worker_gpus)
+    return spec if spec.distributed else None
+
+
+def transcoder_checkpoints(model: Model, name: str) -> Checkpoints:
+    """The set's training checkpoints (``step-<N>/`` folders, one sub-folder per layer, the newest kept)."""
+    return Checkpoints(location(TRANSCODER_CHECKPOINTS, model.key, name), TRANSCODER_CHECKPOINTS, model.key)
+
+
+def run_transcoder_training(
+    model: Model,
+    config: TranscoderTrainConfig,
+    layers: tuple[int, ...],
+    checkpoints: Checkpoints,
+    documents: Iterable[str] | None,
+    checkpoint_every: int,
+    on_step: StepCallback | None,
+    peers: Peers = ALONE,
+    *,
+    show_progress: bool = True,
+) -> TrainedLayers:
+    """The training loop, in this process or on one data-parallel rank (``peers``): from the newest
+    checkpoint in ``checkpoints`` if any (rank 0's choice), else from scratch."""
+    stream = pair_stream(model, config, layers, documents)
+    buffer = ShuffleBuffer(stream, config.buffer_tokens, seed=config.seed + 1)
+    runs = [_start_layer(model, config, layer, index, buffer, stream) for index, layer in enumerate(layers)]
+    clock = Clock(runs[0].state)
+    latest = checkpoints.latest()
+    resume_from = peers.agree(None if latest is None else latest[1])
+    for index, run in enumerate(runs):
+        if resume_from is not None:
+            rows = buffer if index == 0 else RestoredAlready(buffer)
+            folder = resume_from / layer_folder(run.layer)
+            restore_checkpoint(folder, _settings(config), run.transcoder, run.optimizer, run.state, rows)
+        else:
+            initialise(run.transcoder, run.plan, run.state, run.rows)
+        peers.replicate(run.transcoder, run.optimizer)
+    _loop(config, runs, buffer, clock, checkpoints, checkpoint_every, on_step, peers, show_progress)
+    return TrainedLayers(
+        {run.layer: run.transcoder for run in runs},
+        {run.layer: run.state for run in runs},
+        buffer.read,
+        buffer.epochs,
+        peers.world,
+    )
 
 
 def default_set_name(config: TranscoderTrainConfig, model: Model) -> str:
@@ -252,7 +246,7 @@ def _start_layer(
     layer: int,
     index: int,
     buffer: ShuffleBuffer,
-    stream: TranscodersStream,
+    stream: TranscodersStream | HarvestedPairs,
 ) -> _Layer:
     """Layer ``layer``'s untrained transcoder (its seed offset by the layer) and its optimiser."""
     kind = dictionary_class(config.architecture)
@@ -273,7 +267,7 @@ def _start_layer(
     transcoder = kind(cfg)
     plan = replace(config, hook=cfg.hook, seed=config.seed + layer)
     optimizer = start_training(transcoder, plan)
-    return _Layer(layer, transcoder, optimizer, TrainingState(), _LayerRows(buffer, stream, index), plan)  # type: ignore[arg-type]
+    return _Layer(layer, transcoder, optimizer, TrainingState(), LayerRows(buffer, stream, index), plan)
 
 
 def _loop(
@@ -283,30 +277,35 @@ def _loop(
     clock: Clock,
     checkpoints: Checkpoints,
     checkpoint_every: int,
-    on_step: Callable[[int, dict[int, dict[str, float]]], None] | None,
+    on_step: StepCallback | None,
+    peers: Peers,
+    show_progress: bool,
 ) -> None:
-    """Steps until ``config.steps``: one shared batch, one step per layer; Ctrl-C checkpoints and cancels."""
+    """Steps until ``config.steps``: one shared batch, one step per layer (rank 0 alone writes checkpoints);
+    Ctrl-C checkpoints and cancels."""
     step = runs[0].state.step
     last_saved = step
+    writes = peers.rank == 0
+    steps: Iterable[int] = range(step, config.steps)
+    if show_progress:
+        steps = progress(steps, total=config.steps - step, description="training transcoders", unit="step")
     try:
-        for _ in progress(
-            range(step, config.steps), total=config.steps - step, description="training transcoders", unit="step"
-        ):
+        for _ in steps:
             shared = buffer.next_batch(config.batch_size)
             metrics = {}
             for run in runs:
                 run.rows.current = shared
-                metrics[run.layer] = train_step(run.transcoder, run.optimizer, run.plan, run.state, run.rows)
+                metrics[run.layer] = train_step(run.transcoder, run.optimizer, run.plan, run.state, run.rows, peers)
             step = runs[0].state.step
             if on_step is not None:
                 on_step(step, metrics)
-            if checkpoint_every and step % checkpoint_every == 0 and step < config.steps:
+            if writes and checkpoint_every and step % checkpoint_every == 0 and step < config.steps:
                 clock.lap()
                 _save_checkpoint(checkpoints, config, runs, buffer)
                 last_saved = step
     except KeyboardInterrupt:
         clock.lap()
-        if runs[0].state.step > last_saved:
+        if writes and runs[0].state.step > last_saved:
             _save_checkpoint(checkpoints, config, runs, buffer)
         raise TrainingCancelled(
             f"training stopped at step {runs[0].state.step}/{config.steps}; checkpoint kept in "
@@ -325,32 +324,67 @@ def _save_checkpoint(
             write_checkpoint(folder, _settings(config), run.transcoder, run.optimizer, run.state, buffer)
 
 
-def _record(
-    config: TranscoderTrainConfig, runs: list[_Layer], buffer: ShuffleBuffer, name: str, command: str | None
-) -> dict[str, Any]:
+def _record(config: TranscoderTrainConfig, trained: TrainedLayers, name: str, command: str | None) -> dict[str, Any]:
     """training.json: settings, sizes, time and each layer's final training metrics and dead fraction."""
-    first = runs[0].state
+    first = next(iter(trained.states.values()))
     return {
         "name": name,
         "command": command,
         "config": _settings(config),
-        "layers": [run.layer for run in runs],
-        "d_sae": runs[0].transcoder.d_sae,
+        "layers": list(trained.transcoders),
+        "d_sae": next(iter(trained.transcoders.values())).d_sae,
         "steps": first.step,
         "tokens_trained": first.step * config.batch_size,
-        "tokens_harvested": buffer.read,
-        "epochs_over_pool": buffer.epochs,
+        "tokens_harvested": trained.harvested,
+        "epochs_over_pool": trained.epochs,
         "seconds": round(first.seconds, 1),
         "cpu_seconds": round(first.cpu_seconds, 1),
         "per_layer": {
-            str(run.layer): {
-                "input_scale": run.state.scale,
-                "target_scale": run.state.target_scale,
-                "final": run.state.history[-1] if run.state.history else None,
-                "dead_fraction_training": float((run.state.since_fired >= config.dead_after_tokens).float().mean()),
+            str(layer): {
+                "input_scale": state.scale,
+                "target_scale": state.target_scale,
+                "final": state.history[-1] if state.history else None,
+                "dead_fraction_training": float((state.since_fired >= config.dead_after_tokens).float().mean()),
             }
-            for run in runs
+            for layer, state in trained.states.items()
         },
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
+
+
+@dataclass(frozen=True)
+class _SetOnCluster:
+    """A transcoder set's training as ``parallel.run_on_cluster`` runs it on every rank (picklable)."""
+
+    config: TranscoderTrainConfig
+    layers: tuple[int, ...]
+    name: str
+    checkpoint_every: int
+    what: str = "transcoder training"
+    product: str = "transcoder set"
+
+    @property
+    def steps(self) -> int:
+        return self.config.steps
+
+    @property
+    def batch_size(self) -> int:
+        return self.config.batch_size
+
+    def storage(self, model: Model) -> Path:
+        return transcoder_checkpoints(model, self.name).folder / "ray-train"
+
+    def run(self, model: Model, peers: Peers, on_step: StepCallback) -> TrainedLayers:
+        checkpoints = transcoder_checkpoints(model, self.name)
+        every = self.checkpoint_every
+        trained = run_transcoder_training(
+            model, self.config, self.layers, checkpoints, None, every, on_step, peers, show_progress=False
+        )
+        for transcoder in trained.transcoders.values():
+            transcoder.cpu()  # for the driver, which may have no GPU
+        return trained
+
+    def headline(self, metrics: dict[int, dict[str, float]]) -> dict[str, float]:
+        """The layers' mean loss, fve and l0."""
+        return {key: sum(layer[key] for layer in metrics.values()) / len(metrics) for key in ("loss", "fve", "l0")}

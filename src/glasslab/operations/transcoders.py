@@ -17,7 +17,7 @@ from pydantic import Field, StringConstraints
 
 from ..dictionaries.transcoder_catalog import open_transcoders
 from ..dictionaries.transcoder_estimate import TranscoderTrainingEstimate, estimate_transcoder_training
-from ..dictionaries.transcoder_train import TranscoderTrainConfig
+from ..dictionaries.transcoder_train import TranscoderTrainConfig, training_cluster
 from ..methods.features.transcoder_training import (
     TrainedTranscoders,
     TranscoderSets,
@@ -29,6 +29,7 @@ from ..model.model import Model
 from .graphs import TranscodersName
 from .options import MAX_LIST, Cli, Index, Options, Seed, VectorName
 from .probing import parse_layers
+from .scale import ClusterAddress, WorkerGpus, Workers
 from .spec import OperationSpec
 
 Count = Annotated[int, Field(ge=1, le=10**12)]
@@ -81,6 +82,9 @@ class TranscoderTrainOptions(TranscoderSizes):
         StringConstraints(min_length=1, max_length=2000),
         Field(description="Read every layer's mlp.in and mlp_out from a harvest (its --out) instead of the model."),
     ] = None
+    cluster: ClusterAddress = None
+    workers: Workers = None
+    worker_gpus: WorkerGpus = 0.0
     name: Annotated[
         str | None,
         StringConstraints(min_length=1, max_length=200),
@@ -152,6 +156,9 @@ def train(
     seq_len: int = 128,
     layers: Sequence[int] | None = None,
     activations: str | None = None,
+    cluster: str | None = None,
+    workers: int | None = None,
+    worker_gpus: float = 0.0,
     name: str | None = None,
     fresh: bool = False,
     evaluate_tokens: int = 16384,
@@ -162,17 +169,22 @@ def train(
     """Train a transcoder for every layer (or ``layers``) from one harvest, evaluate the set on the corpus's test
     split and save it with ``training.json`` (resumable: an interrupted training keeps a checkpoint). With
     ``announce``, the training is first measured (``estimate``) and the estimate handed to it. ``activations``
-    reads the MLPs' inputs and outputs from a harvest instead of running the model."""
+    reads the MLPs' inputs and outputs from a harvest instead of running the model; ``cluster`` trains from it
+    data-parallel on Ray (``workers`` must divide ``batch_size``; the evaluation runs here)."""
     config = train_config(
         architecture=architecture, d_sae=d_sae, expansion=expansion, k=k, tokens=tokens,
         harvest_tokens=harvest_tokens, buffer_tokens=buffer_tokens, batch_size=batch_size, lr=lr, corpus=corpus,
         seed=seed, seq_len=seq_len, layers=layers,
     )  # fmt: skip
     config = replace(config, activations=activations)
+    cluster_options = dict(cluster=cluster, workers=workers, worker_gpus=worker_gpus)
+    training_cluster(config=config, **cluster_options)  # a bad combination fails before the estimate runs
     if announce is not None and activations is None:  # the estimate times the model's pass a harvest replaces
         announce(estimate_transcoder_training(model, config))
     evaluation = dict(evaluate_tokens=evaluate_tokens, evaluate_loss_tokens=evaluate_loss_tokens)
-    return train_transcoder_set(model, config, name=name, fresh=fresh, command=command, **evaluation)
+    return train_transcoder_set(
+        model, config, name=name, fresh=fresh, command=command, **evaluation, **cluster_options
+    )  # fmt: skip
 
 
 def estimate(
@@ -260,7 +272,9 @@ OPERATIONS = [
         "Build a transcoder set: one transcoder per layer from one pass of text, then evaluated (resumable).",
         GROUP,
         long=True,
-        local_only=frozenset({"corpus", "fresh", "evaluate_loss_tokens", "activations"}),
+        local_only=frozenset(
+            {"corpus", "fresh", "evaluate_loss_tokens", "activations", "cluster", "workers", "worker_gpus"}
+        ),
         http_types=HTTP_SIZES,
         python_only=frozenset({"command", "announce"}),
     ),

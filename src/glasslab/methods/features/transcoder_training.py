@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...dictionaries.transcoder_set import TranscoderSet
 from ...dictionaries.transcoder_train import TranscoderTrainConfig, train_transcoders
@@ -21,6 +21,9 @@ from ...views.explanations import explanation
 from ...views.figures import Bars, Figure
 from ...views.result import Result
 from .transcoders import TranscoderEvaluation, evaluate_transcoders
+
+if TYPE_CHECKING:
+    from ...cluster import ClusterSpec
 
 
 @dataclass(frozen=True)
@@ -79,10 +82,13 @@ def train_transcoder_set(
     on_step: Callable[[int, dict[int, dict[str, float]]], None] | None = None,
     on_evaluate: Callable[[], None] | None = None,
     command: str | None = None,
+    cluster: str | ClusterSpec | None = None,
+    workers: int | None = None,
+    worker_gpus: float = 0.0,
 ) -> TrainedTranscoders:
-    """Train ``config``'s transcoders (``train_transcoders``), evaluate them on ``evaluate_tokens`` held-out
-    tokens of ``config.corpus`` (none: not evaluated) and save both; ``on_evaluate()`` runs as the
-    evaluation starts."""
+    """Train ``config``'s transcoders (``train_transcoders``; ``cluster``: data-parallel on Ray from the harvest
+    ``config.activations``), evaluate them on ``evaluate_tokens`` held-out tokens of ``config.corpus`` (none:
+    not evaluated; here) and save both; ``on_evaluate()`` runs as the evaluation starts."""
 
     def evaluate(transcoders: TranscoderSet) -> dict[str, Any] | None:
         if not evaluate_tokens:
@@ -99,9 +105,11 @@ def train_transcoder_set(
         )
         return measured.to_dict()
 
+    cluster_options = dict(cluster=cluster, workers=workers, worker_gpus=worker_gpus)
     run = train_transcoders(
-        model, config, name=name, out=out, evaluate=evaluate, fresh=fresh, on_step=on_step, command=command
-    )
+        model, config, name=name, out=out, evaluate=evaluate, fresh=fresh, on_step=on_step, command=command,
+        **cluster_options,
+    )  # fmt: skip
     return TrainedTranscoders(run.path, model.name, run.training, run.evaluation)
 
 
