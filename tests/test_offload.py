@@ -1,7 +1,7 @@
 """Models larger than memory: a real model (SmolLM2-135M) with layers offloaded to disk by accelerate
 (``gl.load(device_map=...)``) gives what the model loaded normally gives, for every kind of method: cached
-hooks, interventions, gradients, weights and generation; every tiny family does too, wholly on disk; and bad
-placement options are one-line errors.
+hooks, interventions, gradients, weights, generation and SAE features (search, which reads the embedding table,
+dashboards, clamps); every tiny family does too, wholly on disk; and bad placement options are one-line errors.
 
 SmolLM2's tests are slow (the real model): its offloaded copy is loaded once per module, the normal one is
 the session's.
@@ -13,10 +13,18 @@ import pytest
 import torch
 
 import glasslab as gl
+from glasslab.dictionaries.labels_file import LABELS_FILE, FeatureLabel, labels_json
 from glasslab.errors import InputError
+from glasslab.methods.features import clamp_features, feature_dashboard, sae_features, search_features
 from glasslab.model.offload import is_offloaded
+from glasslab.sae import save_sae
 
 from .conftest import smollm_gguf
+from .result_builders import PROMPT as TINY_PROMPT
+from .result_builders import corpus_folder
+from .test_sae_search import LABELS
+from .test_sae_splice import random_sae
+from .test_server import approx_tree
 from .tiny import FAMILIES, save_tiny
 from .tolerance import slack
 
@@ -164,6 +172,35 @@ def test_offloaded_weights_cannot_be_edited_in_place(smollm, offloaded):
     offloaded.weights.parameter("W_out", 0)  # an in-memory layer stays editable
 
 
+def labelled_sae(model: gl.Model, folder, labels: dict[int, FeatureLabel], hook: str) -> None:
+    """A random SAE for ``model`` at ``hook`` saved in ``folder`` with ``labels`` beside it."""
+    save_sae(random_sae(model, hook, d_sae=16), folder, extra_files={LABELS_FILE: labels_json(labels)})
+
+
+@pytest.mark.slow
+def test_sae_features_match(smollm, offloaded, tmp_path):
+    """Feature search reads the (offloaded) embedding table as a word space; per-token features and a clamp
+    run an SAE at a disk layer."""
+    labels = {
+        0: FeatureLabel("cities", "auto", {"words": [["Paris", 4], ["London", 2]], "fires_on": [" Paris"]}),
+        1: FeatureLabel("medicine", "auto", {"words": [["doctor", 3], ["hospital", 1]]}),
+        2: FeatureLabel("numbers", "user", {"concept": "number"}),
+    }
+    labelled_sae(smollm, tmp_path, labels, "blocks.25.resid_post")
+    results = {}
+    for model in (smollm, offloaded):
+        sae = gl.load_sae(str(tmp_path), model)
+        results[model] = [
+            search_features(model, sae, "city capital").to_dict(),
+            search_features(model, sae, "nurse").to_dict(),
+            sae_features(model, sae, PROMPT, top=3).to_dict(),
+            clamp_features(model, sae, PROMPT, [0, 1], value=8.0, max_new_tokens=3).to_dict(),
+        ]
+    assert results[smollm][0]["hits"][0]["feature"] == 0 and results[smollm][1]["hits"][0]["feature"] == 1
+    assert results[offloaded] == approx_tree(results[smollm])
+    assert_pristine(offloaded)
+
+
 @pytest.mark.slow
 def test_weights_unchanged_after_everything(smollm, offloaded):
     """Runs, interventions, gradients and generations above changed no weight (nor the normal model's)."""
@@ -234,3 +271,25 @@ def test_bad_placement_is_a_one_line_error(tiny_folder, options, message):
 def test_a_missing_gpu_is_refused(tiny_folder):
     with pytest.raises(InputError, match="GPU 7 is not on this machine"):
         gl.load(tiny_folder, device_map={"": 7})
+
+
+def test_feature_methods_match_wholly_from_disk(tmp_path):
+    """Gemma 3 (a scaled, tied embedding and post-norms) wholly on disk: feature search, a dashboard (decoder
+    rows through the final norm and W_U), per-token features and a clamp give the model's answers loaded
+    normally, and the parameter count stays that of the saved model after a pass."""
+    save_tiny("gemma3", tmp_path / "model")
+    plain, offloaded = gl.load(tmp_path / "model"), gl.load(tmp_path / "model", device_map={"": "disk"})
+    labelled_sae(plain, tmp_path / "sae", LABELS, "blocks.1.resid_post")
+    (tmp_path / "corpus").mkdir()
+    corpus = corpus_folder(tmp_path / "corpus")
+    results = {}
+    for model in (plain, offloaded):
+        sae = gl.load_sae(str(tmp_path / "sae"), model)
+        results[model] = [
+            search_features(model, sae, "the cats walking").to_dict(),
+            feature_dashboard(model, sae, 0, corpus=corpus, sequences=6, seq_len=16, k=3).to_dict(),
+            sae_features(model, sae, TINY_PROMPT, top=3).to_dict(),
+            clamp_features(model, sae, TINY_PROMPT, [0, 4], value=5.0, max_new_tokens=3).to_dict(),
+            gl.info(model).to_dict(),
+        ]
+    assert results[offloaded] == approx_tree(results[plain])

@@ -58,6 +58,14 @@ def onloaded(module: torch.nn.Module, kind: str, tensor: torch.Tensor) -> torch.
     )
 
 
+def parameter_count(hf_model: torch.nn.Module) -> int:
+    """The model's parameters, a tied weight counted once: after a pass, accelerate puts an offloaded model's
+    tied weights back on ``meta`` as separate tensors, so ``parameters()`` alone would count them twice."""
+    parameters = dict(hf_model.named_parameters())
+    tied = getattr(hf_model, "all_tied_weights_keys", None) or {}
+    return sum(p.numel() for name, p in parameters.items() if not (name in tied and tied[name] in parameters))
+
+
 # -- load options --------------------------------------------------------------------------------------
 _STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
 

@@ -33,6 +33,7 @@ from ...dictionaries.labels_file import FeatureLabel
 from ...dictionaries.loading import labels_of, origin_of
 from ...errors import InputError
 from ...model.model import Model
+from ...model.offload import onloaded
 from ...views.explanations import explanation
 from ...views.figures import Bars, Figure
 from ...views.result import Record, Result
@@ -226,7 +227,8 @@ class _Space:
 
     def __init__(self, model: Model, centre: torch.Tensor | None = None) -> None:
         self.tokenizer = model.tokenizer
-        self.table = model.module(model.arch.embed).weight.detach()
+        embedding = model.module(model.arch.embed)
+        self.table = onloaded(embedding, "weight", embedding.weight).detach()  # read from disk/CPU if offloaded
         self.centre = self.table.mean(0, dtype=torch.float32).cpu() if centre is None else centre
         self.skip = set(model.tokenizer.all_special_ids)
 
@@ -322,7 +324,8 @@ def _density(entry: FeatureLabel) -> float | None:
 
 
 def _index(model: Model, sae: SAE, labels: dict[int, FeatureLabel]) -> _Index:
-    """The SAE's search index, rebuilt when its labels (a new dict) or the model's embeddings change."""
+    """The SAE's search index, rebuilt when its labels (a new dict) or the model's embeddings change (an
+    offloaded table lies on ``meta``, so its key stays the same between searches)."""
     table = model.module(model.arch.embed).weight
     key = (model.key, table.data_ptr(), tuple(table.shape))
     index = getattr(sae, "search_cache", None)

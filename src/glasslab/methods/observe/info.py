@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from ...model.model import Model
+from ...model.offload import parameter_count
 from ...views.html import html_table
 from ...views.result import Result
 
@@ -55,7 +56,7 @@ def info(model: Model) -> ModelInfo:
         d_mlp=model.d_mlp,
         vocab_size=model.vocab_size,
         context_length=model.context_length,
-        n_params=sum(p.numel() for p in model.hf.parameters()),
+        n_params=parameter_count(model.hf),
         dtype=str(model.dtype).removeprefix("torch."),
         device=str(model.device),
         parallel_residual=model.parallel_residual,
