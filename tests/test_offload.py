@@ -1,7 +1,8 @@
 """Models larger than memory: a real model (SmolLM2-135M) with layers offloaded to disk by accelerate
 (``gl.load(device_map=...)``) gives what the model loaded normally gives, for every kind of method: cached
 hooks, interventions, gradients, weights, generation and SAE features (search, which reads the embedding table,
-dashboards, clamps); every tiny family does too, wholly on disk; and bad placement options are one-line errors.
+dashboards, clamps); every tiny family does too, wholly on disk; the command line spreads a model with
+--max-memory and --offload-folder; and bad placement options are one-line errors.
 
 SmolLM2's tests are slow (the real model): its offloaded copy is loaded once per module, the normal one is
 the session's.
@@ -9,14 +10,21 @@ the session's.
 
 from __future__ import annotations
 
+import json
+import socket
+
 import pytest
 import torch
+from typer.testing import CliRunner
 
 import glasslab as gl
+import glasslab.cli.serve as serve_module
+import glasslab.model.loading as loading_module
+from glasslab.cli.main import app
 from glasslab.dictionaries.labels_file import LABELS_FILE, FeatureLabel, labels_json
 from glasslab.errors import InputError
 from glasslab.methods.features import clamp_features, feature_dashboard, sae_features, search_features
-from glasslab.model.offload import is_offloaded
+from glasslab.model.offload import is_offloaded, parse_max_memory
 from glasslab.sae import save_sae
 
 from .conftest import smollm_gguf
@@ -293,3 +301,89 @@ def test_feature_methods_match_wholly_from_disk(tmp_path):
             gl.info(model).to_dict(),
         ]
     assert results[offloaded] == approx_tree(results[plain])
+
+
+def invoke(*args: object) -> dict:
+    """Run the command line in-process; its --json output."""
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, (result.exit_code, result.stderr, result.exception)
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def placements(monkeypatch) -> list[set]:
+    """Where each model the command line loads was put (the devices of its device_map; empty when unspread)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    seen: list[set] = []
+    load = loading_module.load
+
+    def recording_load(*args, **kwargs) -> gl.Model:
+        model = load(*args, **kwargs)
+        seen.append(set((getattr(model.hf, "hf_device_map", None) or {}).values()))
+        return model
+
+    monkeypatch.setattr(loading_module, "load", recording_load)
+    return seen
+
+
+@pytest.mark.slow
+def test_cli_spreads_a_model_with_max_memory(placements, tmp_path):
+    """``predict --max-memory cpu=150MB`` on SmolLM2 puts most layers on disk and predicts as the model loaded
+    normally does (--offload-folder given too, so both options reach the load)."""
+    args = ["predict", PROMPT, "--model", smollm_gguf(), "--json"]
+    want = invoke(*args)
+    got = invoke(*args, "--max-memory", "cpu=150MB", "--offload-folder", tmp_path / "offload")
+    assert placements == [set(), {"cpu", "disk"}]
+    assert got == approx_tree(want)
+
+
+def test_cli_spreads_a_tiny_model(placements, tiny_folder):
+    """A single size is the CPU's: a tiny Llama (136 kB of weights) with 100 kB in memory spills to disk."""
+    args = ["predict", "the cat sat on the", "--model", tiny_folder, "--json"]
+    want = invoke(*args)
+    got = invoke(*args, "--max-memory", "100kB")
+    assert placements == [set(), {"cpu", "disk"}]
+    assert got == approx_tree(want)
+
+
+def test_serve_passes_the_placement_options(monkeypatch):
+    loads = []
+
+    def fake_load(model, dtype, device, **spread):
+        loads.append(spread)
+        raise InputError("stand-in loader reached")
+
+    monkeypatch.setattr(serve_module, "_load_with_progress", fake_load)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    options = ["--max-memory", "cpu=1GB", "--offload-folder", "spill"]
+    result = CliRunner().invoke(app, ["serve", "--no-browser", "--port", port, *options])
+    assert result.exit_code == 2 and "stand-in loader reached" in result.stderr
+    assert loads == [{"max_memory": "cpu=1GB", "offload_folder": "spill"}]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("lots", "--max-memory cpu must be a size"),
+        ("cpu=2GiB,cpu=1GiB", "--max-memory gives cpu twice"),
+        ("cpu=2GiB,", "--max-memory takes DEVICE=SIZE pairs"),
+        ("cpu=", "--max-memory takes DEVICE=SIZE pairs"),
+        ("2GiB,3GiB", "got '2GiB'"),
+        ("tpu=1GiB", "--max-memory: unknown device 'tpu'"),
+        ("cpu=-5", "--max-memory cpu must be a size"),
+    ],
+)
+def test_bad_max_memory_text_is_a_one_line_error(tiny_folder, text, message):
+    result = CliRunner().invoke(app, ["predict", "the cat", "--model", str(tiny_folder), "--max-memory", text])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "budget"),
+    [("8GiB", {"cpu": "8GiB"}), ("CPU = 2GB, disk=1000", {"cpu": "2GB", "disk": 1000}), ("123", {"cpu": 123})],
+)
+def test_max_memory_text(text, budget):
+    assert parse_max_memory(text) == budget

@@ -16,6 +16,9 @@ from rich.markup import escape
 
 from ..errors import GlasslabError, InputError
 
+if typing.TYPE_CHECKING:
+    from ..model.model import Model
+
 app = typer.Typer(
     name="glasslab",
     no_args_is_help=True,
@@ -32,6 +35,22 @@ ModelOpt = Annotated[
 ]
 DtypeOpt = Annotated[str, typer.Option(help="float32, bfloat16, float16 or auto.")]
 DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda, mps or auto.")]
+# Offload (docs/offload.md): either one lets accelerate place the model (device_map="auto"), so --device is not used.
+MaxMemoryOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--max-memory",
+        help="Spread the model: the most each device holds, e.g. cpu=8GiB,0=20GiB (one size alone: the CPU's); "
+        "what does not fit is read from disk as it runs (slower).",
+    ),
+]
+OffloadFolderOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--offload-folder",
+        help="Spread the model, writing weights offloaded to disk here when they cannot be read in place.",
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of a table.")]
 
 F = TypeVar("F", bound=Callable[..., None])
@@ -124,10 +143,18 @@ def parse_numbers(text: str, flag: str, example: str) -> list[float]:
     return values
 
 
-def load_model(model: str | None, dtype: str, device: str):
+def load_model(
+    model: str | None, dtype: str, device: str, max_memory: str | None = None, offload_folder: str | None = None
+) -> Model:
+    """The model as --model, --dtype and --device name it; spread by accelerate (``device_map="auto"``) when
+    --max-memory or --offload-folder is given."""
     from ..model.loading import load
+    from ..model.offload import parse_max_memory
 
-    return load(model, dtype=dtype, device=device)
+    if max_memory is None and offload_folder is None:
+        return load(model, dtype=dtype, device=device)
+    budget = parse_max_memory(max_memory) if max_memory is not None else None
+    return load(model, dtype=dtype, device_map="auto", max_memory=budget, offload_folder=offload_folder)
 
 
 def emit(result, as_json: bool, out_file: str | None, show: Callable[[], None]) -> None:

@@ -27,7 +27,9 @@ from .app import (
     DeviceOpt,
     DtypeOpt,
     JsonOpt,
+    MaxMemoryOpt,
     ModelOpt,
+    OffloadFolderOpt,
     OutOpt,
     app,
     emit,
@@ -42,8 +44,11 @@ COMMON: dict[str, tuple[Any, Any]] = {
     "model": (ModelOpt, None),
     "dtype": (DtypeOpt, "float32"),
     "device": (DeviceOpt, "cpu"),
+    "max_memory": (MaxMemoryOpt, None),
+    "offload_folder": (OffloadFolderOpt, None),
     "as_json": (JsonOpt, False),
 }
+PLACEMENT = ("max_memory", "offload_folder")  # the COMMON options that spread the model
 # What a command may print on stderr after its result (a file it wrote and how to use it), or None.
 Note = Callable[[Any, Any], str | None]  # (result, validated options) -> note
 # Each declared operation's command words (``("compare", "models")`` for a sub-command), for tests and docs.
@@ -85,12 +90,14 @@ def declare_command(
 
     def command(**values: Any) -> None:
         shown = {name: values.pop(name) for name in display}
-        model, dtype, device, as_json = (values.pop(name) if name in common else None for name in COMMON)
+        model = values.pop("model") if "model" in common else None  # else its own option (it loads models)
+        dtype, device, as_json = values.pop("dtype"), values.pop("device"), values.pop("as_json")
+        spread = {name: values.pop(name) for name in PLACEMENT}
         out_file = values.pop("out_file", None)
         values = _parsed(spec, _zipped(_paired(spec), values), flags)
         view = functools.partial(show, **shown)
         given = passes() if passes is not None else {}
-        run_declared(spec, values, view, model, dtype, device, as_json, out_file, flags, note, given)
+        run_declared(spec, values, view, model, dtype, device, as_json, out_file, flags, note, given, **spread)
 
     command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     command.__annotations__ = {p.name: p.annotation for p in parameters}
@@ -127,12 +134,19 @@ def run_declared(
     flags: dict[str, str] | None = None,
     note: Note | None = None,
     passed: dict[str, Any] | None = None,
+    max_memory: str | None = None,
+    offload_folder: str | None = None,
 ) -> None:
     """Validate ``values`` as the declared options (before any model loads), run, and print or write (then
-    the command's note, on stderr)."""
+    the command's note, on stderr). ``max_memory`` and ``offload_folder``: --max-memory's text and
+    --offload-folder, which spread the model (``load_model``)."""
     options = spec.validate(values, spell=lambda name: (flags or {}).get(name, "--" + name.replace("_", "-")))
+
+    def loaded(source: str | None) -> Any:
+        return load_model(source, dtype, device, max_memory, offload_folder)
+
     # An operation that loads the models it names gets a loader that reads them as --model would.
-    load = (lambda source: load_model(source, dtype, device)) if spec.loads_models else load_model(model, dtype, device)
+    load = loaded if spec.loads_models else loaded(model)
     result = spec.function(load, **spec.arguments(options), **(passed or {}))
     emit(result, as_json, out_file, lambda: (show(result), _caveat(result)))
     text = note(result, options) if note is not None else None

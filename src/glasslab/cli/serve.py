@@ -13,7 +13,18 @@ import typer
 from rich.markup import escape
 
 from ..errors import InputError
-from .app import DeviceOpt, DtypeOpt, ModelOpt, app, err, friendly_errors, load_model, out
+from .app import (
+    DeviceOpt,
+    DtypeOpt,
+    MaxMemoryOpt,
+    ModelOpt,
+    OffloadFolderOpt,
+    app,
+    err,
+    friendly_errors,
+    load_model,
+    out,
+)
 
 
 def check_port(host: str, port: int) -> None:
@@ -51,8 +62,9 @@ def check_port(host: str, port: int) -> None:
             probe.close()
 
 
-def _load_with_progress(model: str | None, dtype: str, device: str):
-    """Load the model while a status line counts the seconds (a first .gguf load converts it, about a minute)."""
+def _load_with_progress(model: str | None, dtype: str, device: str, **spread: str):
+    """Load the model while a status line counts the seconds (a first .gguf load converts it, about a minute);
+    ``spread``: those of ``load_model``'s max_memory and offload_folder that were given."""
     started = time.perf_counter()
     with err.status(f"loading {escape(model or 'the default model (Gemma 3 270M)')}...") as status:
         done = threading.Event()
@@ -65,7 +77,7 @@ def _load_with_progress(model: str | None, dtype: str, device: str):
 
         threading.Thread(target=tick, daemon=True).start()
         try:
-            loaded = load_model(model, dtype, device)
+            loaded = load_model(model, dtype, device, **spread)
             status.update("warming up (one short forward pass)...")
             loaded.run("Hello", logits=False, cache=["ln_final"])
         finally:
@@ -90,6 +102,8 @@ def serve(
     ] = None,
     dtype: DtypeOpt = "float32",
     device: DeviceOpt = "cpu",
+    max_memory: MaxMemoryOpt = None,
+    offload_folder: OffloadFolderOpt = None,
     cluster: Annotated[
         str | None,
         typer.Option(
@@ -118,7 +132,8 @@ def serve(
     if not is_loopback(host) and token is None:
         token = new_token()
     check_port(host, port)
-    loaded = _load_with_progress(model, dtype, device)
+    spread = {name: value for name, value in (("max_memory", max_memory), ("offload_folder", offload_folder)) if value}
+    loaded = _load_with_progress(model, dtype, device, **spread)
     application = create_app(
         loaded, source=model or "default", token=token, hosts=[host], model_roots=allow_models or (), cluster=on_ray
     )

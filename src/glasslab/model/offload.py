@@ -106,6 +106,28 @@ def placement(
     return options
 
 
+def parse_max_memory(text: str, flag: str = "--max-memory") -> dict[int | str, int | str]:
+    """A command line's memory budget as ``max_memory``: "cpu=8GiB,0=20GiB" (DEVICE=SIZE, a GPU by its index),
+    or one size alone for the CPU ("8GiB"); sizes as text with a unit or a number of bytes."""
+    parts = [part.strip() for part in text.split(",")]
+    usage = f"{flag} takes DEVICE=SIZE pairs such as cpu=8GiB,0=20GiB (or one size for the CPU, e.g. 8GiB)"
+    if not all(parts):
+        raise InputError(f"{usage}; got '{text}'")
+    budget: dict[int | str, int | str] = {}
+    for part in parts:
+        device, equals, size = part.rpartition("=")
+        if not equals and len(parts) == 1:
+            device = "cpu"
+        elif not (equals and device.strip() and size.strip()):
+            raise InputError(f"{usage}; got '{part}'")
+        device, size = device.strip().lower(), size.strip()
+        key = _checked_device(int(device) if device.isdigit() else device, flag)
+        if key in budget:
+            raise InputError(f"{flag} gives {device} twice")
+        budget[key] = _memory_size(f"{flag} {device}", int(size) if size.isdigit() else size)
+    return budget
+
+
 def _checked_device(device: object, where: str) -> int | str:
     """A device as accelerate takes it: a GPU index, "cpu", "disk", "mps" or "cuda:N" (as its index)."""
     if isinstance(device, torch.device):
@@ -137,9 +159,8 @@ def _memory_size(key: object, size: object) -> int | str:
         if isinstance(size, bool) or convert_file_size_to_int(size) <= 0:
             raise ValueError
     except (ValueError, TypeError):
-        raise InputError(
-            f"max_memory[{key!r}] must be a size such as '2GiB' or a number of bytes, not {size!r}"
-        ) from None
+        where = key if isinstance(key, str) and key.startswith("--") else f"max_memory[{key!r}]"
+        raise InputError(f"{where} must be a size such as '2GiB' or a number of bytes, not {size!r}") from None
     return size
 
 
