@@ -28,8 +28,8 @@ from glasslab.model.offload import is_offloaded, parse_max_memory
 from glasslab.sae import save_sae
 
 from .conftest import smollm_gguf
+from .result_builders import CORRUPTED, corpus_folder
 from .result_builders import PROMPT as TINY_PROMPT
-from .result_builders import corpus_folder
 from .test_sae_search import LABELS
 from .test_sae_splice import random_sae
 from .test_server import approx_tree
@@ -281,15 +281,22 @@ def test_a_missing_gpu_is_refused(tiny_folder):
         gl.load(tiny_folder, device_map={"": 7})
 
 
-def test_feature_methods_match_wholly_from_disk(tmp_path):
-    """Gemma 3 (a scaled, tied embedding and post-norms) wholly on disk: feature search, a dashboard (decoder
-    rows through the final norm and W_U), per-token features and a clamp give the model's answers loaded
-    normally, and the parameter count stays that of the saved model after a pass."""
-    save_tiny("gemma3", tmp_path / "model")
-    plain, offloaded = gl.load(tmp_path / "model"), gl.load(tmp_path / "model", device_map={"": "disk"})
+@pytest.fixture(scope="module")
+def gemma3_on_disk(tmp_path_factory) -> tuple[gl.Model, gl.Model, str]:
+    """A tiny Gemma 3 (a scaled, tied embedding and post-norms) loaded normally and wholly on disk, and a corpus."""
+    folder = tmp_path_factory.mktemp("tiny-gemma3")
+    save_tiny("gemma3", folder / "model")
+    (folder / "corpus").mkdir()
+    plain, offloaded = gl.load(folder / "model"), gl.load(folder / "model", device_map={"": "disk"})
+    return plain, offloaded, corpus_folder(folder / "corpus")
+
+
+def test_feature_methods_match_wholly_from_disk(gemma3_on_disk, tmp_path):
+    """Feature search, a dashboard (decoder rows through the final norm and W_U), per-token features and a
+    clamp give the model's answers loaded normally, and the parameter count stays that of the saved model
+    after a pass."""
+    plain, offloaded, corpus = gemma3_on_disk
     labelled_sae(plain, tmp_path / "sae", LABELS, "blocks.1.resid_post")
-    (tmp_path / "corpus").mkdir()
-    corpus = corpus_folder(tmp_path / "corpus")
     results = {}
     for model in (plain, offloaded):
         sae = gl.load_sae(str(tmp_path / "sae"), model)
@@ -299,6 +306,30 @@ def test_feature_methods_match_wholly_from_disk(tmp_path):
             sae_features(model, sae, TINY_PROMPT, top=3).to_dict(),
             clamp_features(model, sae, TINY_PROMPT, [0, 4], value=5.0, max_new_tokens=3).to_dict(),
             gl.info(model).to_dict(),
+        ]
+    assert results[offloaded] == approx_tree(results[plain])
+
+
+def test_workbench_methods_match_wholly_from_disk(gemma3_on_disk):
+    """What the command line and workbench reach besides features: steering, ablation, patching, the logit
+    lens, direct logit attribution, a neuron's profile (W_out through W_U) and input attribution."""
+    plain, offloaded, corpus = gemma3_on_disk
+    corrupted, pairs = CORRUPTED, [("the cat sat on the mat", "the dog ran to the park")]
+    patch = dict(target="mary", versus="john")
+    results = {}
+    for model in (plain, offloaded):
+        vector = gl.make_steering_vector(model, pairs, layer=1)
+        attribution = gl.attribute(model, TINY_PROMPT, "gxi", target="mary", baseline="eos").to_dict()
+        attribution.pop("seconds")
+        results[model] = [
+            gl.steer(model, "the cat", vector, scales=[0, 8], max_new_tokens=3).to_dict(),
+            gl.ablate(model, TINY_PROMPT, target="mary", heads=[(0, 1)], attn_layers=[1], mlp_layers=[2]).to_dict(),
+            gl.activation_patching(model, TINY_PROMPT, corrupted, **patch, site="attn.z").to_dict(),
+            gl.path_patching(model, TINY_PROMPT, corrupted, senders=[(0, 1), (1, 2)], **patch).to_dict(),
+            gl.logit_lens(model, TINY_PROMPT, k=3, target=" store").to_dict(),
+            gl.logit_attribution(model, TINY_PROMPT, **patch, top_neurons=3).to_dict(),
+            gl.neuron_profile(model, 2, 5, corpus=corpus, sequences=6, seq_len=16, k=3).to_dict(),
+            attribution,
         ]
     assert results[offloaded] == approx_tree(results[plain])
 
