@@ -5,7 +5,11 @@ The trainer calls ``on_step`` on every Ray worker, so it must be picklable and m
 same step (a rank that stops alone would leave the others waiting in a collective): rank 0 reports its step
 to a small Ray actor and reads the cancel flag from it, then broadcasts the answer to the other ranks.
 The server's job thread polls the actor for the latest step and sets the flag when the job is cancelled.
-Ray is imported only here, and only when a job runs on the cluster.
+
+A job's corpus passes on the cluster (a harvest, a scan) run on the cluster's kept unit workers, which have no
+such link: a cancel stops those workers (``stopped_on_cancel``), so no unit runs or writes after it. One job
+uses the cluster at a time (``claimed``): a data-parallel training takes every worker's CPU and stops the kept
+workers, which would break another job's scan. Ray is imported only when a job runs on the cluster.
 """
 
 from __future__ import annotations
@@ -18,9 +22,12 @@ from typing import Any
 
 from ..errors import InputError
 from .ops import Ctx
+from .state import Cancelled
 
 POLL_SECONDS = 0.25
 STARTED = "starting the Ray workers; each loads the model and reads activations"
+WAITING = "waiting for the Ray cluster: another job is running on it"
+_cluster_in_use = threading.RLock()  # reentrant: a job's harvest and its training hold it in turn
 
 
 class StepLink:
@@ -61,9 +68,9 @@ class ClusterSteps:
             raise KeyboardInterrupt  # the trainer's way to stop: it keeps a checkpoint and saves no SAE
 
 
-def check_cluster(ctx: Ctx, batch_size: int) -> None:
+def check_cluster(ctx: Ctx, batch_size: int | None = None) -> None:
     """Refuse (400) a job asking for the cluster when the server has none, the model cannot be reloaded by
-    the workers, or the batch does not divide among them."""
+    the workers, or a training's batch does not divide among them (``batch_size`` None: not a training)."""
     if ctx.cluster is None:
         raise InputError(
             "this server has no Ray cluster; start it with `glasslab serve --cluster local` (or auto, or an address)"
@@ -71,7 +78,7 @@ def check_cluster(ctx: Ctx, batch_size: int) -> None:
     if ctx.model.stored_at is None:
         raise InputError("the loaded model was not loaded from a folder, so Ray workers cannot load it")
     workers = ctx.cluster.workers
-    if workers is not None and batch_size % workers:
+    if batch_size is not None and workers is not None and batch_size % workers:
         raise InputError(f"batch_size {batch_size} does not divide among the cluster's {workers} workers")
 
 
@@ -79,6 +86,12 @@ def check_cluster(ctx: Ctx, batch_size: int) -> None:
 def followed(ctx: Ctx, show_step: Callable[[int, dict[str, float]], None]) -> Iterator[ClusterSteps]:
     """The ``on_step`` to train with, while a thread shows each step rank 0 reports (``show_step``) and passes
     the job's cancel on to the ranks; the link is removed at the end."""
+    with claimed(ctx), _linked(ctx, show_step) as on_step:
+        yield on_step
+
+
+@contextlib.contextmanager
+def _linked(ctx: Ctx, show_step: Callable[[int, dict[str, float]], None]) -> Iterator[ClusterSteps]:
     ray = ctx.cluster.connect()  # type: ignore[union-attr]  (check_cluster ran first)
     link = ray.remote(num_cpus=0)(StepLink).remote()
     done = threading.Event()
@@ -101,3 +114,48 @@ def followed(ctx: Ctx, show_step: Callable[[int, dict[str, float]], None]) -> It
         done.set()
         follower.join()
         ray.kill(link)
+
+
+@contextlib.contextmanager
+def claimed(ctx: Ctx) -> Iterator[None]:
+    """The cluster for this job alone (waiting, cancellable, while another job runs on it)."""
+    cancel = ctx.job.cancel  # type: ignore[union-attr]  (a job-only operation)
+    if not _cluster_in_use.acquire(blocking=False):
+        ctx.job.report(stage=WAITING, done=0, total=0)  # type: ignore[union-attr]
+        while not _cluster_in_use.acquire(timeout=POLL_SECONDS):
+            if cancel.is_set():
+                raise Cancelled("the job was cancelled while it waited for the cluster")
+    try:
+        yield
+    finally:
+        _cluster_in_use.release()
+
+
+@contextlib.contextmanager
+def stopped_on_cancel(ctx: Ctx, what: str) -> Iterator[None]:
+    """Run ``what`` (a harvest or scan on the cluster's unit workers) so that the job's cancel stops it: a
+    thread stops the workers (``release_workers``), and any started after that, so the units in flight fail
+    and none writes afterwards; that failure is the job's ``Cancelled``."""
+    from ..cluster import release_workers
+
+    cancel, done = ctx.job.cancel, threading.Event()  # type: ignore[union-attr]  (a job-only operation)
+
+    def watch() -> None:
+        while not done.wait(POLL_SECONDS):
+            if cancel.is_set():
+                with contextlib.suppress(KeyError):  # the job's thread released the same workers meanwhile
+                    release_workers()
+
+    watcher = threading.Thread(target=watch, name="glasslab-cluster-cancel", daemon=True)
+    watcher.start()
+    try:
+        yield
+    except Exception:
+        if cancel.is_set():
+            raise Cancelled(f"the job was cancelled during the {what}") from None
+        raise
+    finally:
+        done.set()
+        watcher.join()
+    if cancel.is_set():  # cancelled as the last unit finished: stop before the next phase begins
+        raise Cancelled(f"the job was cancelled during the {what}")

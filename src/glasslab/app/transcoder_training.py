@@ -6,34 +6,48 @@ The training runs as an SAE training does (``sae_training``): off the model work
 to the worker one batch at a time (``OnWorker``), written through a hidden folder renamed into the store only
 if the job was not cancelled (``staged``). A request trains from the shipped text; its sizes are bounded by
 the declaration and, here, by the memory the server would hold (every layer's shuffle buffer and Adam state).
+
+A request with ``on_cluster`` runs on the server's Ray cluster (``glasslab serve --cluster``) in two phases:
+the cluster's workers harvest every trained layer's ``mlp.in`` and ``mlp_out`` into a hidden folder beside the
+set's staging folder, then train the set from it data-parallel (``train_transcoders(cluster=)``), and the
+harvest is deleted whatever happens. Only the held-out evaluation runs here. A cancel stops either phase
+(``on_cluster.py``); a cancelled or failed training's checkpoint is deleted with the harvest it read.
 """
 
 from __future__ import annotations
 
+import math
+import shutil
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+from ..activations import harvest
 from ..dictionaries.activations import rows_per_sequence
 from ..dictionaries.transcoder_estimate import estimate_transcoder_training
-from ..dictionaries.transcoder_train import TranscoderTrainConfig, default_set_name
+from ..dictionaries.transcoder_rows import pair_hooks
+from ..dictionaries.transcoder_train import TranscoderTrainConfig, default_set_name, transcoder_checkpoints
 from ..errors import InputError
-from ..methods.features.transcoder_training import train_transcoder_set
+from ..methods.features.transcoder_training import TrainedTranscoders, train_transcoder_set
 from ..operations import OPERATIONS as DECLARED
 from ..operations.options import Options
 from ..operations.transcoders import train_config
-from ..store import TRANSCODERS, location
+from ..store import TRANSCODERS, location, staging_folder
 from .graphs import transcoder_reads
+from .on_cluster import STARTED, check_cluster, claimed, followed, stopped_on_cancel
 from .ops import Ctx, declared
 from .sae_training import MAX_MEMORY, OnWorker, staged
 
 TRAIN = DECLARED["transcoders-train"]
 ESTIMATE = DECLARED["transcoders-estimate"]
 WHAT = "transcoders"
+HARVEST_SHARDS = 16  # a cluster harvest's shards: work for every worker, and progress as each one lands
 
 
 def _config(ctx: Ctx, body: Options) -> TranscoderTrainConfig:
     """The trainer's settings for the request, checked against the model (layers, k, memory)."""
     model = ctx.model
-    sizes = body.model_dump(exclude={"name", "evaluate_tokens"})
+    sizes = body.model_dump(exclude={"name", "evaluate_tokens", "on_cluster"})
     sizes["seq_len"] = min(sizes["seq_len"], model.context_length or sizes["seq_len"])
     config = train_config(**sizes)
     layers = config.layers_of(model)
@@ -74,26 +88,45 @@ def estimate_op(ctx: Ctx, body: Options) -> dict:
 
 
 def check_training(ctx: Ctx, body: Options) -> tuple[TranscoderTrainConfig, str]:
-    """The settings and the set's name, refused (400) for bad sizes or a name already taken."""
+    """The settings and the set's name, refused (400) for bad sizes, a name already taken or a cluster this
+    server lacks."""
     config = _config(ctx, body)
     name = body.name or default_set_name(config, ctx.model)
     if location(TRANSCODERS, ctx.model.key, name).exists():
         raise InputError(
             f"a transcoder set '{name}' exists already for {ctx.model.name}; pick it, or give another name"
         )
+    if body.on_cluster:
+        check_cluster(ctx, config.batch_size)
+        if transcoder_checkpoints(ctx.model, name).latest() is not None:  # a cluster training reads another harvest
+            raise InputError(
+                f"'{name}' has a checkpoint of a training started here; start it again without the cluster to "
+                "resume it, or give another name"
+            )
     return config, name
 
 
 class _Progress:
-    """The job's stage as the training goes: filling the shuffle buffer, the steps (with the layers' mean
-    figures), then the held-out evaluation."""
+    """The job's stage as the training goes: filling the shuffle buffer (on a cluster: the harvest), the steps
+    (with the layers' mean figures), then the held-out evaluation."""
 
     def __init__(self, ctx: Ctx, config: TranscoderTrainConfig):
         self.job, self.config = ctx.job, config
         self.rows_per_sequence = rows_per_sequence(ctx.model, config.seq_len)
-        self.rows, self.training = 0, False
+        self.rows, self.training, self.harvest_rows = 0, False, 0
         self.first = min(config.buffer_tokens, config.harvest_tokens or config.buffer_tokens)
+
+    def reading(self) -> None:
         self.job.report(stage="reading text through the model", done=0, total=self.first)
+
+    def harvesting(self, rows: int, layers: int) -> None:
+        self.harvest_rows = rows
+        stage = f"harvesting {layers} layers' MLP inputs and outputs on the Ray cluster"
+        self.job.report(stage=stage, done=0, total=rows)
+
+    def harvested(self, rows: int) -> None:
+        self.rows += rows
+        self.job.report(done=min(self.rows, self.harvest_rows))
 
     def forward(self, sequences: int) -> None:
         self.rows += sequences * self.rows_per_sequence
@@ -103,6 +136,9 @@ class _Progress:
     def step(self, step: int, metrics: dict[int, dict[str, float]]) -> None:
         if self.job.cancel.is_set():
             raise KeyboardInterrupt  # the trainer's way to stop: it writes a checkpoint and saves no set
+        self.show_step(step, metrics)
+
+    def show_step(self, step: int, metrics: dict[int, dict[str, float]]) -> None:
         self.training = True
         shown = {
             key: sum(layer[key] for layer in metrics.values()) / len(metrics)
@@ -115,20 +151,73 @@ class _Progress:
         self.job.report(stage="evaluating on held-out text", done=0, total=None)
 
 
+def _train_here(ctx: Ctx, config: TranscoderTrainConfig, name: str, body: Options, staging: Path) -> TrainedTranscoders:
+    """Train into ``staging`` in this process, the model's forward passes on the model worker."""
+    progress = _Progress(ctx, config)
+    progress.reading()
+    return train_transcoder_set(
+        OnWorker(ctx.state, ctx.model, ctx.job.cancel, progress.forward, WHAT),  # type: ignore[arg-type]
+        config,
+        name=name,
+        out=staging,
+        evaluate_tokens=body.evaluate_tokens,
+        on_step=progress.step,
+        on_evaluate=progress.evaluating,
+        command="workbench: build transcoders",
+    )
+
+
+def _train_on_cluster(
+    ctx: Ctx, config: TranscoderTrainConfig, name: str, body: Options, staging: Path
+) -> TrainedTranscoders:
+    """Harvest on the cluster into a hidden folder beside ``staging``, train from it there into ``staging``,
+    and delete the harvest (and, if the training did not finish, its checkpoint, which names that harvest)."""
+    progress = _Progress(ctx, config)
+    driver = OnWorker(ctx.state, ctx.model, ctx.job.cancel, lambda _n: None, WHAT)  # the evaluation's passes
+    layers = config.layers_of(ctx.model)
+    rows = config.harvest_tokens or config.tokens
+    folder = staging_folder(staging.parent / f"{name}.harvest")  # hidden; removed by a later save if we die
+    with claimed(ctx):
+        try:
+            progress.harvesting(rows, len(layers))
+            with stopped_on_cancel(ctx, "harvest"):
+                harvest(
+                    driver,  # type: ignore[arg-type]  (only its tokenizer and sizes are used here)
+                    pair_hooks(layers),
+                    str(folder),
+                    corpus=config.corpus,
+                    tokens=rows,
+                    seq_len=config.seq_len,
+                    shard_tokens=math.ceil(rows / HARVEST_SHARDS),
+                    model_batch=config.model_batch,
+                    cluster=ctx.cluster,
+                    on_shard=lambda shard: progress.harvested(shard.rows),
+                )
+            ctx.job.report(stage=STARTED, done=0, total=0)
+            with followed(ctx, progress.show_step) as on_step:
+                return train_transcoder_set(
+                    driver,  # type: ignore[arg-type]
+                    replace(config, activations=str(folder)),
+                    name=name,
+                    out=staging,
+                    evaluate_tokens=body.evaluate_tokens,
+                    on_step=on_step,
+                    on_evaluate=progress.evaluating,
+                    command="workbench: build transcoders on the Ray cluster",
+                    cluster=ctx.cluster,
+                )
+        except BaseException:
+            transcoder_checkpoints(ctx.model, name).clear()  # it reads the harvest deleted below: never resumable
+            raise
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def train_op(ctx: Ctx, body: Options) -> dict:
     config, name = check_training(ctx, body)
     with staged(ctx, TRANSCODERS, name, "transcoder set") as staging:
-        progress = _Progress(ctx, config)
-        trained = train_transcoder_set(
-            OnWorker(ctx.state, ctx.model, ctx.job.cancel, progress.forward, WHAT),  # type: ignore[arg-type]
-            config,
-            name=name,
-            out=staging,
-            evaluate_tokens=body.evaluate_tokens,
-            on_step=progress.step,
-            on_evaluate=progress.evaluating,
-            command="workbench: build transcoders",
-        )
+        train = _train_on_cluster if body.on_cluster else _train_here
+        trained = train(ctx, config, name, body, staging)
     facts = trained.training
     return {
         "kind": "transcoder_training",
@@ -136,6 +225,7 @@ def train_op(ctx: Ctx, body: Options) -> dict:
         "plan": _plan(ctx, config, name),
         **{key: facts[key] for key in ("seconds", "steps", "tokens_trained", "tokens_harvested", "d_sae", "layers")},
         "evaluation": trained.evaluation,
+        "workers": facts.get("workers"),  # Ray workers that trained it; None: trained here
     }
 
 

@@ -159,6 +159,9 @@ class PrecomputeOptions(Options):
     any_model: AnyModel = False
     cluster: ClusterAddress = None
     workers: Workers = None
+    on_cluster: Annotated[
+        bool, Field(description="Scan on the Ray cluster the server was started with (glasslab serve --cluster).")
+    ] = False
 
 
 def precompute(
@@ -228,5 +231,6 @@ OPERATIONS = [
         # A request never names a cluster or its workers: only the operator decides where the server runs work.
         local_only=frozenset({"corpus", "any_model", "cluster", "workers"}),
         http_types=(("sae", SaeName),),
+        server_only=frozenset({"on_cluster"}),  # the operator's cluster (glasslab serve --cluster), never named
     ),
 ]

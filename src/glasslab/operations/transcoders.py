@@ -103,6 +103,12 @@ class TranscoderTrainOptions(TranscoderSizes):
         Field(ge=0, le=10_000_000, description="Held-out tokens for loss recovered (4 full passes each)."),
         Cli(("--eval-loss-tokens",)),
     ] = 2048
+    on_cluster: Annotated[
+        bool,
+        Field(
+            description="Harvest and train on the Ray cluster the server was started with (glasslab serve --cluster)."
+        ),
+    ] = False
 
 
 def train_config(
@@ -277,6 +283,8 @@ OPERATIONS = [
         ),
         http_types=HTTP_SIZES,
         python_only=frozenset({"command", "announce"}),
+        # A request may only ask for the cluster the server's operator chose; the CLI and Python name theirs.
+        server_only=frozenset({"on_cluster"}),
     ),
     OperationSpec(
         "transcoders-estimate",
