@@ -8,6 +8,7 @@ from pydantic import Field
 
 from ..methods.observe.neurons import NeuronProfile, neuron_profile
 from .options import MAX_BATCH, MAX_K, Cli, Index, Options
+from .scale import ClusterAddress, WorkerGpus, Workers
 from .spec import OperationSpec
 
 
@@ -22,6 +23,9 @@ class NeuronOptions(Options):
     batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH, description="Sequences per forward pass.")] = 16
     k: Annotated[int, Field(ge=1, le=MAX_K, description="How many contexts to keep."), Cli(("-k", "--top-k"))] = 10
     window: Annotated[int, Field(ge=0, le=64, description="Tokens shown either side of the max token.")] = 8
+    cluster: ClusterAddress = None
+    workers: Workers = None
+    worker_gpus: WorkerGpus = 0.0
 
 
 OPERATIONS = [
@@ -33,7 +37,8 @@ OPERATIONS = [
         "One neuron: its top-activating contexts in a corpus and the tokens its output promotes and suppresses.",
         "analysis",
         # A corpus file or folder is on this machine (hf:NAME downloads): a request scans the built-in corpus.
-        local_only=frozenset({"corpus"}),
+        # A request never names a cluster or its workers: only the operator decides where the server runs work.
+        local_only=frozenset({"corpus", "cluster", "workers", "worker_gpus"}),
         python_only=frozenset({"top_tokens", "include_bos"}),
         long=True,
     ),

@@ -12,7 +12,8 @@ memory does not grow with the corpus. Per feature it keeps:
 and, once for all features, how often each token occurs in the scanned text.
 
 The sequences are cut into units scanned by the same job here or on Ray workers (``--cluster``), whose
-partial results merge into exactly what one pass in order keeps (``scan_parts``).
+partial results merge into exactly what one pass in order keeps (``scan_parts``); the job carries its basis
+on the CPU and each worker moves it to its model's device (a GPU with ``worker_gpus``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from ...data import load_corpus
 from ...errors import InputError
 from ...model.model import Model
 from .basis import Context, FeatureBasis, FeatureDictionary, basis_of
-from .scan_parts import ScanJob, ScanMerger, ScanState, plan_units
+from .scan_parts import ScanJob, ScanMerger, ScanState, plan_units, portable
 
 _BATCHES_PER_UNIT = 8  # a unit is this many batches of sequences: the work one worker is handed at a time
 
@@ -71,10 +72,12 @@ def scan_features(
     description: str | None = None,
     cluster: str | ClusterSpec | None = None,
     workers: int | None = None,
+    worker_gpus: float = 0.0,
 ) -> FeatureScan:
     """Stream ``sequences`` packed sequences of ``corpus`` and collect each feature's statistics
     (``features=None``: all of them) of ``sae``'s features or any basis's. ``cluster`` (``local``, ``auto``
-    or an address) splits the sequences over Ray workers (``workers``); the result is the same."""
+    or an address) splits the sequences over Ray workers (``workers``, with ``worker_gpus`` GPUs each, the
+    model and basis on cuda there); the result is the same."""
     basis = basis_of(sae)
     chosen = list(range(basis.size)) if features is None else [int(f) for f in features]
     if not chosen:
@@ -91,13 +94,15 @@ def scan_features(
     skip = 0 if include_bos or model.tokenizer.bos_token_id is None else 1
     if seq_len <= skip:
         raise InputError(f"seq_len must be at least {skip + 1}")
-    job = ScanJob(basis, tuple(chosen), k, window, bins, skip, batch_size)
+    spec = cluster_spec(cluster, workers, worker_gpus)
+    shipped = spec.distributed
+    job = ScanJob(portable(basis) if shipped else basis, tuple(chosen), k, window, bins, skip, batch_size, shipped)
     merger = ScanMerger(ScanState(len(chosen), k, window, bins, model.vocab_size, signed=basis.signed))
     for unit, part in run_units(
         job,
         plan_units(model, source, seq_len, sequences, batch_size * _BATCHES_PER_UNIT),
         model=model,
-        spec=cluster_spec(cluster, workers),
+        spec=spec,
         description=description or f"scanning {basis.hook}",
         total=sequences,
         weight=lambda unit: unit.tokens.shape[0],

@@ -8,16 +8,21 @@ sequential pass keeps, whatever order the units finish in:
 - histogram widths are powers of two that depend only on the largest value, so merging pairs of the
   narrower histogram's bins until the widths match gives the counts one pass would have;
 - counts add exactly; sums of activations (floats) are added in unit order.
+
+A job sent to Ray workers carries its basis on the CPU (``portable``), which every worker can unpickle, and
+each worker moves it to the device its model runs on (a GPU with ``worker_gpus``).
 """
 
 from __future__ import annotations
 
+import copy
+import itertools
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ...cluster import UnitJob
 from ...data import SequenceUnit, sequence_units
@@ -202,9 +207,12 @@ class ScanJob(UnitJob[SequenceUnit, ScanState]):
     bins: int
     skip: int  # leading positions that never count (BOS)
     batch_size: int
+    shipped: bool = False  # the basis travels on the CPU (``portable``) and goes to the model's device on arrival
 
     def run(self, model: Model | None, unit: SequenceUnit) -> ScanState:
         assert model is not None
+        if self.shipped:  # this worker's own copy of the basis, unpickled for this unit: moving it is safe
+            place(self.basis, model.device)
         hook = self.basis.hook
         state = ScanState(
             len(self.features),
@@ -223,3 +231,39 @@ class ScanJob(UnitJob[SequenceUnit, ScanState]):
                 acts = encoded[..., index.to(encoded.device)]
             state.add(batch, acts.float().cpu(), self.skip)
         return state
+
+
+def portable(basis: FeatureBasis) -> FeatureBasis:
+    """The basis as a job carries it to Ray workers: its modules (an SAE, a transcoder) on the CPU, which any
+    worker can unpickle (a CUDA tensor cannot be unpickled on a CPU-only node). A basis already on the CPU is
+    itself; otherwise a copy, so the driver's modules stay where they are."""
+    moved = {name: _cpu_copy(module) for name, module in _modules(basis).items() if _off_cpu(module)}
+    if not moved:
+        return basis
+    carried = copy.copy(basis)
+    vars(carried).update(moved)
+    return carried
+
+
+def place(basis: FeatureBasis, device: torch.device | str) -> None:
+    """Move the basis's modules to ``device``, in place (a worker's unpickled copy: nobody else holds it)."""
+    for module in _modules(basis).values():
+        module.to(device)
+
+
+def _modules(basis: FeatureBasis) -> dict[str, nn.Module]:
+    return {name: value for name, value in vars(basis).items() if isinstance(value, nn.Module)}
+
+
+def _off_cpu(module: nn.Module) -> bool:
+    return any(t.device.type != "cpu" for t in itertools.chain(module.parameters(), module.buffers()))
+
+
+def _cpu_copy(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` with every parameter and buffer on the CPU, made without a second copy on its
+    device: deepcopy takes the CPU tensors from its memo wherever it meets the originals."""
+    memo: dict[int, object] = {}
+    for tensor in itertools.chain(module.parameters(), module.buffers()):
+        on_cpu = tensor.detach().cpu()
+        memo[id(tensor)] = nn.Parameter(on_cpu, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else on_cpu
+    return copy.deepcopy(module, memo)

@@ -7,7 +7,8 @@ write through the final norm with its scale frozen (see ``methods.attribute.dla`
 
 ``neuron_profile`` is the feature view of the identity basis (``features.basis.NeuronBasis``): the same
 streamed scan as an SAE feature's dashboard (blocks ``0..L`` only, the best ``k`` contexts kept, so
-memory does not grow with the corpus) and the same promoted/suppressed tokens.
+memory does not grow with the corpus) and the same promoted/suppressed tokens; with ``cluster`` that scan
+runs on Ray workers, its partial results merged into exactly the local result.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ...cluster import ClusterSpec
 from ...errors import InputError
 from ...model.model import Model
 from ...views.explanations import explanation, note
@@ -236,12 +238,17 @@ def neuron_profile(
     window: int = 8,
     top_tokens: int = 10,
     include_bos: bool = False,
+    cluster: str | ClusterSpec | None = None,
+    workers: int | None = None,
+    worker_gpus: float = 0.0,
 ) -> NeuronProfile:
     """Where neuron ``neuron`` of ``layer`` fires most in ``corpus``, and the tokens it promotes/suppresses.
 
     Scans ``sequences`` packed sequences of ``seq_len`` tokens; each sequence contributes its
-    maximum, and the ``k`` largest are kept with a window of ``window`` tokens either side. The BOS
-    position is skipped unless ``include_bos`` (many neurons take extreme values there).
+    maximum, and the ``k`` largest are kept with a window of ``window`` tokens either side (the earlier
+    sequence wins a tie). The BOS position is skipped unless ``include_bos`` (many neurons take extreme
+    values there). ``cluster`` (``local``, ``auto`` or an address) scans on Ray ``workers`` with
+    ``worker_gpus`` GPUs each (``scan_features``); the result is the local one.
     """
     if not 0 <= layer < model.n_layers:
         raise InputError(f"layer {layer} is out of range (valid: 0..{model.n_layers - 1})")
@@ -268,6 +275,9 @@ def neuron_profile(
         bins=2,
         include_bos=include_bos,
         description=f"L{layer} N{neuron}",
+        cluster=cluster,
+        workers=workers,
+        worker_gpus=worker_gpus,
     )
     contexts = contexts_of(scan, 0, model.tokenizer.decode)
     promotes, suppresses, post_norm = _output_tokens(model, layer, neuron, top_tokens)
