@@ -1,17 +1,20 @@
 // Building a transcoder set from the attribution-graph panel when the model has none: the time is measured
 // once per model (the transcoders-estimate job) and shown on the "Build transcoders" button, which starts the
 // transcoders-train job (the server's default sizes) with progress and cancel; when it is done the set list is
-// fetched again and the panel drawn with the new set. The texts are the explanation registry's
-// (RESULTS.transcoder_training); only the button labels are written here.
+// fetched again and the panel drawn with the new set. On a server started with a Ray cluster a tick box sends
+// the build there (the cluster harvests, then trains). The texts are the explanation registry's
+// (RESULTS.transcoder_training); only the button labels and the cluster's note are written here.
 
 import { pollJob, remember, request } from '../api.js';
 import { h } from '../dom.js';
 import { RESULTS } from '../explain.js';
 import { state } from '../store.js';
+import { clusterChoice, clusterParams } from './clusterchoice.js';
 import { button, errorLine, refresh } from './common.js';
 
 // One build at a time from this page; its state survives re-renders and panel switches.
-const build = { estimates: {}, measuring: null, job: null, model: null, error: null, done: null };
+// onCluster: the box ticked to build on the server's Ray cluster (clusterchoice.js).
+const build = { estimates: {}, measuring: null, job: null, model: null, error: null, done: null, onCluster: false };
 
 const fill = (text, values) => String(text ?? '').replace(/\{(\w+)\}/g, (_, name) => String(values[name] ?? ''));
 const notes = () => RESULTS.transcoder_training?.notes ?? {};
@@ -49,7 +52,7 @@ function runningLine(j) {
 async function start(model) {
   Object.assign(build, { model, error: null, done: null, job: null });
   try {
-    const j = await poll('transcoders-train', {}, (p) => {
+    const j = await poll('transcoders-train', clusterParams(build), (p) => {
       const first = !build.job;
       build.job = p;
       if (first) refresh();
@@ -94,6 +97,8 @@ export function buildBox(el, listed) {
       measure(model);
     }
   }
+  clusterChoice(box, build, 'transcoders-on-cluster', 'Ray workers then load the model, harvest every layer\'s MLP inputs '
+    + 'and outputs and share every training step; this machine only checks the finished set (the time estimate is still measured here).');
   box.append(h('div.controls', {}, button(est ? `Build transcoders (about ${minutes(est.seconds)} min)` : 'Build transcoders',
     RESULTS.transcoder_training?.read ?? '', () => start(model), 'primary build-start')));
   box.append(h('p.caveat', {}, h('strong', {}, 'What it does not prove. '), RESULTS.transcoder_training?.caveat ?? ''));

@@ -11,6 +11,7 @@ import { chart } from '../chart.js';
 import { plain } from '../errors.js';
 import { CONTROLS } from '../explain.js';
 import { position, setting, setSetting, state } from '../store.js';
+import { clusterChoice, clusterParams } from './clusterchoice.js';
 import { button, errorLine, field, frame, need, progressText, refresh } from './common.js';
 import { dashboardFacts, dashboardView } from './dashboardview.js';
 import { featureClamp } from './featureclamp.js';
@@ -184,8 +185,7 @@ function showProgress(j) {
 async function train(key) {
   Object.assign(training, { layer: key, model: state.model?.name, error: null, outcome: null, job: null });
   try {
-    const onCluster = Boolean(state.model?.cluster && training.onCluster);
-    const j = await poll('sae-train', { ...trainBody(key), ...(onCluster ? { on_cluster: true } : {}) }, (p) => {
+    const j = await poll('sae-train', { ...trainBody(key), ...clusterParams(training) }, (p) => {
       const first = !training.job;
       training.job = p;
       if (first) refresh();
@@ -248,21 +248,11 @@ function trainBox(el, key) {
       + `measured just now from one batch of activations and a few training steps (other work on this machine can change it). `
       + `It will be saved as ${est.plan.name}.`;
   }
-  clusterChoice(box, m?.cluster);
+  clusterChoice(box, training, 'sae-on-cluster', 'Ray workers then load the model, read the activations and share every training step, '
+    + 'and this machine only checks the finished SAE (the time estimate is still measured here).');
   box.append(h('div.controls', {},
     button(est ? 'Measure again' : 'Estimate the time', CONTROLS.saeEstimate, () => estimate(key)),
     est ? button(`Train the SAE (about ${duration(est.seconds)})`, CONTROLS.saeTrain, () => train(key), 'primary') : null));
-}
-
-/** A tick box to train on the Ray cluster the server was started with (`glasslab serve --cluster`), if any. */
-function clusterChoice(box, cluster) {
-  if (!cluster) return;
-  const workers = cluster.workers ? plural(cluster.workers, 'worker') : 'one worker per CPU';
-  const tick = h('input#sae-on-cluster', { type: 'checkbox', checked: training.onCluster });
-  tick.addEventListener('change', () => { training.onCluster = tick.checked; });
-  box.append(h('div.controls.cluster-toggle', {}, h('label.check', {}, tick, ` Run on the Ray cluster (${workers})`)),
-    h('p.muted.cluster-note', {}, 'Ray workers then load the model, read the activations and share every training step, '
-      + 'and this machine only checks the finished SAE (the time estimate is still measured here).'));
 }
 
 function trainedNote(el) {

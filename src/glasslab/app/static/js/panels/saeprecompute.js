@@ -1,11 +1,15 @@
 // Precomputing an SAE trained into the store from the SAE panel: one job (sae-precompute) scans the corpus
 // once for every feature's dashboard and labels them, scored on held-out text; until then its dashboards are
-// scanned live. And the label's detection score, shown under a dashboard.
+// scanned live; on a server started with a Ray cluster a tick box sends the scan there. And the label's
+// detection score, shown under a dashboard.
 
 import { fmt, h, pct } from '../dom.js';
 import { forget, job } from '../api.js';
 import { CONTROLS } from '../explain.js';
+import { clusterChoice, clusterParams } from './clusterchoice.js';
 import { action, progressText } from './common.js';
+
+const precompute = { onCluster: false }; // the box ticked to scan on the server's Ray cluster (clusterchoice.js)
 
 /** The label's detection score: how well its words predict where the feature fires on held-out text. */
 export function detectionLine(box, label) {
@@ -20,10 +24,13 @@ export function detectionLine(box, label) {
 export function precomputeBox(el, name, entry) {
   if (!name.startsWith('store:') || entry.precomputed) return;
   const out = h('div.results');
-  el.append(h('div.controls.no-report.precompute', {}, h('span.small', {}, 'Its dashboards are scanned live (seconds each) and its features have no labels yet. '),
+  const box = h('div.controls.no-report.precompute', {}, h('span.small', {}, 'Its dashboards are scanned live (seconds each) and its features have no labels yet. '),
     action('Precompute every dashboard and label', CONTROLS.saePrecompute, async (say) => {
-      await job('sae-precompute', { sae: name }, (j) => say(`Precomputing: ${progressText(j)}`));
+      await job('sae-precompute', { sae: name, ...clusterParams(precompute) }, (j) => say(`Precomputing: ${progressText(j)}`));
       entry.precomputed = true;
       forget(); // dashboards and features scanned before now read the new labels and atlas
-    }, out)), out);
+    }, out));
+  clusterChoice(box, precompute, 'precompute-on-cluster', 'Ray workers then load the model and scan the corpus; '
+    + 'this machine scores the labels on held-out text.');
+  el.append(box, out);
 }
