@@ -17,12 +17,16 @@ import torch
 
 import glasslab as gl
 from glasslab.activations import HarvestedRows, ShardFolder, harvest
+from glasslab.activations.shards import MANIFEST
 from glasslab.dictionaries.train import TrainConfig
 from glasslab.methods.features.training import train_sae
 from glasslab.sae import load_sae_folder
 from tests.ray_support import folder_model
 from tests.s3_support import s3_bucket
 from tests.tiny import WORDS
+
+s3fs = pytest.importorskip("s3fs", reason="the S3 tests need s3fs (the test extra)")
+pytest.importorskip("moto.server", reason="the S3 tests need moto[server] (the test extra)")
 
 HOOKS = ["blocks.0.resid_post", "blocks.1.mlp.post"]
 SIZES = {"tokens": 300, "seq_len": 16, "shard_tokens": 60}  # 5 shards of 4 sequences
@@ -111,6 +115,18 @@ def test_a_damaged_shard_in_a_bucket_is_refused(model, corpus, bucket):
     assert next(rows).shape == (60, model.d_model)  # the shards before it still read
     with pytest.raises(gl.InputError, match="damaged"):
         list(rows)
+
+
+def test_a_harvest_rewritten_by_another_machine_is_read_afresh(model, corpus, bucket):
+    # A finished harvest lists its folder, and s3fs keeps that listing (sizes included) for later reads.
+    first = harvest(model, HOOKS[0], f"{bucket}/rewritten", corpus=corpus, **SIZES)
+    second = harvest(model, HOOKS[1], f"{bucket}/elsewhere", corpus=corpus, tokens=120, seq_len=16, shard_tokens=60)
+    source, target = ShardFolder(second.url), ShardFolder(first.url)
+    other_machine = s3fs.S3FileSystem(skip_instance_cache=True)  # its own client, as another process has
+    for name in [shard.file for shard in second.manifest.ordered()] + [MANIFEST]:
+        other_machine.pipe_file(target.path(name), source.read(name))
+    rows = torch.cat(list(HarvestedRows(first.url, HOOKS[1]).rows()))
+    assert torch.equal(rows, torch.cat(list(HarvestedRows(second.url, HOOKS[1]).rows())))
 
 
 def test_an_sae_trained_from_a_bucket_is_the_one_trained_from_a_folder(

@@ -122,11 +122,19 @@ class ShardFolder:
             out.write(data)
         self.fs.mv(partial, self.path(name))
 
+    def forget_listing(self) -> None:
+        """Drop fsspec's cached listing of the folder: other processes (workers, other nodes, a harvest run
+        again elsewhere) write here, and s3fs would answer sizes and existence from a listing it made
+        earlier (a rewritten manifest then fails to read)."""
+        self.fs.invalidate_cache(self.root)
+
     def read(self, name: str) -> bytes:
+        self.forget_listing()
         with self.fs.open(self.path(name), "rb") as source:
             return source.read()
 
     def manifest(self) -> Manifest | None:
+        self.forget_listing()
         if not self.fs.exists(self.path(MANIFEST)):
             return None
         return Manifest.from_json(self.read(MANIFEST).decode(), f"{self.url}/{MANIFEST}")
@@ -136,6 +144,7 @@ class ShardFolder:
 
     def remove_partials(self) -> None:
         """Files a write left behind when it failed (a worker killed mid-write): never part of the harvest."""
+        self.forget_listing()
         if self.fs.exists(self.root):
             for path in self.fs.ls(self.root, detail=False):
                 if posixpath.basename(path).endswith(".partial"):
@@ -143,6 +152,7 @@ class ShardFolder:
 
     def remove_all(self) -> None:
         """Every shard, manifest and partial file of a harvest (``fresh``); other files are left alone."""
+        self.forget_listing()
         if not self.fs.exists(self.root):
             return
         for path in self.fs.ls(self.root, detail=False):
