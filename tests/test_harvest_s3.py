@@ -129,6 +129,18 @@ def test_a_harvest_rewritten_by_another_machine_is_read_afresh(model, corpus, bu
     assert torch.equal(rows, torch.cat(list(HarvestedRows(second.url, HOOKS[1]).rows())))
 
 
+def test_a_store_nothing_answers_at_is_a_one_line_error(model, corpus, bucket, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # the discard port: nothing listens
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    s3fs.S3FileSystem.clear_instance_cache()
+    try:
+        with pytest.raises(gl.InputError) as error:
+            harvest(model, HOOKS[0], f"{bucket}/unreachable", corpus=corpus, **SIZES)
+    finally:
+        s3fs.S3FileSystem.clear_instance_cache()  # the next test's file system meets the bucket's server again
+    assert "cannot read 's3://glasslab-harvests/unreachable'" in str(error.value) and "\n" not in str(error.value)
+
+
 def test_an_sae_trained_from_a_bucket_is_the_one_trained_from_a_folder(
     model, corpus, bucket, local_harvest, tmp_path, monkeypatch
 ):

@@ -15,6 +15,8 @@ import hashlib
 import json
 import posixpath
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import fsspec
@@ -22,7 +24,7 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from ..errors import InputError
+from ..errors import GlasslabError, InputError
 
 MANIFEST = "harvest.json"
 FORMAT = 1
@@ -114,13 +116,28 @@ class ShardFolder:
     def path(self, name: str) -> str:
         return posixpath.join(self.root, name)
 
+    @contextmanager
+    def _storage(self, action: str) -> Iterator[None]:
+        """A storage failure (a folder not writable, an endpoint nothing answers at, credentials refused) as
+        a one-line error: each fsspec backend raises exceptions of its own (botocore's for S3, OSError here)."""
+        try:
+            yield
+        except GlasslabError:
+            raise
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise InputError(
+                f"cannot {action} '{self.url}' ({first}); check the folder or URL and its access"
+            ) from None
+
     def write(self, name: str, data: bytes) -> None:
         """``data`` as ``name``, in place only once complete."""
-        self.fs.makedirs(self.root, exist_ok=True)
-        partial = self.path(f".{name}.{uuid.uuid4().hex[:8]}.partial")
-        with self.fs.open(partial, "wb") as out:
-            out.write(data)
-        self.fs.mv(partial, self.path(name))
+        with self._storage("write to"):
+            self.fs.makedirs(self.root, exist_ok=True)
+            partial = self.path(f".{name}.{uuid.uuid4().hex[:8]}.partial")
+            with self.fs.open(partial, "wb") as out:
+                out.write(data)
+            self.fs.mv(partial, self.path(name))
 
     def forget_listing(self) -> None:
         """Drop fsspec's cached listing of the folder: other processes (workers, other nodes, a harvest run
@@ -129,14 +146,16 @@ class ShardFolder:
         self.fs.invalidate_cache(self.root)
 
     def read(self, name: str) -> bytes:
-        self.forget_listing()
-        with self.fs.open(self.path(name), "rb") as source:
-            return source.read()
+        with self._storage("read"):
+            self.forget_listing()
+            with self.fs.open(self.path(name), "rb") as source:
+                return source.read()
 
     def manifest(self) -> Manifest | None:
-        self.forget_listing()
-        if not self.fs.exists(self.path(MANIFEST)):
-            return None
+        with self._storage("read"):
+            self.forget_listing()
+            if not self.fs.exists(self.path(MANIFEST)):
+                return None
         return Manifest.from_json(self.read(MANIFEST).decode(), f"{self.url}/{MANIFEST}")
 
     def save_manifest(self, manifest: Manifest) -> None:
@@ -144,21 +163,23 @@ class ShardFolder:
 
     def remove_partials(self) -> None:
         """Files a write left behind when it failed (a worker killed mid-write): never part of the harvest."""
-        self.forget_listing()
-        if self.fs.exists(self.root):
-            for path in self.fs.ls(self.root, detail=False):
-                if posixpath.basename(path).endswith(".partial"):
-                    self.fs.rm(path)
+        with self._storage("clean up"):
+            self.forget_listing()
+            if self.fs.exists(self.root):
+                for path in self.fs.ls(self.root, detail=False):
+                    if posixpath.basename(path).endswith(".partial"):
+                        self.fs.rm(path)
 
     def remove_all(self) -> None:
         """Every shard, manifest and partial file of a harvest (``fresh``); other files are left alone."""
-        self.forget_listing()
-        if not self.fs.exists(self.root):
-            return
-        for path in self.fs.ls(self.root, detail=False):
-            name = posixpath.basename(path)
-            if name == MANIFEST or name.startswith("shard-") or name.endswith(".partial"):
-                self.fs.rm(path)
+        with self._storage("clear"):
+            self.forget_listing()
+            if not self.fs.exists(self.root):
+                return
+            for path in self.fs.ls(self.root, detail=False):
+                name = posixpath.basename(path)
+                if name == MANIFEST or name.startswith("shard-") or name.endswith(".partial"):
+                    self.fs.rm(path)
 
 
 def shard_name(index: int) -> str:
