@@ -19,6 +19,7 @@ from glasslab.cli.app import app
 from glasslab.cluster import ClusterSpec
 from glasslab.data import load_corpus, packed_sequences
 from glasslab.errors import InputError
+from glasslab.methods import corpus_sums
 from glasslab.methods.lenses import tuned_lens_sums
 from glasslab.methods.lenses.tuned_lens import train_tuned_lens
 from tests.ray_support import folder_model, local_cluster
@@ -89,7 +90,7 @@ def test_units_handed_back_in_any_order_add_up_to_one_pass(corpus, tmp_path, mon
     model = tiny_model("llama")
     options = dict(tokens=TOKENS, seq_len=SEQ, batch_size=BATCH)
     local = train_tuned_lens(model, corpus, folder=tmp_path / "local", **options)
-    monkeypatch.setattr(tuned_lens_sums, "run_units", handed_back([2, 0, 1]))
+    monkeypatch.setattr(corpus_sums, "run_units", handed_back([2, 0, 1]))
     units = train_tuned_lens(model, corpus, folder=tmp_path / "units", cluster=ClusterSpec("local"), **options)
     assert units.tokens == local.tokens == TOKENS
     gram, cross = direct_sums(model, corpus, 40)
@@ -103,14 +104,14 @@ def test_units_handed_back_in_any_order_add_up_to_one_pass(corpus, tmp_path, mon
 def test_a_stopped_cluster_run_checkpoints_only_units_in_order_and_resumes(corpus, tmp_path, monkeypatch):
     model = tiny_model("llama")
     options = dict(tokens=TOKENS, seq_len=SEQ, batch_size=BATCH, checkpoint_every=1, cluster=ClusterSpec("local"))
-    monkeypatch.setattr(tuned_lens_sums, "run_units", handed_back([0, 1, 2]))
+    monkeypatch.setattr(corpus_sums, "run_units", handed_back([0, 1, 2]))
     whole = train_tuned_lens(model, corpus, folder=tmp_path / "whole", **options)
-    monkeypatch.setattr(tuned_lens_sums, "run_units", handed_back([2, 0], then_stop=True))
+    monkeypatch.setattr(corpus_sums, "run_units", handed_back([2, 0], then_stop=True))
     with pytest.raises(KeyboardInterrupt):
         train_tuned_lens(model, corpus, folder=tmp_path / "stopped", **options)
     # unit 2 came back but waited for unit 1: only unit 0 is in the checkpoint
     assert state(tmp_path / "stopped")["sequences"] == 16 and not (tmp_path / "stopped" / "lens").exists()
-    monkeypatch.setattr(tuned_lens_sums, "run_units", handed_back([1, 0]))  # what is left: the last two units
+    monkeypatch.setattr(corpus_sums, "run_units", handed_back([1, 0]))  # what is left: the last two units
     resumed = train_tuned_lens(model, corpus, folder=tmp_path / "stopped", **options)
     assert resumed.tokens == whole.tokens and state(tmp_path / "stopped")["sequences"] == 40
     for name, value in sums(tmp_path / "whole").items():

@@ -7,14 +7,23 @@ again; a job on another model replaces them, and ``release_workers`` hands their
 restartable and their calls retried (``max_restarts``/``max_task_retries``): a worker killed mid-unit is
 started again and the unit run again, so every unit is done once. Units must therefore be idempotent (a
 harvest shard is written under its own name, atomically). An error a unit raises itself stops the job.
+
+Units finish in any order on Ray; a caller that adds results in unit order holds those that finished early.
+``ahead_per_worker`` bounds that: no unit is handed out more than ``ahead_per_worker`` x workers units past
+the oldest one not yet finished, so at most that many results ever wait (workers idle rather than run further
+ahead). ``release_workers`` returns once the stopped workers are dead, so nothing they were running can still
+write afterwards (a caller may then delete what they wrote into).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from tqdm.auto import tqdm
@@ -31,6 +40,8 @@ Unit = TypeVar("Unit")
 Result = TypeVar("Result")
 _IN_FLIGHT_PER_WORKER = 2
 _RETRIES = 3
+_DEATH_SECONDS = 60.0  # how long release_workers waits for a stopped worker to be gone before going on
+_DEATH_POLL_SECONDS = 0.05
 
 
 class UnitJob(ABC, Generic[Unit, Result]):
@@ -56,8 +67,23 @@ class _Worker:
             raise self.failure
         return job.run(self.model, unit)
 
+    def process(self) -> tuple[str, int]:
+        """The node and process this worker runs in (asked once, when it starts: ``release_workers`` waits
+        for that process to end)."""
+        import ray
 
-_pool: dict[tuple, list[Any]] = {}  # the live workers, by (Ray session, model recipe, resources, count)
+        return ray.get_runtime_context().get_node_id(), os.getpid()
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """A live worker, and the answer of its first call (``_Worker.process``)."""
+
+    handle: Any
+    process: Any  # ray.ObjectRef of (node id, pid)
+
+
+_pool: dict[tuple, list[_Kept]] = {}  # the live workers, by (Ray session, model recipe, resources, count)
 
 
 def _session(ray: Any) -> tuple[str, str]:
@@ -74,22 +100,61 @@ def _workers(ray: Any, spec: ClusterSpec, recipe: ModelRecipe | None) -> list[An
     if key not in _pool:
         release_workers()  # workers of another model; those of an earlier Ray session are gone with it
         actor = ray.remote(num_cpus=1, num_gpus=spec.gpus_per_worker, max_restarts=_RETRIES, max_task_retries=_RETRIES)
-        _pool[key] = [actor(_Worker).remote(recipe) for _ in range(count)]
-    return _pool[key]
+        handles = [actor(_Worker).remote(recipe) for _ in range(count)]
+        _pool[key] = [_Kept(handle, handle.process.remote()) for handle in handles]
+    return [kept.handle for kept in _pool[key]]
 
 
 def release_workers() -> None:
     """Stop the workers kept for the next job, giving their CPUs and GPUs back to the cluster (a job that
-    needs them, such as a data-parallel training, calls this first: kept workers would hold them forever)."""
+    needs them, such as a data-parallel training, calls this first: kept workers would hold them forever),
+    and return once they are dead: a unit they were running cannot write anything afterwards."""
     if not _pool:
         return
     ray = ray_module()
     current = _session(ray) if ray.is_initialized() else None
+    stopped = []
     for key in list(_pool):
         stale = _pool.pop(key)
         if key[0] == current:
-            for worker in stale:
-                ray.kill(worker)
+            for kept in stale:
+                ray.kill(kept.handle, no_restart=True)
+            stopped += stale
+    deadline = time.monotonic() + _DEATH_SECONDS
+    for kept in stopped:
+        _await_death(ray, kept, deadline)
+
+
+def _await_death(ray: Any, kept: _Kept, deadline: float) -> None:
+    """Wait (until ``deadline``) for a killed worker to be dead in Ray's eyes (a call to it fails) and, on this
+    node, for its process to have exited (Ray marks an actor dead as it tells its process to exit)."""
+    while time.monotonic() < deadline:
+        try:
+            ray.get(kept.handle.__ray_ready__.remote(), timeout=max(0.0, deadline - time.monotonic()))
+        except ray.exceptions.RayActorError:
+            break
+        except ray.exceptions.GetTimeoutError:
+            return
+        time.sleep(_DEATH_POLL_SECONDS)  # the kill has not reached it yet
+    try:
+        node, pid = ray.get(kept.process, timeout=max(0.0, deadline - time.monotonic()))
+    except Exception:  # it died before it started, or never answered: no process of ours to wait for
+        return
+    if node != ray.get_runtime_context().get_node_id():
+        return
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(_DEATH_POLL_SECONDS)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    return True
 
 
 def run_units(
@@ -102,11 +167,18 @@ def run_units(
     total: int | None = None,
     weight: Callable[[Unit], int] = lambda unit: 1,
     unit_name: str = "unit",
+    ahead_per_worker: int | None = None,
 ) -> Iterator[tuple[Unit, Result]]:
-    """``(unit, result)`` pairs as units finish (in order locally; in completion order on Ray)."""
+    """``(unit, result)`` pairs as units finish (in order locally; in completion order on Ray, no unit handed
+    out more than ``ahead_per_worker`` x workers units past the oldest unfinished one; None: no bound)."""
+    if ahead_per_worker is not None and ahead_per_worker < 1:
+        raise ValueError(f"ahead_per_worker must be at least 1, got {ahead_per_worker}")
     bar = tqdm(total=total, desc=description, unit=unit_name, disable=not progress_enabled(), file=sys.stderr)
     try:
-        pairs = _on_ray(job, units, model, spec) if spec.distributed else ((u, job.run(model, u)) for u in units)
+        if spec.distributed:
+            pairs = _on_ray(job, units, model, spec, ahead_per_worker)
+        else:
+            pairs = ((unit, job.run(model, unit)) for unit in units)
         for unit, result in pairs:
             bar.update(weight(unit))
             yield unit, result
@@ -114,34 +186,45 @@ def run_units(
         bar.close()
 
 
-def _on_ray(job: UnitJob, units: Iterable[Any], model: Model | None, spec: ClusterSpec) -> Iterator[tuple[Any, Any]]:
+def _on_ray(
+    job: UnitJob, units: Iterable[Any], model: Model | None, spec: ClusterSpec, ahead_per_worker: int | None
+) -> Iterator[tuple[Any, Any]]:
     ray = spec.connect()
     recipe = None if model is None else ModelRecipe.of(model, "cuda" if spec.gpus_per_worker > 0 else "cpu")
     workers = _workers(ray, spec, recipe)
     shipped = ray.put(job)  # once per job, not with every unit: a job may carry a large SAE
-    pending = iter(units)
-    in_flight: dict[Any, tuple[int, Any]] = {}  # result ref -> (worker index, unit)
+    pending = enumerate(units)  # each unit with its place in the order
+    window = None if ahead_per_worker is None else ahead_per_worker * len(workers)
+    free = [index for index in range(len(workers)) for _ in range(_IN_FLIGHT_PER_WORKER)]  # a slot per call
+    in_flight: dict[Any, tuple[int, int, Any]] = {}  # result ref -> (worker index, place, unit)
+    handed_out = 0
 
-    def submit(index: int) -> bool:
-        unit = next(pending, _DONE)
-        if unit is _DONE:
-            return False
-        in_flight[workers[index].run.remote(shipped, unit)] = (index, unit)
-        return True
+    def fill() -> None:
+        """Hand units to free slots, none past the window after the oldest unit still running."""
+        nonlocal handed_out
+        while free:
+            oldest = min((place for _, place, _ in in_flight.values()), default=handed_out)
+            if window is not None and handed_out >= oldest + window:
+                return
+            place, unit = next(pending, (None, _DONE))
+            if unit is _DONE:
+                return
+            index = free.pop(0)
+            in_flight[workers[index].run.remote(shipped, unit)] = (index, place, unit)
+            handed_out = place + 1
 
     try:
-        for index in range(len(workers)):
-            for _ in range(_IN_FLIGHT_PER_WORKER):
-                submit(index)
+        fill()
         while in_flight:
             [ready], _ = ray.wait(list(in_flight), num_returns=1)
-            index, unit = in_flight.pop(ready)
+            index, _, unit = in_flight.pop(ready)
             try:
                 result = _result(ray, ready)
             except BaseException:
                 release_workers()  # the next job starts workers afresh rather than reuse ones that failed
                 raise
-            submit(index)
+            free.append(index)
+            fill()
             yield unit, result
     finally:
         for ref in in_flight:  # a job stopped early (an error, a caller that stopped reading) leaves none running

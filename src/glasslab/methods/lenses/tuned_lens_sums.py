@@ -3,8 +3,9 @@ Ray (``cluster=``): one ``LensSumJob``, the same code in both places.
 
 The sequences still to sum are cut into units of whole batches (one batch here, so the sums are added batch
 by batch as they always were; ``BATCHES_PER_UNIT`` batches on Ray, fewer round trips of the sums). The
-driver adds the units' float64 partials to the running sums in unit order, whatever order Ray workers finish
-them in, and checkpoints after a unit once ``checkpoint_every`` batches were added since the last checkpoint:
+driver adds the units' float64 partials to the running sums in unit order (``corpus_sums.sum_units``, which
+bounds how many finished units wait), whatever order Ray workers finish them in, and checkpoints after a unit
+once ``checkpoint_every`` batches were added since the last checkpoint:
 a checkpoint never holds a unit whose predecessors are missing, so a resumed fit, here or on Ray, continues
 from the first sequence it lacks. Units finished out of order when a run stops are summed again by the next.
 """
@@ -22,12 +23,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ...cluster import ClusterSpec, run_units
+from ...cluster import ClusterSpec
 from ...data import SequenceUnit, batches, packed_sequences
 from ...errors import InputError
 from ...model.model import Model
 from ...store import TUNED_LENS, save, verify
-from ..corpus_sums import BATCHES_PER_UNIT, PartialSums, SumJob
+from ..corpus_sums import BATCHES_PER_UNIT, PartialSums, SumJob, sum_units
 from .tuned_lens_artifact import _normalise
 
 _SUMS, _STATE = "sums.safetensors", "state.json"
@@ -95,32 +96,35 @@ def add_units(
     checkpoint_every: int,
     checkpoint: Callable[[LensSums], None],
 ) -> None:
-    """Add the units' partial sums to ``sums`` in unit order (in place), calling ``checkpoint`` after a unit
-    once ``checkpoint_every`` batches were added since the last one, and at the end if any were."""
-    waiting: dict[int, tuple[SequenceUnit, PartialSums]] = {}
-    next_unit = since_checkpoint = 0
-    for unit, part in run_units(
+    """Add the units' partial sums to ``sums`` in unit order (``sums`` is updated as each is added), calling
+    ``checkpoint`` after a unit once ``checkpoint_every`` batches were added since the last one, and at the
+    end if any were."""
+    since_checkpoint = 0
+
+    def batches_of(unit: SequenceUnit) -> int:
+        return math.ceil(unit.tokens.shape[0] / job.batch_size)
+
+    def added(unit: SequenceUnit, total: PartialSums) -> None:
+        nonlocal since_checkpoint
+        sums.gram, sums.cross, sums.tokens = total.sums["gram"], total.sums["cross"], total.count
+        sums.sequences += unit.tokens.shape[0]
+        since_checkpoint += batches_of(unit)
+        if since_checkpoint >= checkpoint_every:
+            checkpoint(sums)
+            since_checkpoint = 0
+
+    sum_units(
         job,
         units,
         model=model,
         spec=spec,
         description="tuned lens: least squares",
-        total=batches_left,
-        weight=lambda unit: math.ceil(unit.tokens.shape[0] / job.batch_size),
+        sequences=batches_left,
+        start=PartialSums({"gram": sums.gram, "cross": sums.cross}, sums.tokens),
+        on_added=added,
+        weight=batches_of,
         unit_name="batch",
-    ):
-        waiting[unit.index] = (unit, part)
-        while next_unit in waiting:
-            done, added = waiting.pop(next_unit)
-            sums.gram += added.sums["gram"]
-            sums.cross += added.sums["cross"]
-            sums.sequences += done.tokens.shape[0]
-            sums.tokens += added.count
-            since_checkpoint += math.ceil(done.tokens.shape[0] / job.batch_size)
-            next_unit += 1
-            if since_checkpoint >= checkpoint_every:
-                checkpoint(sums)
-                since_checkpoint = 0
+    )
     if since_checkpoint:
         checkpoint(sums)
 
