@@ -20,16 +20,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from ..errors import InputError
 from ..model.model import Model
 from .fit import hook_width
 from .hub import same_model
+from .labels_file import LABELS_FILE, FeatureLabel, read_labels
 from .origins import SAEOrigin, with_origin
 from .registry import dictionary_class
 from .sae_config import SAEConfig
 from .transcoder import Transcoder
 from .transcoder_set import layer_folder
+from .user_labels import folder_for, overlay, sae_key
 
 
 @dataclass
@@ -62,6 +65,7 @@ class CrossLayerTranscoderSet:
         self.source = source
         self.folder: Path | None = None  # where it was loaded from (its labels and dashboards go in layer-<s>/)
         self._views: dict[int, Transcoder] = {}  # transcoder(s), kept so their labels and atlas are read once
+        self._labels: dict[int, tuple[tuple, dict[int, FeatureLabel]]] = {}  # labels(s) and their files' stamps
         self._layers = list(layers)
         self._inputs = list(input_hooks or [f"blocks.{layer}.mlp.in" for layer in range(self.n_layers)])
         for layer, weights in enumerate(self._layers):
@@ -169,30 +173,52 @@ class CrossLayerTranscoderSet:
         ``mlp_out`` is added to the residual stream as it is, so that sum is the feature's whole write into the
         stream, and the tokens it pushes directly (through the final norm and unembedding) are the sum's.
         Its ``forward`` therefore predicts no single layer's output (``reconstruct`` does) and it has no skip.
+        Its encoder, threshold and ``b_dec`` are the set's own tensors (a CLT's encoders are large: a copy
+        would double them); the summed decoder, ``[d_sae, d_out]``, is its only new memory.
         Kept per layer; its folder (``origin``) is ``layer-<layer>/`` of the set's folder, when it has one."""
         if layer not in self._views:
-            weights = self._weights(layer)
-            (d_in, d_sae), d_out = weights.W_enc.shape, weights.b_dec.shape[-1]
-            config = SAEConfig(
-                architecture="jumprelu_transcoder" if weights.threshold is not None else "transcoder",
-                d_in=int(d_in),
-                d_sae=int(d_sae),
-                hook=self._inputs[layer],
-                hook_out=self.output_hook(layer),
-                d_out=int(d_out),
-                model_name=self.model_name,
-                apply_b_dec_to_input=False,
-            )
-            view = dictionary_class(config.architecture)(config, dtype=weights.W_enc.dtype, device=weights.W_enc.device)
-            tensors = {"W_enc": weights.W_enc, "b_enc": weights.b_enc, "W_dec": weights.W_dec.sum(1)}
-            tensors |= {"b_dec": weights.b_dec, "threshold": weights.threshold}
-            with torch.no_grad():
-                for name, param in view.named_parameters():
-                    param.copy_(tensors[name])  # type: ignore[arg-type]
-            folder = None if self.folder is None else self.folder / layer_folder(layer)
-            origin = SAEOrigin(source=f"{self.source} layer {layer}", folder=folder)
-            self._views[layer] = with_origin(view, origin)  # type: ignore[arg-type]
+            self._views[layer] = self._view(layer)
         return self._views[layer]
+
+    def _view(self, layer: int) -> Transcoder:
+        """``transcoder(layer)`` built: its parameters are the layer's tensors themselves (no copy)."""
+        weights = self._weights(layer)
+        (d_in, d_sae), d_out = weights.W_enc.shape, weights.b_dec.shape[-1]
+        config = SAEConfig(
+            architecture="jumprelu_transcoder" if weights.threshold is not None else "transcoder",
+            d_in=int(d_in),
+            d_sae=int(d_sae),
+            hook=self._inputs[layer],
+            hook_out=self.output_hook(layer),
+            d_out=int(d_out),
+            model_name=self.model_name,
+            apply_b_dec_to_input=False,
+        )
+        # Built on 'meta' (nothing allocated), then every parameter replaced by the set's tensor.
+        view = dictionary_class(config.architecture)(config, dtype=weights.W_enc.dtype, device="meta")
+        tensors = {"W_enc": weights.W_enc, "b_enc": weights.b_enc, "b_dec": weights.b_dec}
+        tensors |= {"threshold": weights.threshold, "W_dec": weights.W_dec.sum(1)}
+        for name, _ in list(view.named_parameters()):
+            tensor = tensors[name].detach().to(device=weights.W_enc.device, dtype=weights.W_enc.dtype)  # type: ignore[union-attr]
+            setattr(view, name, nn.Parameter(tensor, requires_grad=False))  # shares the tensor's storage
+        origin = SAEOrigin(source=f"{self.source} layer {layer}", folder=self._layer_folder(layer))
+        return with_origin(view, origin)  # type: ignore[return-value]
+
+    def _layer_folder(self, layer: int) -> Path | None:
+        return None if self.folder is None else self.folder / layer_folder(layer)
+
+    def labels(self, layer: int) -> dict[int, FeatureLabel]:
+        """Source layer ``layer``'s feature labels as ``labels_of(self.transcoder(layer))`` gives them (its
+        ``labels.json`` with a person's own labels over them), read from its folder without building that view;
+        kept, and read again when either file changes; empty for a set not loaded from a folder."""
+        folder, d_sae = self._layer_folder(layer), self.d_sae(layer)
+        user_folder = None if folder is None else folder_for(sae_key(folder))
+        stamp = (_stamp(folder), _stamp(user_folder))
+        kept = self._labels.get(layer)
+        if kept is None or kept[0] != stamp:
+            kept = stamp, overlay(read_labels(folder, d_sae), read_labels(user_folder, d_sae))
+            self._labels[layer] = kept
+        return kept[1]
 
     # -- models ---------------------------------------------------------------------------------------------
     def check_fits(self, model: Model, *, allow_other_model: bool = False) -> None:
@@ -212,10 +238,19 @@ class CrossLayerTranscoderSet:
                 )
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> CrossLayerTranscoderSet:
-        self._views.clear()  # built again from the moved weights
+        self._views.clear()  # built again from the moved weights (a view shares its layer's tensors)
         for weights in self._layers:
             for name in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold", "skip"):
                 value = getattr(weights, name)
                 if value is not None:
                     setattr(weights, name, value.to(device=device, dtype=dtype))
         return self
+
+
+def _stamp(folder: Path | None) -> tuple:
+    """``folder/labels.json`` as it is now (inode, time, size; () when there is none): any rewrite changes it."""
+    try:
+        found = (folder / LABELS_FILE).stat() if folder is not None else None
+    except OSError:
+        return ()
+    return () if found is None else (found.st_ino, found.st_mtime_ns, found.st_size)

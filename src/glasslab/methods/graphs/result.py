@@ -125,17 +125,25 @@ FeatureLabels = Callable[[int, int], str]  # (layer, feature) -> its label, "" w
 def transcoder_labels(transcoders: object) -> FeatureLabels:
     """The labels of a set's features, per-layer or cross-layer (``glasslab transcoders precompute`` writes
     them beside each (source) layer; a person's own labels over them), read per layer when first asked for;
-    "" for a set without labels files (one not loaded from a folder)."""
+    "" for a set without labels files (one not loaded from a folder). A cross-layer set's are read from its
+    folder: building its per-layer view would sum that layer's decoders just to find a file."""
     by_layer: dict[int, dict[int, FeatureLabel]] = {}
 
     def label(layer: int, feature: int) -> str:
         if layer not in by_layer:
-            known = isinstance(transcoders, TranscoderSet | CrossLayerTranscoderSet) and layer in transcoders.layers
-            by_layer[layer] = labels_of(transcoders.transcoder(layer)) if known else {}  # type: ignore[union-attr]
+            by_layer[layer] = _layer_labels(transcoders, layer)
         entry = by_layer[layer].get(feature)
         return "" if entry is None else entry.label
 
     return label
+
+
+def _layer_labels(transcoders: object, layer: int) -> dict[int, FeatureLabel]:
+    if isinstance(transcoders, CrossLayerTranscoderSet) and layer in transcoders.layers:
+        return transcoders.labels(layer)
+    if isinstance(transcoders, TranscoderSet) and layer in transcoders.layers:
+        return labels_of(transcoders.transcoder(layer))
+    return {}
 
 
 def node_ids(adjacency: Adjacency, targets: list[LogitTarget]) -> list[str]:
