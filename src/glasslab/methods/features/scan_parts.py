@@ -9,8 +9,8 @@ sequential pass keeps, whatever order the units finish in:
   narrower histogram's bins until the widths match gives the counts one pass would have;
 - counts add exactly; sums of activations (floats) are added in unit order.
 
-A job sent to Ray workers carries its basis on the CPU (``portable``), which every worker can unpickle, and
-each worker moves it to the device its model runs on (a GPU with ``worker_gpus``).
+A job sent to Ray workers carries its basis on the CPU and without its caches (``portable``), which every
+worker can unpickle, and each worker moves it to the device its model runs on (a GPU with ``worker_gpus``).
 """
 
 from __future__ import annotations
@@ -29,6 +29,10 @@ from ...data import SequenceUnit, sequence_units
 from ...model.model import Model
 from .basis import FeatureBasis
 from .encode import stop_after
+
+# What a dictionary keeps from files it read (search index, atlas, labels; large, possibly on its device): a
+# copy shipped to workers goes without them, and a worker reads again whatever it needs.
+CACHES = ("search_cache", "atlas_cache", "labels_cache")
 
 
 def plan_units(
@@ -235,9 +239,10 @@ class ScanJob(UnitJob[SequenceUnit, ScanState]):
 
 def portable(basis: FeatureBasis) -> FeatureBasis:
     """The basis as a job carries it to Ray workers: its modules (an SAE, a transcoder) on the CPU, which any
-    worker can unpickle (a CUDA tensor cannot be unpickled on a CPU-only node). A basis already on the CPU is
-    itself; otherwise a copy, so the driver's modules stay where they are."""
-    moved = {name: _cpu_copy(module) for name, module in _modules(basis).items() if _off_cpu(module)}
+    worker can unpickle (a CUDA tensor cannot be unpickled on a CPU-only node), and without their ``CACHES``.
+    A basis already on the CPU with nothing cached is itself; otherwise a copy, so the driver's modules stay
+    where they are and keep their caches."""
+    moved = {name: _cpu_copy(module) for name, module in _modules(basis).items() if _off_cpu(module) or _cached(module)}
     if not moved:
         return basis
     carried = copy.copy(basis)
@@ -259,11 +264,20 @@ def _off_cpu(module: nn.Module) -> bool:
     return any(t.device.type != "cpu" for t in itertools.chain(module.parameters(), module.buffers()))
 
 
+def _cached(module: nn.Module) -> bool:
+    return any(vars(module).get(name) is not None for name in CACHES)
+
+
 def _cpu_copy(module: nn.Module) -> nn.Module:
-    """A copy of ``module`` with every parameter and buffer on the CPU, made without a second copy on its
-    device: deepcopy takes the CPU tensors from its memo wherever it meets the originals."""
+    """A copy of ``module`` without its ``CACHES``, with every parameter and buffer on the CPU, made without a
+    second copy on its device: deepcopy takes the CPU tensors from its memo wherever it meets the originals.
+    A tensor already on the CPU is shared with the original, not copied."""
+    stripped = copy.copy(module)  # its own attribute dict: dropping the caches leaves the original's
+    for name in CACHES:
+        if vars(stripped).get(name) is not None:
+            setattr(stripped, name, None)
     memo: dict[int, object] = {}
     for tensor in itertools.chain(module.parameters(), module.buffers()):
         on_cpu = tensor.detach().cpu()
         memo[id(tensor)] = nn.Parameter(on_cpu, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else on_cpu
-    return copy.deepcopy(module, memo)
+    return copy.deepcopy(stripped, memo)
