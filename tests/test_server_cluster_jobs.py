@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file
 
 from glasslab.activations import harvest
+from glasslab.app.transcoder_training import HARVEST_DTYPE
 from glasslab.cluster import cluster_spec, run_units
 from glasslab.dictionaries.labels_file import LABELS_FILE
 from glasslab.dictionaries.transcoder_rows import pair_hooks
@@ -118,6 +119,7 @@ def locally_trained(model, tmp_path):
     rows = config.harvest_tokens
     hooks, shard_tokens = pair_hooks(config.layers_of(model)), math.ceil(rows / HARVEST_SHARDS)
     options = dict(corpus=config.corpus, tokens=rows, seq_len=config.seq_len, shard_tokens=shard_tokens)
+    options.update(dtype=HARVEST_DTYPE)  # the job harvests in bfloat16, which the training reads as float32
     folder = harvest(model, hooks, str(tmp_path / "harvest"), **options).url
     run = train_transcoders(model, replace(config, activations=folder), name="reference", out=tmp_path / "set")
     return TranscoderSet.load(run.path, model)
@@ -148,6 +150,9 @@ def test_a_build_on_the_cluster_harvests_trains_and_equals_the_local_set(on_ray,
     result = job["result"]
     name = result["name"]
     assert result["workers"] == WORKERS and result["steps"] == 8 and result["layers"] == [0, 1, 2]
+    pairs = 2048 * 3 * 2 * model.d_model * 2  # rows x layers x (mlp.in, mlp_out) x d_model x bfloat16's 2 bytes
+    assert pairs < result["plan"]["harvest_bytes"] < 1.1 * pairs  # and whole sequences, with each row's ids
+    assert "deleted after" in harvesting[0]["stage"]
     assert result["evaluation"]["tokens"] >= 128
     record = json.loads((location(TRANSCODERS, model.key, name) / "training.json").read_text())
     assert record["workers"] == WORKERS
@@ -269,8 +274,8 @@ def test_cancelling_a_precompute_on_the_cluster_writes_nothing(twins, scans, sto
     (folder / "training.json").write_text(json.dumps({"config": {"corpus": str(corpus)}}))
     body = {"sae": "store:on-ray", "sequences": 8192, "held_out_sequences": 16, "on_cluster": True}
     job_id = submit(c, "sae-precompute", body).json()["id"]
-    job, _ = watch(c, job_id, lambda j: "on the Ray cluster" in j["stage"])
-    assert job["status"] == "running"
+    job, _ = watch(c, job_id, lambda j: "on the Ray cluster" in j["stage"] and j["done"] > 0)
+    assert job["status"] == "running"  # and the scan's progress moves as the cluster's units come back
     c.post(f"/api/jobs/{job_id}/cancel")
     _, seen = watch(c, job_id, lambda j: False)
     assert seen[-1]["status"] == "cancelled"

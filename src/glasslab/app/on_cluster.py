@@ -15,6 +15,7 @@ workers, which would break another job's scan. Ray is imported only when a job r
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -78,8 +79,31 @@ def check_cluster(ctx: Ctx, batch_size: int | None = None) -> None:
     if ctx.model.stored_at is None:
         raise InputError("the loaded model was not loaded from a folder, so Ray workers cannot load it")
     workers = ctx.cluster.workers
-    if batch_size is not None and workers is not None and batch_size % workers:
-        raise InputError(f"batch_size {batch_size} does not divide among the cluster's {workers} workers")
+    if workers is None and _connected():  # a server started without --workers: as many as Ray has now
+        workers = ctx.cluster.worker_count(sys.modules["ray"])
+    if batch_size is not None and workers is not None:
+        _check_batch(batch_size, workers)
+
+
+def check_workers(ctx: Ctx, batch_size: int) -> None:
+    """Refuse a training's batch that does not divide among the cluster's workers, counted on Ray where the
+    server was started without --workers (connecting, in the job): before a harvest, not after it."""
+    spec = ctx.cluster  # check_cluster ran first
+    _check_batch(batch_size, spec.worker_count(spec.connect()))  # type: ignore[union-attr]
+
+
+def _check_batch(batch_size: int, workers: int) -> None:
+    if batch_size % workers:
+        raise InputError(
+            f"batch_size {batch_size} does not divide among the cluster's {workers} workers; use a multiple of "
+            f"{workers}"
+        )
+
+
+def _connected() -> bool:
+    """Whether this process is connected to Ray already (importing Ray alone takes seconds)."""
+    ray = sys.modules.get("ray")
+    return ray is not None and ray.is_initialized()
 
 
 @contextlib.contextmanager

@@ -54,10 +54,17 @@ def precompute_op(ctx: Ctx, body: Options) -> dict:
         stage=f"scanning the corpus{where} for every feature's top contexts, then scoring labels", done=0, total=total
     )
 
-    def forward(sequences: int) -> None:
+    scoring = False  # on the cluster: whether the held-out scoring, which runs here, has begun
+
+    def scanned(sequences: int) -> None:  # a unit the cluster scanned: its passes are not on the model worker
         nonlocal done
-        if body.on_cluster and not done:  # the cluster scanned the train split; held-out scoring runs here
-            done = body.sequences
+        done += sequences
+        ctx.job.report(done=min(done, body.sequences))
+
+    def forward(sequences: int) -> None:
+        nonlocal done, scoring
+        if body.on_cluster and not scoring:  # the cluster scanned the train split; held-out scoring runs here
+            done, scoring = body.sequences, True
             ctx.job.report(stage="scoring the labels on held-out text")
         done += sequences
         ctx.job.report(done=min(done, total))
@@ -68,7 +75,7 @@ def precompute_op(ctx: Ctx, body: Options) -> dict:
         if body.on_cluster:
             on_cluster.enter_context(claimed(ctx))
             on_cluster.enter_context(stopped_on_cancel(ctx, "scan"))
-            options.update(cluster=ctx.cluster)
+            options.update(cluster=ctx.cluster, on_scanned=scanned)
         described = precompute_features(model, sae, folder, **options)  # type: ignore[arg-type]
     ctx.job.report(done=total)  # the held-out split may hold fewer sequences than asked for
     return {**described.summary(), "sae": name, "on_cluster": body.on_cluster}

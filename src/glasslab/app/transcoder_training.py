@@ -12,6 +12,13 @@ the cluster's workers harvest every trained layer's ``mlp.in`` and ``mlp_out`` i
 set's staging folder, then train the set from it data-parallel (``train_transcoders(cluster=)``), and the
 harvest is deleted whatever happens. Only the held-out evaluation runs here. A cancel stops either phase
 (``on_cluster.py``); a cancelled or failed training's checkpoint is deleted with the harvest it read.
+
+The harvest is stored in bfloat16 (``HARVEST_DTYPE``): half float32's size, with float32's range (float16's
+would overflow on large activations). The training reads it back as float32, so every input and target is
+the model's activation rounded to 8 significant bits (a relative error under 0.4%), far below what a
+transcoder reconstructs; the held-out evaluation reads the model's own activations. Its size (rows x layers x
+2 x d_model x 2 bytes) is shown in the plan and progress, and a request whose harvest would not fit in the
+store's free space, with ``DISK_MARGIN`` to spare, is refused before anything runs.
 """
 
 from __future__ import annotations
@@ -26,7 +33,12 @@ from ..activations import harvest
 from ..dictionaries.activations import rows_per_sequence
 from ..dictionaries.transcoder_estimate import estimate_transcoder_training
 from ..dictionaries.transcoder_rows import pair_hooks
-from ..dictionaries.transcoder_train import TranscoderTrainConfig, default_set_name, transcoder_checkpoints
+from ..dictionaries.transcoder_train import (
+    TranscoderTrainConfig,
+    default_set_name,
+    layer_means,
+    transcoder_checkpoints,
+)
 from ..errors import InputError
 from ..methods.features.transcoder_training import TrainedTranscoders, train_transcoder_set
 from ..operations import OPERATIONS as DECLARED
@@ -34,7 +46,7 @@ from ..operations.options import Options
 from ..operations.transcoders import train_config
 from ..store import TRANSCODERS, location, staging_folder
 from .graphs import transcoder_reads
-from .on_cluster import STARTED, check_cluster, claimed, followed, stopped_on_cancel
+from .on_cluster import STARTED, check_cluster, check_workers, claimed, followed, stopped_on_cancel
 from .ops import Ctx, declared
 from .sae_training import MAX_MEMORY, OnWorker, staged
 
@@ -42,6 +54,10 @@ TRAIN = DECLARED["transcoders-train"]
 ESTIMATE = DECLARED["transcoders-estimate"]
 WHAT = "transcoders"
 HARVEST_SHARDS = 16  # a cluster harvest's shards: work for every worker, and progress as each one lands
+HARVEST_DTYPE = "bfloat16"
+_HARVEST_VALUE_BYTES = 2  # bfloat16
+_ROW_EXTRA_BYTES = 8  # each row's token id and document index (int32 each)
+DISK_MARGIN = 0.1  # the free space a cluster harvest leaves: this share of its size, and at least 1 GiB
 
 
 def _config(ctx: Ctx, body: Options) -> TranscoderTrainConfig:
@@ -66,7 +82,7 @@ def _config(ctx: Ctx, body: Options) -> TranscoderTrainConfig:
     return config
 
 
-def _plan(ctx: Ctx, config: TranscoderTrainConfig, name: str) -> dict[str, Any]:
+def _plan(ctx: Ctx, config: TranscoderTrainConfig, name: str, on_cluster: bool = False) -> dict[str, Any]:
     return {
         "name": name,
         "architecture": config.architecture,
@@ -76,7 +92,42 @@ def _plan(ctx: Ctx, config: TranscoderTrainConfig, name: str) -> dict[str, Any]:
         "steps": config.steps,
         "tokens": config.tokens,
         "harvest_tokens": config.harvest_tokens,
+        "harvest_bytes": harvest_bytes(ctx, config) if on_cluster else None,  # the cluster's temporary harvest
     }
+
+
+def harvest_bytes(ctx: Ctx, config: TranscoderTrainConfig) -> int:
+    """The size of a cluster build's harvest: every trained layer's ``mlp.in`` and ``mlp_out`` rows."""
+    per_sequence = rows_per_sequence(ctx.model, config.seq_len)
+    rows = math.ceil((config.harvest_tokens or config.tokens) / per_sequence) * per_sequence
+    values = len(config.layers_of(ctx.model)) * 2 * ctx.model.d_model
+    return rows * (values * _HARVEST_VALUE_BYTES + _ROW_EXTRA_BYTES)
+
+
+def free_bytes(folder: Path) -> int:
+    """Free space on the disk holding ``folder`` (or its nearest existing parent)."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
+
+
+def _check_disk(ctx: Ctx, config: TranscoderTrainConfig, name: str) -> None:
+    """Refuse (400) a cluster build whose harvest would not fit in the store with the margin to spare."""
+    size = harvest_bytes(ctx, config)
+    free = free_bytes(location(TRANSCODERS, ctx.model.key, name).parent)
+    if size + max(DISK_MARGIN * size, 2**30) > free:
+        raise InputError(
+            f"the cluster's harvest of {len(config.layers_of(ctx.model))} layers' MLP inputs and outputs would take "
+            f"{_size(size)} in the store, which has {_size(free)} free (with {DISK_MARGIN:.0%} and at least 1 GiB to "
+            "spare); lower harvest_tokens or train fewer layers"
+        )
+
+
+def _size(n_bytes: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:,.1f} {unit}"
+    return f"{int(n_bytes)} bytes"
 
 
 def estimate_op(ctx: Ctx, body: Options) -> dict:
@@ -98,6 +149,7 @@ def check_training(ctx: Ctx, body: Options) -> tuple[TranscoderTrainConfig, str]
         )
     if body.on_cluster:
         check_cluster(ctx, config.batch_size)
+        _check_disk(ctx, config, name)
         if transcoder_checkpoints(ctx.model, name).latest() is not None:  # a cluster training reads another harvest
             raise InputError(
                 f"'{name}' has a checkpoint of a training started here; start it again without the cluster to "
@@ -119,9 +171,12 @@ class _Progress:
     def reading(self) -> None:
         self.job.report(stage="reading text through the model", done=0, total=self.first)
 
-    def harvesting(self, rows: int, layers: int) -> None:
+    def harvesting(self, rows: int, layers: int, size: int) -> None:
         self.harvest_rows = rows
-        stage = f"harvesting {layers} layers' MLP inputs and outputs on the Ray cluster"
+        stage = (
+            f"harvesting {layers} layers' MLP inputs and outputs on the Ray cluster ({_size(size)} in the store, "
+            "deleted after the training)"
+        )
         self.job.report(stage=stage, done=0, total=rows)
 
     def harvested(self, rows: int) -> None:
@@ -140,12 +195,7 @@ class _Progress:
 
     def show_step(self, step: int, metrics: dict[int, dict[str, float]]) -> None:
         self.training = True
-        shown = {
-            key: sum(layer[key] for layer in metrics.values()) / len(metrics)
-            for key in ("loss", "fve", "l0", "dead")
-            if all(key in layer for layer in metrics.values())
-        }
-        self.job.report(stage="training", done=step, total=self.config.steps, metrics=shown)
+        self.job.report(stage="training", done=step, total=self.config.steps, metrics=layer_means(metrics))
 
     def evaluating(self) -> None:
         self.job.report(stage="evaluating on held-out text", done=0, total=None)
@@ -179,7 +229,8 @@ def _train_on_cluster(
     folder = staging_folder(staging.parent / f"{name}.harvest")  # hidden; removed by a later save if we die
     with claimed(ctx):
         try:
-            progress.harvesting(rows, len(layers))
+            check_workers(ctx, config.batch_size)  # the count a server started without --workers finds on Ray
+            progress.harvesting(rows, len(layers), harvest_bytes(ctx, config))
             with stopped_on_cancel(ctx, "harvest"):
                 harvest(
                     driver,  # type: ignore[arg-type]  (only its tokenizer and sizes are used here)
@@ -190,6 +241,7 @@ def _train_on_cluster(
                     seq_len=config.seq_len,
                     shard_tokens=math.ceil(rows / HARVEST_SHARDS),
                     model_batch=config.model_batch,
+                    dtype=HARVEST_DTYPE,
                     cluster=ctx.cluster,
                     on_shard=lambda shard: progress.harvested(shard.rows),
                 )
@@ -222,7 +274,7 @@ def train_op(ctx: Ctx, body: Options) -> dict:
     return {
         "kind": "transcoder_training",
         "name": name,
-        "plan": _plan(ctx, config, name),
+        "plan": _plan(ctx, config, name, body.on_cluster),
         **{key: facts[key] for key in ("seconds", "steps", "tokens_trained", "tokens_harvested", "d_sae", "layers")},
         "evaluation": trained.evaluation,
         "workers": facts.get("workers"),  # Ray workers that trained it; None: trained here

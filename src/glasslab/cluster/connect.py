@@ -93,10 +93,18 @@ class ClusterSpec:
         return max(1, int(resources.get("CPU", 1)))
 
 
+def check_cluster_options(cluster: str | ClusterSpec | None, workers: int | None, worker_gpus: float) -> None:
+    """A one-line error for workers asked for without a cluster (they would be silently ignored)."""
+    if cluster is None and (workers is not None or worker_gpus):
+        raise InputError("--workers and --worker-gpus size a Ray cluster: give --cluster local, auto or an address")
+
+
 def cluster_spec(
     cluster: str | ClusterSpec | None, workers: int | None = None, worker_gpus: float = 0.0
 ) -> ClusterSpec:
-    """A ``ClusterSpec`` from the options every corpus job takes (``cluster`` None: this process)."""
+    """A ``ClusterSpec`` from the options every corpus job takes (``cluster`` None: this process; workers
+    without a cluster are refused)."""
     if isinstance(cluster, ClusterSpec):
         return cluster
+    check_cluster_options(cluster, workers, worker_gpus)
     return ClusterSpec(address=cluster, workers=workers, gpus_per_worker=worker_gpus)

@@ -225,7 +225,7 @@ def run_on_cluster(
     if training.batch_size % workers:
         raise InputError(
             f"batch_size {training.batch_size} does not divide among {workers} workers; "
-            f"use a multiple of {workers} or other --workers"
+            f"use a multiple of {workers} (or, on the command line, other --workers)"
         )
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer

@@ -238,8 +238,11 @@ def train_dictionary(
 
 
 def _distributed(cluster: str | ClusterSpec | None, workers: int | None, worker_gpus: float) -> ClusterSpec | None:
-    """The cluster to train on, or None for this process (the cluster layer is not even imported then)."""
+    """The cluster to train on, or None for this process (Ray is not even imported then)."""
     if cluster is None:
+        from ..cluster.connect import check_cluster_options
+
+        check_cluster_options(cluster, workers, worker_gpus)  # workers without a cluster: a one-line error
         return None
     from ..cluster import cluster_spec
 

@@ -170,11 +170,12 @@ def train_transcoders(
 def training_cluster(
     cluster: str | ClusterSpec | None, workers: int | None, worker_gpus: float, config: TranscoderTrainConfig
 ) -> ClusterSpec | None:
-    """The cluster to train on, or None for this process (the cluster layer is not even imported then); a
+    """The cluster to train on, or None for this process (Ray is not even imported then); a
     one-line error for options that cannot go together (checked before anything runs)."""
     if cluster is None:
-        if workers is not None or worker_gpus:
-            raise InputError("--workers and --worker-gpus size a cluster's training: give --cluster too")
+        from ..cluster.connect import check_cluster_options
+
+        check_cluster_options(cluster, workers, worker_gpus)  # workers without a cluster: a one-line error
         return None
     if config.activations is None:
         raise InputError(
@@ -386,5 +387,11 @@ class _SetOnCluster:
         return trained
 
     def headline(self, metrics: dict[int, dict[str, float]]) -> dict[str, float]:
-        """The layers' mean loss, fve and l0."""
-        return {key: sum(layer[key] for layer in metrics.values()) / len(metrics) for key in ("loss", "fve", "l0")}
+        return layer_means(metrics)
+
+
+def layer_means(metrics: dict[int, dict[str, float]]) -> dict[str, float]:
+    """A step's loss, fve, l0 and dead averaged over the layers (those every layer reports): one line of
+    progress for the whole set, on the command line's bar and the workbench's job alike."""
+    keys = [key for key in ("loss", "fve", "l0", "dead") if all(key in layer for layer in metrics.values())]
+    return {key: sum(layer[key] for layer in metrics.values()) / len(metrics) for key in keys}

@@ -26,7 +26,7 @@ from ..model.model import Model
 from ..views.result import Result
 from .features import AnyModel, SaeName, first_sae, open_sae
 from .options import Cli, Index, Options
-from .scale import ClusterAddress, Workers
+from .scale import ClusterAddress, WorkerGpus, Workers
 from .spec import OperationSpec
 
 
@@ -159,6 +159,7 @@ class PrecomputeOptions(Options):
     any_model: AnyModel = False
     cluster: ClusterAddress = None
     workers: Workers = None
+    worker_gpus: WorkerGpus = 0.0
     on_cluster: Annotated[
         bool, Field(description="Scan on the Ray cluster the server was started with (glasslab serve --cluster).")
     ] = False
@@ -174,6 +175,7 @@ def precompute(
     any_model: bool = False,
     cluster: str | None = None,
     workers: int | None = None,
+    worker_gpus: float = 0.0,
 ) -> Precomputed:
     """Write labels.json (automatic labels with detection scores) and every feature's dashboard beside an SAE
     saved in a folder of yours (the store or a path), so its dashboards open at once; ``cluster`` scans the
@@ -193,6 +195,7 @@ def precompute(
         held_out_sequences=held_out_sequences,
         cluster=cluster,
         workers=workers,
+        worker_gpus=worker_gpus,
         **options,
     )
     return Precomputed.of(described, sae, origin.folder)
@@ -229,7 +232,7 @@ OPERATIONS = [
         GROUP,
         long=True,
         # A request never names a cluster or its workers: only the operator decides where the server runs work.
-        local_only=frozenset({"corpus", "any_model", "cluster", "workers"}),
+        local_only=frozenset({"corpus", "any_model", "cluster", "workers", "worker_gpus"}),
         http_types=(("sae", SaeName),),
         server_only=frozenset({"on_cluster"}),  # the operator's cluster (glasslab serve --cluster), never named
     ),

@@ -26,7 +26,7 @@ from ..model.model import Model
 from .graphs import TranscodersName
 from .options import MAX_LIST, Cli, Index, Options
 from .probing import parse_layers
-from .scale import ClusterAddress, Workers
+from .scale import ClusterAddress, WorkerGpus, Workers
 from .spec import OperationSpec
 
 SetName = Annotated[
@@ -100,6 +100,7 @@ class TranscoderPrecomputeOptions(Options):
     ] = None
     cluster: ClusterAddress = None
     workers: Workers = None
+    worker_gpus: WorkerGpus = 0.0
 
 
 def precompute(
@@ -113,6 +114,7 @@ def precompute(
     layers: Sequence[int] | None = None,
     cluster: str | None = None,
     workers: int | None = None,
+    worker_gpus: float = 0.0,
 ) -> TranscodersPrecomputed:
     """Label every feature of a set and precompute every dashboard: one scan of the corpus per layer, written
     beside each layer in the set's folder (its manifest kept valid)."""
@@ -127,6 +129,7 @@ def precompute(
         seq_len=seq_len,
         cluster=cluster,
         workers=workers,
+        worker_gpus=worker_gpus,
     )
 
 

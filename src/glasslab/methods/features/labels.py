@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,12 +80,13 @@ def describe_features(
     cluster: str | ClusterSpec | None = None,
     workers: int | None = None,
     worker_gpus: float = 0.0,
+    on_scanned: Callable[[int], None] | None = None,
 ) -> Described:
     """Labels (with detection scores) for every feature that fires in the scan or had
     ``training_density > 0``, and the atlas of every feature that fired: ``sequences`` packed sequences of
     ``seq_len`` tokens (default: the SAE's training context) of ``corpus``'s train split, scored on
     ``held_out_sequences`` of its test split. ``cluster``/``workers``/``worker_gpus`` run the scan on Ray
-    (``scan_features``)."""
+    (``scan_features``); ``on_scanned(sequences)`` follows each part of the scan done."""
     seq_len = seq_len or min(sae.cfg.context_size or 128, model.context_length or 128)
     scan = scan_features(
         model,
@@ -99,6 +101,7 @@ def describe_features(
         cluster=cluster,
         workers=workers,
         worker_gpus=worker_gpus,
+        on_unit=on_scanned,
     )
     common = scan.token_counts >= _COMMON  # tokens the corpus really uses, not stray pieces seen once
     common[[i for i in model.tokenizer.all_special_ids if i < len(common)]] = False  # <bos>, <eos>, <pad>

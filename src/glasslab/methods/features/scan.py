@@ -19,7 +19,7 @@ on the CPU and each worker moves it to its model's device (a GPU with ``worker_g
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -73,11 +73,13 @@ def scan_features(
     cluster: str | ClusterSpec | None = None,
     workers: int | None = None,
     worker_gpus: float = 0.0,
+    on_unit: Callable[[int], None] | None = None,
 ) -> FeatureScan:
     """Stream ``sequences`` packed sequences of ``corpus`` and collect each feature's statistics
     (``features=None``: all of them) of ``sae``'s features or any basis's. ``cluster`` (``local``, ``auto``
     or an address) splits the sequences over Ray workers (``workers``, with ``worker_gpus`` GPUs each, the
-    model and basis on cuda there); the result is the same."""
+    model and basis on cuda there); the result is the same. ``on_unit(sequences)`` follows each unit scanned,
+    here or on a worker (a job's progress, where the model's own forward passes are not seen)."""
     basis = basis_of(sae)
     chosen = list(range(basis.size)) if features is None else [int(f) for f in features]
     if not chosen:
@@ -109,6 +111,8 @@ def scan_features(
         unit_name="sequence",
     ):
         merger.add(unit.index, part)
+        if on_unit is not None:
+            on_unit(unit.tokens.shape[0])
     scanned = merger.state
     if scanned.sequences == 0:
         raise InputError(f"corpus '{source.describe()}' has too little text for one sequence of {seq_len} tokens")

@@ -68,12 +68,13 @@ def precompute_transcoders(
     seq_len: int = 128,
     cluster: str | ClusterSpec | None = None,
     workers: int | None = None,
+    worker_gpus: float = 0.0,
 ) -> TranscodersPrecomputed:
     """Label every feature and precompute every dashboard of each layer (``layers``: default all) of a set
     loaded from its folder: ``tokens`` of the corpus's train split scanned per layer (default corpus: the set's
     training corpus), each label's detection score on ``held_out_tokens`` of its test split. Labels a person
-    wrote are kept; each layer's files replace the old ones at once. ``cluster``/``workers`` run the scans on
-    Ray (``scan_features``)."""
+    wrote are kept; each layer's files replace the old ones at once. ``cluster``/``workers``/``worker_gpus``
+    run the scans on Ray (``scan_features``)."""
     if transcoders.folder is None and isinstance(transcoders, CrossLayerTranscoderSet):
         raise InputError(
             "this cross-layer transcoder was not read from a local folder: download it, then name the folder"
@@ -93,6 +94,7 @@ def precompute_transcoders(
         "seq_len": seq_len,
         "cluster": cluster,
         "workers": workers,
+        "worker_gpus": worker_gpus,
     }
     written: dict[int, dict[str, int]] = {}
     for layer in chosen:  # each scan shows its own progress, named by the layer's hook
