@@ -129,39 +129,6 @@ def test_finishing_folds_the_input_and_the_target_scale(architecture):
     assert not any(p.requires_grad for p in transcoder.parameters())
 
 
-@pytest.mark.parametrize("architecture", ["skip_transcoder", "jumprelu_skip_transcoder", "topk_skip_transcoder"])
-def test_a_skip_starts_at_the_samples_least_squares_affine_fit(architecture):
-    """The skip and b_dec start at the affine fit of the targets on the inputs (checked against lstsq on
-    [x, 1]); a target that is affine in x is then predicted by the skip alone at step 0."""
-    transcoder = dictionary_class(architecture)(config(architecture))
-    plan = TranscoderTrainConfig(architecture=architecture, k=5)
-    transcoder.start_training(torch.Generator().manual_seed(0), plan)
-    generator = torch.Generator().manual_seed(4)
-    x = torch.randn(200, D_IN, generator=generator) * 3 + 1
-    y = torch.randn(200, D_OUT, generator=generator)
-    transcoder.fit_to_sample(x, y)
-    design = torch.cat([x, torch.ones(200, 1)], dim=1).double()
-    solution = torch.linalg.lstsq(design, y.double()).solution
-    scale = float(solution.abs().max())
-    torch.testing.assert_close(transcoder.W_skip.t().double(), solution[:-1], atol=1e-3 * scale, rtol=0)
-    torch.testing.assert_close(transcoder.b_dec.double(), solution[-1], atol=1e-3 * scale, rtol=0)
-    weight, bias = torch.randn(D_IN, D_OUT, generator=generator), torch.randn(D_OUT, generator=generator)
-    affine = x @ weight + bias
-    transcoder.fit_to_sample(x, affine)
-    error = affine - transcoder.skip(x) - transcoder.b_dec
-    assert float(error.pow(2).sum() / (affine - affine.mean(0)).pow(2).sum()) < 1e-4
-
-
-def test_without_a_skip_b_dec_starts_at_the_targets_mean():
-    transcoder = dictionary_class("topk_transcoder")(config("topk_transcoder"))
-    transcoder.start_training(
-        torch.Generator().manual_seed(0), TranscoderTrainConfig(architecture="topk_transcoder", k=5)
-    )
-    y = torch.randn(50, D_OUT, generator=torch.Generator().manual_seed(5))
-    transcoder.fit_to_sample(torch.randn(50, D_IN), y)
-    torch.testing.assert_close(transcoder.b_dec, y.mean(0))
-
-
 def test_the_loss_is_the_squared_error_against_the_target():
     transcoder = random_transcoder("topk_skip_transcoder")
     transcoder.requires_grad_(True)
