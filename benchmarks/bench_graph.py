@@ -27,7 +27,9 @@ TEXT = (
     "Seine, and the one through Rome is the Tiber. Both cities were founded long ago, and both grew around bridges "
     "and markets where traders from the whole region met to sell grain, wine, cloth and salt. Today millions of "
     "visitors walk the old streets every year, looking at churches, palaces and museums, eating in small cafes and "
-    "buying postcards to send home to their families and friends in other countries far away across the sea."
+    "buying postcards to send home to their families and friends in other countries far away across the sea. "
+    "In the evening the bridges are lit, boats carry tourists up and down the river, and the smell of bread comes "
+    "from the bakeries that open before dawn."
 )
 
 

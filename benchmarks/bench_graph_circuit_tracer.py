@@ -25,7 +25,8 @@ circuit-tracer pins transformers<=4.57.3 and huggingface-hub<1.0, so it runs in 
     /tmp/ctvenv/bin/pip install circuit-tracer==0.5.0 transformer-lens==3.2.1 transformers==4.57.3
     /tmp/ctvenv/bin/python benchmarks/bench_graph_circuit_tracer.py [--lengths 10 32 64 128] [--model-folder DIR]
 
-Compare with ``.venv/bin/python benchmarks/bench_graph.py --transcoders default`` on the same machine.
+With ``--glasslab-python .venv/bin/python`` each length is also drawn by glasslab (``bench_graph.py``'s child, the
+shipped set) right after circuit-tracer, and the time and memory ratios are printed: both see the same load.
 """
 
 from __future__ import annotations
@@ -135,6 +136,18 @@ def child(length: int, folder: Path, batch_size: int, max_feature_nodes: int, k:
     }
 
 
+def run_child(command: list[str]) -> dict:
+    """One graph in a fresh process (so that its peak memory is its own); its last line is the JSON row."""
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    return json.loads(out)
+
+
+def glasslab_row(python: str, length: int, batch_size: int) -> dict:
+    """bench_graph.py's child for the same length, run with glasslab's own interpreter."""
+    command = [python, str(HERE / "bench_graph.py"), "--child", str(length), "--transcoders", "default"]
+    return run_child([*command, "--batch-size", str(batch_size)])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[10, 32, 64, 128])
@@ -142,23 +155,35 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-feature-nodes", type=int, default=4096)
     parser.add_argument("--k", type=int, default=32)
+    parser.add_argument(
+        "--glasslab-python",
+        default=None,
+        help="glasslab's interpreter (.venv/bin/python): time glasslab on each length right after circuit-tracer "
+        "and print the ratios",
+    )
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
         print(json.dumps(child(args.child, args.model_folder, args.batch_size, args.max_feature_nodes, args.k)))
         return
     header = ("tokens", "seconds", "prune s", "active", "nodes", "kept", "repl.", "peak MB")
-    print(" ".join(f"{name:>{width}}" for name, width in zip(header, (6, 8, 8, 7, 6, 5, 6, 8), strict=True)))
+    widths = (6, 8, 8, 7, 6, 5, 6, 8)
+    if args.glasslab_python:
+        header += ("glasslab s", "peak MB", "repl.", "time ct/gl", "mem ct/gl")
+        widths += (10, 8, 6, 10, 9)
+    print(" ".join(f"{name:>{width}}" for name, width in zip(header, widths, strict=True)))
     for length in args.lengths:
         command = [sys.executable, __file__, "--child", str(length), "--model-folder", str(args.model_folder)]
         command += ["--batch-size", str(args.batch_size), "--max-feature-nodes", str(args.max_feature_nodes)]
-        command += ["--k", str(args.k)]
-        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-        row = json.loads(out)
-        print(
-            f"{row['tokens']:>6} {row['seconds']:>8} {row['prune_seconds']:>8} {row['active_features']:>7} "
-            f"{row['feature_nodes']:>6} {row['kept_nodes']:>5} {row['replacement_score']:>6} {row['peak_rss_mb']:>8}"
-        )
+        row = run_child([*command, "--k", str(args.k)])
+        cells = [row[key] for key in ("tokens", "seconds", "prune_seconds", "active_features", "feature_nodes")]
+        cells += [row["kept_nodes"], row["replacement_score"], row["peak_rss_mb"]]
+        if args.glasslab_python:
+            ours = glasslab_row(args.glasslab_python, length, args.batch_size)
+            cells += [ours["seconds"], ours["peak_rss_mb"], ours["replacement_score"]]
+            theirs = row["seconds"] + row["prune_seconds"]  # glasslab's seconds include scoring and pruning
+            cells += [round(theirs / ours["seconds"], 2), round(row["peak_rss_mb"] / ours["peak_rss_mb"], 2)]
+        print(" ".join(f"{cell:>{width}}" for cell, width in zip(cells, widths, strict=True)), flush=True)
 
 
 if __name__ == "__main__":
