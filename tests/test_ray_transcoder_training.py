@@ -176,8 +176,8 @@ def test_a_cancelled_cluster_training_keeps_its_checkpoint_and_resumes(
 def test_bad_combinations_are_one_line_errors(model, harvested, corpus, cluster, tmp_path):
     cases = [
         (dict(cluster=cluster, workers=WORKERS), dict(activations=None), "reads a harvest: give --activations"),
-        (dict(workers=WORKERS), {}, "give --cluster too"),
-        (dict(worker_gpus=1.0), {}, "give --cluster too"),
+        (dict(workers=WORKERS), {}, "size a Ray cluster: give --cluster"),
+        (dict(worker_gpus=1.0), {}, "size a Ray cluster: give --cluster"),
         (dict(cluster=cluster, workers=3), {}, "does not divide among 3 workers"),
     ]
     for options, settings, message in cases:
