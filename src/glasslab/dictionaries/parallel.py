@@ -121,16 +121,10 @@ class ClusterTraining(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class _SaeTraining:
-    """An SAE's training (``sae_loop.run_training``) as a ``ClusterTraining``."""
+class ConfiguredTraining:
+    """A ``ClusterTraining``'s steps and batch size, read from its ``config`` (a ``TrainConfig``)."""
 
     config: TrainConfig
-    name: str
-    documents: list[str] | None
-    checkpoint_every: int
-    what: str = "SAE training"
-    product: str = "SAE"
 
     @property
     def steps(self) -> int:
@@ -139,6 +133,18 @@ class _SaeTraining:
     @property
     def batch_size(self) -> int:
         return self.config.batch_size
+
+
+@dataclass(frozen=True)
+class _SaeTraining(ConfiguredTraining):
+    """An SAE's training (``sae_loop.run_training``) as a ``ClusterTraining``."""
+
+    config: TrainConfig
+    name: str
+    documents: list[str] | None
+    checkpoint_every: int
+    what: str = "SAE training"
+    product: str = "SAE"
 
     def storage(self, model: Model) -> Path:
         return checkpoints_of(model, self.name).folder / "ray-train"

@@ -31,6 +31,7 @@ from ..progress import progress
 from ..store import TRANSCODER_CHECKPOINTS, TRANSCODERS, Checkpoints, location
 from .activations import ShuffleBuffer
 from .checkpoints import restore_checkpoint, write_checkpoint
+from .parallel import ConfiguredTraining
 from .registry import dictionary_class, trainable_architectures
 from .sae_config import SAEConfig
 from .train import TrainConfig, TrainingCancelled
@@ -355,7 +356,7 @@ def _record(config: TranscoderTrainConfig, trained: TrainedLayers, name: str, co
 
 
 @dataclass(frozen=True)
-class _SetOnCluster:
+class _SetOnCluster(ConfiguredTraining):
     """A transcoder set's training as ``parallel.run_on_cluster`` runs it on every rank (picklable)."""
 
     config: TranscoderTrainConfig
@@ -364,14 +365,6 @@ class _SetOnCluster:
     checkpoint_every: int
     what: str = "transcoder training"
     product: str = "transcoder set"
-
-    @property
-    def steps(self) -> int:
-        return self.config.steps
-
-    @property
-    def batch_size(self) -> int:
-        return self.config.batch_size
 
     def storage(self, model: Model) -> Path:
         return transcoder_checkpoints(model, self.name).folder / "ray-train"
